@@ -36,6 +36,7 @@ struct AccountState {
   double closed_trades = 0.0;  // round trips closed
   double wins = 0.0;           // round trips closed with equity above their entry equity
   double bankrupt = 0.0;       // 1 once equity hit kBankruptEquity (then frozen flat)
+  double drawdown = 0.0;       // 1 - equity / peak after the last step
 };
 
 // What one step did, for rewards and reports.
@@ -97,11 +98,12 @@ HIMARI_HD StepOutcome account_step(AccountState& s, std::int32_t action, double 
   s.bankrupt = out.bankrupt_now ? 1.0 : s.bankrupt;
   s.equity = out.bankrupt_now ? kBankruptEquity : marked;
   s.peak = s.equity > s.peak ? s.equity : s.peak;
+  s.drawdown = 1.0 - s.equity / s.peak;
   return out;
 }
 
 // Drawdown as a fraction of the running peak (>= 0).
-HIMARI_HD double drawdown_of(const AccountState& s) { return 1.0 - s.equity / s.peak; }
+HIMARI_HD double drawdown_of(const AccountState& s) { return s.drawdown; }
 
 // Unrealised PnL of the open position as a fraction of the equity committed to it.
 HIMARI_HD double unrealised_pnl(const AccountState& s) {

@@ -1,0 +1,109 @@
+// Checks that turn Python arrays into raw pointers for the core, and never convert silently.
+// Used only by module.cpp. Every failure throws a himari exception naming the argument, what
+// was expected and what was got.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "himari/common/error.h"
+
+namespace himari::bind {
+
+namespace py = pybind11;
+
+inline std::string shape_text(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(a.shape(i));
+  }
+  if (a.ndim() == 1) s += ",";
+  return s + ")";
+}
+
+inline std::string dtype_text(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+inline std::string describe(const py::array& a) { return dtype_text(a) + " array of shape " + shape_text(a); }
+
+// Any object numpy can view (numpy arrays, torch CPU tensors via __array__, lists) as an array,
+// without changing its dtype.
+inline py::array as_array(const py::handle& obj, const char* name) {
+  if (obj.is_none()) throw ShapeError(std::string(name) + ": expected an array, got None");
+  py::array arr = py::array::ensure(obj);
+  if (!arr)
+    throw ShapeError(std::string(name) + ": expected an array, got " +
+                     py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  return arr;
+}
+
+inline bool is_c_contiguous(const py::array& a) {
+  return (a.flags() & py::array::c_style) != 0;
+}
+
+inline void require_c_contiguous(const py::array& a, const char* name) {
+  if (!is_c_contiguous(a))
+    throw ShapeError(std::string(name) + ": expected a C-contiguous array, got a strided " + describe(a) +
+                     " (use numpy.ascontiguousarray)");
+}
+
+inline bool is_float(const py::array& a) {
+  return a.dtype().is(py::dtype::of<double>()) || a.dtype().is(py::dtype::of<float>());
+}
+
+enum class IntKind { kInt8, kUInt8, kInt16, kInt32, kInt64, kOther };
+
+inline IntKind int_kind(const py::array& a) {
+  const py::dtype d = a.dtype();
+  if (d.kind() == 'b') return IntKind::kOther;  // bool is not an action
+  if (d.is(py::dtype::of<std::int8_t>())) return IntKind::kInt8;
+  if (d.is(py::dtype::of<std::uint8_t>())) return IntKind::kUInt8;
+  if (d.is(py::dtype::of<std::int16_t>())) return IntKind::kInt16;
+  if (d.is(py::dtype::of<std::int32_t>())) return IntKind::kInt32;
+  if (d.is(py::dtype::of<std::int64_t>())) return IntKind::kInt64;
+  if (d.kind() == 'i' && d.itemsize() == 8) return IntKind::kInt64;  // 'long long' vs 'long'
+  if (d.kind() == 'i' && d.itemsize() == 4) return IntKind::kInt32;
+  return IntKind::kOther;
+}
+
+inline void require_int(const py::array& a, const char* name) {
+  if (int_kind(a) == IntKind::kOther)
+    throw ShapeError(std::string(name) + ": expected an integer array (int8, uint8, int16, int32 or int64), got " +
+                     describe(a));
+}
+
+// Reads a 1-D float32/float64 array of prices into doubles, checking finiteness and sign.
+inline std::vector<double> read_prices(const py::handle& obj, const char* name) {
+  py::array a = as_array(obj, name);
+  if (a.ndim() != 1 || !is_float(a))
+    throw ShapeError(std::string(name) + ": expected a 1-D float32 or float64 array, got " + describe(a));
+  const auto n = static_cast<std::size_t>(a.shape(0));
+  std::vector<double> out(n);
+  const py::ssize_t stride = a.strides(0);
+  const auto* base = static_cast<const char*>(a.data());
+  const bool f64 = a.dtype().is(py::dtype::of<double>());
+  for (std::size_t i = 0; i < n; ++i) {
+    const char* p = base + static_cast<py::ssize_t>(i) * stride;
+    const double v = f64 ? *reinterpret_cast<const double*>(p) : *reinterpret_cast<const float*>(p);
+    if (!(std::isfinite(v) && v > 0.0))
+      throw InvalidArgument(std::string(name) + ": expected finite prices > 0, got " + std::to_string(v) +
+                            " at index " + std::to_string(i));
+    out[i] = v;
+  }
+  return out;
+}
+
+// A non-owning numpy view of native memory, kept alive by `owner`.
+template <typename T>
+py::array view(T* data, std::vector<py::ssize_t> shape, py::handle owner, bool writeable = false) {
+  py::array_t<T> arr(shape, data, owner);
+  if (!writeable) py::detail::array_proxy(arr.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return std::move(arr);
+}
+
+}  // namespace himari::bind

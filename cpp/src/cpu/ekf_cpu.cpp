@@ -1,0 +1,55 @@
+// CPU batched EKF: one sequential filter per series, the shared per-step maths of ekf_math.h.
+#include <cmath>
+
+#include "himari/common/error.h"
+#include "himari/filters/ekf.h"
+#include "himari/filters/ekf_math.h"
+
+namespace himari {
+
+void validate_ekf_params(const EkfParams& p) {
+  const double positive[] = {p.r_level, p.p0_level, p.p0_velocity, p.p0_acceleration, p.p0_log_variance};
+  const char* positive_names[] = {"r_level", "p0_level", "p0_velocity", "p0_acceleration", "p0_log_variance"};
+  for (int i = 0; i < 5; ++i)
+    HIMARI_CHECK(std::isfinite(positive[i]) && positive[i] > 0.0, "params.", positive_names[i],
+                 ": expected a finite value > 0, got ", positive[i]);
+  const double nonneg[] = {p.q_level, p.q_velocity, p.q_acceleration, p.q_log_variance, p.r_abs_floor};
+  const char* nonneg_names[] = {"q_level", "q_velocity", "q_acceleration", "q_log_variance", "r_abs_floor"};
+  for (int i = 0; i < 5; ++i)
+    HIMARI_CHECK(std::isfinite(nonneg[i]) && nonneg[i] >= 0.0, "params.", nonneg_names[i],
+                 ": expected a finite value >= 0, got ", nonneg[i]);
+  HIMARI_CHECK(std::isfinite(p.phi) && std::fabs(p.phi) <= 1.0, "params.phi: expected a value in [-1, 1], got ",
+               p.phi);
+  HIMARI_CHECK(std::isfinite(p.mu), "params.mu: expected a finite value, got ", p.mu);
+}
+
+template <typename P>
+void ekf_cpu(const P* prices, std::int64_t batch, std::int64_t n_bars, const EkfParams& params, double* states,
+             double* innovations) {
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const P* px = prices + b * n_bars;
+    double* out = states + b * n_bars * kEkfStates;
+    double* inn = innovations != nullptr ? innovations + b * n_bars * 2 : nullptr;
+    EkfState s;
+    double prev_log = std::log(static_cast<double>(px[0]));
+    ekf_init(s, prev_log, params);
+    double innov[2];
+    for (std::int64_t t = 0; t < n_bars; ++t) {
+      const double y = std::log(static_cast<double>(px[t]));
+      if (t > 0) ekf_predict(s, params);
+      const bool use_abs = params.use_volatility_obs && t > 0;
+      ekf_update(s, y, std::fabs(y - prev_log), use_abs, params, innov);
+      prev_log = y;
+      for (int i = 0; i < kEkfStates; ++i) out[t * kEkfStates + i] = s.x[i];
+      if (inn != nullptr) {
+        inn[t * 2] = innov[0];
+        inn[t * 2 + 1] = innov[1];
+      }
+    }
+  }
+}
+
+template void ekf_cpu<float>(const float*, std::int64_t, std::int64_t, const EkfParams&, double*, double*);
+template void ekf_cpu<double>(const double*, std::int64_t, std::int64_t, const EkfParams&, double*, double*);
+
+}  // namespace himari

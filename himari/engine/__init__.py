@@ -1,0 +1,52 @@
+"""The thin Python face of the native core: the only package that imports ``himari._core``.
+
+Public surface (DESIGN.md): Market, VecTradingEnv, RewardConfig, backtest_signals, ekf, plus
+replay_actions, EKFParams, BacktestResult and the device helpers.
+"""
+
+from __future__ import annotations
+
+from himari.engine._native import _core
+from himari.engine.backtest import (
+    BARS_PER_YEAR_5M,
+    BacktestResult,
+    ReplayResult,
+    backtest_signals,
+    replay_actions,
+)
+from himari.engine.device import build_info, cuda_available, cuda_compiled
+from himari.engine.ekf import STATE_NAMES, EKFParams, ekf
+from himari.engine.env import VecTradingEnv
+from himari.engine.market import Market
+from himari.engine.reward import RewardConfig
+
+SELL, HOLD, BUY = 0, 1, 2
+ACTION_NAMES = ("SELL", "HOLD", "BUY")
+
+
+def counter_hash(seed: int, stream: int, counter: int) -> int:
+    """The counter-based hash behind episode starts (cpp/include/himari/common/rng.h)."""
+    return int(_core.counter_hash(seed, stream, counter))
+
+
+__all__ = [
+    "ACTION_NAMES",
+    "BARS_PER_YEAR_5M",
+    "BUY",
+    "HOLD",
+    "SELL",
+    "STATE_NAMES",
+    "BacktestResult",
+    "EKFParams",
+    "Market",
+    "ReplayResult",
+    "RewardConfig",
+    "VecTradingEnv",
+    "backtest_signals",
+    "build_info",
+    "counter_hash",
+    "cuda_available",
+    "cuda_compiled",
+    "ekf",
+    "replay_actions",
+]

@@ -1,0 +1,121 @@
+"""Fused many-strategy backtests and replays of fixed action sequences on the native core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from himari.engine._native import _core
+from himari.engine.arrays import as_host_array
+from himari.engine.reward import RewardConfig
+
+BARS_PER_YEAR_5M = 105_120
+"""5-minute bars in a 365-day year of 24/7 trading."""
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Per-strategy metrics, float64 arrays ``[M]``; definitions in docs/semantics.md."""
+
+    total_return: np.ndarray
+    annual_return: np.ndarray
+    sharpe: np.ndarray
+    sortino: np.ndarray
+    max_drawdown: np.ndarray
+    calmar: np.ndarray
+    turnover: np.ndarray
+    n_trades: np.ndarray
+    win_rate: np.ndarray
+    exposure: np.ndarray
+    equity: np.ndarray | None = None
+    """Equity at each close ``[T, M]`` (starts at 1) when requested."""
+
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name != "equity")
+
+    @property
+    def n_strategies(self) -> int:
+        return int(self.total_return.shape[0])
+
+    def to_dict(self, i: int = 0) -> dict[str, float]:
+        """Metrics of strategy ``i`` as plain floats (JSON-ready)."""
+        return {name: float(getattr(self, name)[i]) for name in self.metric_names()}
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per strategy."""
+        import pandas as pd
+
+        return pd.DataFrame({name: getattr(self, name) for name in self.metric_names()})
+
+
+def backtest_signals(
+    open: Any,
+    close: Any,
+    signals: Any,
+    *,
+    fee: float = 1e-3,
+    slippage: float = 5e-4,
+    mode: str = "long_flat",
+    bars_per_year: float = BARS_PER_YEAR_5M,
+    return_equity: bool = False,
+    device: str = "cpu",
+) -> BacktestResult:
+    """Backtest M action sequences over one price series in a single native pass.
+
+    ``signals`` is an integer array ``[T, M]`` (or ``[T]`` for one strategy) of actions
+    (0 SELL, 1 HOLD, 2 BUY) decided at each close and filled at the next open. Fills, costs and
+    marking are exactly those of VecTradingEnv.
+    """
+    sig = as_host_array(signals)
+    if isinstance(sig, np.ndarray) and sig.ndim == 1:
+        sig = sig.reshape(-1, 1)
+    metrics, equity = _core.backtest_signals(
+        as_host_array(open), as_host_array(close), sig, float(fee), float(slippage), mode,
+        float(bars_per_year), bool(return_equity), device,
+    )
+    names = BacktestResult.metric_names()
+    return BacktestResult(**{n: np.ascontiguousarray(metrics[:, i]) for i, n in enumerate(names)}, equity=equity)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What the env would have produced for fixed action sequences (docs/engine-api.md)."""
+
+    reward: np.ndarray
+    """Shaped reward of the decision at bar t, ``[T-1, M]``."""
+    equity: np.ndarray
+    """Equity at each close, ``[T, M]``."""
+    position: np.ndarray
+    """Position held after the decision at t-1, ``[T, M]`` (row 0 is 0)."""
+    account: np.ndarray
+    """The env's 4 account columns seen at decision t, ``[T, M, 4]`` float32."""
+
+
+def replay_actions(
+    open: Any,
+    close: Any,
+    actions: Any,
+    *,
+    fee: float = 1e-3,
+    slippage: float = 5e-4,
+    mode: str = "long_flat",
+    reward: RewardConfig | None = None,
+) -> ReplayResult:
+    """Run the env's reward function over fixed action sequences ``[T]`` or ``[T, M]``.
+
+    Offline datasets use this so their rewards are exactly what the online env would pay.
+    """
+    acts = as_host_array(actions)
+    squeeze = isinstance(acts, np.ndarray) and acts.ndim == 1
+    if squeeze:
+        acts = acts.reshape(-1, 1)
+    cfg = reward if reward is not None else RewardConfig()
+    r, e, p, a = _core.replay_actions(
+        as_host_array(open), as_host_array(close), acts, float(fee), float(slippage), mode, cfg.to_native()
+    )
+    if squeeze:
+        r, e, p, a = r[:, 0], e[:, 0], p[:, 0], a[:, 0, :]
+    return ReplayResult(reward=r, equity=e, position=p, account=a)

@@ -1,0 +1,73 @@
+"""The batched Extended Kalman filter of the native core (model: docs/ekf.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from himari.engine._native import _core
+from himari.engine.arrays import as_host_array
+
+STATE_NAMES = ("level", "velocity", "acceleration", "log_variance")
+
+
+@dataclass(frozen=True)
+class EKFParams:
+    """Noise and dynamics of the EKF; defaults suit 5-minute crypto bars (docs/ekf.md)."""
+
+    q_level: float = 1e-6
+    """Process variance of the log-price level per bar."""
+    q_velocity: float = 1e-10
+    """Process variance of the velocity (drift per bar)."""
+    q_acceleration: float = 1e-14
+    """Process variance of the acceleration."""
+    q_log_variance: float = 0.05
+    """Process variance of the log variance of returns."""
+    r_level: float = 2.5e-7
+    """Variance of the microstructure noise on the log price."""
+    r_abs_floor: float = 1e-10
+    """Floor added to the variance of the absolute-return observation."""
+    phi: float = 0.99
+    """Per-bar persistence of the log variance (AR(1) coefficient)."""
+    mu: float = -13.0
+    """Long-run log variance of one bar's log return (exp(-13/2) ~ 0.15%)."""
+    p0_level: float = 1e-4
+    p0_velocity: float = 1e-8
+    p0_acceleration: float = 1e-12
+    p0_log_variance: float = 1.0
+    use_volatility_obs: bool = True
+    """Use the absolute-return observation; False reduces the filter to a linear KF."""
+
+    def to_native(self) -> _core.EkfParams:
+        native = _core.EkfParams()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            setattr(native, f.name, bool(value) if f.name == "use_volatility_obs" else float(value))
+        return native
+
+
+def ekf(
+    prices: Any,
+    params: EKFParams | None = None,
+    *,
+    return_innovations: bool = False,
+    device: str = "cpu",
+) -> Any:
+    """Filter price series ``[B, T]`` (or ``[T]``) into states ``[B, T, 4]`` (or ``[T, 4]``).
+
+    States are (level, velocity, acceleration, log_variance) of the log price, each using
+    prices up to its bar only. With ``return_innovations`` also returns ``[B, T, 2]``
+    innovations (log-price and absolute-return observation).
+    """
+    p = as_host_array(prices)
+    squeeze = isinstance(p, np.ndarray) and p.ndim == 1
+    if squeeze:
+        p = p.reshape(1, -1)
+    native = (params if params is not None else EKFParams()).to_native()
+    states, innovations = _core.ekf(p, native, bool(return_innovations), device)
+    if squeeze:
+        states = states[0]
+        innovations = None if innovations is None else innovations[0]
+    return (states, innovations) if return_innovations else states

@@ -1,0 +1,156 @@
+"""VecTradingEnv: N trading accounts over one Market, stepping in lock-step in native code.
+
+It is a ``gymnasium.vector.VectorEnv`` with same-step autoreset. Observations, rewards, flags
+and info arrays are views of persistent native buffers (allocated once): ``step`` returns the
+same array objects every time with new contents, which is what makes a step cheap. Copy what
+you keep.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from himari.engine._native import _core
+from himari.engine.arrays import as_host_array
+from himari.engine.market import Market
+from himari.engine.reward import RewardConfig
+
+MODES = ("long_flat", "long_short")
+
+
+class VecTradingEnv(gym.vector.VectorEnv):
+    """Vectorised trading env; semantics in docs/semantics.md.
+
+    Args:
+        market: prices and features shared by all envs.
+        n_envs: number of envs stepping together.
+        episode_length: steps per episode (shorter when the data ends first).
+        mode: ``long_flat`` (SELL goes flat) or ``long_short`` (SELL goes short).
+        fee: fraction of traded notional paid on every fill.
+        slippage: fraction by which each fill price moves against the trader.
+        reward: shaping coefficients; the default is the plain log return of equity.
+        window: bars of features per observation.
+        seed: seed of the counter-based episode-start RNG.
+        random_start: draw episode starts at random (else start at the first admissible bar).
+        warmup: first admissible start bar; ``None`` takes ``market.warmup``.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(
+        self,
+        market: Market,
+        n_envs: int = 1,
+        episode_length: int = 2048,
+        mode: str = "long_flat",
+        fee: float = 1e-3,
+        slippage: float = 5e-4,
+        reward: RewardConfig | None = None,
+        window: int = 1,
+        seed: int = 0,
+        random_start: bool = True,
+        warmup: int | None = None,
+    ) -> None:
+        from himari.errors import InvalidArgumentError
+
+        if not isinstance(market, Market):
+            raise InvalidArgumentError(f"market: expected a himari.engine.Market, got {type(market).__name__}")
+        if mode not in MODES:
+            raise InvalidArgumentError(f"mode: expected one of {MODES}, got {mode!r}")
+        if int(seed) < 0:
+            raise InvalidArgumentError(f"seed: expected an integer >= 0, got {seed}")
+        self.market = market
+        self.reward_config = reward if reward is not None else RewardConfig()
+        self.mode = mode
+        self.fee = float(fee)
+        self.slippage = float(slippage)
+        self.episode_length = int(episode_length)
+        self.window = int(window)
+        self.random_start = bool(random_start)
+        self.warmup = market.warmup if warmup is None else int(warmup)
+        self._native = _core.TradingEnv(
+            market._native,
+            int(n_envs),
+            self.episode_length,
+            self.window,
+            self.warmup,
+            int(seed),
+            self.random_start,
+            self.fee,
+            self.slippage,
+            mode,
+            self.reward_config.to_native(),
+        )
+        self.num_envs = int(n_envs)
+        self.n_features = market.n_features
+        self.obs_dim = self.n_features + int(_core.ACCOUNT_COLUMNS)
+        self.single_observation_space = gym.spaces.Box(
+            -np.inf, np.inf, shape=(self.window, self.obs_dim), dtype=np.float32
+        )
+        self.single_action_space = gym.spaces.Discrete(3)
+        self.observation_space = gym.spaces.Box(
+            -np.inf, np.inf, shape=(self.num_envs, self.window, self.obs_dim), dtype=np.float32
+        )
+        self.action_space = gym.spaces.MultiDiscrete(np.full(self.num_envs, 3, dtype=np.int64))
+        self._obs = self._native.obs
+        self._reward = self._native.reward
+        self._terminated = self._native.terminated
+        self._truncated = self._native.truncated
+        accounts = self._native.accounts
+        terms = self._native.terms
+        # Views into the native state: built once, refreshed in place by every step.
+        self._info: dict[str, np.ndarray] = {
+            "equity": accounts["equity"],
+            "position": accounts["position"],
+            "drawdown": accounts["drawdown"],
+            "trades": accounts["trades"],
+            "turnover": accounts["turnover"],
+            "bar": self._native.bar,
+            "log_return": terms["log_return"],
+            "drawdown_penalty": terms["drawdown_penalty"],
+            "turnover_penalty": terms["turnover_penalty"],
+            "dsr": terms["dsr"],
+            "episode_done": self._native.episode_done,
+            "episode_return": self._native.episode_return,
+            "episode_length": self._native.episode_length,
+        }
+        self._accounts = accounts
+        self._outputs = (self._obs, self._reward, self._terminated, self._truncated, self._info)
+
+    @property
+    def seed_value(self) -> int:
+        return int(self._native.seed)
+
+    @property
+    def accounts(self) -> np.ndarray:
+        """Structured read-only view of every account's full state (cash, units, equity, ...)."""
+        return self._accounts
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Start a new episode in every env. ``seed`` reseeds and restarts the episode counters."""
+        if isinstance(seed, (list, tuple)):
+            from himari.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("seed: expected one integer for all envs (starts derive from it per env)")
+        if seed is not None and int(seed) < 0:
+            from himari.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"seed: expected an integer >= 0, got {seed}")
+        self._native.reset(seed is not None, 0 if seed is None else int(seed))
+        return self._obs, self._info
+
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Apply one action per env (0 SELL, 1 HOLD, 2 BUY); returns views of native buffers."""
+        self._native.step(as_host_array(actions))
+        return self._outputs
+
+    def close(self, **kwargs: Any) -> None:  # nothing to release beyond normal GC
+        self.closed = True

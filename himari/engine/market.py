@@ -1,0 +1,66 @@
+"""The market shared by all envs of a VecTradingEnv."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from himari.engine._native import _core
+from himari.engine.arrays import as_host_array
+from himari.engine.device import check_device
+
+
+class Market:
+    """Prices and causal features of one instrument, copied once into native memory.
+
+    ``open`` and ``close`` are 1-D float32/float64 arrays of equal length ``T >= 2`` (finite,
+    > 0; stored as float64). ``features`` is ``[T, F]`` float32/float64 (stored as float32) or
+    ``None``. ``warmup`` is the first bar an episode may start at, usually the warm-up of the
+    feature set. Every env of every VecTradingEnv built on it shares this one copy.
+    """
+
+    def __init__(
+        self,
+        open: Any,
+        close: Any,
+        features: Any = None,
+        *,
+        warmup: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self.device = check_device(device)
+        if int(warmup) < 0:
+            from himari.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"warmup: expected >= 0, got {warmup}")
+        self._native = _core.Market(
+            as_host_array(open), as_host_array(close), None if features is None else as_host_array(features)
+        )
+        self.warmup = int(warmup)
+
+    @property
+    def n_bars(self) -> int:
+        return int(self._native.n_bars)
+
+    @property
+    def n_features(self) -> int:
+        return int(self._native.n_features)
+
+    @property
+    def open(self) -> np.ndarray:
+        """Read-only float64 view of the open prices."""
+        return self._native.open
+
+    @property
+    def close(self) -> np.ndarray:
+        """Read-only float64 view of the close prices."""
+        return self._native.close
+
+    @property
+    def features(self) -> np.ndarray:
+        """Read-only float32 view ``[T, F]`` of the features."""
+        return self._native.features
+
+    def __repr__(self) -> str:
+        return f"Market(n_bars={self.n_bars}, n_features={self.n_features}, warmup={self.warmup}, device='{self.device}')"
