@@ -1,95 +1,36 @@
-// CPU signal backtester. Strategies are processed in blocks of kBlock whose state lives in
-// structure-of-arrays form; time is the outer loop and the strategies of a block the inner one,
-// so each bar's signals are read once, contiguously, and the inner loop (the shared, branch-free
-// account_step) auto-vectorises across strategies.
-#include <algorithm>
+// CPU signal backtester and action replay. The kernel (backtest_kernel.h) is compiled twice:
+// here for the baseline x86-64 ISA (SSE2, two doubles per vector) and in backtest_cpu_avx2.cpp
+// with AVX2 (four doubles); the CPU picks one at run time. FMA stays off in both (see
+// CMakeLists.txt), so both round exactly like the env.
 #include <cmath>
 
 #include "himari/backtest/backtest.h"
+#include "himari/backtest/backtest_math.h"
 #include "himari/env/account_math.h"
 #include "himari/env/episode_math.h"
 #include "himari/reward/reward_math.h"
 
 namespace himari {
-namespace {
+namespace baseline {
+#include "backtest_kernel.h"
+}  // namespace baseline
 
-constexpr std::int64_t kBlock = 64;
-
-// Structure-of-arrays state of one block of accounts.
-struct BlockState {
-  double cash[kBlock], units[kBlock], equity[kBlock], peak[kBlock], entry_equity[kBlock], turnover[kBlock];
-  double position[kBlock], bars_in_position[kBlock], trades[kBlock], closed_trades[kBlock], wins[kBlock];
-  double bankrupt[kBlock], drawdown[kBlock];
-  double sum[kBlock], sum_sq[kBlock], down_sq[kBlock], max_dd[kBlock], exposed[kBlock];
-
-  void init(std::int64_t n) {
-    const AccountState a{};
-    for (std::int64_t j = 0; j < n; ++j) {
-      cash[j] = a.cash, units[j] = a.units, equity[j] = a.equity, peak[j] = a.peak;
-      entry_equity[j] = a.entry_equity, turnover[j] = a.turnover, position[j] = a.position;
-      bars_in_position[j] = a.bars_in_position, trades[j] = a.trades, closed_trades[j] = a.closed_trades;
-      wins[j] = a.wins, bankrupt[j] = a.bankrupt, drawdown[j] = a.drawdown;
-      sum[j] = sum_sq[j] = down_sq[j] = max_dd[j] = exposed[j] = 0.0;
-    }
-  }
-  AccountState load(std::int64_t j) const {
-    return AccountState{cash[j], units[j], equity[j], peak[j], entry_equity[j], turnover[j], position[j],
-                        bars_in_position[j], trades[j], closed_trades[j], wins[j], bankrupt[j], drawdown[j]};
-  }
-  void store(std::int64_t j, const AccountState& a) {
-    cash[j] = a.cash, units[j] = a.units, equity[j] = a.equity, peak[j] = a.peak;
-    entry_equity[j] = a.entry_equity, turnover[j] = a.turnover, position[j] = a.position;
-    bars_in_position[j] = a.bars_in_position, trades[j] = a.trades, closed_trades[j] = a.closed_trades;
-    wins[j] = a.wins, bankrupt[j] = a.bankrupt, drawdown[j] = a.drawdown;
-  }
-  MetricAccumulator load_metrics(std::int64_t j) const {
-    return MetricAccumulator{sum[j], sum_sq[j], down_sq[j], max_dd[j], exposed[j]};
-  }
-  void store_metrics(std::int64_t j, const MetricAccumulator& m) {
-    sum[j] = m.sum, sum_sq[j] = m.sum_sq, down_sq[j] = m.down_sq, max_dd[j] = m.max_dd, exposed[j] = m.exposed;
-  }
-};
-
+#if defined(HIMARI_HAVE_AVX2_KERNEL)
+namespace avx2 {
 template <typename A>
-void run_block(const BacktestInputs& in, const A* signals, std::int64_t m0, std::int64_t nb, BlockState& st,
-               Metrics* metrics, double* equity) {
-  const std::int64_t m_total = in.n_strategies;
-  st.init(nb);
-  if (equity != nullptr) {
-    for (std::int64_t j = 0; j < nb; ++j) equity[m0 + j] = 1.0;
-  }
-  for (std::int64_t t = 0; t + 1 < in.n_bars; ++t) {
-    const A* row = signals + t * m_total + m0;
-    const double next_open = in.open[t + 1];
-    const double next_close = in.close[t + 1];
-    for (std::int64_t j = 0; j < nb; ++j) {
-      AccountState a = st.load(j);
-      const StepOutcome o = account_step(a, static_cast<std::int32_t>(row[j]), next_open, next_close, in.costs);
-      MetricAccumulator m = st.load_metrics(j);
-      accumulate(m, o.prev_equity, a.equity, a.drawdown, a.position);
-      st.store(j, a);
-      st.store_metrics(j, m);
-    }
-    if (equity != nullptr) {
-      double* out = equity + (t + 1) * m_total + m0;
-      for (std::int64_t j = 0; j < nb; ++j) out[j] = st.equity[j];
-    }
-  }
-  const double n = static_cast<double>(in.n_bars - 1);
-  for (std::int64_t j = 0; j < nb; ++j) {
-    metrics[m0 + j] = finalize_metrics(st.load_metrics(j), st.equity[j], st.turnover[j], st.trades[j],
-                                       st.closed_trades[j], st.wins[j], n, in.bars_per_year);
-  }
-}
-
-}  // namespace
+void backtest(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity);
+}  // namespace avx2
+#endif
 
 template <typename A>
 void backtest_signals_cpu(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity) {
-  BlockState st;
-  for (std::int64_t m0 = 0; m0 < in.n_strategies; m0 += kBlock) {
-    run_block(in, signals, m0, std::min(kBlock, in.n_strategies - m0), st, metrics, equity);
+#if defined(HIMARI_HAVE_AVX2_KERNEL)
+  if (__builtin_cpu_supports("avx2")) {
+    avx2::backtest(in, signals, metrics, equity);
+    return;
   }
+#endif
+  baseline::run_all<Vec2d>(in, signals, metrics, equity);
 }
 
 template <typename A>
@@ -105,7 +46,7 @@ void replay_actions_cpu(const BacktestInputs& in, const RewardConfig& reward, co
     acc0[0] = acc0[1] = acc0[2] = acc0[3] = 0.0f;
     for (std::int64_t t = 0; t + 1 < in.n_bars; ++t) {
       const double prev_drawdown = drawdown_of(a);
-      const StepOutcome o = account_step(a, static_cast<std::int32_t>(actions[t * m_total + m]), in.open[t + 1],
+      const StepOutcome o = account_step(a, static_cast<double>(actions[t * m_total + m]), in.open[t + 1],
                                          in.close[t + 1], in.costs);
       const double log_return = std::log(a.equity / o.prev_equity);
       const RewardTerms rt = shape_reward(log_return, prev_drawdown, drawdown_of(a), o.traded, dsr, reward);

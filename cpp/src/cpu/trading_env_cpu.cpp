@@ -135,15 +135,14 @@ void TradingEnv::step(const A* actions) {
     AccountState& s = accounts[i];
     const std::int64_t t = bar[i];
     const double prev_drawdown = drawdown_of(s);
-    const StepOutcome o =
-        account_step(s, static_cast<std::int32_t>(actions[i]), open[t + 1], close[t + 1], config_.costs);
+    const StepOutcome o = account_step(s, static_cast<double>(actions[i]), open[t + 1], close[t + 1], config_.costs);
     const double log_return = std::log(s.equity / o.prev_equity);
     const RewardTerms rt = shape_reward(log_return, prev_drawdown, drawdown_of(s), o.traded, dsr[i], reward_);
     reward[i] = static_cast<float>(rt.total);
     terms[i] = RewardReport{rt.log_return, rt.drawdown_penalty, rt.turnover_penalty, rt.dsr};
     bar[i] = t + 1;
     episode_step[i] += 1;
-    const bool term = o.bankrupt_now;
+    const bool term = o.broke > 0.5;
     const bool trunc = !term && episode_step[i] >= episode_len[i];
     terminated[i] = term;
     truncated[i] = trunc;

@@ -1,30 +1,35 @@
-// Per-strategy metric accumulators of the signal backtester, shared by CPU and CUDA.
-// One pass over the equity curve: sums for mean/std of returns, downside squares, the running
-// drawdown and exposure. Definitions: docs/semantics.md.
+// Per-strategy metric accumulators of the signal backtester, shared by CPU and CUDA, templated
+// over the lane type like account_math.h. One pass over the equity curve: sums for the mean and
+// std of returns, downside squares, the running max drawdown and exposure.
+// Definitions: docs/semantics.md.
 #pragma once
 
 #include <cmath>
 
 #include "himari/common/hd.h"
+#include "himari/common/lanes.h"
 
 namespace himari {
 
-struct MetricAccumulator {
-  double sum = 0.0;       // sum of simple returns R_t
-  double sum_sq = 0.0;    // sum of R_t^2
-  double down_sq = 0.0;   // sum of min(R_t, 0)^2
-  double max_dd = 0.0;    // max drawdown fraction
-  double exposed = 0.0;   // steps ending with a position
+template <typename T>
+struct MetricAccumulatorT {
+  T sum = splat<T>(0.0);      // sum of simple returns R_t
+  T sum_sq = splat<T>(0.0);   // sum of R_t^2
+  T down_sq = splat<T>(0.0);  // sum of min(R_t, 0)^2
+  T max_dd = splat<T>(0.0);   // max drawdown fraction
+  T exposed = splat<T>(0.0);  // steps ending with a position
 };
+using MetricAccumulator = MetricAccumulatorT<double>;
 
-HIMARI_HD void accumulate(MetricAccumulator& m, double prev_equity, double equity, double drawdown, double position) {
-  const double r = equity / prev_equity - 1.0;
+template <typename T>
+HIMARI_HD void accumulate(MetricAccumulatorT<T>& m, T prev_equity, T equity, T drawdown, T position) {
+  const T r = equity / prev_equity - 1.0;
   m.sum += r;
   m.sum_sq += r * r;
-  const double down = r < 0.0 ? r : 0.0;
+  const T down = select(r < 0.0, r, splat<T>(0.0));
   m.down_sq += down * down;
-  m.max_dd = drawdown > m.max_dd ? drawdown : m.max_dd;
-  m.exposed += position != 0.0 ? 1.0 : 0.0;
+  m.max_dd = select(drawdown > m.max_dd, drawdown, m.max_dd);
+  m.exposed += lane_abs(position);  // positions are -1, 0, +1: |p| is the in-market indicator
 }
 
 struct Metrics {
