@@ -58,22 +58,22 @@ inline bool is_float(const py::array& a) {
 
 enum class IntKind { kInt8, kUInt8, kInt16, kInt32, kInt64, kOther };
 
+inline bool native_byte_order(const py::dtype& d) { return d.attr("isnative").cast<bool>(); }
+
 inline IntKind int_kind(const py::array& a) {
   const py::dtype d = a.dtype();
-  if (d.kind() == 'b') return IntKind::kOther;  // bool is not an action
+  if (d.kind() == 'b' || !native_byte_order(d)) return IntKind::kOther;  // bool is not an action
   if (d.is(py::dtype::of<std::int8_t>())) return IntKind::kInt8;
   if (d.is(py::dtype::of<std::uint8_t>())) return IntKind::kUInt8;
   if (d.is(py::dtype::of<std::int16_t>())) return IntKind::kInt16;
   if (d.is(py::dtype::of<std::int32_t>())) return IntKind::kInt32;
   if (d.is(py::dtype::of<std::int64_t>())) return IntKind::kInt64;
-  if (d.kind() == 'i' && d.itemsize() == 8) return IntKind::kInt64;  // 'long long' vs 'long'
-  if (d.kind() == 'i' && d.itemsize() == 4) return IntKind::kInt32;
   return IntKind::kOther;
 }
 
 inline void require_int(const py::array& a, const char* name) {
   if (int_kind(a) == IntKind::kOther)
-    throw ShapeError(std::string(name) + ": expected an integer array (int8, uint8, int16, int32 or int64), got " +
+    throw ShapeError(std::string(name) + ": expected an integer array (int8, uint8, int16, int32 or int64, native byte order), got " +
                      describe(a));
 }
 

@@ -96,7 +96,7 @@ void env_step(TradingEnv& env, const py::handle& actions_obj) {
   py::array a = as_array(actions_obj, "actions");
   if (a.ndim() != 1 || a.shape(0) != env.num_envs() || bind::int_kind(a) == bind::IntKind::kOther)
     throw ShapeError("actions: expected an integer array of shape (" + std::to_string(env.num_envs()) +
-                     ",) (one action per env), got " + describe(a));
+                     ",) (one action per env; int8, uint8, int16, int32 or int64, native byte order), got " + describe(a));
   if (!bind::is_c_contiguous(a)) a = py::array::ensure(a, py::array::c_style);  // documented: copies a strided view
   with_int_type(a, [&](auto* p) {
     using A = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
@@ -124,7 +124,7 @@ BacktestArgs backtest_args(const py::handle& open, const py::handle& close, cons
   py::array s = as_array(signals, signals_name);
   if (s.ndim() != 2 || s.shape(0) != t_bars || s.shape(1) < 1 || bind::int_kind(s) == bind::IntKind::kOther)
     throw ShapeError(std::string(signals_name) + ": expected an integer array of shape [T, M] with T = " +
-                     std::to_string(t_bars) + " (len(close)) and M >= 1, got " + describe(s));
+                     std::to_string(t_bars) + " (len(close)) and M >= 1 (int8, uint8, int16, int32 or int64, native byte order), got " + describe(s));
   if (!bind::is_c_contiguous(s)) s = py::array::ensure(s, py::array::c_style);  // documented: inputs may be copied
   with_int_type(s, [&](auto* p) {
     using A = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;

@@ -8,13 +8,30 @@ from typing import Any
 import numpy as np
 
 
-def as_host_array(x: Any) -> Any:
-    """A zero-copy numpy view of ``x`` when it is a CPU tensor; other inputs pass through.
+def check_mode(mode: Any) -> str:
+    """The position mode, checked here so a wrong type gets the same error as a wrong name."""
+    from himari.errors import InvalidArgumentError
 
-    torch tensors are recognised by duck typing (``__dlpack__`` plus ``device``) so that this
-    module never imports torch.
+    if mode not in ("long_flat", "long_short"):
+        raise InvalidArgumentError(f"mode: expected 'long_flat' or 'long_short', got {mode!r}")
+    return str(mode)
+
+
+def as_host_array(x: Any) -> Any:
+    """A numpy view of ``x``: zero-copy for arrays and CPU tensors, never a dtype change.
+
+    torch tensors are recognised by duck typing (``__dlpack__``) so that this module never
+    imports torch. Lists become arrays of numpy's inferred dtype; anything numpy cannot view
+    passes through unchanged for the native checks to reject with a named error.
     """
-    if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__"):
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple)):
+        try:
+            return np.asarray(x)
+        except (ValueError, TypeError):  # ragged: let the binding name the argument
+            return x
+    if not hasattr(x, "__dlpack__"):
         return x
     device = getattr(x, "__dlpack_device__", None)
     if device is not None and device()[0] != 1:  # 1 = kDLCPU

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from himari.engine._native import _core
-from himari.engine.arrays import as_host_array
+from himari.engine.arrays import as_host_array, check_mode
 from himari.engine.reward import RewardConfig
 
 BARS_PER_YEAR_5M = 105_120
@@ -69,6 +69,7 @@ def backtest_signals(
     (0 SELL, 1 HOLD, 2 BUY) decided at each close and filled at the next open. Fills, costs and
     marking are exactly those of VecTradingEnv.
     """
+    mode = check_mode(mode)
     sig = as_host_array(signals)
     if isinstance(sig, np.ndarray) and sig.ndim == 1:
         sig = sig.reshape(-1, 1)
@@ -108,6 +109,7 @@ def replay_actions(
 
     Offline datasets use this so their rewards are exactly what the online env would pay.
     """
+    mode = check_mode(mode)
     acts = as_host_array(actions)
     squeeze = isinstance(acts, np.ndarray) and acts.ndim == 1
     if squeeze:

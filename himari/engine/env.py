@@ -15,12 +15,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from himari.engine._native import _core
-from himari.engine.arrays import as_host_array
+from himari.engine.arrays import as_host_array, check_mode
 from himari.engine.market import Market
 from himari.engine.reward import RewardConfig
-
-MODES = ("long_flat", "long_short")
-
 
 class VecTradingEnv(gym.vector.VectorEnv):
     """Vectorised trading env; semantics in docs/semantics.md.
@@ -59,8 +56,7 @@ class VecTradingEnv(gym.vector.VectorEnv):
 
         if not isinstance(market, Market):
             raise InvalidArgumentError(f"market: expected a himari.engine.Market, got {type(market).__name__}")
-        if mode not in MODES:
-            raise InvalidArgumentError(f"mode: expected one of {MODES}, got {mode!r}")
+        check_mode(mode)
         if int(seed) < 0:
             raise InvalidArgumentError(f"seed: expected an integer >= 0, got {seed}")
         self.market = market

@@ -2,12 +2,32 @@
 // per-account maths (account_math.h, reward_math.h, episode_math.h).
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <vector>
 
 #include "himari/common/error.h"
 #include "himari/env/trading_env.h"
 
 namespace himari {
+namespace {
+
+// log1p(bars) as float for the bars-in-position observation column, tabulated because it is
+// evaluated for every env at every step; values past the table are computed directly.
+constexpr std::int64_t kLog1pTable = 4096;
+const float* log1p_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(kLog1pTable);
+    for (std::int64_t k = 0; k < kLog1pTable; ++k) t[k] = static_cast<float>(std::log1p(static_cast<double>(k)));
+    return t;
+  }();
+  return table.data();
+}
+
+float log1p_bars(double bars) {
+  const auto k = static_cast<std::int64_t>(bars);
+  return k < kLog1pTable ? log1p_table()[k] : static_cast<float>(std::log1p(bars));
+}
+
+}  // namespace
 
 void validate_costs(const CostConfig& costs) {
   HIMARI_CHECK(std::isfinite(costs.fee) && costs.fee >= 0.0 && costs.fee < 1.0,
@@ -64,10 +84,8 @@ TradingEnv::TradingEnv(std::shared_ptr<const MarketData> market, const EnvConfig
 }
 
 void TradingEnv::reset(bool reseed, std::uint64_t seed) {
-  if (reseed) {
-    config_.seed = seed;
-    std::fill(episode_index.begin(), episode_index.end(), 0);
-  }
+  if (reseed) config_.seed = seed;
+  if (reseed || pristine_) std::fill(episode_index.begin(), episode_index.end(), 0);
   std::fill(reward.begin(), reward.end(), 0.0f);
   std::fill(terminated.begin(), terminated.end(), 0);
   std::fill(truncated.begin(), truncated.end(), 0);
@@ -96,7 +114,9 @@ void TradingEnv::write_observation(std::int64_t i, bool fresh) {
   float* base = obs.data() + i * w_count * row;
   const float* feat = market_->features.data() + (bar[i] - w_count + 1) * f;
   for (std::int64_t w = 0; w < w_count; ++w) {
-    if (f > 0) std::memcpy(base + w * row, feat + w * f, static_cast<std::size_t>(f) * sizeof(float));
+    float* dst = base + w * row;
+    const float* src = feat + w * f;
+    for (std::int64_t j = 0; j < f; ++j) dst[j] = src[j];  // short rows: a loop beats a memcpy call
     float* acc = base + w * row + f;
     if (fresh) {
       acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
@@ -114,7 +134,7 @@ void TradingEnv::write_observation(std::int64_t i, bool fresh) {
     acc[0] = static_cast<float>(s.position);
     acc[1] = static_cast<float>(unrealised_pnl(s));
     acc[2] = static_cast<float>(-drawdown_of(s));
-    acc[3] = static_cast<float>(std::log1p(s.bars_in_position));
+    acc[3] = log1p_bars(s.bars_in_position);
   }
 }
 
@@ -129,6 +149,7 @@ void TradingEnv::check_actions(const A* actions, std::int64_t n) {
 
 template <typename A>
 void TradingEnv::step(const A* actions) {
+  pristine_ = false;
   const double* open = market_->open.data();
   const double* close = market_->close.data();
   for (std::int64_t i = 0; i < config_.num_envs; ++i) {

@@ -27,10 +27,12 @@ HIMARI_HD double lane_abs(double x) { return std::fabs(x); }
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
 #define HIMARI_HAVE_VECTOR_LANES 1
-typedef double Vec4d __attribute__((vector_size(32)));
 typedef double Vec2d __attribute__((vector_size(16)));
-inline Vec4d lane_abs(Vec4d x) { return x < 0.0 ? -x : x; }
 inline Vec2d lane_abs(Vec2d x) { return x < 0.0 ? -x : x; }
+#if defined(__AVX__)  // only where 32-byte vectors are native (the AVX2 kernel's translation unit)
+typedef double Vec4d __attribute__((vector_size(32)));
+inline Vec4d lane_abs(Vec4d x) { return x < 0.0 ? -x : x; }
+#endif
 #endif
 
 }  // namespace himari

@@ -29,7 +29,9 @@ class TradingEnv {
   TradingEnv(std::shared_ptr<const MarketData> market, const EnvConfig& config, const RewardConfig& reward);
 
   // Restart every env's episode. When `reseed` is true, `seed` replaces the seed and every
-  // env's episode counter restarts at 0, so the same seed reproduces the same starts.
+  // env's episode counter restarts at 0, so the same seed reproduces the same starts. The first
+  // reset after construction always restarts the counters (the constructor's own reset, which
+  // makes the buffers valid at once, does not use up episode 0).
   void reset(bool reseed, std::uint64_t seed);
 
   // One step of all envs. `actions` holds num_envs values; the caller has checked the range.
@@ -70,6 +72,7 @@ class TradingEnv {
   EnvConfig config_;
   RewardConfig reward_;
   EpisodeBounds bounds_;
+  bool pristine_ = true;  // no step since construction
 };
 
 // Checks shared by the env constructor and the backtester.

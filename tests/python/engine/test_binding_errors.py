@@ -1,0 +1,676 @@
+"""Bad input at every entry point gives a himari.errors exception naming the argument, never a
+crash or a foreign exception (docs/engine-api.md, "Exceptions")."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+try:
+    import himari.engine as engine
+    from himari import errors
+except ImportError as exc:
+    engine = None
+    errors = None
+    _IMPORT_ERROR = repr(exc)
+else:
+    _IMPORT_ERROR = ""
+
+pytestmark = pytest.mark.skipif(engine is None, reason=f"himari.engine not importable: {_IMPORT_ERROR}")
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def expect_invalid(fn, names, cls=None):
+    """fn() must raise an InvalidArgumentError (a ValueError) whose message names the argument."""
+    cls = cls or errors.InvalidArgumentError
+    with pytest.raises(errors.HimariError) as info:
+        fn()
+    exc = info.value
+    assert isinstance(exc, cls), f"expected {cls.__name__}, got {type(exc).__name__}: {exc}"
+    assert isinstance(exc, ValueError)
+    msg = str(exc)
+    names = (names,) if isinstance(names, str) else tuple(names)
+    assert any(n in msg for n in names), f"message does not name {names}: {msg!r}"
+    return exc
+
+
+def valid_or_invalid(fn, names):
+    """For inputs the docs allow either way: a result, or a himari error naming the argument."""
+    try:
+        return fn()
+    except errors.HimariError as exc:
+        assert isinstance(exc, errors.InvalidArgumentError), repr(exc)
+        names = (names,) if isinstance(names, str) else tuple(names)
+        assert any(n in str(exc) for n in names), str(exc)
+        return None
+
+
+def prices(rng, T, dtype=np.float64):
+    c = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, T)))
+    o = np.r_[100.0, c[:-1]] * np.exp(rng.normal(0, 0.002, T))
+    return o.astype(dtype), c.astype(dtype)
+
+
+# ------------------------------------------------------------------------------------------
+# Corruptions of a float price array
+# ------------------------------------------------------------------------------------------
+
+VALUE_DEFECTS = ["nan", "inf", "-inf", "zero", "negative", "tiny_negative"]
+DTYPE_DEFECTS = ["int64", "int32", "bool", "float16", "complex128", "object", "big_endian_f8"]
+SHAPE_DEFECTS = ["2d", "0d", "empty", "len1"]
+ALL_PRICE_DEFECTS = VALUE_DEFECTS + DTYPE_DEFECTS + SHAPE_DEFECTS
+
+
+def corrupt_prices(x, defect, pos):
+    x = np.array(x, copy=True)
+    pos = pos % x.shape[-1]
+    if defect in VALUE_DEFECTS:
+        x = x.astype(np.float64) if x.dtype != np.float32 else x
+        x.reshape(-1, x.shape[-1])[..., pos] = {
+            "nan": np.nan,
+            "inf": np.inf,
+            "-inf": -np.inf,
+            "zero": 0.0,
+            "negative": -1.0,
+            "tiny_negative": -1e-300 if x.dtype == np.float64 else -1e-30,
+        }[defect]
+        return x
+    if defect == "int64":
+        return np.round(x).astype(np.int64)
+    if defect == "int32":
+        return np.round(x).astype(np.int32)
+    if defect == "bool":
+        return np.ones(x.shape, dtype=bool)
+    if defect == "float16":
+        return x.astype(np.float16)
+    if defect == "complex128":
+        return x.astype(np.complex128)
+    if defect == "object":
+        return x.astype(object)
+    if defect == "big_endian_f8":
+        return x.astype(">f8")
+    if defect == "2d":
+        return np.stack([x, x], axis=-1)
+    if defect == "0d":
+        return np.array(x.ravel()[0])
+    if defect == "empty":
+        return np.zeros((0,), dtype=np.float64)
+    if defect == "len1":
+        return x.ravel()[:1].copy()
+    raise AssertionError(defect)
+
+
+# ------------------------------------------------------------------------------------------
+# Market
+# ------------------------------------------------------------------------------------------
+
+
+@given(seed=st.integers(0, 2**31), T=st.integers(2, 60), which=st.sampled_from(["open", "close"]),
+       defect=st.sampled_from(ALL_PRICE_DEFECTS), pos=st.integers(0, 10_000),
+       dtype=st.sampled_from([np.float32, np.float64]))
+@SETTINGS
+def test_market_bad_prices(seed, T, which, defect, pos, dtype):
+    rng = np.random.default_rng(seed)
+    o, c = prices(rng, T, dtype)
+    if which == "open":
+        o = corrupt_prices(o, defect, pos)
+    else:
+        c = corrupt_prices(c, defect, pos)
+    names = [which]
+    if defect in ("empty", "len1"):
+        names = ["open", "close"]  # a length mismatch may be reported against either
+    expect_invalid(lambda: engine.Market(o, c), names)
+
+
+@given(seed=st.integers(0, 2**31), T=st.integers(2, 60), dT=st.integers(1, 5), dtype_o=st.sampled_from(["f4", "f8"]),
+       dtype_c=st.sampled_from(["f4", "f8"]))
+@SETTINGS
+def test_market_length_mismatch_and_mixed_dtypes(seed, T, dT, dtype_o, dtype_c):
+    rng = np.random.default_rng(seed)
+    o, c = prices(rng, T + dT)
+    expect_invalid(lambda: engine.Market(o[:T].astype(dtype_o), c.astype(dtype_c)), ["open", "close"],
+                   cls=errors.InvalidArgumentError)
+    expect_invalid(lambda: engine.Market(o.astype(dtype_o), c[:T].astype(dtype_c)), ["open", "close"])
+    # Equal lengths with mixed float dtypes are fine.
+    m = engine.Market(o.astype(dtype_o), c.astype(dtype_c))
+    assert m.n_bars == T + dT
+
+
+@given(seed=st.integers(0, 2**31), T=st.integers(2, 40),
+       defect=st.sampled_from(["nan", "inf", "wrong_T", "1d", "3d", "int", "complex", "object", "float16"]))
+@SETTINGS
+def test_market_bad_features(seed, T, defect):
+    rng = np.random.default_rng(seed)
+    o, c = prices(rng, T)
+    f = rng.normal(size=(T, 3))
+    if defect == "nan":
+        f[rng.integers(T), rng.integers(3)] = np.nan
+    elif defect == "inf":
+        f[rng.integers(T), rng.integers(3)] = -np.inf
+    elif defect == "wrong_T":
+        f = rng.normal(size=(T + 1, 3))
+    elif defect == "1d":
+        f = f[:, 0].copy()
+    elif defect == "3d":
+        f = f[:, :, None].copy()
+    elif defect == "int":
+        f = np.round(f).astype(np.int64)
+    elif defect == "complex":
+        f = f.astype(np.complex64)
+    elif defect == "object":
+        f = f.astype(object)
+    elif defect == "float16":
+        f = f.astype(np.float16)
+    expect_invalid(lambda: engine.Market(o, c, f), "features")
+
+
+def test_market_non_contiguous_inputs_are_read_correctly():
+    rng = np.random.default_rng(0)
+    o, c = prices(rng, 80)
+    f = rng.normal(size=(80, 6))
+    m = engine.Market(o[::2], c[::2], f[::2, ::3])  # strided views
+    np.testing.assert_array_equal(np.asarray(m.open), o[::2])
+    np.testing.assert_array_equal(np.asarray(m.close), c[::2])
+    np.testing.assert_array_equal(np.asarray(m.features), f[::2, ::3].astype(np.float32))
+    m2 = engine.Market(o[::-1], c[::-1])  # negative strides
+    np.testing.assert_array_equal(np.asarray(m2.open), o[::-1])
+
+
+def test_market_bad_warmup_and_device():
+    rng = np.random.default_rng(0)
+    o, c = prices(rng, 20)
+    expect_invalid(lambda: engine.Market(o, c, warmup=-1), "warmup")
+    with pytest.raises(errors.HimariError):
+        engine.Market(o, c, device="tpu")
+    if not engine.cuda_available():
+        with pytest.raises(errors.CudaUnavailableError):
+            engine.Market(o, c, device="cuda")
+
+
+# ------------------------------------------------------------------------------------------
+# VecTradingEnv construction and step
+# ------------------------------------------------------------------------------------------
+
+
+def _market(T=50, F=2, seed=0):
+    rng = np.random.default_rng(seed)
+    o, c = prices(rng, T)
+    return engine.Market(o, c, rng.normal(size=(T, F)) if F else None)
+
+
+BAD_ENV_KWARGS = [
+    (dict(n_envs=0), "n_envs"),
+    (dict(n_envs=-3), "n_envs"),
+    (dict(episode_length=0), "episode_length"),
+    (dict(episode_length=-1), "episode_length"),
+    (dict(window=0), "window"),
+    (dict(window=-2), "window"),
+    (dict(window=50), ("window", "market")),  # T = 50: no bar left to step from
+    (dict(warmup=-1), "warmup"),
+    (dict(warmup=49), ("warmup", "market")),
+    (dict(mode="foo"), "mode"),
+    (dict(mode=""), "mode"),
+    (dict(mode="LONG_FLAT"), "mode"),
+    (dict(mode=None), "mode"),
+    (dict(fee=-1e-3), "fee"),
+    (dict(fee=float("nan")), "fee"),
+    (dict(fee=float("inf")), "fee"),
+    (dict(slippage=-1e-4), "slippage"),
+    (dict(slippage=float("nan")), "slippage"),
+    (dict(seed=-1), "seed"),
+]
+
+
+@pytest.mark.parametrize("kwargs,names", BAD_ENV_KWARGS, ids=[str(k) for k, _ in BAD_ENV_KWARGS])
+def test_env_bad_constructor_arguments(kwargs, names):
+    market = _market()
+    expect_invalid(lambda: engine.VecTradingEnv(market, **kwargs), names)
+
+
+@pytest.mark.parametrize("field,value", [("dsr_decay", 0.0), ("dsr_decay", -0.5), ("dsr_decay", 1.5),
+                                         ("dsr_decay", float("nan")), ("dsr_weight", float("nan")),
+                                         ("drawdown_penalty", float("nan")), ("turnover_penalty", float("inf"))])
+def test_env_bad_reward_config(field, value):
+    market = _market()
+    rc = engine.RewardConfig(**{field: value})
+    expect_invalid(lambda: engine.VecTradingEnv(market, reward=rc), field)
+    rng = np.random.default_rng(0)
+    o, c = prices(rng, 30)
+    expect_invalid(lambda: engine.replay_actions(o, c, np.ones(30, dtype=np.int64), reward=rc), field)
+
+
+ACTION_DEFECTS = ["too_long", "too_short", "2d", "0d", "empty", "float64", "float32", "float16", "bool",
+                  "complex", "object", "uint32", "uint64", "minus1", "three", "big", "int8_minus", "uint8_255"]
+
+
+def make_bad_actions(rng, n, defect):
+    good = rng.integers(0, 3, size=n)
+    if defect == "too_long":
+        return rng.integers(0, 3, size=n + 1)
+    if defect == "too_short":
+        return rng.integers(0, 3, size=max(n - 1, 0))
+    if defect == "2d":
+        return good[:, None].copy()
+    if defect == "0d":
+        return np.array(1)
+    if defect == "empty":
+        return np.zeros((0,), dtype=np.int64)
+    if defect in ("float64", "float32", "float16", "complex"):
+        return good.astype({"float64": np.float64, "float32": np.float32, "float16": np.float16,
+                            "complex": np.complex128}[defect])
+    if defect == "bool":
+        return good.astype(bool)
+    if defect == "object":
+        return good.astype(object)
+    if defect == "uint32":
+        return good.astype(np.uint32)
+    if defect == "uint64":
+        return good.astype(np.uint64)
+    bad = good.copy()
+    i = rng.integers(n)
+    if defect == "minus1":
+        bad[i] = -1
+    elif defect == "three":
+        bad[i] = 3
+    elif defect == "big":
+        bad[i] = 2**40
+    elif defect == "int8_minus":
+        bad = bad.astype(np.int8)
+        bad[i] = -128
+    elif defect == "uint8_255":
+        bad = bad.astype(np.uint8)
+        bad[i] = 255
+    return bad
+
+
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 6), defect=st.sampled_from(ACTION_DEFECTS))
+@SETTINGS
+def test_env_step_bad_actions(seed, n, defect):
+    rng = np.random.default_rng(seed)
+    env = engine.VecTradingEnv(_market(seed=seed % 7), n_envs=n, episode_length=10, seed=seed)
+    env.reset(seed=seed)
+    bad = make_bad_actions(rng, n, defect)
+    if defect in ("too_short",) and n == 1:
+        bad = np.zeros((0,), dtype=np.int64)
+    twin = engine.VecTradingEnv(_market(seed=seed % 7), n_envs=n, episode_length=10, seed=seed)
+    twin.reset(seed=seed)
+    expect_invalid(lambda: env.step(bad), "actions")
+    # A rejected step changes nothing: the env goes on exactly like one that never saw it.
+    good = rng.integers(0, 3, size=n)
+    got = np.array(env.step(good)[0])
+    np.testing.assert_array_equal(got, np.array(twin.step(good)[0]))
+
+
+def test_env_step_invalid_action_error_class():
+    env = engine.VecTradingEnv(_market(), n_envs=2)
+    env.reset(seed=0)
+    exc = expect_invalid(lambda: env.step(np.array([1, 3])), "actions")
+    # semantics.md calls this InvalidActionError; engine-api.md lists InvalidArgumentError.
+    if hasattr(errors, "InvalidActionError"):
+        assert isinstance(exc, errors.InvalidActionError)
+
+
+def test_env_step_accepts_lists_and_strided_int_arrays():
+    m = _market()
+    env1 = engine.VecTradingEnv(m, n_envs=3, episode_length=20, seed=1)
+    env2 = engine.VecTradingEnv(m, n_envs=3, episode_length=20, seed=1)
+    env1.reset(seed=1)
+    env2.reset(seed=1)
+    rng = np.random.default_rng(0)
+    for dtype in (np.int8, np.uint8, np.int16, np.int32, np.int64):
+        a = rng.integers(0, 3, size=6).astype(dtype)
+        o1 = np.array(env1.step(a[::2])[0])  # strided view
+        o2 = np.array(env2.step([int(v) for v in a[::2]])[0])  # plain list
+        np.testing.assert_array_equal(o1, o2)
+
+
+# ------------------------------------------------------------------------------------------
+# backtest_signals and replay_actions
+# ------------------------------------------------------------------------------------------
+
+SIGNAL_DEFECTS = ["wrong_T", "3d", "no_columns", "empty", "float64", "float32", "float16", "bool", "complex",
+                  "object", "uint32", "uint64", "minus1", "three", "big", "uint8_255", "0d"]
+
+
+def make_bad_signals(rng, T, M, defect):
+    good = rng.integers(0, 3, size=(T, M))
+    if defect == "wrong_T":
+        return rng.integers(0, 3, size=(T + rng.integers(1, 3), M))
+    if defect == "3d":
+        return good[:, :, None].copy()
+    if defect == "no_columns":
+        return np.zeros((T, 0), dtype=np.int64)
+    if defect == "empty":
+        return np.zeros((0,), dtype=np.int64)
+    if defect == "0d":
+        return np.array(1)
+    if defect in ("float64", "float32", "float16", "complex"):
+        return good.astype({"float64": np.float64, "float32": np.float32, "float16": np.float16,
+                            "complex": np.complex64}[defect])
+    if defect == "bool":
+        return good.astype(bool)
+    if defect == "object":
+        return good.astype(object)
+    if defect in ("uint32", "uint64"):
+        return good.astype(defect)
+    bad = good.copy()
+    i, j = rng.integers(max(T - 1, 1)), rng.integers(M)  # not in the ignored last row
+    if defect == "minus1":
+        bad[i, j] = -1
+    elif defect == "three":
+        bad[i, j] = 3
+    elif defect == "big":
+        bad[i, j] = -(2**62)
+    elif defect == "uint8_255":
+        bad = bad.astype(np.uint8)
+        bad[i, j] = 255
+    return bad
+
+
+@given(seed=st.integers(0, 2**31), T=st.integers(2, 50), M=st.integers(1, 4),
+       defect=st.sampled_from(SIGNAL_DEFECTS), fn=st.sampled_from(["backtest", "replay"]))
+@SETTINGS
+def test_bad_signals(seed, T, M, defect, fn):
+    rng = np.random.default_rng(seed)
+    o, c = prices(rng, T)
+    bad = make_bad_signals(rng, T, M, defect)
+    name = "signals" if fn == "backtest" else "actions"
+    call = (lambda s: engine.backtest_signals(o, c, s, return_equity=True)) if fn == "backtest" else (
+        lambda s: engine.replay_actions(o, c, s))
+    if defect in ("uint32", "uint64"):
+        # "integer array": either accepted (same result as int64) or rejected as a dtype.
+        res = valid_or_invalid(lambda: call(bad), name)
+        if res is not None:
+            want = call(bad.astype(np.int64))
+            np.testing.assert_array_equal(np.asarray(res.equity), np.asarray(want.equity))
+        return
+    expect_invalid(lambda: call(bad), name)
+
+
+@given(seed=st.integers(0, 2**31), T=st.integers(2, 50), which=st.sampled_from(["open", "close"]),
+       defect=st.sampled_from(ALL_PRICE_DEFECTS), pos=st.integers(0, 10_000),
+       fn=st.sampled_from(["backtest", "replay"]))
+@SETTINGS
+def test_backtest_bad_prices(seed, T, which, defect, pos, fn):
+    rng = np.random.default_rng(seed)
+    o, c = prices(rng, T)
+    if which == "open":
+        o = corrupt_prices(o, defect, pos)
+    else:
+        c = corrupt_prices(c, defect, pos)
+    sig = rng.integers(0, 3, size=(T, 2))
+    names = [which] if defect not in ("empty", "len1", "2d", "0d") else ["open", "close", "signals", "actions"]
+    if fn == "backtest":
+        expect_invalid(lambda: engine.backtest_signals(o, c, sig), names)
+    else:
+        expect_invalid(lambda: engine.replay_actions(o, c, sig), names)
+
+
+BAD_COSTS = [
+    (dict(fee=-1e-3), "fee"),
+    (dict(fee=float("nan")), "fee"),
+    (dict(fee=float("inf")), "fee"),
+    (dict(fee=-float("inf")), "fee"),
+    (dict(slippage=-1e-4), "slippage"),
+    (dict(slippage=float("nan")), "slippage"),
+    (dict(mode="foo"), "mode"),
+    (dict(mode=""), "mode"),
+    (dict(mode="long_flat "), "mode"),
+    (dict(mode=None), "mode"),
+]
+
+
+@pytest.mark.parametrize("kwargs,name", BAD_COSTS, ids=[str(k) for k, _ in BAD_COSTS])
+@pytest.mark.parametrize("fn", ["backtest", "replay"])
+def test_backtest_bad_costs_and_mode(kwargs, name, fn):
+    rng = np.random.default_rng(1)
+    o, c = prices(rng, 30)
+    sig = rng.integers(0, 3, size=(30, 2))
+    f = engine.backtest_signals if fn == "backtest" else engine.replay_actions
+    expect_invalid(lambda: f(o, c, sig, **kwargs), name)
+
+
+@pytest.mark.parametrize("bpy", [0.0, -252.0, float("nan"), float("inf")])
+def test_backtest_bad_bars_per_year(bpy):
+    rng = np.random.default_rng(2)
+    o, c = prices(rng, 30)
+    expect_invalid(lambda: engine.backtest_signals(o, c, np.ones((30, 1), dtype=np.int64), bars_per_year=bpy),
+                   "bars_per_year")
+
+
+def test_backtest_non_contiguous_inputs_match_contiguous():
+    rng = np.random.default_rng(3)
+    o, c = prices(rng, 200)
+    sig = rng.integers(0, 3, size=(100, 6)).astype(np.int32)
+    a = engine.backtest_signals(o[::2], c[::2], sig[:, ::2], return_equity=True)
+    b = engine.backtest_signals(o[::2].copy(), c[::2].copy(), np.ascontiguousarray(sig[:, ::2]), return_equity=True)
+    np.testing.assert_array_equal(a.equity, b.equity)
+    fortran = np.asfortranarray(sig)
+    a = engine.backtest_signals(o[::2], c[::2], fortran, return_equity=True)
+    b = engine.backtest_signals(o[::2], c[::2], sig, return_equity=True)
+    np.testing.assert_array_equal(a.equity, b.equity)
+    r1 = engine.replay_actions(o[::2], c[::2], sig[:, ::2])
+    r2 = engine.replay_actions(o[::2].copy(), c[::2].copy(), np.ascontiguousarray(sig[:, ::2]))
+    np.testing.assert_array_equal(r1.reward, r2.reward)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.int64])
+def test_backtest_accepts_documented_integer_dtypes(dtype):
+    rng = np.random.default_rng(4)
+    o, c = prices(rng, 60)
+    sig = rng.integers(0, 3, size=(60, 3))
+    a = engine.backtest_signals(o, c, sig.astype(dtype), return_equity=True)
+    b = engine.backtest_signals(o, c, sig.astype(np.int64), return_equity=True)
+    np.testing.assert_array_equal(a.equity, b.equity)
+
+
+@pytest.mark.parametrize("dtype", [">i8", ">i4", ">i2"])
+@pytest.mark.parametrize("entry", ["step", "backtest", "replay"])
+def test_non_native_byte_order_is_not_misread(dtype, entry):
+    """A big-endian integer array holds the same numbers: it must act like the native-order one
+    or be rejected as a dtype (ShapeError), never be read byte-swapped (1 -> 2**56)."""
+    rng = np.random.default_rng(5)
+    T, n = 30, 3
+    o, c = prices(rng, T)
+    if entry == "step":
+        acts = np.array([1, 2, 0])
+        m = engine.Market(o, c)
+        env1 = engine.VecTradingEnv(m, n_envs=n, episode_length=10, seed=3)
+        env2 = engine.VecTradingEnv(m, n_envs=n, episode_length=10, seed=3)
+        env1.reset(seed=3)
+        env2.reset(seed=3)
+        try:
+            got = np.array(env1.step(acts.astype(dtype))[0])
+        except errors.HimariError as exc:
+            assert isinstance(exc, errors.ShapeError), f"byte-swapped actions misread: {exc}"
+            return
+        np.testing.assert_array_equal(got, np.array(env2.step(acts)[0]))
+        return
+    sig = rng.integers(0, 3, size=(T, n))
+    f = engine.backtest_signals if entry == "backtest" else engine.replay_actions
+    try:
+        got = f(o, c, sig.astype(dtype))
+    except errors.HimariError as exc:
+        assert isinstance(exc, errors.ShapeError), f"byte-swapped {entry} input misread: {exc}"
+        return
+    want = f(o, c, sig)
+    np.testing.assert_array_equal(np.asarray(got.total_return if entry == "backtest" else got.reward),
+                                  np.asarray(want.total_return if entry == "backtest" else want.reward))
+
+
+# ------------------------------------------------------------------------------------------
+# ekf
+# ------------------------------------------------------------------------------------------
+
+
+@given(seed=st.integers(0, 2**31), B=st.integers(1, 4), T=st.integers(1, 40), defect=st.sampled_from(
+    ["nan", "inf", "-inf", "zero", "negative", "int64", "bool", "float16", "complex128", "object", "3d", "0d",
+     "empty_1d", "no_bars"]), one_d=st.booleans())
+@SETTINGS
+def test_ekf_bad_prices(seed, B, T, defect, one_d):
+    rng = np.random.default_rng(seed)
+    p = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, size=(B, T)), axis=1))
+    if one_d:
+        p = p[0].copy()
+    b, t = rng.integers(p.shape[0] if p.ndim == 2 else 1), rng.integers(T)
+    idx = (b, t) if p.ndim == 2 else (t,)
+    if defect in ("nan", "inf", "-inf", "zero", "negative"):
+        p[idx] = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "zero": 0.0, "negative": -3.0}[defect]
+        exc = expect_invalid(lambda: engine.ekf(p), "prices")
+        assert str(t) in str(exc)  # the message names the bar
+        return
+    if defect == "int64":
+        p = np.round(p).astype(np.int64)
+    elif defect == "bool":
+        p = np.ones(p.shape, dtype=bool)
+    elif defect == "float16":
+        p = p.astype(np.float16)
+    elif defect == "complex128":
+        p = p.astype(np.complex128)
+    elif defect == "object":
+        p = p.astype(object)
+    elif defect == "3d":
+        p = p.reshape(1, 1, -1)
+    elif defect == "0d":
+        p = np.array(100.0)
+    elif defect == "empty_1d":
+        p = np.zeros((0,), dtype=np.float64)
+    elif defect == "no_bars":
+        p = np.zeros((B, 0), dtype=np.float64)
+    expect_invalid(lambda: engine.ekf(p), "prices")
+
+
+def test_ekf_edge_shapes():
+    # One bar: the state is the initial one after the first level update.
+    s = np.asarray(engine.ekf(np.array([[50.0]])))
+    assert s.shape == (1, 1, 4)
+    np.testing.assert_allclose(s[0, 0], [np.log(50.0), 0.0, 0.0, -13.0], atol=1e-15)
+    # An empty batch: an empty result or an error, never a crash.
+    res = valid_or_invalid(lambda: engine.ekf(np.zeros((0, 5))), "prices")
+    if res is not None:
+        assert np.asarray(res).shape == (0, 5, 4)
+    # Strided input is read correctly.
+    rng = np.random.default_rng(0)
+    p = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, size=(4, 60)), axis=1))
+    np.testing.assert_array_equal(np.asarray(engine.ekf(p[::2, ::3])),
+                                  np.asarray(engine.ekf(np.ascontiguousarray(p[::2, ::3]))))
+    if not engine.cuda_available():
+        with pytest.raises(errors.CudaUnavailableError):
+            engine.ekf(p, device="cuda")
+
+
+# ------------------------------------------------------------------------------------------
+# The battery in a subprocess: a segfault fails this test instead of killing pytest
+# ------------------------------------------------------------------------------------------
+
+BATTERY = textwrap.dedent(
+    r"""
+    import sys, traceback
+    import numpy as np
+    import himari.engine as e
+    from himari import errors
+
+    rng = np.random.default_rng(0)
+    T = 40
+    c = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, T)))
+    o = np.r_[100.0, c[:-1]]
+    sig = rng.integers(0, 3, size=(T, 3))
+    m = e.Market(o, c, rng.normal(size=(T, 2)))
+    env = e.VecTradingEnv(m, n_envs=3, episode_length=7, window=3)
+    env.reset(seed=1)
+
+    nan_o = o.copy(); nan_o[5] = np.nan
+    neg_c = c.copy(); neg_c[-1] = -1.0
+    big = np.array([2**62, 1, 1])
+    cases = {
+        "market nan": lambda: e.Market(nan_o, c),
+        "market neg": lambda: e.Market(o, neg_c),
+        "market empty": lambda: e.Market(np.zeros(0), np.zeros(0)),
+        "market one bar": lambda: e.Market(o[:1], c[:1]),
+        "market None": lambda: e.Market(None, c),
+        "market str": lambda: e.Market("abc", c),
+        "market object": lambda: e.Market(o.astype(object), c),
+        "market complex": lambda: e.Market(o.astype(complex), c),
+        "market 2d": lambda: e.Market(np.stack([o, o]), np.stack([c, c])),
+        "market mismatch": lambda: e.Market(o[:-1], c),
+        "market features T": lambda: e.Market(o, c, np.zeros((T - 1, 2))),
+        "market features nan": lambda: e.Market(o, c, np.full((T, 2), np.nan)),
+        "market features 0-width": lambda: e.Market(o, c, np.zeros((T, 0))),
+        "env window too big": lambda: e.VecTradingEnv(m, window=T + 5),
+        "env window huge": lambda: e.VecTradingEnv(m, window=2**40),
+        "env warmup huge": lambda: e.VecTradingEnv(m, warmup=2**62),
+        "env episode huge": lambda: e.VecTradingEnv(m, episode_length=2**62).reset(seed=3),
+        "env n_envs 0": lambda: e.VecTradingEnv(m, n_envs=0),
+        "env mode": lambda: e.VecTradingEnv(m, mode="x"),
+        "env fee nan": lambda: e.VecTradingEnv(m, fee=float("nan")),
+        "env reset big seed": lambda: env.reset(seed=2**64 - 1),
+        "step short": lambda: env.step(np.array([1, 1])),
+        "step long": lambda: env.step(np.array([1, 1, 1, 1])),
+        "step empty": lambda: env.step(np.zeros(0, dtype=np.int64)),
+        "step None": lambda: env.step(None),
+        "step str": lambda: env.step("abc"),
+        "step float": lambda: env.step(np.array([1.0, 1.0, 1.0])),
+        "step nan": lambda: env.step(np.array([np.nan, 1.0, 1.0])),
+        "step big": lambda: env.step(big),
+        "step neg": lambda: env.step(np.array([-1, 1, 1])),
+        "step 2d": lambda: env.step(np.ones((3, 1), dtype=np.int64)),
+        "step object": lambda: env.step(np.array([1, 1, 1], dtype=object)),
+        "step broadcast": lambda: env.step(np.broadcast_to(np.int64(1), (3,))),
+        "step ragged": lambda: env.step([1, [1], 1]),
+        "backtest nan": lambda: e.backtest_signals(nan_o, c, sig),
+        "backtest sig T": lambda: e.backtest_signals(o, c, sig[:-1]),
+        "backtest sig 3d": lambda: e.backtest_signals(o, c, sig[:, :, None]),
+        "backtest sig 0 cols": lambda: e.backtest_signals(o, c, np.zeros((T, 0), dtype=np.int64)),
+        "backtest sig float": lambda: e.backtest_signals(o, c, sig.astype(float)),
+        "backtest sig big": lambda: e.backtest_signals(o, c, np.full((T, 2), 2**62)),
+        "backtest sig None": lambda: e.backtest_signals(o, c, None),
+        "backtest sig strided": lambda: e.backtest_signals(o, c, sig[:, ::2]),
+        "backtest sig fortran": lambda: e.backtest_signals(o, c, np.asfortranarray(sig)),
+        "backtest fee": lambda: e.backtest_signals(o, c, sig, fee=-1.0),
+        "backtest slip": lambda: e.backtest_signals(o, c, sig, slippage=float("inf")),
+        "backtest bpy": lambda: e.backtest_signals(o, c, sig, bars_per_year=0.0),
+        "backtest mode": lambda: e.backtest_signals(o, c, sig, mode="short"),
+        "backtest T=2": lambda: e.backtest_signals(o[:2], c[:2], sig[:2], return_equity=True),
+        "replay nan": lambda: e.replay_actions(o, neg_c, sig),
+        "replay 1d": lambda: e.replay_actions(o, c, sig[:, 0]),
+        "replay bad": lambda: e.replay_actions(o, c, sig - 1),
+        "replay float": lambda: e.replay_actions(o, c, sig.astype(np.float32)),
+        "replay empty": lambda: e.replay_actions(np.zeros(0), np.zeros(0), np.zeros((0, 1), dtype=np.int64)),
+        "ekf nan": lambda: e.ekf(np.array([[1.0, np.nan]])),
+        "ekf empty": lambda: e.ekf(np.zeros(0)),
+        "ekf no bars": lambda: e.ekf(np.zeros((3, 0))),
+        "ekf empty batch": lambda: e.ekf(np.zeros((0, 3))),
+        "ekf 3d": lambda: e.ekf(np.ones((2, 2, 2))),
+        "ekf object": lambda: e.ekf(np.ones(3, dtype=object)),
+        "ekf None": lambda: e.ekf(None),
+        "ekf huge": lambda: e.ekf(np.array([1e308, 1e-308, 1.0])),
+        "ekf strided": lambda: e.ekf(np.ones((4, 10))[::2, ::3]),
+    }
+    bad = 0
+    for name, fn in cases.items():
+        try:
+            fn()
+        except errors.HimariError:
+            pass
+        except Exception as exc:
+            bad += 1
+            print(f"FOREIGN {name}: {type(exc).__name__}: {exc}"[:300])
+    print("DONE", len(cases))
+    sys.exit(1 if bad else 0)
+    """
+)
+
+
+def test_battery_in_subprocess(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", BATTERY], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode >= 0, f"the process crashed (signal {-proc.returncode}):\n{out}"
+    assert "DONE" in out, out
+    assert proc.returncode == 0, out
