@@ -33,107 +33,84 @@ HIMARI_HD void ekf_init(EkfState& s, double log_price, const EkfParams& prm) {
 }
 
 // x' = F x (+ AR(1) mean for the log variance); P' = F P F' + Q, with
-// F = [[1,1,.5,0],[0,1,1,0],[0,0,1,0],[0,0,0,phi]].
+// F = [[1,1,.5,0],[0,1,1,0],[0,0,1,0],[0,0,0,phi]]. F is sparse, so F P F' is written out
+// term by term on the upper triangle (P stays exactly symmetric).
 HIMARI_HD void ekf_predict(EkfState& s, const EkfParams& prm) {
-  const double f[kEkfStates][kEkfStates] = {
-      {1.0, 1.0, 0.5, 0.0}, {0.0, 1.0, 1.0, 0.0}, {0.0, 0.0, 1.0, 0.0}, {0.0, 0.0, 0.0, prm.phi}};
-  double x[kEkfStates];
-  x[0] = s.x[0] + s.x[1] + 0.5 * s.x[2];
-  x[1] = s.x[1] + s.x[2];
-  x[2] = s.x[2];
-  x[3] = prm.mu + prm.phi * (s.x[3] - prm.mu);
-  double fp[kEkfStates][kEkfStates];
-  for (int i = 0; i < kEkfStates; ++i)
-    for (int j = 0; j < kEkfStates; ++j) {
-      double acc = 0.0;
-      for (int k = 0; k < kEkfStates; ++k) acc += f[i][k] * s.p[k][j];
-      fp[i][j] = acc;
-    }
-  const double q[kEkfStates] = {prm.q_level, prm.q_velocity, prm.q_acceleration, prm.q_log_variance};
-  for (int i = 0; i < kEkfStates; ++i) {
-    s.x[i] = x[i];
-    for (int j = 0; j < kEkfStates; ++j) {
-      double acc = 0.0;
-      for (int k = 0; k < kEkfStates; ++k) acc += fp[i][k] * f[j][k];
-      s.p[i][j] = acc + (i == j ? q[i] : 0.0);
-    }
+  const double phi = prm.phi;
+  s.x[0] = s.x[0] + s.x[1] + 0.5 * s.x[2];
+  s.x[1] = s.x[1] + s.x[2];
+  s.x[3] = prm.mu + phi * (s.x[3] - prm.mu);
+  double(&p)[kEkfStates][kEkfStates] = s.p;
+  // A = F P (rows of F applied to P).
+  double a[3][kEkfStates];
+  for (int j = 0; j < kEkfStates; ++j) {
+    a[0][j] = p[0][j] + p[1][j] + 0.5 * p[2][j];
+    a[1][j] = p[1][j] + p[2][j];
+    a[2][j] = p[2][j];
   }
+  // P' = A F' on the upper triangle; row/column 3 only picks up phi.
+  const double n00 = a[0][0] + a[0][1] + 0.5 * a[0][2];
+  const double n01 = a[0][1] + a[0][2];
+  const double n02 = a[0][2];
+  const double n03 = phi * a[0][3];
+  const double n11 = a[1][1] + a[1][2];
+  const double n12 = a[1][2];
+  const double n13 = phi * a[1][3];
+  const double n22 = a[2][2];
+  const double n23 = phi * a[2][3];
+  const double n33 = phi * phi * p[3][3];
+  p[0][0] = n00 + prm.q_level;
+  p[0][1] = p[1][0] = n01;
+  p[0][2] = p[2][0] = n02;
+  p[0][3] = p[3][0] = n03;
+  p[1][1] = n11 + prm.q_velocity;
+  p[1][2] = p[2][1] = n12;
+  p[1][3] = p[3][1] = n13;
+  p[2][2] = n22 + prm.q_acceleration;
+  p[2][3] = p[3][2] = n23;
+  p[3][3] = n33 + prm.q_log_variance;
 }
 
-// Update with m = 1 (level only) or m = 2 (level and absolute return) observations.
-// h rows: H0 = [1,0,0,0]; H1 = [0,0,0,g/2] with g = sqrt(2/pi) exp(lv/2).
-// Writes the innovations z - h(x_pred) to innov[0..1] (innov[1] = 0 when m = 1).
+// Update with the level observation and, when use_abs, the absolute-return observation.
+// H rows: [1,0,0,0] and [0,0,0,g/2] with g = sqrt(2/pi) exp(lv/2), so P H' is two scaled
+// columns of P. Covariance update in the symmetric form P - K S K' (= (I - K H) P for the optimal
+// gain), computed on the upper triangle. Writes the innovations z - h(x_pred) to innov[0..1].
 HIMARI_HD void ekf_update(EkfState& s, double log_price, double abs_return, bool use_abs, const EkfParams& prm,
                           double* innov) {
-  const int m = use_abs ? 2 : 1;
+  double(&p)[kEkfStates][kEkfStates] = s.p;
   const double g = kSqrtTwoOverPi * std::exp(0.5 * s.x[3]);
-  double hm[2][kEkfStates] = {{1.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.5 * g}};
-  const double r[2] = {prm.r_level, kAbsVarianceFactor * std::exp(s.x[3]) + prm.r_abs_floor};
-  const double y[2] = {log_price - s.x[0], use_abs ? abs_return - g : 0.0};
-  innov[0] = y[0];
-  innov[1] = y[1];
-  // PH' [4 x m] and S = H P H' + R [m x m].
-  double ph[kEkfStates][2];
-  for (int i = 0; i < kEkfStates; ++i)
-    for (int a = 0; a < 2; ++a) {
-      double acc = 0.0;
-      for (int k = 0; k < kEkfStates; ++k) acc += s.p[i][k] * hm[a][k];
-      ph[i][a] = acc;
-    }
-  double sm[2][2] = {{0.0, 0.0}, {0.0, 1.0}};
-  for (int a = 0; a < m; ++a)
-    for (int b = 0; b < m; ++b) {
-      double acc = 0.0;
-      for (int k = 0; k < kEkfStates; ++k) acc += hm[a][k] * ph[k][b];
-      sm[a][b] = acc + (a == b ? r[a] : 0.0);
-    }
-  // S^-1 (1x1 or 2x2 closed form).
-  double si[2][2];
-  if (m == 1) {
-    si[0][0] = 1.0 / sm[0][0];
-    si[0][1] = si[1][0] = si[1][1] = 0.0;
-  } else {
-    const double det = sm[0][0] * sm[1][1] - sm[0][1] * sm[1][0];
-    si[0][0] = sm[1][1] / det;
-    si[1][1] = sm[0][0] / det;
-    si[0][1] = -sm[0][1] / det;
-    si[1][0] = -sm[1][0] / det;
-  }
-  // K = P H' S^-1 [4 x m].
-  double kg[kEkfStates][2];
-  for (int i = 0; i < kEkfStates; ++i)
-    for (int b = 0; b < 2; ++b) {
-      double acc = 0.0;
-      for (int a = 0; a < m; ++a) acc += ph[i][a] * si[a][b];
-      kg[i][b] = b < m ? acc : 0.0;
-    }
+  const double h = use_abs ? 0.5 * g : 0.0;  // d h2 / d log_variance (0: no second observation)
+  const double r0 = prm.r_level;
+  const double r1 = kAbsVarianceFactor * std::exp(s.x[3]) + prm.r_abs_floor;
+  const double y0 = log_price - s.x[0];
+  const double y1 = use_abs ? abs_return - g : 0.0;
+  innov[0] = y0;
+  innov[1] = y1;
+  // C = P H': column 0 is P[:,0], column 1 is h P[:,3].
+  double c0[kEkfStates], c1[kEkfStates];
   for (int i = 0; i < kEkfStates; ++i) {
-    double acc = 0.0;
-    for (int a = 0; a < m; ++a) acc += kg[i][a] * y[a];
-    s.x[i] += acc;
+    c0[i] = p[i][0];
+    c1[i] = h * p[i][3];
   }
-  // Joseph form: P = (I - K H) P (I - K H)' + K R K'.
-  double ikh[kEkfStates][kEkfStates];
+  // S = H P H' + R and its inverse; with one observation S is 1x1 (s11 = 1 keeps it invertible).
+  const double s00 = c0[0] + r0;
+  const double s01 = c1[0];
+  const double s11 = use_abs ? h * c1[3] + r1 : 1.0;
+  const double det = s00 * s11 - s01 * s01;
+  const double i00 = s11 / det, i01 = -s01 / det, i11 = s00 / det;
+  // K = C S^-1.
+  double k0[kEkfStates], k1[kEkfStates];
+  for (int i = 0; i < kEkfStates; ++i) {
+    k0[i] = c0[i] * i00 + c1[i] * i01;
+    k1[i] = c0[i] * i01 + c1[i] * i11;
+  }
+  for (int i = 0; i < kEkfStates; ++i) s.x[i] += k0[i] * y0 + k1[i] * y1;
+  // P -= K C' (K S K' = C S^-1 C' = K C'), upper triangle then mirrored.
   for (int i = 0; i < kEkfStates; ++i)
-    for (int j = 0; j < kEkfStates; ++j) {
-      double acc = 0.0;
-      for (int a = 0; a < m; ++a) acc += kg[i][a] * hm[a][j];
-      ikh[i][j] = (i == j ? 1.0 : 0.0) - acc;
-    }
-  double tmp[kEkfStates][kEkfStates];
-  for (int i = 0; i < kEkfStates; ++i)
-    for (int j = 0; j < kEkfStates; ++j) {
-      double acc = 0.0;
-      for (int k = 0; k < kEkfStates; ++k) acc += ikh[i][k] * s.p[k][j];
-      tmp[i][j] = acc;
-    }
-  for (int i = 0; i < kEkfStates; ++i)
-    for (int j = 0; j < kEkfStates; ++j) {
-      double acc = 0.0;
-      for (int k = 0; k < kEkfStates; ++k) acc += tmp[i][k] * ikh[j][k];
-      double krk = 0.0;
-      for (int a = 0; a < m; ++a) krk += kg[i][a] * r[a] * kg[j][a];
-      s.p[i][j] = acc + krk;
+    for (int j = i; j < kEkfStates; ++j) {
+      const double v = p[i][j] - (k0[i] * c0[j] + k1[i] * c1[j]);
+      p[i][j] = v;
+      p[j][i] = v;
     }
 }
 
