@@ -263,9 +263,6 @@ void register_exceptions() {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "himari native core (private: use himari.engine)";
   register_exceptions();
-  PYBIND11_NUMPY_DTYPE(himari::AccountState, cash, units, equity, peak, entry_equity, turnover, position,
-                       bars_in_position, trades, closed_trades, wins, bankrupt, drawdown);
-  PYBIND11_NUMPY_DTYPE(himari::RewardReport, log_return, drawdown_penalty, turnover_penalty, dsr);
 
   m.def("cuda_compiled", &cuda_compiled);
   m.def("cuda_device_count", &cuda_device_count);
@@ -274,6 +271,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("device"));
   m.def("counter_hash", &counter_hash, py::arg("seed"), py::arg("stream"), py::arg("counter"));
   m.attr("ACCOUNT_COLUMNS") = kAccountColumns;
+  m.attr("ACCOUNT_FIELDS") = py::cast(std::vector<std::string>(kAccountFieldNames, kAccountFieldNames + kAccountFields));
+  m.attr("TERM_FIELDS") = py::cast(std::vector<std::string>(kTermFieldNames, kTermFieldNames + kTermFields));
 
   py::class_<RewardConfig>(m, "RewardConfig")
       .def(py::init<>())
@@ -356,14 +355,18 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("episode_done", [](py::object self) {
         return bool_view(self.cast<TradingEnv&>().episode_done, self);
       })
-      .def_property_readonly("accounts", [](py::object self) {
+      .def("account_field", [](py::object self, const std::string& name) {
         auto& e = self.cast<TradingEnv&>();
-        return bind::view(e.accounts.data(), {e.num_envs()}, self);
-      })
-      .def_property_readonly("terms", [](py::object self) {
+        for (int f = 0; f < kAccountFields; ++f)
+          if (name == kAccountFieldNames[f]) return bind::view(e.account_field(f).data(), {e.num_envs()}, self);
+        throw InvalidArgument("account field: unknown name '" + name + "'");
+      }, py::arg("name"))
+      .def("term_field", [](py::object self, const std::string& name) {
         auto& e = self.cast<TradingEnv&>();
-        return bind::view(e.terms.data(), {e.num_envs()}, self);
-      })
+        for (int f = 0; f < kTermFields; ++f)
+          if (name == kTermFieldNames[f]) return bind::view(e.term_field(f).data(), {e.num_envs()}, self);
+        throw InvalidArgument("reward term: unknown name '" + name + "'");
+      }, py::arg("name"))
       .def_property_readonly("bar", [](py::object self) {
         auto& e = self.cast<TradingEnv&>();
         return bind::view(e.bar.data(), {e.num_envs()}, self);

@@ -96,25 +96,21 @@ class VecTradingEnv(gym.vector.VectorEnv):
         self._reward = self._native.reward
         self._terminated = self._native.terminated
         self._truncated = self._native.truncated
-        accounts = self._native.accounts
-        terms = self._native.terms
         # Views into the native state: built once, refreshed in place by every step.
+        self._accounts = {name: self._native.account_field(name) for name in _core.ACCOUNT_FIELDS}
+        terms = {name: self._native.term_field(name) for name in _core.TERM_FIELDS}
         self._info: dict[str, np.ndarray] = {
-            "equity": accounts["equity"],
-            "position": accounts["position"],
-            "drawdown": accounts["drawdown"],
-            "trades": accounts["trades"],
-            "turnover": accounts["turnover"],
+            "equity": self._accounts["equity"],
+            "position": self._accounts["position"],
+            "drawdown": self._accounts["drawdown"],
+            "trades": self._accounts["trades"],
+            "turnover": self._accounts["turnover"],
             "bar": self._native.bar,
-            "log_return": terms["log_return"],
-            "drawdown_penalty": terms["drawdown_penalty"],
-            "turnover_penalty": terms["turnover_penalty"],
-            "dsr": terms["dsr"],
+            **terms,
             "episode_done": self._native.episode_done,
             "episode_return": self._native.episode_return,
             "episode_length": self._native.episode_length,
         }
-        self._accounts = accounts
         self._outputs = (self._obs, self._reward, self._terminated, self._truncated, self._info)
 
     @property
@@ -122,8 +118,8 @@ class VecTradingEnv(gym.vector.VectorEnv):
         return int(self._native.seed)
 
     @property
-    def accounts(self) -> np.ndarray:
-        """Structured read-only view of every account's full state (cash, units, equity, ...)."""
+    def accounts(self) -> dict[str, np.ndarray]:
+        """Read-only views ``[n_envs]`` of every account field (cash, units, equity, peak, ...)."""
         return self._accounts
 
     def reset(

@@ -101,7 +101,7 @@ TEST(Backtest, AgreesExactlyWithEnv) {
       env.step(row.data());
       for (std::int64_t j = 0; j < m; ++j) {
         if (t + 2 < t_bars) {
-          ASSERT_EQ(env.accounts[j].equity, eq[(t + 1) * m + j]) << "t=" << t << " j=" << j;
+          ASSERT_EQ(env.account(j).equity, eq[(t + 1) * m + j]) << "t=" << t << " j=" << j;
         } else {
           ASSERT_EQ(env.episode_return[j], std::log(eq[(t + 1) * m + j]));  // final step auto-reset
         }

@@ -37,10 +37,10 @@ TEST(Env, RewardIsLogReturnWithoutShaping) {
   cfg.random_start = false;
   TradingEnv env(market, cfg, RewardConfig{});
   const std::int32_t buy = kBuy;
-  const double before = env.accounts[0].equity;
+  const double before = env.account(0).equity;
   env.step(&buy);
-  EXPECT_NEAR(env.reward[0], std::log(env.accounts[0].equity / before), 1e-7);
-  EXPECT_EQ(env.terms[0].log_return, std::log(env.accounts[0].equity / before));
+  EXPECT_NEAR(env.reward[0], std::log(env.account(0).equity / before), 1e-7);
+  EXPECT_EQ(env.term_field(0)[0], std::log(env.account(0).equity / before));
 }
 
 TEST(Env, ShapingTermsAreReportedAndApplied) {
@@ -59,9 +59,9 @@ TEST(Env, ShapingTermsAreReportedAndApplied) {
   double peak = 1.0, equity = 1.0;
   for (int t = 0; t < 30; ++t) {
     const std::int32_t a = t % 3 == 0 ? kBuy : (t % 5 == 0 ? kSell : kHold);
-    const double position_before = env.accounts[0].position;
+    const double position_before = env.account(0).position;
     env.step(&a);
-    const AccountState& s = env.accounts[0];
+    const AccountState s = env.account(0);
     const double lr = std::log(s.equity / equity);
     const double dd_before = 1 - equity / peak;
     peak = std::max(peak, s.equity);
@@ -72,8 +72,8 @@ TEST(Env, ShapingTermsAreReportedAndApplied) {
     const double expect = lr - rc.drawdown_penalty * std::max(0.0, dd_after - dd_before) -
                           rc.turnover_penalty * traded + rc.dsr_weight * d;
     ASSERT_NEAR(env.reward[0], expect, 1e-6 * (1 + std::fabs(expect))) << "t=" << t;
-    ASSERT_EQ(env.terms[0].turnover_penalty, rc.turnover_penalty * traded);
-    ASSERT_EQ(env.terms[0].dsr, d);
+    ASSERT_EQ(env.term_field(2)[0], rc.turnover_penalty * traded);
+    ASSERT_EQ(env.term_field(3)[0], d);
   }
 }
 
@@ -119,8 +119,10 @@ TEST(Env, TruncatesAndAutoResets) {
   EXPECT_TRUE(env.truncated[0]);
   EXPECT_TRUE(env.episode_done[1]);
   EXPECT_EQ(env.episode_length[0], 5);
-  EXPECT_EQ(env.accounts[0].equity, 1.0);  // fresh episode
+  EXPECT_EQ(env.account(0).equity, 1.0);  // fresh episode
   EXPECT_EQ(env.episode_index[0], 2);
+  env.reset(false, 0);  // after steps, a reset without a seed continues the episode count
+  EXPECT_EQ(env.episode_index[0], 3);
 }
 
 TEST(Env, SameSeedSameStartsDifferentSeedDifferentStarts) {
@@ -130,12 +132,14 @@ TEST(Env, SameSeedSameStartsDifferentSeedDifferentStarts) {
   cfg.episode_length = 10;
   cfg.seed = 7;
   TradingEnv a(market, cfg, RewardConfig{}), b(market, cfg, RewardConfig{});
-  EXPECT_EQ(a.bar, b.bar);
+  EXPECT_EQ(a.bar.vec(), b.bar.vec());
   cfg.seed = 8;
   TradingEnv c(market, cfg, RewardConfig{});
-  EXPECT_NE(a.bar, c.bar);
+  EXPECT_NE(a.bar.vec(), c.bar.vec());
   a.reset(true, 8);
-  EXPECT_EQ(a.bar, c.bar);
+  EXPECT_EQ(a.bar.vec(), c.bar.vec());
+  b.reset(false, 0);  // the first reset of a fresh env starts from episode 0 again
+  EXPECT_EQ(b.bar.vec(), TradingEnv(market, [&] { auto k = cfg; k.seed = 7; return k; }(), RewardConfig{}).bar.vec());
 }
 
 TEST(Env, RejectsBadConfiguration) {

@@ -1,31 +1,27 @@
-// CPU implementation of the vectorised trading env: a loop over envs calling the shared
-// per-account maths (account_math.h, reward_math.h, episode_math.h).
+// CPU implementation of the vectorised trading env: state management, episode starts and
+// observation writing here; the per-step maths in the lane kernels of env_kernel.h (this file's
+// baseline build and trading_env_cpu_avx2.cpp).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "himari/common/error.h"
 #include "himari/env/trading_env.h"
+#include "env_obs.h"
 
 namespace himari {
+
+const char* const kAccountFieldNames[kAccountFields] = {
+    "cash", "units", "equity", "peak", "entry_equity", "turnover", "position", "bars_in_position",
+    "trades", "closed_trades", "wins", "bankrupt", "drawdown"};
+const char* const kTermFieldNames[kTermFields] = {"log_return", "drawdown_penalty", "turnover_penalty", "dsr"};
+
 namespace {
 
-// log1p(bars) as float for the bars-in-position observation column, tabulated because it is
-// evaluated for every env at every step; values past the table are computed directly.
-constexpr std::int64_t kLog1pTable = 4096;
-const float* log1p_table() {
-  static const std::vector<float> table = [] {
-    std::vector<float> t(kLog1pTable);
-    for (std::int64_t k = 0; k < kLog1pTable; ++k) t[k] = static_cast<float>(std::log1p(static_cast<double>(k)));
-    return t;
-  }();
-  return table.data();
-}
-
-float log1p_bars(double bars) {
-  const auto k = static_cast<std::int64_t>(bars);
-  return k < kLog1pTable ? log1p_table()[k] : static_cast<float>(std::log1p(bars));
-}
+namespace baseline {
+#include "env_kernel.h"
+}  // namespace baseline
 
 }  // namespace
 
@@ -71,72 +67,74 @@ TradingEnv::TradingEnv(std::shared_ptr<const MarketData> market, const EnvConfig
   terminated.assign(n, 0);
   truncated.assign(n, 0);
   episode_done.assign(n, 0);
-  accounts.assign(n, AccountState{});
-  dsr.assign(n, DsrState{});
-  terms.assign(n, RewardReport{});
-  bar.assign(n, 0);
-  episode_step.assign(n, 0);
-  episode_len.assign(n, 0);
-  episode_index.assign(n, 0);
-  episode_return.assign(n, 0.0);
-  episode_length.assign(n, 0);
+  stride_ = (config_.num_envs + 7) / 8 * 8 + 8;
+  constexpr int kReal = kAccountFields + 2 + kTermFields + 1;
+  real_.assign(static_cast<std::size_t>(kReal * stride_), 0.0);
+  ints_.assign(static_cast<std::size_t>(5 * stride_), 0);
+  auto int_span = [&](int k) { return Span<std::int64_t>{ints_.data() + k * stride_, n}; };
+  bar = int_span(0);
+  episode_step = int_span(1);
+  episode_len = int_span(2);
+  episode_index = int_span(3);
+  episode_length = int_span(4);
+  episode_return = real_span(kReal - 1);
   reset(true, config_.seed);
+}
+
+EnvBuffers TradingEnv::buffers() {
+  EnvBuffers b;
+  b.open = market_->open.data();
+  b.close = market_->close.data();
+  b.features = market_->features.data();
+  b.n_bars = market_->n_bars;
+  b.n_features = market_->n_features;
+  b.config = config_;
+  b.reward = reward_;
+  b.bounds = bounds_;
+  for (int f = 0; f < kAccountFields; ++f) b.account[f] = account_field(f).data();
+  b.dsr_a = real_span(kAccountFields).data();
+  b.dsr_b = real_span(kAccountFields + 1).data();
+  for (int f = 0; f < kTermFields; ++f) b.terms[f] = term_field(f).data();
+  b.bar = bar.data();
+  b.episode_step = episode_step.data();
+  b.episode_len = episode_len.data();
+  b.episode_index = episode_index.data();
+  b.episode_return = episode_return.data();
+  b.episode_length = episode_length.data();
+  b.obs = obs.data();
+  b.reward_out = reward.data();
+  b.terminated = terminated.data();
+  b.truncated = truncated.data();
+  b.episode_done = episode_done.data();
+  return b;
+}
+
+AccountState TradingEnv::account(std::int64_t i) const {
+  double v[kAccountFields];
+  for (int f = 0; f < kAccountFields; ++f) v[f] = real_[static_cast<std::size_t>(f * stride_ + i)];
+  return AccountState{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]};
 }
 
 void TradingEnv::reset(bool reseed, std::uint64_t seed) {
   if (reseed) config_.seed = seed;
-  if (reseed || pristine_) std::fill(episode_index.begin(), episode_index.end(), 0);
+  if (reseed || pristine_) std::fill(episode_index.data(), episode_index.data() + episode_index.size(), 0);
   std::fill(reward.begin(), reward.end(), 0.0f);
   std::fill(terminated.begin(), terminated.end(), 0);
   std::fill(truncated.begin(), truncated.end(), 0);
   std::fill(episode_done.begin(), episode_done.end(), 0);
-  std::fill(terms.begin(), terms.end(), RewardReport{});
-  for (std::int64_t i = 0; i < config_.num_envs; ++i) begin_episode(i);
+  for (int f = 0; f < kTermFields; ++f) std::fill(term_field(f).data(), term_field(f).data() + num_envs(), 0.0);
+  const EnvBuffers b = buffers();
+  for (std::int64_t i = 0; i < config_.num_envs; ++i) obs::begin_episode(b, i);
 }
 
-void TradingEnv::begin_episode(std::int64_t i) {
-  const std::int64_t start =
-      episode_start(bounds_, config_.random_start, config_.seed, static_cast<std::uint64_t>(i),
-                    static_cast<std::uint64_t>(episode_index[i]));
-  episode_index[i] += 1;
-  accounts[i] = AccountState{};
-  dsr[i] = DsrState{};
-  bar[i] = start;
-  episode_step[i] = 0;
-  episode_len[i] = episode_steps(market_->n_bars, start, config_.episode_length);
-  write_observation(i, true);
+namespace cpu {
+
+template <typename A>
+void env_step_baseline(const EnvBuffers& b, const A* actions) {
+  baseline::step_all<Vec2d>(b, actions);
 }
 
-void TradingEnv::write_observation(std::int64_t i, bool fresh) {
-  const std::int64_t f = market_->n_features;
-  const std::int64_t row = f + kAccountColumns;
-  const std::int64_t w_count = config_.window;
-  float* base = obs.data() + i * w_count * row;
-  const float* feat = market_->features.data() + (bar[i] - w_count + 1) * f;
-  for (std::int64_t w = 0; w < w_count; ++w) {
-    float* dst = base + w * row;
-    const float* src = feat + w * f;
-    for (std::int64_t j = 0; j < f; ++j) dst[j] = src[j];  // short rows: a loop beats a memcpy call
-    float* acc = base + w * row + f;
-    if (fresh) {
-      acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
-    } else if (w + 1 < w_count) {  // history rows shift one step older
-      const float* newer = base + (w + 1) * row + f;
-      acc[0] = newer[0];
-      acc[1] = newer[1];
-      acc[2] = newer[2];
-      acc[3] = newer[3];
-    }
-  }
-  if (!fresh) {
-    const AccountState& s = accounts[i];
-    float* acc = base + (w_count - 1) * row + f;
-    acc[0] = static_cast<float>(s.position);
-    acc[1] = static_cast<float>(unrealised_pnl(s));
-    acc[2] = static_cast<float>(-drawdown_of(s));
-    acc[3] = log1p_bars(s.bars_in_position);
-  }
-}
+}  // namespace cpu
 
 template <typename A>
 void TradingEnv::check_actions(const A* actions, std::int64_t n) {
@@ -150,37 +148,20 @@ void TradingEnv::check_actions(const A* actions, std::int64_t n) {
 template <typename A>
 void TradingEnv::step(const A* actions) {
   pristine_ = false;
-  const double* open = market_->open.data();
-  const double* close = market_->close.data();
-  for (std::int64_t i = 0; i < config_.num_envs; ++i) {
-    AccountState& s = accounts[i];
-    const std::int64_t t = bar[i];
-    const double prev_drawdown = drawdown_of(s);
-    const StepOutcome o = account_step(s, static_cast<double>(actions[i]), open[t + 1], close[t + 1], config_.costs);
-    const double log_return = std::log(s.equity / o.prev_equity);
-    const RewardTerms rt = shape_reward(log_return, prev_drawdown, drawdown_of(s), o.traded, dsr[i], reward_);
-    reward[i] = static_cast<float>(rt.total);
-    terms[i] = RewardReport{rt.log_return, rt.drawdown_penalty, rt.turnover_penalty, rt.dsr};
-    bar[i] = t + 1;
-    episode_step[i] += 1;
-    const bool term = o.broke > 0.5;
-    const bool trunc = !term && episode_step[i] >= episode_len[i];
-    terminated[i] = term;
-    truncated[i] = trunc;
-    episode_done[i] = term || trunc;
-    if (term || trunc) {
-      episode_return[i] = std::log(s.equity);
-      episode_length[i] = episode_step[i];
-      begin_episode(i);
-    } else {
-      write_observation(i, false);
-    }
+  const EnvBuffers b = buffers();
+#if defined(HIMARI_HAVE_AVX2_KERNEL)
+  if (__builtin_cpu_supports("avx2")) {
+    cpu::env_step_avx2(b, actions);
+    return;
   }
+#endif
+  cpu::env_step_baseline(b, actions);
 }
 
 #define HIMARI_INSTANTIATE_STEP(A)                                   \
   template void TradingEnv::step<A>(const A*);                       \
-  template void TradingEnv::check_actions<A>(const A*, std::int64_t);
+  template void TradingEnv::check_actions<A>(const A*, std::int64_t); \
+  template void cpu::env_step_baseline<A>(const EnvBuffers&, const A*);
 HIMARI_INSTANTIATE_STEP(std::int8_t)
 HIMARI_INSTANTIATE_STEP(std::uint8_t)
 HIMARI_INSTANTIATE_STEP(std::int16_t)

@@ -1,10 +1,12 @@
 // HIMARI_HD marks per-element maths that must compile for both the host and a CUDA device.
-// Under nvcc it expands to __host__ __device__; in plain C++ it is empty, so these headers
-// never need a CUDA header to be read by a host compiler.
+// Under nvcc it expands to __host__ __device__; in plain C++ to `static inline`. Internal
+// linkage matters: the same maths is compiled for the baseline ISA and, in other translation
+// units, for AVX2; with ordinary inline linkage the linker could keep the AVX2 copy for
+// everyone and crash a CPU without AVX2.
 #pragma once
 
 #if defined(__CUDACC__)
-#define HIMARI_HD __host__ __device__ __forceinline__
+#define HIMARI_HD static __host__ __device__ __forceinline__
 #else
-#define HIMARI_HD inline
+#define HIMARI_HD static inline
 #endif

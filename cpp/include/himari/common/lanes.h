@@ -24,14 +24,20 @@ HIMARI_HD T select(M cond, T a, T b) {
 }
 
 HIMARI_HD double lane_abs(double x) { return std::fabs(x); }
+HIMARI_HD double lane_sqrt(double x) { return std::sqrt(x); }
+HIMARI_HD double lane_log(double x) { return std::log(x); }
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
 #define HIMARI_HAVE_VECTOR_LANES 1
 typedef double Vec2d __attribute__((vector_size(16)));
-inline Vec2d lane_abs(Vec2d x) { return x < 0.0 ? -x : x; }
+static inline Vec2d lane_abs(Vec2d x) { return x < 0.0 ? -x : x; }
+static inline Vec2d lane_sqrt(Vec2d x) { return Vec2d{std::sqrt(x[0]), std::sqrt(x[1])}; }
+static inline Vec2d lane_log(Vec2d x) { return Vec2d{std::log(x[0]), std::log(x[1])}; }
 #if defined(__AVX__)  // only where 32-byte vectors are native (the AVX2 kernel's translation unit)
 typedef double Vec4d __attribute__((vector_size(32)));
-inline Vec4d lane_abs(Vec4d x) { return x < 0.0 ? -x : x; }
+static inline Vec4d lane_abs(Vec4d x) { return x < 0.0 ? -x : x; }
+static inline Vec4d lane_sqrt(Vec4d x) { return __builtin_ia32_sqrtpd256(x); }
+static inline Vec4d lane_log(Vec4d x) { return Vec4d{std::log(x[0]), std::log(x[1]), std::log(x[2]), std::log(x[3])}; }
 #endif
 #endif
 
