@@ -1,0 +1,84 @@
+"""The ``himari`` command line: a Typer app with one sub-app per command group.
+
+Commands hold no logic: they parse options, call library functions and print. Errors are
+handled once, here: a ``HimariError`` becomes one red line on stderr and exit code 2 when it is
+bad input or usage (a ``ValueError`` subclass: ``DataError``, ``ConfigError``, ...) or 1 for
+other runtime failures; any other exception is reported the same way with exit code 1. The
+global ``--verbose`` flag adds the traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from himari.errors import HimariError
+
+_VERBOSE_KEY = "himari.verbose"
+
+
+def exit_code_for(error: BaseException) -> int:
+    """2 for bad input or usage (ValueError subclasses), 1 for every other failure."""
+    return 2 if isinstance(error, ValueError) else 1
+
+
+class _HimariGroup(TyperGroup):
+    """Root group that turns exceptions from any command into a one-line error and exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors, exits: Typer's job
+            raise
+        except Exception as e:  # noqa: BLE001 - this is the CLI's last line of defence
+            from rich.console import Console
+            from rich.markup import escape
+
+            console = Console(stderr=True, highlight=False, soft_wrap=True)
+            if ctx.meta.get(_VERBOSE_KEY):
+                console.print_exception()
+            message = str(e) or type(e).__name__
+            if not isinstance(e, HimariError):
+                message = f"{type(e).__name__}: {message}"
+            hint = "" if ctx.meta.get(_VERBOSE_KEY) else " (--verbose shows the traceback)"
+            if isinstance(e, HimariError) and exit_code_for(e) == 2:
+                hint = ""
+            console.print(f"[bold red]error:[/bold red] {escape(' '.join(message.split()))}{hint}")
+            raise typer.Exit(exit_code_for(e)) from None
+
+
+app = typer.Typer(
+    cls=_HimariGroup,
+    no_args_is_help=True,
+    help="himari: trading research with a native core (data, training, backtests).",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors."),
+) -> None:
+    """himari: trading research with a native core (data, training, backtests)."""
+    ctx.meta[_VERBOSE_KEY] = verbose
+
+
+def _add_groups() -> None:
+    from himari.cli.data import app as data_app
+
+    app.add_typer(data_app, name="data", help="Import, synthesise and prepare bar data.")
+
+
+_add_groups()
+
+
+def main() -> None:
+    """Console-script entry point (``himari``)."""
+    app(prog_name="himari")
+
+
+__all__ = ["app", "exit_code_for", "main"]

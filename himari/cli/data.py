@@ -1,0 +1,177 @@
+"""``himari data``: import, synth, prepare, report, info. Parsing and printing only."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Import, synthesise and prepare bar data.")
+
+
+class Format(str, Enum):
+    auto = "auto"
+    csv = "csv"
+    binance = "binance"
+    freqtrade = "freqtrade"
+    parquet = "parquet"
+
+
+class GapFill(str, Enum):
+    none = "none"
+    forward = "forward"
+
+
+class Duplicates(str, Enum):
+    error = "error"
+    first = "first"
+    last = "last"
+
+
+class Labeler(str, Enum):
+    forward_return = "forward-return"
+    triple_barrier = "triple-barrier"
+    risk_adjusted = "risk-adjusted"
+
+
+class FoldMode(str, Enum):
+    expanding = "expanding"
+    rolling = "rolling"
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+@app.command("import")
+def import_(
+    paths: list[Path] = typer.Argument(..., help="Input files (CSV, Binance klines, freqtrade .feather/.json, Parquet; .gz/.zip ok)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output Parquet file (its report goes to <name>.report.json)."),
+    format: Format = typer.Option(Format.auto, "--format", "-f", help="Input format; auto sniffs name and first line."),
+    symbol: str | None = typer.Option(None, "--symbol", help="Symbol for all inputs (default: a 'symbol' column or the file name)."),
+    interval: str | None = typer.Option(None, "--interval", help="Expected interval, e.g. 5m (default: inferred)."),
+    fill_gaps: GapFill = typer.Option(GapFill.none, "--fill-gaps", help="forward: insert missing bars flat at the previous close, volume 0, marked filled."),
+    duplicates: Duplicates = typer.Option(Duplicates.error, "--duplicates", help="Same timestamp, different values: error, or keep first/last."),
+    drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Drop rows with NaN/inf/non-positive prices, negative volume or high < low."),
+    repair_ohlc: bool = typer.Option(False, "--repair-ohlc", help="Clamp high/low to contain open and close."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
+) -> None:
+    """Import bar files into one canonical bars Parquet and print the data report."""
+    from himari.data.frame import ImportOptions
+    from himari.data.ingest import import_bars
+    from himari.data.report import report_path_for
+
+    options = ImportOptions(interval=interval, fill_gaps=fill_gaps.value, duplicates=duplicates.value,  # type: ignore[arg-type]
+                            drop_invalid=drop_invalid, repair_ohlc=repair_ohlc)
+    loaded = import_bars(paths, out, format=format.value, symbol=symbol, options=options)
+    if as_json:
+        typer.echo(json.dumps(loaded.report.to_dict(), indent=2))
+        return
+    console = _console()
+    loaded.report.render(console, title=f"Data report: {out}")
+    console.print(f"wrote [bold]{out}[/bold] ({len(loaded.frame):,} bars) and {report_path_for(out)}")
+
+
+@app.command("report")
+def report(
+    paths: list[Path] = typer.Argument(..., help="Bars files to check (any importable format)."),
+    format: Format = typer.Option(Format.auto, "--format", "-f"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Validate files and print the data report without writing anything."""
+    from himari.data.ingest import load_bars, read_bars
+
+    loaded = read_bars(paths[0], format=format.value) if len(paths) == 1 else load_bars(paths, format=format.value)
+    if as_json:
+        typer.echo(json.dumps(loaded.report.to_dict(), indent=2))
+    else:
+        loaded.report.render(_console())
+
+
+@app.command("synth")
+def synth(
+    out: Path = typer.Option(..., "--out", "-o", help="Output Parquet file."),
+    bars: int = typer.Option(200_000, "--bars", min=2, help="Number of bars."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same bars)."),
+    symbol: str = typer.Option("SYNTH", "--symbol"),
+    interval: str = typer.Option("5m", "--interval"),
+    start: str = typer.Option("2023-01-01T00:00:00Z", "--start", help="Open time of the first bar (UTC)."),
+) -> None:
+    """Write a synthetic market (regimes, volatility clustering, fat tails, seasonality)."""
+    from himari.data.intervals import parse_interval
+    from himari.data.report import build_report, report_path_for
+    from himari.data.synthetic import SynthConfig, write_synthetic
+
+    cfg = SynthConfig(bars=bars, seed=seed, symbol=symbol, interval_seconds=parse_interval(interval), start=start)
+    frame = write_synthetic(out, cfg)
+    console = _console()
+    build_report(frame, cfg.interval_seconds).render(console, title=f"Synthetic bars: {out}")
+    console.print(f"wrote [bold]{out}[/bold] ({len(frame):,} bars) and {report_path_for(out)}")
+
+
+@app.command("prepare")
+def prepare_(
+    bars: Path | None = typer.Argument(None, help="Bars file (himari Parquet or any importable format). Omitted: the synthetic market."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    labels: Labeler = typer.Option(Labeler.forward_return, "--labels", help="Labeler."),
+    horizon: int | None = typer.Option(None, "--horizon", help="Label horizon in bars (default 5; triple-barrier 20)."),
+    threshold: float | None = typer.Option(None, "--threshold", help="forward-return: log-return threshold (default 0.002)."),
+    take_profit: float | None = typer.Option(None, "--take-profit", help="triple-barrier: upper barrier in volatility units (default 1)."),
+    stop_loss: float | None = typer.Option(None, "--stop-loss", help="triple-barrier: lower barrier in volatility units (default 1)."),
+    z: float | None = typer.Option(None, "--z", help="risk-adjusted: class threshold in volatility units (default 0.5)."),
+    vol_window: int | None = typer.Option(None, "--vol-window", help="triple-barrier/risk-adjusted: volatility window (default 48)."),
+    train: float = typer.Option(0.7, "--train", help="Train fraction of the rows after warm-up."),
+    validation: float = typer.Option(0.15, "--validation", help="Validation fraction (test gets the rest)."),
+    split_dates: str | None = typer.Option(None, "--split-dates", help="VALIDATION_START,TEST_START (UTC dates) instead of fractions."),
+    embargo: int | None = typer.Option(None, "--embargo", help="Bars dropped before each split boundary (default and minimum: the label lookahead)."),
+    folds: int = typer.Option(0, "--folds", min=0, help="Also compute N walk-forward folds."),
+    fold_mode: FoldMode = typer.Option(FoldMode.expanding, "--fold-mode"),
+    symbol: list[str] | None = typer.Option(None, "--symbol", help="Only this symbol (repeatable)."),
+    synth_bars: int = typer.Option(200_000, "--synth-bars", help="Without BARS: size of the synthetic market."),
+    seed: int = typer.Option(0, "--seed", help="Without BARS: seed of the synthetic market."),
+) -> None:
+    """Compute the 60 features, labels, splits and normalisation into OUT."""
+    from himari.data.pipeline import PrepareConfig, prepare
+    from himari.data.prepared import render_summary
+    from himari.errors import DataError
+
+    given = {"horizon": horizon, "threshold": threshold, "take_profit": take_profit,
+             "stop_loss": stop_loss, "z": z, "vol_window": vol_window}
+    params = {k: v for k, v in given.items() if v is not None}
+    dates = None
+    if split_dates is not None:
+        dates = tuple(d.strip() for d in split_dates.split(","))
+        if len(dates) != 2:
+            raise DataError(f"--split-dates: expected VALIDATION_START,TEST_START, got {split_dates!r}")
+    config = PrepareConfig(labeler=labels.value, label_params=params, train=train, validation=validation,
+                           split_dates=dates, embargo=embargo, folds=folds, fold_mode=fold_mode.value,  # type: ignore[arg-type]
+                           symbols=tuple(symbol) if symbol else None)
+    source: Any = bars
+    if bars is None:
+        from himari.data.synthetic import SynthConfig, load_synthetic
+
+        source = load_synthetic(SynthConfig(bars=synth_bars, seed=seed))
+    meta = prepare(source, out, config)
+    console = _console()
+    render_summary(meta, console, title=f"Prepared: {out}")
+    console.print(f"wrote [bold]{out}[/bold]")
+
+
+@app.command("info")
+def info(
+    data: Path = typer.Argument(..., help="A prepared directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print metadata.json."),
+) -> None:
+    """Summarise a prepared directory."""
+    from himari.data.prepared import PreparedData, render_summary
+
+    prepared = PreparedData(data)
+    if as_json:
+        typer.echo(json.dumps(prepared.metadata, indent=2))
+    else:
+        render_summary(prepared.metadata, _console(), title=str(data))

@@ -1,0 +1,178 @@
+"""Chronological splits and walk-forward folds, with an embargo between every pair of periods.
+
+A split is a list of half-open row ranges ``(start, stop)`` into the prepared arrays; a range
+never spans two symbols (segments), and no range starts before its segment's feature warm-up.
+Cut points are *times*, shared by all symbols, so "train" means the same calendar period for
+BTC and ETH. Before every cut the last ``embargo`` rows of the earlier period are dropped: a
+label at row t reads prices up to t + lookahead, so with ``embargo >= lookahead`` no label of an
+earlier period sees a price of the later one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from himari.errors import DataError
+
+Ranges = list[tuple[int, int]]
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One symbol's rows ``[start, stop)`` in the prepared arrays; ``first`` = start + warm-up."""
+
+    symbol: str
+    start: int
+    stop: int
+    first: int
+
+
+def _usable_times(timestamps: np.ndarray, segments: Sequence[Segment]) -> np.ndarray:
+    parts = [timestamps[s.first: s.stop] for s in segments if s.stop > s.first]
+    if not parts:
+        raise DataError("no rows after the feature warm-up: the data is shorter than the warm-up")
+    return np.sort(np.concatenate(parts))
+
+
+def _cut_by_fraction(times: np.ndarray, fractions: Sequence[float]) -> list[int]:
+    """Time cut points (ns) at cumulative row fractions of the usable rows."""
+    cuts, acc = [], 0.0
+    for f in fractions[:-1]:
+        acc += f
+        k = min(len(times) - 1, max(0, int(round(acc * len(times)))))
+        cuts.append(int(times[k]))
+    return cuts
+
+
+def _periods(timestamps: np.ndarray, segments: Sequence[Segment], cuts: Sequence[int], embargo: int) -> list[Ranges]:
+    """Rows of each period between consecutive cuts, per segment, minus the embargo."""
+    out: list[Ranges] = [[] for _ in range(len(cuts) + 1)]
+    for s in segments:
+        if s.stop <= s.first:
+            continue
+        ts = timestamps[s.first: s.stop]
+        bounds = [0, *(int(np.searchsorted(ts, c, side="left")) for c in cuts), len(ts)]
+        for i in range(len(bounds) - 1):
+            a, b = bounds[i], bounds[i + 1]
+            if i < len(bounds) - 2:
+                b = max(a, b - embargo)
+            if b > a:
+                out[i].append((s.first + a, s.first + b))
+    return out
+
+
+def parse_time(value: str | int | pd.Timestamp) -> int:
+    """A date or timestamp (naive = UTC) as int64 ns."""
+    try:
+        t = pd.Timestamp(value)
+    except (ValueError, TypeError) as e:
+        raise DataError(f"cannot parse {value!r} as a date") from e
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return int(t.value)
+
+
+def chronological_split(timestamps: np.ndarray, segments: Sequence[Segment], *, train: float = 0.7,
+                        validation: float = 0.15, dates: Sequence[str] | None = None,
+                        embargo: int = 0) -> dict[str, Ranges]:
+    """Train / validation / test by row fractions (test = the rest) or by two cut dates."""
+    if embargo < 0:
+        raise DataError(f"embargo: must be >= 0, got {embargo}")
+    if dates is not None:
+        if len(dates) != 2:
+            raise DataError(f"split dates: expected two dates (validation start, test start), got {list(dates)}")
+        cuts = [parse_time(d) for d in dates]
+        if cuts[0] >= cuts[1]:
+            raise DataError(f"split dates: {dates[0]} must come before {dates[1]}")
+    else:
+        test = 1.0 - train - validation
+        if min(train, validation, test) < -1e-12 or train <= 0:
+            raise DataError(f"split fractions: need train > 0, validation >= 0 and train + validation <= 1, "
+                            f"got train={train}, validation={validation}")
+        cuts = _cut_by_fraction(_usable_times(timestamps, segments), [train, validation, max(test, 0.0)])
+    periods = _periods(timestamps, segments, cuts, embargo)
+    result = dict(zip(SPLIT_NAMES, periods, strict=True))
+    if not result["train"]:
+        raise DataError("the train split is empty (check the fractions or dates)")
+    return result
+
+
+def walk_forward_folds(timestamps: np.ndarray, segments: Sequence[Segment], *, n_folds: int = 5,
+                       mode: Literal["expanding", "rolling"] = "expanding", train_blocks: int = 1,
+                       embargo: int = 0) -> list[dict[str, Ranges]]:
+    """Walk-forward folds: the usable period in ``n_folds + train_blocks`` equal blocks.
+
+    Fold i tests on block ``train_blocks + i``; it trains on every block before it
+    (``expanding``) or on the ``train_blocks`` blocks just before it (``rolling``). The embargo
+    is dropped from the end of each fold's training rows.
+    """
+    if n_folds < 1 or train_blocks < 1:
+        raise DataError(f"folds: need n_folds >= 1 and train_blocks >= 1, got {n_folds}, {train_blocks}")
+    if mode not in ("expanding", "rolling"):
+        raise DataError(f"fold mode: expected 'expanding' or 'rolling', got {mode!r}")
+    k = n_folds + train_blocks
+    times = _usable_times(timestamps, segments)
+    cuts = _cut_by_fraction(times, [1.0 / k] * k)
+    blocks = _periods(timestamps, segments, cuts, 0)
+    folds = []
+    for i in range(n_folds):
+        test_block = train_blocks + i
+        first = 0 if mode == "expanding" else test_block - train_blocks
+        train: Ranges = _merge([r for b in blocks[first:test_block] for r in b])
+        train = _drop_tail(train, embargo, segments)
+        folds.append({"train": train, "test": list(blocks[test_block])})
+    return folds
+
+
+def _merge(ranges: Ranges) -> Ranges:
+    """Join touching ranges (adjacent blocks of one segment)."""
+    out: Ranges = []
+    for a, b in sorted(ranges):
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _drop_tail(ranges: Ranges, embargo: int, segments: Sequence[Segment]) -> Ranges:
+    """Drop ``embargo`` rows from the end of the last range of each segment."""
+    out: Ranges = []
+    for s in segments:
+        mine = [r for r in ranges if s.start <= r[0] < s.stop]
+        if mine:
+            a, b = mine[-1]
+            mine[-1] = (a, max(a, b - embargo))
+            out.extend(r for r in mine if r[1] > r[0])
+    return out
+
+
+def rows_of(ranges: Ranges) -> np.ndarray:
+    """All row indices of a list of ranges."""
+    if not ranges:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges])
+
+
+def fit_normalization(features: np.ndarray, ranges: Ranges) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over the given (train) rows only; std 0 becomes 1."""
+    n = sum(b - a for a, b in ranges)
+    if n == 0:
+        raise DataError("cannot fit normalisation statistics on an empty train split")
+    s = np.zeros(features.shape[1])
+    for a, b in ranges:
+        s += features[a:b].sum(axis=0, dtype=np.float64)
+    mean = s / n
+    ss = np.zeros(features.shape[1])
+    for a, b in ranges:
+        for i in range(a, b, 65536):  # blocks keep the float64 temporary small
+            d = features[i:min(b, i + 65536)].astype(np.float64) - mean
+            ss += np.einsum("ij,ij->j", d, d)
+    std = np.sqrt(ss / n)
+    std[std == 0] = 1.0
+    return mean, std

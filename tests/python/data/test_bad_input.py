@@ -1,0 +1,185 @@
+"""Bad input never passes silently: each defect is an error naming file, line and column, or a
+repair behind an explicit option that the report counts. Nothing is written when import fails."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from himari.data.frame import ImportOptions
+from himari.data.ingest import import_bars, load_bars
+from himari.errors import DataError
+
+HEADER = "timestamp,open,high,low,close,volume\n"
+
+
+def _row(i: int, o=100.0, h=101.0, l=99.0, c=100.5, v=5.0, minutes: int = 5) -> str:
+    t = pd.Timestamp("2023-01-01", tz="UTC") + pd.Timedelta(minutes=minutes * i)
+    return f"{t.strftime('%Y-%m-%dT%H:%M:%SZ')},{o},{h},{l},{c},{v}\n"
+
+
+def _good(n: int = 10) -> str:
+    return HEADER + "".join(_row(i) for i in range(n))
+
+
+def _expect_error(path: Path, *fragments: str, **options) -> str:
+    with pytest.raises(DataError) as e:
+        load_bars([path], options=ImportOptions(**options) if options else None)
+    msg = str(e.value)
+    for f in fragments:
+        assert f in msg, f"{f!r} not in {msg!r}"
+    return msg
+
+
+def test_unsorted_rows_are_sorted_and_reported(write_csv):
+    rows = [_row(i) for i in range(10)]
+    rows[3], rows[6] = rows[6], rows[3]
+    loaded = load_bars([write_csv("u.csv", HEADER + "".join(rows))])
+    ts = loaded.frame["timestamp"].array.asi8
+    assert (np.diff(ts) > 0).all()
+    assert loaded.log.symbols["U"].unsorted_rows >= 1
+    assert loaded.report.symbols[0].unsorted_rows >= 1
+    assert any("not sorted" in w for w in loaded.report.symbols[0].warnings)
+
+
+def test_exact_duplicates_dropped_and_reported(write_csv):
+    text = _good(10) + _row(4) + _row(7)
+    loaded = load_bars([write_csv("d.csv", text)])
+    assert len(loaded.frame) == 10
+    assert loaded.report.symbols[0].duplicates_dropped == 2
+
+
+def test_conflicting_duplicates_error_names_both_rows(write_csv):
+    p = write_csv("dup.csv", _good(5) + _row(2, c=123.0))
+    msg = _expect_error(p, "dup.csv: line 4", "dup.csv: line 7", "column 'close'", "duplicate timestamp", "100.5", "123.0")
+    assert "--duplicates" in msg
+    keep_last = load_bars([p], options=ImportOptions(duplicates="last"))
+    assert keep_last.frame["close"].iat[2] == 123.0
+    assert keep_last.report.symbols[0].conflicting_duplicates_resolved == 1
+    keep_first = load_bars([p], options=ImportOptions(duplicates="first"))
+    assert keep_first.frame["close"].iat[2] == 100.5
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "what"),
+    [
+        (_row(3, c="nan"), "close", "NaN"),
+        (_row(3, c=""), "close", "NaN"),
+        (_row(3, o="inf"), "open", "infinite"),
+        (_row(3, l=0.0), "low", "not positive"),
+        (_row(3, o=-1.0), "open", "not positive"),
+        (_row(3, v=-2.0), "volume", "negative"),
+        (_row(3, h=98.0, l=99.0), "high", "high is below low"),
+    ],
+)
+def test_invalid_values_error_with_file_line_column(write_csv, row, column, what):
+    text = HEADER + "".join(_row(i) for i in range(3)) + row + "".join(_row(i) for i in range(4, 8))
+    p = write_csv("bad.csv", text)
+    _expect_error(p, "bad.csv: line 5", f"column '{column}'", what, "--drop-invalid")
+    # the explicit repair drops the row, and the report says so
+    loaded = load_bars([p], options=ImportOptions(drop_invalid=True, interval="5m"))
+    assert len(loaded.frame) == 7
+    assert loaded.report.symbols[0].invalid_rows_dropped == 1
+    assert loaded.report.symbols[0].gaps == 1
+
+
+def test_non_numeric_value_and_bad_timestamp(write_csv):
+    p = write_csv("txt.csv", _good(3) + _row(3, h="abc"))
+    _expect_error(p, "txt.csv", "line 5", "column 'high'", "not a number", "abc")
+    p2 = write_csv("ts.csv", _good(3) + "yesterday,1,2,0.5,1,1\n")
+    _expect_error(p2, "ts.csv", "line 5", "column 'timestamp'", "yesterday")
+
+
+def test_missing_columns(write_csv):
+    p = write_csv("m.csv", "timestamp,open,high,low,close\n2023-01-01T00:00:00Z,1,2,0.5,1\n")
+    _expect_error(p, "m.csv", "missing column", "'volume'")
+
+
+def test_mixed_intervals_within_and_across_files(write_csv):
+    rows = [_row(i) for i in range(6)] + [_row(0, minutes=1).replace("00:00:00", "00:27:00")]
+    p = write_csv("mixed.csv", HEADER + "".join(rows))
+    _expect_error(p, "mixed.csv", "column 'timestamp'", "not a multiple of the 5m interval", "mixed intervals")
+    hourly = write_csv("h.csv", HEADER + "".join(_row(i, minutes=60) for i in range(5)))
+    five = write_csv("f.csv", HEADER + "".join(_row(i, minutes=5) for i in range(5)).replace("2023-01-01", "2023-02-01"))
+    with pytest.raises(DataError, match=r"mixed intervals across files.*h\.csv: 1h.*f\.csv: 5m"):
+        load_bars([hourly, five], symbol="X")
+    half = HEADER + "".join(_row(i, minutes=5) for i in range(6)) + "".join(_row(i, minutes=60) for i in range(1, 7))
+    _expect_error(write_csv("half.csv", half), "half.csv", "mixed intervals")
+    _expect_error(write_csv("int.csv", _good(6)), "--interval 1h", interval="1h")
+
+
+def test_empty_header_only_blank_line_and_truncated_gzip(tmp_path, write_csv):
+    _expect_error(write_csv("empty.csv", ""), "empty.csv", "empty")
+    _expect_error(write_csv("blank.csv", "\n\n"), "blank.csv", "empty")
+    _expect_error(write_csv("hdr.csv", HEADER), "hdr.csv", "no data rows")
+    _expect_error(write_csv("hole.csv", _good(3) + "\n" + _row(3)), "hole.csv", "line 5", "empty row")
+    load_bars([write_csv("trail.csv", _good(3) + "\n\n")])  # trailing blank lines are fine
+    full = gzip.compress((_good(3000)).encode())
+    trunc = tmp_path / "trunc.csv.gz"
+    trunc.write_bytes(full[: len(full) // 2])
+    _expect_error(trunc, "trunc.csv.gz", "truncated")
+    corrupt = tmp_path / "corrupt.csv.gz"
+    corrupt.write_bytes(full[:20] + b"\x00" * 50 + full[70:])
+    _expect_error(corrupt, "corrupt.csv.gz")
+    _expect_error(tmp_path / "nope.csv", "no such file")
+    _expect_error(write_csv("gz0.csv.gz", ""), "empty")
+
+
+def test_bad_binary_formats(tmp_path):
+    f = tmp_path / "x.feather"
+    f.write_bytes(b"not a feather file at all")
+    _expect_error(f, "x.feather", "cannot read")
+    j = tmp_path / "x.json"
+    j.write_text("[[1, 2, 3")
+    _expect_error(j, "x.json", "malformed JSON")
+    pq = tmp_path / "x.parquet"
+    pq.write_bytes(b"PAR1garbage")
+    _expect_error(pq, "x.parquet", "cannot read Parquet")
+
+
+def test_ohlc_inconsistency_reported_and_repaired(write_csv):
+    p = write_csv("o.csv", _good(3) + _row(3, o=100.0, h=100.2, l=99.0, c=100.5) + _row(4))
+    loaded = load_bars([p])
+    assert loaded.report.symbols[0].ohlc_inconsistent == 1
+    assert any("--repair-ohlc" in w for w in loaded.report.symbols[0].warnings)
+    fixed = load_bars([p], options=ImportOptions(repair_ohlc=True))
+    assert fixed.report.symbols[0].ohlc_inconsistent == 0
+    assert fixed.report.symbols[0].ohlc_repaired == 1
+    assert fixed.frame["high"].iat[3] == 100.5
+
+
+def test_fill_gaps_forward_marks_filled_bars(write_csv):
+    rows = [_row(i) for i in range(10) if i not in (4, 5, 6)]
+    p = write_csv("g.csv", HEADER + "".join(rows))
+    plain = load_bars([p])
+    assert plain.report.symbols[0].gaps == 1 and plain.report.symbols[0].missing_bars == 3
+    assert plain.report.symbols[0].longest_gap_bars == 3
+    filled = load_bars([p], options=ImportOptions(fill_gaps="forward"))
+    f = filled.frame
+    assert len(f) == 10 and f["filled"].sum() == 3
+    gap = f.iloc[4:7]
+    assert (gap["volume"] == 0).all()
+    assert (gap[["open", "high", "low", "close"]].to_numpy() == f["close"].iat[3]).all()
+    assert filled.report.symbols[0].filled_bars == 3
+
+
+def test_nothing_written_when_import_fails(tmp_path, write_csv):
+    good = write_csv("good.csv", _good(10))
+    out = tmp_path / "out" / "bars.parquet"
+    import_bars([good], out)
+    before = out.read_bytes()
+    bad = write_csv("bad.csv", _good(3) + _row(3, c="nan"))
+    with pytest.raises(DataError):
+        import_bars([bad], out)
+    assert out.read_bytes() == before  # the previous output is untouched
+    fresh = tmp_path / "fresh" / "bars.parquet"
+    fresh.parent.mkdir()
+    with pytest.raises(DataError):
+        import_bars([bad], fresh)
+    assert not fresh.exists() and not fresh.with_name("bars.report.json").exists()
+    assert [p.name for p in fresh.parent.iterdir()] == []  # no temp files left behind
+    assert sorted(p.name for p in out.parent.iterdir()) == ["bars.parquet", "bars.report.json"]

@@ -1,0 +1,109 @@
+"""Labelers: measured from the env's fill (open[t+1]), undefined at the end, pluggable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from himari.data.labels import (
+    BUY,
+    HOLD,
+    LABELERS,
+    SELL,
+    UNDEFINED,
+    forward_return,
+    label_distribution,
+    make_labels,
+    register_labeler,
+    risk_adjusted,
+    triple_barrier,
+)
+from himari.errors import DataError
+
+
+def _prices(opens):
+    o = np.asarray(opens, dtype=np.float64)
+    return o, o * 1.001, o * 0.999, o
+
+
+def test_forward_return_enters_at_next_open():
+    o = np.array([100, 100, 101, 100, 99, 99.5, 100, 100], dtype=np.float64)
+    res = forward_return(o, o, o, o * 5, horizon=2, threshold=0.005)  # close is irrelevant
+    # label t compares open[t+3] with open[t+1]: 0, -1.98%, -0.50%, +1.01%, +0.50%
+    np.testing.assert_allclose(res.target[:5], np.log(o[3:8] / o[1:6]), rtol=1e-6)
+    assert res.labels.tolist() == [HOLD, SELL, SELL, BUY, BUY, UNDEFINED, UNDEFINED, UNDEFINED]
+    flat = forward_return(o, o, o, o, horizon=2, threshold=0.03)
+    assert flat.labels.tolist()[:5] == [HOLD] * 5
+    assert res.lookahead == 3 and res.params == {"horizon": 2, "threshold": 0.005}
+
+
+def test_default_forward_return_parameters():
+    spec = LABELERS["forward-return"]
+    assert spec.defaults == {"horizon": 5, "threshold": 0.002}
+    o = np.linspace(100, 110, 50)
+    res = make_labels("forward-return", *_prices(o))
+    assert (res.labels[:-6] == BUY).all() and (res.labels[-6:] == UNDEFINED).all()
+
+
+def test_triple_barrier_first_touch_and_pessimistic_tie():
+    n = 80
+    rng = np.random.default_rng(0)
+    c = np.empty(n)
+    c[:60] = 100 * np.exp(np.cumsum(rng.normal(0, 0.001, 60)))  # gives a volatility estimate
+    c[60:] = c[59]  # then flat, so only the touches placed below decide
+    o = c.copy()
+    h, l = c * 1.00001, c * 0.99999
+    res = triple_barrier(o, h, l, c, horizon=5, take_profit=1.0, stop_loss=1.0, vol_window=20)
+    t = 59  # entry at o[60]; bars 60..64 decide
+    width = np.std(np.diff(np.log(c[:t + 1]))[-20:]) * np.sqrt(5)
+    assert res.labels[t] == HOLD  # nothing touched by the time limit
+    h2, l2 = h.copy(), l.copy()
+    h2[62] = o[60] * np.exp(2 * width)  # take-profit touched at bar 61
+    assert triple_barrier(o, h2, l2, c, horizon=5, vol_window=20).labels[t] == BUY
+    l2[62] = o[60] * np.exp(-2 * width)  # both touched in the same bar: stop-loss assumed first
+    assert triple_barrier(o, h2, l2, c, horizon=5, vol_window=20).labels[t] == SELL
+    l3 = l.copy()
+    l3[61] = o[60] * np.exp(-2 * width)  # stop-loss one bar earlier than the take-profit
+    assert triple_barrier(o, h2, l3, c, horizon=5, vol_window=20).labels[t] == SELL
+    assert (res.labels[:20] == UNDEFINED).all()  # no volatility estimate yet
+    assert (res.labels[-6:] == UNDEFINED).all()
+
+
+def test_risk_adjusted_scales_by_volatility():
+    rng = np.random.default_rng(1)
+    c = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, 400)))
+    o = np.r_[100, c[:-1]]
+    res = risk_adjusted(o, c * 1.001, c * 0.999, c, horizon=5, z=0.5, vol_window=48)
+    valid = res.labels >= 0
+    y = res.target[valid]
+    assert ((y > 0.5) == (res.labels[valid] == BUY)).all()
+    assert ((y < -0.5) == (res.labels[valid] == SELL)).all()
+    assert 0.5 < np.std(y) < 2.0  # in volatility units
+
+
+def test_errors_and_registry():
+    o = np.linspace(100, 101, 30)
+    with pytest.raises(DataError, match="unknown"):
+        make_labels("nope", *_prices(o))
+    with pytest.raises(DataError, match="unknown parameter"):
+        make_labels("triple-barrier", *_prices(o), threshold=0.1)
+    with pytest.raises(DataError, match="horizon"):
+        make_labels("forward-return", *_prices(o), horizon=0)
+    with pytest.raises(DataError, match="already registered"):
+        register_labeler("forward-return", "dup", {})(forward_return)
+
+
+def test_plugin_labeler_registers():
+    @register_labeler("always-buy", "test labeler", {"horizon": 1})
+    def always_buy(open, high, low, close, *, horizon=1):
+        from himari.data.labels import LabelResult
+
+        lab = np.full(len(open), BUY, dtype=np.int8)
+        lab[-2:] = UNDEFINED
+        return LabelResult(lab, np.zeros(len(open), np.float32), horizon + 1, "always-buy", {"horizon": horizon})
+
+    try:
+        res = make_labels("always-buy", *_prices(np.ones(10)))
+        assert label_distribution(res.labels) == {"SELL": 0, "HOLD": 0, "BUY": 8}
+    finally:
+        LABELERS.pop("always-buy", None)
