@@ -27,8 +27,10 @@ class EKFParams:
     """Process variance of the log variance of returns."""
     r_level: float = 2.5e-7
     """Variance of the microstructure noise on the log price."""
-    r_abs_floor: float = 1e-10
-    """Floor added to the variance of the absolute-return observation."""
+    r_log_square: float = 4.934802200544679
+    """Variance of the log-squared-return observation (pi^2 / 2, that of log chi^2_1)."""
+    square_floor: float = 1e-10
+    """c in log(r^2 + c): keeps flat bars (r = 0) finite; about a 0.001% move squared."""
     phi: float = 0.99
     """Per-bar persistence of the log variance (AR(1) coefficient)."""
     mu: float = -13.0
@@ -38,7 +40,7 @@ class EKFParams:
     p0_acceleration: float = 1e-12
     p0_log_variance: float = 1.0
     use_volatility_obs: bool = True
-    """Use the absolute-return observation; False reduces the filter to a linear KF."""
+    """Use the log-squared-return observation; False reduces the filter to a linear KF."""
 
     def to_native(self) -> _core.EkfParams:
         native = _core.EkfParams()
@@ -59,7 +61,7 @@ def ekf(
 
     States are (level, velocity, acceleration, log_variance) of the log price, each using
     prices up to its bar only. With ``return_innovations`` also returns ``[B, T, 2]``
-    innovations (log-price and absolute-return observation).
+    innovations (log-price and log-squared-return observation).
     """
     p = as_host_array(prices)
     squeeze = isinstance(p, np.ndarray) and p.ndim == 1

@@ -13,14 +13,18 @@ void validate_ekf_params(const EkfParams& p) {
   for (int i = 0; i < 5; ++i)
     HIMARI_CHECK(std::isfinite(positive[i]) && positive[i] > 0.0, "params.", positive_names[i],
                  ": expected a finite value > 0, got ", positive[i]);
-  const double nonneg[] = {p.q_level, p.q_velocity, p.q_acceleration, p.q_log_variance, p.r_abs_floor};
-  const char* nonneg_names[] = {"q_level", "q_velocity", "q_acceleration", "q_log_variance", "r_abs_floor"};
-  for (int i = 0; i < 5; ++i)
+  const double nonneg[] = {p.q_level, p.q_velocity, p.q_acceleration, p.q_log_variance};
+  const char* nonneg_names[] = {"q_level", "q_velocity", "q_acceleration", "q_log_variance"};
+  for (int i = 0; i < 4; ++i)
     HIMARI_CHECK(std::isfinite(nonneg[i]) && nonneg[i] >= 0.0, "params.", nonneg_names[i],
                  ": expected a finite value >= 0, got ", nonneg[i]);
   HIMARI_CHECK(std::isfinite(p.phi) && std::fabs(p.phi) <= 1.0, "params.phi: expected a value in [-1, 1], got ",
                p.phi);
   HIMARI_CHECK(std::isfinite(p.mu), "params.mu: expected a finite value, got ", p.mu);
+  HIMARI_CHECK(std::isfinite(p.r_log_square) && p.r_log_square > 0.0,
+               "params.r_log_square: expected a finite value > 0, got ", p.r_log_square);
+  HIMARI_CHECK(std::isfinite(p.square_floor) && p.square_floor > 0.0,
+               "params.square_floor: expected a finite value > 0, got ", p.square_floor);
 }
 
 template <typename P>
@@ -37,8 +41,8 @@ void ekf_cpu(const P* prices, std::int64_t batch, std::int64_t n_bars, const Ekf
     for (std::int64_t t = 0; t < n_bars; ++t) {
       const double y = std::log(static_cast<double>(px[t]));
       if (t > 0) ekf_predict(s, params);
-      const bool use_abs = params.use_volatility_obs && t > 0;
-      ekf_update(s, y, std::fabs(y - prev_log), use_abs, params, innov);
+      const bool use_vol = params.use_volatility_obs && t > 0;
+      ekf_update(s, y, y - prev_log, use_vol, params, innov);
       prev_log = y;
       for (int i = 0; i < kEkfStates; ++i) out[t * kEkfStates + i] = s.x[i];
       if (inn != nullptr) {

@@ -552,7 +552,8 @@ EKF_DEFAULTS = {
     "q_acceleration": 1e-14,
     "q_log_variance": 0.05,
     "r_level": 2.5e-7,
-    "r_abs_floor": 1e-10,
+    "r_log_square": math.pi**2 / 2.0,
+    "square_floor": 1e-10,
     "phi": 0.99,
     "mu": -13.0,
     "p0_level": 1e-4,
@@ -562,7 +563,7 @@ EKF_DEFAULTS = {
     "use_volatility_obs": True,
 }
 
-SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+MEAN_LOG_CHI2_1 = -0.5772156649015329 - math.log(2.0)  # E[log z^2], z ~ N(0, 1)
 
 
 def _ekf_params(params) -> dict:
@@ -604,11 +605,13 @@ def reference_ekf_series(prices, params=None):
             P = F @ P @ F.T + Q
         use_vol = bool(p["use_volatility_obs"]) and t >= 1
         if use_vol:
-            h2 = SQRT_2_OVER_PI * math.exp(x[3] / 2.0)
-            z = np.array([y[t], abs(y[t] - y[t - 1])])
-            hx = np.array([x[0], h2])
-            H = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, h2 / 2.0]])
-            R = np.diag([p["r_level"], (1.0 - 2.0 / math.pi) * math.exp(x[3]) + p["r_abs_floor"]])
+            c = p["square_floor"]
+            e = math.exp(x[3] + MEAN_LOG_CHI2_1)
+            r = y[t] - y[t - 1]
+            z = np.array([y[t], math.log(r * r + c)])
+            hx = np.array([x[0], math.log(e + c)])
+            H = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, e / (e + c)]])
+            R = np.diag([p["r_level"], p["r_log_square"]])
         else:
             z = np.array([y[t]])
             hx = np.array([x[0]])

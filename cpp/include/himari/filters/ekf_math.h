@@ -1,6 +1,6 @@
 // Per-series EKF maths (docs/ekf.md), shared by the CPU loop and the CUDA kernel. The state is
-// [level, velocity, acceleration, log_variance] of the log price; the absolute-return
-// observation sqrt(2/pi) * exp(log_variance / 2) is the nonlinearity.
+// [level, velocity, acceleration, log_variance] of the log price; the log-squared-return
+// observation log(exp(log_variance + m) + c) is the nonlinearity.
 #pragma once
 
 #include <cmath>
@@ -11,8 +11,7 @@
 namespace himari {
 
 constexpr int kEkfStates = 4;
-constexpr double kSqrtTwoOverPi = 0.79788456080286535588;  // E|N(0,1)|
-constexpr double kAbsVarianceFactor = 0.36338022763241865692;  // Var|N(0,1)| = 1 - 2/pi
+constexpr double kMeanLogChiSquare1 = -1.27036284546147817;  // E[log z^2], z ~ N(0,1): -gamma - log 2
 
 struct EkfState {
   double x[kEkfStates];
@@ -71,19 +70,23 @@ HIMARI_HD void ekf_predict(EkfState& s, const EkfParams& prm) {
   p[3][3] = n33 + prm.q_log_variance;
 }
 
-// Update with the level observation and, when use_abs, the absolute-return observation.
-// H rows: [1,0,0,0] and [0,0,0,g/2] with g = sqrt(2/pi) exp(lv/2), so P H' is two scaled
-// columns of P. Covariance update in the symmetric form P - K S K' (= (I - K H) P for the optimal
-// gain), computed on the upper triangle. Writes the innovations z - h(x_pred) to innov[0..1].
-HIMARI_HD void ekf_update(EkfState& s, double log_price, double abs_return, bool use_abs, const EkfParams& prm,
+// Update with the level observation and, when use_vol, the log-squared-return observation
+// z2 = log(r^2 + c) with h2(x) = log(exp(lv + m) + c), m = E[log chi^2_1]. Its slope
+// dh2/dlv = e / (e + c), e = exp(lv + m), lies in (0, 1): unlike an observation of |r| (whose
+// slope vanishes at low variance and so lets one big bar throw the variance estimate up by
+// orders of magnitude), a surprise moves the log variance by a bounded amount. H rows:
+// [1,0,0,0] and [0,0,0,slope], so P H' is two scaled columns of P. Covariance update in the
+// symmetric form P - K S K' (= (I - K H) P for the optimal gain), computed on the upper
+// triangle. Writes the innovations z - h(x_pred) to innov[0..1].
+HIMARI_HD void ekf_update(EkfState& s, double log_price, double log_return, bool use_vol, const EkfParams& prm,
                           double* innov) {
   double(&p)[kEkfStates][kEkfStates] = s.p;
-  const double g = kSqrtTwoOverPi * std::exp(0.5 * s.x[3]);
-  const double h = use_abs ? 0.5 * g : 0.0;  // d h2 / d log_variance (0: no second observation)
+  const double e = std::exp(s.x[3] + kMeanLogChiSquare1);
+  const double h = use_vol ? e / (e + prm.square_floor) : 0.0;  // 0: no second observation
   const double r0 = prm.r_level;
-  const double r1 = kAbsVarianceFactor * std::exp(s.x[3]) + prm.r_abs_floor;
+  const double r1 = prm.r_log_square;
   const double y0 = log_price - s.x[0];
-  const double y1 = use_abs ? abs_return - g : 0.0;
+  const double y1 = use_vol ? std::log(log_return * log_return + prm.square_floor) - std::log(e + prm.square_floor) : 0.0;
   innov[0] = y0;
   innov[1] = y1;
   // C = P H': column 0 is P[:,0], column 1 is h P[:,3].
@@ -95,7 +98,7 @@ HIMARI_HD void ekf_update(EkfState& s, double log_price, double abs_return, bool
   // S = H P H' + R and its inverse; with one observation S is 1x1 (s11 = 1 keeps it invertible).
   const double s00 = c0[0] + r0;
   const double s01 = c1[0];
-  const double s11 = use_abs ? h * c1[3] + r1 : 1.0;
+  const double s11 = use_vol ? h * c1[3] + r1 : 1.0;
   const double det = s00 * s11 - s01 * s01;
   const double i00 = s11 / det, i01 = -s01 / det, i11 = s00 / det;
   // K = C S^-1.

@@ -9,7 +9,8 @@ struct EkfParams {
   double q_acceleration = 1e-14;
   double q_log_variance = 0.05;
   double r_level = 2.5e-7;
-  double r_abs_floor = 1e-10;
+  double r_log_square = 4.934802200544679;  // Var[log chi^2_1] = pi^2 / 2
+  double square_floor = 1e-10;              // c in log(r^2 + c): keeps flat bars finite
   double phi = 0.99;
   double mu = -13.0;
   double p0_level = 1e-4;
