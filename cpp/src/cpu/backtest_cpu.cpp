@@ -48,7 +48,7 @@ void replay_actions_cpu(const BacktestInputs& in, const RewardConfig& reward, co
       const double prev_drawdown = drawdown_of(a);
       const StepOutcome o = account_step(a, static_cast<double>(actions[t * m_total + m]), in.open[t + 1],
                                          in.close[t + 1], in.costs);
-      const double log_return = std::log(a.equity / o.prev_equity);
+      const double log_return = lane_log(a.equity / o.prev_equity);
       const RewardTerms rt = shape_reward(log_return, prev_drawdown, drawdown_of(a), o.traded, dsr, reward);
       rewards[t * m_total + m] = rt.total;
       const std::int64_t k = (t + 1) * m_total + m;
