@@ -58,10 +58,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import himari
+
+        typer.echo(f"himari {himari.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """himari: trading research with a native core (data, training, backtests)."""
     ctx.meta[_VERBOSE_KEY] = verbose
@@ -69,8 +80,12 @@ def _root(
 
 def _add_groups() -> None:
     from himari.cli.data import app as data_app
+    from himari.cli.demo import demo
+    from himari.cli.info import info
 
     app.add_typer(data_app, name="data", help="Import, synthesise and prepare bar data.")
+    app.command("demo")(demo)
+    app.command("info")(info)
 
 
 _add_groups()

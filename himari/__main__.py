@@ -1,0 +1,5 @@
+"""``python -m himari`` runs the command line."""
+
+from himari.cli import main
+
+main()

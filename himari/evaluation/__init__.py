@@ -1,0 +1,1 @@
+"""Evaluation: reference strategies and reports over the native backtester."""
