@@ -18,7 +18,7 @@ test-cpp:           ## configure, build and run the C++ unit tests (needs libgte
 	ctest --preset dev-cpu
 
 test-py:            ## the Python suite against the installed package (cuda tests skip without a GPU)
-	pytest -q
+	PYTHONSAFEPATH=1 pytest -q
 
 bench:              ## the core benchmarks (by hand, not a test)
 	$(PYTHON) benchmarks/bench_core.py
