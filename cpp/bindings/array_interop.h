@@ -58,7 +58,16 @@ inline bool is_float(const py::array& a) {
 
 enum class IntKind { kInt8, kUInt8, kInt16, kInt32, kInt64, kOther };
 
-inline bool native_byte_order(const py::dtype& d) { return d.attr("isnative").cast<bool>(); }
+// numpy reports native order as '=' ('|' where order does not apply); an explicit '<' or '>'
+// is native only when it matches the host. Read from the dtype struct, not a Python attribute:
+// this runs on every env step.
+inline bool native_byte_order(const py::dtype& d) {
+  const char order = d.byteorder();
+  if (order == '=' || order == '|') return true;
+  const std::uint16_t probe = 1;
+  const bool little = *reinterpret_cast<const unsigned char*>(&probe) == 1;
+  return order == (little ? '<' : '>');
+}
 
 inline IntKind int_kind(const py::array& a) {
   const py::dtype d = a.dtype();

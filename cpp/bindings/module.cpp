@@ -41,8 +41,8 @@ CostConfig make_costs(double fee, double slippage, const std::string& mode) {
 
 // Calls fn(static_cast<const T*>(data)) with T the C++ type of an integer array's dtype.
 template <typename Fn>
-void with_int_type(const py::array& a, Fn&& fn) {
-  switch (bind::int_kind(a)) {
+void with_int_type(const py::array& a, Fn&& fn, bind::IntKind kind) {
+  switch (kind) {
     case bind::IntKind::kInt8: fn(static_cast<const std::int8_t*>(a.data())); break;
     case bind::IntKind::kUInt8: fn(static_cast<const std::uint8_t*>(a.data())); break;
     case bind::IntKind::kInt16: fn(static_cast<const std::int16_t*>(a.data())); break;
@@ -50,6 +50,11 @@ void with_int_type(const py::array& a, Fn&& fn) {
     case bind::IntKind::kInt64: fn(static_cast<const std::int64_t*>(a.data())); break;
     default: throw ShapeError("expected an integer array");
   }
+}
+
+template <typename Fn>
+void with_int_type(const py::array& a, Fn&& fn) {
+  with_int_type(a, std::forward<Fn>(fn), bind::int_kind(a));
 }
 
 std::shared_ptr<MarketData> make_market(const py::handle& open, const py::handle& close, const py::handle& features) {
@@ -92,18 +97,29 @@ py::array bool_view(std::vector<std::uint8_t>& v, py::handle owner) {
   return py::array(py::dtype("bool"), {static_cast<py::ssize_t>(v.size())}, {}, v.data(), owner);
 }
 
+// Below this many envs a step is shorter than releasing and re-taking the GIL.
+constexpr std::int64_t kReleaseGilFromEnvs = 256;
+
 void env_step(TradingEnv& env, const py::handle& actions_obj) {
   py::array a = as_array(actions_obj, "actions");
-  if (a.ndim() != 1 || a.shape(0) != env.num_envs() || bind::int_kind(a) == bind::IntKind::kOther)
+  const bind::IntKind kind = bind::int_kind(a);
+  if (a.ndim() != 1 || a.shape(0) != env.num_envs() || kind == bind::IntKind::kOther)
     throw ShapeError("actions: expected an integer array of shape (" + std::to_string(env.num_envs()) +
                      ",) (one action per env; int8, uint8, int16, int32 or int64, native byte order), got " + describe(a));
   if (!bind::is_c_contiguous(a)) a = py::array::ensure(a, py::array::c_style);  // documented: copies a strided view
-  with_int_type(a, [&](auto* p) {
-    using A = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
-    TradingEnv::check_actions<A>(p, env.num_envs());
-    py::gil_scoped_release release;
-    env.step<A>(p);
-  });
+  with_int_type(
+      a,
+      [&](auto* p) {
+        using A = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
+        TradingEnv::check_actions<A>(p, env.num_envs());
+        if (env.num_envs() >= kReleaseGilFromEnvs) {
+          py::gil_scoped_release release;
+          env.step<A>(p);
+        } else {
+          env.step<A>(p);
+        }
+      },
+      kind);
 }
 
 struct BacktestArgs {
