@@ -32,6 +32,18 @@ TEST(Lanes, LogWithinOneUlpOfLibm) {
   EXPECT_NEAR(log_positive(1e-12), std::log(1e-12), 1e-15 * 28);
 }
 
+TEST(Lanes, ExpWithinOneUlpOfLibm) {
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> u(-60.0, 60.0), small(-1e-3, 1e-3);
+  std::int64_t worst = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const double x = i % 2 ? u(rng) : small(rng);
+    worst = std::max(worst, ulp_distance(exp_bounded(x), std::exp(x)));
+  }
+  EXPECT_LE(worst, 1);
+  EXPECT_EQ(exp_bounded(0.0), 1.0);
+}
+
 #if defined(HIMARI_HAVE_VECTOR_LANES)
 TEST(Lanes, VectorLogEqualsScalarLog) {
   std::mt19937_64 rng(2);
@@ -41,6 +53,10 @@ TEST(Lanes, VectorLogEqualsScalarLog) {
     const Vec2d r = log_positive(v);
     EXPECT_EQ(r[0], log_positive(v[0]));
     EXPECT_EQ(r[1], log_positive(v[1]));
+    const Vec2d x{u(rng) * 20.0 - 25.0, u(rng) * 10.0};
+    const Vec2d ex = exp_bounded(x);
+    EXPECT_EQ(ex[0], exp_bounded(x[0]));
+    EXPECT_EQ(ex[1], exp_bounded(x[1]));
   }
 }
 #endif

@@ -1,4 +1,5 @@
-// CPU batched EKF: one sequential filter per series, the shared per-step maths of ekf_math.h.
+// CPU batched EKF: the shared per-step maths of ekf_math.h, several series per vector
+// (ekf_kernel.h, compiled here for the baseline ISA and in ekf_cpu_avx2.cpp for AVX2).
 #include <cmath>
 
 #include "himari/common/error.h"
@@ -27,30 +28,30 @@ void validate_ekf_params(const EkfParams& p) {
                "params.square_floor: expected a finite value > 0, got ", p.square_floor);
 }
 
+namespace {
+namespace baseline {
+#include "ekf_kernel.h"
+}  // namespace baseline
+}  // namespace
+
+#if defined(HIMARI_HAVE_AVX2_KERNEL)
+namespace avx2 {
+template <typename P>
+void ekf(const P* prices, std::int64_t batch, std::int64_t n_bars, const EkfParams& params, double* states,
+         double* innovations);
+}  // namespace avx2
+#endif
+
 template <typename P>
 void ekf_cpu(const P* prices, std::int64_t batch, std::int64_t n_bars, const EkfParams& params, double* states,
              double* innovations) {
-  for (std::int64_t b = 0; b < batch; ++b) {
-    const P* px = prices + b * n_bars;
-    double* out = states + b * n_bars * kEkfStates;
-    double* inn = innovations != nullptr ? innovations + b * n_bars * 2 : nullptr;
-    EkfState s;
-    double prev_log = std::log(static_cast<double>(px[0]));
-    ekf_init(s, prev_log, params);
-    double innov[2];
-    for (std::int64_t t = 0; t < n_bars; ++t) {
-      const double y = std::log(static_cast<double>(px[t]));
-      if (t > 0) ekf_predict(s, params);
-      const bool use_vol = params.use_volatility_obs && t > 0;
-      ekf_update(s, y, y - prev_log, use_vol, params, innov);
-      prev_log = y;
-      for (int i = 0; i < kEkfStates; ++i) out[t * kEkfStates + i] = s.x[i];
-      if (inn != nullptr) {
-        inn[t * 2] = innov[0];
-        inn[t * 2 + 1] = innov[1];
-      }
-    }
+#if defined(HIMARI_HAVE_AVX2_KERNEL)
+  if (batch >= 4 && __builtin_cpu_supports("avx2")) {
+    avx2::ekf(prices, batch, n_bars, params, states, innovations);
+    return;
   }
+#endif
+  baseline::filter_all<Vec2d>(prices, batch, n_bars, params, states, innovations);
 }
 
 template void ekf_cpu<float>(const float*, std::int64_t, std::int64_t, const EkfParams&, double*, double*);
