@@ -54,7 +54,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="himari: trading research with a native core (data, training, backtests).",
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
@@ -79,21 +79,50 @@ def _root(
 
 
 def _add_groups() -> None:
+    from himari.cli.backtest import backtest
+    from himari.cli.bench import bench
     from himari.cli.data import app as data_app
     from himari.cli.demo import demo
     from himari.cli.info import info
+    from himari.cli.plugins import app as plugins_app
+    from himari.cli.train import train
 
     app.add_typer(data_app, name="data", help="Import, synthesise and prepare bar data.")
+    app.add_typer(plugins_app, name="plugins", help="List installed plugins and show their settings.")
+    app.command("train")(train)
+    app.command("backtest")(backtest)
+    app.command("bench")(bench)
     app.command("demo")(demo)
     app.command("info")(info)
 
 
 _add_groups()
 
+_plugin_commands_added = False
+
+
+def add_plugin_commands() -> None:
+    """Let plugins attach commands (``himari_register_commands``). Done by ``main`` rather than
+    at import, so importing the CLI never loads plugins."""
+    global _plugin_commands_added
+    if _plugin_commands_added:
+        return
+    from himari.plugin.manager import get_plugins
+
+    get_plugins().register_commands(app)
+    _plugin_commands_added = True
+
 
 def main() -> None:
     """Console-script entry point (``himari``)."""
+    try:
+        add_plugin_commands()
+    except Exception as e:  # noqa: BLE001 - a broken plugin install: one line, exit 1
+        import sys
+
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        raise SystemExit(exit_code_for(e)) from None
     app(prog_name="himari")
 
 
-__all__ = ["app", "exit_code_for", "main"]
+__all__ = ["add_plugin_commands", "app", "exit_code_for", "main"]

@@ -17,6 +17,12 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print JSON instead
 
     data = {"version": himari.__version__, "python": platform.python_version(), **build_info()}
     data["cuda_available"] = cuda_available()
+    from himari.plugin.api import KINDS
+    from himari.plugin.manager import get_plugins
+
+    plugins = get_plugins()
+    data["plugins"] = {kind: len(plugins.registry(kind)) for kind in KINDS}
+    data["plugins_blocked"] = len(plugins.blocked())
     if json_out:
         print(json.dumps(data, indent=2))
         return

@@ -1,0 +1,57 @@
+"""``himari train MODEL``: parse options into a run config and hand it to the Trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from himari.cli.completion import complete_list, complete_model
+
+
+def train(
+    model: str = typer.Argument(None, help="Model plugin name (himari plugins list --kind model).",
+                                autocompletion=complete_model),
+    data: str = typer.Option(None, "--data", help="Prepared directory or bars file; default: the synthetic market."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    epochs: int = typer.Option(None, "--epochs", help="Training epochs."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Examples per optimiser step."),
+    lr: float = typer.Option(None, "--lr", help="Learning rate."),
+    seed: int = typer.Option(None, "--seed", help="Seed of every random stream of the run."),
+    preprocess: str = typer.Option(None, "--preprocess", help="Preprocessors in order, comma-separated.",
+                                   autocompletion=complete_list("preprocessor")),
+    method: str = typer.Option(None, "--method", help="Training methods, comma-separated.",
+                               autocompletion=complete_list("training-method")),
+    tracker: str = typer.Option(None, "--tracker", help="Trackers, comma-separated (jsonl is always on).",
+                                autocompletion=complete_list("tracker")),
+    config: Path = typer.Option(None, "--config", help="Run config YAML (docs/training.md)."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a setting: key=value (train.lr=0.01, "
+                                                        "baseline-mlp.loss=focal). Repeatable."),
+    run_dir: Path = typer.Option(None, "--run-dir", help="Run directory (default runs/<model>/<timestamp>)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in RUN_DIR from its last checkpoint."),
+    checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Write last.pt every N steps."),
+) -> None:
+    """Train a model plugin; evaluate it each epoch on the validation split through the backtester."""
+    from himari.errors import ConfigError
+    from himari.plugin.manager import get_plugins
+    from himari.training.config import merge_run_config
+    from himari.training.trainer import Trainer
+
+    plugins = get_plugins()
+    if resume is not None:
+        given = [name for name, v in (("MODEL", model), ("--data", data), ("--device", device), ("--epochs", epochs),
+                                      ("--batch-size", batch_size), ("--lr", lr), ("--seed", seed),
+                                      ("--preprocess", preprocess), ("--method", method), ("--tracker", tracker),
+                                      ("--config", config), ("--set", set_), ("--run-dir", run_dir),
+                                      ("--checkpoint-every", checkpoint_every)) if v]
+        if given:
+            raise ConfigError(f"--resume continues the run with its saved config; drop {', '.join(given)}")
+        Trainer.resume(resume, plugins=plugins).fit()
+        return
+    overrides = {"model": model, "data": data, "train.device": device, "train.epochs": epochs,
+                 "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
+                 "train.checkpoint_every": checkpoint_every,
+                 "preprocess": preprocess, "methods": method, "trackers": tracker}
+    run = merge_run_config(plugins=plugins, config_file=str(config) if config else None,
+                           overrides=overrides, sets=set_)
+    Trainer(run, plugins=plugins, run_dir=run_dir).fit()

@@ -1,0 +1,137 @@
+"""Scoring a policy's actions on a split with the native backtester, after fees and slippage.
+
+Alignment (docs/semantics.md): ``actions[i]`` is the decision taken at the close of prepared row
+``rows[i]``, from features of rows up to that one; ``backtest_signals`` fills it at the open of
+the next row. Each range of a split (one per symbol, or per block of a walk-forward fold) is
+traded from a flat account; the last row of a range takes no decision. Labels are never read
+here: a policy is scored by prices alone.
+
+With several ranges the per-bar returns of the ranges are chained (traded one after another)
+and the metrics recomputed from the chained equity with the backtester's definitions; with one
+range the backtester's own metrics are returned unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from himari.engine import ACTION_NAMES, BARS_PER_YEAR_5M, backtest_signals
+from himari.evaluation.baselines import buy_and_hold, never_trade
+
+COLLAPSE_THRESHOLD = 0.9
+"""A policy whose most frequent action takes more than this share of decisions has collapsed."""
+
+METRICS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "calmar",
+           "turnover", "n_trades", "win_rate", "exposure")
+
+Ranges = Sequence[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Costs:
+    fee: float = 1e-3
+    slippage: float = 5e-4
+    mode: str = "long_flat"
+    bars_per_year: float = BARS_PER_YEAR_5M
+
+
+def action_distribution(actions: np.ndarray, ranges: Ranges) -> dict[str, float]:
+    """Share of SELL/HOLD/BUY among the decisions (every row of a range but its last)."""
+    decided = _decision_mask(ranges)
+    a = np.asarray(actions)[decided]
+    n = max(len(a), 1)
+    return {name: float(np.count_nonzero(a == i)) / n for i, name in enumerate(ACTION_NAMES)}
+
+
+def collapse(distribution: dict[str, float], threshold: float = COLLAPSE_THRESHOLD) -> dict[str, Any]:
+    action = max(distribution, key=lambda k: distribution[k])
+    share = distribution[action]
+    return {"collapsed": bool(share > threshold), "dominant_action": action, "dominant_share": share}
+
+
+def _decision_mask(ranges: Ranges) -> np.ndarray:
+    parts = []
+    for a, b in ranges:
+        m = np.ones(b - a, dtype=bool)
+        if b > a:
+            m[-1] = False
+        parts.append(m)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def _chained(equities: list[np.ndarray], bpy: float) -> dict[str, float]:
+    r = np.concatenate([e[1:] / e[:-1] - 1.0 for e in equities])
+    eq = np.concatenate([[1.0], np.cumprod(1.0 + r)])
+    n = len(r)
+    total = float(eq[-1] - 1.0)
+    annual = float(eq[-1] ** (bpy / n) - 1.0) if n else 0.0
+    sd = float(np.std(r, ddof=1)) if n >= 2 else 0.0
+    sharpe = float(np.mean(r) / sd * math.sqrt(bpy)) if sd > 0 else 0.0
+    down = np.minimum(r, 0.0)
+    dd = math.sqrt(float(np.mean(down**2))) if n else 0.0
+    sortino = float(np.mean(r) / dd * math.sqrt(bpy)) if dd > 0 else 0.0
+    mdd = float(np.max(1.0 - eq / np.maximum.accumulate(eq)))
+    return {"total_return": total, "annual_return": annual, "sharpe": sharpe, "sortino": sortino,
+            "max_drawdown": mdd, "calmar": annual / mdd if mdd > 0 else 0.0}
+
+
+def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actions: np.ndarray,
+                     costs: Costs = Costs()) -> dict[str, Any]:
+    """Metrics of ``actions`` (aligned with the concatenated rows of ``ranges``) after costs,
+    plus the action distribution and the collapse flag."""
+    actions = np.asarray(actions)
+    lengths = [b - a for a, b in ranges]
+    if actions.ndim != 1 or len(actions) != sum(lengths):
+        raise ValueError(f"actions: expected one action per row of the split ({sum(lengths)}), "
+                         f"got shape {actions.shape}")
+    signals = actions.astype(np.int8, copy=False)
+    results, equities, offset = [], [], 0
+    for (a, b), n in zip(ranges, lengths):
+        res = backtest_signals(open_[a:b], close[a:b], signals[offset:offset + n], fee=costs.fee,
+                               slippage=costs.slippage, mode=costs.mode,
+                               bars_per_year=costs.bars_per_year, return_equity=len(ranges) > 1)
+        results.append(res)
+        if res.equity is not None:
+            equities.append(res.equity[:, 0])
+        offset += n
+    if len(results) == 1:
+        metrics: dict[str, Any] = results[0].to_dict(0)
+    else:
+        steps = np.array([n - 1 for n in lengths], dtype=float)
+        trades = np.array([r.n_trades[0] for r in results])
+        metrics = _chained(equities, costs.bars_per_year)
+        metrics["turnover"] = float(sum(r.turnover[0] for r in results))
+        metrics["n_trades"] = float(trades.sum())
+        metrics["win_rate"] = (float(np.dot(trades, [r.win_rate[0] for r in results]) / trades.sum())
+                               if trades.sum() else 0.0)
+        metrics["exposure"] = float(np.dot(steps, [r.exposure[0] for r in results]) / steps.sum())
+    dist = action_distribution(actions, ranges)
+    metrics["actions"] = dist
+    metrics["decisions"] = int(_decision_mask(ranges).sum())
+    metrics.update(collapse(dist))
+    return metrics
+
+
+def baseline_actions(name: str, ranges: Ranges, *, seed: int = 0) -> np.ndarray:
+    """Actions of a reference strategy over the rows of ``ranges`` (per range, from flat)."""
+    from himari.evaluation.baselines import random_policy
+
+    parts = []
+    for i, (a, b) in enumerate(ranges):
+        if name == "buy-and-hold":
+            parts.append(buy_and_hold(b - a))
+        elif name == "never-trade":
+            parts.append(never_trade(b - a))
+        elif name == "random":
+            parts.append(random_policy(b - a, 1, seed=seed + i)[:, 0])
+        else:
+            raise ValueError(f"unknown baseline {name!r}; choose buy-and-hold, never-trade or random")
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+
+
+BASELINES = ("buy-and-hold", "never-trade", "random")

@@ -1,0 +1,86 @@
+"""The plugin contract of himari: how a package adds models, preprocessors, training methods,
+trackers and commands.
+
+A plugin is a module with ``@hookimpl`` functions, declared in its distribution's
+``pyproject.toml`` under the ``himari`` entry-point group (entry-point name = dotted module path,
+because pluggy silently drops a second entry point of the same name)::
+
+    [project.entry-points.himari]
+    "himari_hello.model" = "himari_hello.model"
+
+and the module::
+
+    from dataclasses import dataclass
+    from himari.plugin import ModelSpec, hookimpl
+
+    @dataclass(frozen=True)
+    class HelloConfig:
+        hidden: int = 32
+        \"\"\"Width of the hidden layer.\"\"\"
+
+    def build(config, ctx):          # torch imported here, never at module top
+        ...
+
+    @hookimpl
+    def himari_register_models(registry):
+        registry.add(ModelSpec(name="hello", summary="...", config=HelloConfig, factory=build))
+
+The built-in plugins (``himari_builtin``) are declared exactly this way. Hook specifications are
+in :mod:`himari.plugin.spec`, the spec types and protocols in :mod:`himari.plugin.api`, the
+loading rules (``HIMARI_DISABLE_PLUGINS``, ``HIMARI_PLUGIN_AUTOLOAD``) in
+:mod:`himari.plugin.manager`. docs/writing-a-plugin.md walks through a complete plugin.
+
+This package is import-light: importing it loads pluggy and the standard library only.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "himari"
+"""The pluggy project name and the entry-point group."""
+
+hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Marks a plugin's implementation of a ``himari_*`` hook."""
+
+from himari.plugin.api import (  # noqa: E402 - after the markers the api module may use
+    KINDS,
+    EnvConfig,
+    Model,
+    ModelContext,
+    ModelSpec,
+    ParamCount,
+    Preprocessor,
+    PreprocessorSpec,
+    Tracker,
+    TrackerSpec,
+    TrainContext,
+    TrainingMethod,
+    TrainingMethodSpec,
+)
+from himari.plugin.registry import (  # noqa: E402
+    PluginConflictError,
+    Registry,
+    UnknownPluginError,
+)
+
+__all__ = [
+    "KINDS",
+    "PROJECT",
+    "EnvConfig",
+    "Model",
+    "ModelContext",
+    "ModelSpec",
+    "ParamCount",
+    "PluginConflictError",
+    "Preprocessor",
+    "PreprocessorSpec",
+    "Registry",
+    "Tracker",
+    "TrackerSpec",
+    "TrainContext",
+    "TrainingMethod",
+    "TrainingMethodSpec",
+    "UnknownPluginError",
+    "hookimpl",
+]

@@ -1,0 +1,113 @@
+"""Building a run's pieces from its config: preprocessed features, the model, and a trained
+policy restored from a run directory (what ``himari backtest RUN_DIR`` scores).
+
+Shared by the Trainer and the restore path so both build exactly the same things.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from himari.errors import ConfigError, DataError
+from himari.plugin.api import EnvConfig, ModelContext
+
+
+def apply_preprocessing(features: np.ndarray, names: list[str], configs: dict[str, Any], plugins: Any,
+                        train_rows: np.ndarray | None,
+                        states: list[dict[str, Any]] | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Run the preprocessors in order. Each is fitted on the train rows of its input (its
+    predecessor's output) unless its saved ``states`` are given. Returns the features and the
+    states to save with the run."""
+    out = np.asarray(features, dtype=np.float32)
+    saved: list[dict[str, Any]] = []
+    if states is not None and [s.get("name") for s in states] != list(names):
+        raise ConfigError(f"preprocessing state is for {[s.get('name') for s in states]}, the run uses {names}")
+    for i, name in enumerate(names):
+        spec = plugins.preprocessors().get(name)
+        pre = spec.factory(configs[name])
+        if states is not None:
+            pre.load_state_dict(states[i]["state"])
+        else:
+            if train_rows is None:
+                raise ValueError("train_rows are needed to fit preprocessors")
+            pre.fit(out[train_rows])
+        new = np.asarray(pre.transform(out), dtype=np.float32)
+        if new.ndim != 2 or new.shape[0] != out.shape[0]:
+            raise ValueError(f"preprocessor {name!r} returned shape {new.shape}, expected [{out.shape[0]}, F]")
+        out = np.ascontiguousarray(new)
+        saved.append({"name": name, "state": pre.state_dict()})
+    return out, saved
+
+
+def class_counts(labels: np.ndarray, rows: np.ndarray, n_actions: int = 3) -> tuple[int, ...]:
+    y = np.asarray(labels)[rows]
+    y = y[y >= 0]
+    return tuple(int(c) for c in np.bincount(y.astype(np.int64), minlength=n_actions)[:n_actions])
+
+
+def model_context_to_dict(ctx: ModelContext) -> dict[str, Any]:
+    return {"n_features": ctx.n_features, "n_actions": ctx.n_actions, "class_counts": list(ctx.class_counts),
+            "env": {"fee": ctx.env.fee, "slippage": ctx.env.slippage, "mode": ctx.env.mode}}
+
+
+def model_context_from_dict(d: dict[str, Any]) -> ModelContext:
+    return ModelContext(n_features=int(d["n_features"]), n_actions=int(d["n_actions"]),
+                        class_counts=tuple(int(c) for c in d["class_counts"]), env=EnvConfig(**d["env"]))
+
+
+@dataclass
+class TrainedPolicy:
+    """A model restored from a run directory, with its preprocessing, ready to act on any
+    prepared data set with the same raw features."""
+
+    run_dir: Path
+    name: str
+    model: Any
+    run: Any
+    preprocessing: list[dict[str, Any]]
+    checkpoint: str
+    plugins: Any
+    context: ModelContext
+
+    def act(self, raw_features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        import torch
+
+        features, _ = apply_preprocessing(raw_features, self.run.preprocess, self.run.plugin_configs,
+                                          self.plugins, None, self.preprocessing)
+        if features.shape[1] != self.context.n_features:
+            raise DataError(f"{self.run_dir}: the model takes {self.context.n_features} features after "
+                            f"preprocessing, this data gives {features.shape[1]}")
+        self.model.network.eval()
+        with torch.no_grad():
+            return np.asarray(self.model.act(features, rows))
+
+
+def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = None) -> TrainedPolicy:
+    """Restore ``checkpoints/<which>.pt`` of a run (falls back to last.pt when no best.pt)."""
+    from himari.plugin.manager import get_plugins
+    from himari.training import rundir
+    from himari.training.checkpoint import load_checkpoint
+    from himari.training.config import load_yaml, resolve_run_config
+
+    run_dir = Path(run_dir)
+    if not rundir.is_run_dir(run_dir):
+        raise DataError(f"{run_dir}: not a himari run directory (no {rundir.CONFIG})")
+    plugins = plugins or get_plugins()
+    run = resolve_run_config(load_yaml(run_dir / rundir.CONFIG), plugins)
+    path = run_dir / "checkpoints" / f"{which}.pt"
+    if which == "best" and not path.exists():
+        path = run_dir / rundir.LAST
+    payload = load_checkpoint(path, model=run.model)
+    pre_path = run_dir / rundir.PREPROCESSING
+    states = json.loads(pre_path.read_text(encoding="utf-8")) if pre_path.exists() else []
+    spec = plugins.models().get(run.model)
+    context = model_context_from_dict(payload["model_context"])
+    model = spec.factory(run.plugin_configs[run.model], context)
+    model.network.load_state_dict(payload["network"])
+    model.network.to("cpu")
+    return TrainedPolicy(run_dir, run.model, model, run, states, path.name, plugins, context)

@@ -1,0 +1,239 @@
+"""Run configuration: the YAML file, command-line options and ``--set key=value`` overrides,
+merged in that order and checked against the Trainer's own settings and each plugin's
+``<Name>Config``. Unknown keys and wrong types are ``ConfigError``s naming the dotted key.
+
+A run config (also what ``config.yaml`` in a run directory holds, with every default filled)::
+
+    model: baseline-mlp
+    data: null                    # prepared dir or bars file; null = the synthetic market
+    train: {epochs: 10, batch_size: 512, lr: 0.001, seed: 0, device: auto, ...}
+    env: {fee: 0.001, slippage: 0.0005, mode: long_flat}
+    preprocess: [zscore]          # null = the model's default
+    methods: []
+    trackers: [jsonl]
+    plugins:                      # per-plugin settings, by plugin name
+      baseline-mlp: {loss: focal}
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from himari.errors import ConfigError
+from himari.plugin.api import EnvConfig
+from himari.plugin.config import build_config, config_to_dict, unknown_key_error
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The Trainer's own settings (the ``train:`` section)."""
+
+    epochs: int = 10
+    """Passes over the training data (early stopping may end sooner)."""
+    batch_size: int = 512
+    """Training examples per optimiser step."""
+    lr: float = 1e-3
+    """AdamW learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    seed: int = 0
+    """Seeds python, numpy, torch and the data order; same seed on CPU gives the same run."""
+    device: str = "auto"
+    """auto (cuda when available), cpu, cuda or cuda:N."""
+    amp: bool = True
+    """Mixed precision (bf16, or fp16 with loss scaling) on CUDA; ignored on the CPU."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 disables."""
+    patience: int = 3
+    """Stop after this many epochs without a better validation Sharpe; 0 disables."""
+    checkpoint_every: int = 200
+    """Write checkpoints/last.pt every N optimiser steps (and at each epoch end)."""
+    log_every: int = 50
+    """Log the running training loss every N steps."""
+    max_steps_per_epoch: int = 0
+    """Cap on optimiser steps per epoch (smoke runs); 0 means the whole epoch."""
+    drop_last: bool = True
+    """Drop the last incomplete batch of each epoch (BatchNorm needs more than one row)."""
+    deterministic: bool = True
+    """Ask torch for deterministic kernels."""
+    progress: bool = True
+    """Rich progress bars when the console is a terminal."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.grad_clip < 0 or self.patience < 0 or self.max_steps_per_epoch < 0:
+            raise ValueError("grad_clip, patience and max_steps_per_epoch must be >= 0")
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
+
+
+TOP_LEVEL = ("model", "data", "train", "env", "preprocess", "methods", "trackers", "plugins")
+
+
+@dataclass
+class RunConfig:
+    """A validated run: names of the plugins it uses and their built config instances."""
+
+    model: str
+    data: str | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    preprocess: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    trackers: list[str] = field(default_factory=lambda: ["jsonl"])
+    plugin_configs: dict[str, Any] = field(default_factory=dict)
+    """Config instance per plugin name used by the run."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data with every default filled: written as the run's config.yaml."""
+        return {
+            "model": self.model,
+            "data": self.data,
+            "train": config_to_dict(self.train),
+            "env": config_to_dict(self.env),
+            "preprocess": list(self.preprocess),
+            "methods": list(self.methods),
+            "trackers": list(self.trackers),
+            "plugins": {name: config_to_dict(c) for name, c in self.plugin_configs.items()},
+        }
+
+
+def _names(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{key}: expected a list of plugin names, got {value!r}")
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def apply_set(raw: dict[str, Any], assignment: str, plugin_names: set[str]) -> None:
+    """Apply one ``--set key.sub=value`` (value parsed as YAML) to the raw config in place.
+
+    Shorthands: a first key naming a ``train`` setting means ``train.<key>``; one naming a plugin
+    means ``plugins.<name>``.
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key=value")
+    key, _, text = assignment.partition("=")
+    key = key.strip()
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    parts = key.split(".")
+    if not key or not all(parts):
+        raise ConfigError(f"--set {assignment!r}: empty key")
+    train_keys = set(TrainConfig.__dataclass_fields__)
+    if parts[0] not in TOP_LEVEL:
+        if len(parts) == 1 and parts[0].replace("-", "_") in train_keys:
+            parts = ["train", parts[0]]
+        elif parts[0] in plugin_names:
+            parts = ["plugins", *parts]
+        else:
+            raise unknown_key_error(key, [*TOP_LEVEL, *sorted(train_keys)], "the run config")
+    node = raw
+    for i, p in enumerate(parts[:-1]):
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is not a section, cannot set {key}")
+        node = child
+    node[parts[-1]] = value
+
+
+def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
+    """Validate ``raw`` against the Trainer settings and the plugins' configs."""
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise unknown_key_error(str(key), list(TOP_LEVEL), "the run config")
+    model = raw.get("model")
+    if not isinstance(model, str) or not model:
+        raise ConfigError("model: expected a model name (see himari plugins list --kind model)")
+    model_spec = plugins.models().get(model)
+    data = raw.get("data")
+    if data is not None and not isinstance(data, (str, os.PathLike)):
+        raise ConfigError(f"data: expected a path, got {data!r}")
+    train = build_config(TrainConfig, raw.get("train"), "train")
+    env = build_config(EnvConfig, raw.get("env"), "env")
+    if env.mode not in ("long_flat", "long_short"):
+        raise ConfigError(f"env.mode: expected long_flat or long_short, got {env.mode!r}")
+    if not (0 <= env.fee < 1 and 0 <= env.slippage < 1):
+        raise ConfigError("env.fee and env.slippage must be in [0, 1)")
+    preprocess = (_names(raw["preprocess"], "preprocess") if raw.get("preprocess") is not None
+                  else list(model_spec.default_preprocess))
+    methods = _names(raw.get("methods"), "methods")
+    trackers = _names(raw.get("trackers"), "trackers")
+    if "jsonl" not in trackers:
+        trackers.insert(0, "jsonl")
+    used: dict[str, Any] = {model: model_spec}
+    for names, reg in ((preprocess, plugins.preprocessors()), (methods, plugins.training_methods()),
+                       (trackers, plugins.trackers())):
+        seen = set()
+        for name in names:
+            if name in seen:
+                raise ConfigError(f"{reg.kind} {name!r} is listed twice")
+            seen.add(name)
+            spec = reg.get(name)
+            if name in used and used[name] is not spec:
+                raise ConfigError(f"{name!r} names two plugins of this run ({used[name].kind} and "
+                                  f"{spec.kind}); their settings would be ambiguous")
+            used[name] = spec
+    sections = raw.get("plugins") or {}
+    if not isinstance(sections, dict):
+        raise ConfigError(f"plugins: expected a mapping of plugin name to settings, got {sections!r}")
+    for name in sections:
+        if name not in used:
+            raise unknown_key_error(f"plugins.{name}", sorted(used), "the plugins this run uses")
+    configs = {name: build_config(spec.config, sections.get(name), f"plugins.{name}")
+               for name, spec in used.items()}
+    return RunConfig(model=model, data=None if data is None else str(data), train=train, env=env,
+                     preprocess=preprocess, methods=methods, trackers=trackers, plugin_configs=configs)
+
+
+def merge_run_config(*, plugins: Any, config_file: str | None = None, overrides: dict[str, Any] | None = None,
+                     sets: list[str] | None = None) -> RunConfig:
+    """YAML file, then command-line options (``overrides``: dotted key -> value, None skipped),
+    then ``--set`` assignments; validated."""
+    raw: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = raw
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{p}: is not a section")
+        node[last] = value
+    names = {n for k in ("model", "preprocessor", "training-method", "tracker") for n in plugins.registry(k).names()}
+    for s in sets or []:
+        apply_set(raw, s, names)
+    return resolve_run_config(raw, plugins)

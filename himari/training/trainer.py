@@ -1,0 +1,435 @@
+"""The Trainer: owns the loop, so models and training methods only supply what is theirs.
+
+Per run: resolve the data (the synthetic market by default), fit the preprocessors on the train
+split and transform every split, let training methods adjust the env config, build the model,
+then per epoch: shuffle by (seed, epoch), optimise (device placement, AMP on CUDA, gradient
+clipping), checkpoint every N steps, and evaluate on the validation split: validation loss, and
+the model's actions through the native backtester after fees and slippage (Sharpe, return,
+drawdown, turnover, trades, action distribution, collapse). ``best.pt`` keeps the best
+validation Sharpe; early stopping watches it. At the end the best checkpoint is scored on the
+validation and test splits next to buy-and-hold and never-trade, and ``summary.json`` written.
+
+Resuming (``Trainer.resume``) reloads ``checkpoints/last.pt``: weights, optimiser, scaler, the
+loop position (epoch, batch), early-stopping state, training-method states and every RNG state,
+so on the CPU a resumed run ends with exactly the metrics of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from himari.errors import HimariError
+from himari.evaluation.policy import Costs, baseline_actions, evaluate_actions
+from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
+from himari.training import rundir
+from himari.training.assemble import apply_preprocessing, class_counts, model_context_to_dict
+from himari.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from himari.training.config import RunConfig
+from himari.training.device import resolve_device, to_device
+from himari.training.seeding import epoch_order, rng_state, seed_everything, set_rng_state
+
+
+class TrainingError(HimariError, RuntimeError):
+    """Training failed at run time (a NaN loss, a method breaking the loop): exit code 1."""
+
+
+def _fmt_pct(x: float) -> str:
+    return f"{100 * x:+.2f}%"
+
+
+def _actions_text(dist: dict[str, float]) -> str:
+    return " ".join(f"{k[0]} {100 * v:.0f}%" for k, v in dist.items())
+
+
+class Trainer:
+    """Train one model as described by a validated ``RunConfig``."""
+
+    def __init__(self, run: RunConfig, *, plugins: Any = None, run_dir: str | Path | None = None,
+                 runs_root: str | Path = "runs", console: Any = None, resume: bool = False) -> None:
+        from rich.console import Console
+
+        from himari.plugin.manager import get_plugins
+
+        self.run = run
+        self.plugins = plugins or get_plugins()
+        self.console = console or Console()
+        self.resuming = resume
+        if run_dir is None:
+            self.run_dir = rundir.new_run_dir(run.model, runs_root)
+        else:
+            self.run_dir = Path(run_dir)
+            if not resume and self.run_dir.exists() and any(self.run_dir.iterdir()):
+                raise HimariError(f"{self.run_dir}: run directory exists and is not empty "
+                                  f"(use --resume {self.run_dir} to continue it)")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "epoch_started": False,
+                                      "best_sharpe": None, "best_epoch": None, "bad_epochs": 0,
+                                      "records": 0, "history": [], "done": False, "stopped_early": False}
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, plugins: Any = None, console: Any = None) -> Trainer:
+        """Continue the run in ``run_dir`` from its last checkpoint, with its saved config."""
+        from himari.plugin.manager import get_plugins
+        from himari.training.config import load_yaml, resolve_run_config
+
+        run_dir = Path(run_dir)
+        if not rundir.is_run_dir(run_dir):
+            raise CheckpointError(f"{run_dir}: not a himari run directory (no {rundir.CONFIG}); nothing to resume")
+        plugins = plugins or get_plugins()
+        run = resolve_run_config(load_yaml(run_dir / rundir.CONFIG), plugins)
+        return cls(run, plugins=plugins, run_dir=run_dir, console=console, resume=True)
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self) -> None:
+        import torch
+
+        from himari.data import PreparedData, resolve_prepared
+        from himari.data.splits import rows_of
+
+        run, cfg = self.run, self.run.train
+        seed_everything(cfg.seed, deterministic=cfg.deterministic)
+        self.device = resolve_device(cfg.device)
+        self.data = PreparedData(resolve_prepared(run.data))
+        self.splits = {name: self.data.split(name) for name in ("train", "validation", "test")}
+        train_rows = rows_of(self.splits["train"])
+        pre_path = self.run_dir / rundir.PREPROCESSING
+        states = None
+        if self.resuming and pre_path.exists():
+            states = json.loads(pre_path.read_text(encoding="utf-8"))
+        self.features, pre_states = apply_preprocessing(np.asarray(self.data.features), run.preprocess,
+                                                        run.plugin_configs, self.plugins, train_rows, states)
+        rundir.write_json(pre_path, pre_states)
+        self.labels = np.asarray(self.data.labels)
+        self.methods = [(n, self.plugins.training_methods().get(n).factory(run.plugin_configs[n]))
+                        for n in run.methods]
+        env = run.env
+        for name, m in self._with_hook("env_config"):
+            env = m.env_config(env, None)
+            if not isinstance(env, EnvConfig):
+                raise TrainingError(f"training method {name!r}: env_config must return an EnvConfig")
+        self.env = env
+        self.costs = Costs(env.fee, env.slippage, env.mode, float(self.data.metadata.get("bars_per_year", 105_120)))
+        mctx = ModelContext(n_features=self.features.shape[1], n_actions=3,
+                            class_counts=class_counts(self.labels, train_rows), env=env)
+        self.model_context = mctx
+        spec = self.plugins.models().get(run.model)
+        self.model = spec.factory(run.plugin_configs[run.model], mctx)
+        self.model.network.to(self.device)
+        self.ctx = TrainContext(data=self.data, features=self.features, labels=self.labels, splits=self.splits,
+                                env=env, model=mctx, device=self.device, seed=cfg.seed, run_dir=self.run_dir)
+        self.train_ds = self._dataset("train")
+        self.val_ds = self._dataset("validation")
+        if len(self.train_ds) < (cfg.batch_size if cfg.drop_last else 1):
+            raise HimariError(f"the train split has {len(self.train_ds)} examples, fewer than one batch "
+                              f"({cfg.batch_size}); lower --batch-size or use more data")
+        self.optimizer = torch.optim.AdamW(self.model.network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        on_cuda = self.device.startswith("cuda")
+        self.amp_dtype = None
+        self.scaler = None
+        if on_cuda and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            if self.amp_dtype is torch.float16:
+                self.scaler = torch.amp.GradScaler("cuda")
+        self.trackers = [(n, self.plugins.trackers().get(n).factory(run.plugin_configs[n])) for n in run.trackers]
+
+    def _dataset(self, split: str) -> Any:
+        ds = self.model.dataset(self.ctx, split)
+        for _, m in self._with_hook("dataset"):
+            ds = m.dataset(ds, self.ctx, split)
+        return ds
+
+    def _with_hook(self, point: str) -> list[tuple[str, Any]]:
+        assert point in HOOK_POINTS
+        return [(n, m) for n, m in self.methods if callable(getattr(m, point, None))]
+
+    def _autocast(self) -> Any:
+        import torch
+
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "model": self.run.model,
+            "network": self.model.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "trainer": json.dumps(self.state),
+            "rng": rng_state(),
+            "methods": json.dumps({n: m.state_dict() for n, m in self.methods if hasattr(m, "state_dict")}),
+            "model_context": model_context_to_dict(self.model_context),
+        }
+
+    def _save(self, which: Path) -> None:
+        save_checkpoint(self.run_dir / which, self._payload())
+
+    def _restore(self) -> bool:
+        path = self.run_dir / rundir.LAST
+        if not path.exists():
+            self.console.print(f"[yellow]no {rundir.LAST} in {self.run_dir}: starting the run from the beginning[/]")
+            return False
+        payload = load_checkpoint(path, model=self.run.model)
+        self.model.network.load_state_dict(payload["network"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scaler is not None and payload["scaler"]:
+            self.scaler.load_state_dict(payload["scaler"])
+        self.state = json.loads(payload["trainer"])
+        methods = json.loads(payload["methods"])
+        for n, m in self.methods:
+            if n in methods and hasattr(m, "load_state_dict"):
+                m.load_state_dict(methods[n])
+        set_rng_state(payload["rng"])
+        self.console.print(f"resuming {self.run_dir} at epoch {self.state['epoch'] + 1}, "
+                           f"batch {self.state['batch']}, step {self.state['step']}")
+        return True
+
+    # ------------------------------------------------------------- evaluation
+
+    def _validation_loss(self) -> float:
+        import torch
+
+        net = self.model.network
+        net.eval()
+        total, count, bs = 0.0, 0, max(self.run.train.batch_size, 4096)
+        with torch.no_grad(), self._autocast():
+            for start in range(0, len(self.val_ds), bs):
+                idx = torch.arange(start, min(start + bs, len(self.val_ds)))
+                loss, _ = self.model.loss(to_device(self.val_ds[idx], self.device), self.ctx)
+                total += float(loss) * len(idx)
+                count += len(idx)
+        return total / count if count else float("nan")
+
+    def evaluate(self, split: str) -> dict[str, Any]:
+        """The model's actions on ``split`` through the backtester, after costs."""
+        import torch
+
+        from himari.data.splits import rows_of
+
+        ranges = self.splits[split]
+        rows = rows_of(ranges)
+        self.model.network.eval()
+        with torch.no_grad(), self._autocast():
+            actions = np.asarray(self.model.act(self.features, rows))
+        return evaluate_actions(self.data.open, self.data.close, ranges, actions, self.costs)
+
+    def _baseline(self, name: str, split: str) -> dict[str, Any]:
+        ranges = self.splits[split]
+        return evaluate_actions(self.data.open, self.data.close, ranges,
+                                baseline_actions(name, ranges, seed=self.run.train.seed), self.costs)
+
+    # ------------------------------------------------------------------ loop
+
+    def _log(self, metrics: dict[str, Any]) -> None:
+        flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, bool))}
+        for _, t in self.trackers:
+            t.log(self.state["step"], flat)
+        self.state["records"] += 1
+
+    def _train_step(self, batch: Any) -> dict[str, float]:
+        import torch
+
+        cfg = self.run.train
+        net = self.model.network
+        net.train()
+        with self._autocast():
+            loss, logs = self.model.loss(batch, self.ctx)
+            logs = dict(logs)
+            for name, m in self._with_hook("loss_terms"):
+                for term, value in m.loss_terms(self.model, batch, self.ctx).items():
+                    loss = loss + value
+                    logs[f"{name}/{term}"] = float(value.detach()) if hasattr(value, "detach") else float(value)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss is {float(loss.detach())} at step {self.state['step'] + 1} "
+                                f"(epoch {self.state['epoch'] + 1}); lower --lr or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if cfg.grad_clip > 0:
+            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        logs["loss"] = float(loss.detach())
+        return logs
+
+    def _progress(self) -> Any:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        enabled = self.run.train.progress and self.console.is_terminal
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console,
+                        transient=True, disable=not enabled)
+
+    def _run_epochs(self) -> None:
+        import torch
+
+        self._loop_ran = True
+        cfg, st = self.run.train, self.state
+        n = len(self.train_ds)
+        per_epoch = n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
+        if cfg.max_steps_per_epoch:
+            per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
+        with self._progress() as progress:
+            while not st["done"] and st["epoch"] < cfg.epochs:
+                epoch = st["epoch"]
+                self.ctx.epoch = epoch
+                if not st["epoch_started"]:
+                    for _, m in self._with_hook("epoch_start"):
+                        m.epoch_start(epoch, self.ctx)
+                    st["epoch_started"] = True
+                    st["loss_sum"], st["loss_n"] = 0.0, 0
+                order = epoch_order(n, cfg.seed, epoch)
+                task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=per_epoch,
+                                         completed=st["batch"], info="")
+                while st["batch"] < per_epoch:
+                    b = st["batch"]
+                    idx = torch.from_numpy(order[b * cfg.batch_size:(b + 1) * cfg.batch_size].astype(np.int64))
+                    logs = self._train_step(to_device(self.train_ds[idx], self.device))
+                    st["batch"] += 1
+                    st["step"] += 1
+                    self.ctx.step = st["step"]
+                    st["loss_sum"] += logs["loss"]
+                    st["loss_n"] += 1
+                    running = st["loss_sum"] / st["loss_n"]
+                    progress.update(task, advance=1, info=f"loss {running:.4f}")
+                    if st["step"] % cfg.log_every == 0:
+                        self._log({"epoch": epoch, "train/loss": running,
+                                   **{f"train/{k}": v for k, v in logs.items() if k != "loss"}})
+                    if st["step"] % cfg.checkpoint_every == 0:
+                        self._save(rundir.LAST)
+                progress.remove_task(task)
+                self._end_epoch(epoch, st["loss_sum"] / max(st["loss_n"], 1))
+
+    def _end_epoch(self, epoch: int, train_loss: float) -> None:
+        cfg, st = self.run.train, self.state
+        val_loss = self._validation_loss()
+        val = self.evaluate("validation")
+        record = {"epoch": epoch, "train/loss": train_loss, "validation/loss": val_loss,
+                  **{f"validation/{k}": v for k, v in val.items() if not isinstance(v, (dict, str))},
+                  **{f"validation/actions_{k}": v for k, v in val["actions"].items()}}
+        self._log(record)
+        improved = st["best_sharpe"] is None or val["sharpe"] > st["best_sharpe"]
+        if improved:
+            st["best_sharpe"], st["best_epoch"], st["bad_epochs"] = float(val["sharpe"]), epoch, 0
+        else:
+            st["bad_epochs"] += 1
+        st["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "validation_loss": val_loss,
+                              "sharpe": val["sharpe"], "total_return": val["total_return"],
+                              "max_drawdown": val["max_drawdown"], "n_trades": val["n_trades"],
+                              "actions": val["actions"], "collapsed": val["collapsed"]})
+        st["epoch"], st["batch"], st["epoch_started"] = epoch + 1, 0, False
+        if cfg.patience and st["bad_epochs"] >= cfg.patience:
+            st["done"] = st["stopped_early"] = True
+        if improved:
+            self._save(rundir.BEST)
+        self._save(rundir.LAST)
+        mark = " [green]best[/]" if improved else ""
+        self.console.print(
+            f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
+            f"val sharpe {val['sharpe']:+.2f}  return {_fmt_pct(val['total_return'])}  "
+            f"mdd {100 * val['max_drawdown']:.1f}%  trades {int(val['n_trades'])}  "
+            f"actions {_actions_text(val['actions'])}{mark}")
+        if val["collapsed"]:
+            self.console.print(f"[bold red]COLLAPSE:[/] {val['dominant_action']} takes "
+                               f"{100 * val['dominant_share']:.1f}% of validation decisions (> 90%)")
+        if st["stopped_early"]:
+            self.console.print(f"early stop: no better validation Sharpe for {cfg.patience} epochs")
+
+    # ----------------------------------------------------------------- public
+
+    def fit(self) -> dict[str, Any]:
+        """Run (or continue) training; returns the summary also written to summary.json."""
+        t0 = time.perf_counter()
+        self._setup()
+        resumed_from = None
+        if self.resuming and self._restore():
+            resumed_from = self.state["step"]
+        else:
+            rundir.write_yaml(self.run_dir / rundir.CONFIG, self.run.to_dict())
+        resume_info = {"records": self.state["records"], "step": self.state["step"]} if resumed_from is not None else None
+        for _, t in self.trackers:
+            t.start(self.run_dir, self.run.to_dict(), resume_info)
+        self.console.print(
+            f"training [bold]{self.run.model}[/] on {self.data.path} ({self.device}); "
+            f"{len(self.train_ds):,} train / {len(self.val_ds):,} validation examples; run dir {self.run_dir}")
+        self._loop_ran = False
+        fit: Callable[[], None] = self._run_epochs
+        for name, m in reversed(self._with_hook("outer_loop")):
+            fit = (lambda inner, method: (lambda: method.outer_loop(inner, self.ctx)))(fit, m)
+        try:
+            fit()
+            if not self._loop_ran:
+                raise TrainingError("a training method's outer_loop did not call fit(); the model was not trained")
+            self.state["done"] = True
+            summary = self._finish(time.perf_counter() - t0, resumed_from)
+        except BaseException as e:  # close trackers (files, wandb runs) whatever stopped the run
+            for _, t in self.trackers:
+                with contextlib.suppress(Exception):
+                    t.finish({"error": f"{type(e).__name__}: {e}"})
+            raise
+        for _, t in self.trackers:
+            t.finish(summary)
+        return summary
+
+    def _finish(self, seconds: float, resumed_from: int | None) -> dict[str, Any]:
+        best = self.run_dir / rundir.BEST
+        if best.exists():
+            self.model.network.load_state_dict(load_checkpoint(best, model=self.run.model)["network"])
+        results = {split: {"model": self.evaluate(split), "buy-and-hold": self._baseline("buy-and-hold", split),
+                           "never-trade": self._baseline("never-trade", split)}
+                   for split in ("validation", "test")}
+        collapsed = {split: results[split]["model"]["collapsed"] for split in results}
+        summary = {
+            "model": self.run.model,
+            "run_dir": str(self.run_dir),
+            "data": str(self.data.path),
+            "device": self.device,
+            "epochs_run": self.state["epoch"],
+            "steps": self.state["step"],
+            "best_epoch": None if self.state["best_epoch"] is None else self.state["best_epoch"] + 1,
+            "best_validation_sharpe": self.state["best_sharpe"],
+            "stopped_early": self.state["stopped_early"],
+            "resumed_from_step": resumed_from,
+            "costs": {"fee": self.costs.fee, "slippage": self.costs.slippage, "mode": self.costs.mode},
+            "collapsed": collapsed,
+            "validation": results["validation"],
+            "test": results["test"],
+            "history": self.state["history"],
+            "seconds": seconds,
+        }
+        rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
+        self._print_summary(summary)
+        return summary
+
+    def _print_summary(self, summary: dict[str, Any]) -> None:
+        from himari.evaluation.report import metrics_table
+
+        rows = [(self.run.model, split, summary[split]["model"], True) for split in ("validation", "test")]
+        rows += [(name, "test", summary["test"][name], False) for name in ("buy-and-hold", "never-trade")]
+        self.console.print(metrics_table(rows, title=f"{self.run.model} (best epoch {summary['best_epoch']}), "
+                                                     f"after fee {self.costs.fee:g} + slippage "
+                                                     f"{self.costs.slippage:g} per fill"))
+        for split, flag in summary["collapsed"].items():
+            if flag:
+                m = summary[split]["model"]
+                self.console.print(f"[bold red]COLLAPSE on {split}:[/] {m['dominant_action']} takes "
+                                   f"{100 * m['dominant_share']:.1f}% of decisions: the model barely "
+                                   f"trades on its own signal")
+        self.console.print(f"run saved in {self.run_dir}")

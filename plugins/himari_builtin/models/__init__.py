@@ -1,0 +1,1 @@
+"""Built-in models plugins, one module each, declared in the `himari` entry-point group."""

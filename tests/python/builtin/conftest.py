@@ -1,0 +1,35 @@
+"""Fixtures of the built-in plugin tests: a small prepared synthetic data set (shared)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def small_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6,000 synthetic 5-minute bars prepared with the default labels (about 3,000 train rows)."""
+    from himari.data.pipeline import PrepareConfig, prepare
+    from himari.data.synthetic import SynthConfig, load_synthetic
+
+    out = tmp_path_factory.mktemp("prepared") / "small"
+    prepare(load_synthetic(SynthConfig(bars=6000, seed=5)), out, PrepareConfig())
+    return out
+
+
+def _load_conformance() -> None:
+    """Make conformance.py importable as ``himari_tests_conformance`` (pytest runs with
+    --import-mode=importlib, which does not put test directories on sys.path)."""
+    import importlib.util
+    import sys
+
+    name = "himari_tests_conformance"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conformance.py"))
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+
+
+_load_conformance()

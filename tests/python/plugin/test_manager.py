@@ -1,0 +1,99 @@
+"""The plugin manager: entry points, in-memory plugins, HIMARI_DISABLE_PLUGINS, caching."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from himari.plugin import ModelSpec, PluginConflictError, UnknownPluginError, hookimpl
+from himari.plugin.manager import build_plugins, get_plugins, reset_plugins
+
+
+@dataclass(frozen=True)
+class EchoConfig:
+    n: int = 1
+    """How many."""
+
+
+def _model_plugin(name: str):
+    class Plugin:
+        @hookimpl
+        def himari_register_models(self, registry):
+            registry.add(ModelSpec(name=name, summary="echo", config=EchoConfig, factory=lambda c, x: None))
+
+    return Plugin()
+
+
+def test_builtins_come_from_entry_points() -> None:
+    plugins = build_plugins()
+    entry = plugins.models().entry("baseline-mlp")
+    assert entry.origin.plugin == "himari_builtin.models.baseline_mlp"
+    assert entry.origin.distribution == "himari"
+    assert {"jsonl", "tensorboard", "wandb"} <= set(plugins.trackers().names())
+    assert "zscore" in plugins.preprocessors()
+
+
+def test_in_memory_plugins_register() -> None:
+    plugins = build_plugins(autoload=False)
+    assert plugins.models().names() == []
+    plugins.register(_model_plugin("echo"), name="echo-plugin")
+    assert plugins.models().entry("echo").origin.plugin == "echo-plugin"
+
+
+def test_conflict_between_two_plugins_names_both() -> None:
+    plugins = build_plugins()
+    plugins.register(_model_plugin("baseline-mlp"), name="impostor")
+    with pytest.raises(PluginConflictError, match="himari_builtin.models.baseline_mlp .*impostor"):
+        plugins.models()
+
+
+@pytest.mark.parametrize("token", ["himari_builtin.models.baseline_mlp", "baseline-mlp"])
+def test_disable_blocks_by_module_or_name(token) -> None:
+    plugins = build_plugins(disable=f" {token} ,other")
+    assert "baseline-mlp" not in plugins.models()
+    assert "zscore" in plugins.preprocessors()
+    with pytest.raises(UnknownPluginError, match="baseline-mlp"):
+        plugins.models().get("baseline-mlp")
+    assert any("baseline" in b.plugin for b in plugins.blocked())
+
+
+def test_disable_by_distribution_blocks_all_its_plugins() -> None:
+    plugins = build_plugins(disable="himari")
+    assert len(plugins.entries()) == 0
+    assert len(plugins.blocked()) >= 7
+
+
+def test_get_plugins_is_cached_per_environment(monkeypatch) -> None:
+    reset_plugins()
+    monkeypatch.delenv("HIMARI_DISABLE_PLUGINS", raising=False)
+    a = get_plugins()
+    assert get_plugins() is a
+    monkeypatch.setenv("HIMARI_DISABLE_PLUGINS", "baseline-mlp")
+    b = get_plugins()
+    assert b is not a and "baseline-mlp" not in b.models()
+    monkeypatch.setenv("HIMARI_PLUGIN_AUTOLOAD", "0")
+    assert get_plugins().entries() == []
+
+
+def test_register_commands_hook() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    class Plugin:
+        @hookimpl
+        def himari_register_commands(self, app):
+            @app.command("hello")
+            def hello() -> None:
+                print("hello from a plugin")
+
+    app = typer.Typer()
+
+    @app.command("noop")
+    def noop() -> None:
+        pass
+
+    plugins = build_plugins(autoload=False)
+    plugins.register(Plugin(), name="cmd-plugin")
+    plugins.register_commands(app)
+    assert "hello from a plugin" in CliRunner().invoke(app, ["hello"]).output
