@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -12,27 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
-def _load_reference():
-    name = "himari_tests_engine_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+import engine_reference as ref  # noqa: E402  (conftest.py puts this folder on sys.path)
 
-
-ref = _load_reference()
-
-try:
-    import himari.engine as engine
-except ImportError as exc:
-    engine = None
-    _IMPORT_ERROR = repr(exc)
-else:
-    _IMPORT_ERROR = ""
-
-needs_engine = pytest.mark.skipif(engine is None, reason=f"himari.engine not importable: {_IMPORT_ERROR}")
+import himari.engine as engine  # noqa: E402
 
 F64 = dict(rtol=1e-9, atol=1e-12)
 F32 = dict(rtol=1e-5, atol=1e-6)
@@ -90,7 +69,6 @@ BT_CASES = [
 ]
 
 
-@needs_engine
 @pytest.mark.parametrize("case", BT_CASES, ids=[f"case{c[0]}" for c in BT_CASES])
 def test_backtest_matches_reference(case):
     seed, T, M, mode, fee, slip, dtype, sdtype, bpy = case
@@ -108,7 +86,6 @@ def test_backtest_matches_reference(case):
     np.testing.assert_array_equal(eq[:, 0], 1.0)
 
 
-@needs_engine
 def test_backtest_without_equity_and_to_dict():
     o, c, rng = _data(11, 120)
     sig = ref.random_actions(rng, (120, 3))
@@ -126,7 +103,6 @@ def test_backtest_without_equity_and_to_dict():
         np.testing.assert_allclose(frame[k].to_numpy(), want[k], rtol=1e-9, atol=METRIC_ATOL.get(k, 1e-12))
 
 
-@needs_engine
 def test_backtest_1d_signals_is_one_strategy():
     o, c, rng = _data(12, 200)
     sig = ref.random_actions(rng, 200)
@@ -137,7 +113,6 @@ def test_backtest_1d_signals_is_one_strategy():
     np.testing.assert_array_equal(np.ravel(res1.equity), np.ravel(res2.equity))
 
 
-@needs_engine
 def test_backtest_last_signal_row_is_ignored():
     o, c, rng = _data(13, 100)
     sig = ref.random_actions(rng, (100, 2))
@@ -148,7 +123,6 @@ def test_backtest_last_signal_row_is_ignored():
     np.testing.assert_array_equal(r1.equity, r2.equity)
 
 
-@needs_engine
 def test_backtest_bankrupt_short_is_frozen():
     # Short at bar 0 (filled at open[1] = 100); the price triples at bar 3: liquidated, flat after.
     T = 10
@@ -171,7 +145,6 @@ HAND_O = np.array([100.0, 101.0, 102.0, 103.0, 104.0])
 HAND_C = np.array([100.5, 101.5, 103.0, 103.5, 105.0])
 
 
-@needs_engine
 def test_hand_computed_long_round_trip():
     # fee 0.1%, slippage 0.05%. BUY at bar 0 -> filled at open[1] = 101 moved up: px = 101.0505.
     #   qty = 10000 / (101.0505 * 1.001) = 98.861559220 units, cash = 0.
@@ -194,7 +167,6 @@ def test_hand_computed_long_round_trip():
     assert abs(d["total_return"] - 0.016747158) < 1e-9
 
 
-@needs_engine
 def test_hand_computed_short_then_flip_long():
     # long_short. SELL at bar 0 -> short at open[1] moved down: px = 101 * 0.9995 = 100.94950,
     #   qty = 10000 / (100.9495 * 1.001) = 98.9606 units, cash = 10000 + qty * px * (1 - fee).
@@ -217,7 +189,6 @@ def test_hand_computed_short_then_flip_long():
     np.testing.assert_array_equal(np.ravel(res_lf.equity)[:3], 1.0)
 
 
-@needs_engine
 def test_slippage_and_fee_at_entry_cost_exactly_their_share():
     # Constant prices: the round trip costs exactly the fee and slippage on both fills.
     T = 6
@@ -236,7 +207,6 @@ def test_slippage_and_fee_at_entry_cost_exactly_their_share():
 # ------------------------------------------------------------------------------------------
 
 
-@needs_engine
 @given(
     seed=st.integers(0, 2**32 - 1),
     T=st.integers(2, 300),
@@ -286,7 +256,6 @@ def _env_run(o, c, actions, mode, fee, slip, reward=None):
     return rows, obs_rows
 
 
-@needs_engine
 @pytest.mark.parametrize("mode", ["long_flat", "long_short"])
 @pytest.mark.parametrize("T", [50, 700])
 def test_backtest_equals_env(mode, T):
@@ -313,7 +282,6 @@ def test_backtest_equals_env(mode, T):
     np.testing.assert_array_equal(np.ravel(rep.equity), eq)
 
 
-@needs_engine
 @pytest.mark.parametrize("mode", ["long_flat", "long_short"])
 def test_backtest_equals_env_every_step(mode):
     """The env's info on the truncating step shows the next episode's account, so to see the
@@ -358,7 +326,6 @@ def _reward_cfg(shaping):
     return engine.RewardConfig(drawdown_penalty=0.3, turnover_penalty=1e-4, dsr_weight=0.1, dsr_decay=0.02)
 
 
-@needs_engine
 @pytest.mark.parametrize("case", REPLAY_CASES, ids=[f"case{c[0]}" for c in REPLAY_CASES])
 def test_replay_matches_reference(case):
     seed, T, M, mode, shaping = case
@@ -383,7 +350,6 @@ def test_replay_matches_reference(case):
     np.testing.assert_allclose(account, want["account"], **F32)
 
 
-@needs_engine
 @pytest.mark.parametrize("mode", ["long_flat", "long_short"])
 def test_replay_equals_env_rewards(mode):
     """Offline and online rewards agree: the env's float32 reward is the replay's float64 reward
@@ -400,7 +366,6 @@ def test_replay_equals_env_rewards(mode):
     np.testing.assert_array_equal(env_acct, np.asarray(rep.account)[: T - 1])
 
 
-@needs_engine
 def test_replay_through_bankruptcy_matches_reference():
     """replay_actions never resets: a liquidated account stays flat at 1e-12 (like the backtest),
     and its later rewards are those of a flat account."""

@@ -12,17 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-try:
-    import himari.engine as engine
-    from himari import errors
-except ImportError as exc:
-    engine = None
-    errors = None
-    _IMPORT_ERROR = repr(exc)
-else:
-    _IMPORT_ERROR = ""
-
-pytestmark = pytest.mark.skipif(engine is None, reason=f"himari.engine not importable: {_IMPORT_ERROR}")
+import himari.engine as engine
+from himari import errors
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

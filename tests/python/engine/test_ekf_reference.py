@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -13,27 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
-def _load_reference():
-    name = "himari_tests_engine_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+import engine_reference as ref  # noqa: E402  (conftest.py puts this folder on sys.path)
 
-
-ref = _load_reference()
-
-try:
-    import himari.engine as engine
-except ImportError as exc:
-    engine = None
-    _IMPORT_ERROR = repr(exc)
-else:
-    _IMPORT_ERROR = ""
-
-needs_engine = pytest.mark.skipif(engine is None, reason=f"himari.engine not importable: {_IMPORT_ERROR}")
+import himari.engine as engine  # noqa: E402
 
 
 def _prices(seed, B, T, vol=0.002, dtype=np.float64):
@@ -103,7 +82,6 @@ def test_reference_first_bar():
 # ------------------------------------------------------------------------------------------
 
 
-@needs_engine
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("B,T", [(1, 50), (3, 400), (5, 1000)])
 def test_ekf_matches_reference(dtype, B, T):
@@ -120,7 +98,6 @@ def test_ekf_matches_reference(dtype, B, T):
     np.testing.assert_array_equal(innov[:, 0, 1], 0.0)
 
 
-@needs_engine
 def test_ekf_1d_input():
     p = _prices(7, 1, 200)[0]
     states = np.asarray(engine.ekf(p))
@@ -131,14 +108,12 @@ def test_ekf_1d_input():
     assert np.asarray(s2).shape == (200, 4) and np.asarray(i2).shape == (200, 2)
 
 
-@needs_engine
 def test_ekf_default_params_match_docs():
     p = engine.EKFParams()
     for k, v in ref.EKF_DEFAULTS.items():
         assert getattr(p, k) == v, k
 
 
-@needs_engine
 @given(
     seed=st.integers(0, 2**32 - 1),
     B=st.integers(1, 3),
@@ -166,7 +141,6 @@ def test_ekf_matches_reference_random_params(seed, B, T, vol, q_level, q_log_var
                                    atol=1e-9 * float(np.max(np.abs(want_i[..., 1]))) + 1e-300)
 
 
-@needs_engine
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_ekf_linear_mode_vs_linear_kf(dtype):
     prices = _prices(3, 2, 500, dtype=dtype)
@@ -180,7 +154,6 @@ def test_ekf_linear_mode_vs_linear_kf(dtype):
     assert_states_close(states, want)
 
 
-@needs_engine
 def test_ekf_linear_mode_custom_params_vs_linear_kf():
     prices = _prices(4, 1, 300, vol=0.01)
     q = (3e-5, 1e-8, 1e-12)
@@ -197,7 +170,6 @@ def test_ekf_linear_mode_custom_params_vs_linear_kf():
 # ------------------------------------------------------------------------------------------
 
 
-@needs_engine
 @pytest.mark.parametrize("use_vol", [True, False])
 def test_ekf_is_causal(use_vol):
     B, T = 3, 300
@@ -216,7 +188,6 @@ def test_ekf_is_causal(use_vol):
             assert not np.array_equal(alt[:, cut:], full[:, cut:])
 
 
-@needs_engine
 def test_ekf_batch_is_independent():
     prices = _prices(10, 4, 250)
     params = engine.EKFParams()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -12,17 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
-def _load_reference():
-    name = "himari_tests_engine_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
+import engine_reference as ref  # noqa: E402  (conftest.py puts this folder on sys.path)
 
 try:
     import himari.engine as engine
@@ -58,14 +45,12 @@ def test_reference_hash_python_equals_numpy(seed, stream, counter):
     assert ref.counter_hash(seed, stream, counter) == int(ref.counter_hash_np(seed, stream, counter))
 
 
-@needs_engine
 @given(U64, U64, U64)
 @settings(max_examples=50, deadline=None)
 def test_counter_hash_matches_native(seed, stream, counter):
     assert int(engine.counter_hash(seed, stream, counter)) == ref.counter_hash(seed, stream, counter)
 
 
-@needs_engine
 def test_counter_hash_matches_native_small_grid():
     for seed in (0, 1, 2, 12345, (1 << 63), (1 << 64) - 1):
         for stream in range(4):
@@ -214,7 +199,6 @@ def _run_and_compare(cfg, n_steps, action_seed):
     return n_done, n_trunc_short
 
 
-@needs_engine
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
 def test_env_matches_reference(cfg):
     T, L = cfg["T"], cfg["L"]
@@ -225,7 +209,6 @@ def test_env_matches_reference(cfg):
         assert n_short == n_done, "with L >= T every episode ends at the end of data"
 
 
-@needs_engine
 def test_done_step_info_describes_the_new_episode():
     """Reading pinned here (semantics.md is silent on it): on the step an episode ends, info's
     account fields (equity, position, drawdown, trades, turnover) and `bar` describe the account
@@ -250,7 +233,6 @@ def test_done_step_info_describes_the_new_episode():
     assert seen >= 2
 
 
-@needs_engine
 def test_bankruptcy_terminates_and_resets():
     # A short into a price that triples: equity = 2 - 3 < 0 -> liquidated, terminated.
     T = 12
@@ -306,7 +288,6 @@ def _assert_same(tr1, tr2):
             np.testing.assert_array_equal(x, y)
 
 
-@needs_engine
 def test_same_seed_same_trajectory():
     cfg = dict(CONFIGS[1])
     rng = np.random.default_rng(0)
@@ -321,7 +302,6 @@ def test_same_seed_same_trajectory():
     _assert_same(t1, t3)
 
 
-@needs_engine
 def test_reset_without_seed_takes_the_next_episode_counter():
     cfg = dict(CONFIGS[1])
     env, renv, _ = _build(cfg)
@@ -339,7 +319,6 @@ def test_reset_without_seed_takes_the_next_episode_counter():
         _check_obs(obs, robs, cfg["F"], "reset()")
 
 
-@needs_engine
 def test_fresh_env_reset_uses_constructor_seed():
     """A fresh env's first reset() gives the same episodes as reset(seed=<constructor seed>):
     episode_index counts the episodes of an env from 0 (semantics.md, Episodes), and the first
@@ -359,7 +338,6 @@ def test_fresh_env_reset_uses_constructor_seed():
         np.testing.assert_array_equal(r1, r2)
 
 
-@needs_engine
 def test_different_seeds_different_starts():
     o, c, _ = _make_data(8, 2000, 0)
     market = engine.Market(o, c)
@@ -378,7 +356,6 @@ def test_different_seeds_different_starts():
         np.testing.assert_array_equal(s, np.array(want, dtype=np.float64))
 
 
-@needs_engine
 @given(seed=st.integers(0, (1 << 63) - 1), window=st.integers(1, 6), warmup=st.integers(0, 30),
        L=st.integers(1, 300))
 @settings(max_examples=30, deadline=None)
@@ -399,7 +376,6 @@ def test_reset_starts_follow_formula(seed, window, warmup, L):
 # ------------------------------------------------------------------------------------------
 
 
-@needs_engine
 def test_outputs_are_persistent_views():
     cfg = CONFIGS[1]
     env, _, _ = _build(cfg)
@@ -412,7 +388,6 @@ def test_outputs_are_persistent_views():
     np.testing.assert_array_equal(np.array(rew1), np.array(rew2))
 
 
-@needs_engine
 def test_spaces_and_shapes():
     cfg = CONFIGS[1]
     env, _, market = _build(cfg)
@@ -433,7 +408,6 @@ def test_spaces_and_shapes():
         np.asarray(market.open)[0] = 1.0  # read-only view
 
 
-@needs_engine
 def test_market_stores_float32_prices_as_float64():
     o, c, feats = _make_data(10, 50, 2, np.float32)
     market = engine.Market(o, c, feats.astype(np.float64))
