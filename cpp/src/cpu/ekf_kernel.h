@@ -24,11 +24,11 @@ void filter_group(const P* prices, std::int64_t b0, std::int64_t n_bars, const E
     return v;
   };
   EkfStateT<V> s;
-  V prev_log = lane_log(price_at(0));
+  V prev_log = ekf_log(price_at(0));
   ekf_init(s, prev_log, params);
   V innov[2];
   for (std::int64_t t = 0; t < n_bars; ++t) {
-    const V y = lane_log(price_at(t));
+    const V y = ekf_log(price_at(t));
     if (t > 0) ekf_predict(s, params);
     ekf_update(s, y, y - prev_log, params.use_volatility_obs && t > 0, params, innov);
     prev_log = y;

@@ -15,6 +15,19 @@ namespace himari {
 constexpr int kEkfStates = 4;
 constexpr double kMeanLogChiSquare1 = -1.27036284546147817;  // E[log z^2], z ~ N(0,1): -gamma - log 2
 
+// exp and log for the filter: the vectorisable lane versions for vectors, the C library's
+// (faster for a single value) for a scalar series.
+template <typename T>
+HIMARI_HD T ekf_exp(T x) {
+  return lane_exp(x);
+}
+template <typename T>
+HIMARI_HD T ekf_log(T x) {
+  return lane_log(x);
+}
+HIMARI_HD double ekf_exp(double x) { return std::exp(x); }
+HIMARI_HD double ekf_log(double x) { return std::log(x); }
+
 template <typename T>
 struct EkfStateT {
   T x[kEkfStates];
@@ -90,13 +103,13 @@ template <typename T>
 HIMARI_HD void ekf_update(EkfStateT<T>& s, T log_price, T log_return, bool use_vol, const EkfParams& prm, T* innov) {
   T(&p)[kEkfStates][kEkfStates] = s.p;
   const T zero = splat<T>(0.0);
-  const T e = lane_exp(s.x[3] + kMeanLogChiSquare1);
+  const T e = ekf_exp(s.x[3] + kMeanLogChiSquare1);
   const T h = use_vol ? e / (e + prm.square_floor) : zero;  // 0: no second observation
   const double r0 = prm.r_level;
   const double r1 = prm.r_log_square;
   const T y0 = log_price - s.x[0];
   const T y1 =
-      use_vol ? lane_log(log_return * log_return + prm.square_floor) - lane_log(e + prm.square_floor) : zero;
+      use_vol ? ekf_log(log_return * log_return + prm.square_floor) - ekf_log(e + prm.square_floor) : zero;
   innov[0] = y0;
   innov[1] = y1;
   // C = P H': column 0 is P[:,0], column 1 is h P[:,3].
