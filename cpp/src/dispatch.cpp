@@ -4,6 +4,7 @@
 #include "himari/dispatch.h"
 
 #include "himari/common/build_info.h"
+#include "himari/common/cpu_features.h"
 #include "himari/common/error.h"
 
 namespace himari {
@@ -32,6 +33,7 @@ std::string build_summary() {
 #elif defined(__GNUC__)
   s += ", gcc " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__);
 #endif
+  s += std::string(", CPU kernels ") + cpu_kernel_name(cpu_kernel());
   s += cuda::compiled() ? ", CUDA compiled" : ", CUDA not compiled";
   return s;
 }

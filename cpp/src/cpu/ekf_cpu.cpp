@@ -2,6 +2,7 @@
 // (ekf_kernel.h, compiled here for the baseline ISA and in ekf_cpu_avx2.cpp for AVX2).
 #include <cmath>
 
+#include "himari/common/cpu_features.h"
 #include "himari/common/error.h"
 #include "himari/filters/ekf.h"
 #include "himari/filters/ekf_math.h"
@@ -46,7 +47,7 @@ template <typename P>
 void ekf_cpu(const P* prices, std::int64_t batch, std::int64_t n_bars, const EkfParams& params, double* states,
              double* innovations) {
 #if defined(HIMARI_HAVE_AVX2_KERNEL)
-  if (batch >= 4 && __builtin_cpu_supports("avx2")) {
+  if (batch >= 4 && cpu_kernel() >= CpuKernel::kAvx2) {
     avx2::ekf(prices, batch, n_bars, params, states, innovations);
     return;
   }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "himari/common/cpu_features.h"
 #include "himari/common/error.h"
 #include "himari/env/trading_env.h"
 #include "env_obs.h"
@@ -150,7 +151,7 @@ void TradingEnv::step(const A* actions) {
   pristine_ = false;
   const EnvBuffers b = buffers();
 #if defined(HIMARI_HAVE_AVX2_KERNEL)
-  if (__builtin_cpu_supports("avx2")) {
+  if (cpu_kernel() >= CpuKernel::kAvx2) {
     cpu::env_step_avx2(b, actions);
     return;
   }

@@ -32,12 +32,10 @@ HIMARI_HD double lane_sqrt(double x) { return std::sqrt(x); }
 typedef double Vec2d __attribute__((vector_size(16)));
 static inline Vec2d lane_abs(Vec2d x) { return x < 0.0 ? -x : x; }
 static inline Vec2d lane_sqrt(Vec2d x) { return Vec2d{std::sqrt(x[0]), std::sqrt(x[1])}; }
-static inline Vec2d lane_log(Vec2d x) { return Vec2d{std::log(x[0]), std::log(x[1])}; }
 #if defined(__AVX__)  // only where 32-byte vectors are native (the AVX2 kernel's translation unit)
 typedef double Vec4d __attribute__((vector_size(32)));
 static inline Vec4d lane_abs(Vec4d x) { return x < 0.0 ? -x : x; }
 static inline Vec4d lane_sqrt(Vec4d x) { return __builtin_ia32_sqrtpd256(x); }
-static inline Vec4d lane_log(Vec4d x) { return Vec4d{std::log(x[0]), std::log(x[1]), std::log(x[2]), std::log(x[3])}; }
 #endif
 #endif
 
