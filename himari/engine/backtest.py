@@ -51,6 +51,15 @@ class BacktestResult:
         return pd.DataFrame({name: getattr(self, name) for name in self.metric_names()})
 
 
+def _as_columns(actions: Any) -> tuple[Any, bool]:
+    """Actions ``[T]`` as one column ``[T, 1]`` (and whether to squeeze results back); ``[T, M]``
+    and anything the binding must reject pass through unchanged."""
+    arr = as_host_array(actions)
+    if isinstance(arr, np.ndarray) and arr.ndim == 1:
+        return arr.reshape(-1, 1), True
+    return arr, False
+
+
 def backtest_signals(
     open: Any,
     close: Any,
@@ -70,9 +79,7 @@ def backtest_signals(
     marking are exactly those of VecTradingEnv.
     """
     mode = check_mode(mode)
-    sig = as_host_array(signals)
-    if isinstance(sig, np.ndarray) and sig.ndim == 1:
-        sig = sig.reshape(-1, 1)
+    sig, _ = _as_columns(signals)
     metrics, equity = _core.backtest_signals(
         as_host_array(open), as_host_array(close), sig, float(fee), float(slippage), mode,
         float(bars_per_year), bool(return_equity), device,
@@ -110,10 +117,7 @@ def replay_actions(
     Offline datasets use this so their rewards are exactly what the online env would pay.
     """
     mode = check_mode(mode)
-    acts = as_host_array(actions)
-    squeeze = isinstance(acts, np.ndarray) and acts.ndim == 1
-    if squeeze:
-        acts = acts.reshape(-1, 1)
+    acts, squeeze = _as_columns(actions)
     cfg = reward if reward is not None else RewardConfig()
     r, e, p, a = _core.replay_actions(
         as_host_array(open), as_host_array(close), acts, float(fee), float(slippage), mode, cfg.to_native()

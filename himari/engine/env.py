@@ -18,6 +18,13 @@ from himari.engine._native import _core
 from himari.engine.arrays import as_host_array, check_mode
 from himari.engine.market import Market
 from himari.engine.reward import RewardConfig
+from himari.errors import InvalidArgumentError
+
+
+def _check_seed(seed: Any) -> None:
+    """Seeds are non-negative integers (they feed a 64-bit counter hash)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise InvalidArgumentError(f"seed: expected an integer >= 0, got {seed!r}")
 
 class VecTradingEnv(gym.vector.VectorEnv):
     """Vectorised trading env; semantics in docs/semantics.md.
@@ -52,13 +59,10 @@ class VecTradingEnv(gym.vector.VectorEnv):
         random_start: bool = True,
         warmup: int | None = None,
     ) -> None:
-        from himari.errors import InvalidArgumentError
-
         if not isinstance(market, Market):
             raise InvalidArgumentError(f"market: expected a himari.engine.Market, got {type(market).__name__}")
         check_mode(mode)
-        if int(seed) < 0:
-            raise InvalidArgumentError(f"seed: expected an integer >= 0, got {seed}")
+        _check_seed(seed)
         self.market = market
         self.reward_config = reward if reward is not None else RewardConfig()
         self.mode = mode
@@ -114,10 +118,6 @@ class VecTradingEnv(gym.vector.VectorEnv):
         self._outputs = (self._obs, self._reward, self._terminated, self._truncated, self._info)
 
     @property
-    def seed_value(self) -> int:
-        return int(self._native.seed)
-
-    @property
     def accounts(self) -> dict[str, np.ndarray]:
         """Read-only views ``[n_envs]`` of every account field (cash, units, equity, peak, ...)."""
         return self._accounts
@@ -127,13 +127,9 @@ class VecTradingEnv(gym.vector.VectorEnv):
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Start a new episode in every env. ``seed`` reseeds and restarts the episode counters."""
         if isinstance(seed, (list, tuple)):
-            from himari.errors import InvalidArgumentError
-
             raise InvalidArgumentError("seed: expected one integer for all envs (starts derive from it per env)")
-        if seed is not None and int(seed) < 0:
-            from himari.errors import InvalidArgumentError
-
-            raise InvalidArgumentError(f"seed: expected an integer >= 0, got {seed}")
+        if seed is not None:
+            _check_seed(seed)
         self._native.reset(seed is not None, 0 if seed is None else int(seed))
         return self._obs, self._info
 
