@@ -30,6 +30,13 @@ def train(
     run_dir: Path = typer.Option(None, "--run-dir", help="Run directory (default runs/<model>/<timestamp>)."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in RUN_DIR from its last checkpoint."),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Write last.pt every N steps."),
+    env_episodes: int = typer.Option(None, "--env-episodes", help="Online RL: episodes of experience to train on."),
+    n_envs: int = typer.Option(None, "--n-envs", help="Online RL: envs stepping together."),
+    rollout_steps: int = typer.Option(None, "--rollout-steps", help="Online RL: steps per env per rollout."),
+    drawdown_penalty: float = typer.Option(None, "--drawdown-penalty", help="Reward shaping: drawdown increase "
+                                                                            "penalty (env.drawdown_penalty)."),
+    turnover_penalty: float = typer.Option(None, "--turnover-penalty", help="Reward shaping: turnover penalty."),
+    dsr_weight: float = typer.Option(None, "--dsr-weight", help="Reward shaping: differential Sharpe ratio weight."),
 ) -> None:
     """Train a model plugin; evaluate it each epoch on the validation split through the backtester."""
     from himari.errors import ConfigError
@@ -43,7 +50,11 @@ def train(
                                       ("--batch-size", batch_size), ("--lr", lr), ("--seed", seed),
                                       ("--preprocess", preprocess), ("--method", method), ("--tracker", tracker),
                                       ("--config", config), ("--set", set_), ("--run-dir", run_dir),
-                                      ("--checkpoint-every", checkpoint_every)) if v]
+                                      ("--checkpoint-every", checkpoint_every), ("--env-episodes", env_episodes),
+                                      ("--n-envs", n_envs), ("--rollout-steps", rollout_steps),
+                                      ("--drawdown-penalty", drawdown_penalty),
+                                      ("--turnover-penalty", turnover_penalty), ("--dsr-weight", dsr_weight))
+                 if v is not None and v != []]
         if given:
             raise ConfigError(f"--resume continues the run with its saved config; drop {', '.join(given)}")
         Trainer.resume(resume, plugins=plugins).fit()
@@ -51,7 +62,18 @@ def train(
     overrides = {"model": model, "data": data, "train.device": device, "train.epochs": epochs,
                  "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
                  "train.checkpoint_every": checkpoint_every,
-                 "preprocess": preprocess, "methods": method, "trackers": tracker}
+                 "preprocess": preprocess, "methods": method, "trackers": tracker,
+                 "env.drawdown_penalty": drawdown_penalty, "env.turnover_penalty": turnover_penalty,
+                 "env.dsr_weight": dsr_weight}
+    online = {"env_episodes": env_episodes, "n_envs": n_envs, "rollout_steps": rollout_steps}
+    if any(v is not None for v in online.values()):
+        if not model:
+            raise ConfigError("--env-episodes, --n-envs and --rollout-steps need a MODEL")
+        spec = plugins.models().get(model)
+        if spec.paradigm != "online-rl":
+            raise ConfigError(f"--env-episodes, --n-envs and --rollout-steps are for online-RL models; "
+                              f"{model} is {spec.paradigm}")
+        overrides.update({f"plugins.{model}.{k}": v for k, v in online.items()})
     run = merge_run_config(plugins=plugins, config_file=str(config) if config else None,
                            overrides=overrides, sets=set_)
     Trainer(run, plugins=plugins, run_dir=run_dir).fit()

@@ -71,7 +71,7 @@ def backtest(targets: list[str], *, data: str | None = None, split: str = "test"
             entries.append(Entry(t, "baseline", evaluate_actions(prepared.open, prepared.close, ranges, actions, costs)))
             continue
         p = by_path[str(Path(t))]
-        actions = p.act(raw, rows)
+        actions = p.act(raw, rows, open=prepared.open, close=prepared.close, ranges=ranges)
         entries.append(Entry(str(t), "run", evaluate_actions(prepared.open, prepared.close, ranges, actions, costs),
                              checkpoint=p.checkpoint))
     entries.sort(key=lambda e: -e.metrics["sharpe"])

@@ -44,6 +44,22 @@ class EnvConfig:
     """Fraction of price each fill is moved against the trader."""
     mode: str = "long_flat"
     """long_flat (SELL goes flat) or long_short (SELL goes short)."""
+    drawdown_penalty: float = 0.0
+    """Reward shaping (RL): penalty per unit of drawdown increase (docs/semantics.md)."""
+    turnover_penalty: float = 0.0
+    """Reward shaping (RL): penalty per unit of position traded."""
+    dsr_weight: float = 0.0
+    """Reward shaping (RL): weight of the differential Sharpe ratio term."""
+    dsr_decay: float = 0.01
+    """Decay (eta) of the differential Sharpe ratio's moving moments, in (0, 1]."""
+
+    def __post_init__(self) -> None:
+        for name in ("drawdown_penalty", "turnover_penalty", "dsr_weight"):
+            v = getattr(self, name)
+            if not (v >= 0 and v < float("inf")):
+                raise ValueError(f"{name} must be finite and >= 0, got {v}")
+        if not 0 < self.dsr_decay <= 1:
+            raise ValueError(f"dsr_decay must be in (0, 1], got {self.dsr_decay}")
 
 
 @dataclass(frozen=True)
@@ -191,6 +207,24 @@ class Model(Protocol):
        at ``open[t+1]``. The conformance harness checks causality.
     5. The Trainer saves ``network.state_dict()``; to restore, it calls the factory with the
        saved config and context and loads the state.
+
+    Optional, for models that need them (the Trainer checks with ``hasattr``):
+
+    - ``act_sequence(features, open, close, ranges, env) -> actions``: for policies whose
+      decision depends on the account state or on recurrent state. The policy decides along each
+      ``(a, b)`` range in order, from a flat account and a fresh state, and returns one action
+      per row of the concatenated ranges (the last row of a range takes no decision: HOLD).
+      ``env`` is the run's ``EnvConfig`` (costs and mode of the account).
+      ``himari.training.rl.sequential_actions`` does the stepping through a 1-env
+      ``VecTradingEnv``. When defined, the Trainer and ``himari backtest`` score these actions
+      instead of ``act``'s (``act`` may then raise).
+    - ``rollout(ctx, reset) -> dataset`` (paradigm ``online-rl``, config derived from
+      ``himari.training.rl.OnlineRLConfig``): collect fresh experience with the current policy
+      (``reset`` is True at the first rollout of each epoch: rebuild the envs from
+      ``(ctx.seed, ctx.epoch)`` and zero any recurrent state, so runs resume exactly) and return
+      it as a dataset indexed like ``dataset``'s; the Trainer then runs ``update_epochs`` passes
+      of ``n_minibatches`` minibatches through ``loss`` (``himari.training.rl.RolloutBuffer``
+      gives whole env sequences). ``dataset`` is not called for such a model.
     """
 
     network: Any

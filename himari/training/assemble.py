@@ -6,6 +6,7 @@ Shared by the Trainer and the restore path so both build exactly the same things
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ def class_counts(labels: np.ndarray, rows: np.ndarray, n_actions: int = 3) -> tu
 
 def model_context_to_dict(ctx: ModelContext) -> dict[str, Any]:
     return {"n_features": ctx.n_features, "n_actions": ctx.n_actions, "class_counts": list(ctx.class_counts),
-            "env": {"fee": ctx.env.fee, "slippage": ctx.env.slippage, "mode": ctx.env.mode}}
+            "env": dataclasses.asdict(ctx.env)}
 
 
 def model_context_from_dict(d: dict[str, Any]) -> ModelContext:
@@ -74,7 +75,17 @@ class TrainedPolicy:
     plugins: Any
     context: ModelContext
 
-    def act(self, raw_features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    @property
+    def stateful(self) -> bool:
+        """True when the model decides sequentially (``act_sequence``: it sees the account state
+        or carries recurrent state), so acting needs the prices."""
+        return callable(getattr(self.model, "act_sequence", None))
+
+    def act(self, raw_features: np.ndarray, rows: np.ndarray, *, open: np.ndarray | None = None,
+            close: np.ndarray | None = None, ranges: list[tuple[int, int]] | None = None) -> np.ndarray:
+        """Actions at ``rows`` of the raw features. A stateful model needs ``open`` and ``close``
+        of the same rows; it decides along each of ``ranges`` (default: the contiguous runs of
+        ``rows``) from a flat account."""
         import torch
 
         features, _ = apply_preprocessing(raw_features, self.run.preprocess, self.run.plugin_configs,
@@ -84,6 +95,15 @@ class TrainedPolicy:
                             f"preprocessing, this data gives {features.shape[1]}")
         self.model.network.eval()
         with torch.no_grad():
+            if self.stateful:
+                if open is None or close is None:
+                    raise DataError(f"{self.run_dir}: {self.name} decides from the account state; "
+                                    f"pass open= and close= prices to act")
+                rows = np.asarray(rows)
+                if ranges is None:
+                    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
+                    ranges = [(int(r[0]), int(r[-1]) + 1) for r in np.split(rows, cuts) if len(r)]
+                return np.asarray(self.model.act_sequence(features, open, close, ranges, self.context.env))
             return np.asarray(self.model.act(features, rows))
 
 

@@ -9,6 +9,11 @@ drawdown, turnover, trades, action distribution, collapse). ``best.pt`` keeps th
 validation Sharpe; early stopping watches it. At the end the best checkpoint is scored on the
 validation and test splits next to buy-and-hold and never-trade, and ``summary.json`` written.
 
+An online-RL model (one with ``rollout``) replaces the dataset epochs by rollout + update cycles
+(``_run_online_epochs``; plan and reusable parts in ``himari.training.rl``), and a stateful
+policy (one with ``act_sequence``) is evaluated by its own sequential rollout through each split
+range; both are scored by the same backtester.
+
 Resuming (``Trainer.resume``) reloads ``checkpoints/last.pt``: weights, optimiser, scaler, the
 loop position (epoch, batch), early-stopping state, training-method states and every RNG state,
 so on the CPU a resumed run ends with exactly the metrics of an uninterrupted one.
@@ -72,7 +77,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "epoch_started": False,
                                       "best_sharpe": None, "best_epoch": None, "bad_epochs": 0,
-                                      "records": 0, "history": [], "done": False, "stopped_early": False}
+                                      "records": 0, "history": [], "done": False, "stopped_early": False,
+                                      "iteration": 0}
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, plugins: Any = None, console: Any = None) -> Trainer:
@@ -126,9 +132,20 @@ class Trainer:
         self.model.network.to(self.device)
         self.ctx = TrainContext(data=self.data, features=self.features, labels=self.labels, splits=self.splits,
                                 env=env, model=mctx, device=self.device, seed=cfg.seed, run_dir=self.run_dir)
-        self.train_ds = self._dataset("train")
-        self.val_ds = self._dataset("validation")
-        if len(self.train_ds) < (cfg.batch_size if cfg.drop_last else 1):
+        self.online = callable(getattr(self.model, "rollout", None))
+        if self.online:
+            from himari.training.rl import OnlineRLConfig, plan
+
+            rl_cfg = run.plugin_configs[run.model]
+            if not isinstance(rl_cfg, OnlineRLConfig):
+                raise TrainingError(f"model {run.model!r} has rollout() but its config does not derive from "
+                                    f"himari.training.rl.OnlineRLConfig")
+            self.rl_config, self.plan = rl_cfg, plan(rl_cfg, cfg.epochs)
+            self.train_ds = self.val_ds = None
+        else:
+            self.train_ds = self._dataset("train")
+            self.val_ds = self._dataset("validation")
+        if not self.online and len(self.train_ds) < (cfg.batch_size if cfg.drop_last else 1):
             raise HimariError(f"the train split has {len(self.train_ds)} examples, fewer than one batch "
                               f"({cfg.batch_size}); lower --batch-size or use more data")
         self.optimizer = torch.optim.AdamW(self.model.network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -197,9 +214,11 @@ class Trainer:
 
     # ------------------------------------------------------------- evaluation
 
-    def _validation_loss(self) -> float:
+    def _validation_loss(self) -> float | None:
         import torch
 
+        if self.val_ds is None:  # online RL: no labelled validation data
+            return None
         net = self.model.network
         net.eval()
         total, count, bs = 0.0, 0, max(self.run.train.batch_size, 4096)
@@ -221,7 +240,11 @@ class Trainer:
         rows = rows_of(ranges)
         self.model.network.eval()
         with torch.no_grad(), self._autocast():
-            actions = np.asarray(self.model.act(self.features, rows))
+            if callable(getattr(self.model, "act_sequence", None)):  # stateful policy: sequential rollout
+                actions = np.asarray(self.model.act_sequence(self.features, self.data.open, self.data.close,
+                                                             ranges, self.env))
+            else:
+                actions = np.asarray(self.model.act(self.features, rows))
         return evaluate_actions(self.data.open, self.data.close, ranges, actions, self.costs)
 
     def _baseline(self, name: str, split: str) -> dict[str, Any]:
@@ -277,9 +300,66 @@ class Trainer:
                         TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console,
                         transient=True, disable=not enabled)
 
+    def _run_online_epochs(self) -> None:
+        """Online RL: each epoch runs its share of rollout + update cycles (``rl.plan``); each
+        cycle collects ``model.rollout`` with the learning rate annealed by cycle, then
+        ``update_epochs`` passes of ``n_minibatches`` minibatches through ``_train_step``. The
+        envs are rebuilt from (seed, epoch) at each epoch start and ``last.pt`` is written at
+        epoch ends only, so a resumed run redoes the interrupted epoch exactly."""
+        import torch
+
+        self._loop_ran = True
+        cfg, st, plan, rl_cfg = self.run.train, self.state, self.plan, self.rl_config
+        with self._progress() as progress:
+            while not st["done"] and st["epoch"] < cfg.epochs:
+                epoch = st["epoch"]
+                first = epoch * plan.iterations_per_epoch
+                if first >= plan.iterations:
+                    break
+                last_it = min(plan.iterations, first + plan.iterations_per_epoch)
+                self.ctx.epoch = epoch
+                for _, m in self._with_hook("epoch_start"):
+                    m.epoch_start(epoch, self.ctx)
+                st["epoch_started"] = True
+                st["loss_sum"], st["loss_n"] = 0.0, 0
+                steps = 0
+                task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=last_it - first, info="")
+                for it in range(first, last_it):
+                    if rl_cfg.anneal_lr:
+                        for group in self.optimizer.param_groups:
+                            group["lr"] = cfg.lr * (1.0 - it / plan.iterations)
+                    buf = self.model.rollout(self.ctx, it == first)
+                    rollout_logs = dict(getattr(buf, "stats", {}) or {})
+                    mb = len(buf) // rl_cfg.n_minibatches
+                    for ue in range(rl_cfg.update_epochs):
+                        order = epoch_order(len(buf), cfg.seed, it * rl_cfg.update_epochs + ue)
+                        for k in range(rl_cfg.n_minibatches):
+                            if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
+                                break
+                            idx = torch.from_numpy(order[k * mb:(k + 1) * mb].astype(np.int64))
+                            logs = self._train_step(to_device(buf[idx], self.device))
+                            steps += 1
+                            st["step"] += 1
+                            self.ctx.step = st["step"]
+                            st["loss_sum"] += logs["loss"]
+                            st["loss_n"] += 1
+                            if st["step"] % cfg.log_every == 0:
+                                self._log({"epoch": epoch, "train/loss": st["loss_sum"] / st["loss_n"],
+                                           **{f"train/{k2}": v for k2, v in logs.items() if k2 != "loss"},
+                                           **{f"rollout/{k2}": v for k2, v in rollout_logs.items()}})
+                    st["iteration"] = it + 1
+                    progress.update(task, advance=1, info=f"loss {st['loss_sum'] / max(st['loss_n'], 1):.4f}")
+                    if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
+                        break
+                progress.remove_task(task)
+                self._end_epoch(epoch, st["loss_sum"] / max(st["loss_n"], 1))
+
     def _run_epochs(self) -> None:
         import torch
 
+        if self.online:
+            self._run_online_epochs()
+            return
         self._loop_ran = True
         cfg, st = self.run.train, self.state
         n = len(self.train_ds)
@@ -321,7 +401,8 @@ class Trainer:
         cfg, st = self.run.train, self.state
         val_loss = self._validation_loss()
         val = self.evaluate("validation")
-        record = {"epoch": epoch, "train/loss": train_loss, "validation/loss": val_loss,
+        record = {"epoch": epoch, "train/loss": train_loss,
+                  **({"validation/loss": val_loss} if val_loss is not None else {}),
                   **{f"validation/{k}": v for k, v in val.items() if not isinstance(v, (dict, str))},
                   **{f"validation/actions_{k}": v for k, v in val["actions"].items()}}
         self._log(record)
@@ -341,8 +422,9 @@ class Trainer:
             self._save(rundir.BEST)
         self._save(rundir.LAST)
         mark = " [green]best[/]" if improved else ""
+        val_text = f"val_loss {val_loss:.4f}  " if val_loss is not None else ""
         self.console.print(
-            f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
+            f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f}  {val_text}"
             f"val sharpe {val['sharpe']:+.2f}  return {_fmt_pct(val['total_return'])}  "
             f"mdd {100 * val['max_drawdown']:.1f}%  trades {int(val['n_trades'])}  "
             f"actions {_actions_text(val['actions'])}{mark}")
@@ -366,9 +448,15 @@ class Trainer:
         resume_info = {"records": self.state["records"], "step": self.state["step"]} if resumed_from is not None else None
         for _, t in self.trackers:
             t.start(self.run_dir, self.run.to_dict(), resume_info)
+        if self.online:
+            what = (f"{self.plan.iterations} rollout{'s' if self.plan.iterations != 1 else ''} of "
+                    f"{self.rl_config.n_envs} envs x "
+                    f"{self.rl_config.rollout_steps} steps ({self.plan.iterations * self.plan.env_steps_per_iteration:,} "
+                    f"env steps)")
+        else:
+            what = f"{len(self.train_ds):,} train / {len(self.val_ds):,} validation examples"
         self.console.print(
-            f"training [bold]{self.run.model}[/] on {self.data.path} ({self.device}); "
-            f"{len(self.train_ds):,} train / {len(self.val_ds):,} validation examples; run dir {self.run_dir}")
+            f"training [bold]{self.run.model}[/] on {self.data.path} ({self.device}); {what}; run dir {self.run_dir}")
         self._loop_ran = False
         fit: Callable[[], None] = self._run_epochs
         for name, m in reversed(self._with_hook("outer_loop")):

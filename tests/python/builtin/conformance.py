@@ -3,7 +3,8 @@
 ``check_model(name, data_dir, tmp_path)`` trains the model for a few steps with the real
 Trainer, then checks: the run directory and checkpoints exist; a model restored from best.pt
 acts exactly like the trained one; actions are one int in {0, 1, 2} per row; acting is causal
-(changing rows after t never changes the action at t); and the parameter count that
+(changing rows after t never changes the action at t; for a stateful model, one with
+``act_sequence``, prices after t change too); and the parameter count that
 ``plugins list`` reports (arithmetic, or the meta device) equals the built network's.
 A model registered by any installed plugin is checked by tests/python/builtin/test_models.py.
 """
@@ -17,6 +18,12 @@ import numpy as np
 
 TINY = ["train.epochs=1", "train.batch_size=64", "train.max_steps_per_epoch=6", "train.checkpoint_every=3",
         "train.log_every=2", "train.progress=false"]
+
+
+def TINY_ONLINE(name: str) -> list[str]:  # noqa: N802 - a constant per model name
+    """A tiny online-RL budget: 4 envs x 16 steps, 2 passes of 2 minibatches per rollout."""
+    return [f"{name}.n_envs=4", f"{name}.n_minibatches=2", f"{name}.rollout_steps=16",
+            f"{name}.episode_length=64", f"{name}.env_episodes=8", f"{name}.update_epochs=2"]
 
 
 def tiny_run(model: str, data_dir: Path, run_dir: Path, plugins: Any = None, sets: list[str] | None = None,
@@ -44,11 +51,13 @@ def check_model(name: str, data_dir: Path, tmp_path: Path, plugins: Any = None) 
     from himari.plugin.listing import model_parameters
     from himari.plugin.manager import get_plugins
     from himari.training.assemble import apply_preprocessing, load_trained
+    from himari.training.rl import OnlineRLConfig
 
     plugins = plugins or get_plugins()
     spec = plugins.models().get(name)
     run_dir = tmp_path / f"run-{name}"
-    summary = tiny_run(name, data_dir, run_dir, plugins)
+    sets = TINY_ONLINE(name) if issubclass(spec.config, OnlineRLConfig) else []
+    summary = tiny_run(name, data_dir, run_dir, plugins, sets=sets)
 
     # run directory: the files the docs promise
     for f in ("config.yaml", "metrics.jsonl", "summary.json", "preprocessing.json",
@@ -62,8 +71,9 @@ def check_model(name: str, data_dir: Path, tmp_path: Path, plugins: Any = None) 
     data = PreparedData(data_dir)
     rows = rows_of(data.split("test"))
     raw = np.asarray(data.features)
-    a1 = policy.act(raw, rows)
-    a2 = load_trained(run_dir, plugins=plugins).act(raw, rows)
+    prices = {"open": np.asarray(data.open), "close": np.asarray(data.close), "ranges": data.split("test")}
+    a1 = policy.act(raw, rows, **prices)
+    a2 = load_trained(run_dir, plugins=plugins).act(raw, rows, **prices)
     assert a1.shape == (len(rows),), f"{name}: act returned shape {a1.shape}"
     assert np.issubdtype(a1.dtype, np.integer)
     assert set(np.unique(a1)) <= {0, 1, 2}
@@ -80,8 +90,19 @@ def check_model(name: str, data_dir: Path, tmp_path: Path, plugins: Any = None) 
     probe = rows[rows <= t][-50:]
     policy.model.network.eval()
     with torch.no_grad():
-        before = np.asarray(policy.model.act(features, probe))
-        after = np.asarray(policy.model.act(changed, probe))
+        if policy.stateful:  # sequential policy: also rewrite the prices after t
+            a, b = next((a, b) for a, b in data.split("test") if a <= t < b)
+            open_, close = np.array(data.open, dtype=np.float64), np.array(data.close, dtype=np.float64)
+            moved_open, moved_close = open_.copy(), close.copy()
+            scale = np.exp(np.random.default_rng(1).normal(0, 0.05, size=len(open_) - t - 1))
+            moved_open[t + 1:] *= scale
+            moved_close[t + 1:] *= scale
+            env = policy.context.env
+            before = np.asarray(policy.model.act_sequence(features, open_, close, [(a, b)], env))[:t + 1 - a]
+            after = np.asarray(policy.model.act_sequence(changed, moved_open, moved_close, [(a, b)], env))[:t + 1 - a]
+        else:
+            before = np.asarray(policy.model.act(features, probe))
+            after = np.asarray(policy.model.act(changed, probe))
     np.testing.assert_array_equal(before, after, err_msg=f"{name}: act at row t reads rows after t")
 
     # parameter count: what the listing says is what the network holds

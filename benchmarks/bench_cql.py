@@ -1,0 +1,251 @@
+"""CQL gradient updates per second: himari's ``cql`` plugin against d3rlpy's ``DiscreteCQL``.
+
+Same data (the transitions ``cql`` trains on: the synthetic market's train split, 60 features +
+4 account columns, label behaviour with epsilon 0.2, env rewards), same network size (two Q
+networks 64 -> 210 -> 210 -> 3, ReLU), batch 256, one core, float32 on the CPU.
+
+- himari: one update is exactly what ``himari.training.Trainer`` does per step: ``model.loss``
+  (Polyak update, TD targets, the conservative term), ``zero_grad``, ``backward``, gradient-norm
+  clipping at 1.0 and an AdamW step. Targets ``min`` (default) and ``double-dqn`` both timed.
+- d3rlpy: ``DiscreteCQLConfig(batch_size=256, n_critics=2, encoder_factory=
+  VectorEncoderFactory([210, 210]))``, one update = ``algo.update(batch)`` (its Adam step, hard
+  target copy every ``target_update_interval`` updates; its TD target is Double-DQN with the
+  min over critics).
+- Batches are sampled before timing for both (20 pre-made batches, cycled), so the number is the
+  update alone. Each repeat runs in a fresh process pinned to one core with one thread
+  (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``), warms up for 30 updates, then times
+  ``--updates`` updates; contenders are interleaved (himari, d3rlpy, himari, ...) and the table
+  shows the median of ``--repeats`` repeats (and the best repeat: on a busy machine the best is
+  the better estimate of unloaded speed; the load average is recorded).
+
+d3rlpy is not a himari dependency: ``pip install d3rlpy``. It pins an older gymnasium than
+himari's env needs, so install it in a separate virtual environment with
+``--system-site-packages`` and pass its interpreter with ``--d3rlpy-python``; without d3rlpy the
+row is skipped. Writes ``benchmarks/results/cql-<hostname>.json`` (or ``--json``).
+
+    python benchmarks/bench_cql.py [--repeats 5] [--updates 300] [--cpu 0] [--d3rlpy-python PY]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 256
+HIDDEN = (210, 210)
+N_BATCHES = 20
+WARMUP = 30
+
+
+# ---------------------------------------------------------------------------------- workers
+
+def _pin(cpu: int) -> None:
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except (AttributeError, OSError):
+        pass
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+def _batches(data: dict, rng: np.random.Generator) -> list[np.ndarray]:
+    return [rng.integers(0, len(data["index"]), size=BATCH) for _ in range(N_BATCHES)]
+
+
+def worker_himari(npz: str, updates: int, cpu: int, target: str) -> float:
+    _pin(cpu)
+    import torch
+
+    from himari.plugin.api import ModelContext
+    from himari_builtin.models.cql import CQL, CQLConfig
+
+    d = dict(np.load(npz))
+    model = CQL(CQLConfig(hidden_sizes=HIDDEN, target=target), ModelContext(n_features=60))
+    net = model.network
+    net.train()
+    obs = torch.from_numpy(d["obs"])
+    k_all = torch.from_numpy(d["index"])
+    act, rew, done = (torch.from_numpy(d[k]) for k in ("actions", "rewards", "dones"))
+    batches = []
+    for idx in _batches(d, np.random.default_rng(0)):
+        k = k_all[torch.from_numpy(idx)]
+        batches.append((obs[k], act[k], rew[k], obs[k + 1], done[k]))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=1e-4)
+
+    def update(b: tuple) -> None:
+        loss, _ = model.loss(b, None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+
+    for i in range(WARMUP):
+        update(batches[i % N_BATCHES])
+    t = time.perf_counter()
+    for i in range(updates):
+        update(batches[i % N_BATCHES])
+    return updates / (time.perf_counter() - t)
+
+
+def worker_d3rlpy(npz: str, updates: int, cpu: int) -> float:
+    _pin(cpu)
+    import d3rlpy
+    from d3rlpy.dataset import TransitionMiniBatch
+
+    d = dict(np.load(npz))
+    obs = d["obs"]
+    k_all = d["index"]
+    cfg = d3rlpy.algos.DiscreteCQLConfig(
+        batch_size=BATCH, n_critics=2, learning_rate=3e-4,
+        encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=list(HIDDEN)))
+    algo = cfg.create(device="cpu:0")
+    algo.create_impl((obs.shape[1],), 3)
+    batches = []
+    for idx in _batches(d, np.random.default_rng(0)):
+        k = k_all[idx]
+        batches.append(TransitionMiniBatch(
+            observations=obs[k], actions=d["actions"][k].reshape(-1, 1).astype(np.float32),
+            rewards=d["rewards"][k].reshape(-1, 1), next_observations=obs[k + 1],
+            next_actions=d["actions"][k + 1].reshape(-1, 1).astype(np.float32),
+            terminals=d["dones"][k].reshape(-1, 1), intervals=np.ones((BATCH, 1), np.float32),
+            transitions=[]))
+    for i in range(WARMUP):
+        algo.update(batches[i % N_BATCHES])
+    t = time.perf_counter()
+    for i in range(updates):
+        algo.update(batches[i % N_BATCHES])
+    return updates / (time.perf_counter() - t)
+
+
+# ------------------------------------------------------------------------------------- main
+
+def machine_info() -> dict:
+    cpu_model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, val = line.partition(":")
+                if key.strip() == "model name":
+                    cpu_model = val.strip()
+                    break
+    except OSError:
+        cpu_model = platform.processor() or "unknown"
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    import torch
+
+    return {"hostname": socket.gethostname(), "cpu_model": cpu_model, "cores": os.cpu_count(),
+            "os": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "git_commit": commit, "load_avg_start": os.getloadavg()}
+
+
+def make_data(path: str) -> dict:
+    """The cql plugin's own train transitions on the default synthetic market."""
+    from himari.data import PreparedData, default_prepared_dataset
+    from himari.data.datasets import TransitionDataset
+
+    data = PreparedData(default_prepared_dataset())
+    ds = TransitionDataset(data, "train", actions="labels", epsilon=0.2, seed=0)
+    obs = np.nan_to_num(np.asarray(ds.observations, dtype=np.float32))
+    np.savez(path, obs=obs, index=ds.index.astype(np.int64), actions=ds.actions.astype(np.int64),
+             rewards=(ds.rewards * 100.0).astype(np.float32), dones=ds.dones.astype(np.float32))
+    return {"data": str(data.path), "transitions": int(len(ds.index)), "obs_dim": int(obs.shape[1])}
+
+
+def _run_worker(python: str, args: list[str]) -> float:
+    out = subprocess.run([python, __file__, "--worker", *args], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _has_d3rlpy(python: str) -> str | None:
+    out = subprocess.run([python, "-c", "import d3rlpy; print(d3rlpy.__version__)"], capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--updates", type=int, default=300)
+    p.add_argument("--cpu", type=int, default=0)
+    p.add_argument("--d3rlpy-python", default=sys.executable)
+    p.add_argument("--json", default=None)
+    p.add_argument("--worker", nargs="*")
+    a = p.parse_args()
+    if a.worker is not None:
+        kind, npz, updates, cpu, *rest = a.worker
+        if kind == "himari":
+            print(worker_himari(npz, int(updates), int(cpu), rest[0]))
+        else:
+            print(worker_d3rlpy(npz, int(updates), int(cpu)))
+        return
+
+    machine = machine_info()
+    tmp = tempfile.mkdtemp(prefix="bench-cql-")
+    npz = os.path.join(tmp, "transitions.npz")
+    config = make_data(npz)
+    config.update({"batch": BATCH, "hidden": list(HIDDEN), "n_critics": 2, "updates": a.updates,
+                   "repeats": a.repeats, "warmup": WARMUP, "cpu": a.cpu})
+    d3_version = _has_d3rlpy(a.d3rlpy_python)
+    contenders = [("himari cql (target min)", sys.executable, ["himari", npz, str(a.updates), str(a.cpu), "min"]),
+                  ("himari cql (target double-dqn)", sys.executable,
+                   ["himari", npz, str(a.updates), str(a.cpu), "double-dqn"])]
+    skipped = []
+    if d3_version:
+        contenders.append((f"d3rlpy {d3_version} DiscreteCQL", a.d3rlpy_python,
+                           ["d3rlpy", npz, str(a.updates), str(a.cpu)]))
+    else:
+        skipped.append("d3rlpy (not installed for --d3rlpy-python)")
+    times: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    for r in range(a.repeats):
+        for name, py, args in contenders:
+            times[name].append(_run_worker(py, args))
+            print(f"repeat {r + 1}/{a.repeats}  {name}: {times[name][-1]:.1f} updates/s", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    peer = next((k for k in med if k.startswith("d3rlpy")), None)
+    rows = []
+    for k, v in med.items():
+        ratio = v / med[peer] if peer and not k.startswith("d3rlpy") else None
+        best_ratio = max(times[k]) / max(times[peer]) if peer and not k.startswith("d3rlpy") else None
+        rows.append({"contender": k, "updates_per_s": v, "best_updates_per_s": max(times[k]), "runs": times[k],
+                     "ratio_vs_d3rlpy": ratio, "best_ratio_vs_d3rlpy": best_ratio})
+    print(f"\nCQL updates/s, batch {BATCH}, two critics {HIDDEN}, one core ({machine['cpu_model']}, "
+          f"load {machine['load_avg_start'][0]:.2f})")
+    print(f"{'contender':38s} {'median/s':>9s} {'best/s':>8s} {'vs d3rlpy':>10s} {'best vs':>8s}  goal >= 2x")
+    for row in rows:
+        ratio = "" if row["ratio_vs_d3rlpy"] is None else f"{row['ratio_vs_d3rlpy']:.2f}x"
+        bratio = "" if row["best_ratio_vs_d3rlpy"] is None else f"{row['best_ratio_vs_d3rlpy']:.2f}x"
+        met = "" if row["ratio_vs_d3rlpy"] is None else ("met" if row["ratio_vs_d3rlpy"] >= 2 else "not met")
+        print(f"{row['contender']:38s} {row['updates_per_s']:9.1f} {row['best_updates_per_s']:8.1f} "
+              f"{ratio:>10s} {bratio:>8s}  {met}")
+    machine["load_avg_end"] = os.getloadavg()
+    out = Path(a.json or REPO / "benchmarks" / "results" / f"cql-{socket.gethostname()}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "config": config, "results": rows, "skipped": skipped,
+                               "versions": {"d3rlpy": d3_version}}, indent=2))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Reusable pieces of online reinforcement learning in the native env (PPO-LSTM uses them;
+FLAG-TRADER's PPO can reuse them as they are).
+
+- ``OnlineRLConfig``: the settings every online-RL model shares (experience budget in episodes,
+  envs, rollout length, episode length, update epochs, minibatches, discount, GAE lambda,
+  learning-rate annealing). A model's ``<Name>Config`` derives from it; the Trainer reads these
+  fields to plan the run (``plan``).
+- ``gae``: generalised advantage estimation (Schulman et al. 2016) over ``[T, N]`` rollouts with
+  episode-start flags (an episode that ended, by bankruptcy or by its length, is not
+  bootstrapped: with same-step autoreset the env never shows the final observation).
+- ``RolloutBuffer``: one rollout of N envs x T steps plus the recurrent state each env had at
+  its start; indexing it by env gives whole sequences ``[T, B, ...]`` so a recurrent network
+  trains on them in one batched pass (minibatches are sets of envs, never cut sequences).
+- ``train_env``: a ``VecTradingEnv`` on random windows of the train split with the run's costs,
+  mode and reward shaping (``EnvConfig``).
+- ``sequential_actions``: deterministic evaluation of a policy that sees the account state: a
+  1-env ``VecTradingEnv`` (``random_start=False``) steps through each range of a split from a
+  flat account, so the account columns the policy sees are exactly the env's, and the actions it
+  returns are then scored by the backtester (which agrees with the env bit for bit).
+
+Nothing here imports torch at module import time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class OnlineRLConfig:
+    """Settings shared by online-RL models (derive a model's config from this class)."""
+
+    env_episodes: int = 200
+    """Experience budget: episodes of ``episode_length`` steps (env steps = episodes x length)."""
+    n_envs: int = 8
+    """Envs stepping together in the VecTradingEnv (each on its own random window)."""
+    rollout_steps: int = 128
+    """Steps per env per rollout (the sequence length the recurrent core trains on)."""
+    episode_length: int = 2048
+    """Steps per training episode (shorter when the train split ends first)."""
+    update_epochs: int = 4
+    """Passes over each rollout."""
+    n_minibatches: int = 4
+    """Minibatches per pass; each holds n_envs / n_minibatches whole env sequences."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly to 0 over the run."""
+
+    def __post_init__(self) -> None:
+        for name in ("env_episodes", "n_envs", "rollout_steps", "episode_length", "update_epochs", "n_minibatches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_envs % self.n_minibatches:
+            raise ValueError(f"n_envs ({self.n_envs}) must be a multiple of n_minibatches ({self.n_minibatches})")
+        if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
+            raise ValueError("gamma and gae_lambda must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the Trainer spreads an online-RL budget over its epochs."""
+
+    iterations: int
+    """Rollout + update cycles of the whole run."""
+    iterations_per_epoch: int
+    steps_per_iteration: int
+    """Optimiser steps per cycle (update_epochs x n_minibatches)."""
+    env_steps_per_iteration: int
+
+
+def plan(cfg: OnlineRLConfig, epochs: int) -> Plan:
+    total = max(1, math.ceil(cfg.env_episodes * cfg.episode_length / (cfg.n_envs * cfg.rollout_steps)))
+    return Plan(total, max(1, math.ceil(total / max(1, epochs))), cfg.update_epochs * cfg.n_minibatches,
+                cfg.n_envs * cfg.rollout_steps)
+
+
+def gae(rewards: Any, values: Any, starts: Any, last_values: Any, last_starts: Any, gamma: float,
+        lam: float) -> tuple[Any, Any]:
+    """Advantages and returns of a rollout (torch tensors ``[T, N]``).
+
+    ``starts[t]`` is 1 where the observation of step t begins an episode (so the step before it
+    ended one); ``last_values``/``last_starts`` ``[N]`` describe the observation after the last
+    step. ``A_t = delta_t + gamma lam (1 - starts[t+1]) A_{t+1}`` with
+    ``delta_t = r_t + gamma V_{t+1} (1 - starts[t+1]) - V_t``; returns are ``A + V``.
+    """
+    import torch
+
+    T = rewards.shape[0]
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(last_values)
+    for t in range(T - 1, -1, -1):
+        if t == T - 1:
+            nonterminal = 1.0 - last_starts.to(rewards.dtype)
+            next_values = last_values
+        else:
+            nonterminal = 1.0 - starts[t + 1].to(rewards.dtype)
+            next_values = values[t + 1]
+        delta = rewards[t] + gamma * next_values * nonterminal - values[t]
+        last = delta + gamma * lam * nonterminal * last
+        adv[t] = last
+    return adv, adv + values
+
+
+class RolloutBuffer:
+    """One rollout of ``n_envs`` envs x ``steps`` steps (torch tensors on ``device``).
+
+    Fields ``[T, N]`` (``obs`` ``[T, N, D]``): ``obs``, ``actions``, ``logprobs``, ``values``,
+    ``rewards``, ``starts`` (1.0 where obs begins an episode), then ``advantages`` and
+    ``returns`` after ``finish``. ``state`` is the recurrent state at the rollout's first step,
+    a tuple of tensors with the env axis at dim 1 (``nn.LSTM``'s ``(h, c)`` layout).
+    ``buf[idx]`` (a LongTensor of env indices) is a dict of whole sequences for those envs: what
+    a recurrent model's ``loss`` takes.
+    """
+
+    def __init__(self, steps: int, n_envs: int, obs_dim: int, device: str = "cpu") -> None:
+        import torch
+
+        self.steps, self.n_envs = steps, n_envs
+        f32 = dict(dtype=torch.float32, device=device)
+        self.obs = torch.zeros(steps, n_envs, obs_dim, **f32)
+        self.actions = torch.zeros(steps, n_envs, dtype=torch.long, device=device)
+        self.logprobs = torch.zeros(steps, n_envs, **f32)
+        self.values = torch.zeros(steps, n_envs, **f32)
+        self.rewards = torch.zeros(steps, n_envs, **f32)
+        self.starts = torch.zeros(steps, n_envs, **f32)
+        self.advantages = torch.zeros(steps, n_envs, **f32)
+        self.returns = torch.zeros(steps, n_envs, **f32)
+        self.state: tuple[Any, ...] = ()
+
+    def finish(self, last_values: Any, last_starts: Any, gamma: float, lam: float) -> None:
+        self.advantages, self.returns = gae(self.rewards, self.values, self.starts, last_values, last_starts,
+                                            gamma, lam)
+
+    def __len__(self) -> int:
+        return self.n_envs
+
+    def __getitem__(self, idx: Any) -> dict[str, Any]:
+        return {"obs": self.obs[:, idx], "actions": self.actions[:, idx], "logprobs": self.logprobs[:, idx],
+                "values": self.values[:, idx], "starts": self.starts[:, idx],
+                "advantages": self.advantages[:, idx], "returns": self.returns[:, idx],
+                "state": tuple(s[:, idx] for s in self.state)}
+
+
+def reward_config(env: Any) -> Any:
+    """The engine's ``RewardConfig`` of a run's ``EnvConfig``."""
+    from himari.engine import RewardConfig
+
+    return RewardConfig(drawdown_penalty=env.drawdown_penalty, turnover_penalty=env.turnover_penalty,
+                        dsr_weight=env.dsr_weight, dsr_decay=env.dsr_decay)
+
+
+def train_env(ctx: Any, cfg: OnlineRLConfig, seed: int) -> Any:
+    """A ``VecTradingEnv`` of ``cfg.n_envs`` envs on random windows of the train split (its
+    longest range when it has several), over the run's preprocessed features, costs, mode and
+    reward shaping."""
+    from himari.engine import Market, VecTradingEnv
+    from himari.errors import DataError
+
+    ranges = [r for r in ctx.splits["train"] if r[1] - r[0] >= 3]
+    if not ranges:
+        raise DataError("the train split has no range of at least 3 rows to train an online-RL model on")
+    a, b = max(ranges, key=lambda r: r[1] - r[0])
+    data = ctx.data
+    market = Market(np.ascontiguousarray(data.open[a:b], dtype=np.float64),
+                    np.ascontiguousarray(data.close[a:b], dtype=np.float64),
+                    np.ascontiguousarray(ctx.features[a:b], dtype=np.float32), warmup=0)
+    env = ctx.env
+    return VecTradingEnv(market, n_envs=cfg.n_envs, episode_length=min(cfg.episode_length, b - a - 2),
+                         mode=env.mode, fee=env.fee, slippage=env.slippage, reward=reward_config(env),
+                         seed=int(seed))
+
+
+PolicyStep = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``step(obs [n, D] float32, starts [n] bool) -> actions [n]``: one decision per env; ``starts``
+marks the first observation of an episode (reset any recurrent state there)."""
+
+
+def sequential_actions(step: PolicyStep, features: np.ndarray, open_: np.ndarray, close: np.ndarray,
+                       ranges: Sequence[tuple[int, int]], env: Any) -> np.ndarray:
+    """Roll a policy through each range in order from a flat account (a 1-env VecTradingEnv,
+    ``random_start=False``, with the run's fee, slippage and mode); returns one action per row of
+    the concatenated ranges, the last row of each range (which takes no decision) HOLD."""
+    from himari.engine import Market, VecTradingEnv
+
+    parts = []
+    for a, b in ranges:
+        n = b - a
+        out = np.ones(n, dtype=np.int8)
+        if n >= 2:
+            market = Market(np.ascontiguousarray(open_[a:b], dtype=np.float64),
+                            np.ascontiguousarray(close[a:b], dtype=np.float64),
+                            np.ascontiguousarray(features[a:b], dtype=np.float32), warmup=0)
+            venv = VecTradingEnv(market, n_envs=1, episode_length=n - 1, mode=env.mode, fee=env.fee,
+                                 slippage=env.slippage, random_start=False, warmup=0, seed=0)
+            obs, _ = venv.reset()
+            starts = np.ones(1, dtype=bool)
+            for t in range(n - 1):
+                act = np.asarray(step(obs[:, -1, :], starts)).reshape(1)
+                out[t] = act[0]
+                obs, _, term, trunc, _ = venv.step(act.astype(np.int64))
+                starts = np.zeros(1, dtype=bool)
+                if term[0]:  # bankrupt: the account stays liquidated (the backtester holds it flat)
+                    out[t + 1:] = 1
+                    break
+        parts.append(out)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)

@@ -1,0 +1,314 @@
+"""PPO-LSTM: an actor-critic with an LSTM core, trained online by PPO in the native
+``VecTradingEnv`` (Schulman et al. 2017, "Proximal Policy Optimization Algorithms"; the recurrent
+variant of CleanRL's ``ppo_atari_lstm``).
+
+Network (289,636 parameters at 60 features): the env observation (60 features + the 4 account
+columns: position, unrealised PnL, drawdown, log bars in position) -> Linear(64, 128) + ReLU ->
+Linear(128, 128) + ReLU -> LSTM(128, 200) -> a policy head Linear(200, 3) and a value head
+Linear(200, 1). Orthogonal initialisation: gain sqrt(2) for the hidden layers, 0.01 for the
+policy head, 1 for the value head; LSTM weights orthogonal, biases 0.
+
+Training (``himari.training.rl`` has the reusable parts): N envs on random windows of the train
+split roll out ``rollout_steps`` steps with sampled actions, each env carrying its own LSTM state,
+zeroed where an episode starts; GAE(gamma, lambda) advantages; then ``update_epochs`` passes of
+``n_minibatches`` minibatches of whole env sequences through the clipped surrogate objective,
+clipped value loss, entropy bonus and per-minibatch advantage normalisation, with the Trainer's
+gradient-norm clipping and a linearly annealed learning rate. A minibatch's sequences go through
+the LSTM in one call per segment between episode starts (an exact equivalent of the per-step loop,
+tested), not step by step.
+
+Evaluation: deterministic (arg-max) actions, decided sequentially through each split range by a
+1-env ``VecTradingEnv`` from a flat account (``act_sequence``), then scored by the backtester.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from himari.plugin import ModelSpec, ParamCount, hookimpl
+from himari.training.rl import OnlineRLConfig
+
+ACCOUNT_COLUMNS = 4
+
+
+@dataclass(frozen=True)
+class PPOLSTMConfig(OnlineRLConfig):
+    encoder_sizes: tuple[int, ...] = (128, 128)
+    """Width of each encoder layer (Linear + ReLU) before the LSTM."""
+    lstm_hidden: int = 200
+    """LSTM hidden size."""
+    clip_range: float = 0.2
+    """PPO ratio clip epsilon."""
+    clip_range_vf: float = 0.2
+    """Value clipping around the rollout's values; 0 disables."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    normalize_advantage: bool = True
+    """Normalise advantages per minibatch."""
+    cpu_threads: int = 1
+    """torch intra-op threads on the CPU from the model's construction on (0: torch's default);
+    small recurrent batches run fastest on one, and far faster than on two busy cores."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.encoder_sizes or any(h < 1 for h in self.encoder_sizes) or self.lstm_hidden < 1:
+            raise ValueError("encoder_sizes and lstm_hidden must be positive")
+        if self.cpu_threads < 0:
+            raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
+        if self.clip_range <= 0 or self.clip_range_vf < 0 or self.ent_coef < 0 or self.vf_coef < 0:
+            raise ValueError("clip_range must be > 0; clip_range_vf, ent_coef, vf_coef >= 0")
+
+
+def parameter_count(config: PPOLSTMConfig, n_features: int) -> ParamCount:
+    """Encoder Linears, the LSTM (4 gates: input and hidden weights, two biases), two heads."""
+    total, width = 0, n_features + ACCOUNT_COLUMNS
+    for h in config.encoder_sizes:
+        total += width * h + h
+        width = h
+    H = config.lstm_hidden
+    total += 4 * H * (width + H) + 8 * H
+    total += H * 3 + 3 + H + 1
+    return ParamCount(total, total)
+
+
+@lru_cache(maxsize=1)
+def _network_class() -> type:
+    import math
+
+    import torch
+    from torch import nn
+
+    class ActorCritic(nn.Module):
+        def __init__(self, obs_dim: int, n_actions: int, encoder_sizes: tuple[int, ...], hidden: int) -> None:
+            super().__init__()
+            layers: list[nn.Module] = []
+            width = obs_dim
+            for h in encoder_sizes:
+                lin = nn.Linear(width, h)
+                nn.init.orthogonal_(lin.weight, math.sqrt(2))
+                nn.init.zeros_(lin.bias)
+                layers += [lin, nn.ReLU()]
+                width = h
+            self.encoder = nn.Sequential(*layers)
+            self.lstm = nn.LSTM(width, hidden)
+            for name, p in self.lstm.named_parameters():
+                if "bias" in name:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.orthogonal_(p, 1.0)
+            self.actor = nn.Linear(hidden, n_actions)
+            nn.init.orthogonal_(self.actor.weight, 0.01)
+            nn.init.zeros_(self.actor.bias)
+            self.critic = nn.Linear(hidden, 1)
+            nn.init.orthogonal_(self.critic.weight, 1.0)
+            nn.init.zeros_(self.critic.bias)
+            self.hidden = hidden
+
+        def initial_state(self, n: int, device: Any = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+            z = torch.zeros(1, n, self.hidden, device=device)
+            return z, z.clone()
+
+        def forward_sequence(self, obs: torch.Tensor, starts: torch.Tensor,
+                             state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+            """``obs [T, B, D]``, ``starts [T, B]`` (1 where an episode begins: the state is
+            zeroed before that step), ``state`` ``(h, c)`` each ``[1, B, H]``. The LSTM runs once
+            per segment between the steps where some env starts an episode."""
+            T, B = obs.shape[0], obs.shape[1]
+            x = self.encoder(obs.reshape(T * B, -1)).reshape(T, B, -1)
+            h, c = state
+            reset = (starts > 0).any(dim=1)
+            cuts = sorted({0, T, *[int(t) + 1 for t in torch.nonzero(reset[1:]).flatten().tolist()]})
+            outs = []
+            for t0, t1 in zip(cuts[:-1], cuts[1:]):
+                if bool(reset[t0]):
+                    keep = (1.0 - starts[t0].to(h.dtype)).view(1, B, 1)
+                    h, c = h * keep, c * keep
+                out, (h, c) = self.lstm(x[t0:t1], (h, c))
+                outs.append(out)
+            out = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+            return self.actor(out), self.critic(out)[..., 0], (h, c)
+
+        def step(self, obs: torch.Tensor, starts: torch.Tensor | None,
+                 state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+            """One step of every env (``obs [B, D]``; ``starts [B]`` or None when no env starts an
+            episode): the LSTM cell with the same weights, without ``nn.LSTM``'s per-call overhead
+            (rollouts and evaluation; training goes through ``forward_sequence``)."""
+            h, c = state[0][0], state[1][0]
+            if starts is not None:
+                keep = (1.0 - starts.to(h.dtype))[:, None]
+                h, c = h * keep, c * keep
+            lstm = self.lstm
+            h, c = torch.lstm_cell(self.encoder(obs), (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0,
+                                   lstm.bias_ih_l0, lstm.bias_hh_l0)
+            return self.actor(h), self.critic(h)[:, 0], (h[None], c[None])
+
+    return ActorCritic
+
+
+class PPOLSTM:
+    """The model plugin instance (see ``himari.plugin.api.Model``; online-RL hooks ``rollout``
+    and ``act_sequence``)."""
+
+    paradigm = "online-rl"
+
+    def __init__(self, config: PPOLSTMConfig, ctx: Any) -> None:
+        self.config = config
+        self.n_actions = ctx.n_actions
+        self.obs_dim = ctx.n_features + ACCOUNT_COLUMNS
+        self._threads("cpu")  # the network is built on the CPU (orthogonal init runs QR)
+        self.network = _network_class()(self.obs_dim, ctx.n_actions, tuple(config.encoder_sizes), config.lstm_hidden)
+        self._env: Any = None
+
+    def _threads(self, device: Any) -> None:
+        import torch  # set process-wide: the Trainer's update steps run with it too
+
+        if self.config.cpu_threads and str(device) == "cpu" and torch.get_num_threads() != self.config.cpu_threads:
+            torch.set_num_threads(self.config.cpu_threads)
+
+    def dataset(self, ctx: Any, split: str) -> Any:
+        from himari.errors import HimariError
+
+        raise HimariError("ppo-lstm learns online from VecTradingEnv rollouts (rollout()); it has no dataset")
+
+    def rollout(self, ctx: Any, reset: bool) -> Any:
+        """Collect ``rollout_steps`` steps of each env with sampled actions; returns the
+        ``RolloutBuffer`` with GAE advantages and episode statistics in ``stats``."""
+        import numpy as np
+        import torch
+
+        from himari.training.rl import RolloutBuffer, train_env
+
+        cfg, net = self.config, self.network
+        device = next(net.parameters()).device
+        n, T = cfg.n_envs, cfg.rollout_steps
+        self._threads(device)
+        if reset or self._env is None:
+            seed = (int(ctx.seed) * 1_000_003 + int(ctx.epoch)) % (2**31)
+            self._env = train_env(ctx, cfg, seed)
+            obs, _ = self._env.reset(seed=seed)
+            self._obs = torch.tensor(obs[:, -1, :], device=device)
+            self._state = net.initial_state(n, device)
+            self._starts = torch.ones(n, device=device)
+            self._buf = RolloutBuffer(T, n, self.obs_dim, str(device))
+        env, buf = self._env, self._buf
+        buf.state = tuple(s.clone() for s in self._state)
+        obs_t, state, starts = self._obs, self._state, self._starts
+        returns, lengths = [], []
+        rewards = np.empty((T, n), dtype=np.float32)
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            any_start = bool(starts.any())
+            for t in range(T):
+                logits, value, state = net.step(obs_t, starts if any_start else None, state)
+                logp_all = torch.log_softmax(logits, -1)
+                action = torch.multinomial(logp_all.exp(), 1)[:, 0]
+                buf.obs[t] = obs_t
+                buf.starts[t] = starts
+                buf.actions[t] = action
+                buf.logprobs[t] = logp_all.gather(1, action[:, None])[:, 0]
+                buf.values[t] = value
+                obs, reward, term, trunc, info = env.step(action.cpu().numpy())
+                rewards[t] = reward
+                done = term | trunc
+                obs_t = torch.tensor(obs[:, -1, :], device=device)
+                starts = torch.from_numpy(done.astype(np.float32)).to(device)
+                any_start = bool(done.any())
+                if any_start:
+                    returns.extend(info["episode_return"][done].tolist())
+                    lengths.extend(info["episode_length"][done].tolist())
+            _, last_value, _ = net.step(obs_t, starts if any_start else None, state)
+        net.train(was_training)
+        buf.rewards.copy_(torch.from_numpy(rewards))
+        buf.finish(last_value, starts, cfg.gamma, cfg.gae_lambda)
+        self._obs, self._state, self._starts = obs_t, state, starts
+        buf.stats = {"reward_mean": float(rewards.mean()),
+                     "action_sell": float((buf.actions == 0).float().mean()),
+                     "action_hold": float((buf.actions == 1).float().mean()),
+                     "action_buy": float((buf.actions == 2).float().mean())}
+        if returns:
+            buf.stats["episode_return"] = float(np.mean(returns))
+            buf.stats["episode_length"] = float(np.mean(lengths))
+        return buf
+
+    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
+        """PPO loss of a minibatch of whole env sequences (``RolloutBuffer`` items)."""
+        import torch
+
+        cfg = self.config
+        logits, values, _ = self.network.forward_sequence(batch["obs"], batch["starts"], batch["state"])
+        logp_all = torch.log_softmax(logits.float(), -1)
+        logp = logp_all.gather(-1, batch["actions"][..., None])[..., 0]
+        entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+        log_ratio = logp - batch["logprobs"]
+        ratio = log_ratio.exp()
+        adv = batch["advantages"]
+        if cfg.normalize_advantage and adv.numel() > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)).mean()
+        values = values.float()
+        ret = batch["returns"]
+        v_loss_unclipped = (values - ret) ** 2
+        if cfg.clip_range_vf > 0:
+            old = batch["values"]
+            v_clipped = old + (values - old).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
+            v_loss = 0.5 * torch.max(v_loss_unclipped, (v_clipped - ret) ** 2).mean()
+        else:
+            v_loss = 0.5 * v_loss_unclipped.mean()
+        loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+        with torch.no_grad():
+            approx_kl = float(((ratio - 1) - log_ratio).mean())
+            clipfrac = float(((ratio - 1).abs() > cfg.clip_range).float().mean())
+        return loss, {"policy_loss": float(pg_loss.detach()), "value_loss": float(v_loss.detach()),
+                      "entropy": float(entropy.detach()), "approx_kl": approx_kl, "clipfrac": clipfrac}
+
+    def act(self, features: Any, rows: Any) -> Any:
+        from himari.errors import HimariError
+
+        raise HimariError("ppo-lstm decides from the account state and its LSTM state: use "
+                          "act_sequence(features, open, close, ranges, env)")
+
+    def act_sequence(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any) -> Any:
+        """Deterministic (arg-max) actions through each range from a flat account and a zero
+        LSTM state (``himari.training.rl.sequential_actions``)."""
+        import numpy as np
+        import torch
+
+        from himari.training.rl import sequential_actions
+
+        net = self.network
+        device = next(net.parameters()).device
+        holder: dict[str, Any] = {}
+        self._threads(device)
+
+        def step(obs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+            if "state" not in holder:
+                holder["state"] = net.initial_state(len(obs), device)
+            x = torch.tensor(obs, device=device)
+            s = torch.from_numpy(starts.astype(np.float32)).to(device) if starts.any() else None
+            logits, _, holder["state"] = net.step(x, s, holder["state"])
+            return logits.argmax(-1).cpu().numpy()
+
+        with torch.no_grad():
+            return sequential_actions(step, features, open_, close, ranges, env)
+
+
+def build(config: PPOLSTMConfig, ctx: Any) -> PPOLSTM:
+    return PPOLSTM(config, ctx)
+
+
+@hookimpl
+def himari_register_models(registry: Any) -> None:
+    registry.add(ModelSpec(
+        name="ppo-lstm",
+        summary="PPO actor-critic with an LSTM core, trained online in the native VecTradingEnv",
+        config=PPOLSTMConfig,
+        factory=build,
+        paradigm="online-rl",
+        parameter_count=parameter_count,
+        default_preprocess=("zscore",),
+    ))

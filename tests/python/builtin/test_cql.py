@@ -1,0 +1,228 @@
+"""The cql model plugin: its pieces against hand computations, and its sequential acting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from himari.plugin.api import ModelContext  # noqa: E402
+from himari_builtin.models.cql import (  # noqa: E402
+    CQL,
+    CQLConfig,
+    conservative_gap,
+    parameter_count,
+    polyak_,
+    relative_prices,
+    td_targets,
+)
+
+from himari_tests_conformance import tiny_run  # type: ignore[import-not-found]  # noqa: E402
+
+
+def _lse(xs: list[float]) -> float:
+    return math.log(sum(math.exp(x) for x in xs))
+
+
+def test_conservative_gap_by_hand() -> None:
+    q = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [-1.5, 0.25, 4.0]])
+    a = torch.tensor([0, 2, 1])
+    got = conservative_gap(q, a).tolist()
+    want = [_lse([1, 2, 3]) - 1.0, math.log(3.0), _lse([-1.5, 0.25, 4.0]) - 0.25]
+    assert got == pytest.approx(want, abs=1e-6)
+    assert want[0] == pytest.approx(2.4076059644, abs=1e-9)
+
+
+def test_loss_logs_the_gap_and_alpha_weights_it() -> None:
+    cfg = CQLConfig(hidden_sizes=(8,), alpha=0.5)
+    model = CQL(cfg, ModelContext(n_features=60))
+    g = torch.Generator().manual_seed(0)
+    s, s2 = torch.randn(5, 64, generator=g), torch.randn(5, 64, generator=g)
+    a, r, d = torch.tensor([0, 1, 2, 1, 0]), torch.randn(5, generator=g), torch.zeros(5)
+    model.network.eval()
+    with torch.no_grad():
+        loss, logs = model.loss((s, a, r, s2, d), None)
+        q = model.network(model.network.inputs(s))
+    gaps = []
+    for head in range(2):
+        rows = [_lse(q[head, i].tolist()) - float(q[head, i, a[i]]) for i in range(5)]
+        gaps.append(sum(rows) / 5)
+    assert logs["cql_gap"] == pytest.approx(sum(gaps) / 2, abs=1e-5)
+    assert float(loss) == pytest.approx(logs["td_loss"] + 0.5 * sum(gaps), abs=1e-4)
+    assert logs["alpha"] == pytest.approx(0.5)
+
+
+def test_polyak_update() -> None:
+    t, s = torch.zeros(3), torch.ones(3)
+    polyak_([t], [s], 0.1)
+    assert t.tolist() == pytest.approx([0.1] * 3)
+    polyak_([t], [s], 0.1)
+    assert t.tolist() == pytest.approx([0.19] * 3)
+
+    net = CQL(CQLConfig(hidden_sizes=(4,), tau=0.25), ModelContext()).network
+    assert torch.equal(net.target_w0, net.w0)  # targets start as copies
+    before = net.target_w1.clone()
+    with torch.no_grad():
+        net.w1.add_(1.0)
+    net.polyak(0.25)
+    assert torch.allclose(net.target_w1, before + 0.25)
+    assert not net.target_w1.requires_grad and "target_w1" not in dict(net.named_parameters())
+
+
+def test_polyak_runs_only_in_training_steps() -> None:
+    model = CQL(CQLConfig(hidden_sizes=(4,), tau=0.5), ModelContext())
+    net = model.network
+    with torch.no_grad():
+        net.w0.add_(1.0)
+    batch = (torch.zeros(2, 64), torch.tensor([0, 1]), torch.zeros(2), torch.zeros(2, 64), torch.zeros(2))
+    before = net.target_w0.clone()
+    net.eval()
+    with torch.no_grad():
+        model.loss(batch, None)  # validation loss: no update
+    assert torch.equal(net.target_w0, before)
+    net.train()
+    model.loss(batch, None)
+    assert torch.allclose(net.target_w0, before + 0.5)
+
+
+def test_td_targets_min_and_double_dqn() -> None:
+    t1 = torch.tensor([[1.0, 5.0, 2.0], [0.0, 1.0, 2.0]])
+    t2 = torch.tensor([[3.0, 4.0, 0.0], [2.0, 1.0, 0.0]])
+    r = torch.tensor([0.5, -1.0])
+    done = torch.tensor([0.0, 1.0])
+    y1, y2 = td_targets(r, done, 0.9, (t1, t2), None, "min")
+    # min over heads: [1, 4, 0] -> max 4; the second row is terminal
+    assert y1.tolist() == pytest.approx([0.5 + 0.9 * 4.0, -1.0])
+    assert torch.equal(y1, y2)
+    o1 = torch.tensor([[0.0, 0.0, 1.0], [9.0, 0.0, 0.0]])
+    o2 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 9.0, 0.0]])
+    y1, y2 = td_targets(r, torch.zeros(2), 0.9, (t1, t2), (o1, o2), "double-dqn")
+    assert y1.tolist() == pytest.approx([0.5 + 0.9 * 2.0, -1.0 + 0.9 * 0.0])  # Q'_1 at argmax Q_1
+    assert y2.tolist() == pytest.approx([0.5 + 0.9 * 3.0, -1.0 + 0.9 * 1.0])  # Q'_2 at argmax Q_2
+    with pytest.raises(ValueError):
+        td_targets(r, done, 0.9, (t1, t2), None, "double-dqn")
+
+
+@pytest.mark.parametrize("lagrangian", [False, True])
+def test_parameter_count(lagrangian: bool) -> None:
+    cfg = CQLConfig(lagrangian=lagrangian)
+    net = CQL(cfg, ModelContext(n_features=60)).network
+    total = sum(p.numel() for p in net.parameters())
+    assert parameter_count(cfg, 60) == (total, total)
+    assert abs(total - 116_995) / 116_995 < 0.05
+    assert total == 117_186 + int(lagrangian)
+
+
+def test_relative_prices_and_env_account_columns(small_prepared) -> None:
+    """Prices rebuilt from ret_1 and body, stepped through the env, give the account columns the
+    env gives on the true prices (what act() relies on)."""
+    from himari.data import PreparedData
+    from himari.engine import Market, VecTradingEnv, replay_actions
+
+    data = PreparedData(small_prepared)
+    a, b = data.split("test")[0]
+    f = np.asarray(data.features[a:b])
+    o, c = relative_prices(f)
+    true_o, true_c = np.asarray(data.open[a:b], float), np.asarray(data.close[a:b], float)
+    np.testing.assert_allclose(c, true_c / true_c[0], rtol=1e-6)
+    np.testing.assert_allclose(o, true_o / true_c[0], rtol=1e-6)
+    n = b - a
+    acts = np.random.default_rng(0).integers(0, 3, n).astype(np.int8)
+    ref = replay_actions(true_o, true_c, acts).account
+    env = VecTradingEnv(Market(np.append(o, c[-1]), np.append(c, c[-1]), np.zeros((n + 1, 1), np.float32)),
+                        n_envs=1, episode_length=n, window=1, random_start=False, warmup=0)
+    obs, _ = env.reset()
+    seen = []
+    for t in range(n):
+        seen.append(obs[0, 0, 1:].copy())
+        if t < n - 1:
+            obs, *_ = env.step(acts[t:t + 1])
+    np.testing.assert_allclose(np.array(seen), ref, atol=1e-5)
+
+
+def test_act_feeds_back_its_own_position(small_prepared) -> None:
+    """A Q-network that prefers BUY when flat and SELL when long alternates: the account state
+    act() feeds the network follows its own earlier actions."""
+    from himari.data import PreparedData
+    from himari.data.splits import rows_of
+
+    model = CQL(CQLConfig(hidden_sizes=(1,)), ModelContext(n_features=60))
+    net = model.network
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.w0[:, 60, 0] = 1.0  # hidden unit = relu(position)
+        net.w1[:, 0, :] = torch.tensor([1.0, 0.0, -1.0])  # SELL up, BUY down when long
+        net.b1[:, 0, :] = torch.tensor([0.0, -1.0, 0.5])
+    data = PreparedData(small_prepared)
+    rows = rows_of(data.split("test"))[:9]
+    acts = model.act(np.asarray(data.features), rows)
+    assert acts.tolist() == [2, 0, 2, 0, 2, 0, 2, 0, 2]
+    # two separate runs of rows: each starts flat
+    acts = model.act(np.asarray(data.features), np.r_[rows[:3], rows[5:8]])
+    assert acts.tolist() == [2, 0, 2, 2, 0, 2]
+
+
+def test_training_is_deterministic(small_prepared, tmp_path) -> None:
+    from himari.training.checkpoint import load_checkpoint
+
+    sets = ["cql.hidden_sizes=[16, 16]", "cql.target=double-dqn", "cql.lagrangian=true"]
+    s1 = tiny_run("cql", small_prepared, tmp_path / "a", sets=sets)
+    s2 = tiny_run("cql", small_prepared, tmp_path / "b", sets=sets)
+    assert s1["test"]["model"] == s2["test"]["model"]
+    w1 = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt", model="cql")["network"]
+    w2 = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt", model="cql")["network"]
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        assert torch.equal(w1[k], w2[k]), k
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    assert any("train/td_loss" in x and "train/cql_gap" in x and "train/q_data" in x for x in lines)
+
+
+def test_refuses_preprocessed_features(small_prepared, tmp_path) -> None:
+    from himari.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="without --preprocess"):
+        tiny_run("cql", small_prepared, tmp_path / "z", preprocess=["zscore"])
+
+
+def test_act_sequence_on_true_prices_matches_act(small_prepared) -> None:
+    """act (prices rebuilt from the features) and act_sequence (the true prices) decide alike."""
+    from himari.data import PreparedData
+    from himari.data.splits import rows_of
+
+    torch.manual_seed(0)
+    model = CQL(CQLConfig(hidden_sizes=(32,)), ModelContext(n_features=60))
+    data = PreparedData(small_prepared)
+    ranges = data.split("test")
+    feats = np.asarray(data.features)
+    a1 = model.act(feats, rows_of(ranges))
+    a2 = model.act_sequence(feats, np.asarray(data.open), np.asarray(data.close), ranges, None)
+    assert len(np.unique(a1)) > 1
+    last = np.cumsum([b - a for a, b in ranges]) - 1
+    keep = np.setdiff1d(np.arange(len(a1)), last)
+    np.testing.assert_array_equal(a1[keep], a2[keep])
+    assert (a2[last] == 1).all()
+
+
+def test_reward_shaping_from_config_or_env() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Env:
+        fee: float = 1e-3
+        slippage: float = 5e-4
+        mode: str = "long_flat"
+        drawdown_penalty: float = 0.5
+        turnover_penalty: float = 0.0
+        dsr_weight: float = 0.0
+        dsr_decay: float = 0.01
+
+    model = CQL(CQLConfig(turnover_penalty=0.002), ModelContext())
+    r = model._reward_config(Env())
+    assert (r.drawdown_penalty, r.turnover_penalty, r.dsr_weight) == (0.5, 0.002, 0.0)
+    r = model._reward_config(ModelContext().env)
+    assert (r.drawdown_penalty, r.turnover_penalty) == (0.0, 0.002)
