@@ -22,6 +22,7 @@ def backtest(
     from rich.console import Console
 
     from himari.evaluation.leaderboard import backtest as run_backtest
+    from himari.evaluation.policy import static_position_text
     from himari.evaluation.report import metrics_table
     from himari.training.rundir import write_json
 
@@ -42,4 +43,7 @@ def backtest(
         if e.kind == "run" and e.metrics["collapsed"]:
             console.print(f"[bold red]COLLAPSE:[/] {e.name}: {e.metrics['dominant_action']} takes "
                           f"{100 * e.metrics['dominant_share']:.1f}% of decisions")
+        line = static_position_text(e.name, e.metrics) if e.kind == "run" else None
+        if line:
+            console.print(f"[bold yellow]{line}[/]")
     console.print(f"written {path}")

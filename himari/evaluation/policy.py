@@ -54,6 +54,27 @@ def collapse(distribution: dict[str, float], threshold: float = COLLAPSE_THRESHO
     return {"collapsed": bool(share > threshold), "dominant_action": action, "dominant_share": share}
 
 
+def static_position(exposure: float, threshold: float = COLLAPSE_THRESHOLD) -> dict[str, Any]:
+    """The action distribution alone misses a policy that never changes position: BUY said
+    while already long is a no-op, so buy-and-hold in effect shows as a HOLD/BUY mix. This
+    flags a policy that is in the market, or flat, for more than ``threshold`` of the bars."""
+    if exposure > threshold:
+        return {"static_position": "in the market", "static_share": float(exposure)}
+    if 1.0 - exposure > threshold:
+        return {"static_position": "flat", "static_share": float(1.0 - exposure)}
+    return {"static_position": None, "static_share": float(max(exposure, 1.0 - exposure))}
+
+
+def static_position_text(name: str, metrics: dict[str, Any]) -> str | None:
+    """One console line for a static policy, or None."""
+    where = metrics.get("static_position")
+    if where is None:
+        return None
+    twin = "buy-and-hold (long_flat) or a fixed position" if where == "in the market" else "never-trade"
+    return (f"STATIC: {name} is {where} {100 * metrics['static_share']:.1f}% of bars: in effect {twin}, "
+            f"whatever its action distribution")
+
+
 def _decision_mask(ranges: Ranges) -> np.ndarray:
     parts = []
     for a, b in ranges:
@@ -114,6 +135,7 @@ def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actio
     metrics["actions"] = dist
     metrics["decisions"] = int(_decision_mask(ranges).sum())
     metrics.update(collapse(dist))
+    metrics.update(static_position(metrics["exposure"]))
     return metrics
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from himari.errors import HimariError
-from himari.evaluation.policy import Costs, baseline_actions, evaluate_actions
+from himari.evaluation.policy import Costs, baseline_actions, evaluate_actions, static_position_text
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
 from himari.training import rundir
 from himari.training.assemble import apply_preprocessing, class_counts, model_context_to_dict
@@ -520,4 +520,8 @@ class Trainer:
                 self.console.print(f"[bold red]COLLAPSE on {split}:[/] {m['dominant_action']} takes "
                                    f"{100 * m['dominant_share']:.1f}% of decisions: the model barely "
                                    f"trades on its own signal")
+        for split in ("validation", "test"):
+            line = static_position_text(f"{self.run.model} on {split}", summary[split]["model"])
+            if line:
+                self.console.print(f"[bold yellow]{line}[/]")
         self.console.print(f"run saved in {self.run_dir}")

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from himari.engine import backtest_signals
-from himari.evaluation.policy import Costs, action_distribution, baseline_actions, collapse, evaluate_actions
+from himari.evaluation.policy import (
+    Costs,
+    action_distribution,
+    baseline_actions,
+    collapse,
+    evaluate_actions,
+    static_position,
+    static_position_text,
+)
 
 
 def prices(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +71,21 @@ def test_collapse_guard_threshold() -> None:
     acts = np.array([1] * 95 + [2] * 5 + [0], dtype=np.int8)
     dist = action_distribution(acts, [(0, 101)])
     assert dist["HOLD"] == 0.95
+
+
+def test_static_position_catches_buy_and_hold_in_effect() -> None:
+    """BUY said while already long is a no-op: a policy alternating HOLD and BUY is buy-and-hold
+    in effect, which the action distribution (50/50) cannot show but the exposure does."""
+    open_, close = prices(200, seed=3)
+    acts = np.array([2, 1] * 100, dtype=np.int8)
+    m = evaluate_actions(open_, close, [(0, 200)], acts)
+    assert m["collapsed"] is False
+    assert m["static_position"] == "in the market" and m["static_share"] > 0.99
+    assert "buy-and-hold" in static_position_text("model", m)
+    never = evaluate_actions(open_, close, [(0, 200)], np.array([0, 1] * 100, dtype=np.int8))
+    assert never["static_position"] == "flat" and "never-trade" in static_position_text("model", never)
+    assert static_position(0.5)["static_position"] is None
+    assert static_position_text("model", {"static_position": None}) is None
 
 
 def test_baselines_per_range() -> None:
