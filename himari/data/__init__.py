@@ -11,8 +11,7 @@ until a function is used). See docs/data.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from himari._lazy import lazy_exports
 
 _EXPORTS = {
     "ImportOptions": "himari.data.frame",
@@ -54,14 +53,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'himari.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports('himari.data', globals(), _EXPORTS)

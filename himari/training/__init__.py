@@ -6,8 +6,7 @@ See docs/training.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from himari._lazy import lazy_exports
 
 _EXPORTS = {
     "Trainer": "himari.training.trainer",
@@ -26,10 +25,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'himari.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports('himari.training', globals(), _EXPORTS)
