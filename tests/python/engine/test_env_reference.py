@@ -96,21 +96,7 @@ def _build(cfg):
         kwargs["warmup"] = cfg["env_warmup"]
     env = engine.VecTradingEnv(market, **kwargs)
     warmup = cfg.get("env_warmup", cfg.get("market_warmup", 0))
-    renv = ref.ReferenceVecEnv(
-        o,
-        c,
-        feats,
-        n_envs=cfg["n_envs"],
-        episode_length=cfg["L"],
-        mode=cfg["mode"],
-        fee=cfg["fee"],
-        slippage=cfg["slip"],
-        reward=rcfg,
-        window=cfg["window"],
-        seed=cfg["seed"],
-        random_start=cfg["random_start"],
-        warmup=warmup,
-    )
+    renv = ref.ReferenceVecEnv(o, c, feats, **{**kwargs, "warmup": warmup})
     return env, renv, market
 
 
