@@ -8,6 +8,7 @@
 #include <string>
 
 #include "array_interop.h"
+#include "shared.h"
 #include "himari/backtest/backtest.h"
 #include "himari/common/build_info.h"
 #include "himari/common/error.h"
@@ -20,24 +21,11 @@ namespace py = pybind11;
 using namespace himari;
 using bind::as_array;
 using bind::describe;
+using bind::make_costs;
+using bind::PyMarket;
 
 
 namespace {
-
-PositionMode parse_mode(const std::string& mode) {
-  if (mode == "long_flat") return PositionMode::kLongFlat;
-  if (mode == "long_short") return PositionMode::kLongShort;
-  throw InvalidArgument("mode: expected 'long_flat' or 'long_short', got '" + mode + "'");
-}
-
-CostConfig make_costs(double fee, double slippage, const std::string& mode) {
-  CostConfig c;
-  c.fee = fee;
-  c.slippage = slippage;
-  c.mode = parse_mode(mode);
-  validate_costs(c);
-  return c;
-}
 
 // Calls fn(static_cast<const T*>(data)) with T the C++ type of an integer array's dtype.
 template <typename Fn>
@@ -88,10 +76,6 @@ std::shared_ptr<MarketData> make_market(const py::handle& open, const py::handle
     }
   return m;
 }
-
-struct PyMarket {
-  std::shared_ptr<MarketData> data;
-};
 
 py::array bool_view(std::vector<std::uint8_t>& v, py::handle owner) {
   return py::array(py::dtype("bool"), {static_cast<py::ssize_t>(v.size())}, {}, v.data(), owner);
@@ -279,6 +263,7 @@ void register_exceptions() {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "himari native core (private: use himari.engine)";
   register_exceptions();
+  bind::register_cuda(m);
 
   m.def("cuda_compiled", &cuda_compiled);
   m.def("cuda_device_count", &cuda_device_count);

@@ -19,8 +19,6 @@ void require_device(const Device& device) {
   if (device.index >= count)
     throw CudaUnavailable("device '" + format_device(device) + "': " + std::to_string(count) +
                           " CUDA device(s) visible");
-  throw CudaUnavailable("device '" + format_device(device) +
-                        "': the CUDA kernels of the env, backtester and EKF are not part of this release yet");
 }
 
 bool cuda_compiled() { return cuda::compiled(); }

@@ -60,6 +60,20 @@ def _as_columns(actions: Any) -> tuple[Any, bool]:
     return arr, False
 
 
+def _is_device_array(x: Any) -> bool:
+    if hasattr(x, "__cuda_array_interface__"):
+        return True
+    dev = getattr(x, "__dlpack_device__", None)
+    return dev is not None and dev()[0] == 2  # kDLCUDA
+
+
+def _host_prices(x: Any) -> Any:
+    """Prices are small: a CUDA tensor of them is copied to the host for validation."""
+    if _is_device_array(x) and hasattr(x, "cpu"):
+        return x.cpu().numpy()
+    return as_host_array(x)
+
+
 def backtest_signals(
     open: Any,
     close: Any,
@@ -77,8 +91,27 @@ def backtest_signals(
     ``signals`` is an integer array ``[T, M]`` (or ``[T]`` for one strategy) of actions
     (0 SELL, 1 HOLD, 2 BUY) decided at each close and filled at the next open. Fills, costs and
     marking are exactly those of VecTradingEnv.
+
+    ``device="cuda"`` runs one GPU thread per strategy; ``signals`` may then be a CUDA array
+    (torch tensor, CuPy array: read in place) or a host array (copied over once). Metrics come
+    back as numpy; ``equity`` as a torch tensor on the GPU (a ``DeviceArray`` without torch).
     """
+    from himari.engine.device import as_framework_array, check_device, current_stream, device_index
+
     mode = check_mode(mode)
+    device = check_device(device)
+    if device != "cpu":
+        index = device_index(device)
+        sig = signals if _is_device_array(signals) else _as_columns(signals)[0]
+        if _is_device_array(sig) and len(getattr(sig, "shape", ())) == 1:
+            sig = sig.reshape(-1, 1)
+        metrics, equity = _core.backtest_signals_cuda(
+            _host_prices(open), _host_prices(close), sig, float(fee), float(slippage), mode,
+            float(bars_per_year), bool(return_equity), index, current_stream(index),
+        )
+        names = BacktestResult.metric_names()
+        return BacktestResult(**{n: np.ascontiguousarray(metrics[:, i]) for i, n in enumerate(names)},
+                              equity=None if equity is None else as_framework_array(equity))
     sig, _ = _as_columns(signals)
     metrics, equity = _core.backtest_signals(
         as_host_array(open), as_host_array(close), sig, float(fee), float(slippage), mode,

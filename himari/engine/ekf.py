@@ -62,7 +62,30 @@ def ekf(
     States are (level, velocity, acceleration, log_variance) of the log price, each using
     prices up to its bar only. With ``return_innovations`` also returns ``[B, T, 2]``
     innovations (log-price and log-squared-return observation).
+
+    ``device="cuda"`` runs one GPU thread per series (worth it for thousands of series);
+    ``prices`` may be a CUDA array (read in place) or a host array (copied once); the results are
+    torch tensors on the GPU (``DeviceArray`` objects without torch).
     """
+    from himari.engine.device import as_framework_array, check_device, current_stream, device_index
+
+    device = check_device(device)
+    if device != "cpu":
+        index = device_index(device)
+        p = prices
+        squeeze = len(getattr(p, "shape", ())) == 1
+        if squeeze:
+            p = p.reshape(1, -1)
+        native = (params if params is not None else EKFParams()).to_native()
+        states, innovations = _core.ekf_cuda(p if hasattr(p, "__cuda_array_interface__") or hasattr(p, "__dlpack__")
+                                             else as_host_array(p), native, bool(return_innovations), index,
+                                             current_stream(index))
+        states = as_framework_array(states)
+        innovations = None if innovations is None else as_framework_array(innovations)
+        if squeeze:
+            states = states[0]
+            innovations = None if innovations is None else innovations[0]
+        return (states, innovations) if return_innovations else states
     p = as_host_array(prices)
     squeeze = isinstance(p, np.ndarray) and p.ndim == 1
     if squeeze:

@@ -4,6 +4,14 @@ It is a ``gymnasium.vector.VectorEnv`` with same-step autoreset. Observations, r
 and info arrays are views of persistent native buffers (allocated once): ``step`` returns the
 same array objects every time with new contents, which is what makes a step cheap. Copy what
 you keep.
+
+On a CUDA market (``Market(..., device="cuda")``) the env runs on that GPU: the buffers are
+device memory, returned as torch tensors viewing them through DLPack (no copies; raw
+``DeviceArray`` objects when torch is not installed), and ``step`` takes the actions as a CUDA
+array (torch tensor, CuPy array, anything with ``__cuda_array_interface__`` or ``__dlpack__``)
+that the kernel reads in place. Work is queued on the caller's current stream (torch's, else
+CuPy's, else the default stream) and nothing waits for the GPU: an action outside {0, 1, 2}
+makes that env HOLD and is reported by the next ``reset`` or ``check_actions``.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from gymnasium.vector import AutoresetMode
 
 from himari.engine._native import _core
 from himari.engine.arrays import as_host_array, check_mode
+from himari.engine.device import as_framework_array, current_stream
 from himari.engine.market import Market
 from himari.engine.reward import RewardConfig
 from himari.errors import InvalidArgumentError
@@ -72,19 +81,15 @@ class VecTradingEnv(gym.vector.VectorEnv):
         self.window = int(window)
         self.random_start = bool(random_start)
         self.warmup = market.warmup if warmup is None else int(warmup)
-        self._native = _core.TradingEnv(
-            market._native,
-            int(n_envs),
-            self.episode_length,
-            self.window,
-            self.warmup,
-            int(seed),
-            self.random_start,
-            self.fee,
-            self.slippage,
-            mode,
-            self.reward_config.to_native(),
-        )
+        self.device = market.device
+        self._device_index = market.device_index
+        native_args = (int(n_envs), self.episode_length, self.window, self.warmup, int(seed), self.random_start,
+                       self.fee, self.slippage, mode, self.reward_config.to_native())
+        if self._device_index is None:
+            self._native = _core.TradingEnv(market._native, *native_args)
+        else:
+            self._native = _core.CudaTradingEnv(market._device_native, *native_args,
+                                                stream=current_stream(self._device_index))
         self.num_envs = int(n_envs)
         self.n_features = market.n_features
         self.obs_dim = self.n_features + int(_core.ACCOUNT_COLUMNS)
@@ -96,26 +101,38 @@ class VecTradingEnv(gym.vector.VectorEnv):
             -np.inf, np.inf, shape=(self.num_envs, self.window, self.obs_dim), dtype=np.float32
         )
         self.action_space = gym.spaces.MultiDiscrete(np.full(self.num_envs, 3, dtype=np.int64))
-        self._obs = self._native.obs
-        self._reward = self._native.reward
-        self._terminated = self._native.terminated
-        self._truncated = self._native.truncated
+        if self._device_index is None:
+            buffers = self._host_buffers()
+        else:
+            buffers = {k: as_framework_array(v) for k, v in self._native.buffers().items()}
+        self._obs = buffers["obs"]
+        self._reward = buffers["reward"]
+        self._terminated = buffers["terminated"]
+        self._truncated = buffers["truncated"]
         # Views into the native state: built once, refreshed in place by every step.
-        self._accounts = {name: self._native.account_field(name) for name in _core.ACCOUNT_FIELDS}
-        terms = {name: self._native.term_field(name) for name in _core.TERM_FIELDS}
-        self._info: dict[str, np.ndarray] = {
+        self._accounts = {name: buffers[f"account.{name}"] for name in _core.ACCOUNT_FIELDS}
+        self._info: dict[str, Any] = {
             "equity": self._accounts["equity"],
             "position": self._accounts["position"],
             "drawdown": self._accounts["drawdown"],
             "trades": self._accounts["trades"],
             "turnover": self._accounts["turnover"],
-            "bar": self._native.bar,
-            **terms,
-            "episode_done": self._native.episode_done,
-            "episode_return": self._native.episode_return,
-            "episode_length": self._native.episode_length,
+            "bar": buffers["bar"],
+            **{name: buffers[f"term.{name}"] for name in _core.TERM_FIELDS},
+            "episode_done": buffers["episode_done"],
+            "episode_return": buffers["episode_return"],
+            "episode_length": buffers["episode_length"],
         }
         self._outputs = (self._obs, self._reward, self._terminated, self._truncated, self._info)
+
+    def _host_buffers(self) -> dict[str, Any]:
+        n = self._native
+        out: dict[str, Any] = {"obs": n.obs, "reward": n.reward, "terminated": n.terminated,
+                               "truncated": n.truncated, "episode_done": n.episode_done, "bar": n.bar,
+                               "episode_return": n.episode_return, "episode_length": n.episode_length}
+        out.update({f"account.{k}": n.account_field(k) for k in _core.ACCOUNT_FIELDS})
+        out.update({f"term.{k}": n.term_field(k) for k in _core.TERM_FIELDS})
+        return out
 
     @property
     def accounts(self) -> dict[str, np.ndarray]:
@@ -130,15 +147,29 @@ class VecTradingEnv(gym.vector.VectorEnv):
             raise InvalidArgumentError("seed: expected one integer for all envs (starts derive from it per env)")
         if seed is not None:
             _check_seed(seed)
-        self._native.reset(seed is not None, 0 if seed is None else int(seed))
+        if self._device_index is None:
+            self._native.reset(seed is not None, 0 if seed is None else int(seed))
+        else:
+            stream = current_stream(self._device_index)
+            self._native.check(stream)
+            self._native.reset(seed is not None, 0 if seed is None else int(seed), stream)
         return self._obs, self._info
 
     def step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Apply one action per env (0 SELL, 1 HOLD, 2 BUY); returns views of native buffers."""
-        self._native.step(as_host_array(actions))
+        if self._device_index is None:
+            self._native.step(as_host_array(actions))
+        else:
+            self._native.step(actions, current_stream(self._device_index))
         return self._outputs
+
+    def check_actions(self) -> None:
+        """CUDA env: wait for the queued steps and raise if one saw an action outside {0, 1, 2}
+        (a CPU env checks every step before applying it, so this returns at once)."""
+        if self._device_index is not None:
+            self._native.check(current_stream(self._device_index))
 
     def close(self, **kwargs: Any) -> None:  # nothing to release beyond normal GC
         self.closed = True

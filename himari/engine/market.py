@@ -8,7 +8,7 @@ import numpy as np
 
 from himari.engine._native import _core
 from himari.engine.arrays import as_host_array
-from himari.engine.device import check_device
+from himari.engine.device import check_device, device_index
 
 
 class Market:
@@ -18,6 +18,9 @@ class Market:
     > 0; stored as float64). ``features`` is ``[T, F]`` float32/float64 (stored as float32) or
     ``None``. ``warmup`` is the first bar an episode may start at, usually the warm-up of the
     feature set. Every env of every VecTradingEnv built on it shares this one copy.
+
+    ``device="cuda"`` (or ``"cuda:N"``) also copies the market to that GPU once; envs built on it
+    then run there (the host copy stays, for evaluation and reports).
     """
 
     def __init__(
@@ -38,6 +41,14 @@ class Market:
             as_host_array(open), as_host_array(close), None if features is None else as_host_array(features)
         )
         self.warmup = int(warmup)
+        self._device_native = None
+        if self.device != "cpu":
+            self._device_native = _core.DeviceMarket(self._native, device_index(self.device))
+
+    @property
+    def device_index(self) -> int | None:
+        """The CUDA device ordinal, or None for a CPU market."""
+        return None if self._device_native is None else int(self._device_native.device)
 
     @property
     def n_bars(self) -> int:

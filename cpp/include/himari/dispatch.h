@@ -5,6 +5,7 @@
 
 #include "himari/backtest/backtest.h"
 #include "himari/common/device.h"
+#include "himari/cuda/api.h"
 #include "himari/filters/ekf.h"
 
 namespace himari {
@@ -13,10 +14,5 @@ namespace himari {
 // cannot run CUDA kernels; returns normally for the CPU.
 void require_device(const Device& device);
 
-namespace cuda {
-// Implemented in src/cuda/*.cu, or by src/cuda_stub.cpp when CUDA is off.
-bool compiled();
-int device_count();
-}  // namespace cuda
 
 }  // namespace himari

@@ -45,24 +45,31 @@ void validate_reward(const RewardConfig& r) {
                "reward.dsr_decay: expected a value in (0, 1], got ", r.dsr_decay);
 }
 
+EpisodeBounds validate_env(const MarketData& market, const EnvConfig& config, const RewardConfig& reward) {
+  validate_costs(config.costs);
+  validate_reward(reward);
+  HIMARI_CHECK(config.num_envs >= 1, "n_envs: expected >= 1, got ", config.num_envs);
+  HIMARI_CHECK(config.num_envs <= (std::int64_t{1} << 31), "n_envs: expected <= 2^31, got ", config.num_envs);
+  HIMARI_CHECK(config.episode_length >= 1, "episode_length: expected >= 1, got ", config.episode_length);
+  HIMARI_CHECK(config.window >= 1, "window: expected >= 1, got ", config.window);
+  HIMARI_CHECK(config.warmup >= 0, "warmup: expected >= 0, got ", config.warmup);
+  const EpisodeBounds bounds = episode_bounds(market.n_bars, config.window, config.warmup, config.episode_length);
+  HIMARI_CHECK(bounds.start_min <= market.n_bars - 2, "market: expected at least ", bounds.start_min + 2,
+               " bars for window=", config.window, " and warmup=", config.warmup, ", got ", market.n_bars);
+  const auto row = static_cast<std::size_t>(market.n_features + kAccountColumns);
+  HIMARI_CHECK(row * static_cast<std::size_t>(config.window) * static_cast<std::size_t>(config.num_envs) <
+                   (std::size_t{1} << 40),
+               "n_envs * window * (n_features + 4): observation buffer too large");
+  return bounds;
+}
+
 TradingEnv::TradingEnv(std::shared_ptr<const MarketData> market, const EnvConfig& config,
                        const RewardConfig& reward_config)
     : market_(std::move(market)), config_(config), reward_(reward_config) {
   HIMARI_CHECK(market_ != nullptr, "market: expected a Market, got None");
-  validate_costs(config_.costs);
-  validate_reward(reward_);
-  HIMARI_CHECK(config_.num_envs >= 1, "n_envs: expected >= 1, got ", config_.num_envs);
-  HIMARI_CHECK(config_.num_envs <= (std::int64_t{1} << 31), "n_envs: expected <= 2^31, got ", config_.num_envs);
-  HIMARI_CHECK(config_.episode_length >= 1, "episode_length: expected >= 1, got ", config_.episode_length);
-  HIMARI_CHECK(config_.window >= 1, "window: expected >= 1, got ", config_.window);
-  HIMARI_CHECK(config_.warmup >= 0, "warmup: expected >= 0, got ", config_.warmup);
-  bounds_ = episode_bounds(market_->n_bars, config_.window, config_.warmup, config_.episode_length);
-  HIMARI_CHECK(bounds_.start_min <= market_->n_bars - 2, "market: expected at least ", bounds_.start_min + 2,
-               " bars for window=", config_.window, " and warmup=", config_.warmup, ", got ", market_->n_bars);
+  bounds_ = validate_env(*market_, config_, reward_);
   const auto n = static_cast<std::size_t>(config_.num_envs);
   const auto row = static_cast<std::size_t>(obs_row());
-  HIMARI_CHECK(row * static_cast<std::size_t>(config_.window) * n < (std::size_t{1} << 40),
-               "n_envs * window * (n_features + 4): observation buffer too large");
   obs.assign(n * static_cast<std::size_t>(config_.window) * row, 0.0f);
   reward.assign(n, 0.0f);
   terminated.assign(n, 0);

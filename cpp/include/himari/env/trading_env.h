@@ -119,9 +119,11 @@ class TradingEnv {
   bool pristine_ = true;  // no step since construction
 };
 
-// Checks shared by the env constructor and the backtester.
+// Checks shared by the env constructors (CPU and CUDA) and the backtester.
 void validate_costs(const CostConfig& costs);
 void validate_reward(const RewardConfig& reward);
+// Validates an env configuration against its market; returns the episode-start bounds.
+EpisodeBounds validate_env(const MarketData& market, const EnvConfig& config, const RewardConfig& reward);
 
 namespace cpu {
 // The step kernels: baseline ISA, and AVX2 when compiled in (picked at run time).

@@ -1,0 +1,68 @@
+// The CUDA backend as seen from host C++ (the bindings, the CUDA env class, the tests): plain
+// functions over raw device pointers, no CUDA headers. Implemented in src/cuda/*.cu, or by
+// src/cuda_stub.cpp (every call throws CudaUnavailable) when the build has no CUDA.
+//
+// Streams are passed as integers (a cudaStream_t's value; 0 is the legacy default stream, the
+// one torch uses unless told otherwise), so work is ordered with the caller's own work on that
+// stream and nothing here synchronises unless it says so.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "himari/backtest/backtest.h"
+#include "himari/env/trading_env.h"
+#include "himari/filters/ekf.h"
+
+namespace himari::cuda {
+
+using Stream = std::uintptr_t;
+
+bool compiled();
+int device_count();
+
+// Throws CudaUnavailable unless `device` names a visible device of a CUDA build.
+void require(int device);
+
+// `bytes` of device memory on `device`, freed (on that device) with the last owner.
+std::shared_ptr<void> allocate(std::size_t bytes, int device);
+
+// Blocking copies (pageable host memory); stream-ordered after earlier work on `stream`.
+void copy_to_device(void* dst, const void* src, std::size_t bytes, int device, Stream stream);
+void copy_to_host(void* dst, const void* src, std::size_t bytes, int device, Stream stream);
+void fill_zero(void* dst, std::size_t bytes, int device, Stream stream);  // asynchronous
+
+// The device that owns `ptr`, or -1 when it is host memory (pageable or pinned); throws
+// DeviceError for a pointer the driver does not know as device memory of this process when
+// `ptr` is claimed to be device memory (see check_device_pointer).
+int pointer_device(const void* ptr);
+void check_device_pointer(const void* ptr, int device, const char* name);
+
+void synchronize(int device, Stream stream);
+
+// ---- kernels ----------------------------------------------------------------------------
+// A new episode in every env (counter-RNG starts, fresh accounts, fresh observations). The
+// buffers of `b` are device pointers on `device`.
+void env_reset(const EnvBuffers& b, int device, Stream stream);
+
+// One step of all envs, observations written in the same launch. An action outside {0,1,2} is
+// applied as HOLD and the lowest such env index is recorded in *error (device memory, initially
+// UINT64_MAX) for the host to report.
+template <typename A>
+void env_step(const EnvBuffers& b, const A* actions, unsigned long long* error, int device, Stream stream);
+
+// The fused signal backtester: in.open/in.close, signals [T, M], metrics [M] and equity [T, M]
+// (or nullptr) are device pointers. Values of signals outside {0,1,2} are recorded in *error like
+// env_step (flat index), the strategy then holds.
+template <typename A>
+void backtest_signals(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity,
+                      unsigned long long* error, int device, Stream stream);
+
+// Batched EKF over device prices [B, T]: states [B, T, 4], innovations [B, T, 2] or nullptr. A
+// price that is not finite and > 0 is recorded in *error (flat index, lowest wins).
+template <typename P>
+void ekf(const P* prices, std::int64_t batch, std::int64_t n_bars, const EkfParams& params, double* states,
+         double* innovations, unsigned long long* error, int device, Stream stream);
+
+}  // namespace himari::cuda

@@ -1,0 +1,93 @@
+// CUDA backend against the CPU core (label "cuda"; skipped without a CUDA build or device).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "himari/common/error.h"
+#include "himari/cuda/api.h"
+#include "himari/env/cuda_trading_env.h"
+#include "himari/env/trading_env.h"
+
+namespace himari {
+namespace {
+
+bool have_device() { return cuda::compiled() && cuda::device_count() > 0; }
+
+std::shared_ptr<MarketData> random_market(std::int64_t t, std::int64_t f, unsigned seed) {
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<double> step(0.0, 0.01);
+  auto m = std::make_shared<MarketData>();
+  double p = 100.0;
+  for (std::int64_t i = 0; i < t; ++i) {
+    p *= std::exp(step(gen));
+    m->close.push_back(p);
+    m->open.push_back(p * std::exp(step(gen) * 0.2));
+    for (std::int64_t j = 0; j < f; ++j) m->features.push_back(static_cast<float>(step(gen) * 100.0));
+  }
+  m->n_bars = t;
+  m->n_features = f;
+  return m;
+}
+
+template <typename T>
+std::vector<T> to_host(const T* device_ptr, std::size_t n, int device) {
+  std::vector<T> out(n);
+  cuda::copy_to_host(out.data(), device_ptr, n * sizeof(T), device, 0);
+  return out;
+}
+
+TEST(CudaEnv, MatchesCpuEnvStepForStep) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  auto market = random_market(500, 6, 3);
+  EnvConfig cfg;
+  cfg.num_envs = 77;
+  cfg.episode_length = 40;
+  cfg.window = 3;
+  cfg.seed = 9;
+  cfg.costs.mode = PositionMode::kLongShort;
+  RewardConfig reward;
+  reward.drawdown_penalty = 0.3;
+  TradingEnv cpu(market, cfg, reward);
+  CudaTradingEnv gpu(upload_market(market, 0), cfg, reward, 0);
+  std::shared_ptr<void> actions = cuda::allocate(cfg.num_envs * sizeof(std::int64_t), 0);
+  std::mt19937_64 gen(1);
+  std::uniform_int_distribution<std::int64_t> pick(0, 2);
+  for (int t = 0; t < 100; ++t) {
+    std::vector<std::int64_t> a(static_cast<std::size_t>(cfg.num_envs));
+    for (auto& v : a) v = pick(gen);
+    cpu.step(a.data());
+    cuda::copy_to_device(actions.get(), a.data(), a.size() * sizeof(std::int64_t), 0, 0);
+    gpu.step(static_cast<const std::int64_t*>(actions.get()), 0);
+    const auto n = static_cast<std::size_t>(cfg.num_envs);
+    const auto bars = to_host(gpu.bar(), n, 0);
+    const auto pos = to_host(gpu.account_field(6), n, 0);
+    const auto reward_out = to_host(gpu.reward(), n, 0);
+    const auto obs = to_host(gpu.obs(), cpu.obs.size(), 0);
+    for (std::size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(bars[i], cpu.bar[i]) << "env " << i << " step " << t;
+      ASSERT_EQ(pos[i], cpu.account_field(6)[i]) << "env " << i << " step " << t;
+      ASSERT_NEAR(reward_out[i], cpu.reward[i], 1e-5 * std::fabs(cpu.reward[i]) + 1e-7);
+    }
+    for (std::size_t k = 0; k < obs.size(); ++k) ASSERT_NEAR(obs[k], cpu.obs[k], 1e-5 * std::fabs(cpu.obs[k]) + 1e-6);
+  }
+  gpu.check(0);
+}
+
+TEST(CudaEnv, RejectsHostMemoryAsDevicePointer) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  std::vector<int> host(4);
+  EXPECT_EQ(cuda::pointer_device(host.data()), -1);
+  EXPECT_THROW(cuda::check_device_pointer(host.data(), 0, "x"), DeviceError);
+}
+
+TEST(CudaStub, ReportsAbsenceCleanly) {
+  if (cuda::compiled()) GTEST_SKIP() << "CUDA build";
+  EXPECT_EQ(cuda::device_count(), 0);
+  EXPECT_THROW(cuda::allocate(16, 0), CudaUnavailable);
+}
+
+}  // namespace
+}  // namespace himari
