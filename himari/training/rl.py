@@ -112,7 +112,8 @@ def gae(rewards: Any, values: Any, starts: Any, last_values: Any, last_starts: A
 class RolloutBuffer:
     """One rollout of ``n_envs`` envs x ``steps`` steps (torch tensors on ``device``).
 
-    Fields ``[T, N]`` (``obs`` ``[T, N, D]``): ``obs``, ``actions``, ``logprobs``, ``values``,
+    Fields ``[T, N]`` (``obs`` ``[T, N, *obs_shape]``: ``[T, N, D]``, or ``[T, N, W, D]`` for
+    windowed observations): ``obs``, ``actions``, ``logprobs``, ``values``,
     ``rewards``, ``starts`` (1.0 where obs begins an episode), then ``advantages`` and
     ``returns`` after ``finish``. ``state`` is the recurrent state at the rollout's first step,
     a tuple of tensors with the env axis at dim 1 (``nn.LSTM``'s ``(h, c)`` layout).
@@ -120,12 +121,13 @@ class RolloutBuffer:
     a recurrent model's ``loss`` takes.
     """
 
-    def __init__(self, steps: int, n_envs: int, obs_dim: int, device: str = "cpu") -> None:
+    def __init__(self, steps: int, n_envs: int, obs_dim: int | tuple[int, ...], device: str = "cpu") -> None:
         import torch
 
         self.steps, self.n_envs = steps, n_envs
         f32 = dict(dtype=torch.float32, device=device)
-        self.obs = torch.zeros(steps, n_envs, obs_dim, **f32)
+        obs_shape = (obs_dim,) if isinstance(obs_dim, int) else tuple(obs_dim)
+        self.obs = torch.zeros(steps, n_envs, *obs_shape, **f32)
         self.actions = torch.zeros(steps, n_envs, dtype=torch.long, device=device)
         self.logprobs = torch.zeros(steps, n_envs, **f32)
         self.values = torch.zeros(steps, n_envs, **f32)
@@ -157,10 +159,11 @@ def reward_config(env: Any) -> Any:
                         dsr_weight=env.dsr_weight, dsr_decay=env.dsr_decay)
 
 
-def train_env(ctx: Any, cfg: OnlineRLConfig, seed: int) -> Any:
+def train_env(ctx: Any, cfg: OnlineRLConfig, seed: int, window: int = 1, device: str = "cpu") -> Any:
     """A ``VecTradingEnv`` of ``cfg.n_envs`` envs on random windows of the train split (its
     longest range when it has several), over the run's preprocessed features, costs, mode and
-    reward shaping."""
+    reward shaping; observations of ``window`` bars; on ``device`` (the market is copied to the
+    GPU for ``cuda``)."""
     from himari.engine import Market, VecTradingEnv
     from himari.errors import DataError
 
@@ -171,23 +174,33 @@ def train_env(ctx: Any, cfg: OnlineRLConfig, seed: int) -> Any:
     data = ctx.data
     market = Market(np.ascontiguousarray(data.open[a:b], dtype=np.float64),
                     np.ascontiguousarray(data.close[a:b], dtype=np.float64),
-                    np.ascontiguousarray(ctx.features[a:b], dtype=np.float32), warmup=0)
+                    np.ascontiguousarray(ctx.features[a:b], dtype=np.float32), warmup=0, device=device)
     env = ctx.env
-    return VecTradingEnv(market, n_envs=cfg.n_envs, episode_length=min(cfg.episode_length, b - a - 2),
+    if b - a - window - 1 < 1:
+        raise DataError(f"the train split's longest range ({b - a} rows) is too short for windows of {window} bars")
+    return VecTradingEnv(market, n_envs=cfg.n_envs, episode_length=min(cfg.episode_length, b - a - window - 1),
                          mode=env.mode, fee=env.fee, slippage=env.slippage, reward=reward_config(env),
-                         seed=int(seed))
+                         window=window, seed=int(seed))
 
 
 PolicyStep = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""``step(obs [n, D] float32, starts [n] bool) -> actions [n]``: one decision per env; ``starts``
-marks the first observation of an episode (reset any recurrent state there)."""
+"""``step(obs, starts [n] bool) -> actions [n]``: one decision per env; ``obs`` is float32
+``[n, D]`` (``window`` 1) or ``[n, W, D]`` (the last W bars, oldest first); ``starts`` marks the
+first observation of an episode (reset any recurrent state there)."""
 
 
 def sequential_actions(step: PolicyStep, features: np.ndarray, open_: np.ndarray, close: np.ndarray,
-                       ranges: Sequence[tuple[int, int]], env: Any) -> np.ndarray:
+                       ranges: Sequence[tuple[int, int]], env: Any, window: int = 1) -> np.ndarray:
     """Roll a policy through each range in order from a flat account (a 1-env VecTradingEnv,
     ``random_start=False``, with the run's fee, slippage and mode); returns one action per row of
-    the concatenated ranges, the last row of each range (which takes no decision) HOLD."""
+    the concatenated ranges, the last row of each range (which takes no decision) HOLD.
+
+    With ``window`` W > 1 the policy sees the env's windowed observation ``[1, W, D]``, exactly as
+    a training env of that window shows it: the features of the W - 1 rows before each decision
+    row too (rows before the range start are earlier rows of ``features``, zeros before row 0)
+    and zero account columns before the range start. The market then begins W - 1 rows before
+    the range and the episode at the range start (the env's ``warmup``), so the decisions and
+    fills stay on the range's own rows."""
     from himari.engine import Market, VecTradingEnv
 
     parts = []
@@ -195,15 +208,23 @@ def sequential_actions(step: PolicyStep, features: np.ndarray, open_: np.ndarray
         n = b - a
         out = np.ones(n, dtype=np.int8)
         if n >= 2:
-            market = Market(np.ascontiguousarray(open_[a:b], dtype=np.float64),
-                            np.ascontiguousarray(close[a:b], dtype=np.float64),
-                            np.ascontiguousarray(features[a:b], dtype=np.float32), warmup=0)
+            # Rows [a - lead, a) only fill the first windows (no decision or fill happens on
+            # them); rows before 0 get zero features and the first bar's prices.
+            lead = window - 1
+            have = min(lead, a)
+            o = np.ascontiguousarray(open_[a - have:b], dtype=np.float64)
+            c = np.ascontiguousarray(close[a - have:b], dtype=np.float64)
+            f = np.ascontiguousarray(features[a - have:b], dtype=np.float32)
+            if lead > have:
+                o, c = np.r_[np.full(lead - have, o[0]), o], np.r_[np.full(lead - have, o[0]), c]
+                f = np.concatenate([np.zeros((lead - have, f.shape[1]), dtype=np.float32), f])
+            market = Market(o, c, f, warmup=lead)
             venv = VecTradingEnv(market, n_envs=1, episode_length=n - 1, mode=env.mode, fee=env.fee,
-                                 slippage=env.slippage, random_start=False, warmup=0, seed=0)
+                                 slippage=env.slippage, random_start=False, warmup=lead, window=window, seed=0)
             obs, _ = venv.reset()
             starts = np.ones(1, dtype=bool)
             for t in range(n - 1):
-                act = np.asarray(step(obs[:, -1, :], starts)).reshape(1)
+                act = np.asarray(step(obs[:, -1, :] if window == 1 else obs, starts)).reshape(1)
                 out[t] = act[0]
                 obs, _, term, trunc, _ = venv.step(act.astype(np.int64))
                 starts = np.zeros(1, dtype=bool)
@@ -212,3 +233,4 @@ def sequential_actions(step: PolicyStep, features: np.ndarray, open_: np.ndarray
                     break
         parts.append(out)
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+

@@ -161,7 +161,7 @@ class PPOLSTM:
         self.obs_dim = ctx.n_features + ACCOUNT_COLUMNS
         self._threads("cpu")  # the network is built on the CPU (orthogonal init runs QR)
         self.network = _network_class()(self.obs_dim, ctx.n_actions, tuple(config.encoder_sizes), config.lstm_hidden)
-        self._env: Any = None
+        self._rollouts: Any = None
 
     def _threads(self, device: Any) -> None:
         import torch  # set process-wide: the Trainer's update steps run with it too
@@ -175,65 +175,22 @@ class PPOLSTM:
         raise HimariError("ppo-lstm learns online from VecTradingEnv rollouts (rollout()); it has no dataset")
 
     def rollout(self, ctx: Any, reset: bool) -> Any:
-        """Collect ``rollout_steps`` steps of each env with sampled actions; returns the
-        ``RolloutBuffer`` with GAE advantages and episode statistics in ``stats``."""
-        import numpy as np
-        import torch
+        """Collect ``rollout_steps`` steps of each env with sampled actions
+        (``himari.training.rollout.EnvRollout``: on the GPU end to end with ``--device cuda``);
+        returns the ``RolloutBuffer`` with GAE advantages and episode statistics in ``stats``."""
+        from himari.training.rollout import EnvRollout
 
-        from himari.training.rl import RolloutBuffer, train_env
-
-        cfg, net = self.config, self.network
+        net = self.network
         device = next(net.parameters()).device
-        n, T = cfg.n_envs, cfg.rollout_steps
         self._threads(device)
-        if reset or self._env is None:
-            seed = (int(ctx.seed) * 1_000_003 + int(ctx.epoch)) % (2**31)
-            self._env = train_env(ctx, cfg, seed)
-            obs, _ = self._env.reset(seed=seed)
-            self._obs = torch.tensor(obs[:, -1, :], device=device)
-            self._state = net.initial_state(n, device)
-            self._starts = torch.ones(n, device=device)
-            self._buf = RolloutBuffer(T, n, self.obs_dim, str(device))
-        env, buf = self._env, self._buf
-        buf.state = tuple(s.clone() for s in self._state)
-        obs_t, state, starts = self._obs, self._state, self._starts
-        returns, lengths = [], []
-        rewards = np.empty((T, n), dtype=np.float32)
+        if self._rollouts is None:
+            self._rollouts = EnvRollout(self.config, self.obs_dim)
         was_training = net.training
         net.eval()
-        with torch.no_grad():
-            any_start = bool(starts.any())
-            for t in range(T):
-                logits, value, state = net.step(obs_t, starts if any_start else None, state)
-                logp_all = torch.log_softmax(logits, -1)
-                action = torch.multinomial(logp_all.exp(), 1)[:, 0]
-                buf.obs[t] = obs_t
-                buf.starts[t] = starts
-                buf.actions[t] = action
-                buf.logprobs[t] = logp_all.gather(1, action[:, None])[:, 0]
-                buf.values[t] = value
-                obs, reward, term, trunc, info = env.step(action.cpu().numpy())
-                rewards[t] = reward
-                done = term | trunc
-                obs_t = torch.tensor(obs[:, -1, :], device=device)
-                starts = torch.from_numpy(done.astype(np.float32)).to(device)
-                any_start = bool(done.any())
-                if any_start:
-                    returns.extend(info["episode_return"][done].tolist())
-                    lengths.extend(info["episode_length"][done].tolist())
-            _, last_value, _ = net.step(obs_t, starts if any_start else None, state)
-        net.train(was_training)
-        buf.rewards.copy_(torch.from_numpy(rewards))
-        buf.finish(last_value, starts, cfg.gamma, cfg.gae_lambda)
-        self._obs, self._state, self._starts = obs_t, state, starts
-        buf.stats = {"reward_mean": float(rewards.mean()),
-                     "action_sell": float((buf.actions == 0).float().mean()),
-                     "action_hold": float((buf.actions == 1).float().mean()),
-                     "action_buy": float((buf.actions == 2).float().mean())}
-        if returns:
-            buf.stats["episode_return"] = float(np.mean(returns))
-            buf.stats["episode_length"] = float(np.mean(lengths))
-        return buf
+        try:
+            return self._rollouts.collect(ctx, reset, net.step, net.initial_state, device)
+        finally:
+            net.train(was_training)
 
     def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
         """PPO loss of a minibatch of whole env sequences (``RolloutBuffer`` items)."""

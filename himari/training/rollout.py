@@ -1,0 +1,145 @@
+"""PPO rollouts of any policy network in ``VecTradingEnv``, on the CPU or entirely on the GPU.
+
+PPO-LSTM and FLAG-TRADER both collect experience through ``EnvRollout``: the model supplies a
+``policy`` function ``(obs, starts, state) -> (logits, value, state)`` and an ``initial_state``
+function; ``EnvRollout`` owns the env, the sampling, the ``RolloutBuffer``, GAE and the episode
+statistics.
+
+On ``device="cuda"`` the market lives on the GPU and the env is the CUDA ``VecTradingEnv``:
+observations, rewards and done flags are torch views of the env's persistent device buffers
+(DLPack, no copies) and the sampled actions are read by the env kernel straight from the torch
+tensor. A step is then: policy forward, sampling, one env kernel, a few buffer writes, all on
+the GPU and all asynchronous, with no host round trip until the rollout ends (episode statistics
+are accumulated on the device and read once per rollout).
+
+On the CPU the env outputs are numpy views and cross into torch with ``torch.from_numpy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from himari.training.rl import OnlineRLConfig, RolloutBuffer, train_env
+
+PolicyFn = Callable[[Any, Any, tuple[Any, ...]], tuple[Any, Any, tuple[Any, ...]]]
+"""``policy(obs, starts, state) -> (logits [N, A], value [N], state)``: ``obs`` is ``[N, D]``
+when the env window is 1 and ``[N, W, D]`` otherwise; ``starts`` ``[N]`` float (1.0 where obs
+begins an episode) or ``None`` when no env starts one; ``state`` the recurrent state (a tuple,
+possibly empty)."""
+
+StateFn = Callable[[int, Any], tuple[Any, ...]]
+"""``initial_state(n_envs, device) -> state`` (an empty tuple for a stateless policy)."""
+
+
+def _is_cuda(device: Any) -> bool:
+    return str(device).startswith("cuda")
+
+
+class EnvRollout:
+    """Collects ``cfg.rollout_steps`` steps of ``cfg.n_envs`` envs per call to ``collect``.
+
+    The env is rebuilt from ``(ctx.seed, ctx.epoch)`` when ``collect(reset=True)`` so a resumed
+    run redoes an epoch exactly; otherwise episodes carry on across rollouts.
+    """
+
+    def __init__(self, cfg: OnlineRLConfig, obs_dim: int, window: int = 1) -> None:
+        self.cfg = cfg
+        self.obs_dim = int(obs_dim)
+        self.window = int(window)
+        self._env: Any = None
+
+    # ---- env and buffers -------------------------------------------------------------------
+    def _obs_tensor(self, obs: Any, device: Any) -> Any:
+        """The policy's view of the env observation (``[N, D]`` for window 1)."""
+        import torch
+
+        if not isinstance(obs, torch.Tensor):
+            obs = torch.from_numpy(obs)
+        obs = obs.to(device, non_blocking=True)
+        return obs[:, -1, :] if self.window == 1 else obs
+
+    def _start(self, ctx: Any, device: Any, initial_state: StateFn) -> None:
+        import torch
+
+        cfg = self.cfg
+        seed = (int(ctx.seed) * 1_000_003 + int(ctx.epoch)) % (2**31)
+        seed = (seed + 7_919 * int(getattr(ctx, "rank", 0))) % (2**31)  # a distinct env shard per rank
+        from himari.engine import cuda_available
+
+        # The env runs where the policy runs when this build has the CUDA kernels; otherwise on
+        # the CPU with its outputs copied to the policy's device each step.
+        self._cuda = _is_cuda(device) and cuda_available()
+        self._env = train_env(ctx, cfg, seed, window=self.window, device=str(device) if self._cuda else "cpu")
+        obs, _ = self._env.reset(seed=seed)
+        self._obs = self._obs_tensor(obs, device).clone()
+        self._state = initial_state(cfg.n_envs, device)
+        self._starts = torch.ones(cfg.n_envs, device=device)
+        shape = (self.obs_dim,) if self.window == 1 else (self.window, self.obs_dim)
+        self._buf = RolloutBuffer(cfg.rollout_steps, cfg.n_envs, shape, str(device))
+
+    # ---- collection ------------------------------------------------------------------------
+    def collect(self, ctx: Any, reset: bool, policy: PolicyFn, initial_state: StateFn, device: Any) -> RolloutBuffer:
+        """One rollout with actions sampled from ``policy``; returns the ``RolloutBuffer`` with
+        GAE advantages and returns, and ``stats`` (mean reward, action shares, mean return and
+        length of the episodes that ended)."""
+        import torch
+
+        if reset or self._env is None:
+            self._start(ctx, device, initial_state)
+        cfg, env, buf = self.cfg, self._env, self._buf
+        T = cfg.rollout_steps
+        buf.state = tuple(s.clone() for s in self._state)
+        obs_t, state, starts = self._obs, self._state, self._starts
+        ended = torch.zeros((), device=device)
+        return_sum = torch.zeros((), dtype=torch.float64, device=device)
+        length_sum = torch.zeros((), dtype=torch.float64, device=device)
+        any_start = True
+        with torch.no_grad():
+            for t in range(T):
+                logits, value, state = policy(obs_t, starts if any_start else None, state)
+                logp_all = torch.log_softmax(logits.float(), -1)
+                action = torch.multinomial(logp_all.exp(), 1)[:, 0]
+                buf.obs[t] = obs_t
+                buf.starts[t] = starts
+                buf.actions[t] = action
+                buf.logprobs[t] = logp_all.gather(1, action[:, None])[:, 0]
+                buf.values[t] = value.float()
+                if self._cuda:
+                    obs, reward, _term, _trunc, info = env.step(action)
+                    done = info["episode_done"]
+                    buf.rewards[t] = reward
+                    starts = done.float()
+                    ended += starts.sum()
+                    return_sum += (info["episode_return"] * done).sum()
+                    length_sum += (info["episode_length"] * done).sum()
+                    obs_t = obs[:, -1, :] if self.window == 1 else obs
+                    any_start = True  # no host sync to find out
+                else:
+                    obs, reward, term, trunc, info = env.step(action.cpu().numpy())
+                    buf.rewards[t] = torch.from_numpy(reward).to(device)
+                    done = term | trunc
+                    # A view of the env's buffer: used by the next policy call, before the next step.
+                    obs_t = self._obs_tensor(obs, device)
+                    starts = torch.from_numpy(done.astype(np.float32)).to(device)
+                    any_start = bool(done.any())
+                    if any_start:
+                        d = torch.from_numpy(done)
+                        ended += d.sum().to(device)
+                        return_sum += torch.from_numpy(info["episode_return"])[d].sum().to(device)
+                        length_sum += torch.from_numpy(info["episode_length"])[d].double().sum().to(device)
+            obs_t = obs_t.clone()  # the env buffer is overwritten by the next step
+            _, last_value, _ = policy(obs_t, starts if any_start else None, state)
+        buf.finish(last_value.float(), starts, cfg.gamma, cfg.gae_lambda)
+        self._obs, self._state, self._starts = obs_t, state, starts
+        counts = torch.bincount(buf.actions.flatten(), minlength=3).double() / buf.actions.numel()
+        summary = torch.stack([buf.rewards.double().mean(), counts[0], counts[1], counts[2], ended.double(),
+                               return_sum, length_sum]).cpu().tolist()  # the one host sync
+        buf.stats = {"reward_mean": summary[0], "action_sell": summary[1], "action_hold": summary[2],
+                     "action_buy": summary[3]}
+        if summary[4] > 0:
+            buf.stats["episode_return"] = summary[5] / summary[4]
+            buf.stats["episode_length"] = summary[6] / summary[4]
+        return buf
