@@ -18,21 +18,23 @@ def main() -> int:
     t = 300
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, t)))
     open_ = close * np.exp(rng.normal(0, 0.003, t))
-    feats = rng.normal(size=(t, 5)).astype(np.float32)
-    kw = dict(n_envs=37, episode_length=25, window=4, mode="long_short", seed=2,
-              reward=RewardConfig(drawdown_penalty=0.2, dsr_weight=0.1))
-    cpu = VecTradingEnv(Market(open_, close, feats), **kw)
-    gpu = VecTradingEnv(Market(open_, close, feats, device="cuda"), **kw)
-    cpu.reset(seed=1)
-    gpu.reset(seed=1)
     bad = 0
-    for _ in range(60):
-        a = rng.integers(0, 3, 37)
-        oc, rc, *_ = cpu.step(a)
-        og, rg, *_ = gpu.step(torch.from_numpy(a).cuda())
-        bad += not np.allclose(og.cpu().numpy(), oc, rtol=1e-5, atol=1e-6)
-        bad += not np.allclose(rg.cpu().numpy(), rc, rtol=1e-5, atol=1e-7)
-        bad += not np.array_equal(gpu._info["position"].cpu().numpy(), cpu._info["position"])
+    # Both observation paths: windowed (warp path) and window 1 with 8 features (row path).
+    for n_feat, window in ((5, 4), (8, 1)):
+        feats = rng.normal(size=(t, n_feat)).astype(np.float32)
+        kw = dict(n_envs=37, episode_length=25, window=window, mode="long_short", seed=2,
+                  reward=RewardConfig(drawdown_penalty=0.2, dsr_weight=0.1))
+        cpu = VecTradingEnv(Market(open_, close, feats), **kw)
+        gpu = VecTradingEnv(Market(open_, close, feats, device="cuda"), **kw)
+        cpu.reset(seed=1)
+        gpu.reset(seed=1)
+        for _ in range(60):
+            a = rng.integers(0, 3, 37)
+            oc, rc, *_ = cpu.step(a)
+            og, rg, *_ = gpu.step(torch.from_numpy(a).cuda())
+            bad += not np.allclose(og.cpu().numpy(), oc, rtol=1e-5, atol=1e-6)
+            bad += not np.allclose(rg.cpu().numpy(), rc, rtol=1e-5, atol=1e-7)
+            bad += not np.array_equal(gpu._info["position"].cpu().numpy(), cpu._info["position"])
     sig = rng.integers(0, 3, (t, 45)).astype(np.int8)
     ref = backtest_signals(open_, close, sig, return_equity=True)
     got = backtest_signals(open_, close, torch.from_numpy(sig).cuda(), return_equity=True, device="cuda")
