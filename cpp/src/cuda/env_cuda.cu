@@ -1,13 +1,12 @@
 // The CUDA trading env: one thread per env runs the shared account and reward maths
 // (account_math.h, reward_math.h, episode_math.h with T = double, exactly the CPU's), then the
-// observation is written in the same launch, in one of two ways:
-// - row path (window 1, features a multiple of 4: the common case): each thread copies its own
-//   feature row with 16-byte loads and stores, all issued back to back, so a thread has its
-//   whole row in flight at once;
-// - warp path (any window): the 32 lanes of each warp write the observations of the warp's 32
-//   envs one env at a time (coalesced runs), which also handles the shift of the account
-//   history. Measured on an H100 at N = 2^20 (benchmarks/GPU_NOTES.md), the warp path alone
-//   reached 49% of copy bandwidth: its 32 env-serial load-store rounds per warp are latency bound.
+// observation is written in the same launch by the warp, coalesced, in one of two ways:
+// - row path (window 1, features a multiple of 4: the common case): lanes move 16-byte chunks,
+//   several envs' rows per instruction and several instructions' loads in flight;
+// - warp path (any window): the 32 lanes write the observations of the warp's 32 envs one env at
+//   a time, which also handles the shift of the account history.
+// benchmarks/GPU_NOTES.md has the measurements behind this (a thread-per-row variant with
+// 16-byte accesses was slower: each of its warp instructions touched 32 separate rows).
 // HIMARI_CUDA_OBS=warp forces the warp path (for benchmarks).
 #include <cuda_runtime.h>
 
@@ -122,14 +121,42 @@ __device__ void warp_write_observations(const EnvBuffers& b, std::int64_t warp_f
   }
 }
 
-// The observation row of env i (window 1, f % 4 == 0) with 16-byte accesses.
-__device__ void write_row_observation(const EnvBuffers& b, std::int64_t i, std::int64_t bar, const AccountColumns& cols) {
-  const std::int64_t f4 = b.n_features / 4;
-  const auto* __restrict__ src = reinterpret_cast<const float4*>(b.features + bar * b.n_features);
-  auto* __restrict__ dst = reinterpret_cast<float4*>(b.obs + i * (b.n_features + kAccountColumns));
-#pragma unroll 8
-  for (std::int64_t c = 0; c < f4; ++c) dst[c] = src[c];
-  dst[f4] = make_float4(cols.c[0], cols.c[1], cols.c[2], cols.c[3]);
+// Window-1 observations of the warp's 32 envs as 16-byte chunks (F % 4 == 0, F + 4 <= 128):
+// an env's row is R = F/4 + 1 chunks (F/4 of features, then the 4 account columns), each lane
+// moves one chunk, so one warp instruction moves 32 / R whole rows (coalesced), and kUnroll such
+// rounds load before any stores, so each lane keeps several loads in flight. `my_bar` and
+// `cols` are the calling lane's env's bar and account columns; every lane must call this.
+constexpr int kUnroll = 4;
+__device__ void warp_write_rows(const EnvBuffers& b, std::int64_t warp_first, std::int64_t my_bar,
+                                const AccountColumns& cols) {
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  const int feature_chunks = static_cast<int>(b.n_features / 4);
+  const int row_chunks = feature_chunks + 1;
+  const int per_round = 32 / row_chunks;  // envs per warp instruction
+  const int sub = lane / row_chunks, chunk = lane - sub * row_chunks;
+  const bool lane_used = sub < per_round;
+  const auto* __restrict__ feats = reinterpret_cast<const float4*>(b.features);
+  auto* __restrict__ obs = reinterpret_cast<float4*>(b.obs);
+  const std::int64_t n = b.config.num_envs;
+  for (int k0 = 0; k0 < 32; k0 += per_round * kUnroll) {
+    float4 v[kUnroll];
+    std::int64_t dst[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int k = k0 + u * per_round + sub;
+      const int src_lane = k & 31;
+      const std::int64_t bar = __shfl_sync(kFullMask, my_bar, src_lane);
+      const float c0 = __shfl_sync(kFullMask, cols.c[0], src_lane), c1 = __shfl_sync(kFullMask, cols.c[1], src_lane);
+      const float c2 = __shfl_sync(kFullMask, cols.c[2], src_lane), c3 = __shfl_sync(kFullMask, cols.c[3], src_lane);
+      const std::int64_t e = warp_first + k;
+      dst[u] = lane_used && k < 32 && e < n ? e * row_chunks + chunk : -1;
+      if (dst[u] >= 0)
+        v[u] = chunk < feature_chunks ? feats[bar * feature_chunks + chunk] : make_float4(c0, c1, c2, c3);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      if (dst[u] >= 0) obs[dst[u]] = v[u];
+  }
 }
 
 __global__ void reset_kernel(EnvBuffers b) {
@@ -144,6 +171,7 @@ __global__ void step_kernel(EnvBuffers b, const A* __restrict__ actions, unsigne
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   bool fresh = false;
   AccountColumns cols{};
+  std::int64_t my_bar = 0;
   if (i < b.config.num_envs) {
     const auto raw = static_cast<long long>(actions[i]);
     double act = static_cast<double>(raw);
@@ -184,11 +212,14 @@ __global__ void step_kernel(EnvBuffers b, const A* __restrict__ actions, unsigne
     } else {
       cols = account_columns(a);
     }
-    if constexpr (kRowPath) write_row_observation(b, i, bar, cols);
+    my_bar = bar;
   }
-  if constexpr (!kRowPath) {
+  const std::int64_t warp_first = i - (threadIdx.x & 31);
+  if constexpr (kRowPath) {
+    warp_write_rows(b, warp_first, my_bar, cols);
+  } else {
     __syncwarp();  // bar[] of every env of the warp is written before the lanes read it
-    warp_write_observations(b, i - (threadIdx.x & 31), fresh, cols);
+    warp_write_observations(b, warp_first, fresh, cols);
   }
 }
 
@@ -200,13 +231,14 @@ void env_reset(const EnvBuffers& b, int device, Stream stream) {
   HIMARI_CUDA_CHECK_LAUNCH("env reset_kernel");
 }
 
-// The row path needs window 1 and 16-byte aligned rows; HIMARI_CUDA_OBS=warp forces the warp path.
+// The row path needs window 1 and rows of 16-byte chunks that fit a warp; HIMARI_CUDA_OBS=warp
+// forces the env-by-env warp path.
 static bool use_row_path(const EnvBuffers& b) {
   static const bool forced_warp = [] {
     const char* v = std::getenv("HIMARI_CUDA_OBS");
     return v != nullptr && std::strcmp(v, "warp") == 0;
   }();
-  return !forced_warp && b.config.window == 1 && b.n_features % 4 == 0;
+  return !forced_warp && b.config.window == 1 && b.n_features % 4 == 0 && b.n_features + kAccountColumns <= 128;
 }
 
 template <typename A>
