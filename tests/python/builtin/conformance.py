@@ -26,6 +26,17 @@ def TINY_ONLINE(name: str) -> list[str]:  # noqa: N802 - a constant per model na
             f"{name}.episode_length=64", f"{name}.env_episodes=8", f"{name}.update_epochs=2"]
 
 
+# Models whose default size is too large for the 2-core test budget get a tiny architecture here
+# (the conformance checks do not depend on size; each model's own tests check its default size).
+TINY_MODEL: dict[str, list[str]] = {
+    "cgdt": ["cgdt.context_length=8", "cgdt.d_model=32", "cgdt.n_layers=2", "cgdt.n_heads=2", "cgdt.critic_dim=16",
+             "cgdt.critic_layers=1", "cgdt.critic_heads=2", "cgdt.critic_steps=30", "cgdt.critic_batch_size=16"],
+    "flag-trader": ["flag-trader.n_layer=2", "flag-trader.n_head=2", "flag-trader.n_embd=32",
+                    "flag-trader.context_length=16", "flag-trader.lora_rank=4", "flag-trader.head_hidden=16",
+                    "flag-trader.episode_length=16"],
+}
+
+
 def tiny_run(model: str, data_dir: Path, run_dir: Path, plugins: Any = None, sets: list[str] | None = None,
              **overrides: Any) -> dict[str, Any]:
     from rich.console import Console
@@ -57,6 +68,7 @@ def check_model(name: str, data_dir: Path, tmp_path: Path, plugins: Any = None) 
     spec = plugins.models().get(name)
     run_dir = tmp_path / f"run-{name}"
     sets = TINY_ONLINE(name) if issubclass(spec.config, OnlineRLConfig) else []
+    sets = [*sets, *TINY_MODEL.get(name, [])]
     summary = tiny_run(name, data_dir, run_dir, plugins, sets=sets)
 
     # run directory: the files the docs promise

@@ -1,0 +1,286 @@
+"""CGDT training throughput (windows/s): himari's ``cgdt`` plugin against d3rlpy's
+``DiscreteDecisionTransformer`` at the same size.
+
+Same data (the windows ``cgdt`` trains on: the synthetic market's train split, 60 features + 4
+account columns, label behaviour with epsilon 0.2, env rewards x 100, returns-to-go with gamma
+0.99), same transformer (``--d-model`` wide, ``--layers`` blocks, ``--heads`` heads, 4x MLP, GELU,
+dropout 0.1, 3 tokens per step over ``--context`` steps), float32 on the CPU. A sample is one
+window of ``--context`` steps.
+
+- himari: one update is exactly what ``himari.training.Trainer`` does per step: ``model.loss``
+  (the policy's action NLL plus the critic guidance: a forward and backward through the frozen
+  critic with the predicted actions as queries), ``zero_grad``, ``backward``, gradient-norm
+  clipping at 1.0 and an AdamW step. The critic's pre-training is not timed (marked done
+  before the warm-up). ``guidance off`` sets ``guidance_weight=0`` and drops the critic pass
+  (plain DT loss), i.e. the same work as the peer.
+- d3rlpy: ``DiscreteDecisionTransformerConfig(context_size, num_heads, num_layers,
+  encoder_factory=VectorEncoderFactory([d_model]), position_encoding_type=simple,
+  max_timestep=context)``; one update = ``algo.update(batch)`` (its AdamW step, gradient clipping
+  at 1.0, its learning-rate warm-up).
+- Batches are cut before timing for both (``N_BATCHES`` pre-made batches, cycled), so the number
+  is the update alone. Each repeat runs in a fresh process pinned to ``--threads`` cores with as
+  many torch threads; contenders are interleaved (himari, d3rlpy, himari, ...) and the table
+  shows the median of ``--repeats`` repeats (and the best; the load average is recorded).
+
+d3rlpy is not a himari dependency and pins an older gymnasium than himari's env needs: install it
+in a separate virtual environment (``python3 -m venv /tmp/d3venv --system-site-packages &&
+/tmp/d3venv/bin/pip install d3rlpy``) and pass its interpreter with ``--d3rlpy-python``; without
+d3rlpy the row is skipped. Writes ``benchmarks/results/cgdt-<hostname>.json`` (or ``--json``).
+
+    python benchmarks/bench_cgdt.py [--repeats 3] [--updates 5] [--batch 16] [--d3rlpy-python PY]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+N_BATCHES = 4
+WARMUP = 2
+
+
+# ---------------------------------------------------------------------------------- workers
+
+def _pin(threads: int) -> None:
+    try:
+        os.sched_setaffinity(0, set(range(threads)))
+    except (AttributeError, OSError, ValueError):
+        pass
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+
+
+def _cgdt_module() -> Any:
+    """The plugin: by name when installed, else from this checkout."""
+    name = "himari_builtin.models.cgdt"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        spec = importlib.util.spec_from_file_location(name, REPO / "plugins/himari_builtin/models/cgdt.py")
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return module
+
+
+def _batch_starts(data: dict, batch: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [data["starts"][rng.integers(0, len(data["starts"]), size=batch)] for _ in range(N_BATCHES)]
+
+
+def _windows(data: dict, starts: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k = starts[:, None] + np.arange(context)
+    return data["obs"][k], data["actions"][k], data["rtg"][k]
+
+
+def _timed(update: Any, batches: list[Any], updates: int, batch: int) -> float:
+    for i in range(WARMUP):
+        update(batches[i % N_BATCHES])
+    t = time.perf_counter()
+    for i in range(updates):
+        update(batches[i % N_BATCHES])
+    return updates * batch / (time.perf_counter() - t)
+
+
+def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool) -> tuple[float, int]:
+    _pin(threads)
+    import torch
+
+    from himari.plugin.api import ModelContext
+
+    cgdt = _cgdt_module()
+    d = dict(np.load(npz))
+    L = sizes["context"]
+    cfg = cgdt.CGDTConfig(context_length=L, d_model=sizes["d_model"], n_layers=sizes["layers"],
+                          n_heads=sizes["heads"], guidance_weight=1.0 if guidance else 0.0, guidance_warmup=0)
+    model = cgdt.CGDT(cfg, ModelContext(n_features=60))
+    net = model.network
+    net.critic_ready.fill_(1)  # pre-training is a separate phase: not timed
+    net.rtg_scale.fill_(float(d["rtg"].std()))
+    if not guidance:  # plain DT loss: no critic pass at all
+        model.guidance = lambda obs, actions, rtg, logits: (torch.zeros(()), torch.zeros(()))
+    net.train()
+    batches = [tuple(torch.from_numpy(x) for x in _windows(d, s, L)) for s in _batch_starts(d, sizes["batch"])]
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=1e-4)
+
+    def update(b: tuple) -> None:
+        loss, _ = model.loss(b, None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+
+    params = sum(p.numel() for p in net.policy.parameters())
+    return _timed(update, batches, sizes["updates"], sizes["batch"]), params
+
+
+def worker_d3rlpy(npz: str, sizes: dict, threads: int) -> tuple[float, int]:
+    _pin(threads)
+    import d3rlpy
+    from d3rlpy.dataset import TrajectoryMiniBatch
+
+    d = dict(np.load(npz))
+    L, B = sizes["context"], sizes["batch"]
+    cfg = d3rlpy.algos.DiscreteDecisionTransformerConfig(
+        batch_size=B, context_size=L, num_heads=sizes["heads"], num_layers=sizes["layers"], max_timestep=L,
+        encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=[sizes["d_model"]]),
+        position_encoding_type=d3rlpy.PositionEncodingType.SIMPLE)
+    algo = cfg.create(device="cpu:0")
+    algo.create_impl((d["obs"].shape[1],), 3)
+    batches = []
+    for s in _batch_starts(d, B):
+        obs, act, rtg = _windows(d, s, L)
+        ones = np.ones((B, L), np.float32)
+        batches.append(TrajectoryMiniBatch(
+            observations=obs, actions=act.reshape(B, L, 1).astype(np.float32),
+            rewards=np.zeros((B, L, 1), np.float32), returns_to_go=rtg.reshape(B, L, 1),
+            terminals=np.zeros((B, L, 1), np.float32), timesteps=np.tile(np.arange(L, dtype=np.float32), (B, 1)),
+            masks=ones, length=L))
+    params = sum(p.numel() for p in algo.impl.modules.transformer.parameters())
+    return _timed(algo.update, batches, sizes["updates"], B), params
+
+
+# ------------------------------------------------------------------------------------- main
+
+def machine_info() -> dict:
+    cpu_model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, val = line.partition(":")
+                if key.strip() == "model name":
+                    cpu_model = val.strip()
+                    break
+    except OSError:
+        cpu_model = platform.processor() or "unknown"
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    import torch
+
+    return {"hostname": socket.gethostname(), "cpu_model": cpu_model, "cores": os.cpu_count(),
+            "os": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "git_commit": commit, "load_avg_start": os.getloadavg()}
+
+
+def make_data(path: str, context: int) -> dict:
+    """cgdt's train windows on the default synthetic market (raw features: speed does not depend
+    on their values)."""
+    from himari.data import PreparedData, default_prepared_dataset
+    from himari.data.datasets import TrajectoryDataset
+
+    data = PreparedData(default_prepared_dataset())
+    ds = TrajectoryDataset(data, "train", context_length=context, gamma=0.99, actions="labels", epsilon=0.2, seed=0)
+    obs = np.nan_to_num(np.asarray(ds.observations, dtype=np.float32))
+    np.savez(path, obs=obs, actions=ds.actions.astype(np.int64), rtg=(ds.returns_to_go * 100.0).astype(np.float32),
+             starts=ds.window_starts.astype(np.int64))
+    return {"data": str(data.path), "windows": int(len(ds)), "obs_dim": int(obs.shape[1])}
+
+
+def _run_worker(python: str, args: list[str]) -> tuple[float, int]:
+    out = subprocess.run([python, __file__, "--worker", *args], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    rate, params = out.stdout.strip().splitlines()[-1].split()
+    return float(rate), int(params)
+
+
+def _has_d3rlpy(python: str) -> str | None:
+    out = subprocess.run([python, "-c", "import d3rlpy; print(d3rlpy.__version__)"], capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def _table(rows: list[dict], sizes: dict, machine: dict) -> None:
+    print(f"\nCGDT training windows/s: d={sizes['d_model']}, {sizes['layers']} layers, {sizes['heads']} heads, "
+          f"context {sizes['context']}, batch {sizes['batch']}, {sizes['threads']} thread(s) "
+          f"({machine['cpu_model']}, load {machine['load_avg_start'][0]:.2f})")
+    print(f"{'contender':40s} {'params':>10s} {'median/s':>9s} {'best/s':>8s} {'vs d3rlpy':>10s}  goal >= 1x")
+    for row in rows:
+        ratio = "" if row["ratio_vs_d3rlpy"] is None else f"{row['ratio_vs_d3rlpy']:.2f}x"
+        met = "" if row["ratio_vs_d3rlpy"] is None else ("met" if row["ratio_vs_d3rlpy"] >= 1 else "not met")
+        print(f"{row['contender']:40s} {row['parameters']:10,d} {row['samples_per_s']:9.2f} "
+              f"{row['best_samples_per_s']:8.2f} {ratio:>10s}  {met}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--updates", type=int, default=5)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--context", type=int, default=64)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--d3rlpy-python", default=sys.executable)
+    p.add_argument("--json", default=None)
+    p.add_argument("--worker", nargs="*")
+    a = p.parse_args()
+    sizes = {"context": a.context, "d_model": a.d_model, "layers": a.layers, "heads": a.heads, "batch": a.batch,
+             "updates": a.updates, "threads": a.threads}
+    if a.worker is not None:
+        kind, npz, sizes_json, *rest = a.worker
+        s = json.loads(sizes_json)
+        rate, params = (worker_himari(npz, s, s["threads"], rest[0] == "guided") if kind == "himari"
+                        else worker_d3rlpy(npz, s, s["threads"]))
+        print(rate, params)
+        return
+
+    machine = machine_info()
+    npz = os.path.join(tempfile.mkdtemp(prefix="bench-cgdt-"), "windows.npz")
+    config = {**make_data(npz, a.context), **sizes, "repeats": a.repeats, "warmup": WARMUP}
+    d3_version = _has_d3rlpy(a.d3rlpy_python)
+    sj = json.dumps(sizes)
+    contenders = [("himari cgdt (policy + critic guidance)", sys.executable, ["himari", npz, sj, "guided"]),
+                  ("himari cgdt (guidance off: plain DT)", sys.executable, ["himari", npz, sj, "plain"])]
+    skipped = []
+    if d3_version:
+        contenders.append((f"d3rlpy {d3_version} DiscreteDecisionTransformer", a.d3rlpy_python, ["d3rlpy", npz, sj]))
+    else:
+        skipped.append("d3rlpy (not installed for --d3rlpy-python)")
+    times: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    params: dict[str, int] = {}
+    for r in range(a.repeats):
+        for name, py, args in contenders:
+            rate, params[name] = _run_worker(py, args)
+            times[name].append(rate)
+            print(f"repeat {r + 1}/{a.repeats}  {name}: {rate:.2f} windows/s", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    peer = next((k for k in med if k.startswith("d3rlpy")), None)
+    rows = [{"contender": k, "parameters": params[k], "samples_per_s": v, "best_samples_per_s": max(times[k]),
+             "runs": times[k], "ratio_vs_d3rlpy": v / med[peer] if peer and k != peer else None,
+             "best_ratio_vs_d3rlpy": max(times[k]) / max(times[peer]) if peer and k != peer else None}
+            for k, v in med.items()]
+    _table(rows, sizes, machine)
+    machine["load_avg_end"] = os.getloadavg()
+    out = Path(a.json or REPO / "benchmarks" / "results" / f"cgdt-{socket.gethostname()}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "config": config, "results": rows, "skipped": skipped,
+                               "versions": {"d3rlpy": d3_version}}, indent=2))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,364 @@
+"""The cgdt model plugin: conformance at a tiny size, its parameter arithmetic, the critic phase,
+the guidance gradient, causal acting with the key/value cache, return-to-go conditioning, the
+target kept by checkpoints, and a tiny ``himari train cgdt`` run."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from himari.plugin import ModelSpec, hookimpl  # noqa: E402
+from himari.plugin.api import EnvConfig, ModelContext, TrainContext  # noqa: E402
+
+from himari_tests_conformance import check_model  # type: ignore[import-not-found]  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[3]
+MODULE = "himari_builtin.models.cgdt"
+
+
+def _load_cgdt() -> Any:
+    """The plugin module: by name once its entry point is installed, else from this checkout."""
+    try:
+        return importlib.import_module(MODULE)
+    except ModuleNotFoundError:
+        if MODULE not in sys.modules:
+            spec = importlib.util.spec_from_file_location(MODULE, REPO / "plugins/himari_builtin/models/cgdt.py")
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[MODULE] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return sys.modules[MODULE]
+
+
+cgdt = _load_cgdt()
+
+TINY_FIELDS = dict(context_length=8, d_model=32, n_layers=2, n_heads=2, dropout=0.0, critic_dim=16,
+                   critic_layers=1, critic_heads=2, critic_steps=30, critic_batch_size=16, guidance_warmup=4,
+                   stride=2, target_quantiles=(0.5, 0.9))
+
+
+@dataclass(frozen=True)
+class TinyCGDTConfig(cgdt.CGDTConfig):
+    """CGDTConfig with tiny defaults (the conformance harness runs a model at its defaults)."""
+
+    context_length: int = 8
+    d_model: int = 32
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.0
+    critic_dim: int = 16
+    critic_layers: int = 1
+    critic_heads: int = 2
+    critic_steps: int = 30
+    critic_batch_size: int = 16
+    guidance_warmup: int = 4
+    stride: int = 2
+    target_quantiles: tuple[float, ...] = (0.5, 0.9)
+
+
+class _TinyPlugin:
+    """``cgdt-tiny``: the real factory and arithmetic with TinyCGDTConfig's defaults."""
+
+    @hookimpl
+    def himari_register_models(self, registry: Any) -> None:
+        registry.add(ModelSpec(name="cgdt-tiny", summary="cgdt at a tiny size (tests)", config=TinyCGDTConfig,
+                               factory=cgdt.build, paradigm="offline-rl", parameter_count=cgdt.parameter_count,
+                               default_preprocess=("zscore",)))
+
+
+def _plugins() -> Any:
+    """Installed plugins + cgdt (registered from this checkout until its entry point exists) +
+    cgdt-tiny."""
+    from himari.plugin.manager import build_plugins
+
+    plugins = build_plugins()
+    if "cgdt" not in plugins.models():
+        plugins.register(cgdt, name=MODULE)
+    plugins.register(_TinyPlugin(), name="cgdt-tiny-tests")
+    return plugins
+
+
+@pytest.fixture(scope="module")
+def trained(small_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One tiny run through the conformance harness, shared by the tests that need a trained model."""
+    plugins = _plugins()
+    tmp = tmp_path_factory.mktemp("cgdt")
+    summary = check_model("cgdt-tiny", small_prepared, tmp, plugins)
+    return {"summary": summary, "run_dir": tmp / "run-cgdt-tiny", "plugins": plugins, "data": small_prepared}
+
+
+def _context(data_dir: Path, seed: int = 0) -> TrainContext:
+    from himari.data import PreparedData
+
+    data = PreparedData(data_dir)
+    feats = np.nan_to_num(np.asarray(data.features, dtype=np.float32))
+    splits = {s: data.split(s) for s in ("train", "validation", "test")}
+    return TrainContext(data=data, features=feats, labels=np.asarray(data.labels), splits=splits, env=EnvConfig(),
+                        model=ModelContext(n_features=feats.shape[1]), seed=seed)
+
+
+def _tiny_model(**changes: Any) -> Any:
+    return cgdt.CGDT(TinyCGDTConfig(**changes), ModelContext(n_features=60))
+
+
+# ------------------------------------------------------------------------------ conformance
+
+def test_conformance_tiny(trained: dict[str, Any]) -> None:
+    s = trained["summary"]
+    assert s["steps"] == 6 and np.isfinite(s["validation"]["model"]["sharpe"])
+    records = [json.loads(line) for line in (trained["run_dir"] / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "train/action_nll" in r]
+    assert train and all(np.isfinite(r["train/critic_nll"]) for r in train)  # the critic was trained first
+    assert [r["train/guidance_c"] for r in train] == pytest.approx([1 / 4, 3 / 4, 1.0])  # warm-up over 4 steps
+
+
+def test_parameter_count_at_the_default_config() -> None:
+    cfg = cgdt.CGDTConfig()
+    count = cgdt.parameter_count(cfg, 60)
+    assert abs(count.trainable / 4_822_276 - 1) < 0.05  # the Decision Transformer (the policy)
+    assert abs(count.total / 4_822_276 - 1) < 0.05  # policy + critic
+    with torch.device("meta"):
+        net = cgdt.build_network(cfg, 60)
+    assert sum(p.numel() for p in net.parameters()) == count.total
+    assert sum(p.numel() for p in net.parameters() if p.requires_grad) == count.trainable
+    assert sum(p.numel() for p in net.policy.parameters()) == count.trainable
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="multiples"):
+        cgdt.CGDTConfig(d_model=30, n_heads=8)
+    with pytest.raises(ValueError, match="action_relaxation"):
+        cgdt.CGDTConfig(action_relaxation="argmax")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ the pieces
+
+def test_expectile_nll_and_schedule_by_hand() -> None:
+    u = torch.tensor([-2.0, 0.0, 3.0])
+    assert cgdt.expectile_loss(u, 0.9).tolist() == pytest.approx([0.1 * 4, 0.0, 0.9 * 9])
+    nll = cgdt.gaussian_nll(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([np.log(2.0)]))
+    assert float(nll) == pytest.approx(0.5 * 0.25 + np.log(2.0))
+    cfg = cgdt.CGDTConfig(guidance_weight=2.0, guidance_warmup=10)
+    assert [cgdt.guidance_coefficient(s, cfg) for s in (0, 5, 10, 50)] == pytest.approx([0.0, 1.0, 2.0, 2.0])
+    assert [cgdt.window_start(t, 8) for t in (0, 3, 4, 7, 8, 11, 12)] == [0, 0, 0, 0, 4, 4, 8]
+
+
+def test_next_return_to_go_subtracts_the_realised_reward() -> None:
+    got = cgdt.next_return_to_go(np.array([5.0, 1.0]), np.array([0.5, -0.5]), 1.0, -10.0, 10.0)
+    assert got.tolist() == [4.5, 1.5]
+    got = cgdt.next_return_to_go(np.array([1.0, 9.0]), np.array([0.01, 0.0]), 0.5, -10.0, 10.0)
+    assert got.tolist() == pytest.approx([1.98, 10.0])  # discounted, then clipped to the train range
+
+
+def test_critic_trains_first_then_stays_frozen(small_prepared: Path) -> None:
+    model = _tiny_model()
+    ctx = _context(small_prepared)
+    windows = model.dataset(ctx, "train")
+    net = model.network
+    assert not any(p.requires_grad for p in net.critic.parameters())  # frozen outside its phase
+    init = [p.detach().clone() for p in net.critic.parameters()]
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.1)  # what the Trainer builds
+    net.train()
+    batch = windows[torch.arange(16)]
+    loss, logs = model.loss(batch, ctx)  # first training step: the critic phase runs first
+    assert int(net.critic_ready) == 1 and np.isfinite(logs["critic_nll"])
+    trained = [p.detach().clone() for p in net.critic.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(init, trained))
+    policy_before = [p.detach().clone() for p in net.policy.parameters()]
+    for _ in range(3):
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        assert all(p.grad is None for p in net.critic.parameters())
+        opt.step()
+        loss, _ = model.loss(batch, ctx)
+    assert all(torch.equal(a, b) for a, b in zip(trained, net.critic.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(policy_before, net.policy.parameters()))
+    assert not any(p.requires_grad for p in net.critic.parameters())
+
+
+@pytest.mark.parametrize("relaxation", ["softmax", "gumbel-st"])
+def test_guidance_gradient_reaches_the_policy_through_the_predicted_action(relaxation: str) -> None:
+    model = _tiny_model(action_relaxation=relaxation)
+    net = model.network
+    g = torch.Generator().manual_seed(0)
+    obs, rtg = torch.randn(4, 8, 64, generator=g), torch.randn(4, 8, generator=g)
+    actions = torch.randint(0, 3, (4, 8), generator=g)
+    logits = net.policy(rtg, net.states(obs), actions)
+    guide, _ = model.guidance(obs, actions, rtg, logits)
+    guide.backward()
+    head = net.policy.head.weight.grad
+    assert head is not None and torch.isfinite(head).all() and float(head.abs().sum()) > 0
+    assert net.policy.embed_state.weight.grad is not None
+    assert all(p.grad is None for p in net.critic.parameters())
+    # the only path from the policy to the guidance is the predicted action
+    net.zero_grad(set_to_none=True)
+    guide, _ = model.guidance(obs, actions, rtg, net.policy(rtg, net.states(obs), actions).detach())
+    assert not guide.requires_grad
+
+
+def test_critic_queries_see_the_data_history_and_the_predicted_action_only() -> None:
+    """A query with the data action equals the critic at the data action token; changing the
+    data at later steps or the predicted action at other steps leaves step t alone."""
+    net = _tiny_model().network
+    g = torch.Generator().manual_seed(1)
+    obs, actions = torch.randn(2, 8, 64, generator=g), torch.randint(0, 3, (2, 8), generator=g)
+    states = net.states(obs)
+    with torch.no_grad():
+        mu, ls = net.critic(states, actions)
+        qmu, qls = net.critic(states, actions, torch.nn.functional.one_hot(actions, 3).float())
+        assert torch.allclose(mu, qmu, atol=1e-5) and torch.allclose(ls, qls, atol=1e-5)
+        query = torch.softmax(torch.randn(2, 8, 3, generator=g), -1)
+        base, _ = net.critic(states, actions, query)
+        t = 3
+        s2, a2, q2 = states.clone(), actions.clone(), query.clone()
+        s2[:, t + 1:] += 5.0
+        a2[:, t:] = (a2[:, t:] + 1) % 3  # the data action at t itself is not seen by query t
+        q2[:, :t] = q2[:, :t].flip(-1)
+        q2[:, t + 1:] = q2[:, t + 1:].flip(-1)
+        moved, _ = net.critic(s2, a2, q2)
+    assert torch.allclose(base[:, t], moved[:, t], atol=1e-5)
+    assert not torch.allclose(base[:, :t], moved[:, :t], atol=1e-3)  # their own queries changed
+
+
+# ------------------------------------------------------------------------------ acting
+
+def test_cached_decoder_equals_the_full_forward_on_each_window() -> None:
+    model = _tiny_model(context_length=6)
+    net = model.network.eval()
+    g = torch.Generator().manual_seed(2)
+    n, batch = 20, 3
+    rtg, states = torch.randn(batch, n, generator=g), torch.randn(batch, n, 64, generator=g)
+    actions = torch.randint(0, 3, (batch, n), generator=g)
+    dec = cgdt.Decoder(net, 6, n, batch)
+    with torch.no_grad():
+        for t in range(n):
+            got = dec.logits(rtg[:, t], states[:, t], actions[:, t - 1] if t else None)
+            ws = cgdt.window_start(t, 6)
+            want = net.policy(rtg[:, ws:t + 1], states[:, ws:t + 1], actions[:, ws:t + 1])[:, -1]
+            assert torch.allclose(got, want, atol=1e-4), t
+            assert 3 <= t - ws + 1 <= 6 or t < 3
+
+
+def test_no_look_ahead_in_act_sequence(trained: dict[str, Any]) -> None:
+    """Rewriting features and prices after t leaves every action up to t unchanged (validation
+    split here; the harness checked the test split)."""
+    from himari.data import PreparedData
+    from himari.training.assemble import load_trained
+
+    policy = load_trained(trained["run_dir"], plugins=trained["plugins"])
+    data = PreparedData(trained["data"])
+    feats = policy_features(policy, data)
+    a, b = data.split("validation")[0]
+    t = a + (b - a) // 3
+    open_, close = np.array(data.open, dtype=np.float64), np.array(data.close, dtype=np.float64)
+    f2, o2, c2 = feats.copy(), open_.copy(), close.copy()
+    f2[t + 1:] = np.random.default_rng(3).normal(size=f2[t + 1:].shape).astype(np.float32) * 3
+    scale = np.exp(np.random.default_rng(4).normal(0, 0.05, size=len(o2) - t - 1))
+    o2[t + 1:] *= scale
+    c2[t + 1:] *= scale
+    env = policy.context.env
+    with torch.no_grad():
+        before = policy.model.act_sequence(feats, open_, close, [(a, b)], env)
+        after = policy.model.act_sequence(f2, o2, c2, [(a, b)], env)
+    np.testing.assert_array_equal(before[:t + 1 - a], after[:t + 1 - a])
+    assert not np.array_equal(before, after) or len(set(before.tolist())) == 1
+
+
+def policy_features(policy: Any, data: Any) -> np.ndarray:
+    from himari.training.assemble import apply_preprocessing
+
+    feats, _ = apply_preprocessing(np.asarray(data.features), policy.run.preprocess, policy.run.plugin_configs,
+                                   policy.plugins, None, policy.preprocessing)
+    return feats
+
+
+def test_rtg_tokens_are_the_target_minus_realised_rewards(small_prepared: Path, monkeypatch) -> None:
+    """With gamma 1 the return-to-go token at t is the target minus the env rewards of the
+    decisions before t (times reward_scale), the rewards the backtester's account earns."""
+    from himari.data import PreparedData
+    from himari.engine import replay_actions
+
+    model = _tiny_model(gamma=1.0)
+    net = model.network.eval()
+    with torch.no_grad():
+        net.rtg_scale.fill_(2.0)
+        net.rtg_bounds.copy_(torch.tensor([-1e6, 1e6]))
+    data = PreparedData(small_prepared)
+    a, b = data.split("test")[0]
+    b = a + 200
+    seen: list[np.ndarray] = []
+    real = cgdt.Decoder.logits
+
+    def spy(self: Any, rtg: Any, state: Any, prev: Any = None) -> Any:
+        seen.append(rtg.cpu().numpy().copy())
+        return real(self, rtg, state, prev)
+
+    monkeypatch.setattr(cgdt.Decoder, "logits", spy)
+    feats = np.nan_to_num(np.asarray(data.features[a:b], dtype=np.float32))
+    open_, close = np.asarray(data.open[a:b]), np.asarray(data.close[a:b])
+    env = EnvConfig()
+    with torch.no_grad():
+        acts = cgdt.rollout_targets(net, model.config, feats, open_, close, [3.0, -1.0], env)
+    rep = replay_actions(open_, close, acts.T.astype(np.int64), fee=env.fee, slippage=env.slippage, mode=env.mode)
+    realised = np.asarray(rep.reward).T * model.config.reward_scale  # [G, n - 1]
+    tokens = np.stack(seen, axis=1) * 2.0  # back from rtg / rtg_scale
+    want = np.array([[3.0], [-1.0]]) - np.concatenate([np.zeros((2, 1)), np.cumsum(realised, axis=1)[:, :-1]], 1)
+    np.testing.assert_allclose(tokens, want, rtol=1e-4, atol=1e-4)
+    assert np.abs(realised).sum() > 0  # the policy traded, so the tokens really moved
+
+
+def test_checkpoint_restores_the_target_chosen_on_validation(trained: dict[str, Any]) -> None:
+    from himari.data import PreparedData
+    from himari.evaluation.policy import Costs, evaluate_actions
+    from himari.training.assemble import load_trained
+    from himari.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(trained["run_dir"] / "checkpoints/best.pt", model="cgdt-tiny")["network"]
+    grid = state["rtg_grid"].tolist()
+    target = float(state["target_rtg"])
+    assert target in grid and grid[0] < grid[-1]
+    policy = load_trained(trained["run_dir"], plugins=trained["plugins"])
+    assert float(policy.model.network.target_rtg) == target
+    # the restored model (no tuning outside training) scores the validation split as the run did
+    data = PreparedData(trained["data"])
+    ranges = data.split("validation")
+    env = policy.context.env
+    with torch.no_grad():
+        acts = policy.model.act_sequence(policy_features(policy, data), data.open, data.close, ranges, env)
+    got = evaluate_actions(np.asarray(data.open), np.asarray(data.close), ranges, acts,
+                           Costs(env.fee, env.slippage, env.mode))
+    assert got["sharpe"] == pytest.approx(trained["summary"]["validation"]["model"]["sharpe"], abs=1e-9)
+    # and a fresh network given that state holds the same target
+    fresh = cgdt.build_network(TinyCGDTConfig(), 60)
+    fresh.load_state_dict(state)
+    assert float(fresh.target_rtg) == target and int(fresh.critic_ready) == 1
+
+
+def test_himari_train_cgdt_cli(small_prepared: Path, tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import himari.plugin.manager as manager
+    from himari.cli import app
+
+    plugins = _plugins()
+    monkeypatch.setattr(manager, "get_plugins", lambda: plugins)
+    tiny = [x for k, v in TINY_FIELDS.items() if k != "target_quantiles"
+            for x in ("--set", f"cgdt.{k}={v}")]
+    out = CliRunner().invoke(app, ["train", "cgdt", "--data", str(small_prepared), "--epochs", "1",
+                                   "--batch-size", "16", "--run-dir", str(tmp_path / "run"),
+                                   "--set", "max_steps_per_epoch=2", "--set", "progress=false", *tiny],
+                             env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["model"] == "cgdt" and summary["steps"] == 2
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    assert "context_length: 8" in config
