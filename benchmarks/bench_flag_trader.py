@@ -1,0 +1,352 @@
+#!/usr/bin/env python
+"""By-hand benchmark of FLAG-TRADER (``flag-trader``): PPO-update throughput, model FLOPs
+utilisation in bf16, peak GPU memory, and inference latency per decision.
+
+NOT a test: run it by hand on an otherwise idle GPU and read the table.
+
+    python benchmarks/bench_flag_trader.py --out results/flag-trader-h100.json   # CUDA, ~1-2 minutes
+    python benchmarks/bench_flag_trader.py --tiny --out /tmp/ft.json              # CPU smoke run, seconds
+
+What is timed (the default config: GPT-2 768-d x 12 layers, context 256, LoRA rank 16):
+
+- **PPO update**: exactly the Trainer's online step on one minibatch: bf16 autocast,
+  ``FlagTrader.loss`` (flattened windows -> backbone -> heads -> the clipped PPO objective),
+  backward, gradient-norm clipping at 1.0 and AdamW over the network's parameters. The default
+  minibatch is the default run's: n_envs 8 / 4 minibatches = 2 env sequences x 128 steps = 256
+  windows of 256 bars (65,536 tokens). Measured without and with gradient checkpointing.
+- **Throughput**: windows (PPO samples) per second and tokens per second over ``--steps`` timed
+  steps after ``--warmup`` steps; CUDA events around the whole loop.
+- **MFU**: model FLOPs per update step / step time / peak. Per window of W bars, with width d,
+  L blocks, MLP width i, LoRA rank r, input width D and head width h, forward FLOPs are
+
+      frozen matmuls  F_f = 2 W L (3d^2 + d^2 + d i + i d)          (qkv, attention out, MLP in, out)
+      LoRA matmuls    F_l = 2 W L r ((d + 3d) + 2d + (d + i) + (i + d))
+      attention       F_a = 4 W^2 d L                                (QK^T and AV, full square)
+      embedding       F_e = 2 W D d
+      heads           F_h = 2 (2 d h + 3 h + h)                     (the last position only)
+
+  and a training step costs ``2 F_f + 3 F_l + 3 F_a + 2 F_e + 3 F_h``: a frozen matrix needs the
+  forward product and the gradient with respect to its input (no weight gradient); a trainable
+  one (LoRA, heads) also its weight gradient; attention's score and value products have two
+  backward products each; the embedding needs no input gradient (the observations are data).
+  In parameter terms that is ~4 N_frozen + 6 N_trainable FLOPs per token plus attention.
+  Recomputation under gradient checkpointing is not counted (model FLOPs, not hardware FLOPs).
+  MFU is given against 989 TFLOP/s (H100 SXM dense bf16) and against a bf16 matmul rate
+  measured in the same run (8192^3 ``torch.mm``), which is what the GPU actually sustains.
+- **Memory**: ``torch.cuda.max_memory_allocated`` during each update mode (weights, AdamW state
+  of the trainable parameters, activations).
+- **Inference latency**: one ``policy`` call (bf16 autocast, no grad) at batch 1 and batch 256
+  windows of 256 bars, median of ``--latency-iters`` calls timed with CUDA events; per decision
+  = per call / batch. Batch 1 is the sequential evaluation's cost per bar.
+
+Writes the JSON to ``--out`` and the same table as Markdown next to it (``.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+H100_SXM_BF16_DENSE = 989e12
+TINY = {"n_layer": 2, "n_head": 2, "n_embd": 64, "context_length": 16, "lora_rank": 4, "head_hidden": 16}
+
+
+@dataclass
+class Flops:
+    """Forward FLOPs of one window by part (see the module docstring)."""
+
+    frozen: float
+    lora: float
+    attention: float
+    embedding: float
+    heads: float
+
+    def forward(self) -> float:
+        return self.frozen + self.lora + self.attention + self.embedding + self.heads
+
+    def training(self) -> float:
+        return 2 * self.frozen + 3 * self.lora + 3 * self.attention + 2 * self.embedding + 3 * self.heads
+
+
+def window_flops(cfg: Any, obs_dim: int) -> Flops:
+    from himari_builtin.models.flag_trader import backbone_shape
+
+    d, layers, inner, _ = backbone_shape(cfg)
+    W, r, h = cfg.context_length, cfg.lora_rank, cfg.head_hidden
+    heads = 2 * (d * 3 + d * 1) if h == 0 else 2 * (2 * d * h + 3 * h + h)
+    return Flops(frozen=2 * W * layers * (3 * d * d + d * d + d * inner + inner * d),
+                 lora=2 * W * layers * r * ((d + 3 * d) + 2 * d + (d + inner) + (inner + d)),
+                 attention=4 * W * W * d * layers,
+                 embedding=2 * W * obs_dim * d,
+                 heads=heads)
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+    except Exception:  # noqa: BLE001 - not a git checkout
+        commit = None
+    info = {"hostname": socket.gethostname(), "os": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "git_commit": commit, "device": device}
+    for mod in ("transformers", "peft"):
+        info[mod] = __import__(mod).__version__
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                    cuda=torch.version.cuda)
+    else:
+        info.update(cpu_threads=torch.get_num_threads(), logical_cores=os.cpu_count())
+    return info
+
+
+class Timer:
+    """Wall time of a callable: CUDA events on the GPU (no host sync inside the timed loop),
+    perf_counter on the CPU."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+
+    def seconds(self, fn: Callable[[], Any], iters: int) -> float:
+        import torch
+
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            for _ in range(iters):
+                fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1e3
+        t = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        return time.perf_counter() - t
+
+    def each(self, fn: Callable[[], Any], iters: int) -> list[float]:
+        """Seconds of each of ``iters`` calls (for medians)."""
+        return [self.seconds(fn, 1) for _ in range(iters)]
+
+
+def matmul_rate(device: str, n: int, iters: int) -> float:
+    """Sustained FLOP/s of an n^3 ``torch.mm`` (bf16 on CUDA, float32 on the CPU)."""
+    import torch
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    timer = Timer(device)
+    timer.seconds(lambda: torch.mm(a, b), 2)
+    return 2 * n**3 * iters / timer.seconds(lambda: torch.mm(a, b), iters)
+
+
+def build(args: argparse.Namespace, device: str) -> tuple[Any, Any]:
+    import torch
+    from himari_builtin.models.flag_trader import FlagTrader, FlagTraderConfig
+
+    from himari.plugin import ModelContext
+
+    sizes = dict(TINY) if args.tiny else {}
+    if args.context_length:
+        sizes["context_length"] = args.context_length
+    if args.lora_rank:
+        sizes["lora_rank"] = args.lora_rank
+    cfg = FlagTraderConfig(**sizes, cpu_threads=0)
+    torch.manual_seed(0)
+    model = FlagTrader(cfg, ModelContext(n_features=args.n_features))
+    model.network.to(device)
+    return model, cfg
+
+
+def ppo_batch(model: Any, cfg: Any, windows: int, device: str) -> dict[str, Any]:
+    """A rollout minibatch of whole env sequences ``[T, B, W, D]`` as ``RolloutBuffer`` gives it."""
+    import torch
+
+    T = min(128, windows)
+    B = max(1, windows // T)
+    g = torch.Generator().manual_seed(1)
+    shape = (T, B)
+    batch = {"obs": torch.randn(T, B, cfg.context_length, model.obs_dim, generator=g),
+             "actions": torch.randint(0, 3, shape, generator=g),
+             "logprobs": torch.full(shape, -1.0986), "values": torch.randn(shape, generator=g),
+             "advantages": torch.randn(shape, generator=g), "returns": torch.randn(shape, generator=g),
+             "starts": torch.zeros(shape), "state": ()}
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def update_step(model: Any, batch: dict[str, Any], opt: Any, device: str) -> Callable[[], None]:
+    """The Trainer's ``_train_step`` for an online-RL minibatch (bf16 autocast on CUDA)."""
+    import contextlib
+
+    import torch
+
+    params = list(model.network.parameters())
+
+    def step() -> None:
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
+        with ctx:
+            loss, _ = model.loss(batch, None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    return step
+
+
+def bench_updates(model: Any, cfg: Any, args: argparse.Namespace, device: str, checkpointing: bool,
+                  flops: Flops, peaks: dict[str, float]) -> dict[str, Any]:
+    import torch
+
+    from himari_builtin.models.flag_trader import set_checkpointing
+
+    base = model.network.backbone.get_base_model()
+    set_checkpointing(base, checkpointing)
+    model.network.train()
+    batch = ppo_batch(model, cfg, args.windows, device)
+    windows = batch["obs"].shape[0] * batch["obs"].shape[1]
+    opt = torch.optim.AdamW(model.network.parameters(), lr=1e-5, weight_decay=1e-4)
+    step = update_step(model, batch, opt, device)
+    timer = Timer(device)
+    timer.seconds(step, args.warmup)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    seconds = timer.seconds(step, args.steps) / args.steps
+    row = {"mode": "update" + (" + checkpointing" if checkpointing else ""), "windows_per_step": windows,
+           "tokens_per_step": windows * cfg.context_length, "step_ms": 1e3 * seconds,
+           "samples_per_s": windows / seconds, "tokens_per_s": windows * cfg.context_length / seconds,
+           "model_tflops_per_step": flops.training() * windows / 1e12}
+    achieved = flops.training() * windows / seconds
+    row["achieved_tflops"] = achieved / 1e12
+    for name, peak in peaks.items():
+        row[f"mfu_vs_{name}"] = achieved / peak
+    if device.startswith("cuda"):
+        row["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    del opt, batch
+    set_checkpointing(base, False)
+    return row
+
+
+def bench_latency(model: Any, cfg: Any, batch: int, iters: int, device: str, graphed: bool = False) -> dict[str, Any]:
+    """Latency of one policy call; ``graphed``: the CUDA-graph replay that ``act_sequence``
+    uses on CUDA (``_graphed_decision``), input copy included."""
+    import torch
+
+    from himari_builtin.models.flag_trader import _graphed_decision
+
+    net = model.network.eval()
+    obs = torch.randn(batch, cfg.context_length, model.obs_dim, device=device)
+    timer = Timer(device)
+    with torch.no_grad():
+        if graphed:
+            run = _graphed_decision(net, obs)
+            call = lambda: run(obs)  # noqa: E731
+        else:
+            call = lambda: net.policy(obs, None, ())  # noqa: E731
+        timer.seconds(call, 3)
+        times = timer.each(call, iters)
+    med = statistics.median(times)
+    return {"batch": batch, "cuda_graph": graphed, "iters": iters, "median_ms_per_call": 1e3 * med,
+            "p90_ms_per_call": 1e3 * sorted(times)[int(0.9 * (len(times) - 1))],
+            "median_us_per_decision": 1e6 * med / batch}
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m, p = doc["machine"], doc["parameters"]
+    lines = [f"# FLAG-TRADER benchmark ({m.get('gpu', 'CPU')}, torch {m['torch']}, transformers {m['transformers']}, "
+             f"peft {m['peft']})", "",
+             f"Config: {doc['config']}; parameters {p['total']:,} total, {p['trainable']:,} trainable.", "",
+             f"Training FLOPs per window: {doc['flops_per_window']['training'] / 1e9:,.1f} GFLOP "
+             f"(forward {doc['flops_per_window']['forward'] / 1e9:,.1f}); measured matmul rate "
+             f"{doc['measured_matmul_tflops']:,.1f} TFLOP/s.", "",
+             "| mode | windows/step | step ms | samples/s | tokens/s | TFLOP/s | MFU (989) | MFU (measured) | max mem GiB |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in doc["updates"]:
+        mfu_peak = f"{100 * r['mfu_vs_h100_sxm_peak']:.1f}%" if "mfu_vs_h100_sxm_peak" in r else "n/a"
+        mem = f"{r['max_memory_gib']:.1f}" if "max_memory_gib" in r else "n/a"
+        lines.append(f"| {r['mode']} | {r['windows_per_step']} | {r['step_ms']:.1f} | {r['samples_per_s']:,.0f} | "
+                     f"{r['tokens_per_s']:,.0f} | {r['achieved_tflops']:.1f} | {mfu_peak} | "
+                     f"{100 * r['mfu_vs_measured_matmul']:.1f}% | {mem} |")
+    lines += ["", "| inference batch | median ms / call | p90 ms / call | median us / decision |",
+              "| ---: | ---: | ---: | ---: |"]
+    for r in doc["latency"]:
+        lines.append(f"| {r['batch']}{' (CUDA graph)' if r.get('cuda_graph') else ''} | {r['median_ms_per_call']:.2f} | {r['p90_ms_per_call']:.2f} | "
+                     f"{r['median_us_per_decision']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="JSON path (a .md table is written next to it)")
+    ap.add_argument("--tiny", action="store_true", help=f"the tiny CPU config {TINY} (smoke runs)")
+    ap.add_argument("--device", default="auto", help="auto, cuda or cpu")
+    ap.add_argument("--windows", type=int, default=None, help="windows per PPO minibatch (default 256; tiny 32)")
+    ap.add_argument("--steps", type=int, default=None, help="timed update steps per mode (default 10; tiny 3)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed update steps per mode")
+    ap.add_argument("--latency-iters", type=int, default=None, help="timed inference calls per batch (default 100)")
+    ap.add_argument("--no-checkpointing-run", action="store_true", help="skip the gradient-checkpointing mode")
+    ap.add_argument("--context-length", type=int, default=0, help="override the config's context length")
+    ap.add_argument("--lora-rank", type=int, default=0, help="override the config's LoRA rank")
+    ap.add_argument("--n-features", type=int, default=60, help="features per bar (+4 account columns)")
+    args = ap.parse_args()
+
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    args.windows = args.windows or (32 if args.tiny else 256)
+    args.steps = args.steps or (3 if args.tiny else 10)
+    args.latency_iters = args.latency_iters or (20 if args.tiny else 100)
+    t0 = time.perf_counter()
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+    model, cfg = build(args, device)
+    from himari_builtin.models.flag_trader import parameter_count
+
+    count = parameter_count(cfg, args.n_features)
+    flops = window_flops(cfg, model.obs_dim)
+    measured = matmul_rate(device, 8192 if device.startswith("cuda") else 1024, 20 if device.startswith("cuda") else 3)
+    peaks = {"measured_matmul": measured}
+    if device.startswith("cuda"):
+        peaks["h100_sxm_peak"] = H100_SXM_BF16_DENSE
+    updates = [bench_updates(model, cfg, args, device, False, flops, peaks)]
+    if not args.no_checkpointing_run:
+        updates.append(bench_updates(model, cfg, args, device, True, flops, peaks))
+    latency = [bench_latency(model, cfg, b, args.latency_iters, device) for b in (1, 256 if not args.tiny else 64)]
+    if device == "cuda":
+        latency += [bench_latency(model, cfg, b, args.latency_iters, device, graphed=True) for b in (1, 256)]
+    doc = {"machine": machine_info(device), "config": {k: getattr(cfg, k) for k in (
+               "context_length", "n_layer", "n_head", "n_embd", "lora_rank", "head_hidden")},
+           "parameters": {"total": count.total, "trainable": count.trainable},
+           "flops_per_window": {**asdict(flops), "forward": flops.forward(), "training": flops.training()},
+           "flops_formula": "training = 2 F_frozen + 3 F_lora + 3 F_attention + 2 F_embedding + 3 F_heads "
+                            "(forward FLOPs per window; see the module docstring)",
+           "peak_flops": peaks, "measured_matmul_tflops": measured / 1e12,
+           "updates": updates, "latency": latency, "seconds": time.perf_counter() - t0}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
+    table = markdown(doc)
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    print(f"written {out} and {out.with_suffix('.md')} in {doc['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
