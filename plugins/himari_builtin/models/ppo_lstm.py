@@ -28,27 +28,17 @@ from functools import lru_cache
 from typing import Any
 
 from himari.plugin import ModelSpec, ParamCount, hookimpl
-from himari.training.rl import OnlineRLConfig
+from himari.training.ppo import PPOConfig, ppo_loss
 
 ACCOUNT_COLUMNS = 4
 
 
 @dataclass(frozen=True)
-class PPOLSTMConfig(OnlineRLConfig):
+class PPOLSTMConfig(PPOConfig):
     encoder_sizes: tuple[int, ...] = (128, 128)
     """Width of each encoder layer (Linear + ReLU) before the LSTM."""
     lstm_hidden: int = 200
     """LSTM hidden size."""
-    clip_range: float = 0.2
-    """PPO ratio clip epsilon."""
-    clip_range_vf: float = 0.2
-    """Value clipping around the rollout's values; 0 disables."""
-    ent_coef: float = 0.01
-    """Entropy bonus coefficient."""
-    vf_coef: float = 0.5
-    """Value loss coefficient."""
-    normalize_advantage: bool = True
-    """Normalise advantages per minibatch."""
     cpu_threads: int = 1
     """torch intra-op threads on the CPU from the model's construction on (0: torch's default);
     small recurrent batches run fastest on one, and far faster than on two busy cores."""
@@ -59,8 +49,6 @@ class PPOLSTMConfig(OnlineRLConfig):
             raise ValueError("encoder_sizes and lstm_hidden must be positive")
         if self.cpu_threads < 0:
             raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
-        if self.clip_range <= 0 or self.clip_range_vf < 0 or self.ent_coef < 0 or self.vf_coef < 0:
-            raise ValueError("clip_range must be > 0; clip_range_vf, ent_coef, vf_coef >= 0")
 
 
 def parameter_count(config: PPOLSTMConfig, n_features: int) -> ParamCount:
@@ -193,35 +181,10 @@ class PPOLSTM:
             net.train(was_training)
 
     def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
-        """PPO loss of a minibatch of whole env sequences (``RolloutBuffer`` items)."""
-        import torch
-
-        cfg = self.config
+        """PPO loss (``himari.training.ppo.ppo_loss``) of a minibatch of whole env sequences
+        (``RolloutBuffer`` items), the LSTM run over each sequence from its saved start state."""
         logits, values, _ = self.network.forward_sequence(batch["obs"], batch["starts"], batch["state"])
-        logp_all = torch.log_softmax(logits.float(), -1)
-        logp = logp_all.gather(-1, batch["actions"][..., None])[..., 0]
-        entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
-        log_ratio = logp - batch["logprobs"]
-        ratio = log_ratio.exp()
-        adv = batch["advantages"]
-        if cfg.normalize_advantage and adv.numel() > 1:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)).mean()
-        values = values.float()
-        ret = batch["returns"]
-        v_loss_unclipped = (values - ret) ** 2
-        if cfg.clip_range_vf > 0:
-            old = batch["values"]
-            v_clipped = old + (values - old).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
-            v_loss = 0.5 * torch.max(v_loss_unclipped, (v_clipped - ret) ** 2).mean()
-        else:
-            v_loss = 0.5 * v_loss_unclipped.mean()
-        loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
-        with torch.no_grad():
-            approx_kl = float(((ratio - 1) - log_ratio).mean())
-            clipfrac = float(((ratio - 1).abs() > cfg.clip_range).float().mean())
-        return loss, {"policy_loss": float(pg_loss.detach()), "value_loss": float(v_loss.detach()),
-                      "entropy": float(entropy.detach()), "approx_kl": approx_kl, "clipfrac": clipfrac}
+        return ppo_loss(logits, values, batch, self.config)
 
     def act(self, features: Any, rows: Any) -> Any:
         from himari.errors import HimariError
