@@ -17,6 +17,7 @@ On the CPU the env outputs are numpy views and cross into torch with ``torch.fro
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -57,7 +58,9 @@ class EnvRollout:
         import torch
 
         if not isinstance(obs, torch.Tensor):
-            obs = torch.from_numpy(obs)
+            with warnings.catch_warnings():  # a read-only view of the env's buffer, never written
+                warnings.simplefilter("ignore", UserWarning)
+                obs = torch.from_numpy(obs)
         obs = obs.to(device, non_blocking=True)
         return obs[:, -1, :] if self.window == 1 else obs
 
