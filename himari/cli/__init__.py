@@ -89,7 +89,8 @@ def _add_groups() -> None:
 
     app.add_typer(data_app, name="data", help="Import, synthesise and prepare bar data.")
     app.add_typer(plugins_app, name="plugins", help="List installed plugins and show their settings.")
-    app.command("train")(train)
+    # options `train` does not define are the model's settings (--context-length 64)
+    app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(train)
     app.command("backtest")(backtest)
     app.command("bench")(bench)
     app.command("demo")(demo)

@@ -1,15 +1,50 @@
-"""``himari train MODEL``: parse options into a run config and hand it to the Trainer."""
+"""``himari train MODEL``: parse options into a run config and hand it to the Trainer.
+
+``--devices N`` re-runs the same command without ``--devices`` under
+``torchrun --standalone --nproc-per-node N`` (``himari.training.distributed.launch``); each of
+those processes then trains data-parallel (docs/distributed.md).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-
 import typer
 
 from himari.cli.completion import complete_list, complete_model
 
 
+def model_options(args: list[str], model: str | None, plugins: object) -> list[str]:
+    """``--some-field VALUE`` (or ``--some-field=VALUE``) options the command does not define, as
+    ``--set MODEL.some_field=VALUE`` for fields of the model's config (``himari plugins show
+    MODEL``): ``himari train cgdt --context-length 64``."""
+    from himari.errors import ConfigError
+    from himari.plugin.config import config_fields, unknown_key_error
+
+    if not args:
+        return []
+    if not model:
+        raise ConfigError(f"{args[0]}: no such option (model settings need a MODEL)")
+    fields = [f.name for f in config_fields(plugins.models().get(model).config)]  # type: ignore[attr-defined]
+    out, i = [], 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if not name.startswith("--") or len(name) < 3:
+            raise ConfigError(f"{args[i]}: unexpected argument")
+        if not eq:
+            if i + 1 >= len(args):
+                raise ConfigError(f"{name} needs a value")
+            i += 1
+            value = args[i]
+        key = name[2:].replace("-", "_")
+        if key not in fields:
+            raise unknown_key_error(f"{name} ({model}.{key})", fields, f"the settings of {model}")
+        out.append(f"{model}.{key}={value}")
+        i += 1
+    return out
+
+
 def train(
+    ctx: typer.Context,
     model: str = typer.Argument(None, help="Model plugin name (himari plugins list --kind model).",
                                 autocompletion=complete_model),
     data: str = typer.Option(None, "--data", help="Prepared directory or bars file; default: the synthetic market."),
@@ -37,12 +72,22 @@ def train(
                                                                             "penalty (env.drawdown_penalty)."),
     turnover_penalty: float = typer.Option(None, "--turnover-penalty", help="Reward shaping: turnover penalty."),
     dsr_weight: float = typer.Option(None, "--dsr-weight", help="Reward shaping: differential Sharpe ratio weight."),
+    devices: int = typer.Option(None, "--devices", min=1,
+                                help="Train data-parallel on N processes of this machine through torchrun: one per "
+                                     "GPU (NCCL), or N gloo processes with --device cpu. --batch-size and --n-envs "
+                                     "stay global (split over the processes). Several machines: run torchrun "
+                                     "yourself (docs/distributed.md)."),
 ) -> None:
-    """Train a model plugin; evaluate it each epoch on the validation split through the backtester."""
+    """Train a model plugin; evaluate it each epoch on the validation split through the backtester.
+    The model's settings are options too: --context-length 64 is --set MODEL.context_length=64."""
     from himari.errors import ConfigError
     from himari.plugin.manager import get_plugins
+    from himari.training import distributed
     from himari.training.config import merge_run_config
     from himari.training.trainer import Trainer
+
+    if devices is not None and devices > 1:
+        raise typer.Exit(distributed.launch(devices, _relaunch_args(ctx)))
 
     plugins = get_plugins()
     if resume is not None:
@@ -53,11 +98,13 @@ def train(
                                       ("--checkpoint-every", checkpoint_every), ("--env-episodes", env_episodes),
                                       ("--n-envs", n_envs), ("--rollout-steps", rollout_steps),
                                       ("--drawdown-penalty", drawdown_penalty),
-                                      ("--turnover-penalty", turnover_penalty), ("--dsr-weight", dsr_weight))
+                                      ("--turnover-penalty", turnover_penalty), ("--dsr-weight", dsr_weight),
+                                      ("model settings", ctx.args))
                  if v is not None and v != []]
         if given:
             raise ConfigError(f"--resume continues the run with its saved config; drop {', '.join(given)}")
         Trainer.resume(resume, plugins=plugins).fit()
+        distributed.shutdown()  # after success only (see its docstring)
         return
     overrides = {"model": model, "data": data, "train.device": device, "train.epochs": epochs,
                  "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
@@ -74,6 +121,25 @@ def train(
             raise ConfigError(f"--env-episodes, --n-envs and --rollout-steps are for online-RL models; "
                               f"{model} is {spec.paradigm}")
         overrides.update({f"plugins.{model}.{k}": v for k, v in online.items()})
+    sets = [*(set_ or []), *model_options(list(ctx.args), model, plugins)]
     run = merge_run_config(plugins=plugins, config_file=str(config) if config else None,
-                           overrides=overrides, sets=set_)
+                           overrides=overrides, sets=sets)
     Trainer(run, plugins=plugins, run_dir=run_dir).fit()
+    distributed.shutdown()  # after success only (see its docstring)
+
+
+def _relaunch_args(ctx: typer.Context) -> list[str]:
+    """This ``himari train`` command line without ``--devices``, rebuilt from the parsed values
+    (so every spelling of an option on the original command line survives)."""
+    args: list[str] = ["--verbose"] if ctx.parent is not None and ctx.parent.params.get("verbose") else []
+    args.append(ctx.info_name or "train")
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.name == "devices" or value is None or value == [] or value == ():
+            continue
+        if param.param_type_name == "argument":
+            args.append(str(value))
+            continue
+        for v in (value if getattr(param, "multiple", False) else [value]):
+            args += [param.opts[0], str(v)]
+    return [*args, *ctx.args]  # the model's own settings (--context-length 64) pass through as given

@@ -17,13 +17,18 @@ range; both are scored by the same backtester.
 Resuming (``Trainer.resume``) reloads ``checkpoints/last.pt``: weights, optimiser, scaler, the
 loop position (epoch, batch), early-stopping state, training-method states and every RNG state,
 so on the CPU a resumed run ends with exactly the metrics of an uninterrupted one.
+
+Launched by ``torchrun`` (``himari train --devices N``), the same loop trains data-parallel:
+``himari.training.distributed`` shards each global batch over the ranks, all-reduces the
+gradients through DDP, averages the logged metrics, and leaves evaluation, printing and files to
+rank 0 (docs/distributed.md). Outside torchrun ``self.dist`` is ``SINGLE`` and every
+``distributed`` call below is a no-op.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +39,7 @@ import numpy as np
 from himari.errors import HimariError
 from himari.evaluation.policy import Costs, baseline_actions, evaluate_actions, static_position_text
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
-from himari.training import rundir
+from himari.training import distributed, rundir
 from himari.training.assemble import apply_preprocessing, class_counts, model_context_to_dict
 from himari.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from himari.training.config import RunConfig
@@ -65,20 +70,29 @@ class Trainer:
 
         self.run = run
         self.plugins = plugins or get_plugins()
-        self.console = console or Console()
+        self.dist = distributed.init_from_env(run.train.device)
+        if self.dist.is_main:
+            self.console = console or Console()
+        else:  # only rank 0 prints
+            import io
+
+            self.console = Console(file=io.StringIO(), quiet=True)
         self.resuming = resume
-        if run_dir is None:
-            self.run_dir = rundir.new_run_dir(run.model, runs_root)
-        else:
-            self.run_dir = Path(run_dir)
-            if not resume and self.run_dir.exists() and any(self.run_dir.iterdir()):
-                raise HimariError(f"{self.run_dir}: run directory exists and is not empty "
-                                  f"(use --resume {self.run_dir} to continue it)")
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = distributed.main_then_broadcast(self.dist, lambda: self._make_run_dir(run_dir, runs_root))
         self.state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "epoch_started": False,
                                       "best_sharpe": None, "best_epoch": None, "bad_epochs": 0,
                                       "records": 0, "history": [], "done": False, "stopped_early": False,
                                       "iteration": 0}
+
+    def _make_run_dir(self, run_dir: str | Path | None, runs_root: str | Path) -> Path:
+        if run_dir is None:
+            return rundir.new_run_dir(self.run.model, runs_root)
+        path = Path(run_dir)
+        if not self.resuming and path.exists() and any(path.iterdir()):
+            raise HimariError(f"{path}: run directory exists and is not empty "
+                              f"(use --resume {path} to continue it)")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, plugins: Any = None, console: Any = None) -> Trainer:
@@ -103,8 +117,9 @@ class Trainer:
 
         run, cfg = self.run, self.run.train
         seed_everything(cfg.seed, deterministic=cfg.deterministic)
-        self.device = resolve_device(cfg.device)
-        self.data = PreparedData(resolve_prepared(run.data))
+        self.device = self.dist.device or resolve_device(cfg.device)
+        with distributed.local_main_first(self.dist):  # one process per machine fills the data cache
+            self.data = PreparedData(resolve_prepared(run.data))
         self.splits = {name: self.data.split(name) for name in ("train", "validation", "test")}
         train_rows = rows_of(self.splits["train"])
         pre_path = self.run_dir / rundir.PREPROCESSING
@@ -113,7 +128,8 @@ class Trainer:
             states = json.loads(pre_path.read_text(encoding="utf-8"))
         self.features, pre_states = apply_preprocessing(np.asarray(self.data.features), run.preprocess,
                                                         run.plugin_configs, self.plugins, train_rows, states)
-        rundir.write_json(pre_path, pre_states)
+        if self.dist.is_main:
+            rundir.write_json(pre_path, pre_states)
         self.labels = np.asarray(self.data.labels)
         self.methods = [(n, self.plugins.training_methods().get(n).factory(run.plugin_configs[n]))
                         for n in run.methods]
@@ -128,10 +144,12 @@ class Trainer:
                             class_counts=class_counts(self.labels, train_rows), env=env)
         self.model_context = mctx
         spec = self.plugins.models().get(run.model)
-        self.model = spec.factory(run.plugin_configs[run.model], mctx)
+        self.model = spec.factory(distributed.rank_config(run.plugin_configs[run.model], self.dist), mctx)
         self.model.network.to(self.device)
+        self.model.network = distributed.sync_batch_norm(self.model.network, self.dist)
         self.ctx = TrainContext(data=self.data, features=self.features, labels=self.labels, splits=self.splits,
                                 env=env, model=mctx, device=self.device, seed=cfg.seed, run_dir=self.run_dir)
+        self.ctx.rank, self.ctx.world_size = self.dist.rank, self.dist.world_size  # online RL: env shard per rank
         self.online = callable(getattr(self.model, "rollout", None))
         if self.online:
             from himari.training.rl import OnlineRLConfig, plan
@@ -149,6 +167,7 @@ class Trainer:
             raise HimariError(f"the train split has {len(self.train_ds)} examples, fewer than one batch "
                               f"({cfg.batch_size}); lower --batch-size or use more data")
         self.optimizer = torch.optim.AdamW(self.model.network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self._loss_fn = distributed.data_parallel(distributed.loss_module(self.model.network, self._loss), self.dist)
         on_cuda = self.device.startswith("cuda")
         self.amp_dtype = None
         self.scaler = None
@@ -156,7 +175,10 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             if self.amp_dtype is torch.float16:
                 self.scaler = torch.amp.GradScaler("cuda")
-        self.trackers = [(n, self.plugins.trackers().get(n).factory(run.plugin_configs[n])) for n in run.trackers]
+        self.trackers = [(n, self.plugins.trackers().get(n).factory(run.plugin_configs[n])) for n in run.trackers
+                         if self.dist.is_main]
+        if self.dist.enabled:  # identical set-up above; from here each rank draws its own random numbers
+            seed_everything(distributed.rank_seed(cfg.seed, self.dist.rank), deterministic=cfg.deterministic)
 
     def _dataset(self, split: str) -> Any:
         ds = self.model.dataset(self.ctx, split)
@@ -184,13 +206,17 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "trainer": json.dumps(self.state),
-            "rng": rng_state(),
+            **distributed.rng_payload(self.dist, rng_state()),
             "methods": json.dumps({n: m.state_dict() for n, m in self.methods if hasattr(m, "state_dict")}),
             "model_context": model_context_to_dict(self.model_context),
         }
 
     def _save(self, which: Path) -> None:
-        save_checkpoint(self.run_dir / which, self._payload())
+        """Called by every rank (the RNG states are gathered); rank 0 writes."""
+        self._sync_loss()
+        payload = self._payload()
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir / which, payload)
 
     def _restore(self) -> bool:
         path = self.run_dir / rundir.LAST
@@ -207,7 +233,11 @@ class Trainer:
         for n, m in self.methods:
             if n in methods and hasattr(m, "load_state_dict"):
                 m.load_state_dict(methods[n])
-        set_rng_state(payload["rng"])
+        rng, note = distributed.rank_rng_state(payload, self.dist)
+        if rng is not None:
+            set_rng_state(rng)
+        if note:
+            self.console.print(f"[yellow]{note}[/]")
         self.console.print(f"resuming {self.run_dir} at epoch {self.state['epoch'] + 1}, "
                            f"batch {self.state['batch']}, step {self.state['step']}")
         return True
@@ -267,12 +297,7 @@ class Trainer:
         net = self.model.network
         net.train()
         with self._autocast():
-            loss, logs = self.model.loss(batch, self.ctx)
-            logs = dict(logs)
-            for name, m in self._with_hook("loss_terms"):
-                for term, value in m.loss_terms(self.model, batch, self.ctx).items():
-                    loss = loss + value
-                    logs[f"{name}/{term}"] = float(value.detach()) if hasattr(value, "detach") else float(value)
+            loss, logs = self._loss_fn(batch)
         if not torch.isfinite(loss):
             raise TrainingError(f"loss is {float(loss.detach())} at step {self.state['step'] + 1} "
                                 f"(epoch {self.state['epoch'] + 1}); lower --lr or check the data")
@@ -291,6 +316,31 @@ class Trainer:
             self.optimizer.step()
         logs["loss"] = float(loss.detach())
         return logs
+
+    def _loss(self, batch: Any) -> tuple[Any, dict[str, float]]:
+        """The model's loss plus the training methods' terms: the forward of the module DDP wraps
+        (``distributed.loss_module``)."""
+        loss, logs = self.model.loss(batch, self.ctx)
+        logs = dict(logs)
+        for name, m in self._with_hook("loss_terms"):
+            for term, value in m.loss_terms(self.model, batch, self.ctx).items():
+                loss = loss + value
+                logs[f"{name}/{term}"] = float(value.detach()) if hasattr(value, "detach") else float(value)
+        return loss, logs
+
+    def _sync_loss(self) -> None:
+        """Make the running loss sum the mean over the ranks (a no-op for one process); done at
+        fixed steps (logs, checkpoints, epoch ends), so a resumed run syncs where the original did."""
+        self.state["loss_sum"] = distributed.mean_value(self.dist, self.state.get("loss_sum", 0.0))
+
+    def _log_train(self, epoch: int, logs: dict[str, float], rollout: dict[str, float] | None = None) -> None:
+        """Log the running training loss and the last step's values (means over the ranks)."""
+        self._sync_loss()
+        st = self.state
+        self._log(distributed.mean_metrics(self.dist, {
+            "epoch": epoch, "train/loss": st["loss_sum"] / st["loss_n"],
+            **{f"train/{k}": v for k, v in logs.items() if k != "loss"},
+            **{f"rollout/{k}": v for k, v in (rollout or {}).items()}}))
 
     def _progress(self) -> Any:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -344,14 +394,13 @@ class Trainer:
                             st["loss_sum"] += logs["loss"]
                             st["loss_n"] += 1
                             if st["step"] % cfg.log_every == 0:
-                                self._log({"epoch": epoch, "train/loss": st["loss_sum"] / st["loss_n"],
-                                           **{f"train/{k2}": v for k2, v in logs.items() if k2 != "loss"},
-                                           **{f"rollout/{k2}": v for k2, v in rollout_logs.items()}})
+                                self._log_train(epoch, logs, rollout_logs)
                     st["iteration"] = it + 1
                     progress.update(task, advance=1, info=f"loss {st['loss_sum'] / max(st['loss_n'], 1):.4f}")
                     if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                         break
                 progress.remove_task(task)
+                self._sync_loss()
                 self._end_epoch(epoch, st["loss_sum"] / max(st["loss_n"], 1))
 
     def _run_epochs(self) -> None:
@@ -362,8 +411,8 @@ class Trainer:
             return
         self._loop_ran = True
         cfg, st = self.run.train, self.state
-        n = len(self.train_ds)
-        per_epoch = n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
+        sampler = distributed.GlobalBatchSampler(len(self.train_ds), cfg.batch_size, cfg.seed, self.dist)
+        per_epoch = sampler.steps_per_epoch(cfg.drop_last)
         if cfg.max_steps_per_epoch:
             per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
         with self._progress() as progress:
@@ -375,12 +424,11 @@ class Trainer:
                         m.epoch_start(epoch, self.ctx)
                     st["epoch_started"] = True
                     st["loss_sum"], st["loss_n"] = 0.0, 0
-                order = epoch_order(n, cfg.seed, epoch)
                 task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=per_epoch,
                                          completed=st["batch"], info="")
                 while st["batch"] < per_epoch:
                     b = st["batch"]
-                    idx = torch.from_numpy(order[b * cfg.batch_size:(b + 1) * cfg.batch_size].astype(np.int64))
+                    idx = torch.from_numpy(sampler.indices(epoch, b))  # this rank's shard of global batch b
                     logs = self._train_step(to_device(self.train_ds[idx], self.device))
                     st["batch"] += 1
                     st["step"] += 1
@@ -390,14 +438,28 @@ class Trainer:
                     running = st["loss_sum"] / st["loss_n"]
                     progress.update(task, advance=1, info=f"loss {running:.4f}")
                     if st["step"] % cfg.log_every == 0:
-                        self._log({"epoch": epoch, "train/loss": running,
-                                   **{f"train/{k}": v for k, v in logs.items() if k != "loss"}})
+                        self._log_train(epoch, logs)
                     if st["step"] % cfg.checkpoint_every == 0:
                         self._save(rundir.LAST)
                 progress.remove_task(task)
+                self._sync_loss()
                 self._end_epoch(epoch, st["loss_sum"] / max(st["loss_n"], 1))
 
     def _end_epoch(self, epoch: int, train_loss: float) -> None:
+        """Rank 0 scores the epoch and every rank takes its verdict (state, early stopping); then
+        the checkpoints, written by rank 0 with every rank's RNG state."""
+        improved, state = distributed.main_then_broadcast(
+            self.dist, lambda: (self._score_epoch(epoch, train_loss), self.state))
+        if state is not self.state:  # another rank: take rank 0's state in place (the loops hold the dict)
+            self.state.clear()
+            self.state.update(state)
+        distributed.check_replicas(self.dist, self.model.network)
+        if improved:
+            self._save(rundir.BEST)
+        self._save(rundir.LAST)
+
+    def _score_epoch(self, epoch: int, train_loss: float) -> bool:
+        """Validation loss and backtest, log, early-stopping state, epoch line; True if improved."""
         cfg, st = self.run.train, self.state
         val_loss = self._validation_loss()
         val = self.evaluate("validation")
@@ -418,9 +480,6 @@ class Trainer:
         st["epoch"], st["batch"], st["epoch_started"] = epoch + 1, 0, False
         if cfg.patience and st["bad_epochs"] >= cfg.patience:
             st["done"] = st["stopped_early"] = True
-        if improved:
-            self._save(rundir.BEST)
-        self._save(rundir.LAST)
         mark = " [green]best[/]" if improved else ""
         val_text = f"val_loss {val_loss:.4f}  " if val_loss is not None else ""
         self.console.print(
@@ -433,6 +492,7 @@ class Trainer:
                                f"{100 * val['dominant_share']:.1f}% of validation decisions (> 90%)")
         if st["stopped_early"]:
             self.console.print(f"early stop: no better validation Sharpe for {cfg.patience} epochs")
+        return improved
 
     # ----------------------------------------------------------------- public
 
@@ -443,7 +503,7 @@ class Trainer:
         resumed_from = None
         if self.resuming and self._restore():
             resumed_from = self.state["step"]
-        else:
+        elif self.dist.is_main:
             rundir.write_yaml(self.run_dir / rundir.CONFIG, self.run.to_dict())
         resume_info = {"records": self.state["records"], "step": self.state["step"]} if resumed_from is not None else None
         for _, t in self.trackers:
@@ -455,8 +515,10 @@ class Trainer:
                     f"env steps)")
         else:
             what = f"{len(self.train_ds):,} train / {len(self.val_ds):,} validation examples"
+        where = (f"{self.dist.world_size} processes, {self.dist.backend}, rank 0 on {self.device}" if self.dist.enabled
+                 else self.device)
         self.console.print(
-            f"training [bold]{self.run.model}[/] on {self.data.path} ({self.device}); {what}; run dir {self.run_dir}")
+            f"training [bold]{self.run.model}[/] on {self.data.path} ({where}); {what}; run dir {self.run_dir}")
         self._loop_ran = False
         fit: Callable[[], None] = self._run_epochs
         for name, m in reversed(self._with_hook("outer_loop")):
@@ -477,9 +539,15 @@ class Trainer:
         return summary
 
     def _finish(self, seconds: float, resumed_from: int | None) -> dict[str, Any]:
+        """Every rank reloads ``best.pt`` (after a barrier: rank 0 may still be writing it); rank 0
+        scores it and writes the summary, which every rank returns."""
+        distributed.barrier(self.dist)
         best = self.run_dir / rundir.BEST
         if best.exists():
             self.model.network.load_state_dict(load_checkpoint(best, model=self.run.model)["network"])
+        return distributed.main_then_broadcast(self.dist, lambda: self._summarise(seconds, resumed_from))
+
+    def _summarise(self, seconds: float, resumed_from: int | None) -> dict[str, Any]:
         results = {split: {"model": self.evaluate(split), "buy-and-hold": self._baseline("buy-and-hold", split),
                            "never-trade": self._baseline("never-trade", split)}
                    for split in ("validation", "test")}
@@ -489,6 +557,7 @@ class Trainer:
             "run_dir": str(self.run_dir),
             "data": str(self.data.path),
             "device": self.device,
+            "world_size": self.dist.world_size,
             "epochs_run": self.state["epoch"],
             "steps": self.state["step"],
             "best_epoch": None if self.state["best_epoch"] is None else self.state["best_epoch"] + 1,
