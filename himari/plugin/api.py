@@ -94,6 +94,10 @@ class TrainContext:
     epoch: int = 0
     step: int = 0
     run_dir: Any = None
+    rank: int = 0
+    """This process's rank in a data-parallel run (0 alone); online-RL models seed their env shard with it."""
+    world_size: int = 1
+    """Processes of a data-parallel run (1 alone); write files only where ``rank == 0``."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Free space for methods to leave state for each other (e.g. a curriculum stage)."""
 

@@ -49,6 +49,11 @@ class TrainConfig:
     """Mixed precision (bf16, or fp16 with loss scaling) on CUDA; ignored on the CPU."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimiser step: each batch (online RL: each minibatch of env sequences) is
+    split into this many parts, each run forward and backward on its own with its share of the
+    loss, then one clipped optimiser step: the same update with about 1/k of the activation
+    memory (statistics taken per batch, such as PPO's advantage normalisation, are then per part)."""
     patience: int = 3
     """Stop after this many epochs without a better validation Sharpe; 0 disables."""
     checkpoint_every: int = 200
@@ -70,6 +75,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
         if self.grad_clip < 0 or self.patience < 0 or self.max_steps_per_epoch < 0:
             raise ValueError("grad_clip, patience and max_steps_per_epoch must be >= 0")
         dev = self.device

@@ -47,6 +47,39 @@ from himari.training.device import resolve_device, to_device
 from himari.training.seeding import epoch_order, rng_state, seed_everything, set_rng_state
 
 
+def split_batch(batch: Any, parts: int, axis: int) -> list[tuple[Any, int]]:
+    """``batch`` (tensors, possibly nested in dicts, lists and tuples, all sharing their size along
+    ``axis``) as up to ``parts`` consecutive micro-batches with their sizes; one part is the batch
+    itself. Non-tensor leaves are shared by every part."""
+    import torch
+
+    def size_of(x: Any) -> int | None:
+        if isinstance(x, torch.Tensor):
+            return int(x.shape[axis]) if x.dim() > axis else None
+        items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
+        for item in items:
+            n = size_of(item)
+            if n is not None:
+                return n
+        return None
+
+    n = size_of(batch)
+    if parts <= 1 or n is None or n < 2:
+        return [(batch, n or 1)]
+    bounds = [round(i * n / min(parts, n)) for i in range(min(parts, n) + 1)]
+
+    def cut(x: Any, a: int, b: int) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.narrow(axis, a, b - a) if x.dim() > axis and x.shape[axis] == n else x
+        if isinstance(x, dict):
+            return {k: cut(v, a, b) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return type(x)(cut(v, a, b) for v in x)
+        return x
+
+    return [(cut(batch, a, b), b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 class TrainingError(HimariError, RuntimeError):
     """Training failed at run time (a NaN loss, a method breaking the loop): exit code 1."""
 
@@ -290,23 +323,36 @@ class Trainer:
             t.log(self.state["step"], flat)
         self.state["records"] += 1
 
-    def _train_step(self, batch: Any) -> dict[str, float]:
+    def _train_step(self, batch: Any, batch_axis: int = 0) -> dict[str, float]:
+        """One optimiser step over ``batch``, in ``train.grad_accum_steps`` micro-batches split
+        along ``batch_axis`` (0 for offline batches, 1, the env axis, for rollout minibatches)."""
         import torch
 
         cfg = self.run.train
         net = self.model.network
         net.train()
-        with self._autocast():
-            loss, logs = self._loss_fn(batch)
-        if not torch.isfinite(loss):
-            raise TrainingError(f"loss is {float(loss.detach())} at step {self.state['step'] + 1} "
-                                f"(epoch {self.state['epoch'] + 1}); lower --lr or check the data")
+        parts = split_batch(batch, cfg.grad_accum_steps, batch_axis)
+        total = sum(size for _, size in parts)
         self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, logs_sum = 0.0, {}
+        for part, size in parts:
+            with self._autocast():
+                loss, logs = self._loss_fn(part)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss is {float(loss.detach())} at step {self.state['step'] + 1} "
+                                    f"(epoch {self.state['epoch'] + 1}); lower --lr or check the data")
+            share = size / total  # a mean over the batch is the size-weighted mean of the parts' means
+            scaled = loss * share
+            if self.scaler is not None:
+                self.scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
+            loss_sum += float(loss.detach()) * share
+            for k, v in logs.items():
+                logs_sum[k] = logs_sum.get(k, 0.0) + float(v) * share
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
+        logs = logs_sum
         if cfg.grad_clip > 0:
             logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip))
         if self.scaler is not None:
@@ -314,7 +360,7 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        logs["loss"] = float(loss.detach())
+        logs["loss"] = loss_sum
         return logs
 
     def _loss(self, batch: Any) -> tuple[Any, dict[str, float]]:
@@ -387,7 +433,7 @@ class Trainer:
                             if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
                                 break
                             idx = torch.from_numpy(order[k * mb:(k + 1) * mb].astype(np.int64))
-                            logs = self._train_step(to_device(buf[idx], self.device))
+                            logs = self._train_step(to_device(buf[idx], self.device), batch_axis=1)
                             steps += 1
                             st["step"] += 1
                             self.ctx.step = st["step"]

@@ -408,7 +408,7 @@ class FlagTrader:
         shares = self._action_shares(ctx.features, _window_ends(ctx.splits["validation"], self.config.context_length),
                                      device)
         guard = collapse(shares)
-        if ctx.run_dir is not None:
+        if ctx.run_dir is not None and getattr(ctx, "rank", 0) == 0:  # one writer in a data-parallel run
             Path(ctx.run_dir, "warm_start.json").write_text(
                 json.dumps({"epochs": history, "validation_actions": shares, **guard}, indent=2), encoding="utf-8")
         if guard["collapsed"]:
