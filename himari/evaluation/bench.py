@@ -71,6 +71,14 @@ def run_bench(suites: tuple[str, ...] = SUITES, *, device: str = "cpu", quick: b
 
     size = SIZES["quick" if quick else "full"]
     results = []
+    on_gpu = device != "cpu"
+    if on_gpu:  # a CUDA env takes device actions, and GPU work is timed to its completion
+        import torch
+
+        sync = torch.cuda.synchronize
+    else:
+        def sync() -> None:
+            return None
     if "env" in suites:
         n_envs, steps = size["env_envs"], size["env_steps"]
         open_, close = _prices(20_000, seed)
@@ -78,10 +86,13 @@ def run_bench(suites: tuple[str, ...] = SUITES, *, device: str = "cpu", quick: b
         env = VecTradingEnv(Market(open_, close, feats, device=device), n_envs=n_envs, episode_length=2048, seed=seed)
         env.reset(seed=seed)
         actions = np.random.default_rng(seed).integers(0, 3, size=(64, n_envs)).astype(np.int8)
+        if on_gpu:
+            actions = torch.from_numpy(actions).to(device)
 
         def run_env() -> None:
             for i in range(steps):
                 env.step(actions[i % 64])
+            sync()
 
         med, times = _median_seconds(run_env, repeats)
         results.append({"suite": "env", "what": f"VecTradingEnv step, {n_envs} envs, 60 features",
@@ -90,13 +101,17 @@ def run_bench(suites: tuple[str, ...] = SUITES, *, device: str = "cpu", quick: b
         n, m = size["bt_bars"], size["bt_strategies"]
         open_, close = _prices(n, seed + 1)
         sig = np.random.default_rng(seed).integers(0, 3, size=(n, m)).astype(np.int8)
+        if on_gpu:
+            sig = torch.from_numpy(sig).to(device)
         med, times = _median_seconds(lambda: backtest_signals(open_, close, sig, device=device), repeats)
         results.append({"suite": "backtest", "what": f"backtest_signals, {n:,} bars x {m} strategies",
                         "rate": n * m / med, "unit": "bar-strategies/s", "seconds": times})
     if "ekf" in suites:
         n, b = size["ekf_bars"], size["ekf_batch"]
         prices = np.stack([_prices(n // b, seed + i)[1] for i in range(b)])
-        med, times = _median_seconds(lambda: ekf(prices, device=device), repeats)
+        if on_gpu:
+            prices = torch.from_numpy(prices).to(device)
+        med, times = _median_seconds(lambda: (ekf(prices, device=device), sync()), repeats)
         results.append({"suite": "ekf", "what": f"ekf, {b} series x {n // b:,} bars",
                         "rate": b * (n // b) / med, "unit": "bars/s", "seconds": times})
     return {"machine": machine(), "device": device, "quick": quick, "repeats": repeats, "sizes": size,
