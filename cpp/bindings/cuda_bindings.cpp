@@ -3,7 +3,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <climits>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -11,6 +10,7 @@
 #include "array_interop.h"
 #include "device_arrays.h"
 #include "himari/backtest/backtest.h"
+#include "himari/cuda/bad_index.h"
 #include "himari/env/cuda_trading_env.h"
 #include "himari/filters/ekf.h"
 #include "shared.h"
@@ -66,19 +66,6 @@ DeviceView input_on_device(const py::handle& obj, const char* name, int device, 
   if (bytes > 0) cuda::copy_to_device(staging.get(), a.data(), bytes, device, stream);
   v.data = staging.get();
   return v;
-}
-
-void throw_if_flagged(const std::shared_ptr<void>& error, int device, cuda::Stream stream, const std::string& what) {
-  unsigned long long first = ULLONG_MAX;
-  cuda::copy_to_host(&first, error.get(), sizeof(first), device, stream);
-  if (first != ULLONG_MAX) throw InvalidArgument(what + std::to_string(first));
-}
-
-std::shared_ptr<void> error_word(int device, cuda::Stream stream) {
-  std::shared_ptr<void> e = cuda::allocate(sizeof(unsigned long long), device);
-  const unsigned long long none = ULLONG_MAX;
-  cuda::copy_to_device(e.get(), &none, sizeof(none), device, stream);
-  return e;
 }
 
 void env_step(CudaTradingEnv& env, const py::handle& actions, std::uintptr_t stream) {
@@ -146,17 +133,15 @@ py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const p
   std::shared_ptr<void> metrics = cuda::allocate(static_cast<std::size_t>(m) * sizeof(Metrics), device);
   std::shared_ptr<void> equity;
   if (return_equity) equity = cuda::allocate(static_cast<std::size_t>(t_bars * m) * sizeof(double), device);
-  std::shared_ptr<void> error = error_word(device, stream);
+  cuda::BadIndex bad_signal(device, stream);
   with_int(s.dtype, s.data, [&](auto* p) {
     cuda::backtest_signals(in, p, static_cast<Metrics*>(metrics.get()), static_cast<double*>(equity.get()),
-                           static_cast<unsigned long long*>(error.get()), device, stream);
+                           bad_signal.get(), device, stream);
   });
-  unsigned long long first = ULLONG_MAX;
-  cuda::copy_to_host(&first, error.get(), sizeof(first), device, stream);
-  if (first != ULLONG_MAX)
+  if (const auto first = bad_signal.take(stream))
     throw InvalidArgument("signals: expected values in {0, 1, 2} (SELL, HOLD, BUY), got another value at [" +
-                          std::to_string(first / static_cast<unsigned long long>(m)) + ", " +
-                          std::to_string(first % static_cast<unsigned long long>(m)) + "]");
+                          std::to_string(*first / static_cast<unsigned long long>(m)) + ", " +
+                          std::to_string(*first % static_cast<unsigned long long>(m)) + "]");
   py::array_t<double> host({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(metric_doubles)});
   cuda::copy_to_host(host.mutable_data(), metrics.get(), static_cast<std::size_t>(m) * sizeof(Metrics), device, stream);
   py::object eq = py::none();
@@ -176,22 +161,20 @@ py::tuple ekf_cuda(const py::handle& prices_obj, const EkfParams& params, bool r
   std::shared_ptr<void> states = cuda::allocate(static_cast<std::size_t>(b * t * 4) * sizeof(double), device);
   std::shared_ptr<void> innov;
   if (return_innovations) innov = cuda::allocate(static_cast<std::size_t>(b * t * 2) * sizeof(double), device);
-  std::shared_ptr<void> error = error_word(device, stream);
+  cuda::BadIndex bad_price(device, stream);
   auto* st = static_cast<double*>(states.get());
   auto* in = static_cast<double*>(innov.get());
-  auto* err = static_cast<unsigned long long*>(error.get());
+  auto* err = bad_price.get();
   if (b > 0) {
     if (p.dtype == DType::kFloat64)
       cuda::ekf(static_cast<const double*>(p.data), b, t, params, st, in, err, device, stream);
     else
       cuda::ekf(static_cast<const float*>(p.data), b, t, params, st, in, err, device, stream);
   }
-  unsigned long long first = ULLONG_MAX;
-  cuda::copy_to_host(&first, err, sizeof(first), device, stream);
-  if (first != ULLONG_MAX)
+  if (const auto first = bad_price.take(stream))
     throw InvalidArgument("prices: expected finite prices > 0, got another value at series " +
-                          std::to_string(first / static_cast<unsigned long long>(t)) + ", bar " +
-                          std::to_string(first % static_cast<unsigned long long>(t)));
+                          std::to_string(*first / static_cast<unsigned long long>(t)) + ", bar " +
+                          std::to_string(*first % static_cast<unsigned long long>(t)));
   py::object states_arr = make_device_array(st, DType::kFloat64, {b, t, 4}, device, states, py::none());
   py::object innov_arr = py::none();
   if (return_innovations) innov_arr = make_device_array(in, DType::kFloat64, {b, t, 2}, device, innov, py::none());

@@ -3,7 +3,6 @@
 // call throws CudaUnavailable).
 #include "himari/env/cuda_trading_env.h"
 
-#include <climits>
 #include <string>
 
 #include "himari/common/error.h"
@@ -27,10 +26,19 @@ std::shared_ptr<const DeviceMarket> upload_market(std::shared_ptr<const MarketDa
   return d;
 }
 
+namespace {
+std::shared_ptr<const DeviceMarket> require_market(std::shared_ptr<const DeviceMarket> market) {
+  HIMARI_CHECK(market != nullptr, "market: expected a Market on a CUDA device, got None");
+  return market;
+}
+}  // namespace
+
 CudaTradingEnv::CudaTradingEnv(std::shared_ptr<const DeviceMarket> market, const EnvConfig& config,
                                const RewardConfig& reward_config, cuda::Stream stream)
-    : market_(std::move(market)), config_(config), reward_config_(reward_config) {
-  HIMARI_CHECK(market_ != nullptr, "market: expected a Market on a CUDA device, got None");
+    : market_(require_market(std::move(market))),
+      config_(config),
+      reward_config_(reward_config),
+      bad_action_(market_->device, stream) {
   bounds_ = validate_env(*market_->host, config_, reward_config_);
   const int dev = market_->device;
   const auto n = static_cast<std::size_t>(config_.num_envs);
@@ -41,11 +49,8 @@ CudaTradingEnv::CudaTradingEnv(std::shared_ptr<const DeviceMarket> market, const
   flags_ = cuda::allocate(3 * s, dev);
   real_ = cuda::allocate(kRealArrays * s * sizeof(double), dev);
   ints_ = cuda::allocate(5 * s * sizeof(std::int64_t), dev);
-  error_ = cuda::allocate(sizeof(unsigned long long), dev);
   cuda::fill_zero(real_.get(), kRealArrays * s * sizeof(double), dev, stream);
   cuda::fill_zero(ints_.get(), 5 * s * sizeof(std::int64_t), dev, stream);
-  const unsigned long long none = ULLONG_MAX;
-  cuda::copy_to_device(error_.get(), &none, sizeof(none), dev, stream);
   reset(true, config_.seed, stream);
 }
 
@@ -91,16 +96,13 @@ void CudaTradingEnv::reset(bool reseed, std::uint64_t seed, cuda::Stream stream)
 template <typename A>
 void CudaTradingEnv::step(const A* actions, cuda::Stream stream) {
   pristine_ = false;
-  cuda::env_step(buffers(), actions, static_cast<unsigned long long*>(error_.get()), market_->device, stream);
+  cuda::env_step(buffers(), actions, bad_action_.get(), market_->device, stream);
 }
 
 void CudaTradingEnv::check(cuda::Stream stream) {
-  unsigned long long first_bad = ULLONG_MAX;
-  cuda::copy_to_host(&first_bad, error_.get(), sizeof(first_bad), market_->device, stream);
-  if (first_bad == ULLONG_MAX) return;
-  const unsigned long long none = ULLONG_MAX;
-  cuda::copy_to_device(error_.get(), &none, sizeof(none), market_->device, stream);
-  throw InvalidArgument("actions: expected values in {0, 1, 2} (SELL, HOLD, BUY); env " + std::to_string(first_bad) +
+  const auto first_bad = bad_action_.take(stream);
+  if (!first_bad) return;
+  throw InvalidArgument("actions: expected values in {0, 1, 2} (SELL, HOLD, BUY); env " + std::to_string(*first_bad) +
                         " (the lowest such index) got another value and held instead");
 }
 

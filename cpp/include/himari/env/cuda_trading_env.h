@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "himari/cuda/api.h"
+#include "himari/cuda/bad_index.h"
 #include "himari/env/trading_env.h"
 
 namespace himari {
@@ -64,7 +65,8 @@ class CudaTradingEnv {
   RewardConfig reward_config_;
   EpisodeBounds bounds_;
   std::int64_t stride_ = 0;  // elements between per-env arrays (N rounded up to 32)
-  std::shared_ptr<void> obs_, reward_, flags_, real_, ints_, error_;
+  std::shared_ptr<void> obs_, reward_, flags_, real_, ints_;
+  cuda::BadIndex bad_action_;
   bool pristine_ = true;
 };
 
