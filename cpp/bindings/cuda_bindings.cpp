@@ -204,14 +204,8 @@ void register_cuda(py::module_& m) {
       .def(py::init([](const PyDeviceMarket& market, std::int64_t num_envs, std::int64_t episode_length,
                        std::int64_t window, std::int64_t warmup, std::uint64_t seed, bool random_start, double fee,
                        double slippage, const std::string& mode, const RewardConfig& reward, std::uintptr_t stream) {
-             EnvConfig cfg;
-             cfg.costs = make_costs(fee, slippage, mode);
-             cfg.num_envs = num_envs;
-             cfg.episode_length = episode_length;
-             cfg.window = window;
-             cfg.warmup = warmup;
-             cfg.seed = seed;
-             cfg.random_start = random_start;
+             const EnvConfig cfg = bind::make_env_config(num_envs, episode_length, window, warmup, seed, random_start,
+                                                         fee, slippage, mode);
              return std::make_unique<CudaTradingEnv>(market.data, cfg, reward, stream);
            }),
            py::arg("market"), py::arg("num_envs"), py::arg("episode_length"), py::arg("window"), py::arg("warmup"),

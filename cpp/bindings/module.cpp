@@ -323,14 +323,8 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init([](const PyMarket& market, std::int64_t num_envs, std::int64_t episode_length,
                        std::int64_t window, std::int64_t warmup, std::uint64_t seed, bool random_start, double fee,
                        double slippage, const std::string& mode, const RewardConfig& reward) {
-             EnvConfig cfg;
-             cfg.costs = make_costs(fee, slippage, mode);
-             cfg.num_envs = num_envs;
-             cfg.episode_length = episode_length;
-             cfg.window = window;
-             cfg.warmup = warmup;
-             cfg.seed = seed;
-             cfg.random_start = random_start;
+             const EnvConfig cfg = bind::make_env_config(num_envs, episode_length, window, warmup, seed, random_start,
+                                                         fee, slippage, mode);
              return std::make_unique<TradingEnv>(market.data, cfg, reward);
            }),
            py::arg("market"), py::arg("num_envs"), py::arg("episode_length"), py::arg("window"), py::arg("warmup"),

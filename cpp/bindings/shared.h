@@ -3,6 +3,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,21 @@ inline CostConfig make_costs(double fee, double slippage, const std::string& mod
   c.mode = parse_mode(mode);
   validate_costs(c);
   return c;
+}
+
+// The env configuration from the constructor arguments both env bindings (CPU and CUDA) take.
+inline EnvConfig make_env_config(std::int64_t num_envs, std::int64_t episode_length, std::int64_t window,
+                                 std::int64_t warmup, std::uint64_t seed, bool random_start, double fee,
+                                 double slippage, const std::string& mode) {
+  EnvConfig cfg;
+  cfg.costs = make_costs(fee, slippage, mode);
+  cfg.num_envs = num_envs;
+  cfg.episode_length = episode_length;
+  cfg.window = window;
+  cfg.warmup = warmup;
+  cfg.seed = seed;
+  cfg.random_start = random_start;
+  return cfg;
 }
 
 // Registers the CUDA classes and functions (cuda_bindings.cpp); present in every build, they
