@@ -17,6 +17,15 @@ def check_mode(mode: Any) -> str:
     return str(mode)
 
 
+def is_device_array(x: Any) -> bool:
+    """True for CUDA memory: ``__cuda_array_interface__``, or ``__dlpack__`` on a CUDA device
+    (DLPack device type 2). Duck-typed, so no framework is imported."""
+    if hasattr(x, "__cuda_array_interface__"):
+        return True
+    device = getattr(x, "__dlpack_device__", None)
+    return device is not None and device()[0] == 2
+
+
 def as_host_array(x: Any) -> Any:
     """A numpy view of ``x``: zero-copy for arrays and CPU tensors, never a dtype change.
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from himari.engine._native import _core
-from himari.engine.arrays import as_host_array, check_mode
+from himari.engine.arrays import as_host_array, check_mode, is_device_array
 from himari.engine.reward import RewardConfig
 
 BARS_PER_YEAR_5M = 105_120
@@ -60,16 +60,9 @@ def _as_columns(actions: Any) -> tuple[Any, bool]:
     return arr, False
 
 
-def _is_device_array(x: Any) -> bool:
-    if hasattr(x, "__cuda_array_interface__"):
-        return True
-    dev = getattr(x, "__dlpack_device__", None)
-    return dev is not None and dev()[0] == 2  # kDLCUDA
-
-
 def _host_prices(x: Any) -> Any:
     """Prices are small: a CUDA tensor of them is copied to the host for validation."""
-    if _is_device_array(x) and hasattr(x, "cpu"):
+    if is_device_array(x) and hasattr(x, "cpu"):
         return x.cpu().numpy()
     return as_host_array(x)
 
@@ -100,23 +93,23 @@ def backtest_signals(
 
     mode = check_mode(mode)
     device = check_device(device)
-    if device != "cpu":
+    on_gpu = device != "cpu"
+    if on_gpu and is_device_array(signals):
+        sig = signals.reshape(-1, 1) if len(signals.shape) == 1 else signals
+    else:
+        sig = _as_columns(signals)[0]
+    if on_gpu:
         index = device_index(device)
-        sig = signals if _is_device_array(signals) else _as_columns(signals)[0]
-        if _is_device_array(sig) and len(getattr(sig, "shape", ())) == 1:
-            sig = sig.reshape(-1, 1)
         metrics, equity = _core.backtest_signals_cuda(
             _host_prices(open), _host_prices(close), sig, float(fee), float(slippage), mode,
             float(bars_per_year), bool(return_equity), index, current_stream(index),
         )
-        names = BacktestResult.metric_names()
-        return BacktestResult(**{n: np.ascontiguousarray(metrics[:, i]) for i, n in enumerate(names)},
-                              equity=None if equity is None else as_framework_array(equity))
-    sig, _ = _as_columns(signals)
-    metrics, equity = _core.backtest_signals(
-        as_host_array(open), as_host_array(close), sig, float(fee), float(slippage), mode,
-        float(bars_per_year), bool(return_equity), device,
-    )
+        equity = None if equity is None else as_framework_array(equity)
+    else:
+        metrics, equity = _core.backtest_signals(
+            as_host_array(open), as_host_array(close), sig, float(fee), float(slippage), mode,
+            float(bars_per_year), bool(return_equity), device,
+        )
     names = BacktestResult.metric_names()
     return BacktestResult(**{n: np.ascontiguousarray(metrics[:, i]) for i, n in enumerate(names)}, equity=equity)
 

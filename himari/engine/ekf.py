@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from himari.engine._native import _core
-from himari.engine.arrays import as_host_array
+from himari.engine.arrays import as_host_array, is_device_array
 
 STATE_NAMES = ("level", "velocity", "acceleration", "log_variance")
 
@@ -70,28 +70,19 @@ def ekf(
     from himari.engine.device import as_framework_array, check_device, current_stream, device_index
 
     device = check_device(device)
-    if device != "cpu":
-        index = device_index(device)
-        p = prices
-        squeeze = len(getattr(p, "shape", ())) == 1
-        if squeeze:
-            p = p.reshape(1, -1)
-        native = (params if params is not None else EKFParams()).to_native()
-        states, innovations = _core.ekf_cuda(p if hasattr(p, "__cuda_array_interface__") or hasattr(p, "__dlpack__")
-                                             else as_host_array(p), native, bool(return_innovations), index,
-                                             current_stream(index))
-        states = as_framework_array(states)
-        innovations = None if innovations is None else as_framework_array(innovations)
-        if squeeze:
-            states = states[0]
-            innovations = None if innovations is None else innovations[0]
-        return (states, innovations) if return_innovations else states
-    p = as_host_array(prices)
-    squeeze = isinstance(p, np.ndarray) and p.ndim == 1
+    on_gpu = device != "cpu"
+    p = prices if on_gpu and is_device_array(prices) else as_host_array(prices)
+    squeeze = p.ndim == 1 if isinstance(p, np.ndarray) else on_gpu and len(getattr(p, "shape", ())) == 1
     if squeeze:
         p = p.reshape(1, -1)
     native = (params if params is not None else EKFParams()).to_native()
-    states, innovations = _core.ekf(p, native, bool(return_innovations), device)
+    if on_gpu:
+        index = device_index(device)
+        states, innovations = _core.ekf_cuda(p, native, bool(return_innovations), index, current_stream(index))
+        states = as_framework_array(states)
+        innovations = None if innovations is None else as_framework_array(innovations)
+    else:
+        states, innovations = _core.ekf(p, native, bool(return_innovations), device)
     if squeeze:
         states = states[0]
         innovations = None if innovations is None else innovations[0]
