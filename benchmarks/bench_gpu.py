@@ -240,6 +240,28 @@ def check_reference(open_, close, feats) -> float:
     return worst
 
 
+GRAPH_STEPS = 10
+"""Env steps per captured CUDA graph."""
+
+
+def capture_steps(step, count: int):
+    """``count`` calls of ``step`` captured in one CUDA graph, after warm-up calls on a side
+    stream (torch's recipe: allocations and lazy initialisation stay out of the capture)."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(count):
+            step()
+    return graph
+
+
 def bench_env(sizes: list[int], quick: bool, copy_bw: float) -> list[dict]:
     import torch
 
@@ -263,17 +285,8 @@ def bench_env(sizes: list[int], quick: bool, copy_bw: float) -> list[dict]:
 
         iters = 50 if n >= 1 << 20 else 200
         t_eager = time_cuda(step, iters)
-        graph = torch.cuda.CUDAGraph()
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(3):
-                step()
-        torch.cuda.current_stream().wait_stream(s)
-        with torch.cuda.graph(graph):
-            for j in range(10):
-                env.step(acts[j & 3])
-        t_graph = time_cuda(graph.replay, max(1, iters // 10)) / 10
+        graph = capture_steps(step, GRAPH_STEPS)
+        t_graph = time_cuda(graph.replay, max(1, iters // GRAPH_STEPS)) / GRAPH_STEPS
         ref = TorchReferenceEnv(open_, close, feats, n, 2048, 1e-3, 5e-4, 0.5, 1e-4)
         ref.reset_all(torch.randint(0, len(close) - 2049, (n,), device="cuda"))
         ref_acts = [a.long() for a in acts]
@@ -287,17 +300,8 @@ def bench_env(sizes: list[int], quick: bool, copy_bw: float) -> list[dict]:
         # The reference captured in a CUDA graph too (its best case: no Python or launch gaps).
         # Its state tensors are re-bound by each step, so replays recompute the captured steps from
         # the captured inputs: the same kernels and bytes as stepping on, which is what is timed.
-        ref_graph = torch.cuda.CUDAGraph()
-        s2 = torch.cuda.Stream()
-        s2.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s2):
-            for _ in range(3):
-                ref_step()
-        torch.cuda.current_stream().wait_stream(s2)
-        with torch.cuda.graph(ref_graph):
-            for j in range(10):
-                ref.step(ref_acts[j & 3])
-        t_ref_graph = time_cuda(ref_graph.replay, max(1, iters // 40), repeats=5) / 10
+        ref_graph = capture_steps(ref_step, GRAPH_STEPS)
+        t_ref_graph = time_cuda(ref_graph.replay, max(1, iters // 40), repeats=5) / GRAPH_STEPS
         t_ref = min(t_ref_eager, t_ref_graph)
         best = min(t_eager, t_graph)
         row = {"n_envs": n, "himari_eager_steps_per_s": n / t_eager, "himari_graph_steps_per_s": n / t_graph,
