@@ -56,7 +56,21 @@ inline bool is_float(const py::array& a) {
   return a.dtype().is(py::dtype::of<double>()) || a.dtype().is(py::dtype::of<float>());
 }
 
-enum class IntKind { kInt8, kUInt8, kInt16, kInt32, kInt64, kOther };
+// Element types crossing the boundary (host arrays here, device arrays in device_arrays.h).
+enum class DType { kInt8, kUInt8, kInt16, kInt32, kInt64, kFloat32, kFloat64, kBool, kOther };
+
+// Calls fn(static_cast<const T*>(data)) with T the C++ type of an integer dtype.
+template <typename Fn>
+void with_int(DType dtype, const void* data, Fn&& fn) {
+  switch (dtype) {
+    case DType::kInt8: fn(static_cast<const std::int8_t*>(data)); break;
+    case DType::kUInt8: fn(static_cast<const std::uint8_t*>(data)); break;
+    case DType::kInt16: fn(static_cast<const std::int16_t*>(data)); break;
+    case DType::kInt32: fn(static_cast<const std::int32_t*>(data)); break;
+    case DType::kInt64: fn(static_cast<const std::int64_t*>(data)); break;
+    default: throw ShapeError("expected an integer array");
+  }
+}
 
 // numpy reports native order as '=' ('|' where order does not apply); an explicit '<' or '>'
 // is native only when it matches the host. Read from the dtype struct, not a Python attribute:
@@ -69,19 +83,20 @@ inline bool native_byte_order(const py::dtype& d) {
   return order == (little ? '<' : '>');
 }
 
-inline IntKind int_kind(const py::array& a) {
+// The integer DType of a host array (native byte order), else kOther (bool is not an action).
+inline DType int_kind(const py::array& a) {
   const py::dtype d = a.dtype();
-  if (d.kind() == 'b' || !native_byte_order(d)) return IntKind::kOther;  // bool is not an action
-  if (d.is(py::dtype::of<std::int8_t>())) return IntKind::kInt8;
-  if (d.is(py::dtype::of<std::uint8_t>())) return IntKind::kUInt8;
-  if (d.is(py::dtype::of<std::int16_t>())) return IntKind::kInt16;
-  if (d.is(py::dtype::of<std::int32_t>())) return IntKind::kInt32;
-  if (d.is(py::dtype::of<std::int64_t>())) return IntKind::kInt64;
-  return IntKind::kOther;
+  if (d.kind() == 'b' || !native_byte_order(d)) return DType::kOther;
+  if (d.is(py::dtype::of<std::int8_t>())) return DType::kInt8;
+  if (d.is(py::dtype::of<std::uint8_t>())) return DType::kUInt8;
+  if (d.is(py::dtype::of<std::int16_t>())) return DType::kInt16;
+  if (d.is(py::dtype::of<std::int32_t>())) return DType::kInt32;
+  if (d.is(py::dtype::of<std::int64_t>())) return DType::kInt64;
+  return DType::kOther;
 }
 
 inline void require_int(const py::array& a, const char* name) {
-  if (int_kind(a) == IntKind::kOther)
+  if (int_kind(a) == DType::kOther)
     throw ShapeError(std::string(name) + ": expected an integer array (int8, uint8, int16, int32 or int64, native byte order), got " +
                      describe(a));
 }

@@ -23,28 +23,10 @@ struct PyDeviceMarket {
   std::shared_ptr<const DeviceMarket> data;
 };
 
-// Calls fn(static_cast<const T*>(ptr)) with T the C++ type of an integer dtype.
-template <typename Fn>
-void with_int(DType d, const void* ptr, Fn&& fn) {
-  switch (d) {
-    case DType::kInt8: fn(static_cast<const std::int8_t*>(ptr)); break;
-    case DType::kUInt8: fn(static_cast<const std::uint8_t*>(ptr)); break;
-    case DType::kInt16: fn(static_cast<const std::int16_t*>(ptr)); break;
-    case DType::kInt32: fn(static_cast<const std::int32_t*>(ptr)); break;
-    case DType::kInt64: fn(static_cast<const std::int64_t*>(ptr)); break;
-    default: throw ShapeError("expected an integer array");
-  }
-}
-
+// The DType of a host array: its integer kind, else float32/float64, else kOther.
 DType dtype_of(const py::array& a) {
-  switch (int_kind(a)) {
-    case IntKind::kInt8: return DType::kInt8;
-    case IntKind::kUInt8: return DType::kUInt8;
-    case IntKind::kInt16: return DType::kInt16;
-    case IntKind::kInt32: return DType::kInt32;
-    case IntKind::kInt64: return DType::kInt64;
-    default: break;
-  }
+  const DType integer = int_kind(a);
+  if (integer != DType::kOther) return integer;
   if (a.dtype().is(py::dtype::of<float>())) return DType::kFloat32;
   if (a.dtype().is(py::dtype::of<double>())) return DType::kFloat64;
   return DType::kOther;

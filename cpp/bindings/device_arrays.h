@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "array_interop.h"
 #include "himari/common/error.h"
 #include "himari/cuda/api.h"
 
@@ -48,8 +49,6 @@ struct DLManagedTensor {
 constexpr std::int32_t kDLCPU = 1;
 constexpr std::int32_t kDLCUDA = 2;
 
-// Element types crossing the boundary.
-enum class DType { kInt8, kUInt8, kInt16, kInt32, kInt64, kFloat32, kFloat64, kBool, kOther };
 
 inline const char* dtype_name(DType d) {
   switch (d) {

@@ -27,24 +27,6 @@ using bind::PyMarket;
 
 namespace {
 
-// Calls fn(static_cast<const T*>(data)) with T the C++ type of an integer array's dtype.
-template <typename Fn>
-void with_int_type(const py::array& a, Fn&& fn, bind::IntKind kind) {
-  switch (kind) {
-    case bind::IntKind::kInt8: fn(static_cast<const std::int8_t*>(a.data())); break;
-    case bind::IntKind::kUInt8: fn(static_cast<const std::uint8_t*>(a.data())); break;
-    case bind::IntKind::kInt16: fn(static_cast<const std::int16_t*>(a.data())); break;
-    case bind::IntKind::kInt32: fn(static_cast<const std::int32_t*>(a.data())); break;
-    case bind::IntKind::kInt64: fn(static_cast<const std::int64_t*>(a.data())); break;
-    default: throw ShapeError("expected an integer array");
-  }
-}
-
-template <typename Fn>
-void with_int_type(const py::array& a, Fn&& fn) {
-  with_int_type(a, std::forward<Fn>(fn), bind::int_kind(a));
-}
-
 std::shared_ptr<MarketData> make_market(const py::handle& open, const py::handle& close, const py::handle& features) {
   auto m = std::make_shared<MarketData>();
   m->open = bind::read_prices(open, "open");
@@ -86,13 +68,13 @@ constexpr std::int64_t kReleaseGilFromEnvs = 256;
 
 void env_step(TradingEnv& env, const py::handle& actions_obj) {
   py::array a = as_array(actions_obj, "actions");
-  const bind::IntKind kind = bind::int_kind(a);
-  if (a.ndim() != 1 || a.shape(0) != env.num_envs() || kind == bind::IntKind::kOther)
+  const bind::DType kind = bind::int_kind(a);
+  if (a.ndim() != 1 || a.shape(0) != env.num_envs() || kind == bind::DType::kOther)
     throw ShapeError("actions: expected an integer array of shape (" + std::to_string(env.num_envs()) +
                      ",) (one action per env; int8, uint8, int16, int32 or int64, native byte order), got " + describe(a));
   if (!bind::is_c_contiguous(a)) a = py::array::ensure(a, py::array::c_style);  // documented: copies a strided view
-  with_int_type(
-      a,
+  bind::with_int(
+      kind, a.data(),
       [&](auto* p) {
         using A = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
         TradingEnv::check_actions<A>(p, env.num_envs());
@@ -102,8 +84,7 @@ void env_step(TradingEnv& env, const py::handle& actions_obj) {
         } else {
           env.step<A>(p);
         }
-      },
-      kind);
+      });
 }
 
 struct BacktestArgs {
@@ -122,11 +103,11 @@ BacktestArgs backtest_args(const py::handle& open, const py::handle& close, cons
                "), got ", args.close.size());
   HIMARI_CHECK(t_bars >= 2, "open: expected at least 2 bars, got ", t_bars);
   py::array s = as_array(signals, signals_name);
-  if (s.ndim() != 2 || s.shape(0) != t_bars || s.shape(1) < 1 || bind::int_kind(s) == bind::IntKind::kOther)
+  if (s.ndim() != 2 || s.shape(0) != t_bars || s.shape(1) < 1 || bind::int_kind(s) == bind::DType::kOther)
     throw ShapeError(std::string(signals_name) + ": expected an integer array of shape [T, M] with T = " +
                      std::to_string(t_bars) + " (len(close)) and M >= 1 (int8, uint8, int16, int32 or int64, native byte order), got " + describe(s));
   if (!bind::is_c_contiguous(s)) s = py::array::ensure(s, py::array::c_style);  // documented: inputs may be copied
-  with_int_type(s, [&](auto* p) {
+  bind::with_int(bind::int_kind(s), s.data(), [&](auto* p) {
     using A = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
     // Row T-1 is never acted on, but a bad value there is still a bad input.
     for (py::ssize_t i = 0; i < s.size(); ++i) {
@@ -165,7 +146,7 @@ py::tuple backtest(const py::handle& open, const py::handle& close, const py::ha
     equity = e;
   }
   auto* met = reinterpret_cast<Metrics*>(metrics.mutable_data());
-  with_int_type(args.signals, [&](auto* p) {
+  bind::with_int(bind::int_kind(args.signals), args.signals.data(), [&](auto* p) {
     py::gil_scoped_release release;
     backtest_signals_cpu(args.in, p, met, eq);
   });
@@ -186,7 +167,7 @@ py::tuple replay(const py::handle& open, const py::handle& close, const py::hand
   double* e = equity.mutable_data();
   double* p = position.mutable_data();
   float* acc = account.mutable_data();
-  with_int_type(args.signals, [&](auto* a) {
+  bind::with_int(bind::int_kind(args.signals), args.signals.data(), [&](auto* a) {
     py::gil_scoped_release release;
     replay_actions_cpu(args.in, reward, a, r, e, p, acc);
   });
