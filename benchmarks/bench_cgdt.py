@@ -41,10 +41,8 @@ import argparse  # noqa: E402
 import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -52,6 +50,8 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from bench_common import machine_info, package_version, worker_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N_BATCHES = 4
@@ -163,27 +163,6 @@ def worker_d3rlpy(npz: str, sizes: dict, threads: int) -> tuple[float, int]:
 
 # ------------------------------------------------------------------------------------- main
 
-def machine_info() -> dict:
-    cpu_model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, val = line.partition(":")
-                if key.strip() == "model name":
-                    cpu_model = val.strip()
-                    break
-    except OSError:
-        cpu_model = platform.processor() or "unknown"
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    import torch
-
-    return {"hostname": socket.gethostname(), "cpu_model": cpu_model, "cores": os.cpu_count(),
-            "os": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "git_commit": commit, "load_avg_start": os.getloadavg()}
-
-
 def make_data(path: str, context: int) -> dict:
     """cgdt's train windows on the default synthetic market (raw features: speed does not depend
     on their values)."""
@@ -196,20 +175,6 @@ def make_data(path: str, context: int) -> dict:
     np.savez(path, obs=obs, actions=ds.actions.astype(np.int64), rtg=(ds.returns_to_go * 100.0).astype(np.float32),
              starts=ds.window_starts.astype(np.int64))
     return {"data": str(data.path), "windows": int(len(ds)), "obs_dim": int(obs.shape[1])}
-
-
-def _run_worker(python: str, args: list[str]) -> tuple[float, int]:
-    out = subprocess.run([python, __file__, "--worker", *args], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    rate, params = out.stdout.strip().splitlines()[-1].split()
-    return float(rate), int(params)
-
-
-def _has_d3rlpy(python: str) -> str | None:
-    out = subprocess.run([python, "-c", "import d3rlpy; print(d3rlpy.__version__)"], capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
 
 
 def _table(rows: list[dict], sizes: dict, machine: dict) -> None:
@@ -251,7 +216,7 @@ def main() -> None:
     machine = machine_info()
     npz = os.path.join(tempfile.mkdtemp(prefix="bench-cgdt-"), "windows.npz")
     config = {**make_data(npz, a.context), **sizes, "repeats": a.repeats, "warmup": WARMUP}
-    d3_version = _has_d3rlpy(a.d3rlpy_python)
+    d3_version = package_version(a.d3rlpy_python, "d3rlpy")
     sj = json.dumps(sizes)
     contenders = [("himari cgdt (policy + critic guidance)", sys.executable, ["himari", npz, sj, "guided"]),
                   ("himari cgdt (guidance off: plain DT)", sys.executable, ["himari", npz, sj, "plain"])]
@@ -264,7 +229,8 @@ def main() -> None:
     params: dict[str, int] = {}
     for r in range(a.repeats):
         for name, py, args in contenders:
-            rate, params[name] = _run_worker(py, args)
+            rate_text, params_text = worker_result(py, __file__, args)
+            rate, params[name] = float(rate_text), int(params_text)
             times[name].append(rate)
             print(f"repeat {r + 1}/{a.repeats}  {name}: {rate:.2f} windows/s", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}

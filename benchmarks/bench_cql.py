@@ -35,16 +35,16 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from bench_common import machine_info, package_version, worker_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 256
@@ -137,27 +137,6 @@ def worker_d3rlpy(npz: str, updates: int, cpu: int) -> float:
 
 # ------------------------------------------------------------------------------------- main
 
-def machine_info() -> dict:
-    cpu_model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, val = line.partition(":")
-                if key.strip() == "model name":
-                    cpu_model = val.strip()
-                    break
-    except OSError:
-        cpu_model = platform.processor() or "unknown"
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    import torch
-
-    return {"hostname": socket.gethostname(), "cpu_model": cpu_model, "cores": os.cpu_count(),
-            "os": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "git_commit": commit, "load_avg_start": os.getloadavg()}
-
-
 def make_data(path: str) -> dict:
     """The cql plugin's own train transitions on the default synthetic market."""
     from himari.data import PreparedData, default_prepared_dataset
@@ -169,19 +148,6 @@ def make_data(path: str) -> dict:
     np.savez(path, obs=obs, index=ds.index.astype(np.int64), actions=ds.actions.astype(np.int64),
              rewards=(ds.rewards * 100.0).astype(np.float32), dones=ds.dones.astype(np.float32))
     return {"data": str(data.path), "transitions": int(len(ds.index)), "obs_dim": int(obs.shape[1])}
-
-
-def _run_worker(python: str, args: list[str]) -> float:
-    out = subprocess.run([python, __file__, "--worker", *args], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    return float(out.stdout.strip().splitlines()[-1])
-
-
-def _has_d3rlpy(python: str) -> str | None:
-    out = subprocess.run([python, "-c", "import d3rlpy; print(d3rlpy.__version__)"], capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
 
 
 def main() -> None:
@@ -207,7 +173,7 @@ def main() -> None:
     config = make_data(npz)
     config.update({"batch": BATCH, "hidden": list(HIDDEN), "n_critics": 2, "updates": a.updates,
                    "repeats": a.repeats, "warmup": WARMUP, "cpu": a.cpu})
-    d3_version = _has_d3rlpy(a.d3rlpy_python)
+    d3_version = package_version(a.d3rlpy_python, "d3rlpy")
     contenders = [("himari cql (target min)", sys.executable, ["himari", npz, str(a.updates), str(a.cpu), "min"]),
                   ("himari cql (target double-dqn)", sys.executable,
                    ["himari", npz, str(a.updates), str(a.cpu), "double-dqn"])]
@@ -220,7 +186,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
     for r in range(a.repeats):
         for name, py, args in contenders:
-            times[name].append(_run_worker(py, args))
+            times[name].append(float(worker_result(py, __file__, args)[0]))
             print(f"repeat {r + 1}/{a.repeats}  {name}: {times[name][-1]:.1f} updates/s", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     peer = next((k for k in med if k.startswith("d3rlpy")), None)

@@ -1,0 +1,54 @@
+"""Pieces shared by the benchmarks that time himari against a peer in worker processes
+(bench_cql.py, bench_cgdt.py): the machine record, the peer's version, and a worker's result.
+Imported as a sibling module (the scripts run as ``python benchmarks/bench_x.py``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine_info() -> dict:
+    """Where the numbers came from: host, CPU model, cores, versions, commit and load at start."""
+    cpu_model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, val = line.partition(":")
+                if key.strip() == "model name":
+                    cpu_model = val.strip()
+                    break
+    except OSError:
+        cpu_model = platform.processor() or "unknown"
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    import torch
+
+    return {"hostname": socket.gethostname(), "cpu_model": cpu_model, "cores": os.cpu_count(),
+            "os": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "git_commit": commit, "load_avg_start": os.getloadavg()}
+
+
+def worker_result(python: str, script: str, args: list[str]) -> list[str]:
+    """Run ``script --worker ARGS`` under ``python``; the fields of its last output line."""
+    out = subprocess.run([python, script, "--worker", *args], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return out.stdout.strip().splitlines()[-1].split()
+
+
+def package_version(python: str, package: str) -> str | None:
+    """``package.__version__`` as ``python`` imports it, or None when it cannot."""
+    out = subprocess.run([python, "-c", f"import {package}; print({package}.__version__)"], capture_output=True,
+                         text=True)
+    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
