@@ -7,7 +7,6 @@ Shared by the Trainer and the restore path so both build exactly the same things
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,30 @@ from himari.plugin.api import EnvConfig, ModelContext
 
 
 def apply_preprocessing(features: np.ndarray, names: list[str], configs: dict[str, Any], plugins: Any,
-                        train_rows: np.ndarray | None,
-                        states: list[dict[str, Any]] | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+                        train_rows: np.ndarray | None, states: list[dict[str, Any]] | None = None,
+                        source: Path | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Run the preprocessors in order. Each is fitted on the train rows of its input (its
-    predecessor's output) unless its saved ``states`` are given. Returns the features and the
-    states to save with the run."""
+    predecessor's output) unless its saved ``states`` are given (read from ``source``, named in
+    errors). Returns the features and the states to save with the run."""
     out = np.asarray(features, dtype=np.float32)
     saved: list[dict[str, Any]] = []
-    if states is not None and [s.get("name") for s in states] != list(names):
-        raise ConfigError(f"preprocessing state is for {[s.get('name') for s in states]}, the run uses {names}")
+    where = source if source is not None else "preprocessing state"
+    if states is not None:
+        if not (isinstance(states, list) and all(isinstance(s, dict) and "state" in s for s in states)):
+            raise ConfigError(f"{where}: damaged preprocessing state (expected a list of "
+                              f"{{name, state}} entries)")
+        if [s.get("name") for s in states] != list(names):
+            raise ConfigError(f"{where}: preprocessing state is for {[s.get('name') for s in states]}, "
+                              f"the run uses {names}")
     for i, name in enumerate(names):
         spec = plugins.preprocessors().get(name)
         pre = spec.factory(configs[name])
         if states is not None:
-            pre.load_state_dict(states[i]["state"])
+            try:
+                pre.load_state_dict(states[i]["state"])
+            except Exception as e:  # noqa: BLE001 - a damaged file, whatever the plugin raises
+                raise ConfigError(f"{where}: damaged state of preprocessor {name!r} "
+                                  f"({type(e).__name__}: {e})") from None
         else:
             if train_rows is None:
                 raise ValueError("train_rows are needed to fit preprocessors")
@@ -89,7 +98,8 @@ class TrainedPolicy:
         import torch
 
         features, _ = apply_preprocessing(raw_features, self.run.preprocess, self.run.plugin_configs,
-                                          self.plugins, None, self.preprocessing)
+                                          self.plugins, None, self.preprocessing,
+                                          source=self.run_dir / "preprocessing.json")
         if features.shape[1] != self.context.n_features:
             raise DataError(f"{self.run_dir}: the model takes {self.context.n_features} features after "
                             f"preprocessing, this data gives {features.shape[1]}")
@@ -109,25 +119,31 @@ class TrainedPolicy:
 
 def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = None) -> TrainedPolicy:
     """Restore ``checkpoints/<which>.pt`` of a run (falls back to last.pt when no best.pt)."""
+    from himari.plugin.extras import require_modules, require_spec
     from himari.plugin.manager import get_plugins
     from himari.training import rundir
-    from himari.training.checkpoint import load_checkpoint
-    from himari.training.config import load_yaml, resolve_run_config
+    from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state
+    from himari.training.config import load_run_config
 
     run_dir = Path(run_dir)
     if not rundir.is_run_dir(run_dir):
         raise DataError(f"{run_dir}: not a himari run directory (no {rundir.CONFIG})")
     plugins = plugins or get_plugins()
-    run = resolve_run_config(load_yaml(run_dir / rundir.CONFIG), plugins)
+    run = load_run_config(run_dir, plugins)
+    spec = plugins.models().get(run.model)
+    require_modules(["torch"], f"loading the run {run_dir}")
+    require_spec(spec)
     path = run_dir / "checkpoints" / f"{which}.pt"
     if which == "best" and not path.exists():
         path = run_dir / rundir.LAST
     payload = load_checkpoint(path, model=run.model)
     pre_path = run_dir / rundir.PREPROCESSING
-    states = json.loads(pre_path.read_text(encoding="utf-8")) if pre_path.exists() else []
-    spec = plugins.models().get(run.model)
-    context = model_context_from_dict(payload["model_context"])
+    states = rundir.read_json(pre_path, "preprocessing state") if pre_path.exists() else []
+    try:
+        context = model_context_from_dict(payload["model_context"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged model context ({type(e).__name__}: {e})") from None
     model = spec.factory(run.plugin_configs[run.model], context)
-    model.network.load_state_dict(payload["network"])
+    load_network_state(model.network, payload, path)
     model.network.to("cpu")
     return TrainedPolicy(run_dir, run.model, model, run, states, path.name, plugins, context)

@@ -41,8 +41,8 @@ from himari.evaluation.policy import Costs, baseline_actions, evaluate_actions, 
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
 from himari.training import distributed, rundir
 from himari.training.assemble import apply_preprocessing, class_counts, model_context_to_dict
-from himari.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from himari.training.config import RunConfig
+from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state, save_checkpoint
+from himari.training.config import RunConfig, require_run_extras
 from himari.training.device import resolve_device, to_device
 from himari.training.seeding import epoch_order, rng_state, seed_everything, set_rng_state
 
@@ -103,6 +103,7 @@ class Trainer:
 
         self.run = run
         self.plugins = plugins or get_plugins()
+        require_run_extras(run, self.plugins)
         self.dist = distributed.init_from_env(run.train.device)
         if self.dist.is_main:
             self.console = console or Console()
@@ -111,33 +112,30 @@ class Trainer:
 
             self.console = Console(file=io.StringIO(), quiet=True)
         self.resuming = resume
-        self.run_dir = distributed.main_then_broadcast(self.dist, lambda: self._make_run_dir(run_dir, runs_root))
+        self.run_dir = distributed.main_then_broadcast(self.dist, lambda: self._run_dir_path(run_dir, runs_root))
+        self._lock: rundir.RunLock | None = None
         self.state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "epoch_started": False,
                                       "best_sharpe": None, "best_epoch": None, "bad_epochs": 0,
                                       "records": 0, "history": [], "done": False, "stopped_early": False,
                                       "iteration": 0}
 
-    def _make_run_dir(self, run_dir: str | Path | None, runs_root: str | Path) -> Path:
-        if run_dir is None:
-            return rundir.new_run_dir(self.run.model, runs_root)
-        path = Path(run_dir)
-        if not self.resuming and path.exists() and any(path.iterdir()):
-            raise HimariError(f"{path}: run directory exists and is not empty "
-                              f"(use --resume {path} to continue it)")
-        path.mkdir(parents=True, exist_ok=True)
+    def _run_dir_path(self, run_dir: str | Path | None, runs_root: str | Path) -> Path:
+        """Where the run lives, checked now but created only once the run has been set up (a
+        run refused for bad data, a missing extra or a missing GPU leaves no directory)."""
+        path = rundir.new_run_dir_path(self.run.model, runs_root) if run_dir is None else Path(run_dir)
+        rundir.check_run_dir_target(path, resume=self.resuming)
         return path
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, plugins: Any = None, console: Any = None) -> Trainer:
         """Continue the run in ``run_dir`` from its last checkpoint, with its saved config."""
         from himari.plugin.manager import get_plugins
-        from himari.training.config import load_yaml, resolve_run_config
+        from himari.training.config import load_run_config
 
         run_dir = Path(run_dir)
-        if not rundir.is_run_dir(run_dir):
-            raise CheckpointError(f"{run_dir}: not a himari run directory (no {rundir.CONFIG}); nothing to resume")
+        rundir.check_run_dir_target(run_dir, resume=True)
         plugins = plugins or get_plugins()
-        run = resolve_run_config(load_yaml(run_dir / rundir.CONFIG), plugins)
+        run = load_run_config(run_dir, plugins)
         return cls(run, plugins=plugins, run_dir=run_dir, console=console, resume=True)
 
     # ------------------------------------------------------------------ setup
@@ -158,11 +156,10 @@ class Trainer:
         pre_path = self.run_dir / rundir.PREPROCESSING
         states = None
         if self.resuming and pre_path.exists():
-            states = json.loads(pre_path.read_text(encoding="utf-8"))
-        self.features, pre_states = apply_preprocessing(np.asarray(self.data.features), run.preprocess,
-                                                        run.plugin_configs, self.plugins, train_rows, states)
-        if self.dist.is_main:
-            rundir.write_json(pre_path, pre_states)
+            states = rundir.read_json(pre_path, "preprocessing state")
+        self.features, self.preprocessing_states = apply_preprocessing(
+            np.asarray(self.data.features), run.preprocess, run.plugin_configs, self.plugins, train_rows, states,
+            source=pre_path if states is not None else None)
         self.labels = np.asarray(self.data.labels)
         self.methods = [(n, self.plugins.training_methods().get(n).factory(run.plugin_configs[n]))
                         for n in run.methods]
@@ -180,6 +177,7 @@ class Trainer:
         self.model = spec.factory(distributed.rank_config(run.plugin_configs[run.model], self.dist), mctx)
         self.model.network.to(self.device)
         self.model.network = distributed.sync_batch_norm(self.model.network, self.dist)
+        self.threads = torch.get_num_threads()  # set by now: a model may pick its own (ppo-lstm: 1)
         self.ctx = TrainContext(data=self.data, features=self.features, labels=self.labels, splits=self.splits,
                                 env=env, model=mctx, device=self.device, seed=cfg.seed, run_dir=self.run_dir)
         self.ctx.rank, self.ctx.world_size = self.dist.rank, self.dist.world_size  # online RL: env shard per rank
@@ -257,12 +255,21 @@ class Trainer:
             self.console.print(f"[yellow]no {rundir.LAST} in {self.run_dir}: starting the run from the beginning[/]")
             return False
         payload = load_checkpoint(path, model=self.run.model)
-        self.model.network.load_state_dict(payload["network"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        if self.scaler is not None and payload["scaler"]:
-            self.scaler.load_state_dict(payload["scaler"])
-        self.state = json.loads(payload["trainer"])
-        methods = json.loads(payload["methods"])
+        load_network_state(self.model.network, payload, path)
+        try:
+            self.optimizer.load_state_dict(payload["optimizer"])
+            if self.scaler is not None and payload["scaler"]:
+                self.scaler.load_state_dict(payload["scaler"])
+            self.state = json.loads(payload["trainer"])
+            methods = json.loads(payload["methods"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: damaged training state ({type(e).__name__}: {e})") from None
+        saved_threads = self.state.get("threads")
+        if saved_threads is not None and saved_threads != self.threads and self.device == "cpu":
+            self.console.print(f"[yellow]warning: this run trained with {saved_threads} torch threads and resumes "
+                               f"with {self.threads}; CPU results depend on the thread count, so the resumed run "
+                               f"may not end exactly where an uninterrupted one would (set OMP_NUM_THREADS="
+                               f"{saved_threads} to match)[/]")
         for n, m in self.methods:
             if n in methods and hasattr(m, "load_state_dict"):
                 m.load_state_dict(methods[n])
@@ -543,14 +550,68 @@ class Trainer:
     # ----------------------------------------------------------------- public
 
     def fit(self) -> dict[str, Any]:
-        """Run (or continue) training; returns the summary also written to summary.json."""
+        """Run (or continue) training; returns the summary also written to summary.json.
+
+        The run directory is locked for the whole call (a second ``train --run-dir`` or
+        ``--resume`` of it is refused). A new run creates its directory only after set-up
+        succeeded, and removes it again when it fails or is interrupted before its first
+        checkpoint, so a failed command leaves nothing behind."""
         t0 = time.perf_counter()
-        self._setup()
+        try:
+            if self.resuming:
+                distributed.main_then_broadcast(self.dist, self._take_lock)
+                complete = distributed.main_then_broadcast(self.dist, self._completed_summary)
+                if complete is not None:
+                    return complete
+            self._setup()
+            if not self.resuming:
+                distributed.main_then_broadcast(self.dist, self._start_new_run_dir)
+            return self._fit_locked(t0)
+        except BaseException:
+            if self._lock is not None and not self.resuming and not (self.run_dir / rundir.LAST).exists():
+                self._lock.remove_created()
+            raise
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def _take_lock(self) -> None:
+        self._lock = rundir.RunLock(self.run_dir)
+        self._lock.acquire()
+
+    def _start_new_run_dir(self) -> None:
+        """Create and lock the directory of a new run (re-checked under the lock: another process
+        may have started a run there since), then write its config and preprocessing state."""
+        self._take_lock()
+        try:
+            rundir.check_run_dir_target(self.run_dir, resume=False)
+        except BaseException:
+            assert self._lock is not None
+            self._lock.release()
+            self._lock = None  # the directory is another run's: leave it alone
+            raise
+        rundir.write_yaml(self.run_dir / rundir.CONFIG, self.run.to_dict())
+        rundir.write_json(self.run_dir / rundir.PREPROCESSING, self.preprocessing_states)
+
+    def _completed_summary(self) -> dict[str, Any] | None:
+        """The summary of a run that already finished (its ``summary.json`` is written last), or
+        None: resuming a complete run reports it instead of training again."""
+        path = self.run_dir / rundir.SUMMARY
+        if not path.exists():
+            return None
+        summary = rundir.read_json(path, "run summary")
+        best = summary.get("best_validation_sharpe")
+        best_text = f"{best:+.2f}" if isinstance(best, (int, float)) else "n/a"
+        self.console.print(f"{self.run_dir} is complete ({summary.get('epochs_run', '?')} epochs, "
+                           f"{summary.get('steps', '?')} steps, best validation Sharpe {best_text}); "
+                           f"nothing to resume. Score it with: himari backtest {self.run_dir}")
+        return summary
+
+    def _fit_locked(self, t0: float) -> dict[str, Any]:
         resumed_from = None
         if self.resuming and self._restore():
             resumed_from = self.state["step"]
-        elif self.dist.is_main:
-            rundir.write_yaml(self.run_dir / rundir.CONFIG, self.run.to_dict())
+        self.state["threads"] = self.threads
         resume_info = {"records": self.state["records"], "step": self.state["step"]} if resumed_from is not None else None
         for _, t in self.trackers:
             t.start(self.run_dir, self.run.to_dict(), resume_info)
@@ -590,7 +651,7 @@ class Trainer:
         distributed.barrier(self.dist)
         best = self.run_dir / rundir.BEST
         if best.exists():
-            self.model.network.load_state_dict(load_checkpoint(best, model=self.run.model)["network"])
+            load_network_state(self.model.network, load_checkpoint(best, model=self.run.model), best)
         return distributed.main_then_broadcast(self.dist, lambda: self._summarise(seconds, resumed_from))
 
     def _summarise(self, seconds: float, resumed_from: int | None) -> dict[str, Any]:
@@ -616,6 +677,7 @@ class Trainer:
             "test": results["test"],
             "history": self.state["history"],
             "seconds": seconds,
+            "threads": self.threads,
         }
         rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
         self._print_summary(summary)
