@@ -17,6 +17,7 @@ A run config (also what ``config.yaml`` in a run directory holds, with every def
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,12 +74,18 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise ValueError(f"grad_clip must be a finite number >= 0 (0 disables clipping), got {self.grad_clip}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed}")
         if self.grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
-        if self.grad_clip < 0 or self.patience < 0 or self.max_steps_per_epoch < 0:
-            raise ValueError("grad_clip, patience and max_steps_per_epoch must be >= 0")
+        if self.patience < 0 or self.max_steps_per_epoch < 0:
+            raise ValueError("patience and max_steps_per_epoch must be >= 0")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
@@ -127,10 +134,14 @@ def _names(value: Any, key: str) -> list[str]:
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a config file")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read the config file ({' '.join(str(e).split())})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
     if raw is None:
@@ -225,10 +236,51 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
                      preprocess=preprocess, methods=methods, trackers=trackers, plugin_configs=configs)
 
 
+def resolve_data_path(data: str | None, run_dir: str | os.PathLike[str] | None = None) -> str | None:
+    """An absolute data path. Runs record their data absolutely, so they can be resumed and
+    backtested from any directory; a relative path (a run written by an older himari, or a
+    config file) is taken from the working directory, else from the run directory."""
+    if data is None:
+        return None
+    p = Path(data).expanduser()
+    if p.is_absolute():
+        return str(p)
+    if not p.exists() and run_dir is not None and (Path(run_dir) / p).exists():
+        return str((Path(run_dir) / p).resolve())
+    return str(p.resolve())
+
+
+def load_run_config(run_dir: str | os.PathLike[str], plugins: Any) -> RunConfig:
+    """The validated config of an existing run directory; a damaged ``config.yaml`` is a
+    ``ConfigError`` naming the file."""
+    path = Path(run_dir) / "config.yaml"
+    raw = load_yaml(path)
+    try:
+        run = resolve_run_config(raw, plugins)
+    except ConfigError as e:
+        raise type(e)(f"{path}: {e}") from None
+    run.data = resolve_data_path(run.data, run_dir)
+    return run
+
+
+def require_run_extras(run: RunConfig, plugins: Any) -> None:
+    """Refuse a run whose model, preprocessors, methods or trackers need a package that is not
+    installed (torch first: every model needs it), before anything is created."""
+    from himari.plugin.extras import require_modules, require_spec
+
+    require_modules(["torch"], "training")
+    require_spec(plugins.models().get(run.model))
+    for names, registry in ((run.preprocess, plugins.preprocessors()), (run.methods, plugins.training_methods()),
+                            (run.trackers, plugins.trackers())):
+        for name in names:
+            require_spec(registry.get(name))
+
+
 def merge_run_config(*, plugins: Any, config_file: str | None = None, overrides: dict[str, Any] | None = None,
                      sets: list[str] | None = None) -> RunConfig:
     """YAML file, then command-line options (``overrides``: dotted key -> value, None skipped),
-    then ``--set`` assignments; validated."""
+    then ``--set`` assignments; validated. The data path is made absolute (from the working
+    directory) so the run can be used from anywhere."""
     raw: dict[str, Any] = load_yaml(config_file) if config_file else {}
     for key, value in (overrides or {}).items():
         if value is None:
@@ -243,4 +295,6 @@ def merge_run_config(*, plugins: Any, config_file: str | None = None, overrides:
     names = {n for k in ("model", "preprocessor", "training-method", "tracker") for n in plugins.registry(k).names()}
     for s in sets or []:
         apply_set(raw, s, names)
-    return resolve_run_config(raw, plugins)
+    run = resolve_run_config(raw, plugins)
+    run.data = resolve_data_path(run.data)
+    return run
