@@ -20,8 +20,22 @@ _VERBOSE_KEY = "himari.verbose"
 
 
 def exit_code_for(error: BaseException) -> int:
-    """2 for bad input or usage (ValueError subclasses), 1 for every other failure."""
-    return 2 if isinstance(error, ValueError) else 1
+    """2 for bad input or usage (ValueError subclasses, asking for a GPU the machine lacks, a
+    missing optional package), 1 for every other failure."""
+    from himari.errors import CudaUnavailableError
+
+    return 2 if isinstance(error, (ValueError, CudaUnavailableError)) else 1
+
+
+def _as_user_error(error: Exception) -> Exception:
+    """An optional package that is not installed, found only when a command imports it, becomes
+    the same one-line usage error (exit 2) as when a run checks its extras up front."""
+    from himari.plugin.extras import INSTALL_HINTS, MissingExtraError
+
+    if isinstance(error, ModuleNotFoundError) and (error.name or "").split(".")[0] in INSTALL_HINTS:
+        module = (error.name or "").split(".")[0]
+        return MissingExtraError(f"this command needs {module}, which is not installed: {INSTALL_HINTS[module]}")
+    return error
 
 
 class _HimariGroup(TyperGroup):
@@ -33,6 +47,7 @@ class _HimariGroup(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors, exits: Typer's job
             raise
         except Exception as e:  # noqa: BLE001 - this is the CLI's last line of defence
+            e = _as_user_error(e)
             from rich.console import Console
             from rich.markup import escape
 

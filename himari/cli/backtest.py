@@ -13,6 +13,10 @@ def backtest(
                                                   "(the synthetic market for baselines alone)."),
     split: str = typer.Option("test", "--split", help="train, validation or test."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random baseline."),
+    fee: float = typer.Option(None, "--fee", help="Fraction of traded notional paid per fill (default: the "
+                                                  "runs' own fee, 0.001 for baselines alone)."),
+    slippage: float = typer.Option(None, "--slippage", help="Fraction each fill moves against the trader "
+                                                            "(default: the runs' own, 0.0005 for baselines alone)."),
     out: Path = typer.Option(None, "--out", help="Write the results as JSON here (default backtest-<split>.json)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
@@ -26,7 +30,7 @@ def backtest(
     from himari.evaluation.report import metrics_table
     from himari.training.rundir import write_json
 
-    entries, context = run_backtest(list(targets), data=data, split=split, seed=seed)
+    entries, context = run_backtest(list(targets), data=data, split=split, seed=seed, fee=fee, slippage=slippage)
     result = {**context, "results": [{"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, **e.metrics}
                                      for e in entries]}
     path = out or Path(f"backtest-{split}.json")

@@ -72,6 +72,10 @@ def train(
                                                                             "penalty (env.drawdown_penalty)."),
     turnover_penalty: float = typer.Option(None, "--turnover-penalty", help="Reward shaping: turnover penalty."),
     dsr_weight: float = typer.Option(None, "--dsr-weight", help="Reward shaping: differential Sharpe ratio weight."),
+    fee: float = typer.Option(None, "--fee", help="Fraction of traded notional paid on every fill (env.fee; "
+                                                  "default 0.001)."),
+    slippage: float = typer.Option(None, "--slippage", help="Fraction each fill price moves against the trader "
+                                                            "(env.slippage; default 0.0005)."),
     devices: int = typer.Option(None, "--devices", min=1,
                                 help="Train data-parallel on N processes of this machine through torchrun: one per "
                                      "GPU (NCCL), or N gloo processes with --device cpu. --batch-size and --n-envs "
@@ -86,9 +90,6 @@ def train(
     from himari.training.config import merge_run_config
     from himari.training.trainer import Trainer
 
-    if devices is not None and devices > 1:
-        raise typer.Exit(distributed.launch(devices, _relaunch_args(ctx)))
-
     plugins = get_plugins()
     if resume is not None:
         given = [name for name, v in (("MODEL", model), ("--data", data), ("--device", device), ("--epochs", epochs),
@@ -99,19 +100,23 @@ def train(
                                       ("--n-envs", n_envs), ("--rollout-steps", rollout_steps),
                                       ("--drawdown-penalty", drawdown_penalty),
                                       ("--turnover-penalty", turnover_penalty), ("--dsr-weight", dsr_weight),
-                                      ("model settings", ctx.args))
+                                      ("--fee", fee), ("--slippage", slippage), ("model settings", ctx.args))
                  if v is not None and v != []]
         if given:
             raise ConfigError(f"--resume continues the run with its saved config; drop {', '.join(given)}")
-        Trainer.resume(resume, plugins=plugins).fit()
-        distributed.shutdown()  # after success only (see its docstring)
+        if devices is not None and devices > 1:
+            from himari.training.config import load_run_config
+
+            check_devices(load_run_config(resume, plugins).train.device, devices)
+            raise typer.Exit(distributed.launch(devices, _relaunch_args(ctx)))
+        _fit(Trainer.resume(resume, plugins=plugins))
         return
     overrides = {"model": model, "data": data, "train.device": device, "train.epochs": epochs,
                  "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
                  "train.checkpoint_every": checkpoint_every,
                  "preprocess": preprocess, "methods": method, "trackers": tracker,
                  "env.drawdown_penalty": drawdown_penalty, "env.turnover_penalty": turnover_penalty,
-                 "env.dsr_weight": dsr_weight}
+                 "env.dsr_weight": dsr_weight, "env.fee": fee, "env.slippage": slippage}
     online = {"env_episodes": env_episodes, "n_envs": n_envs, "rollout_steps": rollout_steps}
     if any(v is not None for v in online.values()):
         if not model:
@@ -124,8 +129,55 @@ def train(
     sets = [*(set_ or []), *model_options(list(ctx.args), model, plugins)]
     run = merge_run_config(plugins=plugins, config_file=str(config) if config else None,
                            overrides=overrides, sets=sets)
-    Trainer(run, plugins=plugins, run_dir=run_dir).fit()
+    if devices is not None and devices > 1:  # checked here, so a bad run is refused before torchrun starts
+        from himari.training.config import require_run_extras
+        from himari.training.rundir import check_run_dir_target
+
+        require_run_extras(run, plugins)
+        check_devices(run.train.device, devices)
+        if run_dir is not None:
+            check_run_dir_target(run_dir, resume=False)
+        raise typer.Exit(distributed.launch(devices, _relaunch_args(ctx)))
+    _fit(Trainer(run, plugins=plugins, run_dir=run_dir))
+
+
+def _fit(trainer: object) -> None:
+    """Train; on Ctrl-C, say how to continue (or that nothing was kept) and exit 130."""
+    from rich.console import Console
+
+    from himari.training import distributed, rundir
+
+    try:
+        trainer.fit()  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        run_dir = trainer.run_dir  # type: ignore[attr-defined]
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        if (run_dir / rundir.LAST).exists():
+            console.print(f"interrupted; the last checkpoint is kept. Continue with: "
+                          f"himari train --resume {run_dir}")
+        else:
+            console.print("interrupted before the first checkpoint; nothing was kept")
+        raise typer.Exit(130) from None
     distributed.shutdown()  # after success only (see its docstring)
+
+
+def check_devices(device: str, devices: int) -> None:
+    """``--devices N`` on GPUs needs N CUDA devices (a usage error, exit 2, before torchrun runs)."""
+    from himari.errors import ConfigError, CudaUnavailableError
+    from himari.plugin.extras import require_modules
+
+    require_modules(["torch"], "training")
+    import torch
+
+    if device == "cpu":
+        return
+    if device.startswith("cuda:"):
+        raise ConfigError(f"--device {device}: with --devices each process trains on its own GPU; use --device "
+                          f"cuda (and CUDA_VISIBLE_DEVICES to pick GPUs)")
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if (device == "cuda" or (device == "auto" and have > 0)) and have < devices:
+        raise CudaUnavailableError(f"--devices {devices} --device cuda: torch sees {have} CUDA device(s); "
+                                   f"use --device cpu for {devices} CPU processes (gloo)")
 
 
 def _relaunch_args(ctx: typer.Context) -> list[str]:

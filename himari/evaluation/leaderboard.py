@@ -8,6 +8,7 @@ same ``evaluate_actions`` with the same costs, so the rows compare.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,11 @@ def _run_data(policies: list[Any]) -> str | None:
 
 
 def backtest(targets: list[str], *, data: str | None = None, split: str = "test", seed: int = 0,
-             costs: Costs | None = None) -> tuple[list[Entry], dict[str, Any]]:
+             costs: Costs | None = None, fee: float | None = None,
+             slippage: float | None = None) -> tuple[list[Entry], dict[str, Any]]:
     """Score every target; returns the entries (sorted by Sharpe, best first) and context (data
-    path, split, costs)."""
+    path, split, costs). Costs default to the runs' own (they must agree); ``fee`` and
+    ``slippage`` override them for every target."""
     import numpy as np
 
     from himari.data import PreparedData, resolve_prepared
@@ -55,12 +58,18 @@ def backtest(targets: list[str], *, data: str | None = None, split: str = "test"
     ranges = prepared.split(split)
     if not ranges:
         raise DataError(f"split {split!r} of {prepared.path} is empty")
+    for name, value in (("--fee", fee), ("--slippage", slippage)):
+        if value is not None and not (math.isfinite(value) and 0 <= value < 1):
+            raise ConfigError(f"{name}: expected a fraction in [0, 1), got {value}")
     if costs is None:
-        envs = {(p.run.env.fee, p.run.env.slippage, p.run.env.mode) for p in policies}
+        envs = {(p.run.env.fee if fee is None else fee, p.run.env.slippage if slippage is None else slippage,
+                 p.run.env.mode) for p in policies}
         if len(envs) > 1:
-            raise ConfigError("these runs were trained with different costs; they cannot share one table")
-        fee, slip, mode = envs.pop() if envs else (1e-3, 5e-4, "long_flat")
-        costs = Costs(fee, slip, mode, float(prepared.metadata.get("bars_per_year", 105_120)))
+            raise ConfigError("these runs were trained with different costs; they cannot share one table "
+                              "(pass --fee and --slippage to score them all with the same costs)")
+        default = (1e-3 if fee is None else fee, 5e-4 if slippage is None else slippage, "long_flat")
+        run_fee, run_slip, mode = envs.pop() if envs else default
+        costs = Costs(run_fee, run_slip, mode, float(prepared.metadata.get("bars_per_year", 105_120)))
     rows = rows_of(ranges)
     raw = np.asarray(prepared.features)
     entries = []

@@ -142,14 +142,17 @@ def test_mlp_two_ranks_equal_one_process_with_the_same_global_batch(small_prepar
     assert not list(dist_dir.glob("checkpoints/.*.tmp"))  # rank 0 alone wrote, atomically
 
 
-def _registered(model: str) -> bool:
-    return model in build_plugins().models().names()
+def _missing_extras(model: str) -> list[str]:
+    from himari.plugin.extras import missing_modules
+
+    return missing_modules(build_plugins().models().get(model).extras)
 
 
 @pytest.mark.parametrize("model", [
     "ppo-lstm",
-    pytest.param("flag-trader", marks=pytest.mark.skipif(not _registered("flag-trader"),
-                                                         reason="flag-trader is not registered yet")),
+    pytest.param("flag-trader", marks=pytest.mark.skipif(
+        bool(_missing_extras("flag-trader")),
+        reason=f"flag-trader needs {', '.join(_missing_extras('flag-trader'))} (pip install 'himari[llm]')")),
 ])
 def test_online_rl_two_ranks_share_weights_and_split_the_envs(model, small_prepared, tmp_path) -> None:
     sets = rl_sets(model)
@@ -227,12 +230,25 @@ def test_devices_2_killed_and_resumed_matches_uninterrupted(small_prepared, tmp_
     assert_same(network(full), network(killed))
 
 
-def test_an_error_on_rank_0_stops_every_rank(small_prepared, tmp_path) -> None:
+def test_a_bad_run_dir_is_refused_before_torchrun_starts(small_prepared, tmp_path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "x").write_text("")
     out = subprocess.run(himari("train", "baseline-mlp", "--data", str(small_prepared), "--run-dir",
                                 str(tmp_path / "run"), "--device", "cpu", "--devices", "2"),
                          capture_output=True, text=True, env=ENV, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.count("not empty") == 1  # one process, no torchrun
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["x"]
+
+
+def test_an_error_on_rank_0_stops_every_rank(small_prepared, tmp_path) -> None:
+    """torchrun started directly (no --devices pre-check): the run directory is checked on rank 0
+    alone, and its refusal reaches both ranks (no rank waits forever)."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x").write_text("")
+    out = subprocess.run(distributed.torchrun_command(2, [
+        "train", "baseline-mlp", "--data", str(small_prepared), "--run-dir", str(tmp_path / "run"),
+        "--device", "cpu"]), capture_output=True, text=True, env=ENV, timeout=60)
     assert out.returncode != 0
     assert out.stderr.count("not empty") >= 2  # rank 0's error, raised by both ranks (no hang)
 
@@ -288,10 +304,14 @@ def test_cli_devices_option(monkeypatch) -> None:
     assert "--devices" in help_text and "torchrun" in help_text
     launched: list[tuple[int, list[str]]] = []
     monkeypatch.setattr(distributed, "launch", lambda n, args, env=None: launched.append((n, list(args))) or 0)
-    res = runner.invoke(app, ["-v", "train", "baseline-mlp", "--set", "a=1", "--set", "b=2", "--devices", "4",
-                              "--epochs", "3"])
+    res = runner.invoke(app, ["-v", "train", "baseline-mlp", "--set", "train.lr=0.01", "--set",
+                              "baseline-mlp.dropout=0.2", "--devices", "4", "--epochs", "3"])
     assert res.exit_code == 0, res.output
-    assert launched == [(4, ["--verbose", "train", "baseline-mlp", "--epochs", "3", "--set", "a=1", "--set", "b=2"])]
+    assert launched == [(4, ["--verbose", "train", "baseline-mlp", "--epochs", "3", "--set", "train.lr=0.01",
+                             "--set", "baseline-mlp.dropout=0.2"])]
+    # the run config is validated before torchrun starts
+    res = runner.invoke(app, ["train", "baseline-mlp", "--set", "a=1", "--devices", "4"])
+    assert res.exit_code == 2 and "a: unknown key" in res.output and len(launched) == 1
     assert distributed.torchrun_command(4, ["train", "x"])[1:8] == ["-m", "torch.distributed.run", "--standalone",
                                                                      "--nproc-per-node", "4", "-m", "himari"]
     monkeypatch.undo()
