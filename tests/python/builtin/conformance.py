@@ -54,6 +54,17 @@ def tiny_run(model: str, data_dir: Path, run_dir: Path, plugins: Any = None, set
     return Trainer(run, plugins=plugins, run_dir=run_dir, console=console).fit()
 
 
+def skip_without_extras(spec: Any) -> None:
+    """Skip (with the reason) a plugin whose optional packages are not installed."""
+    import pytest
+
+    from himari.plugin.extras import install_hint, missing_modules
+
+    missing = missing_modules(spec.extras)
+    if missing:
+        pytest.skip(f"{spec.kind} {spec.name!r} needs {', '.join(missing)} ({install_hint(missing)})")
+
+
 def check_model(name: str, data_dir: Path, tmp_path: Path, plugins: Any = None) -> dict[str, Any]:
     import torch
 
@@ -66,6 +77,7 @@ def check_model(name: str, data_dir: Path, tmp_path: Path, plugins: Any = None) 
 
     plugins = plugins or get_plugins()
     spec = plugins.models().get(name)
+    skip_without_extras(spec)
     run_dir = tmp_path / f"run-{name}"
     sets = TINY_ONLINE(name) if issubclass(spec.config, OnlineRLConfig) else []
     sets = [*sets, *TINY_MODEL.get(name, [])]
