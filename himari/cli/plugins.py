@@ -96,9 +96,11 @@ def _table(title: str | None) -> Any:
     return Table(title=title, title_justify="left")
 
 
-def _summary_column(table: Any, rows: list[str], min_width: int = 0) -> None:
+def _summary_column(table: Any, rows: list[str], min_width: int = 0, header: str = "summary") -> None:
+    """A wrapping column never narrower than its longest word (rich folds a word only when it
+    does not fit the column)."""
     longest = max((len(w) for text in rows for w in text.split()), default=0)
-    table.add_column("summary", min_width=max(longest, min_width), overflow="fold")
+    table.add_column(header, min_width=max(longest, min_width), overflow="fold")
 
 
 def _wide_table(data: dict[str, Any]) -> Any:
@@ -136,7 +138,7 @@ def _narrow_tables(data: dict[str, Any]) -> list[Any]:
         table = _table("blocked plugins")
         table.add_column("plugin", overflow="fold")
         table.add_column("origin")
-        _summary_column(table, [b["reason"] for b in data["blocked"]])
+        _summary_column(table, [b["reason"] for b in data["blocked"]], header="reason")
         for b in data["blocked"]:
             origin = f"{b['distribution']} {b['version']}" if b["distribution"] else ""
             table.add_row(b["plugin"], origin, b["reason"])

@@ -97,6 +97,6 @@ def test_blocked_plugins_listed_at_eighty_columns(monkeypatch) -> None:
     monkeypatch.setattr(manager, "get_plugins", lambda: manager.build_plugins(disable="zscore"))
     text = _list(80)
     assert max(len(line) for line in text.splitlines()) <= 80
-    assert "blocked plugins" in text
+    assert "blocked plugins" in text and "reason" in text
     row = next(line for line in text.splitlines() if "zscore" in line)
     assert "HIMARI_DISABLE_PLUGINS" in text and "himari 0.1.0" in row
