@@ -23,7 +23,7 @@ def backtest(
 
     from himari.evaluation.leaderboard import backtest as run_backtest
     from himari.evaluation.policy import static_position_text
-    from himari.evaluation.report import metrics_table, print_line, print_table
+    from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
     from himari.training.rundir import write_json
 
     entries, context = run_backtest(list(targets), data=data, split=split, seed=seed)
@@ -44,6 +44,9 @@ def backtest(
     rows = [(e.name, split, e.metrics, e.kind == "run") for e in entries]
     print_table(console, metrics_table(rows, title=f"{split} split, {context['bars']:,} bars, "
                                                    f"fee {c['fee']:g} + slippage {c['slippage']:g} per fill"))
+    note = volatility_drag_note([(e.name, e.metrics) for e in entries])
+    if note:
+        print_line(console, note)
     for e in entries:
         if e.kind == "run" and e.metrics["collapsed"]:
             print_line(console, f"[bold red]COLLAPSE:[/] {e.name}: {e.metrics['dominant_action']} takes "

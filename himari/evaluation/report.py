@@ -61,6 +61,20 @@ def print_table(console: Any, table: Any) -> None:
         console.print(table)
 
 
+def volatility_drag_note(rows: Sequence[tuple[str, dict[str, Any]]]) -> str | None:
+    """A line explaining rows with a positive Sharpe beside a negative total return, or None.
+
+    Sharpe is the arithmetic mean of the per-bar returns over their standard deviation; the
+    total return compounds them, and compounding loses about half the variance per bar
+    (volatility drag), so a small positive mean can still lose money."""
+    names = [name for name, m in rows if float(m["sharpe"]) > 0 and float(m["total_return"]) < 0]
+    if not names:
+        return None
+    return (f"{', '.join(names)}: a positive Sharpe beside a negative return is volatility drag: Sharpe "
+            f"uses the arithmetic mean of the per-bar returns, the total return compounds them, and "
+            f"compounding loses about half their variance per bar (docs/training.md, Metrics)")
+
+
 def print_line(console: Any, text: str) -> None:
     """Print one message (rich markup): word-wrapped on a terminal, one unbroken line in a log
     (so a path or a strategy name in it is never split and the line stays greppable)."""

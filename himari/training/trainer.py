@@ -612,13 +612,16 @@ class Trainer:
         return summary
 
     def _print_summary(self, summary: dict[str, Any]) -> None:
-        from himari.evaluation.report import metrics_table, print_line, print_table
+        from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
 
         rows = [(self.run.model, split, summary[split]["model"], True) for split in ("validation", "test")]
         rows += [(name, "test", summary["test"][name], False) for name in ("buy-and-hold", "never-trade")]
         print_table(self.console, metrics_table(rows, title=f"{self.run.model} (best epoch {summary['best_epoch']}), "
                                                             f"after fee {self.costs.fee:g} + slippage "
                                                             f"{self.costs.slippage:g} per fill"))
+        note = volatility_drag_note([(f"{name} on {split}", m) for name, split, m, _ in rows])
+        if note:
+            print_line(self.console, note)
         for split, flag in summary["collapsed"].items():
             if flag:
                 m = summary[split]["model"]

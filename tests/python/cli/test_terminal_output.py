@@ -127,3 +127,14 @@ def test_backtest_without_data_says_it_scores_the_synthetic_market(tmp_path, mon
                                          "--data", str(json.loads((tmp_path / "bt.json").read_text())["data"])],
                                    env={"COLUMNS": "80"})
     assert with_data.exit_code == 0 and "no --data" not in with_data.output
+
+
+def test_volatility_drag_note_names_only_positive_sharpe_with_a_loss() -> None:
+    from himari.evaluation.report import volatility_drag_note
+
+    # two bars of +20% and -18%: arithmetic mean +1% (Sharpe > 0), compounded 1.2 * 0.82 - 1 = -1.6%
+    drag = {"sharpe": 0.5, "total_return": 1.2 * 0.82 - 1}
+    assert volatility_drag_note([("gain", {"sharpe": 1.0, "total_return": 0.1}),
+                                 ("loss", {"sharpe": -1.0, "total_return": -0.1})]) is None
+    note = volatility_drag_note([("a", drag), ("gain", {"sharpe": 1.0, "total_return": 0.1}), ("b", drag)])
+    assert note is not None and note.startswith("a, b: a positive Sharpe beside a negative return")
