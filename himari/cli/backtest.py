@@ -24,9 +24,12 @@ def backtest(
     from himari.evaluation.leaderboard import backtest as run_backtest
     from himari.evaluation.policy import static_position_text
     from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
+    from himari.progress import ConsoleReporter, reporting
     from himari.training.rundir import write_json
 
-    entries, context = run_backtest(list(targets), data=data, split=split, seed=seed)
+    console = Console()
+    with reporting(ConsoleReporter(Console(stderr=True) if json_out else console)):  # a model's long phases
+        entries, context = run_backtest(list(targets), data=data, split=split, seed=seed)
     result = {**context, "results": [{"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, **e.metrics}
                                      for e in entries]}
     path = out or Path(f"backtest-{split}.json")
@@ -34,7 +37,6 @@ def backtest(
     if json_out:
         print(json.dumps(result, indent=2))
         return
-    console = Console()
     c = context["costs"]
     synthetic = _synthetic_market(context["data"]) if data is None else None
     if synthetic:

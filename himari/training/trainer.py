@@ -294,7 +294,7 @@ class Trainer:
         ranges = self.splits[split]
         rows = rows_of(ranges)
         self.model.network.eval()
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self._autocast(), self._phases():
             if callable(getattr(self.model, "act_sequence", None)):  # stateful policy: sequential rollout
                 actions = np.asarray(self.model.act_sequence(self.features, self.data.open, self.data.close,
                                                              ranges, self.env))
@@ -380,13 +380,24 @@ class Trainer:
             **{f"train/{k}": v for k, v in logs.items() if k != "loss"},
             **{f"rollout/{k}": v for k, v in (rollout or {}).items()}}))
 
+    @contextlib.contextmanager
     def _progress(self) -> Any:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        """The epoch bar (on a terminal, with ``train.progress``), and a reporter that shows the
+        long phases a model or method reports inside the loop (``himari.progress``) in the same
+        display, or as start and end lines in a log."""
+        from himari.progress import ConsoleReporter, progress_bar, reporting
 
-        enabled = self.run.train.progress and self.console.is_terminal
-        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console,
-                        transient=True, disable=not enabled)
+        bars = self.run.train.progress
+        progress = progress_bar(self.console, bars and self.console.is_terminal)
+        with progress, reporting(ConsoleReporter(self.console, bars, live=progress)):
+            yield progress
+
+    def _phases(self) -> Any:
+        """Outside the loop (the final evaluation), a reporter for the model's long phases."""
+        from himari.progress import ConsoleReporter, current, reporting
+
+        return contextlib.nullcontext() if current() else reporting(ConsoleReporter(self.console,
+                                                                                    self.run.train.progress))
 
     def _run_online_epochs(self) -> None:
         """Online RL: each epoch runs its share of rollout + update cycles (``rl.plan``); each
