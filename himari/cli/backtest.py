@@ -27,10 +27,14 @@ def backtest(
 
     from himari.evaluation.leaderboard import backtest as run_backtest
     from himari.evaluation.policy import static_position_text
-    from himari.evaluation.report import metrics_table
+    from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
+    from himari.progress import ConsoleReporter, reporting
     from himari.training.rundir import write_json
 
-    entries, context = run_backtest(list(targets), data=data, split=split, seed=seed, fee=fee, slippage=slippage)
+    console = Console()
+    with reporting(ConsoleReporter(Console(stderr=True) if json_out else console)):  # a model's long phases
+        entries, context = run_backtest(list(targets), data=data, split=split, seed=seed, fee=fee,
+                                         slippage=slippage)
     result = {**context, "results": [{"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, **e.metrics}
                                      for e in entries]}
     path = out or Path(f"backtest-{split}.json")
@@ -38,16 +42,44 @@ def backtest(
     if json_out:
         print(json.dumps(result, indent=2))
         return
-    console = Console()
     c = context["costs"]
+    synthetic = _synthetic_market(context["data"]) if data is None else None
+    if synthetic:
+        whose = "the runs' data, " if any(e.kind == "run" for e in entries) else ""
+        print_line(console, f"no --data: scoring on {whose}the built-in synthetic market ({synthetic})")
+    print_line(console, f"data: {context['data']}")
     rows = [(e.name, split, e.metrics, e.kind == "run") for e in entries]
-    console.print(metrics_table(rows, title=f"{split} split of {context['data']} ({context['bars']:,} bars), "
-                                            f"fee {c['fee']:g} + slippage {c['slippage']:g} per fill"))
+    print_table(console, metrics_table(rows, title=f"{split} split, {context['bars']:,} bars, "
+                                                   f"fee {c['fee']:g} + slippage {c['slippage']:g} per fill"))
+    note = volatility_drag_note([(e.name, e.metrics) for e in entries])
+    if note:
+        print_line(console, note)
     for e in entries:
         if e.kind == "run" and e.metrics["collapsed"]:
-            console.print(f"[bold red]COLLAPSE:[/] {e.name}: {e.metrics['dominant_action']} takes "
-                          f"{100 * e.metrics['dominant_share']:.1f}% of decisions")
+            print_line(console, f"[bold red]COLLAPSE:[/] {e.name}: {e.metrics['dominant_action']} takes "
+                                f"{100 * e.metrics['dominant_share']:.1f}% of decisions")
         line = static_position_text(e.name, e.metrics) if e.kind == "run" else None
         if line:
-            console.print(f"[bold yellow]{line}[/]")
-    console.print(f"written {path}")
+            print_line(console, f"[bold yellow]{line}[/]")
+    print_line(console, f"written {path}")
+
+
+def _synthetic_market(data: str) -> str | None:
+    """Size and seed of the synthetic market that the prepared directory ``data`` was made
+    from, read from its sources (an in-memory synthesis, or a synthetic bars file's metadata);
+    None for real bars."""
+    import json
+
+    from himari.data.frame import read_bars_metadata
+
+    meta = json.loads((Path(data) / "metadata.json").read_text(encoding="utf-8"))
+    for src in meta.get("sources") or []:
+        synth = src.get("config") if src.get("format") == "synthetic" else None
+        if synth is None and src.get("path") and Path(src["path"]).is_file():
+            try:
+                synth = (read_bars_metadata(src["path"]) or {}).get("synthetic")
+            except (OSError, ValueError):  # an unreadable source only loses the note
+                synth = None
+        if synth:
+            return f"{int(synth['bars']):,} bars, seed {synth['seed']}"
+    return None

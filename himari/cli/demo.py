@@ -12,21 +12,20 @@ def demo(
 ) -> None:
     """Backtest buy-and-hold, never-trade and random policies; step the env; run the EKF."""
     from rich.console import Console
-    from rich.table import Table
 
     from himari.demo import run_demo
+    from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
 
     result = run_demo(bars=bars, seed=seed, random_strategies=random_strategies)
     console = Console()
-    table = Table(title=f"Synthetic market, {result.bars:,} bars, fee 0.1% + slippage 0.05% per fill")
-    columns = ["total_return", "sharpe", "max_drawdown", "n_trades", "exposure"]
-    table.add_column("strategy")
-    for c in columns:
-        table.add_column(c, justify="right")
-    for row in result.table:
-        table.add_row(str(row["strategy"]), *(f"{float(row[c]):.4g}" for c in columns))
-    console.print(table)
-    console.print(
+    rows = [(str(row["strategy"]), "", row, False) for row in result.table]
+    print_table(console, metrics_table(rows, title=f"{result.bars:,} synthetic bars, fee 0.1% + slippage 0.05% "
+                                                   f"per fill"))
+    note = volatility_drag_note([(name, m) for name, _, m, _ in rows])
+    if note:
+        print_line(console, note)
+    print_line(
+        console,
         f"backtest of {result.random_strategies + 2} strategies: {result.backtest_seconds * 1e3:.1f} ms; "
         f"env: {result.env_steps_per_second / 1e6:.1f}M steps/s with {result.env_envs} envs; "
         f"EKF: {result.ekf_samples_per_second / 1e6:.1f}M bars/s "

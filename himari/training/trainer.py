@@ -84,14 +84,6 @@ class TrainingError(HimariError, RuntimeError):
     """Training failed at run time (a NaN loss, a method breaking the loop): exit code 1."""
 
 
-def _fmt_pct(x: float) -> str:
-    return f"{100 * x:+.2f}%"
-
-
-def _actions_text(dist: dict[str, float]) -> str:
-    return " ".join(f"{k[0]} {100 * v:.0f}%" for k, v in dist.items())
-
-
 class Trainer:
     """Train one model as described by a validated ``RunConfig``."""
 
@@ -309,7 +301,7 @@ class Trainer:
         ranges = self.splits[split]
         rows = rows_of(ranges)
         self.model.network.eval()
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self._autocast(), self._phases():
             if callable(getattr(self.model, "act_sequence", None)):  # stateful policy: sequential rollout
                 actions = np.asarray(self.model.act_sequence(self.features, self.data.open, self.data.close,
                                                              ranges, self.env))
@@ -395,13 +387,24 @@ class Trainer:
             **{f"train/{k}": v for k, v in logs.items() if k != "loss"},
             **{f"rollout/{k}": v for k, v in (rollout or {}).items()}}))
 
+    @contextlib.contextmanager
     def _progress(self) -> Any:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        """The epoch bar (on a terminal, with ``train.progress``), and a reporter that shows the
+        long phases a model or method reports inside the loop (``himari.progress``) in the same
+        display, or as start and end lines in a log."""
+        from himari.progress import ConsoleReporter, progress_bar, reporting
 
-        enabled = self.run.train.progress and self.console.is_terminal
-        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console,
-                        transient=True, disable=not enabled)
+        bars = self.run.train.progress
+        progress = progress_bar(self.console, bars and self.console.is_terminal)
+        with progress, reporting(ConsoleReporter(self.console, bars, live=progress)):
+            yield progress
+
+    def _phases(self) -> Any:
+        """Outside the loop (the final evaluation), a reporter for the model's long phases."""
+        from himari.progress import ConsoleReporter, current, reporting
+
+        return contextlib.nullcontext() if current() else reporting(ConsoleReporter(self.console,
+                                                                                    self.run.train.progress))
 
     def _run_online_epochs(self) -> None:
         """Online RL: each epoch runs its share of rollout + update cycles (``rl.plan``); each
@@ -533,16 +536,13 @@ class Trainer:
         st["epoch"], st["batch"], st["epoch_started"] = epoch + 1, 0, False
         if cfg.patience and st["bad_epochs"] >= cfg.patience:
             st["done"] = st["stopped_early"] = True
-        mark = " [green]best[/]" if improved else ""
-        val_text = f"val_loss {val_loss:.4f}  " if val_loss is not None else ""
-        self.console.print(
-            f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f}  {val_text}"
-            f"val sharpe {val['sharpe']:+.2f}  return {_fmt_pct(val['total_return'])}  "
-            f"mdd {100 * val['max_drawdown']:.1f}%  trades {int(val['n_trades'])}  "
-            f"actions {_actions_text(val['actions'])}{mark}")
+        from himari.evaluation.report import epoch_lines, print_line
+
+        for line in epoch_lines(epoch + 1, cfg.epochs, train_loss, val_loss, val, improved, self.console.width):
+            print_line(self.console, line)
         if val["collapsed"]:
-            self.console.print(f"[bold red]COLLAPSE:[/] {val['dominant_action']} takes "
-                               f"{100 * val['dominant_share']:.1f}% of validation decisions (> 90%)")
+            print_line(self.console, f"[bold red]COLLAPSE:[/] {val['dominant_action']} takes "
+                                     f"{100 * val['dominant_share']:.1f}% of validation decisions (> 90%)")
         if st["stopped_early"]:
             self.console.print(f"early stop: no better validation Sharpe for {cfg.patience} epochs")
         return improved
@@ -625,7 +625,8 @@ class Trainer:
         where = (f"{self.dist.world_size} processes, {self.dist.backend}, rank 0 on {self.device}" if self.dist.enabled
                  else self.device)
         self.console.print(
-            f"training [bold]{self.run.model}[/] on {self.data.path} ({where}); {what}; run dir {self.run_dir}")
+            f"training [bold]{self.run.model}[/] on {self.data.path} ({where}); {what}; run dir {self.run_dir}",
+            soft_wrap=not self.console.is_terminal)
         self._loop_ran = False
         fit: Callable[[], None] = self._run_epochs
         for name, m in reversed(self._with_hook("outer_loop")):
@@ -684,21 +685,24 @@ class Trainer:
         return summary
 
     def _print_summary(self, summary: dict[str, Any]) -> None:
-        from himari.evaluation.report import metrics_table
+        from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
 
         rows = [(self.run.model, split, summary[split]["model"], True) for split in ("validation", "test")]
         rows += [(name, "test", summary["test"][name], False) for name in ("buy-and-hold", "never-trade")]
-        self.console.print(metrics_table(rows, title=f"{self.run.model} (best epoch {summary['best_epoch']}), "
-                                                     f"after fee {self.costs.fee:g} + slippage "
-                                                     f"{self.costs.slippage:g} per fill"))
+        print_table(self.console, metrics_table(rows, title=f"{self.run.model} (best epoch {summary['best_epoch']}), "
+                                                            f"after fee {self.costs.fee:g} + slippage "
+                                                            f"{self.costs.slippage:g} per fill"))
+        note = volatility_drag_note([(f"{name} on {split}", m) for name, split, m, _ in rows])
+        if note:
+            print_line(self.console, note)
         for split, flag in summary["collapsed"].items():
             if flag:
                 m = summary[split]["model"]
-                self.console.print(f"[bold red]COLLAPSE on {split}:[/] {m['dominant_action']} takes "
-                                   f"{100 * m['dominant_share']:.1f}% of decisions: the model barely "
-                                   f"trades on its own signal")
+                print_line(self.console, f"[bold red]COLLAPSE on {split}:[/] {m['dominant_action']} takes "
+                                         f"{100 * m['dominant_share']:.1f}% of decisions: the model barely "
+                                         f"trades on its own signal")
         for split in ("validation", "test"):
             line = static_position_text(f"{self.run.model} on {split}", summary[split]["model"])
             if line:
-                self.console.print(f"[bold yellow]{line}[/]")
-        self.console.print(f"run saved in {self.run_dir}")
+                print_line(self.console, f"[bold yellow]{line}[/]")
+        print_line(self.console, f"run saved in {self.run_dir}")

@@ -58,6 +58,7 @@ the stored target; nothing at row t reads rows after t.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -461,9 +462,10 @@ class Decoder:
 
 
 def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any, close: Any,
-                    targets: Any, env: Any) -> Any:
+                    targets: Any, env: Any, on_step: Callable[[], None] | None = None) -> Any:
     """Greedy actions ``[G, n]`` along one range for each of G target returns-to-go, one env per
-    target from a flat account; the last row takes no decision (HOLD)."""
+    target from a flat account; the last row takes no decision (HOLD). ``on_step`` is called
+    after each of the ``n - 1`` decisions (progress)."""
     import numpy as np
     import torch
 
@@ -497,6 +499,8 @@ def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any,
         rtg = next_return_to_go(rtg, np.asarray(reward, dtype=np.float64) * config.reward_scale, config.gamma,
                                 low, high)
         prev = act
+        if on_step is not None:
+            on_step()
     return out
 
 
@@ -600,6 +604,8 @@ class CGDT:
         import numpy as np
         import torch
 
+        from himari.progress import phase
+
         c, net = self.config, self.network
         dev = net.rtg_scale.device
         critic = net.critic
@@ -608,7 +614,8 @@ class CGDT:
         rng = np.random.default_rng([seed, 17])
         tail: list[float] = []
         try:
-            with torch.enable_grad(), torch.autocast(dev.type, enabled=False):
+            with torch.enable_grad(), torch.autocast(dev.type, enabled=False), \
+                    phase(f"cgdt: critic pre-training, {steps:,} steps", total=steps) as advance:
                 for i in range(steps):
                     idx = torch.from_numpy(rng.integers(0, len(windows), size=min(c.critic_batch_size, len(windows))))
                     obs, actions, rtg = (x.to(dev) for x in windows[idx])
@@ -619,6 +626,7 @@ class CGDT:
                     opt.step()
                     if i >= steps - max(1, steps // 10):
                         tail.append(float(loss.detach()))
+                    advance()
         finally:
             critic.requires_grad_(False)
             for p in critic.parameters():
@@ -681,12 +689,18 @@ class CGDT:
         raise HimariError("cgdt decides from the account state and the realised rewards: use "
                           "act_sequence(features, open, close, ranges, env)")
 
-    def _rollout(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any, targets: Any) -> Any:
-        """Actions ``[G, rows]`` of each target along every range (concatenated)."""
+    def _rollout(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any, targets: Any,
+                 what: str) -> Any:
+        """Actions ``[G, rows]`` of each target along every range (concatenated), reported as
+        the phase ``what`` (one unit per decision step)."""
         import numpy as np
 
-        parts = [rollout_targets(self.network, self.config, np.asarray(features[a:b]), np.asarray(open_[a:b]),
-                                 np.asarray(close[a:b]), targets, env) for a, b in ranges if b > a]
+        from himari.progress import phase
+
+        steps = sum(max(b - a - 1, 0) for a, b in ranges)
+        with phase(f"cgdt: {what}, {steps:,} steps", total=steps) as advance:
+            parts = [rollout_targets(self.network, self.config, np.asarray(features[a:b]), np.asarray(open_[a:b]),
+                                     np.asarray(close[a:b]), targets, env, advance) for a, b in ranges if b > a]
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(targets), 0), dtype=np.int8)
 
     def _tune(self, all_actions: Any, open_: Any, close: Any, ranges: Any, env: Any) -> int:
@@ -712,12 +726,13 @@ class CGDT:
         net = self.network
         if self._tune_ranges is not None and ranges == self._tune_ranges:
             grid = net.rtg_grid.detach().cpu().numpy()
-            all_actions = self._rollout(features, open, close, ranges, env, grid)
+            all_actions = self._rollout(features, open, close, ranges, env, grid,
+                                        f"choosing the target return-to-go on validation ({len(grid)} targets)")
             best = self._tune(all_actions, open, close, ranges, env)
             with torch.no_grad():
                 net.target_rtg.fill_(float(grid[best]))
             return all_actions[best]
-        return self._rollout(features, open, close, ranges, env, [float(net.target_rtg)])[0]
+        return self._rollout(features, open, close, ranges, env, [float(net.target_rtg)], "acting")[0]
 
 
 def build(config: CGDTConfig, ctx: Any) -> CGDT:

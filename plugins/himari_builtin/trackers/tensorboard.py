@@ -18,9 +18,14 @@ class TensorBoardConfig:
 
 
 class TensorBoardTracker:
+    """Scalars through torch's ``SummaryWriter``. A resumed run purges the steps after its
+    checkpoint (``purge_step``): TensorBoard drops the events that the interrupted run logged
+    past it, so every step appears once."""
+
     def __init__(self, config: TensorBoardConfig) -> None:
         self.config = config
         try:
+            import tensorboard  # noqa: F401 - torch's writer needs it, even where torch.utils.tensorboard imported
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("tracker 'tensorboard' needs the tensorboard package: "
@@ -39,6 +44,7 @@ class TensorBoardTracker:
     def finish(self, summary: dict[str, Any]) -> None:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
 
 
 @hookimpl
