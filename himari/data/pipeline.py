@@ -32,7 +32,7 @@ from himari.data.ingest import LoadedBars, read_bars
 from himari.data.intervals import bars_per_year, format_interval
 from himari.data.labels import check_label_params, label_distribution, make_labels
 from himari.data.outputs import check_directory_output
-from himari.data.splits import Segment, check_fractions, chronological_split, fit_normalization, walk_forward_folds
+from himari.data.splits import Segment, check_fractions, check_split_dates, chronological_split, fit_normalization, walk_forward_folds
 from himari.errors import DataError
 
 PREPARED_FORMAT = "himari-prepared"
@@ -96,13 +96,15 @@ def check_prepare_config(config: PrepareConfig) -> dict[str, Any]:
     params = check_label_params(config.labeler, dict(config.label_params))
     if config.split_dates is None:
         check_fractions(config.train, config.validation)
+    else:
+        check_split_dates(config.split_dates)
     folds = config.folds
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 0:
         raise DataError(f"folds (--folds): must be an integer >= 0, got {folds!r}")
     if config.fold_mode not in ("expanding", "rolling"):
         raise DataError(f"fold mode (--fold-mode): expected 'expanding' or 'rolling', got {config.fold_mode!r}")
-    if config.embargo is not None and (isinstance(config.embargo, bool) or not isinstance(config.embargo, (int, np.integer))
-                                       or config.embargo < 0):
+    emb = config.embargo
+    if emb is not None and (isinstance(emb, bool) or not isinstance(emb, (int, np.integer)) or emb < 0):
         raise DataError(f"embargo (--embargo): must be an integer >= 0, got {config.embargo!r}")
     return params
 

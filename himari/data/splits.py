@@ -74,7 +74,10 @@ def parse_time(value: str | int | pd.Timestamp) -> int:
     except (ValueError, TypeError) as e:
         raise DataError(f"cannot parse {value!r} as a date") from e
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return int(t.value)
+    try:
+        return int(t.value)
+    except (OverflowError, ValueError) as e:  # outside the nanosecond range 1677 .. 2262
+        raise DataError(f"date {value!r} is outside the supported range 1677-09-22 .. 2262-04-11") from e
 
 
 def check_fractions(train: float, validation: float) -> None:
@@ -111,6 +114,16 @@ def check_fold_count(n_folds: int, usable_rows: int, *, embargo: int, train_bloc
                         f"rows; {limit} (--folds)")
 
 
+def check_split_dates(dates: Sequence[str]) -> list[int]:
+    """Two dates, validation start before test start; returns them as int64 ns cut points."""
+    if len(dates) != 2:
+        raise DataError(f"split dates: expected two dates (validation start, test start), got {list(dates)}")
+    cuts = [parse_time(d) for d in dates]
+    if cuts[0] >= cuts[1]:
+        raise DataError(f"split dates: {dates[0]} must come before {dates[1]}")
+    return cuts
+
+
 def chronological_split(timestamps: np.ndarray, segments: Sequence[Segment], *, train: float = 0.7,
                         validation: float = 0.15, dates: Sequence[str] | None = None,
                         embargo: int = 0) -> dict[str, Ranges]:
@@ -118,11 +131,7 @@ def chronological_split(timestamps: np.ndarray, segments: Sequence[Segment], *, 
     if embargo < 0:
         raise DataError(f"embargo: must be >= 0, got {embargo}")
     if dates is not None:
-        if len(dates) != 2:
-            raise DataError(f"split dates: expected two dates (validation start, test start), got {list(dates)}")
-        cuts = [parse_time(d) for d in dates]
-        if cuts[0] >= cuts[1]:
-            raise DataError(f"split dates: {dates[0]} must come before {dates[1]}")
+        cuts = check_split_dates(dates)
     else:
         check_fractions(train, validation)
         cuts = _cut_by_fraction(_usable_times(timestamps, segments), [train, validation, 1.0 - train - validation])

@@ -48,8 +48,8 @@ class Market:
 
     ``open`` and ``close`` are 1-D float32/float64 arrays of equal length ``T >= 2`` (finite,
     > 0; stored as float64). ``features`` is ``[T, F]`` float32/float64 (finite, and within
-    float32's range, since they are stored as float32) or ``None``. ``warmup`` is the first bar an episode may start at, usually the warm-up of the
-    feature set. Every env of every VecTradingEnv built on it shares this one copy.
+    float32's range, since they are stored as float32) or ``None``. ``warmup`` is the first bar
+    an episode may start at, usually the warm-up of the feature set. Every env of every VecTradingEnv built on it shares this one copy.
 
     ``device="cuda"`` (or ``"cuda:N"``) also copies the market to that GPU once; envs built on it
     then run there (the host copy stays, for evaluation and reports).

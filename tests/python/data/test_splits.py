@@ -38,6 +38,9 @@ def test_date_split_and_errors():
         chronological_split(ts, segs, train=0.9, validation=0.2)
     with pytest.raises(DataError):
         chronological_split(ts, segs, dates=["not a date", "2023-01-03"])
+    for far in ("1500-01-01", "3000-01-01"):  # before: a raw OverflowError
+        with pytest.raises(DataError, match=far):
+            chronological_split(ts, segs, dates=[far, "2023-01-03"] if far < "2" else ["2023-01-03", far])
 
 
 def test_multi_symbol_split_shares_cut_times():
