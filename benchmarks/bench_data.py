@@ -93,10 +93,10 @@ def main() -> None:
         _timed(results, "features (60, incl. native EKF)", n, lambda: compute_features(*cols, stamps), args.repeat)
         _timed(results, "labels forward-return", n, lambda: make_labels("forward-return", *cols[:4]), args.repeat)
         _timed(results, "labels triple-barrier", n, lambda: make_labels("triple-barrier", *cols[:4]), args.repeat)
-        _timed(results, "prepare (read, all stages, write)", n, lambda: prepare(bars, tmpd / "prepared"), args.repeat)
+        _timed(results, "prepare (read, all stages, write)", n, lambda: prepare(bars, tmpd / "prepared", force=True), args.repeat)
         btc = SHARED / "btcusdt_5m.csv.gz"
         if btc.exists():
-            _timed(results, "prepare BTC/USDT 2023 from .csv.gz", 104_816, lambda: prepare(btc, tmpd / "btc"), args.repeat)
+            _timed(results, "prepare BTC/USDT 2023 from .csv.gz", 104_816, lambda: prepare(btc, tmpd / "btc", force=True), args.repeat)
 
     machine = _machine()
     width = max(len(str(r["step"])) for r in results)

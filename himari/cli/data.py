@@ -117,7 +117,7 @@ def synth(
 @app.command("prepare")
 def prepare_(
     bars: Path | None = typer.Argument(None, help="Bars file (himari Parquet or any importable format). Omitted: the synthetic market."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory: new, empty, or an earlier prepared one with --force."),
     labels: Labeler = typer.Option(Labeler.forward_return, "--labels", help="Labeler."),
     horizon: int | None = typer.Option(None, "--horizon", help="Label horizon in bars (default 5; triple-barrier 20)."),
     threshold: float | None = typer.Option(None, "--threshold", help="forward-return: log-return threshold (default 0.002)."),
@@ -134,8 +134,9 @@ def prepare_(
     symbol: list[str] | None = typer.Option(None, "--symbol", help="Only this symbol (repeatable)."),
     synth_bars: int = typer.Option(200_000, "--synth-bars", help="Without BARS: size of the synthetic market."),
     seed: int = typer.Option(0, "--seed", help="Without BARS: seed of the synthetic market."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT when it holds an earlier prepared data set (never any other directory)."),
 ) -> None:
-    """Compute the 60 features, labels, splits and normalisation into OUT."""
+    """Compute the 60 features, labels, splits and normalisation into OUT (a new or empty directory)."""
     from himari.data.pipeline import PrepareConfig, prepare
     from himari.data.prepared import render_summary
     from himari.errors import DataError
@@ -153,10 +154,13 @@ def prepare_(
                            symbols=tuple(symbol) if symbol else None)
     source: Any = bars
     if bars is None:
+        from himari.data.pipeline import check_prepare_config, check_prepare_output
         from himari.data.synthetic import SynthConfig, load_synthetic
 
+        check_prepare_config(config)  # before synthesising
+        check_prepare_output(out, force=force)
         source = load_synthetic(SynthConfig(bars=synth_bars, seed=seed))
-    meta = prepare(source, out, config)
+    meta = prepare(source, out, config, force=force)
     console = _console()
     render_summary(meta, console, title=f"Prepared: {out}")
     console.print(f"wrote [bold]{out}[/bold]")

@@ -3,16 +3,37 @@
 An import or prepare that fails half-way must leave nothing behind (and must not clobber a good
 previous output), so every output is first written to a temporary name in the *same* directory
 (``os.replace`` is only atomic within one file system) and then moved into place.
+
+Temporary names are ``.<output name>.<host>-<pid>.<random>.tmp`` (``.old`` for a previous output
+directory moved aside): ``<host>`` is a short hash of this machine's host name and ``<pid>`` the
+writing process. A process killed outright (SIGKILL, power loss) cannot clean up, so the next
+write to the same output removes that output's temporaries whose process is no longer running on
+this host. A PID rather than an age decides, because a large prepare can legitimately run for
+minutes and an age limit would either delete a live writer's files or keep a dead one's for
+hours; temporaries of another host (a shared network directory) are never touched, since its PIDs
+cannot be checked from here. SIGTERM and SIGHUP are turned into ``SystemExit`` while a temporary
+exists (main thread only, and only where no other handler is installed), so the ordinary cleanup
+runs for them as it does for exceptions and Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
+import signal
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+
+from himari.errors import DataError
+
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
 
 def _default_mode(directory: bool) -> int:
@@ -23,23 +44,127 @@ def _default_mode(directory: bool) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+def output_target(path: str | os.PathLike[str]) -> Path:
+    """The absolute, symlink-resolved output path: ``.`` or ``a/..`` get their real name, so
+    temporaries are named after the real directory and created next to it."""
+    return Path(path).expanduser().resolve()
+
+
+def ensure_parent(target: Path) -> None:
+    """Create ``target``'s parent directories, or fail with a ``DataError`` naming the culprit
+    (a file where a directory is needed, no permission) instead of a raw ``OSError``."""
+    for ancestor in (target.parent, *target.parent.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise DataError(f"{target}: {ancestor} is a file, not a directory")
+            break
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{target}: cannot create the directory {target.parent} ({e.strerror or e})") from e
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.{_HOST_TAG}-{os.getpid()}."
+
+
+def _temp_pattern(target: Path) -> re.Pattern[str]:
+    # the random part of mkstemp/mkdtemp names is [a-z0-9_]; it never holds '.' or '-', so the
+    # temporaries of another output ("a.b" next to "a") never match
+    return re.compile(rf"\.{re.escape(target.name)}\.([0-9a-f]{{8}})-(\d+)\.[a-z0-9_]+\.(?:tmp|old)")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a process we could have been; leave it alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporaries of output ``path`` left by processes of this host that have died.
+
+    Only names of this output's own pattern are considered; returns what was removed.
+    """
+    target = output_target(path)
+    pattern = _temp_pattern(target)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None or m.group(1) != _HOST_TAG or _pid_alive(int(m.group(2))):
+            continue
+        p = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    # a second signal while the cleanup runs must not interrupt it
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signum, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _termination_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM/SIGHUP raise SystemExit (so ``except BaseException``
+    cleanups run) where they would otherwise kill the process; handlers are restored after."""
+    saved: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is None:
+                continue
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(sig) is signal.SIG_DFL:
+                    signal.signal(sig, _exit_on_signal)
+                    saved[sig] = signal.SIG_DFL
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it onto ``path`` only if the block succeeds."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:  # make the bytes durable before the rename publishes them
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _default_mode(False))
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    target = output_target(path)
+    if target.is_dir():
+        raise DataError(f"{target}: is a directory; expected a file name")
+    ensure_parent(target)
+    with _termination_raises():
+        remove_stale_temporaries(target)
+        fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            _fsync_file(tmp)  # make the bytes durable before the rename publishes them
+            os.chmod(tmp, _default_mode(False))
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -48,32 +173,48 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` onto ``target``; a previous ``target`` is moved aside first and put back
+    if the rename fails, then deleted."""
+    old: Path | None = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".old", dir=target.parent))
+        os.rmdir(old)
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a directory under a temporary name and swap it into place when the block succeeds.
 
     An existing directory at ``path`` is replaced only after the new one is complete: it is
     renamed aside, the new one renamed in, and the old one deleted. A failure inside the block
-    removes the temporary directory and leaves ``path`` untouched.
+    (an exception, Ctrl-C, SIGTERM) removes the temporary directory and leaves ``path``
+    untouched. Whether an existing directory *may* be replaced is the caller's decision
+    (``himari.data.outputs``).
     """
-    target = Path(path)
+    target = output_target(path)
     if target.exists() and not target.is_dir():
-        from himari.errors import DataError
-
         raise DataError(f"{target}: exists and is not a directory")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    os.chmod(tmp, _default_mode(True))
-    old: Path | None = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.rmdir(old)
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    ensure_parent(target)
+    with _termination_raises():
+        remove_stale_temporaries(target)
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
+        try:
+            yield tmp
+            for f in tmp.rglob("*"):
+                if f.is_file():
+                    _fsync_file(f)
+            os.chmod(tmp, _default_mode(True))
+            _swap_in(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

@@ -35,6 +35,11 @@ METADATA_KEY = b"himari"
 FORMAT_NAME = "himari-bars"
 FORMAT_VERSION = 1
 
+FILL_MAX_FACTOR = 10
+"""``fill_gaps="forward"`` may make a symbol's series at most this many times its input rows..."""
+FILL_MAX_BARS = 50_000_000
+"""... and at most this many bars: beyond, a gap is a wrong timestamp, not missing data."""
+
 GapFill = Literal["none", "forward"]
 DuplicatePolicy = Literal["error", "first", "last"]
 
@@ -259,8 +264,30 @@ def _repair_ohlc(df: pd.DataFrame, options: ImportOptions, log: ImportLog) -> pd
     return df
 
 
+def _check_fill_size(df: pd.DataFrame, interval: int) -> None:
+    """Refuse a fill that would blow the series up (FILL_MAX_FACTOR, FILL_MAX_BARS), naming the
+    largest gap: checked by arithmetic before any bar is created."""
+    step = interval * 1_000_000_000
+    for sym, g in df.groupby("symbol", sort=False):
+        ts = ts_ns(g["timestamp"])
+        total = int((ts[-1] - ts[0]) // step) + 1
+        if total <= min(FILL_MAX_FACTOR * len(g), FILL_MAX_BARS):
+            continue
+        missing = np.diff(ts) // step - 1
+        j = int(np.argmax(missing))
+        a = pd.Timestamp(int(ts[j]), tz="UTC").isoformat()
+        b = pd.Timestamp(int(ts[j + 1]), tz="UTC").isoformat()
+        raise DataError(
+            f"{sym}: --fill-gaps forward would turn {len(g):,} bars into {total:,} (at most {FILL_MAX_FACTOR}x "
+            f"the input rows and {FILL_MAX_BARS:,} bars are filled); the largest gap is {int(missing[j]):,} "
+            f"missing bars between {a} ({_where(g, j)}) and {b} ({_where(g, j + 1)}); check those timestamps "
+            "or import without --fill-gaps"
+        )
+
+
 def _fill_forward(df: pd.DataFrame, interval: int, log: ImportLog) -> pd.DataFrame:
     """Insert missing bars as flat bars at the previous close with zero volume, marked filled."""
+    _check_fill_size(df, interval)
     parts = []
     step = pd.Timedelta(seconds=interval)
     for sym, g in df.groupby("symbol", sort=False):

@@ -60,11 +60,13 @@ def import_bars(paths: Sequence[str | Path], out: str | Path, *, format: str = "
     """``himari data import``: load, then write the Parquet and ``<name>.report.json`` atomically.
 
     Nothing is written when any step fails: both files are written under temporary names in the
-    output directory and renamed into place only at the end.
+    output directory and renamed into place only at the end. An output (or its report) that is
+    one of the inputs, a directory or under a file is refused before anything is read.
     """
+    from himari.data.outputs import check_file_outputs
+
     out = Path(out)
-    if out.exists() and out.is_dir():
-        raise DataError(f"{out}: is a directory; --out takes a file name such as bars.parquet")
+    check_file_outputs([out, report_path_for(out)], paths)
     loaded = load_bars(paths, format=format, symbol=symbol, options=options)
     extra = {"sources": loaded.sources, "import_log": loaded.log.to_dict(), "report": loaded.report.to_dict()}
     write_bars(loaded.frame, out, loaded.interval_seconds, extra)

@@ -47,18 +47,26 @@ class LabelerSpec:
     summary: str
     func: Callable[..., LabelResult]
     defaults: dict[str, Any]
+    check: Callable[..., dict[str, Any]] | None = None
+    """Validates the full parameter set before any computation (None: the function checks)."""
 
 
 LABELERS: dict[str, LabelerSpec] = {}
 
 
-def register_labeler(name: str, summary: str, defaults: dict[str, Any]) -> Callable[[Callable[..., LabelResult]], Callable[..., LabelResult]]:
-    """Decorator that adds a labeler to ``LABELERS`` (duplicate names are rejected)."""
+def register_labeler(name: str, summary: str, defaults: dict[str, Any],
+                     check: Callable[..., dict[str, Any]] | None = None,
+                     ) -> Callable[[Callable[..., LabelResult]], Callable[..., LabelResult]]:
+    """Decorator that adds a labeler to ``LABELERS`` (duplicate names are rejected).
+
+    ``check(**params)``, when given, raises ``DataError`` for parameters out of their domain;
+    ``prepare`` calls it before reading any data, so a bad value fails at once.
+    """
 
     def deco(func: Callable[..., LabelResult]) -> Callable[..., LabelResult]:
         if name in LABELERS:
             raise DataError(f"labeler {name!r} is already registered")
-        LABELERS[name] = LabelerSpec(name, summary, func, dict(defaults))
+        LABELERS[name] = LabelerSpec(name, summary, func, dict(defaults), check)
         return func
 
     return deco
@@ -88,27 +96,59 @@ def _classes(x: np.ndarray, up: np.ndarray | float, down: np.ndarray | float) ->
     return lab
 
 
-def _check_horizon(horizon: int) -> int:
-    if int(horizon) < 1:
-        raise DataError(f"horizon: must be >= 1, got {horizon}")
-    return int(horizon)
+def _real(name: str, value: Any, *, minimum: float, inclusive: bool) -> float:
+    """A finite real parameter >= (or >) ``minimum``: NaN, inf and out-of-domain values are errors
+    (a NaN threshold would silently label every bar HOLD)."""
+    flag = "--" + name.replace("_", "-")
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    x = float(value) if ok else float("nan")
+    if not np.isfinite(x) or (x < minimum if inclusive else x <= minimum):
+        rel = ">=" if inclusive else ">"
+        raise DataError(f"label parameter {name} ({flag}): must be a finite number {rel} {minimum:g}, got {value!r}")
+    return x
+
+
+def _integer(name: str, value: Any, *, minimum: int) -> int:
+    """An integer parameter >= ``minimum`` (an integral float such as 5.0 is accepted)."""
+    flag = "--" + name.replace("_", "-")
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not np.isfinite(float(value)) or float(value) != int(value) or int(value) < minimum:
+        raise DataError(f"label parameter {name} ({flag}): must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+_PARAM_RULES: dict[str, Callable[[str, Any], Any]] = {
+    "horizon": lambda n, v: _integer(n, v, minimum=1),
+    "threshold": lambda n, v: _real(n, v, minimum=0.0, inclusive=True),
+    "take_profit": lambda n, v: _real(n, v, minimum=0.0, inclusive=False),
+    "stop_loss": lambda n, v: _real(n, v, minimum=0.0, inclusive=False),
+    "z": lambda n, v: _real(n, v, minimum=0.0, inclusive=True),
+    "vol_window": lambda n, v: _integer(n, v, minimum=2),
+}
+"""Domains of the built-in labelers' parameters: horizon >= 1 bar, threshold >= 0, barriers > 0,
+z >= 0, a volatility window of >= 2 returns (one return has no spread)."""
+
+
+def _checked(**params: Any) -> dict[str, Any]:
+    """Validate built-in labeler parameters by name; returns them normalised (int / float)."""
+    return {k: _PARAM_RULES[k](k, v) for k, v in params.items()}
 
 
 @register_labeler("forward-return", "BUY/SELL when the log return from open[t+1] over k bars exceeds +/- threshold",
-                  {"horizon": 5, "threshold": 0.002})
+                  {"horizon": 5, "threshold": 0.002}, check=_checked)
 def forward_return(open: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, *,
                    horizon: int = 5, threshold: float = 0.002) -> LabelResult:
     """Fixed-threshold forward return: enter at open[t+1], exit at open[t+1+horizon]."""
-    horizon = _check_horizon(horizon)
-    if threshold < 0:
-        raise DataError(f"threshold: must be >= 0, got {threshold}")
+    p = _checked(horizon=horizon, threshold=threshold)
+    horizon, threshold = p["horizon"], p["threshold"]
     fr = _forward_log_return(np.asarray(open, np.float64), horizon)
     return LabelResult(_classes(fr, threshold, -threshold), fr.astype(np.float32), horizon + 1,
                        "forward-return", {"horizon": horizon, "threshold": threshold})
 
 
 @register_labeler("triple-barrier", "take-profit / stop-loss barriers scaled by volatility, time limit k bars",
-                  {"horizon": 20, "take_profit": 1.0, "stop_loss": 1.0, "vol_window": 48})
+                  {"horizon": 20, "take_profit": 1.0, "stop_loss": 1.0, "vol_window": 48},
+                  check=_checked)
 def triple_barrier(open: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, *,
                    horizon: int = 20, take_profit: float = 1.0, stop_loss: float = 1.0,
                    vol_window: int = 48) -> LabelResult:
@@ -121,9 +161,8 @@ def triple_barrier(open: np.ndarray, high: np.ndarray, low: np.ndarray, close: n
     pessimistic reading of an OHLC bar). No touch by the time limit: HOLD. The target is the
     log return realised at the exit (barrier level, or open[t+1+horizon] at the time limit).
     """
-    horizon = _check_horizon(horizon)
-    if take_profit <= 0 or stop_loss <= 0:
-        raise DataError("take_profit and stop_loss: must be > 0")
+    p = _checked(horizon=horizon, take_profit=take_profit, stop_loss=stop_loss, vol_window=vol_window)
+    horizon, take_profit, stop_loss, vol_window = p["horizon"], p["take_profit"], p["stop_loss"], p["vol_window"]
     o, h, l, c = (np.asarray(a, np.float64) for a in (open, high, low, close))
     n = len(o)
     width = _sigma(c, int(vol_window)) * np.sqrt(horizon)
@@ -153,11 +192,12 @@ def triple_barrier(open: np.ndarray, high: np.ndarray, low: np.ndarray, close: n
 
 
 @register_labeler("risk-adjusted", "forward return from open[t+1] over k bars in units of causal volatility, +/- z",
-                  {"horizon": 5, "z": 0.5, "vol_window": 48})
+                  {"horizon": 5, "z": 0.5, "vol_window": 48}, check=_checked)
 def risk_adjusted(open: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, *,
                   horizon: int = 5, z: float = 0.5, vol_window: int = 48) -> LabelResult:
     """Forward log return divided by ``sigma_t * sqrt(horizon)``; BUY above +z, SELL below -z."""
-    horizon = _check_horizon(horizon)
+    p = _checked(horizon=horizon, z=z, vol_window=vol_window)
+    horizon, z, vol_window = p["horizon"], p["z"], p["vol_window"]
     fr = _forward_log_return(np.asarray(open, np.float64), horizon)
     scale = _sigma(np.asarray(close, np.float64), int(vol_window)) * np.sqrt(horizon)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -166,9 +206,9 @@ def risk_adjusted(open: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                        {"horizon": horizon, "z": z, "vol_window": int(vol_window)})
 
 
-def make_labels(name: str, open: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-                **params: Any) -> LabelResult:
-    """Run a registered labeler by name; unknown parameters are an error, not ignored."""
+def check_label_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The labeler's full parameter set (defaults filled in), checked without touching any data:
+    an unknown labeler or parameter, or a value out of its domain, is a ``DataError``."""
     if name not in LABELERS:
         raise DataError(f"labeler {name!r} is unknown; choose one of {', '.join(sorted(LABELERS))}")
     spec = LABELERS[name]
@@ -176,7 +216,17 @@ def make_labels(name: str, open: np.ndarray, high: np.ndarray, low: np.ndarray, 
     if unknown:
         raise DataError(f"labeler {name!r}: unknown parameter(s) {', '.join(sorted(unknown))}; "
                         f"it takes {', '.join(spec.defaults)}")
-    return spec.func(open, high, low, close, **{**spec.defaults, **params})
+    merged = {**spec.defaults, **params}
+    if spec.check is not None:
+        merged = {**merged, **spec.check(**merged)}
+    return merged
+
+
+def make_labels(name: str, open: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                **params: Any) -> LabelResult:
+    """Run a registered labeler by name; unknown parameters are an error, not ignored."""
+    merged = check_label_params(name, params)
+    return LABELERS[name].func(open, high, low, close, **merged)
 
 
 def label_distribution(labels: np.ndarray) -> dict[str, int]:

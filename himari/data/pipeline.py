@@ -30,8 +30,9 @@ from himari.data.features import FEATURE_DIM, FEATURE_NAMES, FEATURES, WARMUP, c
 from himari.data.frame import symbols_of, ts_ns
 from himari.data.ingest import LoadedBars, read_bars
 from himari.data.intervals import bars_per_year, format_interval
-from himari.data.labels import LABELERS, label_distribution, make_labels
-from himari.data.splits import Segment, chronological_split, fit_normalization, walk_forward_folds
+from himari.data.labels import check_label_params, label_distribution, make_labels
+from himari.data.outputs import check_directory_output
+from himari.data.splits import Segment, check_fractions, check_split_dates, chronological_split, fit_normalization, walk_forward_folds
 from himari.errors import DataError
 
 PREPARED_FORMAT = "himari-prepared"
@@ -70,14 +71,6 @@ class PrepareConfig:
     """Only these symbols of a multi-symbol bars file."""
 
 
-def _segment_arrays(bars: Any, config: PrepareConfig) -> dict[str, Any]:
-    o, h, l, c, v = (bars[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume"))
-    ts = ts_ns(bars["timestamp"])
-    feats = compute_features(o, h, l, c, v, ts)
-    lab = make_labels(config.labeler, o, h, l, c, **config.label_params)
-    return {"features": feats, "labels": lab, "open": o, "close": c, "timestamps": ts}
-
-
 def _sanitize_features(feats: np.ndarray, symbol: str, timestamps: np.ndarray) -> np.ndarray:
     """float32 row-major copy; warm-up rows -> 0; a non-finite value after warm-up is an error."""
     out = np.empty(feats.shape, dtype=np.float32)
@@ -97,12 +90,52 @@ def _sanitize_features(feats: np.ndarray, symbol: str, timestamps: np.ndarray) -
     return out
 
 
+def check_prepare_config(config: PrepareConfig) -> dict[str, Any]:
+    """Everything about the configuration that can be checked without data; returns the
+    labeler's full, validated parameters."""
+    params = check_label_params(config.labeler, dict(config.label_params))
+    if config.split_dates is None:
+        check_fractions(config.train, config.validation)
+    else:
+        check_split_dates(config.split_dates)
+    folds = config.folds
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 0:
+        raise DataError(f"folds (--folds): must be an integer >= 0, got {folds!r}")
+    if config.fold_mode not in ("expanding", "rolling"):
+        raise DataError(f"fold mode (--fold-mode): expected 'expanding' or 'rolling', got {config.fold_mode!r}")
+    emb = config.embargo
+    if emb is not None and (isinstance(emb, bool) or not isinstance(emb, (int, np.integer)) or emb < 0):
+        raise DataError(f"embargo (--embargo): must be an integer >= 0, got {config.embargo!r}")
+    return params
+
+
+def _input_paths(bars: str | os.PathLike[str] | LoadedBars) -> list[Path]:
+    """The files a prepare reads, which its output must never contain."""
+    if isinstance(bars, LoadedBars):
+        return [Path(s["path"]) for s in bars.sources if s.get("path")]
+    return [Path(bars)]
+
+
+def check_prepare_output(out: str | os.PathLike[str], inputs: list[Path] | None = None, *,
+                         force: bool = False) -> Path:
+    """Whether ``prepare`` may write ``out`` (see ``himari.data.outputs``); returns it resolved."""
+    return check_directory_output(out, inputs or [], format_name=PREPARED_FORMAT,
+                                  allowed_files=ARRAY_FILES.values(), force=force)
+
+
 def prepare(bars: str | os.PathLike[str] | LoadedBars, out: str | os.PathLike[str],
-            config: PrepareConfig | None = None) -> dict[str, Any]:
-    """Compute features, labels, splits and normalisation; write the directory; return metadata."""
+            config: PrepareConfig | None = None, *, force: bool = False) -> dict[str, Any]:
+    """Compute features, labels, splits and normalisation; write the directory; return metadata.
+
+    The configuration and the output are checked before anything is read, and the splits and
+    folds before the (expensive) features. ``out`` must be new or empty; an existing prepared
+    directory is replaced only with ``force`` (never a directory holding anything else, an
+    input, or the working directory).
+    """
     config = config or PrepareConfig()
-    if config.labeler not in LABELERS:
-        raise DataError(f"labeler {config.labeler!r} is unknown; choose one of {', '.join(sorted(LABELERS))}")
+    label_params = check_prepare_config(config)
+    inputs = _input_paths(bars)
+    target = check_prepare_output(out, inputs, force=force)
     t0 = time.perf_counter()
     loaded = bars if isinstance(bars, LoadedBars) else read_bars(bars)
     frame = loaded.frame
@@ -114,37 +147,44 @@ def prepare(bars: str | os.PathLike[str] | LoadedBars, out: str | os.PathLike[st
         symbols = [s for s in symbols if s in config.symbols]
 
     single = len(symbols_of(frame)) == 1
-    parts, segments, start = [], [], 0
-    label_result = None
+    seg_frames, segments, start = [], [], 0
     for sym in symbols:
         seg = frame if single else frame[frame["symbol"] == sym]
         if len(seg) <= WARMUP + 1:
             raise DataError(f"{sym}: {len(seg)} bars, but the features need a warm-up of {WARMUP} bars "
                             f"and at least one bar after it")
-        arr = _segment_arrays(seg, config)
-        arr["features"] = _sanitize_features(arr["features"], sym, arr["timestamps"])
-        label_result = arr["labels"]
-        parts.append(arr)
+        seg_frames.append(seg)
         segments.append(Segment(sym, start, start + len(seg), start + WARMUP))
         start += len(seg)
-    assert label_result is not None
+
+    # labels and splits first: they are cheap, and a split or fold that cannot work must fail
+    # before the features are computed
+    label_results = []
+    for seg in seg_frames:
+        o, h, l, c = (seg[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close"))
+        label_results.append(make_labels(config.labeler, o, h, l, c, **label_params))
+    label_result = label_results[-1]
     lookahead = label_result.lookahead
     embargo = lookahead if config.embargo is None else int(config.embargo)
     if embargo < lookahead:
         raise DataError(f"embargo: {embargo} rows is less than the label's lookahead of {lookahead} bars "
                         "(labels of one split would see prices of the next)")
-
-    features = np.concatenate([p["features"] for p in parts]) if len(parts) > 1 else parts[0]["features"]
-    labels = np.concatenate([p["labels"].labels for p in parts])
-    targets = np.concatenate([p["labels"].target for p in parts])
-    open_ = np.concatenate([p["open"] for p in parts])
-    close = np.concatenate([p["close"] for p in parts])
-    timestamps = np.concatenate([p["timestamps"] for p in parts])
-
+    timestamps = np.concatenate([ts_ns(seg["timestamp"]) for seg in seg_frames])
     splits = chronological_split(timestamps, segments, train=config.train, validation=config.validation,
                                  dates=config.split_dates, embargo=embargo)
     folds = (walk_forward_folds(timestamps, segments, n_folds=config.folds, mode=config.fold_mode,  # type: ignore[arg-type]
                                 embargo=embargo) if config.folds else [])
+
+    feature_parts = []
+    for sym, seg, s in zip(symbols, seg_frames, segments, strict=True):
+        o, h, l, c, v = (seg[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume"))
+        feats = compute_features(o, h, l, c, v, timestamps[s.start: s.stop])
+        feature_parts.append(_sanitize_features(feats, sym, timestamps[s.start: s.stop]))
+    features = np.concatenate(feature_parts) if len(feature_parts) > 1 else feature_parts[0]
+    labels = np.concatenate([r.labels for r in label_results])
+    targets = np.concatenate([r.target for r in label_results])
+    open_ = np.concatenate([seg["open"].to_numpy(dtype=np.float64) for seg in seg_frames])
+    close = np.concatenate([seg["close"].to_numpy(dtype=np.float64) for seg in seg_frames])
     mean, std = fit_normalization(features, splits["train"])
 
     usable = np.zeros(len(labels), dtype=bool)
@@ -195,7 +235,7 @@ def prepare(bars: str | os.PathLike[str] | LoadedBars, out: str | os.PathLike[st
         "files": dict(ARRAY_FILES),
         "data_report": loaded.report.to_dict(),
     }
-    with atomic_directory(out) as tmp:
+    with atomic_directory(target) as tmp:
         np.save(tmp / ARRAY_FILES["features"], features)
         np.save(tmp / ARRAY_FILES["labels"], labels.astype(np.int8))
         np.save(tmp / ARRAY_FILES["targets"], targets.astype(np.float32))
@@ -239,7 +279,8 @@ def default_prepared_dataset(*, bars: int = 200_000, seed: int = 0, labeler: str
     bars_path = root / "bars" / f"synth-{bars}-{seed}.parquet"
     if not bars_path.exists() or refresh:
         write_synthetic(bars_path, SynthConfig(bars=bars, seed=seed))
-    prepare(bars_path, out, PrepareConfig(labeler=labeler, label_params=params))
+    # force: a refresh replaces the cache entry (prepare still refuses anything but prepared data)
+    prepare(bars_path, out, PrepareConfig(labeler=labeler, label_params=params), force=True)
     return out
 
 
@@ -259,5 +300,5 @@ def resolve_prepared(data: str | os.PathLike[str] | None, **prepare_kwargs: Any)
 
     out = cache_dir() / "prepared" / f"{p.name}-{file_sha256(p)[:10]}"
     if not (out / "metadata.json").exists():
-        prepare(p, out, PrepareConfig(**prepare_kwargs))
+        prepare(p, out, PrepareConfig(**prepare_kwargs), force=True)
     return out

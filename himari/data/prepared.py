@@ -8,8 +8,8 @@ writes (which nothing in himari does) would stay private to the process.
 from __future__ import annotations
 
 import json
+import math
 import os
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,51 +19,181 @@ from himari.data.splits import Ranges, Segment
 from himari.errors import DataError
 
 
+ARRAY_DTYPES: dict[str, type[np.generic]] = {
+    "features": np.float32, "labels": np.int8, "targets": np.float32,
+    "open": np.float64, "close": np.float64, "timestamps": np.int64,
+}
+"""The arrays of a prepared directory (``[N, F]`` features, the rest ``[N]``) and their dtypes."""
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+class _MetadataCheck:
+    """Checks of a parsed ``metadata.json``: every problem is a ``DataError`` naming the file and
+    the key, so a damaged directory fails at once with one line instead of deep inside a run."""
+
+    def __init__(self, meta: dict[str, Any], path: Path) -> None:
+        self.meta, self.path = meta, path
+
+    def fail(self, what: str) -> None:
+        raise DataError(f"{self.path}: {what}; prepare the data again (himari data prepare --force)")
+
+    def get(self, key: str, ok: Any, expected: str, parent: dict[str, Any] | None = None, where: str = "") -> Any:
+        source = self.meta if parent is None else parent
+        name = f"{where}{key}"
+        if key not in source:
+            self.fail(f"missing key '{name}'")
+        value = source[key]
+        if not ok(value):
+            self.fail(f"'{name}' must be {expected}, got {json.dumps(value)[:80]}")
+        return value
+
+    def ranges(self, value: Any, n: int, name: str) -> None:
+        if not isinstance(value, list) or not all(
+                isinstance(r, list) and len(r) == 2 and all(_is_int(x) for x in r) and 0 <= r[0] <= r[1] <= n
+                for r in value):
+            self.fail(f"'{name}' must be a list of [start, stop] row ranges within 0..{n}")
+
+    def run(self) -> tuple[int, int]:
+        """Validate; returns (rows, feature dimension) for the array checks."""
+        n = self.get("num_samples", lambda v: _is_int(v) and v > 0, "a positive integer")
+        dim = self.get("feature_dim", lambda v: _is_int(v) and v > 0, "a positive integer")
+        self.get("num_labeled", lambda v: _is_int(v) and 0 <= v <= n, f"an integer in 0..{n}")
+        self.get("feature_names", lambda v: isinstance(v, list) and len(v) == dim and all(isinstance(x, str) for x in v),
+                 f"a list of {dim} names")
+        self.get("warmup", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+        self.get("embargo", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+        self.get("interval", lambda v: isinstance(v, str), "a string such as '5m'")
+        self.get("symbols", lambda v: isinstance(v, list) and v and all(isinstance(x, str) for x in v),
+                 "a non-empty list of symbols")
+        span = self.get("span", lambda v: isinstance(v, dict), "an object")
+        for k in ("start", "end"):
+            self.get(k, lambda v: isinstance(v, str), "a time string", span, "span.")
+        lab = self.get("labeler", lambda v: isinstance(v, dict), "an object")
+        self.get("name", lambda v: isinstance(v, str), "a string", lab, "labeler.")
+        self.get("params", lambda v: isinstance(v, dict), "an object", lab, "labeler.")
+        self.get("lookahead", lambda v: _is_int(v) and v >= 0, "an integer >= 0", lab, "labeler.")
+
+        def is_dist(v: Any) -> bool:
+            return isinstance(v, dict) and all(_is_int(v.get(c)) for c in ("SELL", "HOLD", "BUY"))
+
+        self.get("label_distribution", is_dist, "an object of SELL/HOLD/BUY counts")
+        by_split = self.get("label_distribution_by_split", lambda v: isinstance(v, dict), "an object")
+        for k in by_split:
+            self.get(k, is_dist, "an object of SELL/HOLD/BUY counts", by_split, "label_distribution_by_split.")
+        segments = self.get("segments", lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list")
+        for i, seg in enumerate(segments):
+            if not (isinstance(seg, dict) and set(seg) == {"symbol", "start", "stop", "first"}
+                    and isinstance(seg["symbol"], str) and all(_is_int(seg[k]) for k in ("start", "stop", "first"))
+                    and 0 <= seg["start"] <= seg["first"] <= seg["stop"] <= n):
+                self.fail(f"'segments[{i}]' must be {{symbol, start, first, stop}} with 0 <= start <= first <= stop <= {n}")
+        splits = self.get("splits", lambda v: isinstance(v, dict), "an object")
+        for name in ("train", "validation", "test"):
+            self.ranges(self.get(name, lambda v: True, "", splits, "splits."), n, f"splits.{name}")
+        folds = self.get("folds", lambda v: isinstance(v, list), "a list")
+        for i, fold in enumerate(folds):
+            if not isinstance(fold, dict) or set(fold) != {"train", "test"}:
+                self.fail(f"'folds[{i}]' must be an object with 'train' and 'test'")
+            for name in ("train", "test"):
+                self.ranges(fold[name], n, f"folds[{i}].{name}")
+        norm = self.get("normalization", lambda v: isinstance(v, dict), "an object")
+        for k in ("mean", "std"):
+            self.get(k, lambda v: isinstance(v, list) and len(v) == dim and all(_is_number(x) for x in v),
+                     f"a list of {dim} finite numbers", norm, "normalization.")
+        if any(x <= 0 for x in norm["std"]):
+            self.fail("'normalization.std' must be positive")
+        files = self.get("files", lambda v: isinstance(v, dict), "an object")
+        for name in ARRAY_DTYPES:
+            self.get(name, lambda v: isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v,
+                     "a file name inside the directory", files, "files.")
+        if "bars_per_year" in self.meta:
+            self.get("bars_per_year", lambda v: _is_number(v) and v > 0, "a positive number")
+        return n, dim
+
+
+def _expected_arrays(n: int, dim: int) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
+    """Shape and dtype of each array of a prepared directory with n rows and dim features."""
+    return {name: (((n, dim) if name == "features" else (n,)), np.dtype(dtype))
+            for name, dtype in ARRAY_DTYPES.items()}
+
+
 class PreparedData:
     """A prepared directory: ``features``, ``labels``, ``targets``, ``open``, ``close``,
-    ``timestamps`` (memory-mapped) and ``metadata``."""
+    ``timestamps`` (memory-mapped) and ``metadata``.
+
+    Opening checks ``metadata.json`` (valid JSON, the himari format, every key the readers use,
+    with the right types and row ranges inside the arrays) and each array's header (present,
+    dtype and shape as the metadata says); any defect is a ``DataError`` naming the file.
+    Only the ``.npy`` headers are read, so this stays cheap for large data sets.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        from himari.data.pipeline import PREPARED_FORMAT, PREPARED_VERSION
+
         self.path = Path(path)
         meta_path = self.path / "metadata.json"
+        if not self.path.is_dir():
+            raise DataError(f"{self.path}: not a prepared data directory (no such directory)")
         if not meta_path.exists():
             raise DataError(f"{self.path}: not a prepared data directory (no metadata.json)")
-        self.metadata: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
-        from himari.data.pipeline import PREPARED_FORMAT
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise DataError(f"{meta_path}: cannot read the metadata ({e})") from e
+        if not isinstance(meta, dict) or meta.get("format") != PREPARED_FORMAT:
+            raise DataError(f"{meta_path}: not a himari prepared data set (no \"format\": \"{PREPARED_FORMAT}\")")
+        version = meta.get("version")
+        if not _is_int(version) or version < 1:
+            raise DataError(f"{meta_path}: 'version' must be a positive integer, got {json.dumps(version)}")
+        if version > PREPARED_VERSION:
+            raise DataError(f"{meta_path}: written by a newer himari (format version {version}, this one reads "
+                            f"up to {PREPARED_VERSION}); upgrade himari or prepare the data again")
+        n, dim = _MetadataCheck(meta, meta_path).run()
+        self.metadata: dict[str, Any] = meta
+        self._arrays = {name: self._load(name, shape, dtype)
+                        for name, (shape, dtype) in _expected_arrays(n, dim).items()}
 
-        if self.metadata.get("format") != PREPARED_FORMAT:
-            raise DataError(f"{meta_path}: not a himari prepared data set")
-
-    def _load(self, name: str) -> np.ndarray:
+    def _load(self, name: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
         p = self.path / self.metadata["files"][name]
         try:
-            return np.load(p, mmap_mode="c")
-        except (OSError, ValueError) as e:
+            arr = np.load(p, mmap_mode="c")
+        except (OSError, ValueError, EOFError) as e:
             raise DataError(f"{p}: cannot open ({e})") from e
+        if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
+            got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise DataError(f"{p}: holds {got}, but metadata.json describes {dtype} {shape}; "
+                            "prepare the data again (himari data prepare --force)")
+        return arr
 
-    @cached_property
+    @property
     def features(self) -> np.ndarray:
-        return self._load("features")
+        return self._arrays["features"]
 
-    @cached_property
+    @property
     def labels(self) -> np.ndarray:
-        return self._load("labels")
+        return self._arrays["labels"]
 
-    @cached_property
+    @property
     def targets(self) -> np.ndarray:
-        return self._load("targets")
+        return self._arrays["targets"]
 
-    @cached_property
+    @property
     def open(self) -> np.ndarray:
-        return self._load("open")
+        return self._arrays["open"]
 
-    @cached_property
+    @property
     def close(self) -> np.ndarray:
-        return self._load("close")
+        return self._arrays["close"]
 
-    @cached_property
+    @property
     def timestamps(self) -> np.ndarray:
-        return self._load("timestamps")
+        return self._arrays["timestamps"]
 
     @property
     def feature_names(self) -> list[str]:

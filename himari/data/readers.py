@@ -158,18 +158,67 @@ def detect_format(path: str | Path) -> str:
     return "csv"
 
 
+EARLIEST_TIME = pd.Timestamp("1900-01-01", tz="UTC")
+"""No bar may open before this (older values are typos or placeholders, and pandas' nanosecond
+range ends in 1677, where time arithmetic overflows)."""
+LATEST_TIME = pd.Timestamp("2200-01-01", tz="UTC")
+"""Every bar must open before this (the nanosecond range ends in 2262)."""
+EARLIEST_UNIX_TIME = pd.Timestamp("1971-01-01", tz="UTC")
+"""A unix *number* must be at least this: negative values, 0 and small counters (a row index
+read as seconds) are not bar times. Older dates can be given as ISO-8601."""
+
+
+def _iso(ts: pd.Timestamp | None) -> str:
+    return "out of range" if ts is None else ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds_to_timestamp(seconds: float) -> pd.Timestamp | None:
+    try:
+        return pd.Timestamp(int(seconds), unit="s", tz="UTC")
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        return None
+
+
+def _value(col: pd.Series, i: int) -> Any:
+    """The i-th raw value for a message (a plain Python value, not a numpy scalar)."""
+    v = col.iloc[i]
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _check_time_range(ts: pd.Series, col: pd.Series, where: str, lines: np.ndarray, unit: str) -> None:
+    """Parsed timestamps (UTC, any resolution) must lie in [EARLIEST_TIME, LATEST_TIME)."""
+    bad = ((ts < EARLIEST_TIME) | (ts >= LATEST_TIME)).to_numpy()
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(
+            f"{where}: {unit} {int(lines[i])}, column 'timestamp': {_value(col, i)!r} is outside the supported "
+            f"range {EARLIEST_TIME:%Y-%m-%d} .. {LATEST_TIME - pd.Timedelta(days=1):%Y-%m-%d}"
+        )
+
+
 def _parse_timestamps(col: pd.Series, where: str, lines: np.ndarray, unit: str = "line") -> pd.Series:
-    """Timestamps to UTC ns: datetimes, ISO-8601 strings, or unix s/ms/us/ns by magnitude."""
+    """Timestamps to UTC ns: datetimes, ISO-8601 strings, or unix s/ms/us/ns by magnitude.
+
+    Values outside 1900-01-01 .. 2199-12-31, and unix numbers before 1971-01-01, are errors
+    naming the file, line and column.
+    """
     if isinstance(col.dtype, pd.DatetimeTZDtype):
-        return col.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        ts = col.dt.tz_convert("UTC")
+        _check_time_range(ts, col, where, lines, unit)
+        return ts.astype("datetime64[ns, UTC]")
     if pd.api.types.is_datetime64_dtype(col.dtype):
-        return col.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
+        ts = col.dt.tz_localize("UTC")
+        _check_time_range(ts, col, where, lines, unit)
+        return ts.astype("datetime64[ns, UTC]")
     if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
         num = pd.to_numeric(col, errors="coerce")
         if num.notna().all():
             col = num
         else:
-            out = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce")
+            try:
+                out = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce")
+            except (ValueError, OverflowError) as e:  # OutOfBoundsDatetime is a ValueError
+                raise DataError(f"{where}: column 'timestamp': cannot parse the timestamps ({e})") from e
             bad = out.isna().to_numpy()
             if bad.any():
                 i = int(np.argmax(bad))
@@ -177,6 +226,7 @@ def _parse_timestamps(col: pd.Series, where: str, lines: np.ndarray, unit: str =
                     f"{where}: {unit} {int(lines[i])}, column 'timestamp': cannot parse "
                     f"{col.iloc[i]!r} as ISO-8601 or unix time"
                 )
+            _check_time_range(out, col, where, lines, unit)
             return out.astype("datetime64[ns, UTC]")
     x = col.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(x)
@@ -185,6 +235,17 @@ def _parse_timestamps(col: pd.Series, where: str, lines: np.ndarray, unit: str =
         raise DataError(f"{where}: {unit} {int(lines[i])}, column 'timestamp': missing or not a number")
     ax = np.abs(x)
     factor = np.where(ax < 1e11, 10**9, np.where(ax < 1e14, 10**6, np.where(ax < 1e17, 10**3, 1))).astype(np.int64)
+    seconds = x * (factor / 1e9)
+    lo, hi = EARLIEST_UNIX_TIME.value / 1e9, LATEST_TIME.value / 1e9
+    bad = (seconds < lo) | (seconds >= hi)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(
+            f"{where}: {unit} {int(lines[i])}, column 'timestamp': unix time {_value(col, i)!r} "
+            f"({_iso(_seconds_to_timestamp(seconds[i]))}) is outside {EARLIEST_UNIX_TIME:%Y-%m-%d} .. "
+            f"{LATEST_TIME - pd.Timedelta(days=1):%Y-%m-%d}; a negative, zero or small number is not a bar time "
+            "(write dates before 1971 as ISO-8601)"
+        )
     if np.all(x == np.round(x)):
         ns = col.to_numpy().astype(np.int64) * factor
     else:

@@ -74,7 +74,54 @@ def parse_time(value: str | int | pd.Timestamp) -> int:
     except (ValueError, TypeError) as e:
         raise DataError(f"cannot parse {value!r} as a date") from e
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return int(t.value)
+    try:
+        return int(t.value)
+    except (OverflowError, ValueError) as e:  # outside the nanosecond range 1677 .. 2262
+        raise DataError(f"date {value!r} is outside the supported range 1677-09-22 .. 2262-04-11") from e
+
+
+def check_fractions(train: float, validation: float) -> None:
+    """Split fractions: ``train`` and ``validation`` finite in (0, 1) with a sum below 1, so
+    that the test split (the rest) is not empty either."""
+    for name, x in (("train", train), ("validation", validation)):
+        try:
+            v = float(x)
+        except (TypeError, ValueError):
+            v = float("nan")
+        if not (np.isfinite(v) and 0.0 < v < 1.0):
+            raise DataError(f"split fraction {name} (--{name}): must be a number in (0, 1), got {x!r}")
+    if float(train) + float(validation) >= 1.0:
+        raise DataError(f"split fractions: train + validation must be below 1 (the test split gets the rest), "
+                        f"got --train {train} + --validation {validation} = {float(train) + float(validation):g}")
+
+
+def check_fold_count(n_folds: int, usable_rows: int, *, embargo: int, train_blocks: int = 1) -> None:
+    """Refuse a fold count whose blocks could not hold more than the embargo.
+
+    The usable rows are cut into ``n_folds + train_blocks`` blocks; a fold trains on whole
+    blocks minus the ``embargo`` rows before its test block, so every block needs at least
+    ``embargo + 1`` rows for every fold's training and test ranges to be non-empty. Only
+    arithmetic: this runs before anything is computed.
+    """
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 1 or train_blocks < 1:
+        raise DataError(f"folds: need n_folds >= 1 and train_blocks >= 1, got {n_folds!r}, {train_blocks!r}")
+    per_block = usable_rows // (n_folds + train_blocks)
+    if per_block < embargo + 1:
+        most = usable_rows // (embargo + 1) - train_blocks
+        limit = f"at most {most} folds fit" if most >= 1 else "no walk-forward fold fits"
+        raise DataError(f"folds: {n_folds} folds cut the {usable_rows:,} rows after the warm-up into blocks of "
+                        f"about {per_block:,} rows, but each block needs at least the embargo + 1 = {embargo + 1} "
+                        f"rows; {limit} (--folds)")
+
+
+def check_split_dates(dates: Sequence[str]) -> list[int]:
+    """Two dates, validation start before test start; returns them as int64 ns cut points."""
+    if len(dates) != 2:
+        raise DataError(f"split dates: expected two dates (validation start, test start), got {list(dates)}")
+    cuts = [parse_time(d) for d in dates]
+    if cuts[0] >= cuts[1]:
+        raise DataError(f"split dates: {dates[0]} must come before {dates[1]}")
+    return cuts
 
 
 def chronological_split(timestamps: np.ndarray, segments: Sequence[Segment], *, train: float = 0.7,
@@ -84,21 +131,16 @@ def chronological_split(timestamps: np.ndarray, segments: Sequence[Segment], *, 
     if embargo < 0:
         raise DataError(f"embargo: must be >= 0, got {embargo}")
     if dates is not None:
-        if len(dates) != 2:
-            raise DataError(f"split dates: expected two dates (validation start, test start), got {list(dates)}")
-        cuts = [parse_time(d) for d in dates]
-        if cuts[0] >= cuts[1]:
-            raise DataError(f"split dates: {dates[0]} must come before {dates[1]}")
+        cuts = check_split_dates(dates)
     else:
-        test = 1.0 - train - validation
-        if min(train, validation, test) < -1e-12 or train <= 0:
-            raise DataError(f"split fractions: need train > 0, validation >= 0 and train + validation <= 1, "
-                            f"got train={train}, validation={validation}")
-        cuts = _cut_by_fraction(_usable_times(timestamps, segments), [train, validation, max(test, 0.0)])
+        check_fractions(train, validation)
+        cuts = _cut_by_fraction(_usable_times(timestamps, segments), [train, validation, 1.0 - train - validation])
     periods = _periods(timestamps, segments, cuts, embargo)
     result = dict(zip(SPLIT_NAMES, periods, strict=True))
-    if not result["train"]:
-        raise DataError("the train split is empty (check the fractions or dates)")
+    for name in SPLIT_NAMES:
+        if not result[name]:
+            raise DataError(f"the {name} split is empty after the embargo of {embargo} rows "
+                            "(check the fractions or dates against the data's span and length)")
     return result
 
 
@@ -109,14 +151,14 @@ def walk_forward_folds(timestamps: np.ndarray, segments: Sequence[Segment], *, n
 
     Fold i tests on block ``train_blocks + i``; it trains on every block before it
     (``expanding``) or on the ``train_blocks`` blocks just before it (``rolling``). The embargo
-    is dropped from the end of each fold's training rows.
+    is dropped from the end of each fold's training rows. Every fold's training and test ranges
+    must be non-empty (``check_fold_count`` refuses hopeless counts before any work).
     """
-    if n_folds < 1 or train_blocks < 1:
-        raise DataError(f"folds: need n_folds >= 1 and train_blocks >= 1, got {n_folds}, {train_blocks}")
     if mode not in ("expanding", "rolling"):
         raise DataError(f"fold mode: expected 'expanding' or 'rolling', got {mode!r}")
-    k = n_folds + train_blocks
     times = _usable_times(timestamps, segments)
+    check_fold_count(n_folds, len(times), embargo=embargo, train_blocks=train_blocks)
+    k = n_folds + train_blocks
     cuts = _cut_by_fraction(times, [1.0 / k] * k)
     blocks = _periods(timestamps, segments, cuts, 0)
     folds = []
@@ -125,7 +167,12 @@ def walk_forward_folds(timestamps: np.ndarray, segments: Sequence[Segment], *, n
         first = 0 if mode == "expanding" else test_block - train_blocks
         train: Ranges = _merge([r for b in blocks[first:test_block] for r in b])
         train = _drop_tail(train, embargo, segments)
-        folds.append({"train": train, "test": list(blocks[test_block])})
+        test = list(blocks[test_block])
+        for name, ranges in (("train", train), ("test", test)):
+            if not ranges:
+                raise DataError(f"fold {i}: the {name} range is empty after the embargo of {embargo} rows; "
+                                "use fewer folds (--folds)")
+        folds.append({"train": train, "test": test})
     return folds
 
 

@@ -163,6 +163,9 @@ def write_synthetic(out: str | Path, config: SynthConfig | None = None) -> pd.Da
     """``himari data synth``: generate and write a bars Parquet (atomically) plus its report."""
     from himari.data.report import build_report, report_path_for
 
+    from himari.data.outputs import check_file_outputs
+
+    check_file_outputs([out, report_path_for(out)])
     cfg = config or SynthConfig()
     frame = synthesize(cfg)
     assert isinstance(frame, pd.DataFrame)

@@ -10,14 +10,46 @@ from himari.engine._native import _core
 from himari.engine.arrays import as_host_array
 from himari.engine.device import check_device, device_index
 
+_FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
+"""float64 magnitudes from here up round to inf in float32 (float32's largest value plus half an
+ulp; the tie rounds to the even neighbour, inf)."""
+
+
+def _check_float32_range(features: Any) -> None:
+    """Refuse float64 features that are finite but would become inf when stored as float32.
+
+    The native side refuses NaN and inf in what it is given, but it checks before narrowing to
+    float32, so 1e39 would silently become inf. Min/max first (no temporary array); only when
+    those are out of range (or NaN) is the first offending element searched for, block-wise.
+    """
+    if not isinstance(features, np.ndarray) or features.dtype != np.float64 or features.ndim != 2 or features.size == 0:
+        return
+    lo, hi = features.min(), features.max()
+    if -_FLOAT32_OVERFLOW < lo and hi < _FLOAT32_OVERFLOW:
+        return
+    block = max(1, (1 << 20) // max(1, features.shape[1]))
+    for start in range(0, features.shape[0], block):
+        chunk = features[start: start + block]
+        with np.errstate(invalid="ignore"):
+            bad = np.isfinite(chunk) & (np.abs(chunk) >= _FLOAT32_OVERFLOW)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            from himari.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                f"features: row {start + int(i)}, column {int(j)}: {float(chunk[i, j])!r} is finite but too large "
+                f"for float32, in which features are stored (largest {float(np.finfo(np.float32).max):.8g}); "
+                "rescale the feature"
+            )
+
 
 class Market:
     """Prices and causal features of one instrument, copied once into native memory.
 
     ``open`` and ``close`` are 1-D float32/float64 arrays of equal length ``T >= 2`` (finite,
-    > 0; stored as float64). ``features`` is ``[T, F]`` float32/float64 (stored as float32) or
-    ``None``. ``warmup`` is the first bar an episode may start at, usually the warm-up of the
-    feature set. Every env of every VecTradingEnv built on it shares this one copy.
+    > 0; stored as float64). ``features`` is ``[T, F]`` float32/float64 (finite, and within
+    float32's range, since they are stored as float32) or ``None``. ``warmup`` is the first bar
+    an episode may start at, usually the warm-up of the feature set. Every env of every VecTradingEnv built on it shares this one copy.
 
     ``device="cuda"`` (or ``"cuda:N"``) also copies the market to that GPU once; envs built on it
     then run there (the host copy stays, for evaluation and reports).
@@ -37,9 +69,9 @@ class Market:
             from himari.errors import InvalidArgumentError
 
             raise InvalidArgumentError(f"warmup: expected >= 0, got {warmup}")
-        self._native = _core.Market(
-            as_host_array(open), as_host_array(close), None if features is None else as_host_array(features)
-        )
+        host_features = None if features is None else as_host_array(features)
+        _check_float32_range(host_features)
+        self._native = _core.Market(as_host_array(open), as_host_array(close), host_features)
         self.warmup = int(warmup)
         self._device_native = None
         if self.device != "cpu":

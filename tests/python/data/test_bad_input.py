@@ -183,3 +183,85 @@ def test_nothing_written_when_import_fails(tmp_path, write_csv):
     assert not fresh.exists() and not fresh.with_name("bars.report.json").exists()
     assert [p.name for p in fresh.parent.iterdir()] == []  # no temp files left behind
     assert sorted(p.name for p in out.parent.iterdir()) == ["bars.parquet", "bars.report.json"]
+
+
+def _numeric_ts_csv(first: int, n: int = 6) -> str:
+    """A bar at unix second ``first``, then n bars of 5 minutes from 2023-01-01."""
+    start = 1_672_531_200
+    rows = [f"{first},100,101,99,100.5,5\n"] + [f"{start + 300 * i},100,101,99,100.5,5\n" for i in range(n)]
+    return HEADER + "".join(rows)
+
+
+@pytest.mark.parametrize("value", [-300, -1, 0, 300, 31_535_999, -1_600_000_000_000, 9_000_000_000_000_000_000])
+def test_unix_times_before_1971_or_past_2199_are_refused(write_csv, value):
+    """Before, -300 imported as a 1969 bar (and --fill-gaps forward then made 5.6M bars)."""
+    p = write_csv("neg.csv", _numeric_ts_csv(value))
+    msg = _expect_error(p, "neg.csv: line 2", "column 'timestamp'", "1971-01-01", str(value))
+    assert "ISO-8601" in msg
+
+
+def test_unix_time_boundary_is_accepted(write_csv):
+    p = write_csv("ok.csv", HEADER + "".join(f"{31_536_000 + 300 * i},100,101,99,100.5,5\n" for i in range(6)))
+    loaded = load_bars([p])
+    assert loaded.frame["timestamp"].iat[0] == pd.Timestamp("1971-01-01", tz="UTC")
+
+
+@pytest.mark.parametrize("stamp", ["-9999-01-01T00:00:00Z", "1677-09-21T00:05:00Z", "1677-09-22T00:00:00Z",
+                                   "1899-12-31T23:55:00Z", "2200-01-01T00:00:00Z", "2262-04-11T00:00:00Z"])
+def test_iso_times_outside_1900_to_2199_are_refused(write_csv, stamp):
+    """Pandas' nanosecond range ends in 1677 and 2262: those gave raw OutOfBoundsDatetime errors,
+    an overflowing 'bar is -87395 days after' message, or (2262) a silent import."""
+    p = write_csv("iso.csv", HEADER + _row(0) + stamp + ",100,101,99,100.5,5\n" + _row(2))
+    _expect_error(p, "iso.csv: line 3", "column 'timestamp'", stamp, "1900-01-01 .. 2199-12-31")
+
+
+def test_historic_iso_dates_are_accepted(write_csv):
+    text = HEADER + "".join(f"1900-01-01T00:{5 * i:02d}:00Z,10,11,9,10.5,5\n" for i in range(6))
+    loaded = load_bars([write_csv("old.csv", text)])
+    assert loaded.frame["timestamp"].iat[0] == pd.Timestamp("1900-01-01", tz="UTC")
+
+
+def test_datetime_columns_outside_the_range_are_refused(tmp_path):
+    ts = pd.date_range("1850-01-01", periods=6, freq="5min", tz="UTC")
+    df = pd.DataFrame({"timestamp": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.0, "volume": 1.0})
+    p = tmp_path / "old.parquet"
+    df.to_parquet(p)
+    _expect_error(p, "old.parquet: row 1", "column 'timestamp'", "1900-01-01")
+
+
+def test_fill_gaps_refuses_an_absurd_expansion_naming_the_gap(tmp_path, write_csv):
+    """10 bars, then one a year later: filling would make 105,000 bars out of 11."""
+    text = _good(10) + "2024-01-01T00:00:00Z,100,101,99,100.5,5\n"
+    p = write_csv("far.csv", text)
+    msg = _expect_error(p, "far.csv: line 11", "far.csv: line 12", "--fill-gaps", "105,", "2023-01-01T00:45:00",
+                        "2024-01-01T00:00:00", fill_gaps="forward")
+    assert f"{10}x" in msg
+    assert len(load_bars([p], options=ImportOptions(interval="5m")).frame) == 11  # without filling: fine
+    out = tmp_path / "o" / "far.parquet"
+    with pytest.raises(DataError, match="--fill-gaps"):
+        import_bars([p], out, options=ImportOptions(fill_gaps="forward"))
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_fill_gaps_up_to_the_limit_is_allowed(write_csv):
+    """11 input rows may become 110 bars (10x), not 111."""
+    base = pd.Timestamp("2023-01-01", tz="UTC")
+    rows = [_row(i) for i in range(10)]
+    ok = (base + pd.Timedelta(minutes=5 * 109)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    loaded = load_bars([write_csv("ten.csv", HEADER + "".join(rows) + f"{ok},100,101,99,100.5,5\n")],
+                       options=ImportOptions(fill_gaps="forward"))
+    assert len(loaded.frame) == 110 and int(loaded.frame["filled"].sum()) == 99
+    over = (base + pd.Timedelta(minutes=5 * 110)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _expect_error(write_csv("eleven.csv", HEADER + "".join(rows) + f"{over},100,101,99,100.5,5\n"),
+                  "111", fill_gaps="forward")
+
+
+def test_cli_refuses_a_negative_unix_time_and_writes_nothing(tmp_path, write_csv):
+    from typer.testing import CliRunner
+
+    from himari.cli import app
+
+    p = write_csv("neg.csv", _numeric_ts_csv(-300))
+    res = CliRunner().invoke(app, ["data", "import", str(p), "--fill-gaps", "forward", "--out", str(tmp_path / "o.parquet")])
+    assert res.exit_code == 2 and "neg.csv: line 2, column 'timestamp'" in res.output
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["neg.csv"]

@@ -107,3 +107,69 @@ def test_plugin_labeler_registers():
         assert label_distribution(res.labels) == {"SELL": 0, "HOLD": 0, "BUY": 8}
     finally:
         LABELERS.pop("always-buy", None)
+
+
+BAD_PARAMS = [
+    ("forward-return", "threshold", float("nan")),
+    ("forward-return", "threshold", float("inf")),
+    ("forward-return", "threshold", -0.001),
+    ("forward-return", "horizon", 0),
+    ("forward-return", "horizon", -3),
+    ("forward-return", "horizon", 2.5),
+    ("forward-return", "horizon", float("nan")),
+    ("forward-return", "horizon", True),
+    ("triple-barrier", "take_profit", float("nan")),
+    ("triple-barrier", "take_profit", 0.0),
+    ("triple-barrier", "stop_loss", float("-inf")),
+    ("triple-barrier", "stop_loss", -1.0),
+    ("triple-barrier", "vol_window", 1),
+    ("triple-barrier", "vol_window", 0),
+    ("risk-adjusted", "z", float("nan")),
+    ("risk-adjusted", "z", -0.5),
+    ("risk-adjusted", "vol_window", 1),
+]
+
+
+@pytest.mark.parametrize(("labeler", "name", "value"), BAD_PARAMS)
+def test_out_of_domain_label_parameters_are_refused(labeler, name, value):
+    """Before, a NaN threshold compared False everywhere and labelled every bar HOLD; a NaN
+    barrier or z did the same; a negative z or a 1-bar volatility window gave nonsense."""
+    o = np.linspace(100, 110, 200)
+    with pytest.raises(DataError, match=rf"{name} \(--{name.replace('_', '-')}\)"):
+        make_labels(labeler, *_prices(o), **{name: value})
+    func = {"forward-return": forward_return, "triple-barrier": triple_barrier, "risk-adjusted": risk_adjusted}[labeler]
+    with pytest.raises(DataError, match=name):  # the functions themselves refuse too
+        func(*_prices(o), **{name: value})
+
+
+def test_boundary_label_parameters_are_accepted():
+    o = np.linspace(100, 110, 200)
+    res = make_labels("forward-return", *_prices(o), horizon=1, threshold=0.0)
+    assert res.params == {"horizon": 1, "threshold": 0.0}
+    assert make_labels("risk-adjusted", *_prices(o), z=0, vol_window=2).params["vol_window"] == 2
+    assert make_labels("forward-return", *_prices(o), horizon=np.int64(3)).lookahead == 4
+    assert make_labels("forward-return", *_prices(o), horizon=3.0).params["horizon"] == 3
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--threshold", "nan"], "--threshold"),
+    (["--threshold", "-0.1"], "--threshold"),
+    (["--horizon", "0"], "--horizon"),
+    (["--labels", "triple-barrier", "--take-profit", "inf"], "--take-profit"),
+    (["--labels", "triple-barrier", "--stop-loss", "nan"], "--stop-loss"),
+    (["--labels", "risk-adjusted", "--z", "nan"], "--z"),
+    (["--labels", "risk-adjusted", "--vol-window", "1"], "--vol-window"),
+])
+def test_prepare_cli_refuses_bad_label_parameters_before_any_work(tmp_path, monkeypatch, args, option):
+    from typer.testing import CliRunner
+
+    from himari.cli import app
+
+    def boom(*a, **k):
+        raise AssertionError("the synthetic market was generated before the parameters were checked")
+
+    monkeypatch.setattr("himari.data.synthetic.load_synthetic", boom)
+    res = CliRunner().invoke(app, ["data", "prepare", "--out", str(tmp_path / "p"), "--synth-bars", "3000", *args])
+    assert res.exit_code == 2, res.output
+    assert option in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []

@@ -38,6 +38,9 @@ def test_date_split_and_errors():
         chronological_split(ts, segs, train=0.9, validation=0.2)
     with pytest.raises(DataError):
         chronological_split(ts, segs, dates=["not a date", "2023-01-03"])
+    for far in ("1500-01-01", "3000-01-01"):  # before: a raw OverflowError
+        with pytest.raises(DataError, match=far):
+            chronological_split(ts, segs, dates=[far, "2023-01-03"] if far < "2" else ["2023-01-03", far])
 
 
 def test_multi_symbol_split_shares_cut_times():
@@ -75,3 +78,81 @@ def test_normalization_uses_train_rows_only():
     np.testing.assert_array_equal(mean, [1.0, 5.0])
     np.testing.assert_array_equal(std, [1.0, 1.0])  # zero std -> 1
     assert list(rows_of([(0, 2), (5, 7)])) == [0, 1, 5, 6]
+
+
+@pytest.mark.parametrize(("train", "validation", "name"), [
+    (float("nan"), 0.15, "train"), (0.7, float("nan"), "validation"), (float("inf"), 0.1, "train"),
+    (0.0, 0.15, "train"), (1.0, 0.1, "train"), (-0.2, 0.1, "train"), (0.7, 0.0, "validation"),
+    (0.7, -0.1, "validation"), (0.7, 0.3, "train + validation"), (0.8, 0.25, "train + validation"),
+])
+def test_split_fractions_must_be_in_the_open_unit_interval_and_leave_a_test_split(train, validation, name):
+    ts, segs = _one()
+    with pytest.raises(DataError, match=name.replace("+", r"\+")):
+        chronological_split(ts, segs, train=train, validation=validation)
+
+
+def test_every_split_must_be_non_empty_after_the_embargo():
+    ts, segs = _one()  # 2023-01-01 .. 2023-01-04 11:15
+    with pytest.raises(DataError, match="the test split is empty"):
+        chronological_split(ts, segs, dates=["2023-01-03", "2024-01-01"])
+    with pytest.raises(DataError, match="the validation split is empty"):
+        chronological_split(ts, segs, dates=["2023-01-03", "2023-01-03T00:10"], embargo=6)
+
+
+def test_fold_count_is_refused_before_any_work_when_blocks_cannot_hold_the_embargo():
+    """20k rows with 100,000 folds: before, 391 s and 100,000 mostly empty folds."""
+    import time
+
+    ts, segs = _one(20_000, 1440)
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match=r"100000 folds .* at most 2650 folds fit \(--folds\)"):
+        walk_forward_folds(ts, segs, n_folds=100_000, embargo=6)
+    assert time.perf_counter() - t0 < 1.0
+    # the documented limit is exact: usable // (embargo + 1) - 1 folds fit, one more does not
+    usable = 20_000 - 1440
+    most = usable // 7 - 1
+    folds = walk_forward_folds(ts, segs, n_folds=most, mode="rolling", embargo=6)
+    assert len(folds) == most and all(f["train"] and f["test"] for f in folds)
+    with pytest.raises(DataError, match="folds"):
+        walk_forward_folds(ts, segs, n_folds=most + 1, embargo=6)
+    with pytest.raises(DataError, match="no walk-forward fold fits"):
+        walk_forward_folds(*_one(110, 100), n_folds=1, embargo=6)
+
+
+def test_a_fold_whose_training_range_the_embargo_empties_is_refused():
+    """Two symbols over the same 10 bars: a block of 10 rows passes the count check, but each
+    symbol has only 5 rows in it, fewer than the embargo, so fold 0 would train on nothing."""
+    t = np.arange(10, dtype=np.int64) * STEP
+    ts = np.r_[t, t]
+    segs = [Segment("A", 0, 10, 0), Segment("B", 10, 20, 10)]
+    with pytest.raises(DataError, match="fold 0: the train range is empty"):
+        walk_forward_folds(ts, segs, n_folds=1, embargo=6)
+    assert walk_forward_folds(ts, segs, n_folds=1, embargo=4)[0]["train"] == [(0, 1), (10, 11)]
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--folds", "100000"], "--folds"),
+    (["--train", "nan"], "--train"),
+    (["--validation", "nan"], "--validation"),
+    (["--train", "0.9", "--validation", "0.1"], "--validation"),
+    (["--train", "1.5"], "--train"),
+    (["--split-dates", "2023-02-01,2030-01-01"], "test split is empty"),
+])
+def test_prepare_cli_refuses_bad_splits_before_computing_features(tmp_path, monkeypatch, args, option):
+    from typer.testing import CliRunner
+
+    from himari.cli import app
+    from himari.data.synthetic import SynthConfig, write_synthetic
+
+    bars = tmp_path / "bars.parquet"
+    write_synthetic(bars, SynthConfig(bars=20_000, seed=0))
+
+    def boom(*a, **k):
+        raise AssertionError("features computed before the splits were checked")
+
+    monkeypatch.setattr("himari.data.pipeline.compute_features", boom)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = CliRunner().invoke(app, ["data", "prepare", str(bars), "--out", str(tmp_path / "p"), *args])
+    assert res.exit_code == 2, res.output
+    assert option in res.output and "Traceback" not in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

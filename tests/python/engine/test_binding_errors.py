@@ -162,6 +162,33 @@ def test_market_bad_features(seed, T, defect):
     expect_invalid(lambda: engine.Market(o, c, f), "features")
 
 
+@given(seed=st.integers(0, 2**31), T=st.integers(2, 40), F=st.integers(1, 5),
+       value=st.sampled_from([1e39, -1e39, 1e300, -1.7976931348623157e308, 2.0**128 - 2.0**103]),
+       as_list=st.booleans())
+@SETTINGS
+def test_market_float64_features_beyond_float32_are_refused(seed, T, F, value, as_list):
+    """Finite in float64 but inf once stored as float32: before, 1e39 was stored as inf."""
+    rng = np.random.default_rng(seed)
+    o, c = prices(rng, T)
+    f = rng.normal(size=(T, F))
+    i, j = int(rng.integers(T)), int(rng.integers(F))
+    f[i, j] = value
+    exc = expect_invalid(lambda: engine.Market(o, c, f.tolist() if as_list else f), "features")
+    assert f"row {i}, column {j}" in str(exc) and "float32" in str(exc)
+
+
+def test_market_float64_features_at_the_float32_limit_are_kept():
+    rng = np.random.default_rng(0)
+    o, c = prices(rng, 6)
+    f = np.zeros((6, 2))
+    f[1, 0] = float(np.finfo(np.float32).max)
+    f[2, 1] = np.nextafter(2.0**128 - 2.0**103, 0.0)  # the largest float64 that rounds to float32 max
+    f[3, 0] = -f[2, 1]
+    stored = np.asarray(engine.Market(o, c, f).features)
+    assert np.isfinite(stored).all()
+    assert stored[1, 0] == stored[2, 1] == -stored[3, 0] == np.finfo(np.float32).max
+
+
 def test_market_non_contiguous_inputs_are_read_correctly():
     rng = np.random.default_rng(0)
     o, c = prices(rng, 80)

@@ -1,0 +1,153 @@
+"""Atomic outputs: temporaries of a killed writer are removed by the next write to that output
+(and only those), SIGTERM/SIGHUP/Ctrl-C clean up, and ``.`` gets the real directory's name."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from himari.data.atomic import atomic_directory, atomic_path
+
+import himari
+
+ROOT = Path(himari.__file__).resolve().parents[1]  # the himari under test, for the child processes
+
+WRITER = textwrap.dedent("""
+    import os, signal, sys, time
+    from himari.data.atomic import atomic_directory, atomic_path
+    kind, out, how = sys.argv[1], sys.argv[2], sys.argv[3]
+    ctx = atomic_directory(out) if kind == "dir" else atomic_path(out)
+    with ctx as tmp:
+        if kind == "dir":
+            (tmp / "features.npy").write_bytes(b"x" * 100_000)
+        else:
+            tmp.write_bytes(b"x" * 100_000)
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        print("ready", flush=True)
+        time.sleep(60)
+""")
+
+
+def _writer(kind: str, out: Path, how: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
+    return subprocess.Popen([sys.executable, "-c", WRITER, kind, str(out), how], stdout=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+
+
+def _temps(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith((".tmp", ".old")))
+
+
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path, kind):
+    out = tmp_path / ("prepared" if kind == "dir" else "bars.parquet")
+    proc = _writer(kind, out, "kill")
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    (stale,) = _temps(tmp_path)  # what a killed writer leaves: nothing could clean it
+    m = re.fullmatch(rf"\.{re.escape(out.name)}\.([0-9a-f]{{8}})-(\d+)\.[a-z0-9_]+\.tmp", stale)
+    assert m and int(m.group(2)) == proc.pid, stale
+    host = m.group(1)
+    other_host = "0" * 8 if host != "0" * 8 else "1" * 8
+    keep = [
+        f".{out.name}.{host}-{os.getpid()}.live1234.tmp",          # a live writer (this process)
+        f".{out.name}.{other_host}-{proc.pid}.remote12.tmp",        # another host: its PIDs mean nothing here
+        f".other.{host}-{proc.pid}.abcd1234.tmp",                   # another output's temporary
+        f".{out.name}.x.{host}-{proc.pid}.abcd1234.tmp",            # ... of an output named "<name>.x"
+        f"{out.name}.{host}-{proc.pid}.abcd1234.tmp",               # not hidden: not ours
+    ]
+    for name in keep:
+        (tmp_path / name).mkdir()
+    if kind == "dir":
+        with atomic_directory(out) as tmp:
+            (tmp / "new").write_text("1")
+        assert [p.name for p in out.iterdir()] == ["new"]
+    else:
+        with atomic_path(out) as tmp:
+            tmp.write_text("1")
+        assert out.read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, *keep])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_termination_signals_remove_the_temporary(tmp_path, kind, sig):
+    out = tmp_path / ("prepared" if kind == "dir" else "bars.parquet")
+    proc = _writer(kind, out, "wait")
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    assert len(_temps(tmp_path)) == 1
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert list(tmp_path.iterdir()) == []  # no temporary, no output
+
+
+def test_a_previous_output_survives_a_terminated_replacement(tmp_path):
+    out = tmp_path / "prepared"
+    out.mkdir()
+    (out / "old").write_text("keep")
+    proc = _writer("dir", out, "wait")
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
+    assert (out / "old").read_text() == "keep"
+
+
+def test_dot_is_resolved_to_the_real_directory(tmp_path, monkeypatch):
+    """``.`` has the name ".": temporaries must be named after, and created beside, the real
+    directory, never inside it."""
+    base = tmp_path / "base"
+    (base / "out").mkdir(parents=True)
+    (base / "out" / "old").write_text("1")
+    monkeypatch.chdir(base / "out")
+    with atomic_directory(".") as tmp:
+        assert tmp.parent == base and tmp.name.startswith(".out.")
+        (tmp / "new").write_text("2")
+    assert [p.name for p in base.iterdir()] == ["out"]
+    assert [p.name for p in (base / "out").iterdir()] == ["new"]
+    monkeypatch.chdir(tmp_path)
+    with atomic_path(Path("base") / "x" / ".." / "f.txt") as tmp:
+        assert tmp.parent == base
+        tmp.write_text("3")
+    assert (base / "f.txt").read_text() == "3" and not (base / "x").exists()
+
+
+def test_outputs_get_the_umask_permissions(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "f") as tmp:
+            tmp.write_text("1")
+        with atomic_directory(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750
+
+
+def test_signal_handlers_are_restored_and_custom_ones_left_alone(tmp_path):
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with atomic_path(tmp_path / "f") as tmp:
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+            tmp.write_text("1")
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+        def custom(signum, frame):  # an application's own handler
+            pass
+
+        signal.signal(signal.SIGTERM, custom)
+        with atomic_directory(tmp_path / "d"):
+            assert signal.getsignal(signal.SIGTERM) is custom
+        assert signal.getsignal(signal.SIGTERM) is custom
+    finally:
+        signal.signal(signal.SIGTERM, before)
