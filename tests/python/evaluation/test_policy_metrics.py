@@ -387,3 +387,21 @@ def test_ratios_agree_with_empyrical(mode: str) -> None:
     assert m["annual_return"] == pytest.approx(empyrical.annual_return(r, annualization=bpy), rel=1e-9)
     assert m["calmar"] == pytest.approx(empyrical.calmar_ratio(r, annualization=bpy), rel=1e-9)
     assert m["total_return"] == pytest.approx(empyrical.cum_returns_final(r), rel=1e-9)
+
+
+def test_a_bankrupt_range_chains_like_the_reference() -> None:
+    """long_short: range 1 shorts, flips long and short again (two losing round trips) and is
+    wiped out when the price more than doubles (liquidated, no more fills: the later BUYs do
+    nothing); range 2 closes a winning long. Wins over closed round trips: 1 of 3."""
+    open_ = np.array([100.0, 100.0, 110.0, 110.0, 250.0, 260.0, 50.0, 50.0, 60.0, 60.0])
+    close = np.array([100.0, 105.0, 110.0, 250.0, 250.0, 260.0, 50.0, 55.0, 60.0, 60.0])
+    acts = np.array([SELL, BUY, SELL, BUY, BUY, HOLD,  # rows 0..5
+                     BUY, HOLD, SELL, HOLD], np.int8)  # rows 6..9
+    ranges = [(0, 6), (6, 10)]
+    fee, slip = 1e-3, 5e-4
+    m = evaluate_actions(open_, close, ranges, acts, Costs(fee, slip, "long_short", 365.0))
+    want, _ = reference(open_, close, ranges, acts, fee, slip, "long_short", 365.0)
+    first = trade_range(open_[:6], close[:6], acts[:6], fee, slip, "long_short")
+    assert first.equity[-1] == 1e-12 and first.closed == 2 and first.wins == 0  # the scenario
+    assert_same(m, want)
+    assert m["win_rate"] == pytest.approx(1 / 3) and m["n_trades"] == 3 + 2
