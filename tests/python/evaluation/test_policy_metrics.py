@@ -405,3 +405,22 @@ def test_a_bankrupt_range_chains_like_the_reference() -> None:
     assert first.equity[-1] == 1e-12 and first.closed == 2 and first.wins == 0  # the scenario
     assert_same(m, want)
     assert m["win_rate"] == pytest.approx(1 / 3) and m["n_trades"] == 3 + 2
+
+
+def test_flags_are_strict_at_the_threshold() -> None:
+    """"More than 90%": a share of exactly 0.9 flags nothing."""
+    open_, close = walk(30, 9)
+    # two ranges of 5 steps: long in 5, then in 4 (the SELL at range 2's last decision
+    # flattens): exposure 9/10; HOLD 7 of 10 decisions
+    acts = np.array([BUY, HOLD, HOLD, HOLD, HOLD, SELL, BUY, HOLD, HOLD, HOLD, SELL, BUY], np.int8)
+    m = evaluate_actions(open_, close, [(0, 6), (10, 16)], acts)
+    assert (m["static_position"], m["static_share"]) == (None, 0.9)
+    # flat in 9 of 10 steps: the mirror image
+    acts = np.array([HOLD, HOLD, HOLD, HOLD, HOLD, BUY, HOLD, HOLD, HOLD, BUY, SELL, BUY], np.int8)
+    m = evaluate_actions(open_, close, [(0, 6), (10, 16)], acts)
+    assert m["exposure"] == pytest.approx(0.1, rel=1e-12)
+    assert (m["static_position"], m["static_share"]) == (None, pytest.approx(0.9, rel=1e-12))
+    # one range, BUY then 9 HOLDs: HOLD takes exactly 0.9 of the decisions
+    m = evaluate_actions(open_, close, [(0, 11)], np.array([BUY] + [HOLD] * 9 + [SELL], np.int8))
+    assert (m["collapsed"], m["dominant_action"], m["dominant_share"]) == (False, "HOLD", 0.9)
+    assert (m["static_position"], m["static_share"]) == ("in the market", 1.0)
