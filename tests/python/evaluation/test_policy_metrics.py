@@ -346,6 +346,10 @@ def test_flags_follow_the_chained_exposure_and_decisions() -> None:
     m2 = evaluate_actions(open_, close, [(0, 41), (50, 55)], a2_buy)
     assert m2["actions"] == pytest.approx({"SELL": 0.0, "HOLD": 42 / 44, "BUY": 2 / 44}, rel=1e-12)
     assert m2["collapsed"] is True and m2["exposure"] == 1.0
+    # flat throughout but for one step of the short range: exposure 1/44
+    a3_flat = np.r_[np.full(41, HOLD), HOLD, HOLD, BUY, SELL, SELL].astype(np.int8)
+    m3 = evaluate_actions(open_, close, [(0, 41), (50, 55)], a3_flat)
+    assert (m3["static_position"], m3["static_share"]) == ("flat", pytest.approx(43 / 44, rel=1e-12))
 
 
 @settings(max_examples=60, deadline=None)
