@@ -28,7 +28,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from himari.evaluation.policy import Costs, evaluate_actions
+from himari.evaluation.policy import METRICS, Costs, evaluate_actions
 
 SELL, HOLD, BUY = 0, 1, 2
 FIVE_MINUTE_BARS_PER_YEAR = 365 * 24 * 12
@@ -144,6 +144,7 @@ def reference(open_, close, ranges, actions, fee, slip, mode, bpy) -> tuple[dict
 
 def assert_same(got: dict, want: dict) -> None:
     """Every key of ``want`` equals ``got``'s: floats to 1e-9 relative, the rest exactly."""
+    assert set(RATIOS + COUNTS) <= want.keys() and set(METRICS) == set(RATIOS + COUNTS)
     for k, v in want.items():
         if isinstance(v, float):
             assert got[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
