@@ -85,6 +85,16 @@ def _decision_mask(ranges: Ranges) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
+def _closed_round_trips(n_trades: float, mode: str) -> int:
+    """Round trips a range closed, from its number of position changes (the backtester reports
+    ``win_rate = wins / closed`` but not ``closed``). Every range starts flat. In ``long_flat``
+    the changes alternate open, close, open, ...; in ``long_short`` the first change opens and
+    every later one is a flip that closes a position. A liquidation (docs/semantics.md) closes
+    nothing and no change follows it, so both counts hold for a bankrupt account too."""
+    n = int(n_trades)
+    return n // 2 if mode == "long_flat" else max(n - 1, 0)
+
+
 def _chained(equities: list[np.ndarray], bpy: float) -> dict[str, float]:
     r = np.concatenate([e[1:] / e[:-1] - 1.0 for e in equities])
     eq = np.concatenate([[1.0], np.cumprod(1.0 + r)])
@@ -125,11 +135,14 @@ def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actio
     else:
         steps = np.array([n - 1 for n in lengths], dtype=float)
         trades = np.array([r.n_trades[0] for r in results])
+        # the win rate of the chained account is all wins over all closed round trips: a range
+        # weighs by the round trips it closed (not by its trades, which count opens too)
+        closed = np.array([_closed_round_trips(t, costs.mode) for t in trades])
+        wins = np.rint(closed * np.array([r.win_rate[0] for r in results]))
         metrics = _chained(equities, costs.bars_per_year)
         metrics["turnover"] = float(sum(r.turnover[0] for r in results))
         metrics["n_trades"] = float(trades.sum())
-        metrics["win_rate"] = (float(np.dot(trades, [r.win_rate[0] for r in results]) / trades.sum())
-                               if trades.sum() else 0.0)
+        metrics["win_rate"] = float(wins.sum() / closed.sum()) if closed.sum() else 0.0
         metrics["exposure"] = float(np.dot(steps, [r.exposure[0] for r in results]) / steps.sum())
     dist = action_distribution(actions, ranges)
     metrics["actions"] = dist
