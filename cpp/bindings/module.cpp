@@ -303,14 +303,14 @@ PYBIND11_MODULE(_core, m) {
   py::class_<TradingEnv>(m, "TradingEnv")
       .def(py::init([](const PyMarket& market, std::int64_t num_envs, std::int64_t episode_length,
                        std::int64_t window, std::int64_t warmup, std::uint64_t seed, bool random_start, double fee,
-                       double slippage, const std::string& mode, const RewardConfig& reward) {
+                       double slippage, const std::string& mode, const RewardConfig& reward, bool final_obs) {
              const EnvConfig cfg = bind::make_env_config(num_envs, episode_length, window, warmup, seed, random_start,
-                                                         fee, slippage, mode);
+                                                         fee, slippage, mode, final_obs);
              return std::make_unique<TradingEnv>(market.data, cfg, reward);
            }),
            py::arg("market"), py::arg("num_envs"), py::arg("episode_length"), py::arg("window"), py::arg("warmup"),
            py::arg("seed"), py::arg("random_start"), py::arg("fee"), py::arg("slippage"), py::arg("mode"),
-           py::arg("reward"))
+           py::arg("reward"), py::arg("final_obs") = true)
       .def("reset", &TradingEnv::reset, py::arg("reseed"), py::arg("seed"),
            py::call_guard<py::gil_scoped_release>())
       .def("step", &env_step, py::arg("actions"))
@@ -318,6 +318,11 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("obs", [](py::object self) {
         auto& e = self.cast<TradingEnv&>();
         return bind::view(e.obs.data(), {e.num_envs(), e.config().window, e.obs_row()}, self);
+      })
+      .def_property_readonly("final_obs", [](py::object self) -> py::object {
+        auto& e = self.cast<TradingEnv&>();
+        if (e.final_obs.empty()) return py::none();
+        return bind::view(e.final_obs.data(), {e.num_envs(), e.config().window, e.obs_row()}, self);
       })
       .def_property_readonly("reward", [](py::object self) {
         auto& e = self.cast<TradingEnv&>();
