@@ -27,8 +27,8 @@ struct PyDeviceMarket {
 DType dtype_of(const py::array& a) {
   const DType integer = int_kind(a);
   if (integer != DType::kOther) return integer;
-  if (a.dtype().is(py::dtype::of<float>())) return DType::kFloat32;
-  if (a.dtype().is(py::dtype::of<double>())) return DType::kFloat64;
+  if (bind::has_dtype<float>(a.dtype())) return DType::kFloat32;
+  if (bind::has_dtype<double>(a.dtype())) return DType::kFloat64;
   return DType::kOther;
 }
 

@@ -45,7 +45,7 @@ std::shared_ptr<MarketData> make_market(const py::handle& open, const py::handle
                      std::to_string(m->n_bars) + " (len(close)), got " + describe(f));
   m->n_features = f.shape(1);
   m->features.resize(static_cast<std::size_t>(m->n_bars * m->n_features));
-  const bool f64 = f.dtype().is(py::dtype::of<double>());
+  const bool f64 = bind::has_dtype<double>(f.dtype());
   const auto* base = static_cast<const char*>(f.data());
   for (std::int64_t t = 0; t < m->n_bars; ++t)
     for (std::int64_t j = 0; j < m->n_features; ++j) {
@@ -184,7 +184,7 @@ py::tuple run_ekf(const py::handle& prices_obj, const EkfParams& params, bool re
                      describe(prices));
   if (!bind::is_c_contiguous(prices)) prices = py::array::ensure(prices, py::array::c_style);
   const py::ssize_t b = prices.shape(0), t = prices.shape(1);
-  const bool f64 = prices.dtype().is(py::dtype::of<double>());
+  const bool f64 = bind::has_dtype<double>(prices.dtype());
   for (py::ssize_t i = 0; i < b * t; ++i) {
     const double v = f64 ? static_cast<const double*>(prices.data())[i] : static_cast<const float*>(prices.data())[i];
     if (!(std::isfinite(v) && v > 0.0))
