@@ -41,6 +41,21 @@ def _check_seed(seed: Any) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
         raise InvalidArgumentError(f"seed: expected an integer >= 0, got {seed!r}")
 
+def observation_bounds(window: int, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bounds ``[window, n_features + 4]`` of one observation: features are finite float32
+    values; the account columns (docs/semantics.md) are a position in [-1, 1], an unrealised
+    PnL >= -1, a drawdown in [-1, 0] and log1p(bars in position) >= 0."""
+    big = float(np.finfo(np.float32).max)
+    low = np.full((window, n_features + 4), -big, dtype=np.float32)
+    high = np.full((window, n_features + 4), big, dtype=np.float32)
+    f = n_features
+    low[:, f], high[:, f] = -1.0, 1.0
+    low[:, f + 1] = -1.0
+    low[:, f + 2], high[:, f + 2] = -1.0, 0.0
+    low[:, f + 3] = 0.0
+    return low, high
+
+
 class VecTradingEnv(gym.vector.VectorEnv):
     """Vectorised trading env; semantics in docs/semantics.md.
 
@@ -110,13 +125,12 @@ class VecTradingEnv(gym.vector.VectorEnv):
         self.num_envs = int(n_envs)
         self.n_features = market.n_features
         self.obs_dim = self.n_features + int(_core.ACCOUNT_COLUMNS)
-        self.single_observation_space = gym.spaces.Box(
-            -np.inf, np.inf, shape=(self.window, self.obs_dim), dtype=np.float32
-        )
+        low, high = observation_bounds(self.window, self.n_features)
+        self.single_observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.single_action_space = gym.spaces.Discrete(3)
-        self.observation_space = gym.spaces.Box(
-            -np.inf, np.inf, shape=(self.num_envs, self.window, self.obs_dim), dtype=np.float32
-        )
+        batch = (self.num_envs, *low.shape)
+        self.observation_space = gym.spaces.Box(np.broadcast_to(low, batch), np.broadcast_to(high, batch),
+                                                dtype=np.float32)
         self.action_space = gym.spaces.MultiDiscrete(np.full(self.num_envs, 3, dtype=np.int64))
         if self._device_index is None:
             buffers = self._host_buffers()
