@@ -171,6 +171,15 @@ class VecTradingEnv(gym.vector.VectorEnv):
         return out
 
     @property
+    def episode_steps(self) -> int:
+        """Steps of every episode that bankruptcy does not end first: ``min(episode_length,
+        n_bars - 1 - start_min)`` (docs/semantics.md, Episodes: starts never come later than
+        ``n_bars - 1 - episode_length`` unless the data is too short for one full episode, and
+        then every episode starts at ``start_min``)."""
+        start_min = max(self.warmup, self.window - 1)
+        return min(self.episode_length, self.market.n_bars - 1 - start_min)
+
+    @property
     def accounts(self) -> dict[str, np.ndarray]:
         """Read-only views ``[n_envs]`` of every account field (cash, units, equity, peak, ...)."""
         return self._accounts
