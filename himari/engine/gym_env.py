@@ -51,6 +51,9 @@ def resolve_market(market: Market | None = None, data: str | os.PathLike[str] | 
             raise InvalidArgumentError(f"market: expected a himari.engine.Market, got {type(market).__name__} "
                                        "(give a prepared data directory as data=)")
         return market
+    if data is not None and not isinstance(data, (str, os.PathLike)):
+        raise ConfigError(f"data: expected the path of a prepared data directory or a bars file, got "
+                          f"{type(data).__name__} (give a Market as market=)")
     if split is None:
         split = "train"
     if not isinstance(split, str):

@@ -170,8 +170,9 @@ def test_single_env_bankruptcy_terminates():
     np.testing.assert_allclose(obs[-1], [0.0, 0.0, 1e-12 - 1.0, 0.0], **F32)  # the liquidated account
     with pytest.raises(gym.error.ResetNeeded):
         env.step(1)
-    obs, info = env.reset()
-    np.testing.assert_array_equal(obs, 0.0) and info["equity"] == 1.0
+    obs, info = env.reset()  # the next episode, already started: flat, fresh account
+    np.testing.assert_array_equal(obs, 0.0)
+    assert info["equity"] == 1.0 and info["bar"] == 0
 
 
 def test_reset_with_a_seed_is_reproducible_and_seeds_differ():
@@ -214,6 +215,8 @@ def test_market_arguments_are_checked(tmp_path):
         engine.TradingEnv(market, data=tmp_path)
     with pytest.raises(InvalidArgumentError, match="market"):
         engine.TradingEnv("prices.csv")
+    with pytest.raises(ConfigError, match="data"):
+        engine.TradingEnv(data=market)
     with pytest.raises(DataError):
         engine.TradingEnv(data=tmp_path)  # an empty directory is not a prepared data set
     with pytest.raises(DataError):
@@ -272,22 +275,18 @@ def test_make_vec_vector_entry_point_is_the_native_env():
                                       want[4]["final_obs"][want[4]["_final_obs"]])
 
 
-def test_make_vec_sync_steps_single_envs_with_next_step_autoreset():
-    """Sync mode: gymnasium's SyncVectorEnv over single envs (seeded seed + i, NEXT_STEP
-    autoreset: the step after an episode end resets that env and ignores its action)."""
-    o, c, f = _random_market(7)
-    market = engine.Market(o, c, f)
-    kw = dict(episode_length=5, window=1)
-    venv = gym.make_vec(ENV_ID, num_envs=3, vectorization_mode="sync", market=market, **kw)
-    singles = [engine.TradingEnv(market, **kw) for _ in range(3)]
-    obs, _ = venv.reset(seed=10)
-    want = [s.reset(seed=10 + i)[0] for i, s in enumerate(singles)]
-    np.testing.assert_array_equal(obs, np.stack(want))
-    ended = [False] * 3
+def _matches_single_envs(venv, market, kw, n: int, seed: int) -> int:
+    """gymnasium's sync/async vector env over single envs (seeded seed + i; NEXT_STEP
+    autoreset: the step after an episode end resets that env and ignores its action) steps
+    exactly like n TradingEnvs driven by hand; returns how many episode ends it crossed."""
+    singles = [engine.TradingEnv(market, **kw) for _ in range(n)]
+    obs, _ = venv.reset(seed=seed)
+    np.testing.assert_array_equal(obs, np.stack([s.reset(seed=seed + i)[0] for i, s in enumerate(singles)]))
+    ended = [False] * n
     rng = np.random.default_rng(2)
-    seen_end = 0
+    ends = 0
     for _ in range(16):
-        a = ref.random_actions(rng, 3)
+        a = ref.random_actions(rng, n)
         obs, reward, term, trunc, _ = venv.step(a)
         for i, s in enumerate(singles):
             if ended[i]:
@@ -295,10 +294,31 @@ def test_make_vec_sync_steps_single_envs_with_next_step_autoreset():
             else:
                 w, r, te, tr, _ = s.step(int(a[i]))
             ended[i] = te or tr
-            seen_end += ended[i]
+            ends += ended[i]
             np.testing.assert_array_equal(obs[i], w)
             assert (reward[i], term[i], trunc[i]) == (pytest.approx(r), te, tr)
-    assert seen_end >= 6
+    return ends
+
+
+def test_make_vec_sync_steps_single_envs():
+    o, c, f = _random_market(7)
+    market = engine.Market(o, c, f)
+    kw = dict(episode_length=5, window=1)
+    venv = gym.make_vec(ENV_ID, num_envs=3, vectorization_mode="sync", market=market, **kw)
+    assert _matches_single_envs(venv, market, kw, 3, seed=10) >= 6
+
+
+def test_make_vec_async_runs_single_envs_in_subprocesses():
+    """The market crosses into the worker processes by pickling."""
+    o, c, f = _random_market(11)
+    market = engine.Market(o, c, f)
+    kw = dict(episode_length=5, window=2)
+    venv = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="async", vector_kwargs={"context": "spawn"},
+                        market=market, **kw)
+    try:
+        assert _matches_single_envs(venv, market, kw, 2, seed=3) >= 4
+    finally:
+        venv.close()
 
 
 def test_market_deep_copies_to_itself_and_pickles():
