@@ -93,6 +93,18 @@ def test_registered_when_the_engine_is_imported():
     assert spec.vector_entry_point == "himari.engine.gym_env:make_vec_env"
 
 
+def test_make_with_the_module_prefix_works_without_importing_himari(tmp_path):
+    code = (
+        "import sys, gymnasium as gym\n"
+        "env = gym.make('himari.engine:himari/Trading-v0', episode_length=10)\n"
+        "print(env.reset(seed=0)[0].shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, HIMARI_CACHE_DIR=str(tmp_path)))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(1, 64)"  # the synthetic default data: 60 features + 4
+
+
 def test_import_himari_stays_light_and_registers_when_gymnasium_is_loaded():
     code = (
         "import sys, json\n"
