@@ -67,23 +67,28 @@ class FinalObservations:
 
     def record(self, t: int, truncated: Any, final_obs: Any, state: tuple[Any, ...]) -> None:
         """Keep ``final_obs [N, ...]`` and ``state`` (tensors with the env axis at dim 1) of the
-        envs where ``truncated [N]`` (bool) for step ``t``."""
+        envs where ``truncated [N]`` (bool) for step ``t``: each env's next free slot. Whole-slot
+        selects rather than gathers and scatters, so a step adds only a few small kernels (three
+        plus one per state tensor with one slot)."""
         import torch
 
         if self.obs is None:
             self.obs = torch.zeros((self.slots, *final_obs.shape), dtype=final_obs.dtype, device=final_obs.device)
             self.state = tuple(torch.zeros((self.slots, *s.movedim(1, 0).shape), dtype=s.dtype, device=s.device)
                                for s in state)
-        at = (self.count.clamp(max=self.slots - 1), self.env)
+        if self.slots == 1:
+            mask = truncated[None]
+        else:
+            slot = self.count.clamp(max=self.slots - 1)
+            mask = (slot[None] == torch.arange(self.slots, device=slot.device)[:, None]) & truncated[None]
 
-        def keep(new: Any, old: Any) -> Any:
-            return torch.where(truncated.view(-1, *([1] * (new.dim() - 1))), new, old)
+        def keep(new: Any, old: Any) -> Any:  # new [N, ...] where mask, else old [slots, N, ...]
+            return torch.where(mask.view(*mask.shape, *([1] * (new.dim() - 1))), new[None], old)
 
-        self.obs[at] = keep(final_obs, self.obs[at])
-        self.step[at] = torch.where(truncated, t, self.step[at])
-        for kept, s in zip(self.state, state):
-            kept[at] = keep(s.movedim(1, 0), kept[at])
-        self.count += truncated.long()
+        self.obs = keep(final_obs, self.obs)
+        self.step = torch.where(mask, t, self.step)
+        self.state = tuple(keep(s.movedim(1, 0), kept) for kept, s in zip(self.state, state))
+        self.count += truncated
 
     def values(self, policy: Any, all_slots: bool) -> Any:
         """``final_values [T, N]``: V(final observation) at the steps that truncated, 0 elsewhere.

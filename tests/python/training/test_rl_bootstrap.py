@@ -125,15 +125,16 @@ def test_rollout_does_not_bootstrap_terminated_episodes():
     np.testing.assert_array_equal(buf.final_values.numpy(), 0.0)
 
 
-def test_final_observations_record_every_step_as_on_the_gpu():
+@pytest.mark.parametrize("slots", [1, 3])
+def test_final_observations_record_every_step_as_on_the_gpu(slots):
     """The GPU path records at every step (a mask, no host check) and evaluates every slot:
-    the same values as picking the truncations out by hand, with two per env."""
-    n, steps, slots = 3, 10, 3
+    the same values as picking the truncations out by hand (two per env with three slots)."""
+    n, steps = 3, 10
     fin = FinalObservations(steps, n, slots, "cpu")
     rng = np.random.default_rng(1)
     truncs = np.zeros((steps, n), dtype=bool)
-    truncs[[1, 6], 0] = True
-    truncs[[3, 9], 2] = True
+    truncs[[1, 6] if slots > 1 else 6, 0] = True
+    truncs[[3, 9] if slots > 1 else 3, 2] = True
     want = np.zeros((steps, n), dtype=np.float32)
     for t in range(steps):
         obs = torch.from_numpy(rng.normal(size=(n, 2)).astype(np.float32))
@@ -149,3 +150,10 @@ def test_final_observations_record_every_step_as_on_the_gpu():
     np.testing.assert_allclose(fin.values(policy, all_slots=True).numpy(), want, rtol=1e-6)
     np.testing.assert_allclose(fin.values(policy, all_slots=False).numpy(), want, rtol=1e-6)
     assert not bool(fin.overflowed())
+
+
+def test_final_observations_report_more_truncations_than_slots():
+    fin = FinalObservations(4, 2, 1, "cpu")
+    for t in (0, 2):
+        fin.record(t, torch.tensor([True, False]), torch.zeros(2, 3), ())
+    assert bool(fin.overflowed())
