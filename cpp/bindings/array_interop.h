@@ -52,8 +52,16 @@ inline void require_c_contiguous(const py::array& a, const char* name) {
                      " (use numpy.ascontiguousarray)");
 }
 
+// Whether `d` is the dtype of T, by value (numpy's PyArray_EquivTypes: kind, size and byte
+// order): an unpickled array, for one, carries its own descriptor object, so identity with
+// dtype::of<T>() is not enough.
+template <typename T>
+inline bool has_dtype(const py::dtype& d) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(d.ptr(), py::dtype::of<T>().ptr());
+}
+
 inline bool is_float(const py::array& a) {
-  return a.dtype().is(py::dtype::of<double>()) || a.dtype().is(py::dtype::of<float>());
+  return has_dtype<double>(a.dtype()) || has_dtype<float>(a.dtype());
 }
 
 // Element types crossing the boundary (host arrays here, device arrays in device_arrays.h).
@@ -87,11 +95,11 @@ inline bool native_byte_order(const py::dtype& d) {
 inline DType int_kind(const py::array& a) {
   const py::dtype d = a.dtype();
   if (d.kind() == 'b' || !native_byte_order(d)) return DType::kOther;
-  if (d.is(py::dtype::of<std::int8_t>())) return DType::kInt8;
-  if (d.is(py::dtype::of<std::uint8_t>())) return DType::kUInt8;
-  if (d.is(py::dtype::of<std::int16_t>())) return DType::kInt16;
-  if (d.is(py::dtype::of<std::int32_t>())) return DType::kInt32;
-  if (d.is(py::dtype::of<std::int64_t>())) return DType::kInt64;
+  if (has_dtype<std::int8_t>(d)) return DType::kInt8;
+  if (has_dtype<std::uint8_t>(d)) return DType::kUInt8;
+  if (has_dtype<std::int16_t>(d)) return DType::kInt16;
+  if (has_dtype<std::int32_t>(d)) return DType::kInt32;
+  if (has_dtype<std::int64_t>(d)) return DType::kInt64;
   return DType::kOther;
 }
 
@@ -110,7 +118,7 @@ inline std::vector<double> read_prices(const py::handle& obj, const char* name) 
   std::vector<double> out(n);
   const py::ssize_t stride = a.strides(0);
   const auto* base = static_cast<const char*>(a.data());
-  const bool f64 = a.dtype().is(py::dtype::of<double>());
+  const bool f64 = has_dtype<double>(a.dtype());
   for (std::size_t i = 0; i < n; ++i) {
     const char* p = base + static_cast<py::ssize_t>(i) * stride;
     const double v = f64 ? *reinterpret_cast<const double*>(p) : *reinterpret_cast<const float*>(p);

@@ -27,8 +27,8 @@ struct PyDeviceMarket {
 DType dtype_of(const py::array& a) {
   const DType integer = int_kind(a);
   if (integer != DType::kOther) return integer;
-  if (a.dtype().is(py::dtype::of<float>())) return DType::kFloat32;
-  if (a.dtype().is(py::dtype::of<double>())) return DType::kFloat64;
+  if (bind::has_dtype<float>(a.dtype())) return DType::kFloat32;
+  if (bind::has_dtype<double>(a.dtype())) return DType::kFloat64;
   return DType::kOther;
 }
 
@@ -68,6 +68,7 @@ py::dict env_buffers(py::object self) {
   };
   py::dict out;
   out["obs"] = arr(e.obs(), DType::kFloat32, {n, e.config().window, e.obs_row()});
+  if (e.final_obs() != nullptr) out["final_obs"] = arr(e.final_obs(), DType::kFloat32, {n, e.config().window, e.obs_row()});
   out["reward"] = arr(e.reward(), DType::kFloat32, {n});
   out["terminated"] = arr(e.flag(0), DType::kBool, {n});
   out["truncated"] = arr(e.flag(1), DType::kBool, {n});
@@ -185,14 +186,14 @@ void register_cuda(py::module_& m) {
   py::class_<CudaTradingEnv>(m, "CudaTradingEnv")
       .def(py::init([](const PyDeviceMarket& market, std::int64_t num_envs, std::int64_t episode_length,
                        std::int64_t window, std::int64_t warmup, std::uint64_t seed, bool random_start, double fee,
-                       double slippage, const std::string& mode, const RewardConfig& reward, std::uintptr_t stream) {
+                       double slippage, const std::string& mode, const RewardConfig& reward, bool final_obs, std::uintptr_t stream) {
              const EnvConfig cfg = bind::make_env_config(num_envs, episode_length, window, warmup, seed, random_start,
-                                                         fee, slippage, mode);
+                                                         fee, slippage, mode, final_obs);
              return std::make_unique<CudaTradingEnv>(market.data, cfg, reward, stream);
            }),
            py::arg("market"), py::arg("num_envs"), py::arg("episode_length"), py::arg("window"), py::arg("warmup"),
            py::arg("seed"), py::arg("random_start"), py::arg("fee"), py::arg("slippage"), py::arg("mode"),
-           py::arg("reward"), py::arg("stream") = 0)
+           py::arg("reward"), py::arg("final_obs") = true, py::arg("stream") = 0)
       .def("reset", &CudaTradingEnv::reset, py::arg("reseed"), py::arg("seed"), py::arg("stream") = 0)
       .def("step", &env_step, py::arg("actions"), py::arg("stream") = 0)
       .def("check", &CudaTradingEnv::check, py::arg("stream") = 0, py::call_guard<py::gil_scoped_release>())

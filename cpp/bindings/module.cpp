@@ -45,7 +45,7 @@ std::shared_ptr<MarketData> make_market(const py::handle& open, const py::handle
                      std::to_string(m->n_bars) + " (len(close)), got " + describe(f));
   m->n_features = f.shape(1);
   m->features.resize(static_cast<std::size_t>(m->n_bars * m->n_features));
-  const bool f64 = f.dtype().is(py::dtype::of<double>());
+  const bool f64 = bind::has_dtype<double>(f.dtype());
   const auto* base = static_cast<const char*>(f.data());
   for (std::int64_t t = 0; t < m->n_bars; ++t)
     for (std::int64_t j = 0; j < m->n_features; ++j) {
@@ -184,7 +184,7 @@ py::tuple run_ekf(const py::handle& prices_obj, const EkfParams& params, bool re
                      describe(prices));
   if (!bind::is_c_contiguous(prices)) prices = py::array::ensure(prices, py::array::c_style);
   const py::ssize_t b = prices.shape(0), t = prices.shape(1);
-  const bool f64 = prices.dtype().is(py::dtype::of<double>());
+  const bool f64 = bind::has_dtype<double>(prices.dtype());
   for (py::ssize_t i = 0; i < b * t; ++i) {
     const double v = f64 ? static_cast<const double*>(prices.data())[i] : static_cast<const float*>(prices.data())[i];
     if (!(std::isfinite(v) && v > 0.0))
@@ -303,14 +303,14 @@ PYBIND11_MODULE(_core, m) {
   py::class_<TradingEnv>(m, "TradingEnv")
       .def(py::init([](const PyMarket& market, std::int64_t num_envs, std::int64_t episode_length,
                        std::int64_t window, std::int64_t warmup, std::uint64_t seed, bool random_start, double fee,
-                       double slippage, const std::string& mode, const RewardConfig& reward) {
+                       double slippage, const std::string& mode, const RewardConfig& reward, bool final_obs) {
              const EnvConfig cfg = bind::make_env_config(num_envs, episode_length, window, warmup, seed, random_start,
-                                                         fee, slippage, mode);
+                                                         fee, slippage, mode, final_obs);
              return std::make_unique<TradingEnv>(market.data, cfg, reward);
            }),
            py::arg("market"), py::arg("num_envs"), py::arg("episode_length"), py::arg("window"), py::arg("warmup"),
            py::arg("seed"), py::arg("random_start"), py::arg("fee"), py::arg("slippage"), py::arg("mode"),
-           py::arg("reward"))
+           py::arg("reward"), py::arg("final_obs") = true)
       .def("reset", &TradingEnv::reset, py::arg("reseed"), py::arg("seed"),
            py::call_guard<py::gil_scoped_release>())
       .def("step", &env_step, py::arg("actions"))
@@ -318,6 +318,11 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("obs", [](py::object self) {
         auto& e = self.cast<TradingEnv&>();
         return bind::view(e.obs.data(), {e.num_envs(), e.config().window, e.obs_row()}, self);
+      })
+      .def_property_readonly("final_obs", [](py::object self) -> py::object {
+        auto& e = self.cast<TradingEnv&>();
+        if (e.final_obs.empty()) return py::none();
+        return bind::view(e.final_obs.data(), {e.num_envs(), e.config().window, e.obs_row()}, self);
       })
       .def_property_readonly("reward", [](py::object self) {
         auto& e = self.cast<TradingEnv&>();

@@ -37,7 +37,7 @@ inline CostConfig make_costs(double fee, double slippage, const std::string& mod
 // The env configuration from the constructor arguments both env bindings (CPU and CUDA) take.
 inline EnvConfig make_env_config(std::int64_t num_envs, std::int64_t episode_length, std::int64_t window,
                                  std::int64_t warmup, std::uint64_t seed, bool random_start, double fee,
-                                 double slippage, const std::string& mode) {
+                                 double slippage, const std::string& mode, bool final_obs) {
   EnvConfig cfg;
   cfg.costs = make_costs(fee, slippage, mode);
   cfg.num_envs = num_envs;
@@ -46,6 +46,7 @@ inline EnvConfig make_env_config(std::int64_t num_envs, std::int64_t episode_len
   cfg.warmup = warmup;
   cfg.seed = seed;
   cfg.random_start = random_start;
+  cfg.final_obs = final_obs;
   return cfg;
 }
 

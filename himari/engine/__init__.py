@@ -1,7 +1,8 @@
 """The thin Python face of the native core: the only package that imports ``himari._core``.
 
 Public surface (DESIGN.md): Market, VecTradingEnv, RewardConfig, backtest_signals, ekf, plus
-replay_actions, EKFParams, BacktestResult and the device helpers.
+replay_actions, EKFParams, BacktestResult and the device helpers, and TradingEnv (one account as
+a single gymnasium env). Importing it registers ``himari/Trading-v0`` with gymnasium.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from himari.engine.backtest import (
 from himari.engine.device import build_info, cuda_available, cuda_compiled
 from himari.engine.ekf import STATE_NAMES, EKFParams, ekf
 from himari.engine.env import VecTradingEnv
+from himari.engine.gym_env import TradingEnv
 from himari.engine.market import Market
 from himari.engine.reward import RewardConfig
+
+from himari._gym import TRADING_ENV_ID, register_envs
+
+register_envs()  # gymnasium.make("himari/Trading-v0") / make_vec
 
 SELL, HOLD, BUY = 0, 1, 2
 ACTION_NAMES = ("SELL", "HOLD", "BUY")
@@ -36,11 +42,13 @@ __all__ = [
     "HOLD",
     "SELL",
     "STATE_NAMES",
+    "TRADING_ENV_ID",
     "BacktestResult",
     "EKFParams",
     "Market",
     "ReplayResult",
     "RewardConfig",
+    "TradingEnv",
     "VecTradingEnv",
     "backtest_signals",
     "build_info",

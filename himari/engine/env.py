@@ -3,7 +3,13 @@
 It is a ``gymnasium.vector.VectorEnv`` with same-step autoreset. Observations, rewards, flags
 and info arrays are views of persistent native buffers (allocated once): ``step`` returns the
 same array objects every time with new contents, which is what makes a step cheap. Copy what
-you keep.
+you keep. The ``info`` dict itself is a new dict at every call (wrappers such as gymnasium's
+``RecordEpisodeStatistics`` add keys to it), holding those same views.
+
+An episode that ends at a step restarts in that step, so the returned observation is the next
+episode's first; the observation the ended episode would have shown is in
+``info["final_obs"]`` (gymnasium's same-step convention, as one dense array ``[n_envs, window,
+n_features + 4]`` valid where ``info["_final_obs"]`` is True).
 
 On a CUDA market (``Market(..., device="cuda")``) the env runs on that GPU: the buffers are
 device memory, returned as torch tensors viewing them through DLPack (no copies; raw
@@ -35,6 +41,21 @@ def _check_seed(seed: Any) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
         raise InvalidArgumentError(f"seed: expected an integer >= 0, got {seed!r}")
 
+def observation_bounds(window: int, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bounds ``[window, n_features + 4]`` of one observation: features are finite float32
+    values; the account columns (docs/semantics.md) are a position in [-1, 1], an unrealised
+    PnL >= -1, a drawdown in [-1, 0] and log1p(bars in position) >= 0."""
+    big = float(np.finfo(np.float32).max)
+    low = np.full((window, n_features + 4), -big, dtype=np.float32)
+    high = np.full((window, n_features + 4), big, dtype=np.float32)
+    f = n_features
+    low[:, f], high[:, f] = -1.0, 1.0
+    low[:, f + 1] = -1.0
+    low[:, f + 2], high[:, f + 2] = -1.0, 0.0
+    low[:, f + 3] = 0.0
+    return low, high
+
+
 class VecTradingEnv(gym.vector.VectorEnv):
     """Vectorised trading env; semantics in docs/semantics.md.
 
@@ -50,6 +71,15 @@ class VecTradingEnv(gym.vector.VectorEnv):
         seed: seed of the counter-based episode-start RNG.
         random_start: draw episode starts at random (else start at the first admissible bar).
         warmup: first admissible start bar; ``None`` takes ``market.warmup``.
+        final_obs: keep the final observation of episodes that end (``info["final_obs"]``); it
+            costs a second observation-sized buffer, and nothing per step but the copy for the
+            envs whose episode ended.
+
+    ``step`` returns ``(obs, reward, terminated, truncated, info)``: the arrays are views of
+    persistent native buffers that the next step rewrites; ``info`` is a fresh dict per call
+    whose values are such views (``equity``, ``position``, ``drawdown``, ``trades``,
+    ``turnover``, ``bar``, the reward terms, ``episode_done``, ``episode_return``,
+    ``episode_length``, and ``final_obs`` / ``_final_obs``).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
@@ -67,6 +97,7 @@ class VecTradingEnv(gym.vector.VectorEnv):
         seed: int = 0,
         random_start: bool = True,
         warmup: int | None = None,
+        final_obs: bool = True,
     ) -> None:
         if not isinstance(market, Market):
             raise InvalidArgumentError(f"market: expected a himari.engine.Market, got {type(market).__name__}")
@@ -83,8 +114,9 @@ class VecTradingEnv(gym.vector.VectorEnv):
         self.warmup = market.warmup if warmup is None else int(warmup)
         self.device = market.device
         self._device_index = market.device_index
+        self.final_obs = bool(final_obs)
         native_args = (int(n_envs), self.episode_length, self.window, self.warmup, int(seed), self.random_start,
-                       self.fee, self.slippage, mode, self.reward_config.to_native())
+                       self.fee, self.slippage, mode, self.reward_config.to_native(), self.final_obs)
         if self._device_index is None:
             self._native = _core.TradingEnv(market._native, *native_args)
         else:
@@ -93,13 +125,12 @@ class VecTradingEnv(gym.vector.VectorEnv):
         self.num_envs = int(n_envs)
         self.n_features = market.n_features
         self.obs_dim = self.n_features + int(_core.ACCOUNT_COLUMNS)
-        self.single_observation_space = gym.spaces.Box(
-            -np.inf, np.inf, shape=(self.window, self.obs_dim), dtype=np.float32
-        )
+        low, high = observation_bounds(self.window, self.n_features)
+        self.single_observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.single_action_space = gym.spaces.Discrete(3)
-        self.observation_space = gym.spaces.Box(
-            -np.inf, np.inf, shape=(self.num_envs, self.window, self.obs_dim), dtype=np.float32
-        )
+        batch = (self.num_envs, *low.shape)
+        self.observation_space = gym.spaces.Box(np.broadcast_to(low, batch), np.broadcast_to(high, batch),
+                                                dtype=np.float32)
         self.action_space = gym.spaces.MultiDiscrete(np.full(self.num_envs, 3, dtype=np.int64))
         if self._device_index is None:
             buffers = self._host_buffers()
@@ -123,16 +154,30 @@ class VecTradingEnv(gym.vector.VectorEnv):
             "episode_return": buffers["episode_return"],
             "episode_length": buffers["episode_length"],
         }
-        self._outputs = (self._obs, self._reward, self._terminated, self._truncated, self._info)
+        # Step info adds the final observation (gymnasium's SAME_STEP keys): valid where an
+        # episode ended, which is exactly episode_done.
+        self._step_info = dict(self._info)
+        if self.final_obs:
+            self._step_info["final_obs"] = buffers["final_obs"]
+            self._step_info["_final_obs"] = buffers["episode_done"]
 
     def _host_buffers(self) -> dict[str, Any]:
         n = self._native
-        out: dict[str, Any] = {"obs": n.obs, "reward": n.reward, "terminated": n.terminated,
+        out: dict[str, Any] = {"obs": n.obs, "final_obs": n.final_obs, "reward": n.reward, "terminated": n.terminated,
                                "truncated": n.truncated, "episode_done": n.episode_done, "bar": n.bar,
                                "episode_return": n.episode_return, "episode_length": n.episode_length}
         out.update({f"account.{k}": n.account_field(k) for k in _core.ACCOUNT_FIELDS})
         out.update({f"term.{k}": n.term_field(k) for k in _core.TERM_FIELDS})
         return out
+
+    @property
+    def episode_steps(self) -> int:
+        """Steps of every episode that bankruptcy does not end first: ``min(episode_length,
+        n_bars - 1 - start_min)`` (docs/semantics.md, Episodes: starts never come later than
+        ``n_bars - 1 - episode_length`` unless the data is too short for one full episode, and
+        then every episode starts at ``start_min``)."""
+        start_min = max(self.warmup, self.window - 1)
+        return min(self.episode_length, self.market.n_bars - 1 - start_min)
 
     @property
     def accounts(self) -> dict[str, np.ndarray]:
@@ -153,17 +198,18 @@ class VecTradingEnv(gym.vector.VectorEnv):
             stream = current_stream(self._device_index)
             self._native.check(stream)
             self._native.reset(seed is not None, 0 if seed is None else int(seed), stream)
-        return self._obs, self._info
+        return self._obs, dict(self._info)
 
     def step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Apply one action per env (0 SELL, 1 HOLD, 2 BUY); returns views of native buffers."""
+        """Apply one action per env (0 SELL, 1 HOLD, 2 BUY); returns views of native buffers
+        (in a new ``info`` dict each call)."""
         if self._device_index is None:
             self._native.step(as_host_array(actions))
         else:
             self._native.step(actions, current_stream(self._device_index))
-        return self._outputs
+        return self._obs, self._reward, self._terminated, self._truncated, dict(self._step_info)
 
     def check_actions(self) -> None:
         """CUDA env: wait for the queued steps and raise if one saw an action outside {0, 1, 2}

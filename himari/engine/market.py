@@ -105,5 +105,21 @@ class Market:
         """Read-only float32 view ``[T, F]`` of the features."""
         return self._native.features
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Market:
+        """The market itself: it cannot change after construction (read-only views), and envs
+        built on copies would each hold the whole market again. gymnasium deep-copies an env's
+        keyword arguments when it re-creates the env from its spec (``check_env`` does)."""
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as its arrays, so an env factory holding a market can cross processes
+        (gymnasium's ``AsyncVectorEnv``); it is rebuilt on the same device."""
+        return (_rebuild, (np.array(self.open), np.array(self.close),
+                           np.array(self.features) if self.n_features else None, self.warmup, self.device))
+
     def __repr__(self) -> str:
         return f"Market(n_bars={self.n_bars}, n_features={self.n_features}, warmup={self.warmup}, device='{self.device}')"
+
+
+def _rebuild(open_: np.ndarray, close: np.ndarray, features: np.ndarray | None, warmup: int, device: str) -> Market:
+    return Market(open_, close, features, warmup=warmup, device=device)

@@ -6,8 +6,9 @@ FLAG-TRADER's PPO can reuse them as they are).
   learning-rate annealing). A model's ``<Name>Config`` derives from it; the Trainer reads these
   fields to plan the run (``plan``).
 - ``gae``: generalised advantage estimation (Schulman et al. 2016) over ``[T, N]`` rollouts with
-  episode-start flags (an episode that ended, by bankruptcy or by its length, is not
-  bootstrapped: with same-step autoreset the env never shows the final observation).
+  episode-start flags; an episode cut by its length (truncated) bootstraps from the value of
+  its final observation (the env's ``info["final_obs"]``), one ended by bankruptcy
+  (terminated) does not.
 - ``RolloutBuffer``: one rollout of N envs x T steps plus the recurrent state each env had at
   its start; indexing it by env gives whole sequences ``[T, B, ...]`` so a recurrent network
   trains on them in one batched pass (minibatches are sets of envs, never cut sequences).
@@ -83,13 +84,16 @@ def plan(cfg: OnlineRLConfig, epochs: int) -> Plan:
 
 
 def gae(rewards: Any, values: Any, starts: Any, last_values: Any, last_starts: Any, gamma: float,
-        lam: float) -> tuple[Any, Any]:
+        lam: float, final_values: Any = None) -> tuple[Any, Any]:
     """Advantages and returns of a rollout (torch tensors ``[T, N]``).
 
     ``starts[t]`` is 1 where the observation of step t begins an episode (so the step before it
     ended one); ``last_values``/``last_starts`` ``[N]`` describe the observation after the last
-    step. ``A_t = delta_t + gamma lam (1 - starts[t+1]) A_{t+1}`` with
-    ``delta_t = r_t + gamma V_{t+1} (1 - starts[t+1]) - V_t``; returns are ``A + V``.
+    step. ``final_values[t]`` (``[T, N]``, optional) is the value of the final observation of
+    the episode that step t truncated, and 0 where step t did not end an episode or ended it by
+    termination. With ``d_t = starts[t+1]`` (``last_starts`` for the last step):
+    ``delta_t = r_t + gamma (V_{t+1} (1 - d_t) + final_values[t]) - V_t`` and
+    ``A_t = delta_t + gamma lam (1 - d_t) A_{t+1}``; returns are ``A + V``.
     """
     import torch
 
@@ -103,7 +107,10 @@ def gae(rewards: Any, values: Any, starts: Any, last_values: Any, last_starts: A
         else:
             nonterminal = 1.0 - starts[t + 1].to(rewards.dtype)
             next_values = values[t + 1]
-        delta = rewards[t] + gamma * next_values * nonterminal - values[t]
+        bootstrap = next_values * nonterminal
+        if final_values is not None:
+            bootstrap = bootstrap + final_values[t]
+        delta = rewards[t] + gamma * bootstrap - values[t]
         last = delta + gamma * lam * nonterminal * last
         adv[t] = last
     return adv, adv + values
@@ -114,8 +121,9 @@ class RolloutBuffer:
 
     Fields ``[T, N]`` (``obs`` ``[T, N, *obs_shape]``: ``[T, N, D]``, or ``[T, N, W, D]`` for
     windowed observations): ``obs``, ``actions``, ``logprobs``, ``values``,
-    ``rewards``, ``starts`` (1.0 where obs begins an episode), then ``advantages`` and
-    ``returns`` after ``finish``. ``state`` is the recurrent state at the rollout's first step,
+    ``rewards``, ``starts`` (1.0 where obs begins an episode), ``final_values`` (the value of
+    the final observation of an episode step t truncated, else 0: ``gae``'s bootstrap), then
+    ``advantages`` and ``returns`` after ``finish``. ``state`` is the recurrent state at the rollout's first step,
     a tuple of tensors with the env axis at dim 1 (``nn.LSTM``'s ``(h, c)`` layout).
     ``buf[idx]`` (a LongTensor of env indices) is a dict of whole sequences for those envs: what
     a recurrent model's ``loss`` takes.
@@ -133,13 +141,14 @@ class RolloutBuffer:
         self.values = torch.zeros(steps, n_envs, **f32)
         self.rewards = torch.zeros(steps, n_envs, **f32)
         self.starts = torch.zeros(steps, n_envs, **f32)
+        self.final_values = torch.zeros(steps, n_envs, **f32)
         self.advantages = torch.zeros(steps, n_envs, **f32)
         self.returns = torch.zeros(steps, n_envs, **f32)
         self.state: tuple[Any, ...] = ()
 
     def finish(self, last_values: Any, last_starts: Any, gamma: float, lam: float) -> None:
         self.advantages, self.returns = gae(self.rewards, self.values, self.starts, last_values, last_starts,
-                                            gamma, lam)
+                                            gamma, lam, self.final_values)
 
     def __len__(self) -> int:
         return self.n_envs

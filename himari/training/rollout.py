@@ -13,6 +13,13 @@ the GPU and all asynchronous, with no host round trip until the rollout ends (ep
 are accumulated on the device and read once per rollout).
 
 On the CPU the env outputs are numpy views and cross into torch with ``torch.from_numpy``.
+
+Truncated episodes (cut by their length, not by bankruptcy) bootstrap from the value of their
+final observation (the env's ``info["final_obs"]``), evaluated with the recurrent state the
+episode had before the reset zeroes it. Those observations and states are kept as the rollout
+runs (a few slots per env: an env truncates at most once every ``episode_steps`` steps) and
+evaluated in one batched policy call at its end, so the GPU path still needs no host round
+trip per step.
 """
 
 from __future__ import annotations
@@ -37,6 +44,72 @@ StateFn = Callable[[int, Any], tuple[Any, ...]]
 
 def _is_cuda(device: Any) -> bool:
     return str(device).startswith("cuda")
+
+
+class FinalObservations:
+    """The final observations (and recurrent states) of the episodes a rollout truncates, for
+    ``gae``'s bootstrap ``final_values``.
+
+    ``slots`` per env bound how many truncations an env can have in one rollout. ``record``
+    takes whole-batch tensors and a mask, so it needs no host sync; ``values`` evaluates every
+    slot in one policy call each.
+    """
+
+    def __init__(self, steps: int, n_envs: int, slots: int, device: Any) -> None:
+        import torch
+
+        self.steps, self.n_envs, self.slots = steps, n_envs, slots
+        self.env = torch.arange(n_envs, device=device)
+        self.step = torch.full((slots, n_envs), -1, dtype=torch.long, device=device)
+        self.count = torch.zeros(n_envs, dtype=torch.long, device=device)
+        self.obs: Any = None
+        self.state: tuple[Any, ...] = ()
+
+    def record(self, t: int, truncated: Any, final_obs: Any, state: tuple[Any, ...]) -> None:
+        """Keep ``final_obs [N, ...]`` and ``state`` (tensors with the env axis at dim 1) of the
+        envs where ``truncated [N]`` (bool) for step ``t``: each env's next free slot. Whole-slot
+        selects rather than gathers and scatters, so a step adds only a few small kernels (three
+        plus one per state tensor with one slot)."""
+        import torch
+
+        if self.obs is None:
+            self.obs = torch.zeros((self.slots, *final_obs.shape), dtype=final_obs.dtype, device=final_obs.device)
+            self.state = tuple(torch.zeros((self.slots, *s.movedim(1, 0).shape), dtype=s.dtype, device=s.device)
+                               for s in state)
+        if self.slots == 1:
+            mask = truncated[None]
+        else:
+            slot = self.count.clamp(max=self.slots - 1)
+            mask = (slot[None] == torch.arange(self.slots, device=slot.device)[:, None]) & truncated[None]
+
+        def keep(new: Any, old: Any) -> Any:  # new [N, ...] where mask, else old [slots, N, ...]
+            return torch.where(mask.view(*mask.shape, *([1] * (new.dim() - 1))), new[None], old)
+
+        self.obs = keep(final_obs, self.obs)
+        self.step = torch.where(mask, t, self.step)
+        self.state = tuple(keep(s.movedim(1, 0), kept) for kept, s in zip(self.state, state))
+        self.count += truncated
+
+    def values(self, policy: Any, all_slots: bool) -> Any:
+        """``final_values [T, N]``: V(final observation) at the steps that truncated, 0 elsewhere.
+        ``all_slots`` evaluates every slot (no host sync to learn which are used)."""
+        import torch
+
+        out = torch.zeros(self.steps, self.n_envs, device=self.env.device)
+        if self.obs is None:
+            return out
+        used = self.slots if all_slots else min(self.slots, int(self.count.max()))
+        for j in range(used):
+            state = tuple(s[j].movedim(0, 1).contiguous() for s in self.state)
+            _, value, _ = policy(self.obs[j], None, state)
+            valid = self.step[j] >= 0
+            out.index_put_((self.step[j].clamp(min=0), self.env), torch.where(valid, value.float(), 0.0),
+                           accumulate=True)
+        return out
+
+    def overflowed(self) -> Any:
+        """A 0-d bool tensor: some env truncated more often than ``slots`` (values were lost)."""
+        return (self.count > self.slots).any()
 
 
 class EnvRollout:
@@ -82,6 +155,8 @@ class EnvRollout:
         self._starts = torch.ones(cfg.n_envs, device=device)
         shape = (self.obs_dim,) if self.window == 1 else (self.window, self.obs_dim)
         self._buf = RolloutBuffer(cfg.rollout_steps, cfg.n_envs, shape, str(device))
+        # An env truncates at most once every episode_steps steps.
+        self._final_slots = (cfg.rollout_steps - 1) // self._env.episode_steps + 1
 
     # ---- collection ------------------------------------------------------------------------
     def collect(self, ctx: Any, reset: bool, policy: PolicyFn, initial_state: StateFn, device: Any) -> RolloutBuffer:
@@ -100,6 +175,7 @@ class EnvRollout:
         return_sum = torch.zeros((), dtype=torch.float64, device=device)
         length_sum = torch.zeros((), dtype=torch.float64, device=device)
         any_start = True
+        finals = FinalObservations(T, cfg.n_envs, self._final_slots, device)
         with torch.no_grad():
             for t in range(T):
                 logits, value, state = policy(obs_t, starts if any_start else None, state)
@@ -111,8 +187,10 @@ class EnvRollout:
                 buf.logprobs[t] = logp_all.gather(1, action[:, None])[:, 0]
                 buf.values[t] = value.float()
                 if self._cuda:
-                    obs, reward, _term, _trunc, info = env.step(action)
+                    obs, reward, _term, trunc, info = env.step(action)
                     done = info["episode_done"]
+                    # Before the next step rewrites final_obs (the same stream orders them).
+                    finals.record(t, trunc, self._obs_tensor(info["final_obs"], device), state)
                     buf.rewards[t] = reward
                     starts = done.float()
                     ended += starts.sum()
@@ -124,6 +202,9 @@ class EnvRollout:
                     obs, reward, term, trunc, info = env.step(action.cpu().numpy())
                     buf.rewards[t] = torch.from_numpy(reward).to(device)
                     done = term | trunc
+                    if trunc.any():
+                        finals.record(t, torch.from_numpy(trunc).to(device),
+                                      self._obs_tensor(info["final_obs"], device), state)
                     # A view of the env's buffer: used by the next policy call, before the next step.
                     obs_t = self._obs_tensor(obs, device)
                     starts = torch.from_numpy(done.astype(np.float32)).to(device)
@@ -135,11 +216,14 @@ class EnvRollout:
                         length_sum += torch.from_numpy(info["episode_length"])[d].double().sum().to(device)
             obs_t = obs_t.clone()  # the env buffer is overwritten by the next step
             _, last_value, _ = policy(obs_t, starts if any_start else None, state)
+            buf.final_values = finals.values(policy, all_slots=self._cuda)
         buf.finish(last_value.float(), starts, cfg.gamma, cfg.gae_lambda)
         self._obs, self._state, self._starts = obs_t, state, starts
         counts = torch.bincount(buf.actions.flatten(), minlength=3).double() / buf.actions.numel()
         summary = torch.stack([buf.rewards.double().mean(), counts[0], counts[1], counts[2], ended.double(),
-                               return_sum, length_sum]).cpu().tolist()  # the one host sync
+                               return_sum, length_sum, finals.overflowed().double()]).cpu().tolist()  # the one host sync
+        if summary[7]:
+            raise RuntimeError("rollout: an env truncated more episodes than the env's episode_steps allow")
         buf.stats = {"reward_mean": summary[0], "action_sell": summary[1], "action_hold": summary[2],
                      "action_buy": summary[3]}
         if summary[4] > 0:

@@ -39,41 +39,65 @@ std::vector<T> to_host(const T* device_ptr, std::size_t n, int device) {
   return out;
 }
 
-TEST(CudaEnv, MatchesCpuEnvStepForStep) {
-  if (!have_device()) GTEST_SKIP() << "no CUDA device";
-  auto market = random_market(500, 6, 3);
+// Steps a CPU and a CUDA env with the same random actions and compares them after every step:
+// bars, positions, rewards, observations, and the final observations of the envs whose
+// episode ended (episode_length short enough for several ends per env).
+void expect_cuda_matches_cpu(std::int64_t window, std::int64_t features, std::int64_t episode_length) {
+  auto market = random_market(500, features, 3);
   EnvConfig cfg;
   cfg.num_envs = 77;
-  cfg.episode_length = 40;
-  cfg.window = 3;
+  cfg.episode_length = episode_length;
+  cfg.window = window;
   cfg.seed = 9;
   cfg.costs.mode = PositionMode::kLongShort;
   RewardConfig reward;
   reward.drawdown_penalty = 0.3;
   TradingEnv cpu(market, cfg, reward);
   CudaTradingEnv gpu(upload_market(market, 0), cfg, reward, 0);
+  ASSERT_NE(gpu.final_obs(), nullptr);
   std::shared_ptr<void> actions = cuda::allocate(cfg.num_envs * sizeof(std::int64_t), 0);
   std::mt19937_64 gen(1);
   std::uniform_int_distribution<std::int64_t> pick(0, 2);
+  const auto n = static_cast<std::size_t>(cfg.num_envs);
+  const std::size_t per_env = cpu.obs.size() / n;
+  int ended = 0;
   for (int t = 0; t < 100; ++t) {
-    std::vector<std::int64_t> a(static_cast<std::size_t>(cfg.num_envs));
+    std::vector<std::int64_t> a(n);
     for (auto& v : a) v = pick(gen);
     cpu.step(a.data());
     cuda::copy_to_device(actions.get(), a.data(), a.size() * sizeof(std::int64_t), 0, 0);
     gpu.step(static_cast<const std::int64_t*>(actions.get()), 0);
-    const auto n = static_cast<std::size_t>(cfg.num_envs);
     const auto bars = to_host(gpu.bar(), n, 0);
     const auto pos = to_host(gpu.account_field(6), n, 0);
     const auto reward_out = to_host(gpu.reward(), n, 0);
+    const auto done = to_host(gpu.flag(2), n, 0);
     const auto obs = to_host(gpu.obs(), cpu.obs.size(), 0);
+    const auto final_obs = to_host(gpu.final_obs(), cpu.final_obs.size(), 0);
     for (std::size_t i = 0; i < n; ++i) {
       ASSERT_EQ(bars[i], cpu.bar[i]) << "env " << i << " step " << t;
       ASSERT_EQ(pos[i], cpu.account_field(6)[i]) << "env " << i << " step " << t;
       ASSERT_NEAR(reward_out[i], cpu.reward[i], 1e-5 * std::fabs(cpu.reward[i]) + 1e-7);
+      ASSERT_EQ(done[i], cpu.episode_done[i]) << "env " << i << " step " << t;
+      if (!cpu.episode_done[i]) continue;
+      ++ended;
+      for (std::size_t k = i * per_env; k < (i + 1) * per_env; ++k)
+        ASSERT_NEAR(final_obs[k], cpu.final_obs[k], 1e-5 * std::fabs(cpu.final_obs[k]) + 1e-6)
+            << "final obs of env " << i << " step " << t;
     }
     for (std::size_t k = 0; k < obs.size(); ++k) ASSERT_NEAR(obs[k], cpu.obs[k], 1e-5 * std::fabs(cpu.obs[k]) + 1e-6);
   }
+  EXPECT_GE(ended, cfg.num_envs * 2);
   gpu.check(0);
+}
+
+TEST(CudaEnv, MatchesCpuEnvStepForStep) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  expect_cuda_matches_cpu(3, 6, 40);  // the warp observation path
+}
+
+TEST(CudaEnv, MatchesCpuEnvOnTheRowPath) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  expect_cuda_matches_cpu(1, 8, 30);  // window 1, features a multiple of 4
 }
 
 TEST(CudaEnv, RejectsHostMemoryAsDevicePointer) {

@@ -103,6 +103,52 @@ TEST(Env, ObservationWindowAndAccountHistory) {
   EXPECT_NEAR(env.obs[2 * row + 5], std::log1p(2.0), 1e-7);
 }
 
+TEST(Env, FinalObservationOfATruncatedEpisode) {
+  // Window 2, start at bar 1, 3 steps: the episode ends at bar 4. The final observation holds
+  // features of bars 3 and 4 and the account history after steps 2 and 3, while obs already
+  // shows the next episode (bars 0 and 1, zero account columns).
+  auto market = make_market(40, 2, 7);
+  EnvConfig cfg;
+  cfg.num_envs = 1;
+  cfg.window = 2;
+  cfg.episode_length = 3;
+  cfg.random_start = false;
+  TradingEnv env(market, cfg, RewardConfig{});
+  const std::int64_t row = 2 + kAccountColumns;
+  ASSERT_EQ(env.final_obs.size(), env.obs.size());
+  const std::int32_t buy = kBuy, hold = kHold;
+  env.step(&buy);
+  env.step(&hold);
+  const AccountState before_last = env.account(0);
+  env.step(&hold);
+  ASSERT_TRUE(env.truncated[0]);
+  ASSERT_TRUE(env.episode_done[0]);
+  EXPECT_EQ(env.final_obs[0 * row + 0], 30.0f);  // bar 3
+  EXPECT_EQ(env.final_obs[1 * row + 0], 40.0f);  // bar 4, where the episode ended
+  EXPECT_EQ(env.final_obs[1 * row + 1], 41.0f);
+  EXPECT_EQ(env.final_obs[0 * row + 2], 1.0f);   // long after step 2 ...
+  EXPECT_NEAR(env.final_obs[0 * row + 3], before_last.equity / before_last.entry_equity - 1.0, 1e-6);
+  EXPECT_NEAR(env.final_obs[0 * row + 5], std::log1p(2.0), 1e-7);
+  EXPECT_EQ(env.final_obs[1 * row + 2], 1.0f);   // ... and after step 3
+  EXPECT_NEAR(env.final_obs[1 * row + 5], std::log1p(3.0), 1e-7);
+  EXPECT_NEAR(env.final_obs[1 * row + 3], std::exp(env.episode_return[0]) - 1.0, 1e-6);  // entry equity 1 (no cost before the buy)
+  EXPECT_EQ(env.obs[0 * row + 0], 0.0f);  // the next episode's first observation
+  EXPECT_EQ(env.obs[1 * row + 0], 10.0f);
+  for (int w = 0; w < 2; ++w)
+    for (int c = 0; c < kAccountColumns; ++c) EXPECT_EQ(env.obs[w * row + 2 + c], 0.0f);
+}
+
+TEST(Env, FinalObservationCanBeTurnedOff) {
+  auto market = make_market(40, 2, 8);
+  EnvConfig cfg;
+  cfg.final_obs = false;
+  TradingEnv env(market, cfg, RewardConfig{});
+  EXPECT_TRUE(env.final_obs.empty());
+  const std::int32_t hold = kHold;
+  for (int k = 0; k < 40; ++k) env.step(&hold);  // crosses episode ends without a buffer
+  EXPECT_GE(env.episode_index[0], 2);
+}
+
 TEST(Env, TruncatesAndAutoResets) {
   auto market = make_market(30, 1, 4);
   EnvConfig cfg;

@@ -80,6 +80,7 @@ inline void step_group(const EnvBuffers& b, const A* actions, std::int64_t i) {
     if (term || trunc) {
       b.episode_return[e] = std::log(lane_get(a.equity, l));
       b.episode_length[e] = b.episode_step[e];
+      if (b.final_obs != nullptr) obs::write_final_observation(b, e);
       obs::begin_episode(b, e);
     } else {
       obs::write_step_observation(b, e);

@@ -71,6 +71,24 @@ inline void write_step_observation(const EnvBuffers& b, std::int64_t i) {
   write_account_columns(b, i, base + (w_count - 1) * row + f);
 }
 
+// Env i's episode ended at this step: into final_obs, the observation the step would have shown
+// had the episode gone on (gymnasium's final observation): what write_step_observation writes,
+// with the account history taken from env i's previous observation, which obs still holds
+// (call before begin_episode overwrites it). Rare (once per episode), so kept plain.
+inline void write_final_observation(const EnvBuffers& b, std::int64_t i) {
+  const std::int64_t f = b.n_features;
+  const std::int64_t row = f + kAccountColumns;
+  const std::int64_t w_count = b.config.window;
+  float* __restrict dst = b.final_obs + i * w_count * row;
+  const float* __restrict prev = b.obs + i * w_count * row;
+  const float* __restrict feat = b.features + (b.bar[i] - w_count + 1) * f;
+  for (std::int64_t w = 0; w < w_count; ++w) {
+    copy_row(dst + w * row, feat + w * f, f);
+    if (w + 1 < w_count) copy_row(dst + w * row + f, prev + (w + 1) * row + f, kAccountColumns);
+  }
+  write_account_columns(b, i, dst + (w_count - 1) * row + f);
+}
+
 // Observation of env i at an episode start: feature rows and an all-zero account history.
 inline void write_fresh_observation(const EnvBuffers& b, std::int64_t i) {
   const std::int64_t f = b.n_features;

@@ -71,6 +71,7 @@ TradingEnv::TradingEnv(std::shared_ptr<const MarketData> market, const EnvConfig
   const auto n = static_cast<std::size_t>(config_.num_envs);
   const auto row = static_cast<std::size_t>(obs_row());
   obs.assign(n * static_cast<std::size_t>(config_.window) * row, 0.0f);
+  if (config_.final_obs) final_obs.assign(obs.size(), 0.0f);
   reward.assign(n, 0.0f);
   terminated.assign(n, 0);
   truncated.assign(n, 0);
@@ -110,6 +111,7 @@ EnvBuffers TradingEnv::buffers() {
   b.episode_return = episode_return.data();
   b.episode_length = episode_length.data();
   b.obs = obs.data();
+  b.final_obs = final_obs.empty() ? nullptr : final_obs.data();
   b.reward_out = reward.data();
   b.terminated = terminated.data();
   b.truncated = truncated.data();

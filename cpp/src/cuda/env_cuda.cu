@@ -8,6 +8,11 @@
 // benchmarks/GPU_NOTES.md has the measurements behind this (a thread-per-row variant with
 // 16-byte accesses was slower: each of its warp instructions touched 32 separate rows).
 // HIMARI_CUDA_OBS=warp forces the warp path (for benchmarks).
+// An env whose episode ends at a step also gets its final observation (the one the step would
+// have shown had the episode gone on) in b.final_obs, written before the fresh observation of
+// the next episode overwrites b.obs: the row path needs no history (window 1), so each such
+// env's thread writes its own row; the warp path writes it with the warp, from the previous
+// observation still in b.obs, then synchronises the warp before the fresh observation.
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -104,15 +109,66 @@ __device__ void warp_write_observation(const EnvBuffers& b, std::int64_t e, bool
   if (lane < kAccountColumns) base[(w_count - 1) * row + f + lane] = cols.c[lane];
 }
 
+// Env e's final observation, written by the 32 lanes of one warp: the features of the window
+// ending at `final_bar` (the bar the episode ended at), the account history of e's previous
+// observation (still in b.obs) one row older, and `cols` (the account after the last step) in
+// the last row. Reads b.obs of env e: the caller synchronises the warp before it is rewritten.
+__device__ void warp_write_final_observation(const EnvBuffers& b, std::int64_t e, std::int64_t final_bar,
+                                             const AccountColumns& cols, int lane) {
+  const std::int64_t f = b.n_features;
+  const std::int64_t row = f + kAccountColumns;
+  const std::int64_t w_count = b.config.window;
+  float* dst = b.final_obs + e * w_count * row;
+  const float* prev = b.obs + e * w_count * row;
+  const float* feat = b.features + (final_bar - w_count + 1) * f;
+  for (std::int64_t j = lane; j < w_count * f; j += 32) {
+    const std::int64_t w = j / f;
+    dst[w * row + (j - w * f)] = feat[j];
+  }
+  for (std::int64_t j = lane; j < (w_count - 1) * kAccountColumns; j += 32) {
+    const std::int64_t w = j / kAccountColumns, c = j % kAccountColumns;
+    dst[w * row + f + c] = prev[(w + 1) * row + f + c];
+  }
+  if (lane < kAccountColumns) dst[(w_count - 1) * row + f + lane] = cols.c[lane];
+}
+
+// Env e's final observation at window 1 (no history), written by e's own thread: features[bar]
+// and the account columns.
+__device__ void thread_write_final_row(const EnvBuffers& b, std::int64_t e, std::int64_t final_bar,
+                                       const AccountColumns& cols) {
+  const std::int64_t f = b.n_features;
+  float* dst = b.final_obs + e * (f + kAccountColumns);
+  const float* feat = b.features + final_bar * f;
+  for (std::int64_t j = 0; j < f; ++j) dst[j] = feat[j];
+#pragma unroll
+  for (int c = 0; c < kAccountColumns; ++c) dst[f + c] = cols.c[c];
+}
+
+// What a lane knows of its env's episode end, for the final observation.
+struct EpisodeEnd {
+  bool ended = false;
+  std::int64_t bar = 0;   // the bar the ended episode's last observation ends at
+  AccountColumns cols{};  // the account after its last step
+};
+
 // Every lane of the warp takes part: the observations of the warp's envs (those < n) are
-// written one env after another.
+// written one env after another, each ended episode's final observation first.
 __device__ void warp_write_observations(const EnvBuffers& b, std::int64_t warp_first, bool fresh,
-                                        const AccountColumns& cols) {
+                                        const AccountColumns& cols, const EpisodeEnd& end) {
   const int lane = static_cast<int>(threadIdx.x & 31);
   const std::int64_t n = b.config.num_envs;
+  const unsigned ended = b.final_obs != nullptr ? __ballot_sync(kFullMask, end.ended) : 0u;
   for (int k = 0; k < 32; ++k) {
     const std::int64_t e = warp_first + k;
     if (e >= n) break;  // uniform across the warp
+    if ((ended >> k) & 1u) {  // uniform across the warp
+      const std::int64_t final_bar = __shfl_sync(kFullMask, end.bar, k);
+      AccountColumns fk;
+#pragma unroll
+      for (int c = 0; c < kAccountColumns; ++c) fk.c[c] = __shfl_sync(kFullMask, end.cols.c[c], k);
+      warp_write_final_observation(b, e, final_bar, fk, lane);
+      __syncwarp();  // every lane has read e's previous observation before any lane rewrites it
+    }
     const bool fresh_k = __shfl_sync(kFullMask, fresh, k);
     AccountColumns ck;
 #pragma unroll
@@ -163,7 +219,7 @@ __global__ void reset_kernel(EnvBuffers b) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < b.config.num_envs) begin_episode_state(b, i);
   __syncwarp();
-  warp_write_observations(b, i - (threadIdx.x & 31), true, AccountColumns{});
+  warp_write_observations(b, i - (threadIdx.x & 31), true, AccountColumns{}, EpisodeEnd{});
 }
 
 template <typename A, bool kRowPath>
@@ -171,6 +227,7 @@ __global__ void step_kernel(EnvBuffers b, const A* __restrict__ actions, unsigne
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   bool fresh = false;
   AccountColumns cols{};
+  EpisodeEnd end;
   std::int64_t my_bar = 0;
   if (i < b.config.num_envs) {
     const auto raw = static_cast<long long>(actions[i]);
@@ -206,6 +263,7 @@ __global__ void step_kernel(EnvBuffers b, const A* __restrict__ actions, unsigne
     if (term || trunc) {
       b.episode_return[i] = log(a.equity);
       b.episode_length[i] = steps;
+      end = EpisodeEnd{true, bar, account_columns(a)};
       begin_episode_state(b, i);
       bar = b.bar[i];
       fresh = true;  // account columns stay 0: a fresh observation
@@ -216,10 +274,12 @@ __global__ void step_kernel(EnvBuffers b, const A* __restrict__ actions, unsigne
   }
   const std::int64_t warp_first = i - (threadIdx.x & 31);
   if constexpr (kRowPath) {
+    // Window 1: the final observation reads nothing of b.obs, so it needs no ordering.
+    if (end.ended && b.final_obs != nullptr) thread_write_final_row(b, i, end.bar, end.cols);
     warp_write_rows(b, warp_first, my_bar, cols);
   } else {
     __syncwarp();  // bar[] of every env of the warp is written before the lanes read it
-    warp_write_observations(b, warp_first, fresh, cols);
+    warp_write_observations(b, warp_first, fresh, cols, end);
   }
 }
 

@@ -44,7 +44,12 @@ CudaTradingEnv::CudaTradingEnv(std::shared_ptr<const DeviceMarket> market, const
   const auto n = static_cast<std::size_t>(config_.num_envs);
   stride_ = (config_.num_envs + 31) / 32 * 32;  // 256-byte aligned double arrays
   const auto s = static_cast<std::size_t>(stride_);
-  obs_ = cuda::allocate(n * static_cast<std::size_t>(config_.window * obs_row()) * sizeof(float), dev);
+  const std::size_t obs_bytes = n * static_cast<std::size_t>(config_.window * obs_row()) * sizeof(float);
+  obs_ = cuda::allocate(obs_bytes, dev);
+  if (config_.final_obs) {
+    final_obs_ = cuda::allocate(obs_bytes, dev);
+    cuda::fill_zero(final_obs_.get(), obs_bytes, dev, stream);
+  }
   reward_ = cuda::allocate(n * sizeof(float), dev);
   flags_ = cuda::allocate(3 * s, dev);
   real_ = cuda::allocate(kRealArrays * s * sizeof(double), dev);
@@ -75,6 +80,7 @@ EnvBuffers CudaTradingEnv::buffers() const {
   b.episode_length = ints(4);
   b.episode_return = episode_return();
   b.obs = obs();
+  b.final_obs = final_obs();
   b.reward_out = reward();
   b.terminated = flag(0);
   b.truncated = flag(1);

@@ -398,8 +398,12 @@ class ReferenceVecEnv:
     `info` after `step` reports, for each env, the account that the returned observation shows
     (after an autoreset: the new episode's fresh account, equity 1, flat), the terms of the reward
     just returned (of the finished step), and `bar` = the bar the returned observation ends at.
-    The finished episode is reported by `episode_return` / `episode_length` only. An episode that
-    ends in bankruptcy on its last step is `terminated` and not `truncated`.
+    The finished episode is reported by `episode_return` / `episode_length`, and its final
+    observation (the one the step would have returned had the episode gone on: the window ending
+    at the bar it reached, the account after the step as the newest history row) by
+    `final_obs[i]` where `_final_obs[i]` (rows of other envs are zeros here; the native buffer
+    leaves them undefined). An episode that ends in bankruptcy on its last step is `terminated`
+    and not `truncated`.
     """
 
     def __init__(
@@ -507,6 +511,8 @@ class ReferenceVecEnv:
         info["episode_done"] = np.zeros(n, dtype=bool)
         info["episode_return"] = np.zeros(n)
         info["episode_length"] = np.zeros(n, dtype=np.int64)
+        info["final_obs"] = np.zeros((n, self.W, self.F + 4), dtype=np.float32)
+        info["_final_obs"] = np.zeros(n, dtype=bool)
         for i in range(n):
             slot = self.slots[i]
             acc = slot.account
@@ -529,6 +535,8 @@ class ReferenceVecEnv:
                 self.last_episode_return[i] = math.log(acc.equity)
                 self.last_episode_length[i] = slot.steps_done
                 info["episode_done"][i] = True
+                info["final_obs"][i] = self._obs_one(i)  # the ended episode, before the restart
+                info["_final_obs"][i] = True
                 self._begin_episode(i)
             acc = slot.account  # the new episode's account after an autoreset
             info["equity"][i] = acc.equity

@@ -523,6 +523,31 @@ def test_non_native_byte_order_is_not_misread(dtype, entry):
                                   np.asarray(want.total_return if entry == "backtest" else want.reward))
 
 
+def test_arrays_with_their_own_dtype_objects_are_accepted():
+    """dtypes are compared by value: an unpickled array (its own descriptor object, as from
+    multiprocessing or joblib) and long long integers (np.longlong, the same 64 bits as int64)
+    are read like their plain counterparts, at every entry point."""
+    import pickle
+
+    rng = np.random.default_rng(6)
+    o, c = prices(rng, 40)
+    feats = rng.normal(size=(40, 2)).astype(np.float32)
+    sig = rng.integers(0, 3, size=(40, 2))
+    po, pc, pf, psig = (pickle.loads(pickle.dumps(x)) for x in (o, c, feats, sig))
+    assert po.dtype is not np.dtype(np.float64)  # the case under test
+    np.testing.assert_array_equal(engine.Market(po, pc, pf).features, engine.Market(o, c, feats).features)
+    for s in (psig, sig.astype(np.longlong)):
+        np.testing.assert_array_equal(engine.backtest_signals(po, pc, s).total_return,
+                                      engine.backtest_signals(o, c, sig).total_return)
+        np.testing.assert_array_equal(engine.replay_actions(po, pc, s).reward, engine.replay_actions(o, c, sig).reward)
+    np.testing.assert_array_equal(engine.ekf(pickle.loads(pickle.dumps(c[None]))), engine.ekf(c[None]))
+    env = engine.VecTradingEnv(engine.Market(o, c), n_envs=2, episode_length=10)
+    env.reset(seed=0)
+    env.step(pickle.loads(pickle.dumps(np.array([2, 2]))))
+    env.step(np.array([0, 2], dtype=np.longlong))
+    np.testing.assert_array_equal(env.accounts["position"], [0.0, 1.0])
+
+
 # ------------------------------------------------------------------------------------------
 # ekf
 # ------------------------------------------------------------------------------------------

@@ -71,19 +71,32 @@ def assert_same_state(cpu, gpu, obs_c, obs_g, step: int) -> None:
     np.testing.assert_allclose(obs_g.cpu().numpy(), obs_c, rtol=1e-5, atol=1e-6, err_msg=f"obs {where}")
 
 
-def run_parity(open_, close, feats, n, steps, seed=0, **kw) -> None:
+def assert_same_final_obs(info_c, info_g, step: int) -> int:
+    """The final observations of the envs whose episode ended at this step agree; returns how many."""
+    done = np.asarray(info_c["_final_obs"])
+    np.testing.assert_array_equal(info_g["_final_obs"].cpu().numpy(), done, err_msg=f"_final_obs after step {step}")
+    np.testing.assert_allclose(info_g["final_obs"].cpu().numpy()[done], np.asarray(info_c["final_obs"])[done],
+                               rtol=1e-5, atol=1e-6, err_msg=f"final_obs after step {step}")
+    return int(done.sum())
+
+
+def run_parity(open_, close, feats, n, steps, seed=0, **kw) -> int:
+    """Steps both envs with the same random actions; returns how many episodes ended."""
     cpu, gpu = pair(open_, close, feats, n, **kw)
     obs_c, _ = cpu.reset(seed=5)
     obs_g, _ = gpu.reset(seed=5)
     assert_same_state(cpu, gpu, obs_c, obs_g, 0)
     rng = np.random.default_rng(seed)
+    ended = 0
     for t in range(steps):
         acts = rng.integers(0, 3, n).astype(np.int64)
-        obs_c, *_ = cpu.step(acts)
-        obs_g, *_ = gpu.step(torch.from_numpy(acts).cuda())
+        obs_c, *_, info_c = cpu.step(acts)
+        obs_g, *_, info_g = gpu.step(torch.from_numpy(acts).cuda())
         assert_same_state(cpu, gpu, obs_c, obs_g, t + 1)
+        ended += assert_same_final_obs(info_c, info_g, t + 1)
     np.testing.assert_allclose(gpu._info["episode_return"].cpu().numpy(), cpu._info["episode_return"], rtol=1e-9)
     gpu.check_actions()
+    return ended
 
 
 @pytest.mark.parametrize("n", [1, 7, 31, 32, 33, 257, 1000])
@@ -97,6 +110,29 @@ def test_env_parity_random_data(n: int) -> None:
 def test_env_parity_windowed_observations(window: int) -> None:
     o, c, f = random_market(800, 5, window)
     run_parity(o, c, f, 45, steps=120, seed=window, window=window)
+
+
+@pytest.mark.parametrize(("window", "features"), [(1, 8), (1, 5), (3, 6), (40, 2)])
+def test_final_obs_parity(window: int, features: int) -> None:
+    """Final observations on the row path (window 1, F % 4 == 0), the warp path at window 1,
+    and the warp path with account history; short episodes so every env ends several."""
+    o, c, f = random_market(500, features, window)
+    ended = run_parity(o, c, f, 70, steps=90, seed=window, window=window, episode_length=20, mode="long_short")
+    assert ended >= 70 * 3
+
+
+def test_final_obs_parity_forced_warp_path() -> None:
+    """HIMARI_CUDA_OBS=warp sends window 1 with F % 4 == 0 through the warp path too (read once
+    per process: run in a subprocess so it applies)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, %r); import test_cuda_parity as t; "
+            "o, c, f = t.random_market(300, 8, 3); "
+            "assert t.run_parity(o, c, f, 40, steps=60, seed=3, episode_length=15) >= 40 * 3") % str(Path(__file__).parent)
+    env = dict(os.environ, HIMARI_CUDA_OBS="warp")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_env_parity_bankruptcy_and_long_flat() -> None:

@@ -175,9 +175,15 @@ def _run_and_compare(cfg, n_steps, action_seed):
             np.testing.assert_allclose(_f64(info[k]), rinfo[k], err_msg=f"{where}: info[{k}]", **F64)
         for k in ("position", "trades"):
             np.testing.assert_array_equal(_f64(info[k]), _f64(rinfo[k]), err_msg=f"{where}: info[{k}]")
+        np.testing.assert_array_equal(np.asarray(info["_final_obs"], dtype=bool), done,
+                                      err_msg=f"{where}: _final_obs")
         if done.any():
             n_done += int(done.sum())
             n_trunc_short += int((done & (rinfo["episode_length"] < cfg["L"])).sum())
+            # Every truncated episode takes env.episode_steps steps (what rollouts size on).
+            np.testing.assert_array_equal(rinfo["episode_length"][rtrunc], env.episode_steps, err_msg=where)
+            # The ended episodes' final observations (the rows of other envs are undefined).
+            _check_obs(info["final_obs"][done], rinfo["final_obs"][done], F, f"{where}: final_obs")
             np.testing.assert_allclose(_f64(info["episode_return"])[done], rinfo["episode_return"][done],
                                        err_msg=f"{where}: episode_return", **F64)
             np.testing.assert_array_equal(_f64(info["episode_length"])[done], _f64(rinfo["episode_length"])[done],

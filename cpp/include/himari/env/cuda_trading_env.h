@@ -44,6 +44,7 @@ class CudaTradingEnv {
 
   // Device pointers of the persistent buffers.
   float* obs() const { return static_cast<float*>(obs_.get()); }
+  float* final_obs() const { return static_cast<float*>(final_obs_.get()); }  // nullptr unless config.final_obs
   float* reward() const { return static_cast<float*>(reward_.get()); }
   std::uint8_t* flag(int k) const { return static_cast<std::uint8_t*>(flags_.get()) + k * stride_; }  // 0 term, 1 trunc, 2 done
   double* real(int k) const { return static_cast<double*>(real_.get()) + k * stride_; }
@@ -65,7 +66,7 @@ class CudaTradingEnv {
   RewardConfig reward_config_;
   EpisodeBounds bounds_;
   std::int64_t stride_ = 0;  // elements between per-env arrays (N rounded up to 32)
-  std::shared_ptr<void> obs_, reward_, flags_, real_, ints_;
+  std::shared_ptr<void> obs_, final_obs_, reward_, flags_, real_, ints_;
   cuda::BadIndex bad_action_;
   bool pristine_ = true;
 };

@@ -26,6 +26,10 @@ struct EnvConfig {
   std::int64_t warmup = 0;             // first bar an episode may start at (feature warm-up)
   std::uint64_t seed = 0;
   bool random_start = true;  // false: every episode starts at the first admissible bar
+  // Keep a final-observation buffer [N, W, F + 4]: for the envs whose episode ended at a step,
+  // the observation that step would have shown had the episode gone on (what a value function
+  // bootstraps a truncated episode from). It costs the memory of a second observation buffer.
+  bool final_obs = true;
 };
 
 }  // namespace himari

@@ -47,6 +47,7 @@ struct EnvBuffers {
   double* episode_return;           // [N] log final equity of the last finished episode
   std::int64_t* episode_length;     // [N] length of the last finished episode
   float* obs;                       // [N, W, F + 4]
+  float* final_obs;                 // [N, W, F + 4], or nullptr (config.final_obs false)
   float* reward_out;                // [N]
   std::uint8_t* terminated;         // [N]
   std::uint8_t* truncated;          // [N]
@@ -93,8 +94,9 @@ class TradingEnv {
   Span<double> account_field(int field) { return real_span(field); }
   Span<double> term_field(int field) { return real_span(kAccountFields + 2 + field); }
 
-  // Persistent output buffers (sizes fixed at construction).
-  std::vector<float> obs;
+  // Persistent output buffers (sizes fixed at construction). final_obs is empty unless
+  // config.final_obs; its row of env i is valid after a step where episode_done[i].
+  std::vector<float> obs, final_obs;
   std::vector<float> reward;
   std::vector<std::uint8_t> terminated, truncated, episode_done;
   // Per-env episode bookkeeping, views into the skewed storage below.
