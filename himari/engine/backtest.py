@@ -9,7 +9,7 @@ import numpy as np
 
 from himari.engine._native import _core
 from himari.engine.arrays import as_host_array, check_mode, is_device_array
-from himari.engine.reward import RewardConfig
+from himari.engine.reward import RewardConfig, native_reward
 
 BARS_PER_YEAR_5M = 105_120
 """5-minute bars in a 365-day year of 24/7 trading."""
@@ -146,7 +146,7 @@ def replay_actions(
     acts, squeeze = _as_columns(actions)
     cfg = reward if reward is not None else RewardConfig()
     r, e, p, a = _core.replay_actions(
-        as_host_array(open), as_host_array(close), acts, float(fee), float(slippage), mode, cfg.to_native()
+        as_host_array(open), as_host_array(close), acts, float(fee), float(slippage), mode, native_reward(cfg)
     )
     if squeeze:
         r, e, p, a = r[:, 0], e[:, 0], p[:, 0], a[:, 0, :]

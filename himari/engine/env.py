@@ -32,7 +32,7 @@ from himari.engine._native import _core
 from himari.engine.arrays import as_host_array, check_mode
 from himari.engine.device import as_framework_array, current_stream
 from himari.engine.market import Market
-from himari.engine.reward import RewardConfig
+from himari.engine.reward import RewardConfig, native_reward
 from himari.errors import InvalidArgumentError
 
 
@@ -116,7 +116,7 @@ class VecTradingEnv(gym.vector.VectorEnv):
         self._device_index = market.device_index
         self.final_obs = bool(final_obs)
         native_args = (int(n_envs), self.episode_length, self.window, self.warmup, int(seed), self.random_start,
-                       self.fee, self.slippage, mode, self.reward_config.to_native(), self.final_obs)
+                       self.fee, self.slippage, mode, native_reward(self.reward_config), self.final_obs)
         if self._device_index is None:
             self._native = _core.TradingEnv(market._native, *native_args)
         else:

@@ -1,29 +1,20 @@
-"""Reward shaping configuration mapped onto the native POD."""
+"""Reward shaping coefficients (``himari.trading.RewardConfig``, the one definition shared with
+run configs) mapped onto the native POD."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from himari.engine._native import _core
+from himari.trading import RewardConfig
+
+__all__ = ["RewardConfig", "native_reward"]
 
 
-@dataclass(frozen=True)
-class RewardConfig:
-    """Coefficients of the shaped reward (docs/semantics.md). All zero gives the log return."""
-
-    drawdown_penalty: float = 0.0
-    """Times the increase of drawdown (fraction of the running peak) in a step."""
-    turnover_penalty: float = 0.0
-    """Times |change of position| in a step (0, 1 or 2), on top of the fee already paid."""
-    dsr_weight: float = 0.0
-    """Times the differential Sharpe ratio (Moody and Saffell 1998) of the step's log return."""
-    dsr_decay: float = 0.01
-    """Adaptation rate eta of the DSR's moving moments, in (0, 1]."""
-
-    def to_native(self) -> _core.RewardConfig:
-        native = _core.RewardConfig()
-        native.drawdown_penalty = float(self.drawdown_penalty)
-        native.turnover_penalty = float(self.turnover_penalty)
-        native.dsr_weight = float(self.dsr_weight)
-        native.dsr_decay = float(self.dsr_decay)
-        return native
+def native_reward(config: RewardConfig) -> _core.RewardConfig:
+    """The shaping coefficients of ``config`` (a ``RewardConfig`` or an ``EnvConfig``) as the
+    native struct the env and ``replay_actions`` read."""
+    native = _core.RewardConfig()
+    native.drawdown_penalty = float(config.drawdown_penalty)
+    native.turnover_penalty = float(config.turnover_penalty)
+    native.dsr_weight = float(config.dsr_weight)
+    native.dsr_decay = float(config.dsr_decay)
+    return native

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from himari.engine import ACTION_NAMES, BARS_PER_YEAR_5M, backtest_signals
 from himari.evaluation.baselines import buy_and_hold, never_trade
+from himari.errors import DataError
+from himari.trading import EnvConfig
 
 COLLAPSE_THRESHOLD = 0.9
 """A policy whose most frequent action takes more than this share of decisions has collapsed."""
@@ -30,14 +31,6 @@ METRICS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown",
            "turnover", "n_trades", "win_rate", "exposure")
 
 Ranges = Sequence[tuple[int, int]]
-
-
-@dataclass(frozen=True)
-class Costs:
-    fee: float = 1e-3
-    slippage: float = 5e-4
-    mode: str = "long_flat"
-    bars_per_year: float = BARS_PER_YEAR_5M
 
 
 def action_distribution(actions: np.ndarray, ranges: Ranges) -> dict[str, float]:
@@ -112,10 +105,13 @@ def _chained(equities: list[np.ndarray], bpy: float) -> dict[str, float]:
 
 
 def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actions: np.ndarray,
-                     costs: Costs = Costs()) -> dict[str, Any]:
-    """Metrics of ``actions`` (aligned with the concatenated rows of ``ranges``) after costs,
+                     env: EnvConfig = EnvConfig(), bars_per_year: float = BARS_PER_YEAR_5M) -> dict[str, Any]:
+    """Metrics of ``actions`` (aligned with the concatenated rows of ``ranges``) after the costs
+    and in the position mode of ``env``, annualised with ``bars_per_year``,
     plus the action distribution and the collapse flag."""
     actions = np.asarray(actions)
+    if not ranges:
+        raise DataError("ranges: no rows to evaluate (the split is empty)")
     lengths = [b - a for a, b in ranges]
     if actions.ndim != 1 or len(actions) != sum(lengths):
         raise ValueError(f"actions: expected one action per row of the split ({sum(lengths)}), "
@@ -123,9 +119,8 @@ def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actio
     signals = actions.astype(np.int8, copy=False)
     results, equities, offset = [], [], 0
     for (a, b), n in zip(ranges, lengths):
-        res = backtest_signals(open_[a:b], close[a:b], signals[offset:offset + n], fee=costs.fee,
-                               slippage=costs.slippage, mode=costs.mode,
-                               bars_per_year=costs.bars_per_year, return_equity=len(ranges) > 1)
+        res = backtest_signals(open_[a:b], close[a:b], signals[offset:offset + n], **env.costs(),
+                               bars_per_year=bars_per_year, return_equity=len(ranges) > 1)
         results.append(res)
         if res.equity is not None:
             equities.append(res.equity[:, 0])
@@ -137,9 +132,9 @@ def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actio
         trades = np.array([r.n_trades[0] for r in results])
         # the win rate of the chained account is all wins over all closed round trips: a range
         # weighs by the round trips it closed (not by its trades, which count opens too)
-        closed = np.array([_closed_round_trips(t, costs.mode) for t in trades])
+        closed = np.array([_closed_round_trips(t, env.mode) for t in trades])
         wins = np.rint(closed * np.array([r.win_rate[0] for r in results]))
-        metrics = _chained(equities, costs.bars_per_year)
+        metrics = _chained(equities, bars_per_year)
         metrics["turnover"] = float(sum(r.turnover[0] for r in results))
         metrics["n_trades"] = float(trades.sum())
         metrics["win_rate"] = float(wins.sum() / closed.sum()) if closed.sum() else 0.0

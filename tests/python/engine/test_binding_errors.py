@@ -257,7 +257,9 @@ def test_env_bad_constructor_arguments(kwargs, names):
                                          ("drawdown_penalty", float("nan")), ("turnover_penalty", float("inf"))])
 def test_env_bad_reward_config(field, value):
     market = _market()
-    rc = engine.RewardConfig(**{field: value})
+    expect_invalid(lambda: engine.RewardConfig(**{field: value}), field)
+    rc = engine.RewardConfig()
+    object.__setattr__(rc, field, value)  # past the Python check: the native core refuses it too
     expect_invalid(lambda: engine.VecTradingEnv(market, reward=rc), field)
     rng = np.random.default_rng(0)
     o, c = prices(rng, 30)

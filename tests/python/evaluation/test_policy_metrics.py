@@ -28,7 +28,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from himari.evaluation.policy import METRICS, Costs, evaluate_actions
+from himari.evaluation.policy import METRICS, evaluate_actions
+from himari.trading import EnvConfig
 
 SELL, HOLD, BUY = 0, 1, 2
 FIVE_MINUTE_BARS_PER_YEAR = 365 * 24 * 12
@@ -183,7 +184,7 @@ HAND_ACTS_1 = [BUY, HOLD, SELL, HOLD, SELL]
 def test_hand_worked_one_range_long_flat() -> None:
     bpy = 8.0  # 4 returns: annual = equity_end ** 2 - 1
     m = evaluate_actions(np.array(HAND_OPEN_1), np.array(HAND_CLOSE_1), [(0, 5)],
-                         np.array(HAND_ACTS_1, np.int8), Costs(0.01, 0.01, "long_flat", bpy))
+                         np.array(HAND_ACTS_1, np.int8), EnvConfig(fee=0.01, slippage=0.01, mode="long_flat"), bpy)
     end = 118.5921 / 102.01
     r = [110 / 102.01 - 1, 121 / 110 - 1, 0.9801 - 1, 0.0]  # 118.5921 / 121 = 0.99 * 0.99
     mean = (r[0] + r[1] + r[2] + r[3]) / 4
@@ -211,7 +212,7 @@ def test_hand_worked_one_range_long_short_flip() -> None:
     # cash = C + qty * 119.79 * 0.99 = C + qty * 118.5921. Equity = cash - qty * close:
     #  step 2 (close 125): C * (1 - 6.4079 / 120.9879); step 3 (close 100): C * (1 + 18.5921 / 120.9879)
     m = evaluate_actions(np.array(HAND_OPEN_1), np.array(HAND_CLOSE_1), [(0, 5)],
-                         np.array(HAND_ACTS_1, np.int8), Costs(0.01, 0.01, "long_short", 8.0))
+                         np.array(HAND_ACTS_1, np.int8), EnvConfig(fee=0.01, slippage=0.01, mode="long_short"), 8.0)
     c = 118.5921 / 102.01
     eq = [1.0, 110 / 102.01, 121 / 102.01, c * (1 - 6.4079 / 120.9879), c * (1 + 18.5921 / 120.9879)]
     r = [eq[i + 1] / eq[i] - 1 for i in range(4)]
@@ -241,7 +242,7 @@ def test_hand_worked_two_chained_ranges() -> None:
     close = np.array(HAND_CLOSE_1 + [50.0, 45.0, 55.0])
     acts = np.array(HAND_ACTS_1 + [BUY, HOLD, SELL], np.int8)
     bpy = 12.0  # 6 returns: annual = equity_end ** 2 - 1
-    m = evaluate_actions(open_, close, [(0, 5), (5, 8)], acts, Costs(0.01, 0.01, "long_flat", bpy))
+    m = evaluate_actions(open_, close, [(0, 5), (5, 8)], acts, EnvConfig(fee=0.01, slippage=0.01, mode="long_flat"), bpy)
     r = [110 / 102.01 - 1, 0.1, -0.0199, 0.0, 45 / 51.005 - 1, 55 / 45 - 1]
     end = 118.5921 / 102.01 * 55 / 51.005
     mean = sum(r) / 6
@@ -291,7 +292,7 @@ def test_three_chained_ranges_match_the_reference(mode: str, seed: int) -> None:
     open_, close = walk(90, seed)
     acts = scripted_actions(mode, seed)
     fee, slip, bpy = 2e-3, 1e-3, 8760.0  # hourly bars
-    m = evaluate_actions(open_, close, RANGES_3, acts, Costs(fee, slip, mode, bpy))
+    m = evaluate_actions(open_, close, RANGES_3, acts, EnvConfig(fee=fee, slippage=slip, mode=mode), bpy)
     want, _ = reference(open_, close, RANGES_3, acts, fee, slip, mode, bpy)
     assert_same(m, want)
     # the scenario is what it claims: range 1 closes round trips, range 2 never trades, range 3
@@ -305,7 +306,7 @@ def test_three_chained_ranges_match_the_reference(mode: str, seed: int) -> None:
 def test_one_range_matches_the_reference(mode: str) -> None:
     open_, close = walk(60, 7)
     acts = np.random.default_rng(7).integers(0, 3, 50).astype(np.int8)
-    m = evaluate_actions(open_, close, [(5, 55)], acts, Costs(1e-3, 5e-4, mode))
+    m = evaluate_actions(open_, close, [(5, 55)], acts, EnvConfig(fee=1e-3, slippage=5e-4, mode=mode))
     want, _ = reference(open_, close, [(5, 55)], acts, 1e-3, 5e-4, mode, FIVE_MINUTE_BARS_PER_YEAR)
     assert_same(m, want)
 
@@ -317,8 +318,8 @@ def test_annualisation_follows_bars_per_year(n_ranges: int) -> None:
     open_, close = walk(90, 11)
     ranges = RANGES_3[:n_ranges]
     acts = scripted_actions("long_flat", 11)[:sum(b - a for a, b in ranges)]
-    daily = evaluate_actions(open_, close, ranges, acts, Costs(1e-3, 5e-4, "long_flat", 365.0))
-    five = evaluate_actions(open_, close, ranges, acts, Costs(1e-3, 5e-4, "long_flat"))
+    daily = evaluate_actions(open_, close, ranges, acts, EnvConfig(fee=1e-3, slippage=5e-4, mode="long_flat"), 365.0)
+    five = evaluate_actions(open_, close, ranges, acts, EnvConfig(fee=1e-3, slippage=5e-4, mode="long_flat"))
     n = sum(b - a - 1 for a, b in ranges)
     end = 1 + daily["total_return"]
     assert five["total_return"] == daily["total_return"]
@@ -368,7 +369,7 @@ def test_any_ranges_and_actions_match_the_reference(lengths, mode, fee, slip, se
     open_, close = walk(start + 1, seed)
     acts = rng.choice(3, size=sum(lengths), p=rng.dirichlet([1, 1, 1])).astype(np.int8)
     bpy = float(rng.choice([365.0, 8760.0, FIVE_MINUTE_BARS_PER_YEAR]))
-    m = evaluate_actions(open_, close, ranges, acts, Costs(fee, slip, mode, bpy))
+    m = evaluate_actions(open_, close, ranges, acts, EnvConfig(fee=fee, slippage=slip, mode=mode), bpy)
     want, _ = reference(open_, close, ranges, acts, fee, slip, mode, bpy)
     assert_same(m, want)
 
@@ -384,7 +385,7 @@ def test_ratios_agree_with_empyrical(mode: str) -> None:
     open_, close = walk(90, 5)
     acts = scripted_actions(mode, 5)
     bpy = 8760.0
-    m = evaluate_actions(open_, close, RANGES_3, acts, Costs(1e-3, 5e-4, mode, bpy))
+    m = evaluate_actions(open_, close, RANGES_3, acts, EnvConfig(fee=1e-3, slippage=5e-4, mode=mode), bpy)
     _, r = reference(open_, close, RANGES_3, acts, 1e-3, 5e-4, mode, bpy)
     assert m["sharpe"] == pytest.approx(empyrical.sharpe_ratio(r, annualization=bpy), rel=1e-9)
     assert m["sortino"] == pytest.approx(empyrical.sortino_ratio(r, annualization=bpy), rel=1e-9)
@@ -404,7 +405,7 @@ def test_a_bankrupt_range_chains_like_the_reference() -> None:
                      BUY, HOLD, SELL, HOLD], np.int8)  # rows 6..9
     ranges = [(0, 6), (6, 10)]
     fee, slip = 1e-3, 5e-4
-    m = evaluate_actions(open_, close, ranges, acts, Costs(fee, slip, "long_short", 365.0))
+    m = evaluate_actions(open_, close, ranges, acts, EnvConfig(fee=fee, slippage=slip, mode="long_short"), 365.0)
     want, _ = reference(open_, close, ranges, acts, fee, slip, "long_short", 365.0)
     first = trade_range(open_[:6], close[:6], acts[:6], fee, slip, "long_short")
     assert first.equity[-1] == 1e-12 and first.closed == 2 and first.wins == 0  # the scenario

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from himari.engine import backtest_signals
+from himari.trading import EnvConfig
 from himari.evaluation.policy import (
-    Costs,
     action_distribution,
     baseline_actions,
     collapse,
@@ -32,7 +32,7 @@ def test_buy_at_row_t_fills_at_next_open() -> None:
     actions[3] = 2   # BUY decided at the close of row a+3
     actions[10] = 0  # SELL decided at the close of row a+10
     fee, slip = 1e-3, 5e-4
-    m = evaluate_actions(o, c, [(a, b)], actions, Costs(fee, slip))
+    m = evaluate_actions(o, c, [(a, b)], actions, EnvConfig(fee=fee, slippage=slip))
     entry = o[a + 4] * (1 + slip)
     exit_ = o[a + 11] * (1 - slip)
     qty = 1.0 / (entry * (1 + fee))
