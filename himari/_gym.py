@@ -19,6 +19,6 @@ def register_envs() -> None:
         return
     register(
         id=TRADING_ENV_ID,
-        entry_point="himari.engine.gym_env:TradingEnv",
-        vector_entry_point="himari.engine.gym_env:make_vec_env",
+        entry_point="himari.gym_env:TradingEnv",
+        vector_entry_point="himari.gym_env:make_vec_env",
     )

@@ -41,6 +41,10 @@ class ConfigError(HimariError, ValueError):
     """A configuration key is unknown or has the wrong type."""
 
 
+class TrainingError(HimariError, RuntimeError):
+    """Training failed at run time (a NaN loss, a method breaking the loop): exit code 1."""
+
+
 __all__ = [
     "ConfigError",
     "CudaError",
@@ -50,4 +54,5 @@ __all__ = [
     "HimariError",
     "InvalidArgumentError",
     "ShapeError",
+    "TrainingError",
 ]

@@ -11,7 +11,8 @@ The market comes from one of:
 - ``market=``: a ``himari.engine.Market`` (CPU);
 - ``data=`` (a prepared data directory, or a bars file, prepared once into the cache, as the
   CLI's ``--data``) and ``split=`` (``train`` by default): the split's longest range, features
-  standardised with the data set's train-split mean and standard deviation;
+  standardised with the data set's train-split mean and standard deviation (as the ``zscore``
+  preprocessor does, clipped at 10);
 - neither: the synthetic default data set (``himari.data.default_prepared_dataset``: synthesised
   and prepared into the cache on first use, a second or two, then reused), train split.
 
@@ -69,15 +70,17 @@ def _prepared_market(path: str, split: str, stamp: int) -> Market:
     """The longest range of a split as a Market (features standardised with the train-split
     statistics). Cached so that the envs of one process (a sync vector env of N single envs)
     share one copy; ``stamp`` (the metadata's mtime) makes a re-prepared directory a new key."""
+    from himari.data.normalize import apply_zscore, fit_zscore
     from himari.data.prepared import PreparedData
+    from himari.data.splits import rows_of
 
     data = PreparedData(path)
     ranges = [r for r in data.split(split) if r[1] - r[0] >= 2]
     if not ranges:
         raise DataError(f"{path}: split {split!r} has no range of at least 2 rows")
     a, b = max(ranges, key=lambda r: r[1] - r[0])
-    mean, std = data.normalization()
-    features = (np.asarray(data.features[a:b], dtype=np.float32) - mean) / std
+    mean, std = fit_zscore(data.features[rows_of(data.split("train"))])
+    features = apply_zscore(data.features[a:b], mean, std, clip=10.0)
     return Market(np.ascontiguousarray(data.open[a:b], dtype=np.float64),
                   np.ascontiguousarray(data.close[a:b], dtype=np.float64),
                   np.ascontiguousarray(features, dtype=np.float32), warmup=0)

@@ -25,7 +25,7 @@ def backtest(
 
     from rich.console import Console
 
-    from himari.evaluation.leaderboard import backtest as run_backtest
+    from himari.training.leaderboard import backtest as run_backtest
     from himari.evaluation.policy import static_position_text
     from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
     from himari.progress import ConsoleReporter, reporting

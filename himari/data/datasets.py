@@ -10,9 +10,11 @@
 - ``SequenceDataset``: windows of ``length`` feature rows ending at t, with the label at t, for
   FLAG-TRADER.
 
-Common rules: items are views (``torch.from_numpy`` of memory-mapped or once-computed arrays; no
-per-item copies unless ``normalize=True``); an item never spans two ranges of its split (so never
-a split boundary, an embargo gap or two symbols); everything random is driven by ``seed``.
+Common rules: items are views (``torch.from_numpy`` of memory-mapped or once-computed arrays, no
+per-item copies); ``features`` (default: the prepared raw features) is what the states are built
+from, so a model passes its run's preprocessed features (``ctx.features``) and nothing is
+overwritten afterwards; an item never spans two ranges of its split (so never a split boundary,
+an embargo gap or two symbols); everything random is driven by ``seed``.
 torch is imported only when an item is built, so importing this module stays cheap.
 
 The classes implement the map-style dataset protocol (``__len__``/``__getitem__``) that
@@ -47,24 +49,21 @@ def _open(data: PreparedData | str | os.PathLike[str]) -> PreparedData:
 
 
 class _Base:
-    """Shared plumbing: the split's ranges, seed, normalisation and the seeded shuffle."""
+    """Shared plumbing: the split's ranges, the feature array, seed and the seeded shuffle."""
 
     def __init__(self, data: PreparedData | str | os.PathLike[str], split: str, fold: int | None,
-                 normalize: bool, seed: int) -> None:
+                 features: np.ndarray | None, seed: int) -> None:
         self.data = _open(data)
         self.split = split
         self.fold = fold
         self.ranges: Ranges = self.data.split(split, fold)
         self.seed = int(seed)
-        self.normalize = bool(normalize)
-        self._mean, self._std = self.data.normalization() if normalize else (None, None)
-
-    def _norm(self, x: Any) -> Any:
-        """Apply the train-fitted normalisation to a feature tensor (a new tensor)."""
-        if not self.normalize:
-            return x
-        torch = _torch()
-        return (x - torch.from_numpy(self._mean)) / torch.from_numpy(self._std)
+        if features is None:
+            features = self.data.features
+        elif len(features) != self.data.num_samples:
+            raise DataError(f"features: expected one row per prepared row ({self.data.num_samples}), "
+                            f"got {len(features)}")
+        self.features = features
 
     def permutation(self, epoch: int = 0) -> np.ndarray:
         """A shuffle of the item indices, determined by (seed, epoch)."""
@@ -78,8 +77,8 @@ class TabularDataset(_Base):
     """``(features[t], label[t])`` for every labelled row t of the split (float32 [F], int64)."""
 
     def __init__(self, data: PreparedData | str | os.PathLike[str], split: str = "train", *,
-                 fold: int | None = None, normalize: bool = False, seed: int = 0) -> None:
-        super().__init__(data, split, fold, normalize, seed)
+                 fold: int | None = None, features: np.ndarray | None = None, seed: int = 0) -> None:
+        super().__init__(data, split, fold, features, seed)
         rows = rows_of(self.ranges)
         self.index = rows[np.asarray(self.data.labels)[rows] >= 0]
 
@@ -94,8 +93,8 @@ class TabularDataset(_Base):
     def __getitem__(self, i: int) -> tuple[Any, Any]:
         torch = _torch()
         t = int(self.index[i])
-        x = torch.from_numpy(self.data.features[t])
-        return self._norm(x), torch.tensor(int(self.data.labels[t]), dtype=torch.long)
+        x = torch.from_numpy(np.asarray(self.features[t]))
+        return x, torch.tensor(int(self.data.labels[t]), dtype=torch.long)
 
 
 def _behaviour_actions(source: ActionSource, labels: np.ndarray, features: np.ndarray,
@@ -141,13 +140,13 @@ class TransitionDataset(_Base):
     def __init__(self, data: PreparedData | str | os.PathLike[str], split: str = "train", *,
                  fold: int | None = None, actions: ActionSource = "labels", epsilon: float = 0.0,
                  fee: float = 1e-3, slippage: float = 5e-4, mode: str = "long_flat",
-                 reward: Any = None, normalize: bool = False, seed: int = 0) -> None:
-        super().__init__(data, split, fold, normalize, seed)
+                 reward: Any = None, features: np.ndarray | None = None, seed: int = 0) -> None:
+        super().__init__(data, split, fold, features, seed)
         from himari import engine
 
         reward = reward if reward is not None else engine.RewardConfig()
         rng = np.random.default_rng(self.seed)
-        feats, labels = self.data.features, np.asarray(self.data.labels)
+        feats, labels = self.features, np.asarray(self.data.labels)
         open_, close = np.asarray(self.data.open), np.asarray(self.data.close)
         obs_parts, act_parts, rew_parts, done_parts, row_parts, item_parts = [], [], [], [], [], []
         offset = 0
@@ -162,8 +161,6 @@ class TransitionDataset(_Base):
             bankrupt = np.flatnonzero(np.asarray(rep.equity)[1:] <= 1e-12)
             n_trans = int(bankrupt[0]) + 1 if len(bankrupt) else n - 1
             f = np.asarray(feats[rows], dtype=np.float32)
-            if self.normalize:
-                f = (f - self._mean) / self._std
             obs = np.concatenate([f, np.asarray(rep.account, dtype=np.float32)], axis=1)
             rew = np.zeros(n, dtype=np.float32)
             rew[:n - 1] = np.asarray(rep.reward, dtype=np.float32)
@@ -273,8 +270,8 @@ class SequenceDataset(_Base):
 
     def __init__(self, data: PreparedData | str | os.PathLike[str], split: str = "train", *,
                  length: int = 256, stride: int = 1, fold: int | None = None,
-                 normalize: bool = False, seed: int = 0) -> None:
-        super().__init__(data, split, fold, normalize, seed)
+                 features: np.ndarray | None = None, seed: int = 0) -> None:
+        super().__init__(data, split, fold, features, seed)
         if length < 1 or stride < 1:
             raise DataError(f"length and stride must be >= 1, got {length}, {stride}")
         self.length = int(length)
@@ -295,5 +292,5 @@ class SequenceDataset(_Base):
     def __getitem__(self, i: int) -> tuple[Any, Any]:
         torch = _torch()
         t = int(self.window_ends[i])
-        x = torch.from_numpy(self.data.features[t - self.length + 1: t + 1])
-        return self._norm(x), torch.tensor(int(self.data.labels[t]), dtype=torch.long)
+        x = torch.from_numpy(np.asarray(self.features[t - self.length + 1: t + 1]))
+        return x, torch.tensor(int(self.data.labels[t]), dtype=torch.long)

@@ -32,17 +32,22 @@ from himari.data.ingest import LoadedBars, read_bars
 from himari.data.intervals import bars_per_year, format_interval
 from himari.data.labels import check_label_params, label_distribution, make_labels
 from himari.data.outputs import check_directory_output
-from himari.data.splits import Segment, check_fractions, check_split_dates, chronological_split, fit_normalization, walk_forward_folds
+from himari.data.splits import Segment, check_fractions, check_split_dates, chronological_split, walk_forward_folds
 from himari.errors import DataError
 
 PREPARED_FORMAT = "himari-prepared"
-PREPARED_VERSION = 1
+PREPARED_VERSION = 2
+"""2: high, low and volume are kept (preprocessors see whole bars); no normalisation statistics
+(the ``zscore`` preprocessor fits them on a run's train split)."""
 ARRAY_FILES = {
     "features": "features.npy",
     "labels": "labels.npy",
     "targets": "targets.npy",
     "open": "open.npy",
+    "high": "high.npy",
+    "low": "low.npy",
     "close": "close.npy",
+    "volume": "volume.npy",
     "timestamps": "timestamps.npy",
 }
 
@@ -183,9 +188,8 @@ def prepare(bars: str | os.PathLike[str] | LoadedBars, out: str | os.PathLike[st
     features = np.concatenate(feature_parts) if len(feature_parts) > 1 else feature_parts[0]
     labels = np.concatenate([r.labels for r in label_results])
     targets = np.concatenate([r.target for r in label_results])
-    open_ = np.concatenate([seg["open"].to_numpy(dtype=np.float64) for seg in seg_frames])
-    close = np.concatenate([seg["close"].to_numpy(dtype=np.float64) for seg in seg_frames])
-    mean, std = fit_normalization(features, splits["train"])
+    bars_out = {k: np.concatenate([seg[k].to_numpy(dtype=np.float64) for seg in seg_frames])
+                for k in ("open", "high", "low", "close", "volume")}
 
     usable = np.zeros(len(labels), dtype=bool)
     for s in segments:
@@ -229,7 +233,6 @@ def prepare(bars: str | os.PathLike[str] | LoadedBars, out: str | os.PathLike[st
                        {"train": config.train, "validation": config.validation}),
         "folds": [{k: [list(r) for r in v] for k, v in f.items()} for f in folds],
         "fold_mode": config.fold_mode if folds else None,
-        "normalization": {"fitted_on": "train", "mean": mean.tolist(), "std": std.tolist()},
         "sources": [{"path": s.get("path"), "name": s.get("name"), "sha256": s.get("sha256"),
                      "format": s.get("format")} for s in loaded.sources],
         "files": dict(ARRAY_FILES),
@@ -239,8 +242,8 @@ def prepare(bars: str | os.PathLike[str] | LoadedBars, out: str | os.PathLike[st
         np.save(tmp / ARRAY_FILES["features"], features)
         np.save(tmp / ARRAY_FILES["labels"], labels.astype(np.int8))
         np.save(tmp / ARRAY_FILES["targets"], targets.astype(np.float32))
-        np.save(tmp / ARRAY_FILES["open"], open_)
-        np.save(tmp / ARRAY_FILES["close"], close)
+        for k, arr in bars_out.items():
+            np.save(tmp / ARRAY_FILES[k], arr)
         np.save(tmp / ARRAY_FILES["timestamps"], timestamps.astype(np.int64))
         meta["seconds"] = round(time.perf_counter() - t0, 3)
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -298,7 +301,7 @@ def resolve_prepared(data: str | os.PathLike[str] | None, **prepare_kwargs: Any)
         raise DataError(f"{p}: no such file or directory")
     from himari.data.readers import file_sha256
 
-    out = cache_dir() / "prepared" / f"{p.name}-{file_sha256(p)[:10]}"
+    out = cache_dir() / "prepared" / f"{p.name}-{file_sha256(p)[:10]}-v{PREPARED_VERSION}"
     if not (out / "metadata.json").exists():
         prepare(p, out, PrepareConfig(**prepare_kwargs), force=True)
     return out

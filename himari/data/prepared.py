@@ -20,8 +20,8 @@ from himari.errors import DataError
 
 
 ARRAY_DTYPES: dict[str, type[np.generic]] = {
-    "features": np.float32, "labels": np.int8, "targets": np.float32,
-    "open": np.float64, "close": np.float64, "timestamps": np.int64,
+    "features": np.float32, "labels": np.int8, "targets": np.float32, "open": np.float64, "high": np.float64,
+    "low": np.float64, "close": np.float64, "volume": np.float64, "timestamps": np.int64,
 }
 """The arrays of a prepared directory (``[N, F]`` features, the rest ``[N]``) and their dtypes."""
 
@@ -102,12 +102,6 @@ class _MetadataCheck:
                 self.fail(f"'folds[{i}]' must be an object with 'train' and 'test'")
             for name in ("train", "test"):
                 self.ranges(fold[name], n, f"folds[{i}].{name}")
-        norm = self.get("normalization", lambda v: isinstance(v, dict), "an object")
-        for k in ("mean", "std"):
-            self.get(k, lambda v: isinstance(v, list) and len(v) == dim and all(_is_number(x) for x in v),
-                     f"a list of {dim} finite numbers", norm, "normalization.")
-        if any(x <= 0 for x in norm["std"]):
-            self.fail("'normalization.std' must be positive")
         files = self.get("files", lambda v: isinstance(v, dict), "an object")
         for name in ARRAY_DTYPES:
             self.get(name, lambda v: isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v,
@@ -124,8 +118,8 @@ def _expected_arrays(n: int, dim: int) -> dict[str, tuple[tuple[int, ...], np.dt
 
 
 class PreparedData:
-    """A prepared directory: ``features``, ``labels``, ``targets``, ``open``, ``close``,
-    ``timestamps`` (memory-mapped) and ``metadata``.
+    """A prepared directory: ``features``, ``labels``, ``targets``, the bars (``open``,
+    ``high``, ``low``, ``close``, ``volume``, ``timestamps``), memory-mapped, and ``metadata``.
 
     Opening checks ``metadata.json`` (valid JSON, the himari format, every key the readers use,
     with the right types and row ranges inside the arrays) and each array's header (present,
@@ -154,6 +148,10 @@ class PreparedData:
         if version > PREPARED_VERSION:
             raise DataError(f"{meta_path}: written by a newer himari (format version {version}, this one reads "
                             f"up to {PREPARED_VERSION}); upgrade himari or prepare the data again")
+        if version < PREPARED_VERSION:
+            raise DataError(f"{meta_path}: written by an older himari (format version {version}, without the "
+                            f"high, low and volume arrays this one reads); prepare the data again "
+                            f"(himari data prepare BARS --out {self.path} --force)")
         n, dim = _MetadataCheck(meta, meta_path).run()
         self.metadata: dict[str, Any] = meta
         self._arrays = {name: self._load(name, shape, dtype)
@@ -188,8 +186,20 @@ class PreparedData:
         return self._arrays["open"]
 
     @property
+    def high(self) -> np.ndarray:
+        return self._arrays["high"]
+
+    @property
+    def low(self) -> np.ndarray:
+        return self._arrays["low"]
+
+    @property
     def close(self) -> np.ndarray:
         return self._arrays["close"]
+
+    @property
+    def volume(self) -> np.ndarray:
+        return self._arrays["volume"]
 
     @property
     def timestamps(self) -> np.ndarray:
@@ -225,10 +235,6 @@ class PreparedData:
             raise DataError(f"split {name!r} is unknown; choose one of {', '.join(source)}")
         return [(int(a), int(b)) for a, b in source[name]]
 
-    def normalization(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature mean and std fitted on the train split only."""
-        n = self.metadata["normalization"]
-        return np.asarray(n["mean"], np.float32), np.asarray(n["std"], np.float32)
 
 
 def render_summary(metadata: dict[str, Any], console: Any = None, title: str = "Prepared data") -> None:

@@ -204,22 +204,3 @@ def rows_of(ranges: Ranges) -> np.ndarray:
     if not ranges:
         return np.zeros(0, dtype=np.int64)
     return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges])
-
-
-def fit_normalization(features: np.ndarray, ranges: Ranges) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std over the given (train) rows only; std 0 becomes 1."""
-    n = sum(b - a for a, b in ranges)
-    if n == 0:
-        raise DataError("cannot fit normalisation statistics on an empty train split")
-    s = np.zeros(features.shape[1])
-    for a, b in ranges:
-        s += features[a:b].sum(axis=0, dtype=np.float64)
-    mean = s / n
-    ss = np.zeros(features.shape[1])
-    for a, b in ranges:
-        for i in range(a, b, 65536):  # blocks keep the float64 temporary small
-            d = features[i:min(b, i + 65536)].astype(np.float64) - mean
-            ss += np.einsum("ij,ij->j", d, d)
-    std = np.sqrt(ss / n)
-    std[std == 0] = 1.0
-    return mean, std

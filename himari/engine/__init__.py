@@ -1,8 +1,9 @@
 """The thin Python face of the native core: the only package that imports ``himari._core``.
 
 Public surface (DESIGN.md): Market, VecTradingEnv, RewardConfig, backtest_signals, ekf, plus
-replay_actions, EKFParams, BacktestResult and the device helpers, and TradingEnv (one account as
-a single gymnasium env). Importing it registers ``himari/Trading-v0`` with gymnasium.
+replay_actions, EKFParams, BacktestResult and the device helpers. Importing it registers
+``himari/Trading-v0`` (``himari.gym_env.TradingEnv``, one account as a single gymnasium env) with
+gymnasium.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from himari.engine.backtest import (
 from himari.engine.device import build_info, cuda_available, cuda_compiled
 from himari.engine.ekf import STATE_NAMES, EKFParams, ekf
 from himari.engine.env import VecTradingEnv
-from himari.engine.gym_env import TradingEnv
 from himari.engine.market import Market
 from himari.engine.reward import RewardConfig
 
@@ -48,7 +48,6 @@ __all__ = [
     "Market",
     "ReplayResult",
     "RewardConfig",
-    "TradingEnv",
     "VecTradingEnv",
     "backtest_signals",
     "build_info",

@@ -30,33 +30,34 @@ in :mod:`himari.plugin.spec`, the spec types and protocols in :mod:`himari.plugi
 loading rules (``HIMARI_DISABLE_PLUGINS``, ``HIMARI_PLUGIN_AUTOLOAD``) in
 :mod:`himari.plugin.manager`. docs/writing-a-plugin.md walks through a complete plugin.
 
-This package is import-light: importing it loads pluggy and the standard library only.
+This package is import-light: importing it loads pluggy and the standard library only. Plugins
+import from ``himari.plugin.api`` (or this package) and nothing else of himari.
 """
 
 from __future__ import annotations
 
-import pluggy
-
 PROJECT = "himari"
 """The pluggy project name and the entry-point group."""
 
-hookimpl = pluggy.HookimplMarker(PROJECT)
-"""Marks a plugin's implementation of a ``himari_*`` hook."""
-
-from himari.plugin.api import (  # noqa: E402 - after the markers the api module may use
+from himari.plugin.api import (  # noqa: E402 - the one door: everything a plugin uses
     KINDS,
+    Bars,
     EnvConfig,
+    EnvSource,
     Model,
     ModelContext,
     ModelSpec,
     ParamCount,
+    PreprocessData,
     Preprocessor,
     PreprocessorSpec,
+    RewardConfig,
     Tracker,
     TrackerSpec,
     TrainContext,
     TrainingMethod,
     TrainingMethodSpec,
+    hookimpl,
 )
 from himari.plugin.registry import (  # noqa: E402
     PluginConflictError,
@@ -67,15 +68,19 @@ from himari.plugin.registry import (  # noqa: E402
 __all__ = [
     "KINDS",
     "PROJECT",
+    "Bars",
     "EnvConfig",
+    "EnvSource",
     "Model",
     "ModelContext",
     "ModelSpec",
     "ParamCount",
     "PluginConflictError",
+    "PreprocessData",
     "Preprocessor",
     "PreprocessorSpec",
     "Registry",
+    "RewardConfig",
     "Tracker",
     "TrackerSpec",
     "TrainContext",

@@ -1,11 +1,22 @@
-"""The types a plugin author works with: spec dataclasses, the contexts the Trainer hands over,
-and the protocols of models, preprocessors, training methods and trackers.
+"""The one door for plugin authors: spec dataclasses, the contexts the Trainer hands over, the
+protocols of models, preprocessors, training methods and trackers, and (re-exported, imported
+on first use) every helper a plugin may build on.
+
+A plugin imports from ``himari.plugin.api`` (or ``himari.plugin``) only; the built-in plugins
+do too, and a test fails if one of them reaches into another himari module.
 
 Specs are plain data (name, summary, config class, factory) so that listing plugins never builds
 anything heavy; factories are called only when a run needs the plugin. Every spec names a
 ``<Name>Config`` dataclass whose fields (with defaults and one docstring line each) are the
 plugin's configuration: the CLI shows them (``himari plugins show``) and run configs are checked
 against them.
+
+Helpers re-exported here (docs/plugins.md lists them with what each is for): the native core
+(``Market``, ``VecTradingEnv``, ``RewardConfig``, ``replay_actions``, ``backtest_signals``, ``ekf``,
+``EKFParams``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), online RL (``OnlineRLConfig``,
+``PPOConfig``, ``ppo_loss``, ``gae``, ``RolloutBuffer``, ``EnvRollout``, ``train_env``,
+``sequential_actions``), evaluation (``evaluate_actions``, ``collapse``), progress reporting
+(``phase``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
 """
 
 from __future__ import annotations
@@ -15,8 +26,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, is_dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
+import pluggy
+
+from himari.trading import EnvConfig, RewardConfig
+
 if TYPE_CHECKING:  # only for annotations: nothing here imports numpy or torch at run time
     import numpy as np
+
+hookimpl = pluggy.HookimplMarker("himari")
+"""Marks a plugin's implementation of a ``himari_*`` hook (also ``himari.plugin.hookimpl``)."""
 
 KINDS = ("model", "preprocessor", "training-method", "tracker")
 """Plugin kinds, as the CLI spells them (``himari plugins list --kind ...``)."""
@@ -34,35 +52,6 @@ class ParamCount(NamedTuple):
 
 
 @dataclass(frozen=True)
-class EnvConfig:
-    """Execution costs and mode shared by training (online RL envs, offline rewards) and the
-    evaluation backtests. Training methods may change it through their ``env_config`` hook."""
-
-    fee: float = 1e-3
-    """Fraction of traded notional paid on every fill."""
-    slippage: float = 5e-4
-    """Fraction of price each fill is moved against the trader."""
-    mode: str = "long_flat"
-    """long_flat (SELL goes flat) or long_short (SELL goes short)."""
-    drawdown_penalty: float = 0.0
-    """Reward shaping (RL): penalty per unit of drawdown increase (docs/semantics.md)."""
-    turnover_penalty: float = 0.0
-    """Reward shaping (RL): penalty per unit of position traded."""
-    dsr_weight: float = 0.0
-    """Reward shaping (RL): weight of the differential Sharpe ratio term."""
-    dsr_decay: float = 0.01
-    """Decay (eta) of the differential Sharpe ratio's moving moments, in (0, 1]."""
-
-    def __post_init__(self) -> None:
-        for name in ("drawdown_penalty", "turnover_penalty", "dsr_weight"):
-            v = getattr(self, name)
-            if not (v >= 0 and v < float("inf")):
-                raise ValueError(f"{name} must be finite and >= 0, got {v}")
-        if not 0 < self.dsr_decay <= 1:
-            raise ValueError(f"dsr_decay must be in (0, 1], got {self.dsr_decay}")
-
-
-@dataclass(frozen=True)
 class ModelContext:
     """What a model factory knows about the data it will see."""
 
@@ -71,6 +60,68 @@ class ModelContext:
     class_counts: tuple[int, ...] = (1, 1, 1)
     """Labelled train rows per action (SELL, HOLD, BUY): class weights are built from them."""
     env: EnvConfig = field(default_factory=EnvConfig)
+
+
+# ------------------------------------------------------------------------ preprocessing
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Prepared bars of some rows: float64 prices and volume, int64 open times (ns, UTC)."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    timestamps: np.ndarray
+
+
+@dataclass(frozen=True)
+class PreprocessData:
+    """The rows one preprocessor call covers, and what they are.
+
+    ``fit`` gets the train split's rows only (its ``segments`` are the train ranges, cut at
+    gaps); ``transform`` gets every prepared row. Positions in ``features``, ``bars``, ``rows``,
+    ``segments`` and ``splits`` all index this call's rows.
+    """
+
+    features: np.ndarray
+    """float32 ``[n, F]``: the input features (the previous preprocessor's output)."""
+    feature_names: tuple[str, ...]
+    bars: Bars
+    rows: np.ndarray
+    """int64 ``[n]``: the prepared row of each row (for joining with other prepared arrays)."""
+    segments: tuple[tuple[int, int], ...]
+    """``[a, b)`` runs of consecutive bars of one symbol without a missing bar: a filter must not
+    carry its state from one segment into the next."""
+    splits: dict[str, tuple[tuple[int, int], ...]]
+    """Row ranges of each split among these rows (``fit``: only ``train``)."""
+    interval_seconds: int
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------ training
+
+
+@dataclass(frozen=True)
+class EnvSource:
+    """The market the online-RL training envs run on in an epoch: one contiguous series of bars
+    (by default the longest range of the train split) and the env config of the training envs.
+    A training method's ``env_source`` hook may return another (a curriculum stage's block, a
+    synthetic path, costs ramping up); evaluation always uses the run's own ``EnvConfig``."""
+
+    open: np.ndarray
+    """float64 ``[n]``."""
+    close: np.ndarray
+    """float64 ``[n]``."""
+    features: np.ndarray
+    """float32 ``[n, F]``: preprocessed features, as the model sees them."""
+    config: EnvConfig
+    rows: np.ndarray | None = None
+    """int64 ``[n]``: the prepared row of each bar, or None for bars that are not prepared rows."""
+    warmup: int = 0
+    """First bar an episode may start at."""
 
 
 @dataclass
@@ -83,12 +134,13 @@ class TrainContext:
     """
 
     data: Any
-    """The ``himari.data.PreparedData``."""
+    """The prepared data set (``open``, ``close``, ``timestamps``, ``labels`` ... arrays, ``metadata``)."""
     features: np.ndarray
     labels: np.ndarray
     splits: dict[str, list[tuple[int, int]]]
     env: EnvConfig
-    model: ModelContext
+    """The run's costs, mode and shaping (training and evaluation)."""
+    model: ModelContext | None = None
     device: str = "cpu"
     seed: int = 0
     epoch: int = 0
@@ -98,6 +150,8 @@ class TrainContext:
     """This process's rank in a data-parallel run (0 alone); online-RL models seed their env shard with it."""
     world_size: int = 1
     """Processes of a data-parallel run (1 alone); write files only where ``rank == 0``."""
+    env_source: EnvSource | None = None
+    """Online RL: the market and env config of this epoch's training envs (``train_env`` builds them)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Free space for methods to leave state for each other (e.g. a curriculum stage)."""
 
@@ -111,6 +165,26 @@ def _check_common(kind: str, name: str, summary: str, config: Any, code: str | N
         raise ValueError(f"{kind} {name!r}: config must be a dataclass type, got {config!r}")
     if code is not None and not _CODE.match(code):
         raise ValueError(f"{kind} {name!r}: code {code!r} must be A1..K8")
+
+
+def _check_scope(kind: str, name: str, paradigms: tuple[str, ...], models: tuple[str, ...] | None) -> None:
+    bad = [p for p in paradigms if p not in PARADIGMS]
+    if bad or not paradigms:
+        raise ValueError(f"{kind} {name!r}: paradigms {paradigms!r} must be some of {PARADIGMS}")
+    if models is not None and not all(isinstance(m, str) and _NAME.match(m) for m in models):
+        raise ValueError(f"{kind} {name!r}: models must be model names, got {models!r}")
+
+
+def applies_to(spec: Any, model: str, paradigm: str) -> bool:
+    """Whether a preprocessor or training method declares it works with this model."""
+    return paradigm in spec.paradigms and (spec.models is None or model in spec.models)
+
+
+def scope_text(spec: Any) -> str:
+    """What a preprocessor or training method applies to, in words."""
+    if spec.models is not None:
+        return "models " + ", ".join(spec.models)
+    return ", ".join(spec.paradigms) + " models"
 
 
 @dataclass(frozen=True)
@@ -131,6 +205,7 @@ class ModelSpec:
     default_preprocess: tuple[str, ...] = ()
     """Preprocessors used when the run does not name any (``--preprocess``)."""
     extras: tuple[str, ...] = ("torch",)
+    """Importable modules the plugin needs (a run without them is refused with the pip command)."""
     devices: tuple[str, ...] = ("cpu", "cuda")
     kind: str = field(default="model", init=False)
 
@@ -150,10 +225,15 @@ class PreprocessorSpec:
     factory: Callable[[Any], Preprocessor]
     code: str | None = None
     extras: tuple[str, ...] = ()
+    paradigms: tuple[str, ...] = PARADIGMS
+    """Paradigms of the models it may feed (a run pairing it with another is refused up front)."""
+    models: tuple[str, ...] | None = None
+    """Only these models (None: every model of ``paradigms``)."""
     kind: str = field(default="preprocessor", init=False)
 
     def __post_init__(self) -> None:
         _check_common("preprocessor", self.name, self.summary, self.config, self.code)
+        _check_scope("preprocessor", self.name, self.paradigms, self.models)
 
 
 @dataclass(frozen=True)
@@ -166,10 +246,16 @@ class TrainingMethodSpec:
     factory: Callable[[Any], TrainingMethod]
     code: str | None = None
     extras: tuple[str, ...] = ()
+    paradigms: tuple[str, ...] = PARADIGMS
+    """Paradigms of the models it can train (a run pairing it with another is refused up front,
+    naming both, instead of failing on a shape inside the loss)."""
+    models: tuple[str, ...] | None = None
+    """Only these models (None: every model of ``paradigms``)."""
     kind: str = field(default="training-method", init=False)
 
     def __post_init__(self) -> None:
         _check_common("training-method", self.name, self.summary, self.config, self.code)
+        _check_scope("training-method", self.name, self.paradigms, self.models)
 
 
 @dataclass(frozen=True)
@@ -195,14 +281,14 @@ AnySpec = ModelSpec | PreprocessorSpec | TrainingMethodSpec | TrackerSpec
 class Model(Protocol):
     """A model plugin instance.
 
-    Lifecycle, driven by ``himari.training.Trainer``:
+    Lifecycle, driven by the Trainer (docs/training.md has the loop):
 
     1. ``factory(config, ModelContext)`` builds it on the CPU; the Trainer moves ``network``
        to the run's device and optimises ``network.parameters()``.
     2. ``dataset(ctx, split)`` gives the training (and validation) data for the model's
        paradigm: an object with ``__len__`` whose ``__getitem__`` takes a ``LongTensor`` of
-       indices and returns a batch (``torch.utils.data.TensorDataset`` does). An online-RL
-       model fills it from ``himari.engine.VecTradingEnv`` built with ``ctx.env``.
+       indices and returns a batch (``torch.utils.data.TensorDataset`` does). Build it from
+       ``ctx.features`` (the preprocessed features), never from the raw prepared features.
     3. ``loss(batch, ctx)`` returns ``(loss tensor, {name: float})`` for a batch already on
        the device; the model owns its loss (cross-entropy, TD error, policy gradient, ...).
     4. ``act(features, rows)`` returns the action (0 SELL, 1 HOLD, 2 BUY, int8/int64) decided
@@ -218,17 +304,18 @@ class Model(Protocol):
       decision depends on the account state or on recurrent state. The policy decides along each
       ``(a, b)`` range in order, from a flat account and a fresh state, and returns one action
       per row of the concatenated ranges (the last row of a range takes no decision: HOLD).
-      ``env`` is the run's ``EnvConfig`` (costs and mode of the account).
-      ``himari.training.rl.sequential_actions`` does the stepping through a 1-env
-      ``VecTradingEnv``. When defined, the Trainer and ``himari backtest`` score these actions
-      instead of ``act``'s (``act`` may then raise).
+      ``env`` is the run's ``EnvConfig``; ``sequential_actions`` does the stepping through a
+      1-env ``VecTradingEnv``. When defined, the Trainer and ``himari backtest`` score these
+      actions instead of ``act``'s (``act`` may then raise).
     - ``rollout(ctx, reset) -> dataset`` (paradigm ``online-rl``, config derived from
-      ``himari.training.rl.OnlineRLConfig``): collect fresh experience with the current policy
-      (``reset`` is True at the first rollout of each epoch: rebuild the envs from
-      ``(ctx.seed, ctx.epoch)`` and zero any recurrent state, so runs resume exactly) and return
-      it as a dataset indexed like ``dataset``'s; the Trainer then runs ``update_epochs`` passes
-      of ``n_minibatches`` minibatches through ``loss`` (``himari.training.rl.RolloutBuffer``
-      gives whole env sequences). ``dataset`` is not called for such a model.
+      ``OnlineRLConfig``): collect fresh experience with the current policy in envs built from
+      ``ctx.env_source`` (``train_env`` does it); ``reset`` is True at the first rollout of each
+      epoch: rebuild the envs from ``(ctx.seed, ctx.epoch)`` and zero any recurrent state, so
+      runs resume exactly. Return it as a dataset indexed like ``dataset``'s (a
+      ``RolloutBuffer``); the Trainer then runs ``update_epochs`` passes of ``n_minibatches``
+      minibatches through ``loss``. ``dataset`` is not called for such a model.
+    - ``action_logits(batch) -> tensor [B, A]``: the policy's action logits on a training batch,
+      for training methods that regularise the policy (``confidence-penalty``).
     """
 
     network: Any
@@ -243,14 +330,19 @@ class Model(Protocol):
 
 @runtime_checkable
 class Preprocessor(Protocol):
-    """Lifecycle: ``fit(train_features)`` once on the train split's rows only, then
-    ``transform(features)`` on every row of every split (causal: row t's output uses rows
-    ``<= t``); ``state_dict()`` (JSON-ready: lists, numbers, strings) is saved in the run's
-    ``preprocessing.json`` and given back through ``load_state_dict`` when a run is restored."""
+    """Lifecycle: ``fit(data)`` once on the train split's rows only, then ``transform(data)`` on
+    every prepared row, causally (row t's output uses rows ``<= t``; a filter restarts at each
+    of ``data.segments``). ``state_dict()`` is saved with the run and given back through
+    ``load_state_dict`` when the run is resumed or backtested: plain JSON values, and NumPy
+    arrays or torch tensors anywhere inside (saved beside the JSON, verified by a hash).
 
-    def fit(self, features: np.ndarray) -> None: ...
+    Optional: ``output_names(input_names) -> names`` when ``transform`` changes the columns
+    (appended filter states, say); otherwise the input names carry over.
+    """
 
-    def transform(self, features: np.ndarray) -> np.ndarray: ...
+    def fit(self, data: PreprocessData) -> None: ...
+
+    def transform(self, data: PreprocessData) -> np.ndarray: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -258,19 +350,37 @@ class Preprocessor(Protocol):
 
 
 class TrainingMethod(Protocol):
-    """A training method hooks into named points of the Trainer's loop (``HOOK_POINTS``). Every
-    hook is optional; the Trainer calls those a method defines, in ``--method`` order:
+    """A training method hooks into named points of the Trainer's loop (``HOOK_POINTS``; the
+    order of calls is in docs/plugins.md). Every hook is optional; the Trainer calls those a
+    method defines, in ``--method`` order:
 
-    - ``env_config(env, ctx) -> EnvConfig``: costs and mode for training and evaluation.
-    - ``dataset(dataset, ctx, split) -> dataset``: wrap or replace a split's training data.
+    - ``env_config(env, ctx) -> EnvConfig``: the run's costs, mode and shaping (training and
+      evaluation), once at set-up.
+    - ``model_built(model, ctx) -> None``: the model is built and on its device, before the
+      optimiser exists (re-initialise weights, add heads to ``model.network``; parameters added
+      here are trained and saved).
+    - ``dataset(dataset, ctx, split) -> dataset``: wrap or replace a split's training data, once.
     - ``epoch_start(epoch, ctx) -> None``: before each epoch (curricula, schedules).
+    - ``epoch_dataset(dataset, ctx) -> dataset``: the train data of this epoch (a curriculum
+      stage); its length sets the epoch's number of batches.
+    - ``env_source(source, ctx) -> EnvSource``: online RL, at each epoch start: the market and
+      env config the training envs are rebuilt on.
+    - ``on_rollout(rollout, ctx) -> None``: online RL, each collected rollout before the updates
+      (change ``rollout.rewards`` and the advantages are recomputed).
     - ``loss_terms(model, batch, ctx) -> {name: tensor}``: added to the model's loss.
+    - ``before_optimizer_step(model, optimizer, ctx) -> {name: float} | None``: after backward
+      (gradients unscaled), before gradient clipping and the step (gradient surgery,
+      meta-learning updates).
     - ``outer_loop(fit, ctx) -> None``: wraps the whole epoch loop; must call ``fit()``.
+    - ``after_training(policy, ctx) -> dict | None``: after the final evaluation, with the best
+      model (``policy.act(raw_features, rows, open=, close=, ranges=)``, ``policy.model``) and
+      ``ctx.splits``; a returned dict is saved in ``summary.json`` under ``methods.<name>``.
     - ``state_dict()``/``load_state_dict(state)``: JSON-ready state kept in checkpoints.
     """
 
 
-HOOK_POINTS = ("env_config", "dataset", "epoch_start", "loss_terms", "outer_loop")
+HOOK_POINTS = ("env_config", "model_built", "dataset", "epoch_start", "epoch_dataset", "env_source",
+               "on_rollout", "loss_terms", "before_optimizer_step", "outer_loop", "after_training")
 
 
 class Tracker(Protocol):
@@ -295,3 +405,53 @@ def spec_kind(spec: Any) -> str:
 
 def names(specs: Iterable[Any]) -> Sequence[str]:
     return [s.name for s in specs]
+
+
+# ------------------------------------------------------------- helpers, imported on first use
+
+_HELPERS = {
+    # the native core
+    "Market": "himari.engine", "VecTradingEnv": "himari.engine", "replay_actions": "himari.engine",
+    "backtest_signals": "himari.engine", "ekf": "himari.engine", "EKFParams": "himari.engine",
+    "ACTION_NAMES": "himari.engine", "cuda_available": "himari.engine",
+    # data
+    "rows_of": "himari.data.splits", "FEATURE_NAMES": "himari.data.features",
+    "TabularDataset": "himari.data.datasets", "TransitionDataset": "himari.data.datasets",
+    "TrajectoryDataset": "himari.data.datasets", "SequenceDataset": "himari.data.datasets",
+    "discounted_returns": "himari.data.datasets", "fit_zscore": "himari.data.normalize",
+    "apply_zscore": "himari.data.normalize",
+    # online RL
+    "OnlineRLConfig": "himari.training.rl", "RolloutBuffer": "himari.training.rl", "gae": "himari.training.rl",
+    "train_env": "himari.training.rl", "sequential_actions": "himari.training.rl",
+    "EnvRollout": "himari.training.rollout", "PPOConfig": "himari.training.ppo", "ppo_loss": "himari.training.ppo",
+    "value_loss": "himari.training.ppo",
+    # evaluation
+    "evaluate_actions": "himari.evaluation.policy", "collapse": "himari.evaluation.policy",
+    # progress of long phases, files
+    "phase": "himari.progress", "write_text_atomic": "himari.data.atomic",
+    # errors
+    "HimariError": "himari.errors", "ConfigError": "himari.errors", "DataError": "himari.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HELPERS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'himari.plugin.api' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HELPERS])
+
+
+__all__ = [
+    "HOOK_POINTS", "KINDS", "PARADIGMS", "AnySpec", "Bars", "EnvConfig", "EnvSource", "Model", "ModelContext",
+    "ModelSpec", "ParamCount", "PreprocessData", "Preprocessor", "PreprocessorSpec", "RewardConfig", "Tracker",
+    "TrackerSpec", "TrainContext", "TrainingMethod", "TrainingMethodSpec", "applies_to", "hookimpl", "scope_text",
+    *_HELPERS,
+]

@@ -10,7 +10,7 @@ from himari._lazy import lazy_exports
 
 _EXPORTS = {
     "Trainer": "himari.training.trainer",
-    "TrainingError": "himari.training.trainer",
+    "TrainingError": "himari.errors",
     "RunConfig": "himari.training.config",
     "TrainConfig": "himari.training.config",
     "merge_run_config": "himari.training.config",

@@ -1,57 +1,23 @@
-"""Building a run's pieces from its config: preprocessed features, the model, and a trained
-policy restored from a run directory (what ``himari backtest RUN_DIR`` scores).
+"""A trained policy restored from a run directory (what ``himari backtest RUN_DIR`` scores), and
+the model context a checkpoint keeps.
 
-Shared by the Trainer and the restore path so both build exactly the same things.
+``TrainedPolicy`` acts on any prepared data set with the raw features the run was trained on:
+it transforms them with the run's saved preprocessing (the states fitted on the run's train
+split, never refitted) and lets the model decide, sequentially from a flat account for a model
+that reads the account state or carries recurrent state (``act_sequence``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from himari.errors import ConfigError, DataError
+from himari.errors import DataError
 from himari.plugin.api import EnvConfig, ModelContext
-
-
-def apply_preprocessing(features: np.ndarray, names: list[str], configs: dict[str, Any], plugins: Any,
-                        train_rows: np.ndarray | None, states: list[dict[str, Any]] | None = None,
-                        source: Path | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Run the preprocessors in order. Each is fitted on the train rows of its input (its
-    predecessor's output) unless its saved ``states`` are given (read from ``source``, named in
-    errors). Returns the features and the states to save with the run."""
-    out = np.asarray(features, dtype=np.float32)
-    saved: list[dict[str, Any]] = []
-    where = source if source is not None else "preprocessing state"
-    if states is not None:
-        if not (isinstance(states, list) and all(isinstance(s, dict) and "state" in s for s in states)):
-            raise ConfigError(f"{where}: damaged preprocessing state (expected a list of "
-                              f"{{name, state}} entries)")
-        if [s.get("name") for s in states] != list(names):
-            raise ConfigError(f"{where}: preprocessing state is for {[s.get('name') for s in states]}, "
-                              f"the run uses {names}")
-    for i, name in enumerate(names):
-        spec = plugins.preprocessors().get(name)
-        pre = spec.factory(configs[name])
-        if states is not None:
-            try:
-                pre.load_state_dict(states[i]["state"])
-            except Exception as e:  # noqa: BLE001 - a damaged file, whatever the plugin raises
-                raise ConfigError(f"{where}: damaged state of preprocessor {name!r} "
-                                  f"({type(e).__name__}: {e})") from None
-        else:
-            if train_rows is None:
-                raise ValueError("train_rows are needed to fit preprocessors")
-            pre.fit(out[train_rows])
-        new = np.asarray(pre.transform(out), dtype=np.float32)
-        if new.ndim != 2 or new.shape[0] != out.shape[0]:
-            raise ValueError(f"preprocessor {name!r} returned shape {new.shape}, expected [{out.shape[0]}, F]")
-        out = np.ascontiguousarray(new)
-        saved.append({"name": name, "state": pre.state_dict()})
-    return out, saved
 
 
 def class_counts(labels: np.ndarray, rows: np.ndarray, n_actions: int = 3) -> tuple[int, ...]:
@@ -72,17 +38,19 @@ def model_context_from_dict(d: dict[str, Any]) -> ModelContext:
 
 @dataclass
 class TrainedPolicy:
-    """A model restored from a run directory, with its preprocessing, ready to act on any
-    prepared data set with the same raw features."""
+    """A trained model with its run's preprocessing, ready to act on any prepared data set with
+    the same raw features."""
 
     run_dir: Path
     name: str
     model: Any
     run: Any
     preprocessing: list[dict[str, Any]]
+    """The saved states of the run's preprocessors (``preprocessing.json``)."""
     checkpoint: str
     plugins: Any
     context: ModelContext
+    _features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def stateful(self) -> bool:
@@ -90,31 +58,37 @@ class TrainedPolicy:
         or carries recurrent state), so acting needs the prices."""
         return callable(getattr(self.model, "act_sequence", None))
 
-    def act(self, raw_features: np.ndarray, rows: np.ndarray, *, open: np.ndarray | None = None,
-            close: np.ndarray | None = None, ranges: list[tuple[int, int]] | None = None) -> np.ndarray:
-        """Actions at ``rows`` of the raw features. A stateful model needs ``open`` and ``close``
-        of the same rows; it decides along each of ``ranges`` (default: the contiguous runs of
-        ``rows``) from a flat account."""
+    def features(self, data: Any) -> np.ndarray:
+        """The model's input features for every row of the prepared ``data``: its raw features
+        through the run's preprocessors with their saved states."""
+        from himari.training.preprocess import run_preprocessors
+
+        key = str(Path(data.path).resolve())
+        if key not in self._features:
+            splits = {name: data.split(name) for name in ("train", "validation", "test")}
+            features, _ = run_preprocessors(data, np.asarray(data.features), self.run.preprocess,
+                                            self.run.plugin_configs, self.plugins, splits,
+                                            seed=self.run.train.seed, states=self.preprocessing,
+                                            source=self.run_dir / "preprocessing.json")
+            if features.shape[1] != self.context.n_features:
+                raise DataError(f"{self.run_dir}: the model takes {self.context.n_features} features after "
+                                f"preprocessing, {data.path} gives {features.shape[1]}")
+            self._features[key] = features
+        return self._features[key]
+
+    def actions(self, data: Any, ranges: list[tuple[int, int]]) -> np.ndarray:
+        """One action per row of the concatenated ``ranges`` of ``data``; a stateful model decides
+        along each range from a flat account (the last row of a range takes no decision)."""
         import torch
 
-        features, _ = apply_preprocessing(raw_features, self.run.preprocess, self.run.plugin_configs,
-                                          self.plugins, None, self.preprocessing,
-                                          source=self.run_dir / "preprocessing.json")
-        if features.shape[1] != self.context.n_features:
-            raise DataError(f"{self.run_dir}: the model takes {self.context.n_features} features after "
-                            f"preprocessing, this data gives {features.shape[1]}")
+        from himari.data.splits import rows_of
+
+        features = self.features(data)
         self.model.network.eval()
         with torch.no_grad():
             if self.stateful:
-                if open is None or close is None:
-                    raise DataError(f"{self.run_dir}: {self.name} decides from the account state; "
-                                    f"pass open= and close= prices to act")
-                rows = np.asarray(rows)
-                if ranges is None:
-                    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
-                    ranges = [(int(r[0]), int(r[-1]) + 1) for r in np.split(rows, cuts) if len(r)]
-                return np.asarray(self.model.act_sequence(features, open, close, ranges, self.context.env))
-            return np.asarray(self.model.act(features, rows))
+                return np.asarray(self.model.act_sequence(features, data.open, data.close, ranges, self.context.env))
+            return np.asarray(self.model.act(features, rows_of(ranges)))
 
 
 def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = None) -> TrainedPolicy:
@@ -124,6 +98,7 @@ def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = Non
     from himari.training import rundir
     from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state
     from himari.training.config import load_run_config
+    from himari.training.preprocess import load_states
 
     run_dir = Path(run_dir)
     if not rundir.is_run_dir(run_dir):
@@ -137,8 +112,7 @@ def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = Non
     if which == "best" and not path.exists():
         path = run_dir / rundir.LAST
     payload = load_checkpoint(path, model=run.model)
-    pre_path = run_dir / rundir.PREPROCESSING
-    states = rundir.read_json(pre_path, "preprocessing state") if pre_path.exists() else []
+    states = load_states(run_dir) or []
     try:
         context = model_context_from_dict(payload["model_context"])
     except (KeyError, TypeError, ValueError) as e:

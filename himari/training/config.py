@@ -201,10 +201,6 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
         raise ConfigError(f"data: expected a path, got {data!r}")
     train = build_config(TrainConfig, raw.get("train"), "train")
     env = build_config(EnvConfig, raw.get("env"), "env")
-    if env.mode not in ("long_flat", "long_short"):
-        raise ConfigError(f"env.mode: expected long_flat or long_short, got {env.mode!r}")
-    if not (0 <= env.fee < 1 and 0 <= env.slippage < 1):
-        raise ConfigError("env.fee and env.slippage must be in [0, 1)")
     preprocess = (_names(raw["preprocess"], "preprocess") if raw.get("preprocess") is not None
                   else list(model_spec.default_preprocess))
     methods = _names(raw.get("methods"), "methods")
@@ -224,6 +220,8 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
                 raise ConfigError(f"{name!r} names two plugins of this run ({used[name].kind} and "
                                   f"{spec.kind}); their settings would be ambiguous")
             used[name] = spec
+    check_compatible(model, model_spec.paradigm, [plugins.preprocessors().get(n) for n in preprocess]
+                     + [plugins.training_methods().get(n) for n in methods])
     sections = raw.get("plugins") or {}
     if not isinstance(sections, dict):
         raise ConfigError(f"plugins: expected a mapping of plugin name to settings, got {sections!r}")
@@ -274,6 +272,17 @@ def require_run_extras(run: RunConfig, plugins: Any) -> None:
                             (run.trackers, plugins.trackers())):
         for name in names:
             require_spec(registry.get(name))
+
+
+def check_compatible(model: str, paradigm: str, specs: list[Any]) -> None:
+    """Refuse a preprocessor or training method that does not declare it works with the model
+    (its spec's ``paradigms`` and ``models``), before anything runs, naming both."""
+    from himari.plugin.api import applies_to, scope_text
+
+    for spec in specs:
+        if not applies_to(spec, model, paradigm):
+            raise ConfigError(f"{spec.kind} {spec.name!r} does not apply to model {model!r} ({paradigm}): "
+                              f"it works with {scope_text(spec)}")
 
 
 def merge_run_config(*, plugins: Any, config_file: str | None = None, overrides: dict[str, Any] | None = None,

@@ -54,7 +54,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from himari.errors import ConfigError, CudaUnavailableError, HimariError
+from himari.errors import ConfigError, CudaUnavailableError, HimariError, TrainingError
 
 T = TypeVar("T")
 
@@ -288,7 +288,6 @@ def check_replicas(info: DistInfo, module: Any) -> None:
             digest.update(t.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes())
     digests = gather_objects(info, digest.hexdigest())
     if len(set(digests)) > 1:
-        from himari.training.trainer import TrainingError
 
         bad = [r for r, d in enumerate(digests) if d != digests[0]]
         raise TrainingError(f"the model replicas diverged (ranks {bad} differ from rank 0): a parameter or "

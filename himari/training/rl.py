@@ -12,8 +12,8 @@ FLAG-TRADER's PPO can reuse them as they are).
 - ``RolloutBuffer``: one rollout of N envs x T steps plus the recurrent state each env had at
   its start; indexing it by env gives whole sequences ``[T, B, ...]`` so a recurrent network
   trains on them in one batched pass (minibatches are sets of envs, never cut sequences).
-- ``train_env``: a ``VecTradingEnv`` on random windows of the train split with the run's costs,
-  mode and reward shaping (``EnvConfig``).
+- ``train_env``: a ``VecTradingEnv`` on random windows of the epoch's env source (the train
+  split's longest range by default) with its costs, mode and reward shaping (``EnvConfig``).
 - ``sequential_actions``: deterministic evaluation of a policy that sees the account state: a
   1-env ``VecTradingEnv`` (``random_start=False``) steps through each range of a split from a
   flat account, so the account columns the policy sees are exactly the env's, and the actions it
@@ -147,6 +147,13 @@ class RolloutBuffer:
         self.state: tuple[Any, ...] = ()
 
     def finish(self, last_values: Any, last_starts: Any, gamma: float, lam: float) -> None:
+        self._bootstrap = (last_values, last_starts, gamma, lam)
+        self.recompute_advantages()
+
+    def recompute_advantages(self) -> None:
+        """GAE advantages and returns from the current ``rewards`` (after ``finish``; a training
+        method's ``on_rollout`` hook may have reshaped the rewards)."""
+        last_values, last_starts, gamma, lam = self._bootstrap
         self.advantages, self.returns = gae(self.rewards, self.values, self.starts, last_values, last_starts,
                                             gamma, lam, self.final_values)
 
@@ -160,36 +167,26 @@ class RolloutBuffer:
                 "state": tuple(s[:, idx] for s in self.state)}
 
 
-def reward_config(env: Any) -> Any:
-    """The engine's ``RewardConfig`` of a run's ``EnvConfig``."""
-    from himari.engine import RewardConfig
-
-    return RewardConfig(drawdown_penalty=env.drawdown_penalty, turnover_penalty=env.turnover_penalty,
-                        dsr_weight=env.dsr_weight, dsr_decay=env.dsr_decay)
-
-
 def train_env(ctx: Any, cfg: OnlineRLConfig, seed: int, window: int = 1, device: str = "cpu") -> Any:
-    """A ``VecTradingEnv`` of ``cfg.n_envs`` envs on random windows of the train split (its
-    longest range when it has several), over the run's preprocessed features, costs, mode and
-    reward shaping; observations of ``window`` bars; on ``device`` (the market is copied to the
-    GPU for ``cuda``)."""
+    """A ``VecTradingEnv`` of ``cfg.n_envs`` envs on random windows of ``ctx.env_source`` (the
+    market and env config the Trainer chose for this epoch: by default the longest range of the
+    train split, over the run's preprocessed features, with its costs, mode and reward shaping);
+    observations of ``window`` bars; on ``device`` (the market is copied to the GPU for ``cuda``)."""
     from himari.engine import Market, VecTradingEnv
     from himari.errors import DataError
 
-    ranges = [r for r in ctx.splits["train"] if r[1] - r[0] >= 3]
-    if not ranges:
-        raise DataError("the train split has no range of at least 3 rows to train an online-RL model on")
-    a, b = max(ranges, key=lambda r: r[1] - r[0])
-    data = ctx.data
-    market = Market(np.ascontiguousarray(data.open[a:b], dtype=np.float64),
-                    np.ascontiguousarray(data.close[a:b], dtype=np.float64),
-                    np.ascontiguousarray(ctx.features[a:b], dtype=np.float32), warmup=0, device=device)
-    env = ctx.env
-    if b - a - window - 1 < 1:
-        raise DataError(f"the train split's longest range ({b - a} rows) is too short for windows of {window} bars")
-    return VecTradingEnv(market, n_envs=cfg.n_envs, episode_length=min(cfg.episode_length, b - a - window - 1),
-                         mode=env.mode, fee=env.fee, slippage=env.slippage, reward=reward_config(env),
-                         window=window, seed=int(seed))
+    source = ctx.env_source
+    if source is None:
+        raise DataError("no env source: the training envs are built by the Trainer's online-RL loop")
+    n = len(source.close)
+    if n - source.warmup - window - 1 < 1:
+        raise DataError(f"the training market ({n} bars) is too short for windows of {window} bars")
+    market = Market(np.ascontiguousarray(source.open, dtype=np.float64),
+                    np.ascontiguousarray(source.close, dtype=np.float64),
+                    np.ascontiguousarray(source.features, dtype=np.float32), warmup=source.warmup, device=device)
+    env = source.config
+    return VecTradingEnv(market, n_envs=cfg.n_envs, episode_length=min(cfg.episode_length, n - window - 1),
+                         mode=env.mode, fee=env.fee, slippage=env.slippage, reward=env, window=window, seed=int(seed))
 
 
 PolicyStep = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -1,18 +1,18 @@
 """The Trainer: owns the loop, so models and training methods only supply what is theirs.
 
 Per run: resolve the data (the synthetic market by default), fit the preprocessors on the train
-split and transform every split, let training methods adjust the env config, build the model,
+split and transform every split, let training methods adjust the env config and the built model,
 then per epoch: shuffle by (seed, epoch), optimise (device placement, AMP on CUDA, gradient
 clipping), checkpoint every N steps, and evaluate on the validation split: validation loss, and
 the model's actions through the native backtester after fees and slippage (Sharpe, return,
 drawdown, turnover, trades, action distribution, collapse). ``best.pt`` keeps the best
 validation Sharpe; early stopping watches it. At the end the best checkpoint is scored on the
-validation and test splits next to buy-and-hold and never-trade, and ``summary.json`` written.
+validation and test splits next to buy-and-hold and never-trade, the methods' ``after_training``
+reports are added, and ``summary.json`` is written.
 
-An online-RL model (one with ``rollout``) replaces the dataset epochs by rollout + update cycles
-(``_run_online_epochs``; plan and reusable parts in ``himari.training.rl``), and a stateful
-policy (one with ``act_sequence``) is evaluated by its own sequential rollout through each split
-range; both are scored by the same backtester.
+The loops live in their own modules: ``himari.training.loop`` (dataset-trained models and the
+optimiser step), ``himari.training.online`` (rollout + update cycles of online-RL models); what
+is printed in ``himari.training.console``. Hook points and their order: docs/plugins.md.
 
 Resuming (``Trainer.resume``) reloads ``checkpoints/last.pt``: weights, optimiser, scaler, the
 loop position (epoch, batch), early-stopping state, training-method states and every RNG state,
@@ -36,52 +36,19 @@ from typing import Any
 
 import numpy as np
 
-from himari.errors import HimariError
-from himari.evaluation.policy import Costs, baseline_actions, evaluate_actions, static_position_text
+from himari.errors import HimariError, TrainingError
+from himari.evaluation.policy import baseline_actions, evaluate_actions
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
+from himari.training import console as report
 from himari.training import distributed, rundir
-from himari.training.assemble import apply_preprocessing, class_counts, model_context_to_dict
+from himari.training.assemble import TrainedPolicy, class_counts, model_context_to_dict
 from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state, save_checkpoint
 from himari.training.config import RunConfig, require_run_extras
 from himari.training.device import resolve_device, to_device
-from himari.training.seeding import epoch_order, rng_state, seed_everything, set_rng_state
+from himari.training.preprocess import load_states, run_preprocessors, save_states
+from himari.training.seeding import rng_state, seed_everything, set_rng_state
 
-
-def split_batch(batch: Any, parts: int, axis: int) -> list[tuple[Any, int]]:
-    """``batch`` (tensors, possibly nested in dicts, lists and tuples, all sharing their size along
-    ``axis``) as up to ``parts`` consecutive micro-batches with their sizes; one part is the batch
-    itself. Non-tensor leaves are shared by every part."""
-    import torch
-
-    def size_of(x: Any) -> int | None:
-        if isinstance(x, torch.Tensor):
-            return int(x.shape[axis]) if x.dim() > axis else None
-        items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
-        for item in items:
-            n = size_of(item)
-            if n is not None:
-                return n
-        return None
-
-    n = size_of(batch)
-    if parts <= 1 or n is None or n < 2:
-        return [(batch, n or 1)]
-    bounds = [round(i * n / min(parts, n)) for i in range(min(parts, n) + 1)]
-
-    def cut(x: Any, a: int, b: int) -> Any:
-        if isinstance(x, torch.Tensor):
-            return x.narrow(axis, a, b - a) if x.dim() > axis and x.shape[axis] == n else x
-        if isinstance(x, dict):
-            return {k: cut(v, a, b) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return type(x)(cut(v, a, b) for v in x)
-        return x
-
-    return [(cut(batch, a, b), b - a) for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-class TrainingError(HimariError, RuntimeError):
-    """Training failed at run time (a NaN loss, a method breaking the loop): exit code 1."""
+__all__ = ["Trainer", "TrainingError"]
 
 
 class Trainer:
@@ -145,34 +112,35 @@ class Trainer:
             self.data = PreparedData(resolve_prepared(run.data))
         self.splits = {name: self.data.split(name) for name in ("train", "validation", "test")}
         train_rows = rows_of(self.splits["train"])
-        pre_path = self.run_dir / rundir.PREPROCESSING
-        states = None
-        if self.resuming and pre_path.exists():
-            states = rundir.read_json(pre_path, "preprocessing state")
-        self.features, self.preprocessing_states = apply_preprocessing(
-            np.asarray(self.data.features), run.preprocess, run.plugin_configs, self.plugins, train_rows, states,
-            source=pre_path if states is not None else None)
+        states = load_states(self.run_dir) if self.resuming else None
+        self.features, self.preprocessing_states = run_preprocessors(
+            self.data, np.asarray(self.data.features), run.preprocess, run.plugin_configs, self.plugins, self.splits,
+            seed=cfg.seed, states=states, source=self.run_dir / "preprocessing.json" if states is not None else None)
         self.labels = np.asarray(self.data.labels)
         self.methods = [(n, self.plugins.training_methods().get(n).factory(run.plugin_configs[n]))
                         for n in run.methods]
+        self.ctx = TrainContext(data=self.data, features=self.features, labels=self.labels, splits=self.splits,
+                                env=run.env, device=self.device, seed=cfg.seed, run_dir=self.run_dir,
+                                rank=self.dist.rank, world_size=self.dist.world_size)
         env = run.env
-        for name, m in self._with_hook("env_config"):
-            env = m.env_config(env, None)
+        for name, m in self.with_hook("env_config"):
+            env = m.env_config(env, self.ctx)
             if not isinstance(env, EnvConfig):
                 raise TrainingError(f"training method {name!r}: env_config must return an EnvConfig")
+            self.ctx.env = env
         self.env = env
-        self.costs = Costs(env.fee, env.slippage, env.mode, float(self.data.metadata.get("bars_per_year", 105_120)))
+        self.bars_per_year = float(self.data.metadata.get("bars_per_year", 105_120))
         mctx = ModelContext(n_features=self.features.shape[1], n_actions=3,
                             class_counts=class_counts(self.labels, train_rows), env=env)
-        self.model_context = mctx
+        self.model_context = self.ctx.model = mctx
         spec = self.plugins.models().get(run.model)
         self.model = spec.factory(distributed.rank_config(run.plugin_configs[run.model], self.dist), mctx)
         self.model.network.to(self.device)
+        for _, m in self.with_hook("model_built"):
+            m.model_built(self.model, self.ctx)
+        self.model.network.to(self.device)  # parameters a method added
         self.model.network = distributed.sync_batch_norm(self.model.network, self.dist)
         self.threads = torch.get_num_threads()  # set by now: a model may pick its own (ppo-lstm: 1)
-        self.ctx = TrainContext(data=self.data, features=self.features, labels=self.labels, splits=self.splits,
-                                env=env, model=mctx, device=self.device, seed=cfg.seed, run_dir=self.run_dir)
-        self.ctx.rank, self.ctx.world_size = self.dist.rank, self.dist.world_size  # online RL: env shard per rank
         self.online = callable(getattr(self.model, "rollout", None))
         if self.online:
             from himari.training.rl import OnlineRLConfig, plan
@@ -180,21 +148,20 @@ class Trainer:
             rl_cfg = run.plugin_configs[run.model]
             if not isinstance(rl_cfg, OnlineRLConfig):
                 raise TrainingError(f"model {run.model!r} has rollout() but its config does not derive from "
-                                    f"himari.training.rl.OnlineRLConfig")
+                                    f"OnlineRLConfig")
             self.rl_config, self.plan = rl_cfg, plan(rl_cfg, cfg.epochs)
             self.train_ds = self.val_ds = None
         else:
             self.train_ds = self._dataset("train")
             self.val_ds = self._dataset("validation")
-        if not self.online and len(self.train_ds) < (cfg.batch_size if cfg.drop_last else 1):
-            raise HimariError(f"the train split has {len(self.train_ds)} examples, fewer than one batch "
-                              f"({cfg.batch_size}); lower --batch-size or use more data")
+            if len(self.train_ds) < (cfg.batch_size if cfg.drop_last else 1):
+                raise HimariError(f"the train split has {len(self.train_ds)} examples, fewer than one batch "
+                                  f"({cfg.batch_size}); lower --batch-size or use more data")
         self.optimizer = torch.optim.AdamW(self.model.network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self._loss_fn = distributed.data_parallel(distributed.loss_module(self.model.network, self._loss), self.dist)
-        on_cuda = self.device.startswith("cuda")
+        self.loss_fn = distributed.data_parallel(distributed.loss_module(self.model.network, self._loss), self.dist)
         self.amp_dtype = None
         self.scaler = None
-        if on_cuda and cfg.amp:
+        if self.device.startswith("cuda") and cfg.amp:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             if self.amp_dtype is torch.float16:
                 self.scaler = torch.amp.GradScaler("cuda")
@@ -205,20 +172,25 @@ class Trainer:
 
     def _dataset(self, split: str) -> Any:
         ds = self.model.dataset(self.ctx, split)
-        for _, m in self._with_hook("dataset"):
+        for _, m in self.with_hook("dataset"):
             ds = m.dataset(ds, self.ctx, split)
         return ds
 
-    def _with_hook(self, point: str) -> list[tuple[str, Any]]:
-        assert point in HOOK_POINTS
+    def with_hook(self, point: str) -> list[tuple[str, Any]]:
+        """The run's training methods that define hook ``point``, in ``--method`` order."""
+        if point not in HOOK_POINTS:
+            raise ValueError(f"unknown hook point {point!r}")
         return [(n, m) for n, m in self.methods if callable(getattr(m, point, None))]
 
-    def _autocast(self) -> Any:
+    def autocast(self) -> Any:
         import torch
 
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def progress(self) -> Any:
+        return report.progress(self.console, self.run.train.progress)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -234,7 +206,7 @@ class Trainer:
             "model_context": model_context_to_dict(self.model_context),
         }
 
-    def _save(self, which: Path) -> None:
+    def save(self, which: Path) -> None:
         """Called by every rank (the RNG states are gathered); rank 0 writes."""
         self._sync_loss()
         payload = self._payload()
@@ -271,7 +243,8 @@ class Trainer:
         if note:
             self.console.print(f"[yellow]{note}[/]")
         self.console.print(f"resuming {self.run_dir} at epoch {self.state['epoch'] + 1}, "
-                           f"batch {self.state['batch']}, step {self.state['step']}")
+                           f"batch {self.state['batch']}, step {self.state['step']}",
+                           soft_wrap=not self.console.is_terminal)
         return True
 
     # ------------------------------------------------------------- evaluation
@@ -284,7 +257,7 @@ class Trainer:
         net = self.model.network
         net.eval()
         total, count, bs = 0.0, 0, max(self.run.train.batch_size, 4096)
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self.autocast():
             for start in range(0, len(self.val_ds), bs):
                 idx = torch.arange(start, min(start + bs, len(self.val_ds)))
                 loss, _ = self.model.loss(to_device(self.val_ds[idx], self.device), self.ctx)
@@ -299,20 +272,19 @@ class Trainer:
         from himari.data.splits import rows_of
 
         ranges = self.splits[split]
-        rows = rows_of(ranges)
         self.model.network.eval()
-        with torch.no_grad(), self._autocast(), self._phases():
+        with torch.no_grad(), self.autocast(), report.phases(self.console, self.run.train.progress):
             if callable(getattr(self.model, "act_sequence", None)):  # stateful policy: sequential rollout
                 actions = np.asarray(self.model.act_sequence(self.features, self.data.open, self.data.close,
                                                              ranges, self.env))
             else:
-                actions = np.asarray(self.model.act(self.features, rows))
-        return evaluate_actions(self.data.open, self.data.close, ranges, actions, self.costs)
+                actions = np.asarray(self.model.act(self.features, rows_of(ranges)))
+        return evaluate_actions(self.data.open, self.data.close, ranges, actions, self.env, self.bars_per_year)
 
     def _baseline(self, name: str, split: str) -> dict[str, Any]:
         ranges = self.splits[split]
         return evaluate_actions(self.data.open, self.data.close, ranges,
-                                baseline_actions(name, ranges, seed=self.run.train.seed), self.costs)
+                                baseline_actions(name, ranges, seed=self.run.train.seed), self.env, self.bars_per_year)
 
     # ------------------------------------------------------------------ loop
 
@@ -322,52 +294,12 @@ class Trainer:
             t.log(self.state["step"], flat)
         self.state["records"] += 1
 
-    def _train_step(self, batch: Any, batch_axis: int = 0) -> dict[str, float]:
-        """One optimiser step over ``batch``, in ``train.grad_accum_steps`` micro-batches split
-        along ``batch_axis`` (0 for offline batches, 1, the env axis, for rollout minibatches)."""
-        import torch
-
-        cfg = self.run.train
-        net = self.model.network
-        net.train()
-        parts = split_batch(batch, cfg.grad_accum_steps, batch_axis)
-        total = sum(size for _, size in parts)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_sum, logs_sum = 0.0, {}
-        for part, size in parts:
-            with self._autocast():
-                loss, logs = self._loss_fn(part)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss is {float(loss.detach())} at step {self.state['step'] + 1} "
-                                    f"(epoch {self.state['epoch'] + 1}); lower --lr or check the data")
-            share = size / total  # a mean over the batch is the size-weighted mean of the parts' means
-            scaled = loss * share
-            if self.scaler is not None:
-                self.scaler.scale(scaled).backward()
-            else:
-                scaled.backward()
-            loss_sum += float(loss.detach()) * share
-            for k, v in logs.items():
-                logs_sum[k] = logs_sum.get(k, 0.0) + float(v) * share
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        logs = logs_sum
-        if cfg.grad_clip > 0:
-            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip))
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        logs["loss"] = loss_sum
-        return logs
-
     def _loss(self, batch: Any) -> tuple[Any, dict[str, float]]:
         """The model's loss plus the training methods' terms: the forward of the module DDP wraps
         (``distributed.loss_module``)."""
         loss, logs = self.model.loss(batch, self.ctx)
         logs = dict(logs)
-        for name, m in self._with_hook("loss_terms"):
+        for name, m in self.with_hook("loss_terms"):
             for term, value in m.loss_terms(self.model, batch, self.ctx).items():
                 loss = loss + value
                 logs[f"{name}/{term}"] = float(value.detach()) if hasattr(value, "detach") else float(value)
@@ -378,132 +310,33 @@ class Trainer:
         fixed steps (logs, checkpoints, epoch ends), so a resumed run syncs where the original did."""
         self.state["loss_sum"] = distributed.mean_value(self.dist, self.state.get("loss_sum", 0.0))
 
-    def _log_train(self, epoch: int, logs: dict[str, float], rollout: dict[str, float] | None = None) -> None:
-        """Log the running training loss and the last step's values (means over the ranks)."""
-        self._sync_loss()
+    def count_step(self, epoch: int, logs: dict[str, float], rollout: dict[str, float] | None = None) -> None:
+        """Book an optimiser step: step counter, running loss, and every ``log_every`` steps a
+        record of the running loss and the step's values (means over the ranks)."""
         st = self.state
-        self._log(distributed.mean_metrics(self.dist, {
-            "epoch": epoch, "train/loss": st["loss_sum"] / st["loss_n"],
-            **{f"train/{k}": v for k, v in logs.items() if k != "loss"},
-            **{f"rollout/{k}": v for k, v in (rollout or {}).items()}}))
-
-    @contextlib.contextmanager
-    def _progress(self) -> Any:
-        """The epoch bar (on a terminal, with ``train.progress``), and a reporter that shows the
-        long phases a model or method reports inside the loop (``himari.progress``) in the same
-        display, or as start and end lines in a log."""
-        from himari.progress import ConsoleReporter, progress_bar, reporting
-
-        bars = self.run.train.progress
-        progress = progress_bar(self.console, bars and self.console.is_terminal)
-        with progress, reporting(ConsoleReporter(self.console, bars, live=progress)):
-            yield progress
-
-    def _phases(self) -> Any:
-        """Outside the loop (the final evaluation), a reporter for the model's long phases."""
-        from himari.progress import ConsoleReporter, current, reporting
-
-        return contextlib.nullcontext() if current() else reporting(ConsoleReporter(self.console,
-                                                                                    self.run.train.progress))
-
-    def _run_online_epochs(self) -> None:
-        """Online RL: each epoch runs its share of rollout + update cycles (``rl.plan``); each
-        cycle collects ``model.rollout`` with the learning rate annealed by cycle, then
-        ``update_epochs`` passes of ``n_minibatches`` minibatches through ``_train_step``. The
-        envs are rebuilt from (seed, epoch) at each epoch start and ``last.pt`` is written at
-        epoch ends only, so a resumed run redoes the interrupted epoch exactly."""
-        import torch
-
-        self._loop_ran = True
-        cfg, st, plan, rl_cfg = self.run.train, self.state, self.plan, self.rl_config
-        with self._progress() as progress:
-            while not st["done"] and st["epoch"] < cfg.epochs:
-                epoch = st["epoch"]
-                first = epoch * plan.iterations_per_epoch
-                if first >= plan.iterations:
-                    break
-                last_it = min(plan.iterations, first + plan.iterations_per_epoch)
-                self.ctx.epoch = epoch
-                for _, m in self._with_hook("epoch_start"):
-                    m.epoch_start(epoch, self.ctx)
-                st["epoch_started"] = True
-                st["loss_sum"], st["loss_n"] = 0.0, 0
-                steps = 0
-                task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=last_it - first, info="")
-                for it in range(first, last_it):
-                    if rl_cfg.anneal_lr:
-                        for group in self.optimizer.param_groups:
-                            group["lr"] = cfg.lr * (1.0 - it / plan.iterations)
-                    buf = self.model.rollout(self.ctx, it == first)
-                    rollout_logs = dict(getattr(buf, "stats", {}) or {})
-                    mb = len(buf) // rl_cfg.n_minibatches
-                    for ue in range(rl_cfg.update_epochs):
-                        order = epoch_order(len(buf), cfg.seed, it * rl_cfg.update_epochs + ue)
-                        for k in range(rl_cfg.n_minibatches):
-                            if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
-                                break
-                            idx = torch.from_numpy(order[k * mb:(k + 1) * mb].astype(np.int64))
-                            logs = self._train_step(to_device(buf[idx], self.device), batch_axis=1)
-                            steps += 1
-                            st["step"] += 1
-                            self.ctx.step = st["step"]
-                            st["loss_sum"] += logs["loss"]
-                            st["loss_n"] += 1
-                            if st["step"] % cfg.log_every == 0:
-                                self._log_train(epoch, logs, rollout_logs)
-                    st["iteration"] = it + 1
-                    progress.update(task, advance=1, info=f"loss {st['loss_sum'] / max(st['loss_n'], 1):.4f}")
-                    if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
-                        break
-                progress.remove_task(task)
-                self._sync_loss()
-                self._end_epoch(epoch, st["loss_sum"] / max(st["loss_n"], 1))
+        st["step"] += 1
+        self.ctx.step = st["step"]
+        st["loss_sum"] += logs["loss"]
+        st["loss_n"] += 1
+        if st["step"] % self.run.train.log_every == 0:
+            self._sync_loss()
+            self._log(distributed.mean_metrics(self.dist, {
+                "epoch": epoch, "train/loss": st["loss_sum"] / st["loss_n"],
+                **{f"train/{k}": v for k, v in logs.items() if k != "loss"},
+                **{f"rollout/{k}": v for k, v in (rollout or {}).items()}}))
 
     def _run_epochs(self) -> None:
-        import torch
+        from himari.training.loop import run_offline_epochs
+        from himari.training.online import run_online_epochs
 
-        if self.online:
-            self._run_online_epochs()
-            return
         self._loop_ran = True
-        cfg, st = self.run.train, self.state
-        sampler = distributed.GlobalBatchSampler(len(self.train_ds), cfg.batch_size, cfg.seed, self.dist)
-        per_epoch = sampler.steps_per_epoch(cfg.drop_last)
-        if cfg.max_steps_per_epoch:
-            per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
-        with self._progress() as progress:
-            while not st["done"] and st["epoch"] < cfg.epochs:
-                epoch = st["epoch"]
-                self.ctx.epoch = epoch
-                if not st["epoch_started"]:
-                    for _, m in self._with_hook("epoch_start"):
-                        m.epoch_start(epoch, self.ctx)
-                    st["epoch_started"] = True
-                    st["loss_sum"], st["loss_n"] = 0.0, 0
-                task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=per_epoch,
-                                         completed=st["batch"], info="")
-                while st["batch"] < per_epoch:
-                    b = st["batch"]
-                    idx = torch.from_numpy(sampler.indices(epoch, b))  # this rank's shard of global batch b
-                    logs = self._train_step(to_device(self.train_ds[idx], self.device))
-                    st["batch"] += 1
-                    st["step"] += 1
-                    self.ctx.step = st["step"]
-                    st["loss_sum"] += logs["loss"]
-                    st["loss_n"] += 1
-                    running = st["loss_sum"] / st["loss_n"]
-                    progress.update(task, advance=1, info=f"loss {running:.4f}")
-                    if st["step"] % cfg.log_every == 0:
-                        self._log_train(epoch, logs)
-                    if st["step"] % cfg.checkpoint_every == 0:
-                        self._save(rundir.LAST)
-                progress.remove_task(task)
-                self._sync_loss()
-                self._end_epoch(epoch, st["loss_sum"] / max(st["loss_n"], 1))
+        (run_online_epochs if self.online else run_offline_epochs)(self)
 
-    def _end_epoch(self, epoch: int, train_loss: float) -> None:
+    def end_epoch(self, epoch: int) -> None:
         """Rank 0 scores the epoch and every rank takes its verdict (state, early stopping); then
         the checkpoints, written by rank 0 with every rank's RNG state."""
+        self._sync_loss()
+        train_loss = self.state["loss_sum"] / max(self.state["loss_n"], 1)
         improved, state = distributed.main_then_broadcast(
             self.dist, lambda: (self._score_epoch(epoch, train_loss), self.state))
         if state is not self.state:  # another rank: take rank 0's state in place (the loops hold the dict)
@@ -511,8 +344,8 @@ class Trainer:
             self.state.update(state)
         distributed.check_replicas(self.dist, self.model.network)
         if improved:
-            self._save(rundir.BEST)
-        self._save(rundir.LAST)
+            self.save(rundir.BEST)
+        self.save(rundir.LAST)
 
     def _score_epoch(self, epoch: int, train_loss: float) -> bool:
         """Validation loss and backtest, log, early-stopping state, epoch line; True if improved."""
@@ -536,15 +369,8 @@ class Trainer:
         st["epoch"], st["batch"], st["epoch_started"] = epoch + 1, 0, False
         if cfg.patience and st["bad_epochs"] >= cfg.patience:
             st["done"] = st["stopped_early"] = True
-        from himari.evaluation.report import epoch_lines, print_line
-
-        for line in epoch_lines(epoch + 1, cfg.epochs, train_loss, val_loss, val, improved, self.console.width):
-            print_line(self.console, line)
-        if val["collapsed"]:
-            print_line(self.console, f"[bold red]COLLAPSE:[/] {val['dominant_action']} takes "
-                                     f"{100 * val['dominant_share']:.1f}% of validation decisions (> 90%)")
-        if st["stopped_early"]:
-            self.console.print(f"early stop: no better validation Sharpe for {cfg.patience} epochs")
+        report.epoch_verdict(self.console, epoch, cfg.epochs, train_loss, val_loss, val, improved,
+                             st["stopped_early"], cfg.patience)
         return improved
 
     # ----------------------------------------------------------------- public
@@ -591,7 +417,7 @@ class Trainer:
             self._lock = None  # the directory is another run's: leave it alone
             raise
         rundir.write_yaml(self.run_dir / rundir.CONFIG, self.run.to_dict())
-        rundir.write_json(self.run_dir / rundir.PREPROCESSING, self.preprocessing_states)
+        save_states(self.run_dir, self.preprocessing_states)
 
     def _completed_summary(self) -> dict[str, Any] | None:
         """The summary of a run that already finished (its ``summary.json`` is written last), or
@@ -624,12 +450,10 @@ class Trainer:
             what = f"{len(self.train_ds):,} train / {len(self.val_ds):,} validation examples"
         where = (f"{self.dist.world_size} processes, {self.dist.backend}, rank 0 on {self.device}" if self.dist.enabled
                  else self.device)
-        self.console.print(
-            f"training [bold]{self.run.model}[/] on {self.data.path} ({where}); {what}; run dir {self.run_dir}",
-            soft_wrap=not self.console.is_terminal)
+        report.start_line(self.console, self.run.model, self.data.path, where, what, self.run_dir)
         self._loop_ran = False
         fit: Callable[[], None] = self._run_epochs
-        for name, m in reversed(self._with_hook("outer_loop")):
+        for name, m in reversed(self.with_hook("outer_loop")):
             fit = (lambda inner, method: (lambda: method.outer_loop(inner, self.ctx)))(fit, m)
         try:
             fit()
@@ -655,12 +479,18 @@ class Trainer:
             load_network_state(self.model.network, load_checkpoint(best, model=self.run.model), best)
         return distributed.main_then_broadcast(self.dist, lambda: self._summarise(seconds, resumed_from))
 
+    def policy(self) -> TrainedPolicy:
+        """The model as it stands (after ``_finish``: the best checkpoint), with the run's
+        preprocessing: what ``after_training`` hooks and ``himari backtest`` act with."""
+        return TrainedPolicy(self.run_dir, self.run.model, self.model, self.run, self.preprocessing_states,
+                             rundir.BEST.name, self.plugins, self.model_context)
+
     def _summarise(self, seconds: float, resumed_from: int | None) -> dict[str, Any]:
         results = {split: {"model": self.evaluate(split), "buy-and-hold": self._baseline("buy-and-hold", split),
                            "never-trade": self._baseline("never-trade", split)}
                    for split in ("validation", "test")}
         collapsed = {split: results[split]["model"]["collapsed"] for split in results}
-        summary = {
+        summary: dict[str, Any] = {
             "model": self.run.model,
             "run_dir": str(self.run_dir),
             "data": str(self.data.path),
@@ -672,7 +502,7 @@ class Trainer:
             "best_validation_sharpe": self.state["best_sharpe"],
             "stopped_early": self.state["stopped_early"],
             "resumed_from_step": resumed_from,
-            "costs": {"fee": self.costs.fee, "slippage": self.costs.slippage, "mode": self.costs.mode},
+            "costs": self.env.costs(),
             "collapsed": collapsed,
             "validation": results["validation"],
             "test": results["test"],
@@ -680,29 +510,15 @@ class Trainer:
             "seconds": seconds,
             "threads": self.threads,
         }
+        reports = {}
+        for name, m in self.with_hook("after_training"):
+            out = m.after_training(self.policy(), self.ctx)
+            if out is not None:
+                if not isinstance(out, dict):
+                    raise TrainingError(f"training method {name!r}: after_training must return a dict or None")
+                reports[name] = out
+        if reports:
+            summary["methods"] = reports
         rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
-        self._print_summary(summary)
+        report.summary(self.console, self.run.model, summary, self.env, self.run_dir)
         return summary
-
-    def _print_summary(self, summary: dict[str, Any]) -> None:
-        from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
-
-        rows = [(self.run.model, split, summary[split]["model"], True) for split in ("validation", "test")]
-        rows += [(name, "test", summary["test"][name], False) for name in ("buy-and-hold", "never-trade")]
-        print_table(self.console, metrics_table(rows, title=f"{self.run.model} (best epoch {summary['best_epoch']}), "
-                                                            f"after fee {self.costs.fee:g} + slippage "
-                                                            f"{self.costs.slippage:g} per fill"))
-        note = volatility_drag_note([(f"{name} on {split}", m) for name, split, m, _ in rows])
-        if note:
-            print_line(self.console, note)
-        for split, flag in summary["collapsed"].items():
-            if flag:
-                m = summary[split]["model"]
-                print_line(self.console, f"[bold red]COLLAPSE on {split}:[/] {m['dominant_action']} takes "
-                                         f"{100 * m['dominant_share']:.1f}% of decisions: the model barely "
-                                         f"trades on its own signal")
-        for split in ("validation", "test"):
-            line = static_position_text(f"{self.run.model} on {split}", summary[split]["model"])
-            if line:
-                print_line(self.console, f"[bold yellow]{line}[/]")
-        print_line(self.console, f"run saved in {self.run_dir}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from himari.plugin import ModelSpec, ParamCount, hookimpl
+from himari.plugin.api import ModelSpec, ParamCount, hookimpl
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class BaselineMLP:
         import torch
         from torch.utils.data import TensorDataset
 
-        from himari.data.splits import rows_of
+        from himari.plugin.api import rows_of
 
         rows = rows_of(ctx.splits[split])
         rows = rows[np.asarray(ctx.labels)[rows] >= 0]
@@ -106,6 +106,10 @@ class BaselineMLP:
             loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=cfg.label_smoothing)
         accuracy = float((logits.argmax(-1) == y).float().mean())
         return loss, {"accuracy": accuracy}
+
+    def action_logits(self, batch: Any) -> Any:
+        """Logits of a training batch's rows (what confidence-penalty regularises)."""
+        return self.network(batch[0])
 
     def act(self, features: Any, rows: Any) -> Any:
         """Arg-max action at each row, from that row's features only (causal by construction)."""

@@ -62,7 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from himari.plugin import ModelSpec, ParamCount, hookimpl
+from himari.plugin.api import ModelSpec, ParamCount, hookimpl
 
 ACCOUNT_COLUMNS = 4
 ACCOUNT_SCALE = (1.0, 10.0, 10.0, 0.2)
@@ -469,8 +469,7 @@ def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any,
     import numpy as np
     import torch
 
-    from himari.engine import Market, VecTradingEnv
-    from himari.training.rl import reward_config
+    from himari.plugin.api import Market, VecTradingEnv
 
     n, g = len(features), len(targets)
     out = np.ones((g, n), dtype=np.int8)
@@ -480,7 +479,7 @@ def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any,
     market = Market(np.ascontiguousarray(open_, dtype=np.float64), np.ascontiguousarray(close, dtype=np.float64),
                     None, warmup=0)
     venv = VecTradingEnv(market, n_envs=g, episode_length=n - 1, mode=env.mode, fee=env.fee,
-                         slippage=env.slippage, reward=reward_config(env), random_start=False, warmup=0, seed=0)
+                         slippage=env.slippage, reward=env, random_start=False, warmup=0, seed=0)
     obs, _ = venv.reset()
     feats = torch.from_numpy(np.nan_to_num(np.asarray(features, dtype=np.float32), nan=0.0, posinf=0.0,
                                            neginf=0.0)).to(dev)
@@ -546,18 +545,15 @@ class CGDT:
         import numpy as np
         import torch
 
-        from himari.data.datasets import TrajectoryDataset
-        from himari.training.rl import reward_config
+        from himari.plugin.api import TrajectoryDataset
 
         c = self.config
         train = split == "train"
         ds = TrajectoryDataset(ctx.data, split, context_length=c.context_length, gamma=c.gamma,
                                stride=c.stride if train else c.context_length, actions=c.behaviour,
                                epsilon=c.epsilon, fee=ctx.env.fee, slippage=ctx.env.slippage, mode=ctx.env.mode,
-                               reward=reward_config(ctx.env), seed=ctx.seed * 2 + (0 if train else 1))
-        obs = np.array(ds.observations, dtype=np.float32)
-        obs[:, :self.n_features] = np.asarray(ctx.features, dtype=np.float32)[ds.source_rows]
-        obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+                               reward=ctx.env, features=ctx.features, seed=ctx.seed * 2 + (0 if train else 1))
+        obs = np.nan_to_num(np.asarray(ds.observations, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         rtg = ds.returns_to_go.astype(np.float32) * np.float32(c.reward_scale)
         if train:
             self._fit_returns(rtg[ds.index])
@@ -604,7 +600,7 @@ class CGDT:
         import numpy as np
         import torch
 
-        from himari.progress import phase
+        from himari.plugin.api import phase
 
         c, net = self.config, self.network
         dev = net.rtg_scale.device
@@ -684,7 +680,7 @@ class CGDT:
     # ------------------------------------------------------------------- act
 
     def act(self, features: Any, rows: Any) -> Any:
-        from himari.errors import HimariError
+        from himari.plugin.api import HimariError
 
         raise HimariError("cgdt decides from the account state and the realised rewards: use "
                           "act_sequence(features, open, close, ranges, env)")
@@ -695,7 +691,7 @@ class CGDT:
         the phase ``what`` (one unit per decision step)."""
         import numpy as np
 
-        from himari.progress import phase
+        from himari.plugin.api import phase
 
         steps = sum(max(b - a - 1, 0) for a, b in ranges)
         with phase(f"cgdt: {what}, {steps:,} steps", total=steps) as advance:
@@ -707,10 +703,9 @@ class CGDT:
         """Index of the best validation Sharpe after costs among the targets' actions."""
         import numpy as np
 
-        from himari.evaluation.policy import Costs, evaluate_actions
+        from himari.plugin.api import evaluate_actions
 
-        costs = Costs(env.fee, env.slippage, env.mode)
-        sharpe = [evaluate_actions(np.asarray(open_), np.asarray(close), ranges, acts, costs)["sharpe"]
+        sharpe = [evaluate_actions(np.asarray(open_), np.asarray(close), ranges, acts, env)["sharpe"]
                   for acts in all_actions]
         sharpe = [s if np.isfinite(s) else -np.inf for s in sharpe]
         return int(np.argmax(sharpe))

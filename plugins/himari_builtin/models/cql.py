@@ -1,7 +1,7 @@
 """CQL: Conservative Q-Learning (Kumar et al. 2020, "Conservative Q-Learning for Offline
 Reinforcement Learning"), discrete actions, on the transitions dataset.
 
-The state is one bar's 60 features plus the env's 4 account columns (position, unrealised PnL,
+The state is one bar's features plus the env's 4 account columns (position, unrealised PnL,
 drawdown, log1p(bars in position)); the actions are SELL, HOLD, BUY. Two independent Q networks
 (``hidden_sizes`` each, ReLU) with target copies updated by Polyak averaging (``tau``); the TD
 target is either the clipped double-Q value ``max_a min_i Q'_i(s', a)`` (``target: min``) or the
@@ -11,34 +11,20 @@ the three actions for each head; with ``lagrangian: true`` alpha is learned (as 
 that the mean gap settles at ``target_gap`` (the CQL(lagrange) variant). 117,186 parameters at
 60 features (117,187 with the Lagrangian alpha).
 
-Data: ``himari.data.TransitionDataset`` over each split, behaviour actions from the labels
+Data: a ``TransitionDataset`` over each split, built from the run's preprocessed features
+(``zscore`` by default: himari's one train-split normaliser), behaviour actions from the labels
 (``behaviour``) mixed with ``epsilon`` seeded uniform actions for coverage; rewards and account
-columns come from ``himari.engine.replay_actions``, i.e. the native env's reward function with
-the run's fee, slippage and mode and the shaping coefficients of this config (where zero, the
-run env's, when the env carries shaping), so the model
-optimises what the backtester measures. Rewards are multiplied by ``reward_scale`` (5-minute log
-returns are ~1e-3).
+columns come from ``replay_actions``, i.e. the native env's reward function with the run's fee,
+slippage, mode and reward shaping (the ``env:`` section), so the model optimises what the
+backtester measures. Rewards are multiplied by ``reward_scale`` (5-minute log returns are ~1e-3).
 
-Features are normalised inside the network (train-split mean and std, saved as buffers with the
-weights), so the model's default preprocessing is none: ``act`` needs the raw ``ret_1`` and
-``body`` columns to rebuild the prices (see below), and training refuses features that do not
-reproduce the prices.
-
-Acting (``act(features, rows)``) is sequential because the account state depends on the policy's
-own earlier actions. Each maximal run of consecutive rows is one episode from a flat account (as
-``evaluate_actions`` trades each range of a split). Relative prices are rebuilt from the rows'
-own features only (``close[t] / close[first] = exp(sum of ret_1 after the first row)``,
-``open[t] = close[t] * exp(-body[t])``; the account maths is scale-free, so this is all it
-needs), a one-env ``VecTradingEnv`` (``random_start=False``, ``warmup=0``, one episode covering
-the run) is built on them, and at each row the greedy action (arg-max of the mean of the two Q
-heads) is taken from the row's features and the env's account columns, then stepped. The action
-at row t therefore reads rows ``<= t`` only, and the account columns are the env's own (up to the
-float32 rounding of the two features; after a bankruptcy, which the env answers with a fresh
-flat account, the columns differ from the backtester's, whose liquidated account stays flat
-anyway). The first layer's feature part is computed for all rows in one matrix product; the
-per-row work is small NumPy matrix-vector products (about 30 us a row).
-``act_sequence(features, open, close, ranges, env)`` does the same stepping on the true prices,
-for a Trainer that passes prices to stateful policies.
+Acting is sequential because the account state depends on the policy's own earlier actions:
+``act_sequence(features, open, close, ranges, env)`` steps a one-env ``VecTradingEnv``
+(``random_start=False``, one episode covering each range) on the true prices the Trainer and
+``himari backtest`` hand over, taking at each row the greedy action (arg-max of the mean of the
+two Q heads) given the row's features and the env's account columns. The action at row t reads
+rows ``<= t`` only. The first layer's feature part is computed for all rows in one matrix
+product; the per-row work is small NumPy matrix-vector products (about 30 us a row).
 
 Polyak averaging runs at the start of each training ``loss`` call (network in train mode, grad
 enabled), i.e. after the previous optimiser step, since the Trainer has no after-step hook; the
@@ -50,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from himari.plugin import ModelSpec, ParamCount, hookimpl
+from himari.plugin.api import ModelSpec, ParamCount, hookimpl
 
 ACCOUNT_COLUMNS = 4
 ACCOUNT_SCALE = (1.0, 10.0, 10.0, 0.2)
@@ -79,17 +65,6 @@ class CQLConfig:
     """Behaviour actions of the transitions dataset: the labels or seeded uniform actions."""
     epsilon: float = 0.2
     """Share of behaviour actions replaced by seeded uniform actions (coverage)."""
-    drawdown_penalty: float = 0.0
-    """Reward shaping: times the drawdown increase of a step (0: the run env's, if it has one)."""
-    turnover_penalty: float = 0.0
-    """Reward shaping: times |change of position| of a step, on top of fees."""
-    dsr_weight: float = 0.0
-    """Reward shaping: times the differential Sharpe ratio of the step's log return."""
-    dsr_decay: float = 0.01
-    """Adaptation rate of the differential Sharpe ratio's moments."""
-    feature_clip: float = 10.0
-    """Normalised features are clipped to +-feature_clip."""
-
     def __post_init__(self) -> None:
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
@@ -103,13 +78,13 @@ class CQLConfig:
             raise ValueError(f"alpha must be >= 0 (> 0 when lagrangian), got {self.alpha}")
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
-        if self.reward_scale <= 0 or self.feature_clip <= 0:
-            raise ValueError("reward_scale and feature_clip must be > 0")
+        if self.reward_scale <= 0:
+            raise ValueError("reward_scale must be > 0")
 
 
 def parameter_count(config: CQLConfig, n_features: int) -> ParamCount:
     """Two Q networks (weights and biases of each Linear) plus log_alpha when it is learned;
-    the target copies and the normalisation statistics are buffers, not parameters."""
+    the target copies are buffers, not parameters."""
     head, width = 0, n_features + ACCOUNT_COLUMNS
     for h in config.hidden_sizes:
         head += width * h + h
@@ -167,7 +142,7 @@ def _build_network(config: CQLConfig, n_features: int) -> Any:
     from torch import nn
 
     class CQLNetwork(nn.Module):
-        """Two Q networks over (normalised features ++ scaled account columns), stored stacked
+        """Two Q networks over (features ++ scaled account columns), stored stacked
         (layer i: weight ``w{i} [2, in, out]``, bias ``b{i} [2, 1, out]``) so both heads run in
         one batched matrix product per layer; their Polyak target copies are the buffers
         ``target_w{i}``/``target_b{i}``; alpha is ``log_alpha``."""
@@ -175,8 +150,6 @@ def _build_network(config: CQLConfig, n_features: int) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.n_features = n_features
-            self.register_buffer("feat_mean", torch.zeros(n_features))
-            self.register_buffer("feat_std", torch.ones(n_features))
             self.register_buffer("account_scale", torch.tensor(ACCOUNT_SCALE, dtype=torch.float32))
             sizes = [n_features + ACCOUNT_COLUMNS, *config.hidden_sizes, 3]
             self.n_layers = len(sizes) - 1
@@ -196,9 +169,7 @@ def _build_network(config: CQLConfig, n_features: int) -> Any:
                 self.register_buffer("log_alpha", log_alpha)
 
         def inputs(self, s: Any) -> Any:
-            f = s[:, :self.n_features]
-            f = ((f - self.feat_mean) / self.feat_std).clamp(-config.feature_clip, config.feature_clip)
-            return torch.cat([f, s[:, self.n_features:] * self.account_scale], dim=1)
+            return torch.cat([s[:, :self.n_features], s[:, self.n_features:] * self.account_scale], dim=1)
 
         def layers(self, target: bool = False) -> list[tuple[Any, Any]]:
             pre = "target_" if target else ""
@@ -243,27 +214,6 @@ class _Transitions:
         return self.obs[k], self.actions[k], self.rewards[k], self.obs[k + 1], self.dones[k]
 
 
-def _price_columns() -> tuple[int, int]:
-    from himari.data.features import FEATURE_NAMES
-
-    return FEATURE_NAMES.index("ret_1"), FEATURE_NAMES.index("body")
-
-
-def relative_prices(features: Any) -> tuple[Any, Any]:
-    """Open and close of consecutive rows relative to the first close, rebuilt from the rows'
-    raw ``ret_1`` and ``body`` features only (float64)."""
-    import numpy as np
-
-    i_ret, i_body = _price_columns()
-    f = np.asarray(features)
-    logc = np.zeros(len(f))
-    if len(f) > 1:
-        logc[1:] = np.cumsum(f[1:, i_ret].astype(np.float64))
-    close = np.exp(logc)
-    open_ = close * np.exp(-f[:, i_body].astype(np.float64))
-    return open_, close
-
-
 class CQL:
     """The model plugin instance (see ``himari.plugin.api.Model`` for the lifecycle)."""
 
@@ -277,64 +227,19 @@ class CQL:
 
     # ------------------------------------------------------------------ data
 
-    def _reward_config(self, env: Any) -> Any:
-        """Shaping of this config where set (non-zero), else the run env's where the env carries
-        shaping (``EnvConfig.drawdown_penalty`` ... when a training method sets them)."""
-        from himari.engine import RewardConfig
-
-        c = self.config
-        pick = {name: getattr(c, name) or float(getattr(env, name, 0.0))
-                for name in ("drawdown_penalty", "turnover_penalty", "dsr_weight")}
-        decay = c.dsr_decay if c.dsr_weight else float(getattr(env, "dsr_decay", c.dsr_decay))
-        return RewardConfig(dsr_decay=decay, **pick)
-
-    def _fit_normalisation(self, ctx: Any) -> None:
-        import numpy as np
-        import torch
-
-        from himari.data.splits import rows_of
-        from himari.errors import ConfigError
-
-        rows = rows_of(ctx.splits["train"])
-        f = np.asarray(ctx.features[rows], dtype=np.float64)
-        mean = np.nanmean(f, axis=0)
-        std = np.nanstd(f, axis=0)
-        std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
-        mean = np.where(np.isfinite(mean), mean, 0.0)
-        dev = next(self.network.parameters()).device
-        self.network.feat_mean.copy_(torch.as_tensor(mean, dtype=torch.float32, device=dev))
-        self.network.feat_std.copy_(torch.as_tensor(std, dtype=torch.float32, device=dev))
-        # act() rebuilds prices from the raw ret_1 and body columns: refuse features that don't
-        a, b = ctx.splits["train"][0]
-        b = min(b, a + 5000)
-        if self.n_features != 60:
-            raise ConfigError(f"cql needs the 60 raw features (it rebuilds prices from ret_1 and body), "
-                              f"got {self.n_features} columns; run it without --preprocess")
-        _, close = relative_prices(ctx.features[a:b])
-        true = np.asarray(ctx.data.close[a:b], dtype=np.float64)
-        err = float(np.max(np.abs(np.log(close) - np.log(true / true[0])))) if b - a > 1 else 0.0
-        if not err < 1e-4:
-            raise ConfigError("cql rebuilds fill prices from the raw ret_1 and body features, and these "
-                              f"features do not reproduce the closes (log error {err:.2g}); run it without "
-                              "--preprocess (it normalises features itself)")
-
     def dataset(self, ctx: Any, split: str) -> Any:
         """Transitions of the split's ranges (``TransitionDataset``): states are the run's
         features ++ the env's account columns along the behaviour policy's path."""
         import numpy as np
         import torch
 
-        from himari.data.datasets import TransitionDataset
+        from himari.plugin.api import TransitionDataset
 
         c = self.config
-        if split == "train":
-            self._fit_normalisation(ctx)
         ds = TransitionDataset(ctx.data, split, actions=c.behaviour, epsilon=c.epsilon, fee=ctx.env.fee,
-                               slippage=ctx.env.slippage, mode=ctx.env.mode, reward=self._reward_config(ctx.env),
+                               slippage=ctx.env.slippage, mode=ctx.env.mode, reward=ctx.env, features=ctx.features,
                                seed=ctx.seed * 2 + (0 if split == "train" else 1))
-        obs = np.array(ds.observations, dtype=np.float32)
-        obs[:, :self.n_features] = np.asarray(ctx.features, dtype=np.float32)[ds.source_rows]
-        obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        obs = np.nan_to_num(np.asarray(ds.observations, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         return _Transitions(torch.from_numpy(obs), torch.from_numpy(ds.index.astype(np.int64)),
                             torch.from_numpy(ds.actions.astype(np.int64)),
                             torch.from_numpy(ds.rewards.astype(np.float32) * np.float32(c.reward_scale)),
@@ -395,17 +300,11 @@ class CQL:
         """Greedy actions along one episode of consecutive rows, from a flat account, stepping a
         one-env VecTradingEnv on ``open_``/``close`` (any common scale)."""
         import numpy as np
-        import torch
 
-        from himari.engine import Market, VecTradingEnv
+        from himari.plugin.api import Market, VecTradingEnv
 
-        net = self.network
         n = len(features)
-        f = np.nan_to_num(np.asarray(features, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        with torch.no_grad():
-            xt = net.inputs(torch.from_numpy(np.concatenate([f, np.zeros((n, ACCOUNT_COLUMNS), np.float32)], 1))
-                            .to(net.feat_mean.device))
-            xf = xt[:, :self.n_features].cpu().numpy()
+        xf = np.nan_to_num(np.asarray(features, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         pre = [xf @ wf + b for wf, _, b, _ in heads]
         open_, close = np.asarray(open_, dtype=np.float64), np.asarray(close, dtype=np.float64)
         # one dummy bar at the end so the episode covers all n decisions without truncating
@@ -433,28 +332,13 @@ class CQL:
         return out
 
     def act(self, features: Any, rows: Any) -> Any:
-        """Greedy actions at ``rows``, acting sequentially: each run of consecutive rows is one
-        episode from a flat account, stepped through a one-env VecTradingEnv on prices rebuilt
-        from those rows' own features (module docstring)."""
-        import numpy as np
+        from himari.plugin.api import HimariError
 
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty(len(rows), dtype=np.int8)
-        if len(rows) == 0:
-            return out
-        heads = self._numpy_heads()
-        starts = np.r_[0, np.flatnonzero(np.diff(rows) != 1) + 1]
-        ends = np.r_[starts[1:], len(rows)]
-        for s, e in zip(starts, ends):
-            f = np.asarray(features[rows[s]:rows[e - 1] + 1])
-            open_, close = relative_prices(f)
-            out[s:e] = self._act_episode(f, open_, close, heads, self.env)
-        return out
+        raise HimariError("cql decides from the account state: use act_sequence(features, open, close, ranges, env)")
 
     def act_sequence(self, features: Any, open: Any, close: Any, ranges: Any, env: Any) -> Any:  # noqa: A002
         """Sequential greedy actions along each ``(a, b)`` range from a flat account, on the true
-        prices (for a Trainer that passes them; the same stepping as ``act``, which rebuilds the
-        prices from the features). The last row of each range takes no decision: HOLD."""
+        prices. The last row of each range takes no decision: HOLD."""
         import numpy as np
 
         heads = self._numpy_heads()
@@ -482,5 +366,5 @@ def himari_register_models(registry: Any) -> None:
         factory=build,
         paradigm="offline-rl",
         parameter_count=parameter_count,
-        default_preprocess=(),
+        default_preprocess=("zscore",),
     ))

@@ -43,8 +43,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from himari.plugin import ModelSpec, ParamCount, hookimpl
-from himari.training.ppo import PPOConfig, ppo_loss
+from himari.plugin.api import ModelSpec, ParamCount, hookimpl
+from himari.plugin.api import PPOConfig, ppo_loss
 
 ACCOUNT_COLUMNS = 4
 LORA_TARGETS = ("c_attn", "c_proj", "c_fc")
@@ -122,7 +122,7 @@ def backbone_shape(config: FlagTraderConfig) -> BackboneShape:
     from the config, or from the pretrained directory's ``config.json`` (no torch needed)."""
     if not config.backbone:
         return BackboneShape(config.n_embd, config.n_layer, 4 * config.n_embd, config.context_length)
-    from himari.errors import ConfigError
+    from himari.plugin.api import ConfigError
 
     path = Path(config.backbone) / "config.json"
     if not path.is_file():
@@ -165,7 +165,7 @@ def parameter_count(config: FlagTraderConfig, n_features: int) -> ParamCount:
 def _require_llm_packages() -> None:
     import importlib.util
 
-    from himari.errors import HimariError
+    from himari.plugin.api import HimariError
 
     missing = [m for m in ("transformers", "peft") if importlib.util.find_spec(m) is None]
     if missing:
@@ -328,7 +328,7 @@ class FlagTrader:
         return device
 
     def dataset(self, ctx: Any, split: str) -> Any:
-        from himari.errors import HimariError
+        from himari.plugin.api import HimariError
 
         raise HimariError("flag-trader learns online from VecTradingEnv rollouts (rollout()); it has no dataset")
 
@@ -336,7 +336,7 @@ class FlagTrader:
         """``rollout_steps`` steps of each env with sampled actions over windows of
         ``context_length`` bars (``EnvRollout``; on the GPU end to end with ``--device cuda``),
         preceded at the run's first rollout by the warm start when configured."""
-        from himari.training.rollout import EnvRollout
+        from himari.plugin.api import EnvRollout
 
         net = self.network
         device = self._device()
@@ -365,7 +365,7 @@ class FlagTrader:
         import torch
         import torch.nn.functional as F
 
-        from himari.errors import DataError
+        from himari.plugin.api import DataError
 
         cfg, net = self.config, self.network
         labels = np.asarray(ctx.labels)
@@ -403,7 +403,7 @@ class FlagTrader:
         """The collapse guard on the validation windows, the report file and the logged stats."""
         import warnings
 
-        from himari.evaluation.policy import collapse
+        from himari.plugin.api import collapse
 
         shares = self._action_shares(ctx.features, _window_ends(ctx.splits["validation"], self.config.context_length),
                                      device)
@@ -445,7 +445,7 @@ class FlagTrader:
         return ppo_loss(logits, values, flat, self.config)
 
     def act(self, features: Any, rows: Any) -> Any:
-        from himari.errors import HimariError
+        from himari.plugin.api import HimariError
 
         raise HimariError("flag-trader decides from the account state in its window: use "
                           "act_sequence(features, open, close, ranges, env)")
@@ -456,7 +456,7 @@ class FlagTrader:
         import numpy as np
         import torch
 
-        from himari.training.rl import sequential_actions
+        from himari.plugin.api import sequential_actions
 
         net = self.network
         device = self._device()
@@ -513,7 +513,7 @@ def _graphed_decision(net: Any, example: Any) -> Any:
 def _window_ends(ranges: Any, window: int) -> Any:
     """Rows of ``ranges`` with ``window - 1`` rows before them in the data (windows may reach
     back before a range's start: earlier rows are the past)."""
-    from himari.data.splits import rows_of
+    from himari.plugin.api import rows_of
 
     rows = rows_of(ranges)
     return rows[rows >= window - 1]

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from himari.plugin import ModelSpec, ParamCount, hookimpl
-from himari.training.ppo import PPOConfig, ppo_loss
+from himari.plugin.api import ModelSpec, ParamCount, hookimpl
+from himari.plugin.api import PPOConfig, ppo_loss
 
 ACCOUNT_COLUMNS = 4
 
@@ -158,7 +158,7 @@ class PPOLSTM:
             torch.set_num_threads(self.config.cpu_threads)
 
     def dataset(self, ctx: Any, split: str) -> Any:
-        from himari.errors import HimariError
+        from himari.plugin.api import HimariError
 
         raise HimariError("ppo-lstm learns online from VecTradingEnv rollouts (rollout()); it has no dataset")
 
@@ -166,7 +166,7 @@ class PPOLSTM:
         """Collect ``rollout_steps`` steps of each env with sampled actions
         (``himari.training.rollout.EnvRollout``: on the GPU end to end with ``--device cuda``);
         returns the ``RolloutBuffer`` with GAE advantages and episode statistics in ``stats``."""
-        from himari.training.rollout import EnvRollout
+        from himari.plugin.api import EnvRollout
 
         net = self.network
         device = next(net.parameters()).device
@@ -187,7 +187,7 @@ class PPOLSTM:
         return ppo_loss(logits, values, batch, self.config)
 
     def act(self, features: Any, rows: Any) -> Any:
-        from himari.errors import HimariError
+        from himari.plugin.api import HimariError
 
         raise HimariError("ppo-lstm decides from the account state and its LSTM state: use "
                           "act_sequence(features, open, close, ranges, env)")
@@ -198,7 +198,7 @@ class PPOLSTM:
         import numpy as np
         import torch
 
-        from himari.training.rl import sequential_actions
+        from himari.plugin.api import sequential_actions
 
         net = self.network
         device = next(net.parameters()).device

@@ -2,7 +2,9 @@
 
 ``(x - mean) / std`` with the train rows' mean and std (a zero std becomes 1), then clipped to
 ``[-clip, clip]`` so a regime never seen in training cannot feed a network values hundreds of
-standard deviations out. Each row is transformed on its own, so it is causal.
+standard deviations out. Each row is transformed on its own, so it is causal. This is himari's
+one train-split normaliser: every built-in model that wants standardised inputs lists it as its
+default preprocessing.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from himari.plugin import PreprocessorSpec, hookimpl
+from himari.plugin.api import PreprocessorSpec, hookimpl
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,10 @@ class ZScoreConfig:
     eps: float = 1e-8
     """Standard deviations below this are treated as 0 (the feature is passed centred)."""
 
+    def __post_init__(self) -> None:
+        if self.clip < 0 or self.eps < 0:
+            raise ValueError("clip and eps must be >= 0")
+
 
 class ZScore:
     def __init__(self, config: ZScoreConfig) -> None:
@@ -27,37 +33,30 @@ class ZScore:
         self.mean: Any = None
         self.std: Any = None
 
-    def fit(self, features: Any) -> None:
-        import numpy as np
+    def fit(self, data: Any) -> None:
+        """Mean and std of each column over the train rows (``data`` holds those rows only)."""
+        from himari.plugin.api import fit_zscore
 
-        x = np.asarray(features, dtype=np.float64)
-        if len(x) == 0:
-            raise ValueError("zscore: cannot fit on an empty train split")
-        self.mean = x.mean(axis=0)
-        std = x.std(axis=0)
-        self.std = np.where(std > self.config.eps, std, 1.0)
+        self.mean, self.std = fit_zscore(data.features, self.config.eps)
 
-    def transform(self, features: Any) -> Any:
-        import numpy as np
+    def transform(self, data: Any) -> Any:
+        from himari.plugin.api import apply_zscore
 
         if self.mean is None:
             raise RuntimeError("zscore: transform before fit")
-        x = np.asarray(features, dtype=np.float64)
-        if x.shape[1] != len(self.mean):
-            raise ValueError(f"zscore: fitted on {len(self.mean)} features, got {x.shape[1]}")
-        z = (x - self.mean) / self.std
-        if self.config.clip > 0:
-            np.clip(z, -self.config.clip, self.config.clip, out=z)
-        return z.astype(np.float32)
+        return apply_zscore(data.features, self.mean, self.std, self.config.clip)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+        return {"mean": self.mean, "std": self.std}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         import numpy as np
 
-        self.mean = np.asarray(state["mean"], dtype=np.float64)
-        self.std = np.asarray(state["std"], dtype=np.float64)
+        mean = np.asarray(state["mean"], dtype=np.float64)
+        std = np.asarray(state["std"], dtype=np.float64)
+        if mean.ndim != 1 or mean.shape != std.shape or not (np.isfinite(mean).all() and (std > 0).all()):
+            raise ValueError("zscore state: mean and std must be finite vectors of one length, std > 0")
+        self.mean, self.std = mean, std
 
 
 @hookimpl

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from himari.plugin import TrackerSpec, hookimpl
+from himari.plugin.api import TrackerSpec, hookimpl
 
 
 @dataclass(frozen=True)

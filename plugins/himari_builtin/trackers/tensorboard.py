@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from himari.errors import ConfigError
-from himari.plugin import TrackerSpec, hookimpl
+from himari.plugin.api import ConfigError
+from himari.plugin.api import TrackerSpec, hookimpl
 
 
 @dataclass(frozen=True)

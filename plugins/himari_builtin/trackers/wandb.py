@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from himari.errors import ConfigError
-from himari.plugin import TrackerSpec, hookimpl
+from himari.plugin.api import ConfigError
+from himari.plugin.api import TrackerSpec, hookimpl
 
 MODES = ("auto", "online", "offline", "disabled")
 ID_FILE = Path("wandb") / "himari-run-id"
@@ -47,7 +47,7 @@ def _has_api_key() -> bool:
 def run_id(run_dir: Path, resume: bool) -> str:
     """The W&B run id of ``run_dir``: the kept one when resuming (a run started without this
     tracker gets a new one), else a new random id, written atomically."""
-    from himari.training.rundir import write_text_atomic
+    from himari.plugin.api import write_text_atomic
 
     path = run_dir / ID_FILE
     if resume and path.is_file():

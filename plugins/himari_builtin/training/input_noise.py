@@ -11,13 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from himari.plugin import TrainingMethodSpec, hookimpl
+from himari.plugin.api import TrainingMethodSpec, hookimpl
 
 
 @dataclass(frozen=True)
 class InputNoiseConfig:
     std: float = 0.05
     """Standard deviation of the noise added to each training feature."""
+
+    def __post_init__(self) -> None:
+        if self.std < 0:
+            raise ValueError(f"std must be >= 0, got {self.std}")
 
 
 class _Noisy:
@@ -36,8 +40,6 @@ class _Noisy:
 
 class InputNoise:
     def __init__(self, config: InputNoiseConfig) -> None:
-        if config.std < 0:
-            raise ValueError("std must be >= 0")
         self.config = config
 
     def dataset(self, dataset: Any, ctx: Any, split: str) -> Any:
@@ -47,4 +49,4 @@ class InputNoise:
 @hookimpl
 def himari_register_training_methods(registry: Any) -> None:
     registry.add(TrainingMethodSpec(name="input-noise", summary="Gaussian noise on training features (dataset hook)",
-                                    config=InputNoiseConfig, factory=InputNoise))
+                                    config=InputNoiseConfig, factory=InputNoise, paradigms=("supervised", "sequence")))

@@ -274,11 +274,7 @@ def test_no_look_ahead_in_act_sequence(trained: dict[str, Any]) -> None:
 
 
 def policy_features(policy: Any, data: Any) -> np.ndarray:
-    from himari.training.assemble import apply_preprocessing
-
-    feats, _ = apply_preprocessing(np.asarray(data.features), policy.run.preprocess, policy.run.plugin_configs,
-                                   policy.plugins, None, policy.preprocessing)
-    return feats
+    return policy.features(data)
 
 
 def test_rtg_tokens_are_the_target_minus_realised_rewards(small_prepared: Path, monkeypatch) -> None:
@@ -318,7 +314,7 @@ def test_rtg_tokens_are_the_target_minus_realised_rewards(small_prepared: Path, 
 
 def test_checkpoint_restores_the_target_chosen_on_validation(trained: dict[str, Any]) -> None:
     from himari.data import PreparedData
-    from himari.evaluation.policy import Costs, evaluate_actions
+    from himari.evaluation.policy import evaluate_actions
     from himari.training.assemble import load_trained
     from himari.training.checkpoint import load_checkpoint
 
@@ -335,7 +331,7 @@ def test_checkpoint_restores_the_target_chosen_on_validation(trained: dict[str, 
     with torch.no_grad():
         acts = policy.model.act_sequence(policy_features(policy, data), data.open, data.close, ranges, env)
     got = evaluate_actions(np.asarray(data.open), np.asarray(data.close), ranges, acts,
-                           Costs(env.fee, env.slippage, env.mode))
+                           EnvConfig(fee=env.fee, slippage=env.slippage, mode=env.mode))
     assert got["sharpe"] == pytest.approx(trained["summary"]["validation"]["model"]["sharpe"], abs=1e-9)
     # and a fresh network given that state holds the same target
     fresh = cgdt.build_network(TinyCGDTConfig(), 60)

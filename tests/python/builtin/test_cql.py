@@ -16,7 +16,6 @@ from himari_builtin.models.cql import (  # noqa: E402
     conservative_gap,
     parameter_count,
     polyak_,
-    relative_prices,
     td_targets,
 )
 
@@ -116,38 +115,11 @@ def test_parameter_count(lagrangian: bool) -> None:
     assert total == 117_186 + int(lagrangian)
 
 
-def test_relative_prices_and_env_account_columns(small_prepared) -> None:
-    """Prices rebuilt from ret_1 and body, stepped through the env, give the account columns the
-    env gives on the true prices (what act() relies on)."""
-    from himari.data import PreparedData
-    from himari.engine import Market, VecTradingEnv, replay_actions
-
-    data = PreparedData(small_prepared)
-    a, b = data.split("test")[0]
-    f = np.asarray(data.features[a:b])
-    o, c = relative_prices(f)
-    true_o, true_c = np.asarray(data.open[a:b], float), np.asarray(data.close[a:b], float)
-    np.testing.assert_allclose(c, true_c / true_c[0], rtol=1e-6)
-    np.testing.assert_allclose(o, true_o / true_c[0], rtol=1e-6)
-    n = b - a
-    acts = np.random.default_rng(0).integers(0, 3, n).astype(np.int8)
-    ref = replay_actions(true_o, true_c, acts).account
-    env = VecTradingEnv(Market(np.append(o, c[-1]), np.append(c, c[-1]), np.zeros((n + 1, 1), np.float32)),
-                        n_envs=1, episode_length=n, window=1, random_start=False, warmup=0)
-    obs, _ = env.reset()
-    seen = []
-    for t in range(n):
-        seen.append(obs[0, 0, 1:].copy())
-        if t < n - 1:
-            obs, *_ = env.step(acts[t:t + 1])
-    np.testing.assert_allclose(np.array(seen), ref, atol=1e-5)
-
-
 def test_act_feeds_back_its_own_position(small_prepared) -> None:
     """A Q-network that prefers BUY when flat and SELL when long alternates: the account state
-    act() feeds the network follows its own earlier actions."""
+    act_sequence feeds the network follows its own earlier actions, each range from flat."""
     from himari.data import PreparedData
-    from himari.data.splits import rows_of
+    from himari.trading import EnvConfig
 
     model = CQL(CQLConfig(hidden_sizes=(1,)), ModelContext(n_features=60))
     net = model.network
@@ -158,12 +130,14 @@ def test_act_feeds_back_its_own_position(small_prepared) -> None:
         net.w1[:, 0, :] = torch.tensor([1.0, 0.0, -1.0])  # SELL up, BUY down when long
         net.b1[:, 0, :] = torch.tensor([0.0, -1.0, 0.5])
     data = PreparedData(small_prepared)
-    rows = rows_of(data.split("test"))[:9]
-    acts = model.act(np.asarray(data.features), rows)
-    assert acts.tolist() == [2, 0, 2, 0, 2, 0, 2, 0, 2]
-    # two separate runs of rows: each starts flat
-    acts = model.act(np.asarray(data.features), np.r_[rows[:3], rows[5:8]])
-    assert acts.tolist() == [2, 0, 2, 2, 0, 2]
+    (a, _), = data.split("test")
+    feats, o, c = np.asarray(data.features), np.asarray(data.open), np.asarray(data.close)
+    acts = model.act_sequence(feats, o, c, [(a, a + 10)], EnvConfig())
+    assert acts.tolist() == [2, 0, 2, 0, 2, 0, 2, 0, 2, 1]  # the last row of a range takes no decision
+    acts = model.act_sequence(feats, o, c, [(a, a + 4), (a + 5, a + 9)], EnvConfig())
+    assert acts.tolist() == [2, 0, 2, 1, 2, 0, 2, 1]
+    with pytest.raises(Exception, match="act_sequence"):
+        model.act(feats, np.arange(a, a + 3))
 
 
 def test_training_is_deterministic(small_prepared, tmp_path) -> None:
@@ -182,47 +156,28 @@ def test_training_is_deterministic(small_prepared, tmp_path) -> None:
     assert any("train/td_loss" in x and "train/cql_gap" in x and "train/q_data" in x for x in lines)
 
 
-def test_refuses_preprocessed_features(small_prepared, tmp_path) -> None:
-    from himari.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="without --preprocess"):
-        tiny_run("cql", small_prepared, tmp_path / "z", preprocess=["zscore"])
-
-
-def test_act_sequence_on_true_prices_matches_act(small_prepared) -> None:
-    """act (prices rebuilt from the features) and act_sequence (the true prices) decide alike."""
+def test_states_are_the_runs_features_and_rewards_the_runs_shaping(small_prepared) -> None:
+    """The transitions carry the run's (preprocessed) features as they are, and rewards from the
+    env's reward code with the run's costs and shaping, times reward_scale."""
     from himari.data import PreparedData
-    from himari.data.splits import rows_of
+    from himari.engine import replay_actions
+    from himari.plugin.api import TrainContext
+    from himari.trading import EnvConfig
 
-    torch.manual_seed(0)
-    model = CQL(CQLConfig(hidden_sizes=(32,)), ModelContext(n_features=60))
     data = PreparedData(small_prepared)
-    ranges = data.split("test")
-    feats = np.asarray(data.features)
-    a1 = model.act(feats, rows_of(ranges))
-    a2 = model.act_sequence(feats, np.asarray(data.open), np.asarray(data.close), ranges, None)
-    assert len(np.unique(a1)) > 1
-    last = np.cumsum([b - a for a, b in ranges]) - 1
-    keep = np.setdiff1d(np.arange(len(a1)), last)
-    np.testing.assert_array_equal(a1[keep], a2[keep])
-    assert (a2[last] == 1).all()
-
-
-def test_reward_shaping_from_config_or_env() -> None:
-    from dataclasses import dataclass
-
-    @dataclass
-    class Env:
-        fee: float = 1e-3
-        slippage: float = 5e-4
-        mode: str = "long_flat"
-        drawdown_penalty: float = 0.5
-        turnover_penalty: float = 0.0
-        dsr_weight: float = 0.0
-        dsr_decay: float = 0.01
-
-    model = CQL(CQLConfig(turnover_penalty=0.002), ModelContext())
-    r = model._reward_config(Env())
-    assert (r.drawdown_penalty, r.turnover_penalty, r.dsr_weight) == (0.5, 0.002, 0.0)
-    r = model._reward_config(ModelContext().env)
-    assert (r.drawdown_penalty, r.turnover_penalty) == (0.0, 0.002)
+    splits = {k: data.split(k) for k in ("train", "validation", "test")}
+    feats = np.random.default_rng(0).normal(size=np.asarray(data.features).shape).astype(np.float32)
+    env = EnvConfig(fee=2e-3, turnover_penalty=0.01, drawdown_penalty=0.5)
+    ctx = TrainContext(data=data, features=feats, labels=np.asarray(data.labels), splits=splits, env=env)
+    model = CQL(CQLConfig(epsilon=0.0, reward_scale=10.0), ModelContext(env=env))
+    ds = model.dataset(ctx, "train")
+    (a, b), = splits["train"]
+    s, act, r, s2, done = ds[torch.arange(0, 50)]
+    np.testing.assert_array_equal(s[:, :60].numpy(), feats[a:a + 50])
+    np.testing.assert_array_equal(s2[:, :60].numpy(), feats[a + 1:a + 51])
+    labels = np.asarray(data.labels)[a:b]
+    behaviour = np.where(labels >= 0, labels, 1).astype(np.int8)
+    ref = replay_actions(np.asarray(data.open[a:b]), np.asarray(data.close[a:b]), behaviour, fee=2e-3,
+                         slippage=env.slippage, reward=env.reward())
+    np.testing.assert_allclose(r.numpy(), 10.0 * np.asarray(ref.reward[:50], dtype=np.float32), rtol=1e-6)
+    np.testing.assert_array_equal(act.numpy(), behaviour[:50])

@@ -1,4 +1,4 @@
-"""Every registered preprocessor, training method and tracker: built with its defaults and used."""
+"""Every registered preprocessor, training method and tracker through the conformance harness."""
 
 from __future__ import annotations
 
@@ -10,43 +10,50 @@ import pytest
 from himari.errors import ConfigError
 from himari.plugin.manager import get_plugins
 
-from himari_tests_conformance import tiny_run  # type: ignore[import-not-found]
+from himari.plugin.api import applies_to
+
+from himari_tests_conformance import check_preprocessor, check_training_method  # type: ignore[import-not-found]
 
 P = get_plugins()
 
 
 @pytest.mark.parametrize("name", P.preprocessors().names())
-def test_preprocessor_contract(name) -> None:
-    spec = P.preprocessors().get(name)
-    rng = np.random.default_rng(0)
-    x = (rng.normal(size=(500, 6)) * [1, 2, 3, 4, 5, 0] + 10).astype(np.float32)
-    pre = spec.factory(spec.config())
-    pre.fit(x[:300])
-    out = pre.transform(x)
-    assert out.shape[0] == 500 and out.dtype == np.float32 and np.isfinite(out).all()
-    # causal and row-wise: rows up to t do not depend on later rows
-    changed = x.copy()
-    changed[400:] = 0
-    np.testing.assert_array_equal(pre.transform(changed)[:400], out[:400])
-    # state round trip through JSON
-    other = spec.factory(spec.config())
-    other.load_state_dict(json.loads(json.dumps(pre.state_dict())))
-    np.testing.assert_array_equal(other.transform(x), out)
+def test_preprocessor_conformance(name, small_prepared, tmp_path) -> None:
+    check_preprocessor(name, small_prepared, tmp_path)
 
 
-def test_zscore_fits_train_rows_only() -> None:
+def test_zscore_fits_train_rows_only(small_prepared) -> None:
+    """By hand on one column: the statistics are those of the train rows, whatever the others."""
+    from himari.data import PreparedData
+    from himari.data.splits import rows_of
+    from himari.training.preprocess import run_preprocessors
+
+    data = PreparedData(small_prepared)
+    splits = {k: data.split(k) for k in ("train", "validation", "test")}
+    x = np.asarray(data.features).copy()
+    train = rows_of(splits["train"])
+    x[:, 0] = 1000.0
+    x[train, 0] = np.where(np.arange(len(train)) % 2, 3.0, 1.0)  # mean 2, std 1 over the train rows
     spec = P.preprocessors().get("zscore")
-    x = np.r_[np.zeros((50, 1)), np.ones((50, 1)) * 100].astype(np.float32)
-    pre = spec.factory(spec.config(clip=0))
-    pre.fit(x[:50])
-    assert pre.state_dict() == {"mean": [0.0], "std": [1.0]}
-    assert pre.transform(x)[-1, 0] == 100.0
+    out, states = run_preprocessors(data, x, ["zscore"], {"zscore": spec.config(clip=0.0)}, P, splits)
+    assert states[0]["state"]["mean"][0] == 2.0 and states[0]["state"]["std"][0] == 1.0
+    others = np.setdiff1d(np.arange(len(x)), train)
+    np.testing.assert_array_equal(out[others, 0], np.float32(998.0))
 
 
-@pytest.mark.parametrize("name", P.training_methods().names())
-def test_training_method_runs(name, small_prepared, tmp_path) -> None:
-    s = tiny_run("baseline-mlp", small_prepared, tmp_path / name, methods=name)
-    assert s["steps"] == 6 and np.isfinite(s["test"]["model"]["sharpe"])
+COMPATIBLE = [(m, model) for m in P.training_methods().names() for model in P.models().names()
+              if applies_to(P.training_methods().get(m), model, P.models().get(model).paradigm)
+              and model in ("baseline-mlp", "cql", "ppo-lstm")]  # the cheap built-ins; cgdt and flag-trader
+                                                                 # run the same hooks (test_models)
+
+
+@pytest.mark.parametrize("name, model", COMPATIBLE)
+def test_training_method_conformance(name, model, small_prepared, tmp_path) -> None:
+    check_training_method(name, model, small_prepared, tmp_path)
+
+
+def test_every_training_method_has_a_compatible_model() -> None:
+    assert {m for m, _ in COMPATIBLE} == set(P.training_methods().names())
 
 
 def test_jsonl_tracker_truncates_on_resume(tmp_path) -> None:

@@ -192,7 +192,7 @@ def test_resume_redoes_the_interrupted_epoch_exactly(small_prepared, tmp_path, m
 
 
 def test_backtest_of_a_run_matches_its_summary(small_prepared, tmp_path) -> None:
-    from himari.evaluation.leaderboard import backtest
+    from himari.training.leaderboard import backtest
 
     summary = tiny_run("ppo-lstm", small_prepared, tmp_path / "run", sets=SETS)
     entries, _ = backtest([str(tmp_path / "run"), "buy-and-hold"], split="test")
@@ -200,16 +200,25 @@ def test_backtest_of_a_run_matches_its_summary(small_prepared, tmp_path) -> None
     assert run.metrics == summary["test"]["model"]
 
 
-def test_act_without_prices_is_a_clear_error(small_prepared, tmp_path) -> None:
+def test_a_restored_policy_decides_sequentially_from_the_prices(small_prepared, tmp_path) -> None:
+    """A restored ppo-lstm is stateful: its actions come from act_sequence over each range from a
+    flat account (the last row of each range takes no decision), and act alone refuses."""
     from himari.data import PreparedData
-    from himari.errors import DataError
+    from himari.errors import HimariError
     from himari.training.assemble import load_trained
 
     tiny_run("ppo-lstm", small_prepared, tmp_path / "run", sets=SETS)
     policy = load_trained(tmp_path / "run")
+    data = PreparedData(small_prepared)
+    (a, b), = data.split("test")
     assert policy.stateful
-    with pytest.raises(DataError, match="open= and close="):
-        policy.act(np.asarray(PreparedData(small_prepared).features), np.arange(10))
+    whole = policy.actions(data, [(a, b)])
+    halves = policy.actions(data, [(a, a + 40), (a + 40, b)])
+    assert whole[39] != 1 or halves[39] == 1  # row a + 39 ends the first range: HOLD there
+    assert halves[39] == 1 and whole[-1] == 1
+    np.testing.assert_array_equal(halves[:39], whole[:39])  # same rows from the same flat start
+    with pytest.raises(HimariError, match="act_sequence"):
+        policy.model.act(policy.features(data), np.arange(a, a + 10))
 
 
 def test_parameter_count_at_the_default_config() -> None:

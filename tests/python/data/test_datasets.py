@@ -15,6 +15,7 @@ from himari.data.datasets import (  # noqa: E402
     discounted_returns,
 )
 from himari.data.prepared import PreparedData  # noqa: E402
+from himari.errors import DataError  # noqa: E402
 
 SPLITS = ("train", "validation", "test")
 
@@ -56,9 +57,12 @@ def test_tabular_items_are_views(prepared_dir):
     assert x.dtype == torch.float32 and x.shape == (60,) and y.dtype == torch.long
     assert np.shares_memory(x.numpy(), d.features)
     assert int(y) == int(d.labels[t]) and (d.labels[ds.index] >= 0).all()
-    xn, _ = TabularDataset(d, "train", normalize=True)[3]
-    mean, std = d.normalization()
-    np.testing.assert_allclose(xn.numpy(), (d.features[t] - mean) / std, rtol=1e-5)
+    # the states come from the features given (a run's preprocessed features), row for row
+    other = np.arange(d.num_samples * 60, dtype=np.float32).reshape(d.num_samples, 60)
+    xo, _ = TabularDataset(d, "train", features=other)[3]
+    np.testing.assert_array_equal(xo.numpy(), other[t])
+    with pytest.raises(DataError, match="one row per prepared row"):
+        TabularDataset(d, "train", features=other[:-1])
 
 
 def test_sequences_are_views_ending_at_the_label(prepared_dir):

@@ -27,15 +27,18 @@ def test_prepared_arrays_and_metadata(prepared_dir):
     assert m["warmup"] == WARMUP and (np.asarray(d.features[:WARMUP]) == 0).all()
     assert np.isfinite(d.features).all()
     for key in ("symbols", "label_distribution", "labeler", "span", "sources", "splits", "embargo",
-                "normalization", "interval", "segments", "folds"):
+                "interval", "segments", "folds"):
         assert key in m
+    assert "normalization" not in m  # a run's zscore preprocessor fits its own on the train split
     assert m["labeler"] == {"name": "forward-return", "params": {"horizon": 5, "threshold": 0.002}, "lookahead": 6}
     assert m["embargo"] == 6 and len(m["folds"]) == 3
     assert sum(m["label_distribution"].values()) == m["num_labeled"]
     assert (d.labels[-6:] == -1).all()
-    mean, std = d.normalization()
-    (a, b), = d.split("train")
-    np.testing.assert_allclose(mean, d.features[a:b].astype(np.float64).mean(0), rtol=1e-4, atol=1e-7)
+    frame = load_synthetic(SynthConfig(bars=6000, seed=3)).frame  # the bars prepared_dir was made from
+    for k in ("open", "high", "low", "close", "volume"):
+        arr = getattr(d, k)
+        assert arr.dtype == np.float64 and arr.shape == (n,)
+        np.testing.assert_array_equal(arr, frame[k].to_numpy(np.float64), err_msg=k)
     assert m["sources"][0]["format"] == "synthetic"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from himari.data.splits import Segment, chronological_split, fit_normalization, rows_of, walk_forward_folds
+from himari.data.splits import Segment, chronological_split, rows_of, walk_forward_folds
 from himari.errors import DataError
 
 STEP = 300 * 10**9
@@ -70,14 +70,24 @@ def test_walk_forward_folds(mode):
     assert folds[-1]["test"][0][1] == 1100
 
 
-def test_normalization_uses_train_rows_only():
-    x = np.zeros((100, 2), dtype=np.float32)
-    x[:50] = [1.0, 5.0]
-    x[50:] = 1000.0
-    mean, std = fit_normalization(x, [(10, 50)])
-    np.testing.assert_array_equal(mean, [1.0, 5.0])
-    np.testing.assert_array_equal(std, [1.0, 1.0])  # zero std -> 1
+def test_rows_of_concatenates_ranges():
     assert list(rows_of([(0, 2), (5, 7)])) == [0, 1, 5, 6]
+    assert rows_of([]).dtype == np.int64 and len(rows_of([])) == 0
+
+
+def test_zscore_statistics_by_hand():
+    """The one standardisation (``zscore``'s): population mean and std per column, a zero std
+    becoming 1, fitted on the rows it is given (the train rows) and applied row by row."""
+    from himari.data.normalize import apply_zscore, fit_zscore
+
+    x = np.array([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]], dtype=np.float32)
+    mean, std = fit_zscore(x)
+    np.testing.assert_allclose(mean, [3.0, 5.0])
+    np.testing.assert_allclose(std, [np.sqrt(8 / 3), 1.0])  # ((-2)^2 + 0 + 2^2) / 3; zero std -> 1
+    z = apply_zscore(np.array([[3.0, 6.0], [3.0 + 100 * np.sqrt(8 / 3), 4.0]]), mean, std, clip=10.0)
+    np.testing.assert_allclose(z, [[0.0, 1.0], [10.0, -1.0]], rtol=1e-6)
+    with pytest.raises(ValueError, match="no rows"):
+        fit_zscore(np.zeros((0, 2), np.float32))
 
 
 @pytest.mark.parametrize(("train", "validation", "name"), [

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from himari.training.trainer import split_batch  # noqa: E402
+from himari.training.loop import split_batch, train_step  # noqa: E402
 
 
 def test_split_batch_cuts_every_tensor_along_the_axis_and_keeps_the_rest() -> None:
@@ -41,7 +41,7 @@ def _gradients(prepared, tmp_path, accum: int) -> dict:
     trainer = Trainer(run, plugins=plugins, run_dir=tmp_path / f"run-{accum}", console=Console(file=io.StringIO()))
     trainer._setup()
     trainer.optimizer.step = lambda *a, **k: None
-    logs = trainer._train_step(to_device(trainer.train_ds[np.arange(64)], "cpu"))
+    logs = train_step(trainer, to_device(trainer.train_ds[np.arange(64)], "cpu"))
     grads = {n: p.grad.detach().clone() for n, p in trainer.model.network.named_parameters() if p.grad is not None}
     return {"loss": logs["loss"], **grads}
 

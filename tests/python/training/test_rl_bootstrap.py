@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from himari.plugin.api import EnvConfig, EnvSource  # noqa: E402
 from himari.training.rl import OnlineRLConfig, gae  # noqa: E402
 from himari.training.rollout import EnvRollout, FinalObservations  # noqa: E402
 
@@ -33,13 +34,10 @@ def test_gae_bootstraps_truncations_and_not_terminations_by_hand():
 
 
 def _ctx(open_, close, features, *, mode="long_flat", seed=0):
-    T = len(close)
-    return SimpleNamespace(
-        seed=seed, epoch=0, splits={"train": [(0, T)]},
-        data=SimpleNamespace(open=np.asarray(open_, np.float64), close=np.asarray(close, np.float64)),
-        features=np.asarray(features, np.float32),
-        env=SimpleNamespace(mode=mode, fee=1e-3, slippage=5e-4, drawdown_penalty=0.0, turnover_penalty=0.0,
-                            dsr_weight=0.0, dsr_decay=0.01))
+    env = EnvConfig(mode=mode)
+    source = EnvSource(open=np.asarray(open_, np.float64), close=np.asarray(close, np.float64),
+                       features=np.asarray(features, np.float32), config=env)
+    return SimpleNamespace(seed=seed, epoch=0, env=env, env_source=source)
 
 
 def _counting_policy(sell_bias: float = 0.0):

@@ -13,6 +13,7 @@ from rich.console import Console
 from himari.plugin import EnvConfig, ModelSpec, TrainingMethodSpec, hookimpl
 from himari.plugin.manager import build_plugins
 from himari.training.config import merge_run_config
+from himari.training.preprocess import load_states
 from himari.training.trainer import Trainer, TrainingError
 
 TINY = ["train.epochs=2", "train.batch_size=128", "train.checkpoint_every=5", "train.log_every=3"]
@@ -45,8 +46,9 @@ def test_run_directory_and_summary(small_prepared, tmp_path) -> None:
         assert summary[split]["buy-and-hold"]["n_trades"] == 1
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "validation/sharpe" in x] == [h for h in (s["steps"] // 2, s["steps"])]
-    pre = json.loads((run / "preprocessing.json").read_text())
-    assert pre[0]["name"] == "zscore" and len(pre[0]["state"]["mean"]) == 60
+    pre = load_states(run)
+    assert pre[0]["name"] == "zscore" and pre[0]["state"]["mean"].shape == (60,)
+    assert (run / "preprocessing.npz").is_file()
     assert (run / "config.yaml").read_text().startswith("model: baseline-mlp")
 
 
@@ -55,7 +57,7 @@ def test_normalisation_is_fitted_on_train_only(small_prepared, tmp_path) -> None
     from himari.data.splits import rows_of
 
     train(build_plugins(), small_prepared, tmp_path / "run", quiet(tmp_path), sets=["train.epochs=1"])
-    pre = json.loads((tmp_path / "run" / "preprocessing.json").read_text())[0]["state"]
+    pre = load_states(tmp_path / "run")[0]["state"]
     d = PreparedData(small_prepared)
     train_rows = rows_of(d.split("train"))
     np.testing.assert_allclose(pre["mean"], np.asarray(d.features, np.float64)[train_rows].mean(0), rtol=1e-9)

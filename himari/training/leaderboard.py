@@ -8,13 +8,15 @@ same ``evaluate_actions`` with the same costs, so the rows compare.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from himari.errors import ConfigError, DataError
-from himari.evaluation.policy import BASELINES, Costs, baseline_actions, evaluate_actions
+from himari.evaluation.policy import BASELINES, baseline_actions, evaluate_actions
+from himari.trading import EnvConfig
 
 
 @dataclass
@@ -34,19 +36,19 @@ def _run_data(policies: list[Any]) -> str | None:
 
 
 def backtest(targets: list[str], *, data: str | None = None, split: str = "test", seed: int = 0,
-             costs: Costs | None = None, fee: float | None = None,
+             env: EnvConfig | None = None, fee: float | None = None,
              slippage: float | None = None) -> tuple[list[Entry], dict[str, Any]]:
     """Score every target; returns the entries (sorted by Sharpe, best first) and context (data
-    path, split, costs). Costs default to the runs' own (they must agree); ``fee`` and
+    path, split, costs). Costs default to the runs' own (they must agree) or ``env``; ``fee`` and
     ``slippage`` override them for every target."""
-    import numpy as np
-
     from himari.data import PreparedData, resolve_prepared
-    from himari.data.splits import rows_of
     from himari.training.assemble import load_trained
 
     if not targets:
         raise ConfigError("give at least one RUN_DIR or baseline (buy-and-hold, never-trade, random)")
+    for name, value in (("--fee", fee), ("--slippage", slippage)):
+        if value is not None and not (math.isfinite(value) and 0 <= value < 1):
+            raise ConfigError(f"{name}: expected a fraction in [0, 1), got {value}")
     policies = []
     for t in targets:
         if t in BASELINES:
@@ -58,33 +60,27 @@ def backtest(targets: list[str], *, data: str | None = None, split: str = "test"
     ranges = prepared.split(split)
     if not ranges:
         raise DataError(f"split {split!r} of {prepared.path} is empty")
-    for name, value in (("--fee", fee), ("--slippage", slippage)):
-        if value is not None and not (math.isfinite(value) and 0 <= value < 1):
-            raise ConfigError(f"{name}: expected a fraction in [0, 1), got {value}")
-    if costs is None:
-        envs = {(p.run.env.fee if fee is None else fee, p.run.env.slippage if slippage is None else slippage,
-                 p.run.env.mode) for p in policies}
-        if len(envs) > 1:
+    if env is None:
+        overrides = {k: v for k, v in (("fee", fee), ("slippage", slippage)) if v is not None}
+        costs = {(o.fee, o.slippage, o.mode) for o in (dataclasses.replace(p.run.env, **overrides) for p in policies)}
+        if len(costs) > 1:
             raise ConfigError("these runs were trained with different costs; they cannot share one table "
                               "(pass --fee and --slippage to score them all with the same costs)")
-        default = (1e-3 if fee is None else fee, 5e-4 if slippage is None else slippage, "long_flat")
-        run_fee, run_slip, mode = envs.pop() if envs else default
-        costs = Costs(run_fee, run_slip, mode, float(prepared.metadata.get("bars_per_year", 105_120)))
-    rows = rows_of(ranges)
-    raw = np.asarray(prepared.features)
+        env = EnvConfig(**dict(zip(("fee", "slippage", "mode"), costs.pop()))) if costs else EnvConfig(**overrides)
+    bpy = float(prepared.metadata.get("bars_per_year", 105_120))
     entries = []
     by_path = {str(p.run_dir): p for p in policies}
     for t in targets:
         if t in BASELINES:
             actions = baseline_actions(t, ranges, seed=seed)
-            entries.append(Entry(t, "baseline", evaluate_actions(prepared.open, prepared.close, ranges, actions, costs)))
+            entries.append(Entry(t, "baseline", evaluate_actions(prepared.open, prepared.close, ranges, actions, env,
+                                                                 bpy)))
             continue
         p = by_path[str(Path(t))]
-        actions = p.act(raw, rows, open=prepared.open, close=prepared.close, ranges=ranges)
-        entries.append(Entry(str(t), "run", evaluate_actions(prepared.open, prepared.close, ranges, actions, costs),
+        actions = p.actions(prepared, ranges)
+        entries.append(Entry(str(t), "run", evaluate_actions(prepared.open, prepared.close, ranges, actions, env, bpy),
                              checkpoint=p.checkpoint))
     entries.sort(key=lambda e: -e.metrics["sharpe"])
-    context = {"data": str(prepared.path), "split": split,
-               "costs": {"fee": costs.fee, "slippage": costs.slippage, "mode": costs.mode},
+    context = {"data": str(prepared.path), "split": split, "costs": env.costs(),
                "bars": int(sum(b - a for a, b in ranges))}
     return entries, context

@@ -1,0 +1,146 @@
+"""The optimiser step and the epoch loop of dataset-trained models (supervised, sequence and
+offline-RL paradigms); the online-RL loop is in ``himari.training.online``.
+
+Per epoch: the methods' ``epoch_start`` hooks, then ``epoch_dataset`` (the epoch's train data: a
+curriculum stage may change its length, and the batch sampler follows), batches in a shuffle
+fixed by ``(seed, epoch)``, one ``train_step`` each, ``last.pt`` every ``checkpoint_every``
+steps, and the epoch's evaluation (``Trainer.end_epoch``). A run resumed mid-epoch recomputes the
+epoch's dataset from the restored method states and continues at the saved batch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from himari.errors import TrainingError
+from himari.training import distributed, rundir
+from himari.training.device import to_device
+
+if TYPE_CHECKING:
+    from himari.training.trainer import Trainer
+
+
+def split_batch(batch: Any, parts: int, axis: int) -> list[tuple[Any, int]]:
+    """``batch`` (tensors, possibly nested in dicts, lists and tuples, all sharing their size along
+    ``axis``) as up to ``parts`` consecutive micro-batches with their sizes; one part is the batch
+    itself. Non-tensor leaves are shared by every part."""
+    import torch
+
+    def size_of(x: Any) -> int | None:
+        if isinstance(x, torch.Tensor):
+            return int(x.shape[axis]) if x.dim() > axis else None
+        items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
+        for item in items:
+            n = size_of(item)
+            if n is not None:
+                return n
+        return None
+
+    n = size_of(batch)
+    if parts <= 1 or n is None or n < 2:
+        return [(batch, n or 1)]
+    bounds = [round(i * n / min(parts, n)) for i in range(min(parts, n) + 1)]
+
+    def cut(x: Any, a: int, b: int) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.narrow(axis, a, b - a) if x.dim() > axis and x.shape[axis] == n else x
+        if isinstance(x, dict):
+            return {k: cut(v, a, b) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return type(x)(cut(v, a, b) for v in x)
+        return x
+
+    return [(cut(batch, a, b), b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def train_step(trainer: Trainer, batch: Any, batch_axis: int = 0) -> dict[str, float]:
+    """One optimiser step over ``batch``, in ``train.grad_accum_steps`` micro-batches split along
+    ``batch_axis`` (0 for offline batches, 1, the env axis, for rollout minibatches): forward and
+    backward per part with its share of the loss, then the methods' ``before_optimizer_step``
+    hooks (gradients unscaled), gradient-norm clipping and the step."""
+    import torch
+
+    cfg = trainer.run.train
+    net = trainer.model.network
+    net.train()
+    parts = split_batch(batch, cfg.grad_accum_steps, batch_axis)
+    total = sum(size for _, size in parts)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss_sum, logs_sum = 0.0, {}
+    for part, size in parts:
+        with trainer.autocast():
+            loss, logs = trainer.loss_fn(part)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss is {float(loss.detach())} at step {trainer.state['step'] + 1} "
+                                f"(epoch {trainer.state['epoch'] + 1}); lower --lr or check the data")
+        share = size / total  # a mean over the batch is the size-weighted mean of the parts' means
+        scaled = loss * share
+        if trainer.scaler is not None:
+            trainer.scaler.scale(scaled).backward()
+        else:
+            scaled.backward()
+        loss_sum += float(loss.detach()) * share
+        for k, v in logs.items():
+            logs_sum[k] = logs_sum.get(k, 0.0) + float(v) * share
+    if trainer.scaler is not None:
+        trainer.scaler.unscale_(trainer.optimizer)
+    logs = logs_sum
+    for name, m in trainer.with_hook("before_optimizer_step"):
+        extra = m.before_optimizer_step(trainer.model, trainer.optimizer, trainer.ctx)
+        for k, v in (extra or {}).items():
+            logs[f"{name}/{k}"] = float(v)
+    if cfg.grad_clip > 0:
+        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip))
+    if trainer.scaler is not None:
+        trainer.scaler.step(trainer.optimizer)
+        trainer.scaler.update()
+    else:
+        trainer.optimizer.step()
+    logs["loss"] = loss_sum
+    return logs
+
+
+def epoch_dataset(trainer: Trainer) -> Any:
+    """The train data of the current epoch: the methods' ``epoch_dataset`` hooks over the run's
+    train dataset (called again on a mid-epoch resume, so they must depend on the epoch and the
+    method's state only)."""
+    ds = trainer.train_ds
+    for name, m in trainer.with_hook("epoch_dataset"):
+        ds = m.epoch_dataset(ds, trainer.ctx)
+        if ds is None or not hasattr(ds, "__len__"):
+            raise TrainingError(f"training method {name!r}: epoch_dataset must return a dataset")
+    return ds
+
+
+def run_offline_epochs(trainer: Trainer) -> None:
+    import torch
+
+    cfg, st = trainer.run.train, trainer.state
+    with trainer.progress() as progress:
+        while not st["done"] and st["epoch"] < cfg.epochs:
+            epoch = st["epoch"]
+            trainer.ctx.epoch = epoch
+            if not st["epoch_started"]:
+                for _, m in trainer.with_hook("epoch_start"):
+                    m.epoch_start(epoch, trainer.ctx)
+                st["epoch_started"] = True
+                st["loss_sum"], st["loss_n"] = 0.0, 0
+            data = epoch_dataset(trainer)
+            if len(data) < (cfg.batch_size if cfg.drop_last else 1):
+                raise TrainingError(f"epoch {epoch + 1} has {len(data)} training examples, fewer than one batch "
+                                    f"({cfg.batch_size}); lower --batch-size")
+            sampler = distributed.GlobalBatchSampler(len(data), cfg.batch_size, cfg.seed, trainer.dist)
+            per_epoch = sampler.steps_per_epoch(cfg.drop_last)
+            if cfg.max_steps_per_epoch:
+                per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
+            task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=per_epoch, completed=st["batch"], info="")
+            while st["batch"] < per_epoch:
+                idx = torch.from_numpy(sampler.indices(epoch, st["batch"]))  # this rank's shard of the global batch
+                logs = train_step(trainer, to_device(data[idx], trainer.device))
+                st["batch"] += 1
+                trainer.count_step(epoch, logs)
+                progress.update(task, advance=1, info=f"loss {st['loss_sum'] / st['loss_n']:.4f}")
+                if st["step"] % cfg.checkpoint_every == 0:
+                    trainer.save(rundir.LAST)
+            progress.remove_task(task)
+            trainer.end_epoch(epoch)
