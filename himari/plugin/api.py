@@ -355,10 +355,14 @@ class TrainingMethod(Protocol):
     method defines, in ``--method`` order:
 
     - ``env_config(env, ctx) -> EnvConfig``: the run's costs, mode and shaping (training and
-      evaluation), once at set-up.
-    - ``model_built(model, ctx) -> None``: the model is built and on its device, before the
-      optimiser exists (re-initialise weights, add heads to ``model.network``; parameters added
-      here are trained and saved).
+      evaluation), once at set-up, after preprocessing (``ctx.features`` and ``ctx.splits`` are
+      set; ``ctx.model`` is not: the model is built with the costs returned here).
+    - ``model_built(model, ctx) -> {name: nn.Module} | None``: the model is built and on its
+      device, before the optimiser exists. Change ``model.network`` in place (re-initialise its
+      weights) and/or return modules of your own (a multi-task head): the Trainer moves them to
+      the device, trains them with the network, and saves and restores them in the checkpoints.
+      Also called when a run is restored (``himari backtest``) before its weights are loaded, with
+      ``ctx.data`` None, so it must build the same modules; ``policy.method_modules`` holds them.
     - ``dataset(dataset, ctx, split) -> dataset``: wrap or replace a split's training data, once.
     - ``epoch_start(epoch, ctx) -> None``: before each epoch (curricula, schedules).
     - ``epoch_dataset(dataset, ctx) -> dataset``: the train data of this epoch (a curriculum
@@ -427,6 +431,7 @@ _HELPERS = {
     "value_loss": "himari.training.ppo",
     # evaluation
     "evaluate_actions": "himari.evaluation.policy", "collapse": "himari.evaluation.policy",
+    "action_distribution": "himari.evaluation.policy",
     # progress of long phases, files
     "phase": "himari.progress", "write_text_atomic": "himari.data.atomic",
     # errors

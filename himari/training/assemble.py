@@ -50,6 +50,8 @@ class TrainedPolicy:
     checkpoint: str
     plugins: Any
     context: ModelContext
+    method_modules: Any = None
+    """The modules the run's training methods built (``model_built``), with their trained weights."""
     _features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -91,6 +93,44 @@ class TrainedPolicy:
             return np.asarray(self.model.act(features, rows_of(ranges)))
 
 
+def built_modules(methods: list[tuple[str, Any]], model: Any, ctx: Any) -> Any:
+    """Call the methods' ``model_built`` hooks; the modules a hook returns (a multi-task head,
+    say) are collected in one ``ModuleDict`` (``method.key``), which the Trainer trains with the
+    network and saves in the checkpoints beside it."""
+    from torch import nn
+
+    modules = nn.ModuleDict()
+    for name, method in methods:
+        returned = method.model_built(model, ctx)
+        if returned is None:
+            continue
+        if not (isinstance(returned, dict) and all(isinstance(m, nn.Module) for m in returned.values())):
+            from himari.errors import TrainingError
+
+            raise TrainingError(f"training method {name!r}: model_built must return None or a dict of nn.Module")
+        for key, module in returned.items():
+            modules[f"{name}.{key}".replace(".", "__")] = module
+    return modules
+
+
+def rebuild_method_modules(model: Any, run: Any, plugins: Any, context: ModelContext) -> Any:
+    """The run's training methods' ``model_built`` hooks on a restored model (before its weights
+    are loaded), so what they built during training exists again. The context has no data."""
+    from himari.plugin.api import TrainContext
+    from himari.plugin.extras import require_spec
+
+    ctx = TrainContext(data=None, features=None, labels=None, splits={}, env=context.env, model=context,
+                       seed=run.train.seed)
+    methods = []
+    for name in run.methods:
+        spec = plugins.training_methods().get(name)
+        require_spec(spec)
+        method = spec.factory(run.plugin_configs[name])
+        if callable(getattr(method, "model_built", None)):
+            methods.append((name, method))
+    return built_modules(methods, model, ctx)
+
+
 def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = None) -> TrainedPolicy:
     """Restore ``checkpoints/<which>.pt`` of a run (falls back to last.pt when no best.pt)."""
     from himari.plugin.extras import require_modules, require_spec
@@ -118,6 +158,7 @@ def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = Non
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: damaged model context ({type(e).__name__}: {e})") from None
     model = spec.factory(run.plugin_configs[run.model], context)
-    load_network_state(model.network, payload, path)
+    modules = rebuild_method_modules(model, run, plugins, context)
+    load_network_state(model.network, payload, path, modules)
     model.network.to("cpu")
-    return TrainedPolicy(run_dir, run.model, model, run, states, path.name, plugins, context)
+    return TrainedPolicy(run_dir, run.model, model, run, states, path.name, plugins, context, modules.to("cpu"))

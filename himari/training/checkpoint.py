@@ -149,11 +149,15 @@ def load_checkpoint(path: str | os.PathLike[str], *, model: str | None = None) -
     return payload
 
 
-def load_network_state(network: Any, payload: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Load the checkpoint's weights into ``network``; weights of another shape or set of layers
-    (a checkpoint of another configuration) are a ``CheckpointError`` naming the file."""
+def load_network_state(network: Any, payload: dict[str, Any], path: str | os.PathLike[str],
+                       method_modules: Any = None) -> None:
+    """Load the checkpoint's weights into ``network`` (and the training methods' own modules into
+    ``method_modules``); weights of another shape or set of layers (a checkpoint of another
+    configuration) are a ``CheckpointError`` naming the file."""
     try:
         network.load_state_dict(payload["network"])
+        if method_modules is not None:
+            method_modules.load_state_dict(payload.get("method_modules", {}))
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: its weights do not fit this model ({_first_line(e)})") from None
 

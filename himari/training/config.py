@@ -281,7 +281,7 @@ def check_compatible(model: str, paradigm: str, specs: list[Any]) -> None:
 
     for spec in specs:
         if not applies_to(spec, model, paradigm):
-            raise ConfigError(f"{spec.kind} {spec.name!r} does not apply to model {model!r} ({paradigm}): "
+            raise ConfigError(f"{spec.kind.replace('-', ' ')} {spec.name!r} does not apply to model {model!r} ({paradigm}): "
                               f"it works with {scope_text(spec)}")
 
 

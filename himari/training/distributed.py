@@ -377,11 +377,11 @@ def rank_rng_state(payload: dict[str, Any], info: DistInfo) -> tuple[dict[str, A
 # --------------------------------------------------------------------- the model
 
 
-def loss_module(network: Any, compute: Callable[[Any], tuple[Any, dict[str, float]]]) -> Any:
+def loss_module(network: Any, compute: Callable[[Any], tuple[Any, dict[str, float]]], extra: Any = None) -> Any:
     """An ``nn.Module`` whose ``forward(batch)`` returns ``compute(batch)`` (the loss and its
-    logs) and which owns ``network`` as a submodule: the module DDP wraps (see the module
-    docstring for why not ``network`` itself)."""
-    return _loss_module_class()(network, compute)
+    logs) and which owns ``network`` (and ``extra``, the training methods' own modules) as
+    submodules: the module DDP wraps (see the module docstring for why not ``network`` itself)."""
+    return _loss_module_class()(network, compute, extra)
 
 
 @lru_cache(maxsize=1)
@@ -389,9 +389,12 @@ def _loss_module_class() -> type:
     from torch import nn
 
     class LossModule(nn.Module):
-        def __init__(self, network: nn.Module, compute: Callable[[Any], tuple[Any, dict[str, float]]]) -> None:
+        def __init__(self, network: nn.Module, compute: Callable[[Any], tuple[Any, dict[str, float]]],
+                     extra: nn.Module | None) -> None:
             super().__init__()
             self.network = network
+            if extra is not None:
+                self.method_modules = extra
             self._compute = compute
 
         def forward(self, batch: Any) -> tuple[Any, dict[str, float]]:

@@ -41,7 +41,7 @@ from himari.evaluation.policy import baseline_actions, evaluate_actions
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
 from himari.training import console as report
 from himari.training import distributed, rundir
-from himari.training.assemble import TrainedPolicy, class_counts, model_context_to_dict
+from himari.training.assemble import TrainedPolicy, built_modules, class_counts, model_context_to_dict
 from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state, save_checkpoint
 from himari.training.config import RunConfig, require_run_extras
 from himari.training.device import resolve_device, to_device
@@ -136,9 +136,8 @@ class Trainer:
         spec = self.plugins.models().get(run.model)
         self.model = spec.factory(distributed.rank_config(run.plugin_configs[run.model], self.dist), mctx)
         self.model.network.to(self.device)
-        for _, m in self.with_hook("model_built"):
-            m.model_built(self.model, self.ctx)
-        self.model.network.to(self.device)  # parameters a method added
+        self.method_modules = built_modules(self.with_hook("model_built"), self.model, self.ctx).to(self.device)
+        self.model.network.to(self.device)  # a hook may have changed it in place
         self.model.network = distributed.sync_batch_norm(self.model.network, self.dist)
         self.threads = torch.get_num_threads()  # set by now: a model may pick its own (ppo-lstm: 1)
         self.online = callable(getattr(self.model, "rollout", None))
@@ -157,8 +156,10 @@ class Trainer:
             if len(self.train_ds) < (cfg.batch_size if cfg.drop_last else 1):
                 raise HimariError(f"the train split has {len(self.train_ds)} examples, fewer than one batch "
                                   f"({cfg.batch_size}); lower --batch-size or use more data")
-        self.optimizer = torch.optim.AdamW(self.model.network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.loss_fn = distributed.data_parallel(distributed.loss_module(self.model.network, self._loss), self.dist)
+        params = [*self.model.network.parameters(), *self.method_modules.parameters()]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.loss_fn = distributed.data_parallel(
+            distributed.loss_module(self.model.network, self._loss, self.method_modules or None), self.dist)
         self.amp_dtype = None
         self.scaler = None
         if self.device.startswith("cuda") and cfg.amp:
@@ -204,6 +205,7 @@ class Trainer:
             **distributed.rng_payload(self.dist, rng_state()),
             "methods": json.dumps({n: m.state_dict() for n, m in self.methods if hasattr(m, "state_dict")}),
             "model_context": model_context_to_dict(self.model_context),
+            "method_modules": self.method_modules.state_dict(),
         }
 
     def save(self, which: Path) -> None:
@@ -219,7 +221,7 @@ class Trainer:
             self.console.print(f"[yellow]no {rundir.LAST} in {self.run_dir}: starting the run from the beginning[/]")
             return False
         payload = load_checkpoint(path, model=self.run.model)
-        load_network_state(self.model.network, payload, path)
+        load_network_state(self.model.network, payload, path, self.method_modules)
         try:
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.scaler is not None and payload["scaler"]:
@@ -476,14 +478,15 @@ class Trainer:
         distributed.barrier(self.dist)
         best = self.run_dir / rundir.BEST
         if best.exists():
-            load_network_state(self.model.network, load_checkpoint(best, model=self.run.model), best)
+            load_network_state(self.model.network, load_checkpoint(best, model=self.run.model), best,
+                               self.method_modules)
         return distributed.main_then_broadcast(self.dist, lambda: self._summarise(seconds, resumed_from))
 
     def policy(self) -> TrainedPolicy:
         """The model as it stands (after ``_finish``: the best checkpoint), with the run's
         preprocessing: what ``after_training`` hooks and ``himari backtest`` act with."""
         return TrainedPolicy(self.run_dir, self.run.model, self.model, self.run, self.preprocessing_states,
-                             rundir.BEST.name, self.plugins, self.model_context)
+                             rundir.BEST.name, self.plugins, self.model_context, self.method_modules)
 
     def _summarise(self, seconds: float, resumed_from: int | None) -> dict[str, Any]:
         results = {split: {"model": self.evaluate(split), "buy-and-hold": self._baseline("buy-and-hold", split),
