@@ -25,6 +25,8 @@ dependencies = []
 
 [project.entry-points.himari]
 "himari_hello.model" = "himari_hello.model"
+"himari_hello.momentum" = "himari_hello.momentum"
+"himari_hello.monitor" = "himari_hello.monitor"
 
 [tool.setuptools]
 packages = ["himari_hello"]
@@ -35,7 +37,7 @@ MODEL = '''
 
 from dataclasses import dataclass
 
-from himari.plugin import ModelSpec, hookimpl
+from himari.plugin.api import ModelSpec, hookimpl
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class HelloLinear:
         import torch
         from torch.utils.data import TensorDataset
 
-        from himari.data.splits import rows_of
+        from himari.plugin.api import rows_of
 
         rows = rows_of(ctx.splits[split])
         rows = rows[ctx.labels[rows] >= 0]
@@ -87,6 +89,123 @@ def himari_register_commands(app):
         print("hello from himari-hello")
 '''
 
+MOMENTUM = '''
+"""hello-momentum: the distance of the log close from its exponential moving average, in units
+of its train-split standard deviation, appended as one more feature column."""
+
+from dataclasses import dataclass
+
+from himari.plugin.api import PreprocessorSpec, hookimpl
+
+
+@dataclass(frozen=True)
+class MomentumConfig:
+    span: int = 48
+    """Span of the exponential moving average, in bars."""
+
+    def __post_init__(self):
+        if self.span < 1:
+            raise ValueError(f"span must be >= 1, got {self.span}")
+
+
+class Momentum:
+    def __init__(self, config):
+        self.config = config
+        self.scale = None
+
+    def _deviation(self, data):
+        """log close minus its EMA, restarted at every segment (a gap or another symbol), so
+        row t uses rows up to t of its own segment only."""
+        import numpy as np
+        import pandas as pd
+
+        out = np.zeros(len(data.features))
+        for a, b in data.segments:
+            log_close = pd.Series(np.log(data.bars.close[a:b]))
+            out[a:b] = log_close - log_close.ewm(span=self.config.span, adjust=False).mean()
+        return out
+
+    def fit(self, data):                     # data: the train rows only
+        import numpy as np
+
+        self.scale = np.array([self._deviation(data).std() or 1.0])
+
+    def transform(self, data):               # data: every row
+        import numpy as np
+
+        column = (self._deviation(data) / self.scale[0]).astype(np.float32)
+        return np.concatenate([data.features, column[:, None]], axis=1)
+
+    def output_names(self, names):
+        return (*names, "momentum")
+
+    def state_dict(self):
+        return {"scale": self.scale}         # a NumPy array: saved beside the run's JSON
+
+    def load_state_dict(self, state):
+        import numpy as np
+
+        self.scale = np.asarray(state["scale"], dtype=np.float64)
+
+
+@hookimpl
+def himari_register_preprocessors(registry):
+    registry.add(PreprocessorSpec(name="hello-momentum", summary="log close minus its EMA, in train-split stds",
+                                  config=MomentumConfig, factory=Momentum))
+'''
+
+MONITOR = '''
+"""hello-monitor: watches training from three hook points and reports what it saw."""
+
+from dataclasses import dataclass
+
+from himari.plugin.api import TrainingMethodSpec, hookimpl
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    split: str = "test"
+    """Split whose BUY share the final report gives."""
+
+
+class Monitor:
+    def __init__(self, config):
+        self.config = config
+        self.steps = 0
+        self.max_grad_norm = 0.0
+        self.parameters = 0
+
+    def model_built(self, model, ctx):       # before the optimiser exists
+        self.parameters = sum(p.numel() for p in model.network.parameters())
+
+    def before_optimizer_step(self, model, optimizer, ctx):
+        import torch
+
+        grads = [p.grad for p in model.network.parameters() if p.grad is not None]
+        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        self.steps += 1
+        self.max_grad_norm = max(self.max_grad_norm, norm)
+        return {"grad_norm_before_clip": norm}   # logged as train/hello-monitor/grad_norm_before_clip
+
+    def after_training(self, policy, ctx):   # the best checkpoint, after the final evaluation
+        ranges = ctx.splits[self.config.split]
+        actions = policy.actions(ctx.data, ranges)
+        return {"parameters": self.parameters, "steps": self.steps, "max_grad_norm": self.max_grad_norm,
+                "buy_share": float((actions == 2).mean())}
+
+    def state_dict(self):                    # kept in checkpoints: a resumed run counts on
+        return {"steps": self.steps, "max_grad_norm": self.max_grad_norm}
+
+    def load_state_dict(self, state):
+        self.steps, self.max_grad_norm = int(state["steps"]), float(state["max_grad_norm"])
+
+
+@hookimpl
+def himari_register_training_methods(registry):
+    registry.add(TrainingMethodSpec(name="hello-monitor", summary="gradient norms and a final report",
+                                    config=MonitorConfig, factory=Monitor))
+'''
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
@@ -97,6 +216,8 @@ def site(tmp_path_factory) -> Path:
     (src / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
     (src / "himari_hello" / "__init__.py").write_text('"""himari-hello: an example plugin."""\n')
     (src / "himari_hello" / "model.py").write_text(MODEL)
+    (src / "himari_hello" / "momentum.py").write_text(MOMENTUM)
+    (src / "himari_hello" / "monitor.py").write_text(MONITOR)
     target = root / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(target), str(src)], check=True, capture_output=True, timeout=120)
@@ -105,7 +226,8 @@ def site(tmp_path_factory) -> Path:
 
 
 def himari(site: Path, *args: str, disable: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "200"}
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "COLUMNS": "200"}
     env.pop("HIMARI_DISABLE_PLUGINS", None)
     if disable:
         env["HIMARI_DISABLE_PLUGINS"] = disable
@@ -148,3 +270,33 @@ def test_disable_plugins_blocks_it(site, small_prepared, tmp_path, token) -> Non
                    disable=token)
     assert train.returncode == 2
     assert "hello-linear" in train.stderr and len(train.stderr.strip().splitlines()) == 1
+
+
+def test_its_preprocessor_and_training_method_are_listed_and_run(site, small_prepared, tmp_path) -> None:
+    """A third-party preprocessor (bars, segments, array state) and training method (three hooks
+    and a report), installed for real: listed, trained with, resumed state, and backtested."""
+    import numpy as np
+
+    out = himari(site, "plugins", "list", "--json")
+    rows = {(r["kind"], r["name"]): r for r in json.loads(out.stdout)["plugins"]}
+    assert rows[("preprocessor", "hello-momentum")]["distribution"] == "himari-hello"
+    assert rows[("training-method", "hello-monitor")]["plugin"] == "himari_hello.monitor"
+    run = tmp_path / "run"
+    out = himari(site, "train", "hello-linear", "--data", str(small_prepared), "--epochs", "2", "--batch-size", "64",
+                 "--preprocess", "zscore,hello-momentum", "--method", "hello-monitor", "--run-dir", str(run),
+                 "--set", "train.patience=0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    report = summary["methods"]["hello-monitor"]
+    assert report["parameters"] == 61 * 3 + 3  # 60 features + momentum, 3 actions, with biases
+    assert report["steps"] == summary["steps"] and report["max_grad_norm"] > 0
+    test_actions = summary["test"]["model"]["actions"]
+    assert report["buy_share"] == pytest.approx(test_actions["BUY"], abs=1.5 / 900)  # the last row holds
+    arrays = np.load(run / "preprocessing.npz")
+    assert sorted(arrays) == ["a0", "a1", "a2"]  # zscore mean and std, momentum scale
+    metrics = (run / "metrics.jsonl").read_text()
+    assert "train/hello-monitor/grad_norm_before_clip" in metrics
+    bt = himari(site, "backtest", str(run), "--out", str(tmp_path / "bt.json"))
+    assert bt.returncode == 0, bt.stderr
+    scored = json.loads((tmp_path / "bt.json").read_text())["results"][0]
+    assert scored["sharpe"] == pytest.approx(summary["test"]["model"]["sharpe"], abs=1e-12)
