@@ -300,3 +300,15 @@ def test_its_preprocessor_and_training_method_are_listed_and_run(site, small_pre
     assert bt.returncode == 0, bt.stderr
     scored = json.loads((tmp_path / "bt.json").read_text())["results"][0]
     assert scored["sharpe"] == pytest.approx(summary["test"]["model"]["sharpe"], abs=1e-12)
+
+
+def test_the_guide_shows_exactly_this_plugin() -> None:
+    """docs/writing-a-plugin.md prints the modules this test installs, character for character."""
+    import re
+
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "writing-a-plugin.md").read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"`himari_hello/(\w+)\.py`:\n\n```python\n(.*?)\n```", guide, re.S))
+    assert blocks == {"model": MODEL.strip("\n"), "momentum": MOMENTUM.strip("\n"), "monitor": MONITOR.strip("\n")}
+    for line in textwrap.dedent(PYPROJECT).splitlines():
+        if line.startswith('"himari_hello.'):
+            assert line.split("=")[0].strip() in guide
