@@ -93,7 +93,8 @@ def _chained(equities: list[np.ndarray], bpy: float) -> dict[str, float]:
     eq = np.concatenate([[1.0], np.cumprod(1.0 + r)])
     n = len(r)
     total = float(eq[-1] - 1.0)
-    annual = float(eq[-1] ** (bpy / n) - 1.0) if n else 0.0
+    with np.errstate(over="ignore"):  # a tiny span compounded to a year can exceed a float: inf, as the backtester
+        annual = float(eq[-1] ** (bpy / n) - 1.0) if n else 0.0
     sd = float(np.std(r, ddof=1)) if n >= 2 else 0.0
     sharpe = float(np.mean(r) / sd * math.sqrt(bpy)) if sd > 0 else 0.0
     down = np.minimum(r, 0.0)

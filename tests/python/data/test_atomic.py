@@ -36,10 +36,28 @@ WRITER = textwrap.dedent("""
 """)
 
 
+_PROCS: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_writers():
+    """Every writer process is reaped and its pipe closed when the test ends."""
+    yield
+    while _PROCS:
+        proc = _PROCS.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def _writer(kind: str, out: Path, how: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
-    return subprocess.Popen([sys.executable, "-c", WRITER, kind, str(out), how], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, kind, str(out), how], stdout=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
+    _PROCS.append(proc)
+    return proc
 
 
 def _temps(directory: Path) -> list[str]:

@@ -99,7 +99,8 @@ def ratio_metrics(r: np.ndarray, bpy: float) -> dict[str, float]:
     n = len(r)
     eq = np.cumprod(np.r_[1.0, 1.0 + r])
     total = eq[-1] - 1.0
-    annual = eq[-1] ** (bpy / n) - 1.0
+    with np.errstate(over="ignore"):  # compounding a short span to a year can overflow to inf
+        annual = float(eq[-1] ** (bpy / n) - 1.0)
     mean = sum(r) / n
     var = sum((x - mean) ** 2 for x in r) / (n - 1) if n > 1 else 0.0
     sharpe = mean / math.sqrt(var) * math.sqrt(bpy) if var > 0 else 0.0
@@ -109,7 +110,7 @@ def ratio_metrics(r: np.ndarray, bpy: float) -> dict[str, float]:
     for e in eq:
         peak = max(peak, e)
         mdd = max(mdd, 1.0 - e / peak)
-    calmar = annual / mdd if mdd > 0 else 0.0
+    calmar = annual / float(mdd) if mdd > 0 else 0.0
     return {"total_return": total, "annual_return": annual, "sharpe": sharpe, "sortino": sortino,
             "max_drawdown": mdd, "calmar": calmar}
 

@@ -78,7 +78,7 @@ def test_raw_advantages_clipped_surrogate_and_diagnostics() -> None:
     assert info["entropy"] == pytest.approx(ENTROPY, rel=1e-6)
     assert info["approx_kl"] == pytest.approx(APPROX_KL, rel=1e-5)
     assert info["clipfrac"] == CLIPFRAC
-    assert float(loss) == pytest.approx(pg - 0.01 * ENTROPY + 0.5 * V_LOSS_CLIPPED, rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(pg - 0.01 * ENTROPY + 0.5 * V_LOSS_CLIPPED, rel=1e-6)
 
 
 def test_normalised_advantages() -> None:
@@ -92,7 +92,7 @@ def test_normalised_advantages() -> None:
     loss, info = ppo_loss(logits(), torch.tensor(VALUES), batch(), cfg)
     assert info["policy_loss"] == pytest.approx(pg, rel=1e-6)
     assert info["value_loss"] == pytest.approx(V_LOSS_PLAIN, rel=1e-6)
-    assert float(loss) == pytest.approx(pg - 0.05 * ENTROPY + 0.25 * V_LOSS_PLAIN, rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(pg - 0.05 * ENTROPY + 0.25 * V_LOSS_PLAIN, rel=1e-6)
     # the diagnostics do not depend on the advantages
     assert info["approx_kl"] == pytest.approx(APPROX_KL, rel=1e-5) and info["clipfrac"] == CLIPFRAC
 
@@ -103,7 +103,7 @@ def test_sequence_shape_gives_the_same_loss() -> None:
     flat, _ = ppo_loss(logits(), torch.tensor(VALUES), batch(), cfg)
     b = {k: v.reshape(2, 2) for k, v in batch().items()}
     seq, _ = ppo_loss(logits().reshape(2, 2, 3), torch.tensor(VALUES).reshape(2, 2), b, cfg)
-    assert float(seq) == pytest.approx(float(flat), rel=1e-6)
+    assert float(seq.detach()) == pytest.approx(float(flat.detach()), rel=1e-6)
 
 
 def test_gradient_direction_inside_and_outside_the_clip_range() -> None:

@@ -86,9 +86,12 @@ def test_a_second_process_is_refused_with_the_holders_pid(run: Path, small_prepa
             assert listing(fresh) == [".lock"]  # the refused process removed nothing and wrote nothing
         finally:
             holder2.kill()
+            holder2.wait()
+            holder2.stdout.close()  # type: ignore[union-attr]
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()  # type: ignore[union-attr]
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
     assert after == before
     # the lock dies with its holder (SIGKILL above): the run is usable again
