@@ -238,7 +238,6 @@ class DeviceArray:
         """``(2, N)``: DLPack's CUDA device type and the device ordinal."""
     def numpy(self) -> NDArray[Any]:
         """A host copy (waits for the legacy default stream)."""
-    def __repr__(self) -> str: ...
 
 class DeviceMarket:
     """A ``Market`` uploaded to CUDA device ``device``."""

@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import himari.engine as engine
-from himari import _core, errors
+from himari import _core, engine, errors
 
 # The documented list (docs/engine-api.md), written out here rather than read from the module.
 DOCUMENTED = ("int8", "uint8", "int16", "int32", "int64")

@@ -22,8 +22,10 @@ from himari import _core
 
 STUB = Path(himari.__file__).with_name("_core.pyi")
 
-# Attributes pybind11 adds to every class and module that are not part of the API.
+# Attributes pybind11 adds to every class and module that are not part of the API, and methods
+# every object has (a stub need not repeat them; type checkers know them from ``object``).
 PYBIND_INTERNALS = {"_pybind11_conduit_v1_"}
+OBJECT_METHODS = set(dir(object)) - {"__init__"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ def _params(args: ast.arguments, defaults_of: Any) -> list[Param]:
     positional = [*args.posonlyargs, *args.args]
     first_default = len(positional) - len(args.defaults)
     for i, a in enumerate(positional):
-        out.append(Param(a.arg, "positional", defaults_of(args.defaults[i - first_default]) if i >= first_default else NO_DEFAULT))
+        default = defaults_of(args.defaults[i - first_default]) if i >= first_default else NO_DEFAULT
+        out.append(Param(a.arg, "positional", default))
     if args.vararg:
         out.append(Param(args.vararg.arg, "*args", NO_DEFAULT))
     for a, d in zip(args.kwonlyargs, args.kw_defaults):
@@ -83,6 +86,13 @@ def native_signatures(obj: Any, name: str) -> list[list[Param]]:
     return sigs
 
 
+def _is_api_member(name: str) -> bool:
+    """Public names and special methods, less pybind11's internals and ``object``'s methods."""
+    if name in PYBIND_INTERNALS or name in OBJECT_METHODS:
+        return False
+    return not name.startswith("_") or name.endswith("__")
+
+
 def is_constructor(cls: type) -> bool:
     """pybind11 gives a class without py::init an ``__init__`` that only raises."""
     init = cls.__dict__.get("__init__")
@@ -93,7 +103,7 @@ def native_class(cls: type) -> dict[str, Any]:
     """Members: name -> ("property", writable) or ("method", signatures)."""
     members: dict[str, Any] = {}
     for name, value in cls.__dict__.items():
-        if name in PYBIND_INTERNALS or (name.startswith("_") and not name.endswith("__")):
+        if not _is_api_member(name):
             continue
         if isinstance(value, property):
             members[name] = ("property", value.fset is not None)
@@ -142,7 +152,7 @@ def stub_class(node: ast.ClassDef) -> dict[str, Any]:
                 overloads.setdefault(item.name, []).append(_params(item.args, _literal))
     for name, sigs in overloads.items():
         members[name] = ("method", sigs)
-    return {k: v for k, v in members.items() if not (k.startswith("_") and not k.endswith("__"))}
+    return {k: v for k, v in members.items() if _is_api_member(k)}
 
 
 def stub_module(source: str) -> dict[str, dict[str, Any]]:
@@ -152,9 +162,9 @@ def stub_module(source: str) -> dict[str, dict[str, Any]]:
             out["function"].setdefault(node.name, []).append(_params(node.args, _literal))
         elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
             out["class"][node.name] = stub_class(node)
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if not node.target.id.startswith("_"):
-                out["constant"][node.target.id] = node.annotation
+        elif (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+              and not node.target.id.startswith("_")):
+            out["constant"][node.target.id] = node.annotation
     return out
 
 
@@ -230,7 +240,8 @@ def test_every_native_callable_documents_a_python_signature() -> None:
     assert {"backtest_signals", "ekf_cuda", "counter_hash"} <= set(native["function"])
     assert native["function"]["backtest_signals"][0][-1] == Param("device", "positional", "cpu")
     env = native["class"]["TradingEnv"]
-    assert env["step"] == ("method", [[Param("self", "positional", NO_DEFAULT), Param("actions", "positional", NO_DEFAULT)]])
+    self_, actions = Param("self", "positional", NO_DEFAULT), Param("actions", "positional", NO_DEFAULT)
+    assert env["step"] == ("method", [[self_, actions]])
     assert env["obs"] == ("property", False)
     assert native["class"]["RewardConfig"]["dsr_decay"] == ("property", True)
     assert "__init__" not in native["class"]["DeviceArray"]  # not constructible from Python
@@ -245,16 +256,17 @@ def _mutate(source: str, old: str, new: str) -> str:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("def cuda_compiled() -> bool:", "def cuda_compiled_() -> bool:", "functions the stub lacks: ['cuda_compiled']"),
+        ("def cuda_compiled() -> bool:", "def cuda_compiled_() -> bool:",
+         "functions the stub lacks: ['cuda_compiled']"),
         ("def build_summary() -> str:", "def build_summary() -> str: ...\ndef not_in_module() -> str:",
          "functions the module lacks: ['not_in_module']"),
         ("ACTION_DTYPES: tuple[str, ...]\n", "", "constants the stub lacks: ['ACTION_DTYPES']"),
         ("ACTION_DTYPES: tuple[str, ...]\n", "ACTION_DTYPES: list[str]\n", "ACTION_DTYPES: ("),
         ("class DeviceMarket:", "class DeviceMarket_:", "classes the stub lacks: ['DeviceMarket']"),
-        ("def counter_hash(seed: int, stream: int, counter: int)", "def counter_hash(seed: int, stream_id: int, counter: int)",
-         "counter_hash: stub signature"),
-        ('    device: str = "cpu",\n) -> tuple[NDArray[numpy.float64], NDArray[numpy.float64] | None]:\n    """Backtest',
-         '    device: str = "cuda",\n) -> tuple[NDArray[numpy.float64], NDArray[numpy.float64] | None]:\n    """Backtest',
+        ("def counter_hash(seed: int, stream: int, counter: int)",
+         "def counter_hash(seed: int, stream_id: int, counter: int)", "counter_hash: stub signature"),
+        ('    device: str = "cpu",\n) -> tuple[NDArray[numpy.float64], NDArray[numpy.float64] | None]:',
+         '    device: str = "cuda",\n) -> tuple[NDArray[numpy.float64], NDArray[numpy.float64] | None]:',
          "backtest_signals: stub signature"),
         ("    def check(self, stream: int = 0) -> None:", "    def check(self, stream: int) -> None:",
          "CudaTradingEnv.check: stub signature"),
