@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "dtypes.h"
 #include "himari/common/error.h"
 
 namespace himari::bind {
@@ -64,22 +65,6 @@ inline bool is_float(const py::array& a) {
   return has_dtype<double>(a.dtype()) || has_dtype<float>(a.dtype());
 }
 
-// Element types crossing the boundary (host arrays here, device arrays in device_arrays.h).
-enum class DType { kInt8, kUInt8, kInt16, kInt32, kInt64, kFloat32, kFloat64, kBool, kOther };
-
-// Calls fn(static_cast<const T*>(data)) with T the C++ type of an integer dtype.
-template <typename Fn>
-void with_int(DType dtype, const void* data, Fn&& fn) {
-  switch (dtype) {
-    case DType::kInt8: fn(static_cast<const std::int8_t*>(data)); break;
-    case DType::kUInt8: fn(static_cast<const std::uint8_t*>(data)); break;
-    case DType::kInt16: fn(static_cast<const std::int16_t*>(data)); break;
-    case DType::kInt32: fn(static_cast<const std::int32_t*>(data)); break;
-    case DType::kInt64: fn(static_cast<const std::int64_t*>(data)); break;
-    default: throw ShapeError("expected an integer array");
-  }
-}
-
 // numpy reports native order as '=' ('|' where order does not apply); an explicit '<' or '>'
 // is native only when it matches the host. Read from the dtype struct, not a Python attribute:
 // this runs on every env step.
@@ -91,22 +76,15 @@ inline bool native_byte_order(const py::dtype& d) {
   return order == (little ? '<' : '>');
 }
 
-// The integer DType of a host array (native byte order), else kOther (bool is not an action).
-inline DType int_kind(const py::array& a) {
+// The action DType of a host array (native byte order), else kOther (bool is not an action).
+inline DType action_dtype(const py::array& a) {
   const py::dtype d = a.dtype();
-  if (d.kind() == 'b' || !native_byte_order(d)) return DType::kOther;
-  if (has_dtype<std::int8_t>(d)) return DType::kInt8;
-  if (has_dtype<std::uint8_t>(d)) return DType::kUInt8;
-  if (has_dtype<std::int16_t>(d)) return DType::kInt16;
-  if (has_dtype<std::int32_t>(d)) return DType::kInt32;
-  if (has_dtype<std::int64_t>(d)) return DType::kInt64;
-  return DType::kOther;
-}
-
-inline void require_int(const py::array& a, const char* name) {
-  if (int_kind(a) == DType::kOther)
-    throw ShapeError(std::string(name) + ": expected an integer array (int8, uint8, int16, int32 or int64, native byte order), got " +
-                     describe(a));
+  if (d.kind() == 'b' || !native_byte_order(d)) return kOther;
+#define HIMARI_MATCH(T) \
+  if (has_dtype<T>(d)) return dtype_of<T>();
+  HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_MATCH)
+#undef HIMARI_MATCH
+  return kOther;
 }
 
 // Reads a 1-D float32/float64 array of prices into doubles, checking finiteness and sign.

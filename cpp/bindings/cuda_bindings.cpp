@@ -23,13 +23,13 @@ struct PyDeviceMarket {
   std::shared_ptr<const DeviceMarket> data;
 };
 
-// The DType of a host array: its integer kind, else float32/float64, else kOther.
-DType dtype_of(const py::array& a) {
-  const DType integer = int_kind(a);
-  if (integer != DType::kOther) return integer;
-  if (bind::has_dtype<float>(a.dtype())) return DType::kFloat32;
-  if (bind::has_dtype<double>(a.dtype())) return DType::kFloat64;
-  return DType::kOther;
+// The DType of a host array: its action dtype, else float32/float64, else kOther.
+DType host_dtype(const py::array& a) {
+  const DType action = action_dtype(a);
+  if (action != kOther) return action;
+  if (bind::has_dtype<float>(a.dtype())) return kFloat32;
+  if (bind::has_dtype<double>(a.dtype())) return kFloat64;
+  return kOther;
 }
 
 // An input on `device`: a device array is viewed in place; a host array is copied into `staging`.
@@ -39,8 +39,8 @@ DeviceView input_on_device(const py::handle& obj, const char* name, int device, 
   py::array a = as_array(obj, name);
   if (!is_c_contiguous(a)) a = py::array::ensure(a, py::array::c_style);
   DeviceView v;
-  v.dtype = dtype_of(a);
-  if (v.dtype == DType::kOther) throw ShapeError(std::string(name) + ": unsupported dtype, got " + describe(a));
+  v.dtype = host_dtype(a);
+  if (v.dtype == kOther) throw ShapeError(std::string(name) + ": unsupported dtype, got " + describe(a));
   for (py::ssize_t k = 0; k < a.ndim(); ++k) v.shape.push_back(a.shape(k));
   v.device = device;
   const auto bytes = static_cast<std::size_t>(a.nbytes());
@@ -52,11 +52,11 @@ DeviceView input_on_device(const py::handle& obj, const char* name, int device, 
 
 void env_step(CudaTradingEnv& env, const py::handle& actions, std::uintptr_t stream) {
   const DeviceView v = device_view(actions, "actions", env.device(), stream);
-  if (v.shape.size() != 1 || v.shape[0] != env.num_envs() || !is_int(v.dtype))
+  if (v.shape.size() != 1 || v.shape[0] != env.num_envs() || !is_action(v.dtype))
     throw ShapeError("actions: expected an integer array of shape (" + std::to_string(env.num_envs()) +
-                     ",) on cuda:" + std::to_string(env.device()) + " (int8, uint8, int16, int32 or int64), got " +
+                     ",) on cuda:" + std::to_string(env.device()) + " (" + action_dtypes_text() + "), got " +
                      v.describe());
-  with_int(v.dtype, v.data, [&](auto* p) { env.step(p, stream); });
+  with_action_type(v.dtype, v.data, [&](auto* p) { env.step(p, stream); });
 }
 
 py::dict env_buffers(py::object self) {
@@ -67,20 +67,20 @@ py::dict env_buffers(py::object self) {
     return make_device_array(p, d, std::move(shape), dev, nullptr, self);
   };
   py::dict out;
-  out["obs"] = arr(e.obs(), DType::kFloat32, {n, e.config().window, e.obs_row()});
-  if (e.final_obs() != nullptr) out["final_obs"] = arr(e.final_obs(), DType::kFloat32, {n, e.config().window, e.obs_row()});
-  out["reward"] = arr(e.reward(), DType::kFloat32, {n});
-  out["terminated"] = arr(e.flag(0), DType::kBool, {n});
-  out["truncated"] = arr(e.flag(1), DType::kBool, {n});
-  out["episode_done"] = arr(e.flag(2), DType::kBool, {n});
-  out["bar"] = arr(e.bar(), DType::kInt64, {n});
-  out["episode_return"] = arr(e.episode_return(), DType::kFloat64, {n});
-  out["episode_length"] = arr(e.episode_length(), DType::kInt64, {n});
-  out["episode_index"] = arr(e.episode_index(), DType::kInt64, {n});
+  out["obs"] = arr(e.obs(), kFloat32, {n, e.config().window, e.obs_row()});
+  if (e.final_obs() != nullptr) out["final_obs"] = arr(e.final_obs(), kFloat32, {n, e.config().window, e.obs_row()});
+  out["reward"] = arr(e.reward(), kFloat32, {n});
+  out["terminated"] = arr(e.flag(0), kBool, {n});
+  out["truncated"] = arr(e.flag(1), kBool, {n});
+  out["episode_done"] = arr(e.flag(2), kBool, {n});
+  out["bar"] = arr(e.bar(), kInt64, {n});
+  out["episode_return"] = arr(e.episode_return(), kFloat64, {n});
+  out["episode_length"] = arr(e.episode_length(), kInt64, {n});
+  out["episode_index"] = arr(e.episode_index(), kInt64, {n});
   for (int f = 0; f < kAccountFields; ++f)
-    out[py::str(std::string("account.") + kAccountFieldNames[f])] = arr(e.account_field(f), DType::kFloat64, {n});
+    out[py::str(std::string("account.") + kAccountFieldNames[f])] = arr(e.account_field(f), kFloat64, {n});
   for (int f = 0; f < kTermFields; ++f)
-    out[py::str(std::string("term.") + kTermFieldNames[f])] = arr(e.term_field(f), DType::kFloat64, {n});
+    out[py::str(std::string("term.") + kTermFieldNames[f])] = arr(e.term_field(f), kFloat64, {n});
   return out;
 }
 
@@ -97,9 +97,9 @@ py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const p
   HIMARI_CHECK(t_bars >= 2, "open: expected at least 2 bars, got ", t_bars);
   std::shared_ptr<void> staging;
   const DeviceView s = input_on_device(signals, "signals", device, stream, staging);
-  if (s.shape.size() != 2 || s.shape[0] != t_bars || s.shape[1] < 1 || !is_int(s.dtype))
+  if (s.shape.size() != 2 || s.shape[0] != t_bars || s.shape[1] < 1 || !is_action(s.dtype))
     throw ShapeError("signals: expected an integer array of shape [T, M] with T = " + std::to_string(t_bars) +
-                     " (len(close)) and M >= 1 (int8, uint8, int16, int32 or int64), got " + s.describe());
+                     " (len(close)) and M >= 1 (" + action_dtypes_text() + "), got " + s.describe());
   const std::int64_t m = s.shape[1];
   std::shared_ptr<void> prices = cuda::allocate(2 * o.size() * sizeof(double), device);
   auto* dev_open = static_cast<double*>(prices.get());
@@ -117,7 +117,7 @@ py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const p
   std::shared_ptr<void> equity;
   if (return_equity) equity = cuda::allocate(static_cast<std::size_t>(t_bars * m) * sizeof(double), device);
   cuda::BadIndex bad_signal(device, stream);
-  with_int(s.dtype, s.data, [&](auto* p) {
+  with_action_type(s.dtype, s.data, [&](auto* p) {
     cuda::backtest_signals(in, p, static_cast<Metrics*>(metrics.get()), static_cast<double*>(equity.get()),
                            bad_signal.get(), device, stream);
   });
@@ -128,7 +128,7 @@ py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const p
   py::array_t<double> host({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(metric_doubles)});
   cuda::copy_to_host(host.mutable_data(), metrics.get(), static_cast<std::size_t>(m) * sizeof(Metrics), device, stream);
   py::object eq = py::none();
-  if (return_equity) eq = make_device_array(equity.get(), DType::kFloat64, {t_bars, m}, device, equity, py::none());
+  if (return_equity) eq = make_device_array(equity.get(), kFloat64, {t_bars, m}, device, equity, py::none());
   return py::make_tuple(host, eq);
 }
 
@@ -138,7 +138,7 @@ py::tuple ekf_cuda(const py::handle& prices_obj, const EkfParams& params, bool r
   validate_ekf_params(params);
   std::shared_ptr<void> staging;
   const DeviceView p = input_on_device(prices_obj, "prices", device, stream, staging);
-  if (p.shape.size() != 2 || (p.dtype != DType::kFloat32 && p.dtype != DType::kFloat64) || p.shape[1] < 1)
+  if (p.shape.size() != 2 || (p.dtype != kFloat32 && p.dtype != kFloat64) || p.shape[1] < 1)
     throw ShapeError("prices: expected a float32 or float64 array of shape [B, T] with T >= 1, got " + p.describe());
   const std::int64_t b = p.shape[0], t = p.shape[1];
   std::shared_ptr<void> states = cuda::allocate(static_cast<std::size_t>(b * t * 4) * sizeof(double), device);
@@ -149,7 +149,7 @@ py::tuple ekf_cuda(const py::handle& prices_obj, const EkfParams& params, bool r
   auto* in = static_cast<double*>(innov.get());
   auto* err = bad_price.get();
   if (b > 0) {
-    if (p.dtype == DType::kFloat64)
+    if (p.dtype == kFloat64)
       cuda::ekf(static_cast<const double*>(p.data), b, t, params, st, in, err, device, stream);
     else
       cuda::ekf(static_cast<const float*>(p.data), b, t, params, st, in, err, device, stream);
@@ -158,9 +158,9 @@ py::tuple ekf_cuda(const py::handle& prices_obj, const EkfParams& params, bool r
     throw InvalidArgument("prices: expected finite prices > 0, got another value at series " +
                           std::to_string(*first / static_cast<unsigned long long>(t)) + ", bar " +
                           std::to_string(*first % static_cast<unsigned long long>(t)));
-  py::object states_arr = make_device_array(st, DType::kFloat64, {b, t, 4}, device, states, py::none());
+  py::object states_arr = make_device_array(st, kFloat64, {b, t, 4}, device, states, py::none());
   py::object innov_arr = py::none();
-  if (return_innovations) innov_arr = make_device_array(in, DType::kFloat64, {b, t, 2}, device, innov, py::none());
+  if (return_innovations) innov_arr = make_device_array(in, kFloat64, {b, t, 2}, device, innov, py::none());
   return py::make_tuple(states_arr, innov_arr);
 }
 

@@ -40,7 +40,7 @@ DeviceView from_cai(const py::handle& obj, const char* name, int device, cuda::S
   v.data = reinterpret_cast<const void*>(py::tuple(cai["data"])[0].cast<std::uintptr_t>());
   for (auto e : py::tuple(cai["shape"])) v.shape.push_back(e.cast<std::int64_t>());
   v.dtype = dtype_from_typestr(cai["typestr"].cast<std::string>());
-  if (cai.contains("strides") && !cai["strides"].is_none() && v.dtype != DType::kOther) {
+  if (cai.contains("strides") && !cai["strides"].is_none() && v.dtype != kOther) {
     std::vector<std::int64_t> elems;
     for (auto e : py::tuple(cai["strides"])) elems.push_back(e.cast<std::int64_t>() / static_cast<std::int64_t>(dtype_size(v.dtype)));
     if (!c_contiguous(v.shape, elems.data()))
@@ -96,7 +96,7 @@ DeviceView from_dlpack(const py::handle& obj, const char* name, cuda::Stream str
 
 struct DeviceArray {
   void* data = nullptr;
-  DType dtype = DType::kOther;
+  DType dtype = kOther;
   std::vector<std::int64_t> shape;
   int device = 0;
   std::shared_ptr<void> owner;
@@ -110,32 +110,23 @@ struct ExportContext {
   py::object array;  // the DeviceArray (and through it the env or result that owns the memory)
 };
 
+// DLPack type codes: 0 int, 1 uint, 2 float, 6 bool.
 DLDataType dlpack_dtype(DType d) {
-  switch (d) {
-    case DType::kInt8: return {0, 8, 1};
-    case DType::kUInt8: return {1, 8, 1};
-    case DType::kInt16: return {0, 16, 1};
-    case DType::kInt32: return {0, 32, 1};
-    case DType::kInt64: return {0, 64, 1};
-    case DType::kFloat32: return {2, 32, 1};
-    case DType::kFloat64: return {2, 64, 1};
-    case DType::kBool: return {6, 8, 1};
+  const auto bits = static_cast<std::uint8_t>(8 * d.size);
+  switch (d.kind) {
+    case 'i': return {0, bits, 1};
+    case 'u': return {1, bits, 1};
+    case 'f': return {2, bits, 1};
+    case 'b': return {6, bits, 1};
     default: throw ShapeError("unsupported dtype for export");
   }
 }
 
-const char* typestr(DType d) {
-  switch (d) {
-    case DType::kInt8: return "|i1";
-    case DType::kUInt8: return "|u1";
-    case DType::kInt16: return "<i2";
-    case DType::kInt32: return "<i4";
-    case DType::kInt64: return "<i8";
-    case DType::kFloat32: return "<f4";
-    case DType::kFloat64: return "<f8";
-    case DType::kBool: return "|b1";
-    default: return "|V1";
-  }
+// The __cuda_array_interface__ typestr: byte order ('|' for one byte, else little-endian, the
+// order of every CUDA device), kind, size.
+std::string typestr(DType d) {
+  if (d.kind == 0) return "|V1";
+  return std::string(1, d.size == 1 ? '|' : '<') + d.kind + std::to_string(d.size);
 }
 
 void export_deleter(DLManagedTensor* self) {
@@ -177,43 +168,29 @@ py::tuple shape_tuple(const std::vector<std::int64_t>& shape) {
 }  // namespace
 
 DType dtype_from_typestr(const std::string& ts) {
-  if (ts.size() < 3) return DType::kOther;
-  const char order = ts[0];
-  const std::string body = ts.substr(1);
-  if (order == '>') return DType::kOther;  // big-endian data on a little-endian device
-  if (body == "i1") return DType::kInt8;
-  if (body == "u1") return DType::kUInt8;
-  if (body == "i2") return DType::kInt16;
-  if (body == "i4") return DType::kInt32;
-  if (body == "i8") return DType::kInt64;
-  if (body == "f4") return DType::kFloat32;
-  if (body == "f8") return DType::kFloat64;
-  if (body == "b1") return DType::kBool;
-  return DType::kOther;
+  if (ts.size() < 3 || ts.size() > 4) return kOther;
+  if (ts[0] == '>') return kOther;  // big-endian data on a little-endian device
+  const std::string digits = ts.substr(2);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return kOther;
+  const DType d{ts[1], static_cast<std::uint8_t>(std::stoi(digits))};
+  return is_supported(d) && std::to_string(d.size) == digits ? d : kOther;
 }
 
 DType dtype_from_dlpack(const DLDataType& t) {
-  if (t.lanes != 1) return DType::kOther;
-  if (t.code == 0 && t.bits == 8) return DType::kInt8;
-  if (t.code == 1 && t.bits == 8) return DType::kUInt8;
-  if (t.code == 0 && t.bits == 16) return DType::kInt16;
-  if (t.code == 0 && t.bits == 32) return DType::kInt32;
-  if (t.code == 0 && t.bits == 64) return DType::kInt64;
-  if (t.code == 2 && t.bits == 32) return DType::kFloat32;
-  if (t.code == 2 && t.bits == 64) return DType::kFloat64;
-  if (t.code == 6 && t.bits == 8) return DType::kBool;
-  return DType::kOther;
+  if (t.lanes != 1 || t.bits % 8 != 0) return kOther;
+  char kind = 0;
+  switch (t.code) {
+    case 0: kind = 'i'; break;
+    case 1: kind = 'u'; break;
+    case 2: kind = 'f'; break;
+    case 6: kind = 'b'; break;
+    default: return kOther;
+  }
+  const DType d{kind, static_cast<std::uint8_t>(t.bits / 8)};
+  return is_supported(d) ? d : kOther;
 }
 
-std::size_t dtype_size(DType d) {
-  switch (d) {
-    case DType::kInt8: case DType::kUInt8: case DType::kBool: return 1;
-    case DType::kInt16: return 2;
-    case DType::kInt32: case DType::kFloat32: return 4;
-    case DType::kInt64: case DType::kFloat64: return 8;
-    default: return 1;
-  }
-}
+std::size_t dtype_size(DType d) { return d.kind == 0 ? 1 : d.size; }
 
 bool is_device_array(const py::handle& obj) {
   if (py::hasattr(obj, "__cuda_array_interface__")) return true;
@@ -243,7 +220,7 @@ DeviceView device_view(const py::handle& obj, const char* name, int device, cuda
   if (v.device != device)
     throw DeviceError(std::string(name) + ": expected an array on cuda:" + std::to_string(device) + ", got " +
                       v.describe());
-  if (v.dtype == DType::kOther)
+  if (v.dtype == kOther)
     throw ShapeError(std::string(name) + ": unsupported dtype of " + type_name(obj));
   return v;
 }
@@ -253,7 +230,7 @@ void register_device_array(py::module_& m) {
                           "Memory owned by the native core on a CUDA device; view it with torch.from_dlpack or "
                           "cupy.from_dlpack (no copy), or copy it to the host with numpy().")
       .def_property_readonly("shape", [](const DeviceArray& a) { return shape_tuple(a.shape); })
-      .def_property_readonly("dtype", [](const DeviceArray& a) { return std::string(dtype_name(a.dtype)); })
+      .def_property_readonly("dtype", [](const DeviceArray& a) { return dtype_name(a.dtype); })
       .def_property_readonly("device", [](const DeviceArray& a) { return "cuda:" + std::to_string(a.device); })
       .def("__dlpack__", [](py::object self, py::kwargs) { return to_dlpack(self); })
       .def("__dlpack_device__", [](const DeviceArray& a) { return py::make_tuple(kDLCUDA, a.device); })
@@ -269,7 +246,7 @@ void register_device_array(py::module_& m) {
       })
       .def("numpy", [](const DeviceArray& a) {
         std::vector<py::ssize_t> shape(a.shape.begin(), a.shape.end());
-        py::dtype dt = a.dtype == DType::kBool ? py::dtype("bool") : py::dtype(std::string(dtype_name(a.dtype)));
+        py::dtype dt(dtype_name(a.dtype));
         py::array out(dt, shape);
         std::size_t bytes = dtype_size(a.dtype);
         for (auto e : a.shape) bytes *= static_cast<std::size_t>(e);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "array_interop.h"
+#include "dtypes.h"
 #include "himari/common/error.h"
 #include "himari/cuda/api.h"
 
@@ -50,32 +51,14 @@ constexpr std::int32_t kDLCPU = 1;
 constexpr std::int32_t kDLCUDA = 2;
 
 
-inline const char* dtype_name(DType d) {
-  switch (d) {
-    case DType::kInt8: return "int8";
-    case DType::kUInt8: return "uint8";
-    case DType::kInt16: return "int16";
-    case DType::kInt32: return "int32";
-    case DType::kInt64: return "int64";
-    case DType::kFloat32: return "float32";
-    case DType::kFloat64: return "float64";
-    case DType::kBool: return "bool";
-    default: return "an unsupported dtype";
-  }
-}
-
-inline bool is_int(DType d) {
-  return d == DType::kInt8 || d == DType::kUInt8 || d == DType::kInt16 || d == DType::kInt32 || d == DType::kInt64;
-}
-
 // A checked view of caller-owned device memory, valid for the duration of one call.
 struct DeviceView {
   const void* data = nullptr;
-  DType dtype = DType::kOther;
+  DType dtype = kOther;
   std::vector<std::int64_t> shape;
   int device = -1;
   std::string describe() const {
-    std::string s = std::string(dtype_name(dtype)) + " array of shape (";
+    std::string s = dtype_name(dtype) + " array of shape (";
     for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
     return s + (shape.size() == 1 ? ",)" : ")") + " on cuda:" + std::to_string(device);
   }
@@ -87,6 +70,7 @@ struct DeviceView {
   py::object keepalive;  // a consumed DLPack capsule, released with the view
 };
 
+// The DType of a __cuda_array_interface__ typestr or a DLPack dtype; kOther unless is_supported.
 DType dtype_from_typestr(const std::string& typestr);
 DType dtype_from_dlpack(const DLDataType& t);
 std::size_t dtype_size(DType d);

@@ -68,12 +68,13 @@ constexpr std::int64_t kReleaseGilFromEnvs = 256;
 
 void env_step(TradingEnv& env, const py::handle& actions_obj) {
   py::array a = as_array(actions_obj, "actions");
-  const bind::DType kind = bind::int_kind(a);
-  if (a.ndim() != 1 || a.shape(0) != env.num_envs() || kind == bind::DType::kOther)
+  const bind::DType kind = bind::action_dtype(a);
+  if (a.ndim() != 1 || a.shape(0) != env.num_envs() || kind == bind::kOther)
     throw ShapeError("actions: expected an integer array of shape (" + std::to_string(env.num_envs()) +
-                     ",) (one action per env; int8, uint8, int16, int32 or int64, native byte order), got " + describe(a));
+                     ",) (one action per env; " + bind::action_dtypes_text() + ", native byte order), got " +
+                     describe(a));
   if (!bind::is_c_contiguous(a)) a = py::array::ensure(a, py::array::c_style);  // documented: copies a strided view
-  bind::with_int(
+  bind::with_action_type(
       kind, a.data(),
       [&](auto* p) {
         using A = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
@@ -103,11 +104,12 @@ BacktestArgs backtest_args(const py::handle& open, const py::handle& close, cons
                "), got ", args.close.size());
   HIMARI_CHECK(t_bars >= 2, "open: expected at least 2 bars, got ", t_bars);
   py::array s = as_array(signals, signals_name);
-  if (s.ndim() != 2 || s.shape(0) != t_bars || s.shape(1) < 1 || bind::int_kind(s) == bind::DType::kOther)
+  if (s.ndim() != 2 || s.shape(0) != t_bars || s.shape(1) < 1 || bind::action_dtype(s) == bind::kOther)
     throw ShapeError(std::string(signals_name) + ": expected an integer array of shape [T, M] with T = " +
-                     std::to_string(t_bars) + " (len(close)) and M >= 1 (int8, uint8, int16, int32 or int64, native byte order), got " + describe(s));
+                     std::to_string(t_bars) + " (len(close)) and M >= 1 (" + bind::action_dtypes_text() +
+                     ", native byte order), got " + describe(s));
   if (!bind::is_c_contiguous(s)) s = py::array::ensure(s, py::array::c_style);  // documented: inputs may be copied
-  bind::with_int(bind::int_kind(s), s.data(), [&](auto* p) {
+  bind::with_action_type(bind::action_dtype(s), s.data(), [&](auto* p) {
     using A = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
     // Row T-1 is never acted on, but a bad value there is still a bad input.
     for (py::ssize_t i = 0; i < s.size(); ++i) {
@@ -146,7 +148,7 @@ py::tuple backtest(const py::handle& open, const py::handle& close, const py::ha
     equity = e;
   }
   auto* met = reinterpret_cast<Metrics*>(metrics.mutable_data());
-  bind::with_int(bind::int_kind(args.signals), args.signals.data(), [&](auto* p) {
+  bind::with_action_type(bind::action_dtype(args.signals), args.signals.data(), [&](auto* p) {
     py::gil_scoped_release release;
     backtest_signals_cpu(args.in, p, met, eq);
   });
@@ -167,7 +169,7 @@ py::tuple replay(const py::handle& open, const py::handle& close, const py::hand
   double* e = equity.mutable_data();
   double* p = position.mutable_data();
   float* acc = account.mutable_data();
-  bind::with_int(bind::int_kind(args.signals), args.signals.data(), [&](auto* a) {
+  bind::with_action_type(bind::action_dtype(args.signals), args.signals.data(), [&](auto* a) {
     py::gil_scoped_release release;
     replay_actions_cpu(args.in, reward, a, r, e, p, acc);
   });
@@ -244,7 +246,6 @@ void register_exceptions() {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "himari native core (private: use himari.engine)";
   register_exceptions();
-  bind::register_cuda(m);
 
   m.def("cuda_compiled", &cuda_compiled);
   m.def("cuda_device_count", &cuda_device_count);
@@ -255,6 +256,8 @@ PYBIND11_MODULE(_core, m) {
   m.attr("ACCOUNT_COLUMNS") = kAccountColumns;
   m.attr("ACCOUNT_FIELDS") = py::cast(std::vector<std::string>(kAccountFieldNames, kAccountFieldNames + kAccountFields));
   m.attr("TERM_FIELDS") = py::cast(std::vector<std::string>(kTermFieldNames, kTermFieldNames + kTermFields));
+  // The dtypes actions and signals may have (native byte order), from HIMARI_FOR_EACH_ACTION_TYPE.
+  m.attr("ACTION_DTYPES") = py::tuple(py::cast(bind::action_dtype_names()));
 
   py::class_<RewardConfig>(m, "RewardConfig")
       .def(py::init<>())
@@ -375,4 +378,6 @@ PYBIND11_MODULE(_core, m) {
         py::arg("device") = "cpu");
   m.attr("METRIC_NAMES") = py::make_tuple("total_return", "annual_return", "sharpe", "sortino", "max_drawdown",
                                           "calmar", "turnover", "n_trades", "win_rate", "exposure");
+  // After the host classes, so the CUDA signatures name Market, RewardConfig and EkfParams.
+  bind::register_cuda(m);
 }

@@ -43,11 +43,7 @@ void ekf(const P*, std::int64_t, std::int64_t, const EkfParams&, double*, double
   template void env_step<A>(const EnvBuffers&, const A*, unsigned long long*, int, Stream);        \
   template void backtest_signals<A>(const BacktestInputs&, const A*, Metrics*, double*, unsigned long long*, int, \
                                     Stream);
-HIMARI_INSTANTIATE(std::int8_t)
-HIMARI_INSTANTIATE(std::uint8_t)
-HIMARI_INSTANTIATE(std::int16_t)
-HIMARI_INSTANTIATE(std::int32_t)
-HIMARI_INSTANTIATE(std::int64_t)
+HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
 #undef HIMARI_INSTANTIATE
 template void ekf<float>(const float*, std::int64_t, std::int64_t, const EkfParams&, double*, double*, unsigned long long*,
                          int, Stream);

@@ -1,14 +1,15 @@
 """The thin Python face of the native core: the only package that imports ``himari._core``.
 
 Public surface (DESIGN.md): Market, VecTradingEnv, RewardConfig, backtest_signals, ekf, plus
-replay_actions, EKFParams, BacktestResult and the device helpers. Importing it registers
-``himari/Trading-v0`` (``himari.gym_env.TradingEnv``, one account as a single gymnasium env) with
-gymnasium.
+replay_actions, EKFParams, BacktestResult, ACTION_DTYPES and the device helpers. Importing it
+registers ``himari/Trading-v0`` (``himari.gym_env.TradingEnv``, one account as a single gymnasium
+env) with gymnasium.
 """
 
 from __future__ import annotations
 
 from himari.engine._native import _core
+from himari.engine.arrays import ACTION_DTYPES
 from himari.engine.backtest import (
     BARS_PER_YEAR_5M,
     BacktestResult,
@@ -36,6 +37,7 @@ def counter_hash(seed: int, stream: int, counter: int) -> int:
 
 
 __all__ = [
+    "ACTION_DTYPES",
     "ACTION_NAMES",
     "BARS_PER_YEAR_5M",
     "BUY",

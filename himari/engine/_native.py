@@ -1,4 +1,8 @@
-"""The single import of the native extension, so a missing build fails with one clear message."""
+"""The single import of the native extension, so a missing build fails with one clear message.
+
+Type checkers read the module's types from himari/_core.pyi beside the extension
+(tests/python/engine/test_core_stub.py keeps it true to the module).
+"""
 
 from __future__ import annotations
 

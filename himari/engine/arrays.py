@@ -7,6 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from himari.engine._native import _core
+
+ACTION_DTYPES: tuple[str, ...] = tuple(_core.ACTION_DTYPES)
+"""The dtypes an action or signal array may have (native byte order): numpy names, in the order
+error messages list them. The native core defines the list (HIMARI_FOR_EACH_ACTION_TYPE in
+cpp/include/himari/common/action_types.h); other dtypes are rejected with a ShapeError, never
+converted."""
+
 
 def check_mode(mode: Any) -> str:
     """The position mode, checked here so a wrong type gets the same error as a wrong name."""

@@ -82,8 +82,8 @@ def backtest_signals(
     """Backtest M action sequences over one price series in a single native pass.
 
     ``signals`` is an integer array ``[T, M]`` (or ``[T]`` for one strategy) of actions
-    (0 SELL, 1 HOLD, 2 BUY) decided at each close and filled at the next open. Fills, costs and
-    marking are exactly those of VecTradingEnv.
+    (0 SELL, 1 HOLD, 2 BUY) decided at each close and filled at the next open, of a dtype in
+    ``ACTION_DTYPES``. Fills, costs and marking are exactly those of VecTradingEnv.
 
     ``device="cuda"`` runs one GPU thread per strategy; ``signals`` may then be a CUDA array
     (torch tensor, CuPy array: read in place) or a host array (copied over once). Metrics come
@@ -138,7 +138,8 @@ def replay_actions(
     mode: str = "long_flat",
     reward: RewardConfig | None = None,
 ) -> ReplayResult:
-    """Run the env's reward function over fixed action sequences ``[T]`` or ``[T, M]``.
+    """Run the env's reward function over fixed action sequences ``[T]`` or ``[T, M]`` (integers
+    of a dtype in ``ACTION_DTYPES``).
 
     Offline datasets use this so their rewards are exactly what the online env would pay.
     """

@@ -203,8 +203,9 @@ class VecTradingEnv(gym.vector.VectorEnv):
     def step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Apply one action per env (0 SELL, 1 HOLD, 2 BUY); returns views of native buffers
-        (in a new ``info`` dict each call)."""
+        """Apply one action per env (0 SELL, 1 HOLD, 2 BUY), an integer array ``[n_envs]`` of a
+        dtype in ``ACTION_DTYPES``; returns views of native buffers (in a new ``info`` dict each
+        call)."""
         if self._device_index is None:
             self._native.step(as_host_array(actions))
         else:

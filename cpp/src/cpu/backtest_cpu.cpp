@@ -69,11 +69,7 @@ void replay_actions_cpu(const BacktestInputs& in, const RewardConfig& reward, co
   template void backtest_signals_cpu<A>(const BacktestInputs&, const A*, Metrics*, double*);            \
   template void replay_actions_cpu<A>(const BacktestInputs&, const RewardConfig&, const A*, double*, double*, \
                                       double*, float*);
-HIMARI_INSTANTIATE_BACKTEST(std::int8_t)
-HIMARI_INSTANTIATE_BACKTEST(std::uint8_t)
-HIMARI_INSTANTIATE_BACKTEST(std::int16_t)
-HIMARI_INSTANTIATE_BACKTEST(std::int32_t)
-HIMARI_INSTANTIATE_BACKTEST(std::int64_t)
+HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE_BACKTEST)
 #undef HIMARI_INSTANTIATE_BACKTEST
 
 }  // namespace himari

@@ -14,10 +14,8 @@ void backtest(const BacktestInputs& in, const A* signals, Metrics* metrics, doub
   run_all<Vec4d>(in, signals, metrics, equity);
 }
 
-template void backtest<std::int8_t>(const BacktestInputs&, const std::int8_t*, Metrics*, double*);
-template void backtest<std::uint8_t>(const BacktestInputs&, const std::uint8_t*, Metrics*, double*);
-template void backtest<std::int16_t>(const BacktestInputs&, const std::int16_t*, Metrics*, double*);
-template void backtest<std::int32_t>(const BacktestInputs&, const std::int32_t*, Metrics*, double*);
-template void backtest<std::int64_t>(const BacktestInputs&, const std::int64_t*, Metrics*, double*);
+#define HIMARI_INSTANTIATE(A) template void backtest<A>(const BacktestInputs&, const A*, Metrics*, double*);
+HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
+#undef HIMARI_INSTANTIATE
 
 }  // namespace himari::avx2

@@ -172,11 +172,7 @@ void TradingEnv::step(const A* actions) {
   template void TradingEnv::step<A>(const A*);                       \
   template void TradingEnv::check_actions<A>(const A*, std::int64_t); \
   template void cpu::env_step_baseline<A>(const EnvBuffers&, const A*);
-HIMARI_INSTANTIATE_STEP(std::int8_t)
-HIMARI_INSTANTIATE_STEP(std::uint8_t)
-HIMARI_INSTANTIATE_STEP(std::int16_t)
-HIMARI_INSTANTIATE_STEP(std::int32_t)
-HIMARI_INSTANTIATE_STEP(std::int64_t)
+HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE_STEP)
 #undef HIMARI_INSTANTIATE_STEP
 
 }  // namespace himari

@@ -16,10 +16,8 @@ void env_step_avx2(const EnvBuffers& b, const A* actions) {
   avx2_detail::step_all<Vec4d>(b, actions);
 }
 
-template void env_step_avx2<std::int8_t>(const EnvBuffers&, const std::int8_t*);
-template void env_step_avx2<std::uint8_t>(const EnvBuffers&, const std::uint8_t*);
-template void env_step_avx2<std::int16_t>(const EnvBuffers&, const std::int16_t*);
-template void env_step_avx2<std::int32_t>(const EnvBuffers&, const std::int32_t*);
-template void env_step_avx2<std::int64_t>(const EnvBuffers&, const std::int64_t*);
+#define HIMARI_INSTANTIATE(A) template void env_step_avx2<A>(const EnvBuffers&, const A*);
+HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
+#undef HIMARI_INSTANTIATE
 
 }  // namespace himari::cpu

@@ -67,11 +67,7 @@ void backtest_signals(const BacktestInputs& in, const A* signals, Metrics* metri
 #define HIMARI_INSTANTIATE(A)                                                                                 \
   template void backtest_signals<A>(const BacktestInputs&, const A*, Metrics*, double*, unsigned long long*, int, \
                                     Stream);
-HIMARI_INSTANTIATE(std::int8_t)
-HIMARI_INSTANTIATE(std::uint8_t)
-HIMARI_INSTANTIATE(std::int16_t)
-HIMARI_INSTANTIATE(std::int32_t)
-HIMARI_INSTANTIATE(std::int64_t)
+HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
 #undef HIMARI_INSTANTIATE
 
 }  // namespace himari::cuda

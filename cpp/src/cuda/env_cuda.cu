@@ -313,11 +313,7 @@ void env_step(const EnvBuffers& b, const A* actions, unsigned long long* error, 
 
 #define HIMARI_INSTANTIATE(A) \
   template void env_step<A>(const EnvBuffers&, const A*, unsigned long long*, int, Stream);
-HIMARI_INSTANTIATE(std::int8_t)
-HIMARI_INSTANTIATE(std::uint8_t)
-HIMARI_INSTANTIATE(std::int16_t)
-HIMARI_INSTANTIATE(std::int32_t)
-HIMARI_INSTANTIATE(std::int64_t)
+HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
 #undef HIMARI_INSTANTIATE
 
 }  // namespace himari::cuda

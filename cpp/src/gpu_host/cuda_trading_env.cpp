@@ -113,11 +113,7 @@ void CudaTradingEnv::check(cuda::Stream stream) {
 }
 
 #define HIMARI_INSTANTIATE(A) template void CudaTradingEnv::step<A>(const A*, cuda::Stream);
-HIMARI_INSTANTIATE(std::int8_t)
-HIMARI_INSTANTIATE(std::uint8_t)
-HIMARI_INSTANTIATE(std::int16_t)
-HIMARI_INSTANTIATE(std::int32_t)
-HIMARI_INSTANTIATE(std::int64_t)
+HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
 #undef HIMARI_INSTANTIATE
 
 }  // namespace himari

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "himari/backtest/backtest_math.h"
+#include "himari/common/action_types.h"
 #include "himari/env/env_config.h"
 #include "himari/reward/reward_config.h"
 
@@ -19,7 +20,8 @@ struct BacktestInputs {
   double bars_per_year = 105120.0;
 };
 
-// signals: [T, M] row-major actions in {0,1,2} (checked by the caller).
+// signals: [T, M] row-major actions in {0,1,2} (checked by the caller); A is one of
+// HIMARI_FOR_EACH_ACTION_TYPE (common/action_types.h).
 // metrics: [M]; equity: [T, M] or nullptr.
 template <typename A>
 void backtest_signals_cpu(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "himari/common/action_types.h"
 #include "himari/env/account_math.h"
 #include "himari/env/env_config.h"
 #include "himari/env/episode_math.h"
@@ -76,6 +77,7 @@ class TradingEnv {
   void reset(bool reseed, std::uint64_t seed);
 
   // One step of all envs. `actions` holds num_envs values; check_actions has vetted them.
+  // A is one of HIMARI_FOR_EACH_ACTION_TYPE (common/action_types.h), as for every action template.
   template <typename A>
   void step(const A* actions);
 
