@@ -405,36 +405,33 @@ def test_devices_on_gpus_without_them_is_refused_before_torchrun(small_prepared:
 # -------------------------------------------------------- interrupts, resumes
 
 
-def test_ctrl_c_says_how_to_resume(small_prepared: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "interrupted"
+def _interrupt(small_prepared: Path, run_dir: Path, checkpoint_every: int, started: Path) -> tuple[int, str]:
+    """Start a long training, send SIGINT once ``started`` exists; its exit code and stderr."""
     proc = subprocess.Popen(himari("train", "baseline-mlp", "--data", str(small_prepared), "--run-dir", str(run_dir),
-                                   "--epochs", "500", "--batch-size", "32", "--checkpoint-every", "5",
+                                   "--epochs", "500", "--batch-size", "32", "--checkpoint-every", str(checkpoint_every),
                                    "--set", "train.patience=0", "--set", "train.progress=false"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoints" / "last.pt").exists():
+    while not started.exists():
         assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.1)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    return proc.returncode, err
+
+
+def test_ctrl_c_says_how_to_resume(small_prepared: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "interrupted"
+    code, err = _interrupt(small_prepared, run_dir, 5, run_dir / "checkpoints" / "last.pt")
+    assert code == 130
     assert f"himari train --resume {run_dir}" in err
     assert not (run_dir / "summary.json").exists()
 
 
 def test_ctrl_c_before_the_first_checkpoint_keeps_nothing(small_prepared: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "early"
-    proc = subprocess.Popen(himari("train", "baseline-mlp", "--data", str(small_prepared), "--run-dir", str(run_dir),
-                                   "--epochs", "500", "--batch-size", "32", "--checkpoint-every", "100000",
-                                   "--set", "train.patience=0", "--set", "train.progress=false"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.monotonic() + 120
-    while not (run_dir / "metrics.jsonl").exists():  # training has started
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "nothing was kept" in err
+    code, err = _interrupt(small_prepared, run_dir, 100_000, run_dir / "metrics.jsonl")  # training has started
+    assert code == 130 and "nothing was kept" in err
     assert listing(tmp_path) == []
 
 
