@@ -77,7 +77,9 @@ def _cgdt_module() -> Any:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError:
-        spec = importlib.util.spec_from_file_location(name, REPO / "plugins/himari_builtin/models/cgdt.py")
+        package = REPO / "plugins/himari_builtin/models/cgdt"
+        spec = importlib.util.spec_from_file_location(name, package / "__init__.py",
+                                                      submodule_search_locations=[str(package)])
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         sys.modules[name] = module
         spec.loader.exec_module(module)  # type: ignore[union-attr]

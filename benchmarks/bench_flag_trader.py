@@ -248,7 +248,7 @@ def bench_latency(model: Any, cfg: Any, batch: int, iters: int, device: str, gra
     uses on CUDA (``_graphed_decision``), input copy included."""
     import torch
 
-    from himari_builtin.models.flag_trader import _graphed_decision
+    from himari_builtin.models.flag_trader.model import _graphed_decision
 
     net = model.network.eval()
     obs = torch.randn(batch, cfg.context_length, model.obs_dim, device=device)

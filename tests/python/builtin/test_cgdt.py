@@ -27,12 +27,14 @@ MODULE = "himari_builtin.models.cgdt"
 
 
 def _load_cgdt() -> Any:
-    """The plugin module: by name once its entry point is installed, else from this checkout."""
+    """The plugin package: by name once its entry point is installed, else from this checkout."""
     try:
         return importlib.import_module(MODULE)
     except ModuleNotFoundError:
         if MODULE not in sys.modules:
-            spec = importlib.util.spec_from_file_location(MODULE, REPO / "plugins/himari_builtin/models/cgdt.py")
+            package = REPO / "plugins/himari_builtin/models/cgdt"
+            spec = importlib.util.spec_from_file_location(MODULE, package / "__init__.py",
+                                                          submodule_search_locations=[str(package)])
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
             sys.modules[MODULE] = module
             spec.loader.exec_module(module)  # type: ignore[union-attr]

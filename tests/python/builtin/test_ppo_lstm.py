@@ -18,10 +18,10 @@ SETS = TINY_ONLINE("ppo-lstm")
 
 
 def _net(obs_dim: int = 6, hidden: int = 5):
-    from himari_builtin.models.ppo_lstm import _network_class
+    from himari_builtin.models.ppo_lstm.network import ActorCritic
 
     torch.manual_seed(0)
-    return _network_class()(obs_dim, 3, (7,), hidden)
+    return ActorCritic(obs_dim, 3, (7,), hidden)
 
 
 def test_gae_hand_computed() -> None:

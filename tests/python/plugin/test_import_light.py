@@ -1,9 +1,12 @@
-"""Importing the CLI, loading every plugin and listing them never imports torch."""
+"""Importing the CLI, loading every plugin and listing them never imports torch; the built-in
+models keep torch in their ``network`` module."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_listing_plugins_does_not_import_torch() -> None:
@@ -22,3 +25,46 @@ def test_listing_plugins_does_not_import_torch() -> None:
     assert total == 16_643
     assert torch_loaded is False
     assert n >= 7
+
+
+MODELS = Path(__file__).resolve().parents[3] / "plugins" / "himari_builtin" / "models"
+
+
+def top_level_imports(source: str) -> set[str]:
+    """Top-level packages a module imports when it is imported: its own statements (inside
+    module-level ``if``/``try`` too), not those inside functions or classes, which run later."""
+    names: set[str] = set()
+    stack: list[ast.AST] = list(ast.parse(source).body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.module and not node.level:
+                names.add(node.module.split(".")[0])
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def test_top_level_imports_skip_function_bodies() -> None:
+    source = ("import numpy as np\nfrom torch import nn\ntry:\n    import yaml\nexcept ImportError:\n    pass\n"
+              "def f():\n    import scipy\nclass C:\n    import pandas\n")
+    assert top_level_imports(source) == {"numpy", "torch", "yaml"}
+
+
+def test_each_builtin_model_is_a_package_with_torch_in_its_network_only() -> None:
+    """Each built-in model is a package (``config``, ``network``, ``model``, see docs/plugins.md);
+    ``network.py`` is its only module that imports torch when imported, and the others reach it
+    from inside functions, so loading the plugin never imports torch."""
+    loose = sorted(p.name for p in MODELS.glob("*.py") if p.name != "__init__.py")
+    assert not loose, f"models written as single modules rather than packages: {loose}"
+    packages = sorted(p for p in MODELS.iterdir() if (p / "__init__.py").is_file())
+    assert len(packages) >= 5
+    for package in packages:
+        files = {p.name: p for p in package.glob("*.py")}
+        assert {"__init__.py", "config.py", "network.py", "model.py"} <= set(files), package.name
+        with_torch = sorted(n for n, p in files.items() if "torch" in top_level_imports(p.read_text(encoding="utf-8")))
+        assert with_torch == ["network.py"], f"{package.name}: torch imported at the top of {with_torch}"

@@ -1,0 +1,67 @@
+"""BaselineMLP, the model plugin instance: dataset, losses and acting (torch is imported lazily)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from himari_builtin.models.baseline_mlp.config import BaselineMLPConfig
+
+
+class BaselineMLP:
+    """The model plugin instance (see ``himari.plugin.api.Model`` for the lifecycle)."""
+
+    paradigm = "supervised"
+
+    def __init__(self, config: BaselineMLPConfig, ctx: Any) -> None:
+        from himari_builtin.models.baseline_mlp.network import build_network
+
+        self.config = config
+        self.n_actions = ctx.n_actions
+        self.network = build_network(config, ctx.n_features, ctx.n_actions, ctx.class_counts)
+
+    def dataset(self, ctx: Any, split: str) -> Any:
+        """Labelled rows of the split: (preprocessed features [F], label)."""
+        import numpy as np
+        import torch
+        from torch.utils.data import TensorDataset
+
+        from himari.plugin.api import rows_of
+
+        rows = rows_of(ctx.splits[split])
+        rows = rows[np.asarray(ctx.labels)[rows] >= 0]
+        x = torch.from_numpy(np.ascontiguousarray(ctx.features[rows], dtype=np.float32))
+        y = torch.from_numpy(np.asarray(ctx.labels)[rows].astype(np.int64))
+        return TensorDataset(x, y)
+
+    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
+        import torch.nn.functional as F
+
+        x, y = batch
+        logits = self.network(x).float()
+        cfg = self.config
+        if cfg.loss == "focal":
+            logp = F.log_softmax(logits, dim=-1)
+            logp_t = logp.gather(1, y[:, None])[:, 0]
+            loss = (-(1.0 - logp_t.exp()) ** cfg.focal_gamma * logp_t).mean()
+        else:
+            weight = self.network.class_weight if cfg.loss == "class-weighted" else None
+            loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=cfg.label_smoothing)
+        accuracy = float((logits.argmax(-1) == y).float().mean())
+        return loss, {"accuracy": accuracy}
+
+    def action_logits(self, batch: Any) -> Any:
+        """Logits of a training batch's rows (what confidence-penalty regularises)."""
+        return self.network(batch[0])
+
+    def act(self, features: Any, rows: Any) -> Any:
+        """Arg-max action at each row, from that row's features only (causal by construction)."""
+        import numpy as np
+        import torch
+
+        device = next(self.network.parameters()).device
+        out = np.empty(len(rows), dtype=np.int8)
+        step = self.config.eval_batch_size
+        for start in range(0, len(rows), step):
+            x = torch.from_numpy(np.ascontiguousarray(features[rows[start:start + step]], dtype=np.float32))
+            out[start:start + step] = self.network(x.to(device)).argmax(-1).cpu().numpy()
+        return out

@@ -1,0 +1,91 @@
+"""PPOLSTM, the model plugin instance: rollouts, the PPO loss and sequential acting (torch is
+imported lazily)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from himari.plugin.api import ppo_loss
+from himari_builtin.models.ppo_lstm.config import ACCOUNT_COLUMNS, PPOLSTMConfig
+
+
+class PPOLSTM:
+    """The model plugin instance (see ``himari.plugin.api.Model``; online-RL hooks ``rollout``
+    and ``act_sequence``)."""
+
+    paradigm = "online-rl"
+
+    def __init__(self, config: PPOLSTMConfig, ctx: Any) -> None:
+        from himari_builtin.models.ppo_lstm.network import ActorCritic
+
+        self.config = config
+        self.n_actions = ctx.n_actions
+        self.obs_dim = ctx.n_features + ACCOUNT_COLUMNS
+        self._threads("cpu")  # the network is built on the CPU (orthogonal init runs QR)
+        self.network = ActorCritic(self.obs_dim, ctx.n_actions, tuple(config.encoder_sizes), config.lstm_hidden)
+        self._rollouts: Any = None
+
+    def _threads(self, device: Any) -> None:
+        import torch  # set process-wide: the Trainer's update steps run with it too
+
+        if self.config.cpu_threads and str(device) == "cpu" and torch.get_num_threads() != self.config.cpu_threads:
+            torch.set_num_threads(self.config.cpu_threads)
+
+    def dataset(self, ctx: Any, split: str) -> Any:
+        from himari.plugin.api import HimariError
+
+        raise HimariError("ppo-lstm learns online from VecTradingEnv rollouts (rollout()); it has no dataset")
+
+    def rollout(self, ctx: Any, reset: bool) -> Any:
+        """Collect ``rollout_steps`` steps of each env with sampled actions
+        (``himari.training.rollout.EnvRollout``: on the GPU end to end with ``--device cuda``);
+        returns the ``RolloutBuffer`` with GAE advantages and episode statistics in ``stats``."""
+        from himari.plugin.api import EnvRollout
+
+        net = self.network
+        device = next(net.parameters()).device
+        self._threads(device)
+        if self._rollouts is None:
+            self._rollouts = EnvRollout(self.config, self.obs_dim)
+        was_training = net.training
+        net.eval()
+        try:
+            return self._rollouts.collect(ctx, reset, net.step, net.initial_state, device)
+        finally:
+            net.train(was_training)
+
+    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
+        """PPO loss (``himari.training.ppo.ppo_loss``) of a minibatch of whole env sequences
+        (``RolloutBuffer`` items), the LSTM run over each sequence from its saved start state."""
+        logits, values, _ = self.network.forward_sequence(batch["obs"], batch["starts"], batch["state"])
+        return ppo_loss(logits, values, batch, self.config)
+
+    def act(self, features: Any, rows: Any) -> Any:
+        from himari.plugin.api import HimariError
+
+        raise HimariError("ppo-lstm decides from the account state and its LSTM state: use "
+                          "act_sequence(features, open, close, ranges, env)")
+
+    def act_sequence(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any) -> Any:
+        """Deterministic (arg-max) actions through each range from a flat account and a zero
+        LSTM state (``himari.training.rl.sequential_actions``)."""
+        import numpy as np
+        import torch
+
+        from himari.plugin.api import sequential_actions
+
+        net = self.network
+        device = next(net.parameters()).device
+        holder: dict[str, Any] = {}
+        self._threads(device)
+
+        def step(obs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+            if "state" not in holder:
+                holder["state"] = net.initial_state(len(obs), device)
+            x = torch.tensor(obs, device=device)
+            s = torch.from_numpy(starts.astype(np.float32)).to(device) if starts.any() else None
+            logits, _, holder["state"] = net.step(x, s, holder["state"])
+            return logits.argmax(-1).cpu().numpy()
+
+        with torch.no_grad():
+            return sequential_actions(step, features, open_, close, ranges, env)
