@@ -67,7 +67,7 @@ class TrainedPolicy:
 
         key = str(Path(data.path).resolve())
         if key not in self._features:
-            splits = {name: data.split(name) for name in ("train", "validation", "test")}
+            splits = self.splits_of(data)
             features, _ = run_preprocessors(data, np.asarray(data.features), self.run.preprocess,
                                             self.run.plugin_configs, self.plugins, splits,
                                             seed=self.run.train.seed, states=self.preprocessing,
@@ -77,6 +77,13 @@ class TrainedPolicy:
                                 f"preprocessing, {data.path} gives {features.shape[1]}")
             self._features[key] = features
         return self._features[key]
+
+    def splits_of(self, data: Any) -> dict[str, list[tuple[int, int]]]:
+        """The run's own splits on the data it was trained on (a walk-forward fold's, when the
+        run set them), else the data set's."""
+        own = self.run.splits is not None and self.run.data is not None and \
+            Path(self.run.data).resolve() == Path(data.path).resolve()
+        return dict(self.run.splits) if own else {name: data.split(name) for name in ("train", "validation", "test")}
 
     def actions(self, data: Any, ranges: list[tuple[int, int]]) -> np.ndarray:
         """One action per row of the concatenated ``ranges`` of ``data``; a stateful model decides

@@ -91,7 +91,8 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
 
 
-TOP_LEVEL = ("model", "data", "train", "env", "preprocess", "methods", "trackers", "plugins")
+TOP_LEVEL = ("model", "data", "splits", "train", "env", "preprocess", "methods", "trackers", "plugins")
+SPLIT_NAMES = ("train", "validation", "test")
 
 
 @dataclass
@@ -107,12 +108,16 @@ class RunConfig:
     trackers: list[str] = field(default_factory=lambda: ["jsonl"])
     plugin_configs: dict[str, Any] = field(default_factory=dict)
     """Config instance per plugin name used by the run."""
+    splits: dict[str, list[tuple[int, int]]] | None = None
+    """Row ranges of train/validation/test instead of the prepared data's own (a walk-forward
+    fold of ``himari evaluate``); None: the data's splits."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with every default filled: written as the run's config.yaml."""
         return {
             "model": self.model,
             "data": self.data,
+            "splits": None if self.splits is None else {k: [list(r) for r in v] for k, v in self.splits.items()},
             "train": config_to_dict(self.train),
             "env": config_to_dict(self.env),
             "preprocess": list(self.preprocess),
@@ -199,6 +204,7 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
     data = raw.get("data")
     if data is not None and not isinstance(data, (str, os.PathLike)):
         raise ConfigError(f"data: expected a path, got {data!r}")
+    splits = parse_splits(raw.get("splits"))
     train = build_config(TrainConfig, raw.get("train"), "train")
     env = build_config(EnvConfig, raw.get("env"), "env")
     preprocess = (_names(raw["preprocess"], "preprocess") if raw.get("preprocess") is not None
@@ -231,7 +237,7 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
     configs = {name: build_config(spec.config, sections.get(name), f"plugins.{name}")
                for name, spec in used.items()}
     return RunConfig(model=model, data=None if data is None else str(data), train=train, env=env,
-                     preprocess=preprocess, methods=methods, trackers=trackers, plugin_configs=configs)
+                     preprocess=preprocess, methods=methods, trackers=trackers, plugin_configs=configs, splits=splits)
 
 
 def resolve_data_path(data: str | None, run_dir: str | os.PathLike[str] | None = None) -> str | None:
@@ -272,6 +278,43 @@ def require_run_extras(run: RunConfig, plugins: Any) -> None:
                             (run.trackers, plugins.trackers())):
         for name in names:
             require_spec(registry.get(name))
+
+
+def parse_splits(value: Any) -> dict[str, list[tuple[int, int]]] | None:
+    """``splits:`` of a run config: train, validation and test, each a list of ``[start, stop)``
+    row ranges, sorted, non-empty and not overlapping one another. Whether they fit the data is
+    checked when the data is opened (``check_splits``)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != set(SPLIT_NAMES):
+        raise ConfigError(f"splits: expected a mapping with train, validation and test, got {value!r}")
+    out: dict[str, list[tuple[int, int]]] = {}
+    for name in SPLIT_NAMES:
+        ranges = value[name]
+        if not isinstance(ranges, list) or not ranges:
+            raise ConfigError(f"splits.{name}: expected a non-empty list of [start, stop) row ranges")
+        parsed = []
+        for r in ranges:
+            if (not isinstance(r, (list, tuple)) or len(r) != 2 or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                                            for x in r) or not 0 <= r[0] < r[1]):
+                raise ConfigError(f"splits.{name}: {r!r} is not a [start, stop) range of row numbers with start < stop")
+            parsed.append((int(r[0]), int(r[1])))
+        if any(b[0] < a[1] for a, b in zip(parsed, parsed[1:])):
+            raise ConfigError(f"splits.{name}: ranges must be sorted and must not overlap")
+        out[name] = parsed
+    rows = sorted((a, b, name) for name, rs in out.items() for a, b in rs)
+    for (a1, b1, n1), (a2, b2, n2) in zip(rows, rows[1:]):
+        if a2 < b1:
+            raise ConfigError(f"splits: {n1} range [{a1}, {b1}) overlaps {n2} range [{a2}, {b2})")
+    return out
+
+
+def check_splits(splits: dict[str, list[tuple[int, int]]], n_rows: int, where: str) -> None:
+    """Every range of ``splits`` lies inside the data's ``n_rows`` rows."""
+    for name, ranges in splits.items():
+        for a, b in ranges:
+            if b > n_rows:
+                raise ConfigError(f"splits.{name}: range [{a}, {b}) goes past the {n_rows} rows of {where}")
 
 
 def check_compatible(model: str, paradigm: str, specs: list[Any]) -> None:

@@ -43,7 +43,7 @@ from himari.training import console as report
 from himari.training import distributed, rundir
 from himari.training.assemble import TrainedPolicy, built_modules, class_counts, model_context_to_dict
 from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state, save_checkpoint
-from himari.training.config import RunConfig, require_run_extras
+from himari.training.config import RunConfig, check_splits, require_run_extras
 from himari.training.device import resolve_device, to_device
 from himari.training.preprocess import load_states, run_preprocessors, save_states
 from himari.training.seeding import rng_state, seed_everything, set_rng_state
@@ -110,7 +110,11 @@ class Trainer:
         self.device = self.dist.device or resolve_device(cfg.device)
         with distributed.local_main_first(self.dist):  # one process per machine fills the data cache
             self.data = PreparedData(resolve_prepared(run.data))
-        self.splits = {name: self.data.split(name) for name in ("train", "validation", "test")}
+        if run.splits is not None:
+            check_splits(run.splits, len(self.data.close), str(self.data.path))
+            self.splits = {name: list(ranges) for name, ranges in run.splits.items()}
+        else:
+            self.splits = {name: self.data.split(name) for name in ("train", "validation", "test")}
         train_rows = rows_of(self.splits["train"])
         states = load_states(self.run_dir) if self.resuming else None
         self.features, self.preprocessing_states = run_preprocessors(

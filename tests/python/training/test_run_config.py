@@ -63,3 +63,57 @@ def test_unknown_plugins_are_usage_errors() -> None:
         merge_run_config(plugins=P, overrides={"model": "baseline-mlp"}, sets=["nonsense"])
     with pytest.raises(ConfigError, match="bogus: unknown key"):
         merge_run_config(plugins=P, overrides={"model": "baseline-mlp"}, sets=["bogus=1"])
+
+
+def test_explicit_splits_are_checked_and_used(small_prepared, tmp_path) -> None:
+    """A run may train on row ranges of its own (a walk-forward fold): they are validated,
+    recorded in config.yaml, used for training and evaluation, and by a backtest of the run."""
+    import io
+    import json
+
+    import yaml
+    from rich.console import Console
+
+    from himari.data import PreparedData
+    from himari.errors import ConfigError
+    from himari.plugin.manager import get_plugins
+    from himari.training.assemble import load_trained
+    from himari.training.config import merge_run_config
+    from himari.training.trainer import Trainer
+
+    plugins = get_plugins()
+    data = PreparedData(small_prepared)
+    (a, b), = data.split("train")
+    splits = {"train": [[a, a + 1500]], "validation": [[a + 1510, a + 2000]], "test": [[a + 2010, a + 2600]]}
+    bad = [({"train": [[5, 3]], "validation": [[10, 20]], "test": [[30, 40]]}, "start < stop"),
+           ({"train": [[0, 100]], "validation": [[50, 150]], "test": [[200, 300]]}, "overlaps"),
+           ({"train": [[0, 100]], "test": [[200, 300]]}, "train, validation and test")]
+    for value, message in bad:
+        try:
+            merge_run_config(plugins=plugins, overrides={"model": "baseline-mlp", "data": str(small_prepared),
+                                                         "splits": value})
+        except ConfigError as e:
+            assert message in str(e)
+        else:
+            raise AssertionError(f"{value} was accepted")
+    far = {"train": [[0, 100]], "validation": [[200, 300]], "test": [[400, 10**7]]}
+    run = merge_run_config(plugins=plugins, overrides={"model": "baseline-mlp", "data": str(small_prepared),
+                                                       "splits": far})
+    try:
+        Trainer(run, plugins=plugins, run_dir=tmp_path / "far", console=Console(file=io.StringIO())).fit()
+    except ConfigError as e:
+        assert "goes past" in str(e)
+    else:
+        raise AssertionError("a range past the data was accepted")
+    assert not (tmp_path / "far").exists()
+
+    run = merge_run_config(plugins=plugins, overrides={"model": "baseline-mlp", "data": str(small_prepared),
+                                                       "splits": splits},
+                           sets=["train.epochs=1", "train.max_steps_per_epoch=3", "train.batch_size=64"])
+    trainer = Trainer(run, plugins=plugins, run_dir=tmp_path / "r", console=Console(file=io.StringIO()))
+    summary = trainer.fit()
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["splits"] == splits
+    assert summary["test"]["buy-and-hold"]["decisions"] == 590 - 1  # the test range's bars, less the last
+    policy = load_trained(tmp_path / "r", plugins=plugins)
+    assert policy.splits_of(data)["test"] == [(a + 2010, a + 2600)]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["test"]["model"]["decisions"] == 589
