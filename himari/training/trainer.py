@@ -388,7 +388,10 @@ class Trainer:
         ``--resume`` of it is refused). A new run creates its directory only after set-up
         succeeded, and removes it again when it fails or is interrupted before its first
         checkpoint, so a failed command leaves nothing behind."""
+        import torch
+
         t0 = time.perf_counter()
+        threads = torch.get_num_threads()
         try:
             if self.resuming:
                 distributed.main_then_broadcast(self.dist, self._take_lock)
@@ -406,6 +409,8 @@ class Trainer:
         finally:
             if self._lock is not None:
                 self._lock.release()
+            if torch.get_num_threads() != threads:  # a model may set its own (ppo-lstm); not for the caller
+                torch.set_num_threads(threads)
 
     def _take_lock(self) -> None:
         self._lock = rundir.RunLock(self.run_dir)

@@ -446,20 +446,22 @@ def test_resuming_a_complete_run_reports_it_and_changes_nothing(run: Path) -> No
     assert after == before
 
 
-def test_thread_count_is_recorded_and_a_different_one_warned_about(run: Path, tmp_path: Path) -> None:
-    import shutil
-
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["threads"] == torch.get_num_threads()
-    copy = tmp_path / "copy"
-    shutil.copytree(run, copy)
-    (copy / "summary.json").unlink()
+def test_thread_count_is_recorded_and_a_different_one_warned_about(small_prepared: Path, tmp_path: Path) -> None:
+    """Trained with two torch threads (a subprocess, so no earlier test's thread setting leaks in),
+    resumed with one: the summary records 2 and the resume names both counts."""
+    run_dir = tmp_path / "threads"
+    two = subprocess.run(himari("train", "baseline-mlp", "--data", str(small_prepared), "--run-dir", str(run_dir),
+                                *TINY), capture_output=True, text=True, timeout=120, env={**ENV, "OMP_NUM_THREADS": "2"})
+    assert two.returncode == 0, two.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
     if summary["threads"] < 2:
-        pytest.skip("torch uses one thread here: no other thread count to resume with")
-    out = subprocess.run(himari("train", "--resume", str(copy)), capture_output=True, text=True, timeout=120,
+        pytest.skip("torch runs one thread on this machine: no other thread count to resume with")
+    assert summary["threads"] == 2
+    (run_dir / "summary.json").unlink()  # an unfinished run, so the resume trains
+    out = subprocess.run(himari("train", "--resume", str(run_dir)), capture_output=True, text=True, timeout=120,
                          env={**ENV, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
-    assert f"trained with {summary['threads']} torch threads and resumes with 1" in " ".join(out.stdout.split())
+    assert "trained with 2 torch threads and resumes with 1" in " ".join(out.stdout.split())
 
 
 def test_fee_and_slippage_options(run: Path, small_prepared: Path, tmp_path: Path) -> None:
