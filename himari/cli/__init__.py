@@ -98,6 +98,7 @@ def _add_groups() -> None:
     from himari.cli.bench import bench
     from himari.cli.data import app as data_app
     from himari.cli.demo import demo
+    from himari.cli.evaluate import evaluate
     from himari.cli.info import info
     from himari.cli.plugins import app as plugins_app
     from himari.cli.train import train
@@ -107,6 +108,8 @@ def _add_groups() -> None:
     # options `train` does not define are the model's settings (--context-length 64)
     app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(train)
     app.command("backtest")(backtest)
+    # options `evaluate` does not define are the model's settings, as for `train`
+    app.command("evaluate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(evaluate)
     app.command("bench")(bench)
     app.command("demo")(demo)
     app.command("info")(info)

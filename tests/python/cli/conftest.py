@@ -1,4 +1,4 @@
-"""Fixtures of the CLI tests: a small prepared data set, and a trained run (both shared)."""
+"""Fixtures of the CLI tests: a trained run (shared) and the shared BTC bars."""
 
 from __future__ import annotations
 
@@ -7,17 +7,6 @@ from pathlib import Path
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-
-
-@pytest.fixture(scope="session")
-def small_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6,000 synthetic 5-minute bars prepared with the default labels (about 3,000 train rows)."""
-    from himari.data.pipeline import PrepareConfig, prepare
-    from himari.data.synthetic import SynthConfig, load_synthetic
-
-    out = tmp_path_factory.mktemp("prepared") / "small"
-    prepare(load_synthetic(SynthConfig(bars=6000, seed=5)), out, PrepareConfig())
-    return out
 
 
 @pytest.fixture(scope="session")

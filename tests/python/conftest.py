@@ -1,4 +1,4 @@
-"""Fixtures of the built-in plugin tests: a small prepared synthetic data set (shared)."""
+"""Fixtures shared by every test directory."""
 
 from __future__ import annotations
 

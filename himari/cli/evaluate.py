@@ -1,0 +1,122 @@
+"""``himari evaluate MODEL``: walk-forward (and CPCV) retraining over seeds, out-of-sample scores
+beside baselines, statistics and gates. The work is ``himari.evaluate``; this parses and prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from himari.cli.completion import complete_list, complete_model
+
+STRICT_EXIT = 3
+"""Exit code of ``--strict`` when a gate fails (2 is bad input, 1 a failure)."""
+
+
+def evaluate(
+    ctx: typer.Context,
+    model: str = typer.Argument(None, help="Model plugin name.", autocompletion=complete_model),
+    data: str = typer.Option(None, "--data", help="Prepared directory or bars file; default: the synthetic market."),
+    walk_forward: int = typer.Option(6, "--walk-forward", min=1, help="Walk-forward folds (expanding train windows "
+                                                                      "by default), each retrained."),
+    fold_mode: str = typer.Option("expanding", "--fold-mode", help="expanding or rolling train windows."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per fold (0, 1, ..., N-1)."),
+    cpcv: str = typer.Option(None, "--cpcv", help="N,K: combinatorial purged cross-validation with N groups, K "
+                                                  "tested per split (a distribution of out-of-sample Sharpe)."),
+    embargo: int = typer.Option(None, "--embargo", min=0, help="Rows between train, validation and test blocks "
+                                                               "(default: the data's, at least the label horizon)."),
+    validation_fraction: float = typer.Option(0.2, "--validation-fraction",
+                                              help="Share of each fold's training rows kept to pick best.pt."),
+    grid: list[str] = typer.Option(None, "--grid", help="Compare configurations: KEY=V1,V2 (a run-config key, e.g. "
+                                                        "train.lr=1e-4,3e-4). Repeatable; the product is evaluated."),
+    gate: list[str] = typer.Option(None, "--gate", help="A gate such as oos_sharpe>=1.5, dsr>=0.95, "
+                                                        "p_vs_buy_and_hold<0.05, no_collapse (repeatable; default: "
+                                                        "those four)."),
+    strict: bool = typer.Option(False, "--strict", help=f"Exit with code {STRICT_EXIT} when a gate fails."),
+    resamples: int = typer.Option(10_000, "--resamples", min=100, help="Bootstrap resamples of the p-values."),
+    out: Path = typer.Option(None, "--out", help="Evaluation directory (default evaluations/<model>/<timestamp>)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue the evaluation in DIR with its saved settings."),
+    json_out: bool = typer.Option(False, "--json", help="Print evaluation.json instead of tables."),
+    epochs: int = typer.Option(None, "--epochs", help="Training epochs of every run."),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    lr: float = typer.Option(None, "--lr"),
+    preprocess: str = typer.Option(None, "--preprocess", help="Preprocessors, comma-separated.",
+                                   autocompletion=complete_list("preprocessor")),
+    method: str = typer.Option(None, "--method", help="Training methods, comma-separated.",
+                               autocompletion=complete_list("training-method")),
+    fee: float = typer.Option(None, "--fee", help="Fraction of traded notional per fill (env.fee)."),
+    slippage: float = typer.Option(None, "--slippage", help="Fraction each fill moves against the trader."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a run setting for every run: key=value."),
+) -> None:
+    """Retrain MODEL on walk-forward folds (and CPCV splits) over seeds; score it out of sample
+    after costs beside buy-and-hold, never-trade, random and a moving-average cross on the same
+    bars; report the deflated Sharpe, p-values and overfitting probability, and check the gates.
+    The model's own settings are options too (--context-length 64)."""
+    import json
+
+    from rich.console import Console
+
+    from himari.cli.train import model_options
+    from himari.errors import ConfigError
+    from himari.evaluate.runner import EvaluationConfig
+    from himari.evaluate.session import run_evaluation
+    from himari.plugin.manager import get_plugins
+
+    plugins = get_plugins()
+    console = Console(stderr=json_out)
+    if resume is not None:
+        given = [n for n, v in (("MODEL", model), ("--data", data), ("--out", out), ("--grid", grid), ("--gate", gate),
+                                ("--set", set_), ("--epochs", epochs), ("--cpcv", cpcv)) if v not in (None, [])]
+        if given:
+            raise ConfigError(f"--resume continues the evaluation with its saved settings; drop {', '.join(given)}")
+        result = run_evaluation(None, resume, plugins, console)
+    else:
+        if not model:
+            raise ConfigError("give a MODEL (himari plugins list --kind model)")
+        sets = [f"{k}={v}" for k, v in (("train.epochs", epochs), ("train.batch_size", batch_size), ("train.lr", lr),
+                                         ("env.fee", fee), ("env.slippage", slippage)) if v is not None]
+        sets += [f"preprocess={json.dumps(preprocess.split(','))}"] if preprocess else []
+        sets += [f"methods={json.dumps(method.split(','))}"] if method else []
+        sets += [*(set_ or []), *model_options(list(ctx.args), model, plugins)]
+        config = EvaluationConfig(
+            model=model, data=data, seeds=tuple(range(seeds)), walk_forward=walk_forward, fold_mode=fold_mode,
+            cpcv=_pair(cpcv), validation_fraction=validation_fraction, embargo=embargo,
+            gates=tuple(gate) if gate else EvaluationConfig.gates, grid=_grid(grid or []), sets=tuple(sets),
+            resamples=resamples)
+        result = run_evaluation(config, out, plugins, console)
+    if json_out:
+        print(json.dumps(result, indent=2))
+    if strict and not all(g["passed"] for g in result["gates"]):
+        raise typer.Exit(STRICT_EXIT)
+
+
+def _pair(text: str | None) -> tuple[int, int] | None:
+    from himari.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        n, k = (int(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--cpcv {text!r}: expected N,K such as 6,2") from None
+    return n, k
+
+
+def _grid(items: list[str]) -> dict[str, list[Any]]:
+    import yaml
+
+    from himari.errors import ConfigError
+
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        key, eq, values = item.partition("=")
+        if not eq or not key.strip() or not values.strip():
+            raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2")
+        parsed = [yaml.safe_load(v) for v in values.split(",")]
+        if len(parsed) < 2:
+            raise ConfigError(f"--grid {item!r}: give at least two values to compare")
+        if key.strip() in out:
+            raise ConfigError(f"--grid: {key.strip()} is given twice")
+        out[key.strip()] = parsed
+    return out

@@ -1,0 +1,46 @@
+"""The statistics an evaluation reports, from its out-of-sample per-bar returns
+(``himari.evaluation.stats`` has the formulas and their references).
+
+- **The seed ensemble**: the average of the chosen configuration's seeds' per-bar returns (the
+  same capital split equally over the seeds' strategies), the strategy the p-values and the PSR
+  judge, so one lucky seed does not carry the verdict.
+- **PSR**: probability that the ensemble's true Sharpe ratio exceeds 0 given its length,
+  skewness and kurtosis.
+- **Deflated Sharpe**: the best single trial (configuration x seed) judged against the Sharpe
+  ratio its trials would reach by chance (their number and the spread of their Sharpe ratios).
+- **p-values**: of the ensemble's mean excess return over buy-and-hold and over never-trade, one
+  sided, by stationary block bootstrap on the same bars.
+- **PBO** (with several configurations): probability of backtest overfitting by CSCV over the
+  configurations' ensemble returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from himari.evaluation import stats
+
+
+def summarise(*, ensemble: np.ndarray, trials: list[np.ndarray], bars_per_year: float,
+              benchmarks: dict[str, np.ndarray], per_config: np.ndarray | None, pbo_partitions: int,
+              resamples: int, block_length: int | None, seed: int) -> dict[str, Any]:
+    trial_sharpes = [stats.sharpe_per_bar(r) for r in trials]
+    best = trials[int(np.argmax(trial_sharpes))]
+    out: dict[str, Any] = {
+        "n_trials": len(trials),
+        "sharpe": stats.sharpe_per_bar(ensemble) * np.sqrt(bars_per_year),
+        "psr": stats.probabilistic_sharpe(ensemble),
+        "dsr": stats.deflated_sharpe(best, trial_sharpes),
+        "best_trial_sharpe": max(trial_sharpes) * np.sqrt(bars_per_year),
+        "p_value": {},
+    }
+    for name, bench in benchmarks.items():
+        test = stats.bootstrap_pvalue(ensemble - bench, resamples=resamples, block_length=block_length, seed=seed)
+        out["p_value"][f"vs_{name}"] = test.p_value
+        out["block_length"], out["resamples"], out["method"] = test.block_length, test.resamples, test.method
+    out["pbo"] = None
+    if per_config is not None and per_config.shape[1] >= 2:
+        out["pbo"] = stats.pbo(per_config, pbo_partitions).pbo
+    return out
