@@ -150,12 +150,33 @@ def _trace(line: Line, y: np.ndarray, max_points: int, **kwargs: Any) -> Any:
                       line=style, visible=line.visible, legendgroup=line.name, **kwargs)
 
 
+def log_ticks(lo: float, hi: float) -> list[float] | None:
+    """Tick values for a log axis from ``lo`` to ``hi``: 1, 2 and 5 times the powers of ten in
+    that span (every digit when that gives fewer than four), or None (plotly's own ticks) for
+    a span too narrow for either. plotly's default labels the minor digits of every decade of
+    a wide span, which crowds the axis into illegible stacks."""
+    if not (lo > 0 and hi > lo and math.isfinite(hi)):
+        return None
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    for mantissas in ((1, 2, 5), tuple(range(1, 10))):
+        ticks = [float(f"{m}e{d}") for d in decades for m in mantissas if lo <= float(f"{m}e{d}") <= hi]
+        if len(ticks) >= 4:
+            return ticks
+    return None
+
+
 def equity_figure(all_lines: Sequence[Line], max_points: int = MAX_POINTS) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure([_trace(line, line.table["equity"].to_numpy(), max_points) for line in all_lines])
-    return _layout(fig, "Equity after costs against buy-and-hold (log scale)",
-                   {"type": "log", "title": "equity (start = 1)"})
+    shown = [line.table["equity"].to_numpy() for line in all_lines if line.visible is True]
+    values = np.concatenate(shown) if shown else np.ones(1)
+    values = values[np.isfinite(values) & (values > 0)]
+    ticks = log_ticks(float(values.min()), float(values.max())) if len(values) else None
+    axis: dict[str, Any] = {"type": "log", "title": "equity (start = 1)"}
+    if ticks:
+        axis.update(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+    return _layout(fig, "Equity after costs against buy-and-hold (log scale)", axis)
 
 
 def drawdown_figure(all_lines: Sequence[Line], max_points: int = MAX_POINTS) -> Any:

@@ -91,3 +91,11 @@ def test_buy_and_hold_is_drawn_once_per_distinct_market() -> None:
 def test_default_window_is_a_month_of_bars_at_most_a_fifth_of_the_series() -> None:
     assert default_window([target("short", n=500)]) == 100
     assert default_window([target("long", n=60_000)]) == 30 * 288
+
+
+def test_log_ticks_are_one_two_five_per_decade_or_every_digit_in_a_narrow_span() -> None:
+    from himari.evaluation.html_report.figures import log_ticks
+
+    assert log_ticks(0.009, 1.3) == [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    assert log_ticks(0.7, 3.5) == [0.7, 0.8, 0.9, 1.0, 2.0, 3.0]  # 1, 2 alone would be too few
+    assert log_ticks(0.95, 1.05) is None  # plotly's own fine ticks
