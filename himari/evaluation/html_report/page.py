@@ -38,6 +38,7 @@ table.gates td:last-child, table.statistics td:first-child { text-align: left; w
 tr.edge td:nth-child(13) { color: #1a7f37; font-weight: 600; }
 tr.failed, tr.collapsed { background: #fff4f4; }
 .pass { color: #1a7f37; font-weight: 600; } .fail { color: #c62828; font-weight: 600; }
+.scroll { overflow-x: auto; }
 .figure { margin: 12px 0 24px; border-top: 1px solid #ddd; }
 nav { font-size: 0.9em; margin: 8px 0 0; } nav a { margin-right: 14px; color: #1f77b4; text-decoration: none; }
 """

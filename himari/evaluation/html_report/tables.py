@@ -64,7 +64,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], css: str = "",
     for i, row in enumerate(rows):
         cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (f'<div class="scroll"><table class="{css}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def gates_passed(target: ReportTarget) -> str:
@@ -75,9 +76,10 @@ def gates_passed(target: ReportTarget) -> str:
     return f'<span class="{cls}">{passed}/{len(target.gates)} passed</span>'
 
 
+EVALUATION_COLUMNS = ("DSR", "PBO", "p vs B&amp;H", "gates")
+"""The leaderboard's last columns, which only an evaluation fills."""
 LEADERBOARD_HEADERS = ("#", "target", "model", "scored on", "Sharpe", "return", "max DD", "trades", "exposure",
-                       "win rate", "B&amp;H Sharpe", "B&amp;H return", "Sharpe − B&amp;H", "DSR", "PBO",
-                       "p vs B&amp;H", "gates")
+                       "win rate", "B&amp;H Sharpe", "B&amp;H return", "Sharpe − B&amp;H", *EVALUATION_COLUMNS)
 
 
 def ranked(targets: Sequence[ReportTarget]) -> list[ReportTarget]:
@@ -107,6 +109,9 @@ def leaderboard(targets: Sequence[ReportTarget]) -> str:
                      probability(stats.get("dsr")), probability(stats.get("pbo")),
                      probability(p_values.get("vs_buy_and_hold")), gates_passed(t)])
         classes.append("edge" if sharpe is not None and bh_sharpe is not None and sharpe > bh_sharpe else "")
+    if not any(t.statistics or t.gates for t in targets):  # runs alone: no statistics, no gates
+        keep = len(LEADERBOARD_HEADERS) - len(EVALUATION_COLUMNS)
+        return table(LEADERBOARD_HEADERS[:keep], [r[:keep] for r in rows], "leaderboard", classes)
     return table(LEADERBOARD_HEADERS, rows, "leaderboard", classes)
 
 

@@ -337,6 +337,7 @@ def test_split_and_data_choose_what_a_run_is_scored_on(tmp_path: Path, trained_r
     bars = sum(b - a for a, b in PreparedData(small_prepared).split("validation"))
     [row] = tables_of(html, "leaderboard")[0]
     assert row["scored on"] == f"validation split, {bars:,} bars"
+    assert "DSR" not in row and "gates" not in row  # runs alone: no evaluation columns
     assert row["Sharpe"] == fmt_ratio(json.loads((trained_run / "summary.json").read_text())["validation"]["model"]["sharpe"])
     assert f"on {other}:" in html
     [folds] = tables_of(html, "folds")
