@@ -101,6 +101,7 @@ def _add_groups() -> None:
     from himari.cli.evaluate import evaluate
     from himari.cli.info import info
     from himari.cli.plugins import app as plugins_app
+    from himari.cli.report import report
     from himari.cli.train import train
 
     app.add_typer(data_app, name="data", help="Import, synthesise and prepare bar data.")
@@ -113,6 +114,7 @@ def _add_groups() -> None:
     app.command("bench")(bench)
     app.command("demo")(demo)
     app.command("info")(info)
+    app.command("report")(report)
 
 
 _add_groups()
