@@ -126,9 +126,10 @@ def _write_report(directory: Path, console: Any) -> None:
     if not is_installed("plotly"):
         console.print("no report.html: it needs plotly (pip install 'himari[report]')")
         return
-    from himari.evaluation.html_report import write_report
+    from himari.evaluation.html_report.evaluation_dir import load_evaluation
+    from himari.evaluation.html_report.page import write_report
 
-    write_report([directory], directory / "report.html")
+    write_report([load_evaluation(directory)], directory / "report.html")
 
 
 __all__ = ["RESULT", "run_evaluation"]
