@@ -145,12 +145,13 @@ def moments(returns: Any) -> ReturnMoments:
     n = len(r)
     mean = float(r.mean())
     d = r - mean
-    m2 = float(np.mean(d * d))
+    d2 = d * d
+    m2 = float(np.mean(d2))
     if m2 == 0.0:
         return ReturnMoments(n, mean, 0.0, 0.0, 0.0, 3.0)
     std = math.sqrt(m2 * n / (n - 1))
-    m3 = float(np.mean(d**3))
-    m4 = float(np.mean(d**4))
+    m3 = float(np.dot(d2, d)) / n
+    m4 = float(np.dot(d2, d2)) / n
     return ReturnMoments(n, mean, std, mean / std, m3 / m2**1.5, m4 / m2**2)
 
 
