@@ -245,14 +245,15 @@ class Evaluation:
         series["model-ensemble"] = self._ensemble_table(series[f"model-seed-{self.config.seeds[0]}"
                                                               if len(self.configs) == 1 else
                                                               f"{chosen}-seed-{self.config.seeds[0]}"], ensemble)
+        stepped = (series["buy-and-hold"].groupby("range").cumcount() > 0).to_numpy()  # no step on a range's first bar
         per_config = None
         if len(self.configs) > 1:
-            per_config = np.stack([np.mean([returns[(c, s)] for s in self.config.seeds], axis=0)
+            per_config = np.stack([np.mean([returns[(c, s)] for s in self.config.seeds], axis=0)[stepped]
                                    for c, _ in self.configs], axis=1)
         stats = statistics.summarise(
-            ensemble=ensemble, trials=[returns[k] for k in returns], bars_per_year=self.bars_per_year,
-            benchmarks={"buy_and_hold": series["buy-and-hold"]["return"].to_numpy(),
-                        "never_trade": series["never-trade"]["return"].to_numpy()},
+            ensemble=ensemble[stepped], trials=[returns[k][stepped] for k in returns], bars_per_year=self.bars_per_year,
+            benchmarks={"buy_and_hold": series["buy-and-hold"]["return"].to_numpy()[stepped],
+                        "never_trade": series["never-trade"]["return"].to_numpy()[stepped]},
             per_config=per_config, pbo_partitions=self.config.pbo_partitions, resamples=self.config.resamples,
             block_length=self.config.block_length, seed=self.config.seeds[0])
         result = {

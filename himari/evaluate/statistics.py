@@ -26,21 +26,27 @@ from himari.evaluation import stats
 def summarise(*, ensemble: np.ndarray, trials: list[np.ndarray], bars_per_year: float,
               benchmarks: dict[str, np.ndarray], per_config: np.ndarray | None, pbo_partitions: int,
               resamples: int, block_length: int | None, seed: int) -> dict[str, Any]:
-    trial_sharpes = [stats.sharpe_per_bar(r) for r in trials]
+    """The statistics of an evaluation. Every series holds the per-bar returns of the same
+    out-of-sample bars, each range's first bar (where no step is taken) already dropped."""
+    trial_sharpes = [stats.moments(r).sharpe for r in trials]
     best = trials[int(np.argmax(trial_sharpes))]
     out: dict[str, Any] = {
         "n_trials": len(trials),
-        "sharpe": stats.sharpe_per_bar(ensemble) * np.sqrt(bars_per_year),
-        "psr": stats.probabilistic_sharpe(ensemble),
-        "dsr": stats.deflated_sharpe(best, trial_sharpes),
-        "best_trial_sharpe": max(trial_sharpes) * np.sqrt(bars_per_year),
+        "sharpe": stats.sharpe(ensemble, bars_per_year),
+        "psr": stats.probabilistic_sharpe_ratio(ensemble),
+        "dsr": stats.deflated_sharpe_ratio(best, trial_sharpes),
+        "best_trial_sharpe": stats.sharpe(best, bars_per_year),
         "p_value": {},
     }
     for name, bench in benchmarks.items():
-        test = stats.bootstrap_pvalue(ensemble - bench, resamples=resamples, block_length=block_length, seed=seed)
+        test = stats.bootstrap_pvalue(ensemble, bench, n_resamples=resamples, mean_block_length=block_length,
+                                      seed=seed)
         out["p_value"][f"vs_{name}"] = test.p_value
-        out["block_length"], out["resamples"], out["method"] = test.block_length, test.resamples, test.method
+        out["block_length"], out["resamples"], out["method"] = test.block_length, test.n_resamples, test.method
+    out["sign_flip_p_value"] = {f"vs_{name}": stats.sign_flip_pvalue(ensemble, bench, n_resamples=resamples,
+                                                                      seed=seed).p_value
+                                for name, bench in benchmarks.items()}
     out["pbo"] = None
     if per_config is not None and per_config.shape[1] >= 2:
-        out["pbo"] = stats.pbo(per_config, pbo_partitions).pbo
+        out["pbo"] = stats.probability_of_backtest_overfitting(per_config, pbo_partitions).pbo
     return out
