@@ -33,7 +33,7 @@ GATES: dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]] = {
     "pbo": ("probability of backtest overfitting across the configurations",
             lambda e: e["statistics"].get("pbo")),
 }
-FLAGS = {"no_collapse": "no seed collapses onto one action (> 90% of decisions) on any fold"}
+FLAGS = {"no_collapse": "runs that collapse onto one action (> 90% of decisions) on their fold, of every fold and seed"}
 DEFAULT_GATES = ("oos_sharpe>=1.5", "dsr>=0.95", "p_vs_buy_and_hold<0.05", "no_collapse")
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 _SPEC = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
@@ -72,9 +72,9 @@ def check_gates(gates: list[Gate], evaluation: dict[str, Any]) -> list[dict[str,
     out = []
     for g in gates:
         if g.op is None:
-            collapsed = [f"{fold['fold']}/seed {seed}" for fold in evaluation["folds"]
+            collapsed = [f"{fold.get('name', fold['fold'])}/seed {seed}" for fold in evaluation["folds"]
                          for seed, run in fold["runs"].items() if run["metrics"]["collapsed"]]
-            out.append({"name": g.name, "threshold": None, "value": len(collapsed), "passed": not collapsed,
+            out.append({"name": g.name, "op": "<=", "threshold": 0.0, "value": len(collapsed), "passed": not collapsed,
                         "description": FLAGS[g.name] + (f" (collapsed: {', '.join(collapsed)})" if collapsed else "")})
             continue
         description, get = GATES[g.name]

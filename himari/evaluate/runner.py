@@ -217,7 +217,7 @@ class Evaluation:
                 baselines[name] = self._score(fold.test, acts, env)
             baselines["ma-cross"]["params"] = {"fast": fast, "slow": slow}
             baselines["random"]["params"] = {"trade_rate": rate}
-            fold_rows.append({"fold": fold.name, "train": fold.train, "validation": fold.validation,
+            fold_rows.append({"fold": len(fold_rows), "name": fold.name, "train": fold.train, "validation": fold.validation,
                               "test": fold.test, "test_span": self._span(fold.test), "runs": runs,
                               "baselines": baselines})
 

@@ -33,7 +33,7 @@ def print_evaluation(console: Any, ev: dict[str, Any], directory: Path) -> None:
     for f in ev["folds"]:
         runs = [r["metrics"] for r in f["runs"].values()]
         b = f["baselines"]
-        folds.add_row(f["fold"], f["test_span"]["start"][:10], _num(np.mean([m["sharpe"] for m in runs])),
+        folds.add_row(f["name"], f["test_span"]["start"][:10], _num(np.mean([m["sharpe"] for m in runs])),
                       _pct(float(np.mean([m["total_return"] for m in runs]))),
                       f"{np.mean([m['n_trades'] for m in runs]):,.0f}", _num(b["buy-and-hold"]["sharpe"]),
                       _num(b["ma-cross"]["sharpe"]), _num(b["random"]["sharpe"]))

@@ -44,7 +44,7 @@ def test_files_and_the_chained_result(evaluated: Path, small_prepared: Path) -> 
 
     ev = json.loads((evaluated / "evaluation.json").read_text())
     assert ev["format"] == "himari-evaluation" and ev["model"] == "baseline-mlp"
-    assert [f["fold"] for f in ev["folds"]] == ["fold-0", "fold-1"]
+    assert [(f["fold"], f["name"]) for f in ev["folds"]] == [(0, "fold-0"), (1, "fold-1")]
     assert set(ev["series"]) >= {"model-seed-0", "model-seed-1", "model-ensemble", "buy-and-hold", "never-trade",
                                  "random", "ma-cross"}
     data = PreparedData(small_prepared)

@@ -129,7 +129,7 @@ def test_gates_parse_check_and_refuse_unknown() -> None:
             parse_gate(bad)
     ev = {"walk_forward": {"mean": {"sharpe": 1.6, "total_return": 0.1}},
           "statistics": {"dsr": 0.9, "p_value": {"vs_buy_and_hold": 0.04, "vs_never_trade": 0.5}, "pbo": None},
-          "folds": [{"fold": "fold-0", "runs": {"0": {"metrics": {"collapsed": False}},
+          "folds": [{"fold": 0, "name": "fold-0", "runs": {"0": {"metrics": {"collapsed": False}},
                                                 "1": {"metrics": {"collapsed": True}}}}]}
     out = {g["name"]: g for g in check_gates([parse_gate(g) for g in (*DEFAULT_GATES, "pbo<0.5")], ev)}
     assert out["oos_sharpe"]["passed"] and not out["dsr"]["passed"] and out["p_vs_buy_and_hold"]["passed"]

@@ -29,8 +29,9 @@ LAYERS = {
     "himari.training": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin"},
     "himari.gym_env": {"himari.engine", "himari.data"},
     "himari.demo": {"himari.engine", "himari.data", "himari.evaluation"},
+    "himari.evaluate": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training"},
     "himari.cli": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training",
-                   "himari.demo", "himari.gym_env"},
+                   "himari.demo", "himari.gym_env", "himari.evaluate"},
     "himari.__main__": {"himari.cli"},
 }
 
