@@ -113,8 +113,9 @@ def check_export_dir(path: str | os.PathLike[str], inputs: Iterable[str | os.Pat
 def write_export(path: str | os.PathLike[str], strategies: Sequence[dict[str, Any]], context: dict[str, Any],
                  fmt: str = "parquet") -> Path:
     """Write the export atomically. Each strategy is a dict with ``name``, ``kind``, ``table``
-    (the ``per_bar`` DataFrame) and the JSON-ready ``costs``, ``metrics``, ``gross`` and
-    ``checkpoint``; ``context`` (data, selection, bars scored) goes into the index."""
+    (the ``per_bar`` DataFrame, or a function making it: one table in memory at a time) and the
+    JSON-ready ``costs``, ``metrics``, ``gross`` and ``checkpoint``; ``context`` (data,
+    selection, bars scored) goes into the index."""
     from himari.evaluation.series import COLUMNS
 
     if fmt not in FORMATS:
@@ -124,7 +125,7 @@ def write_export(path: str | os.PathLike[str], strategies: Sequence[dict[str, An
                              "columns": list(COLUMNS), "strategies": {}}
     with atomic_directory(path) as tmp:
         for s, file in zip(strategies, names):
-            table = s["table"]
+            table = s["table"]() if callable(s["table"]) else s["table"]
             if fmt == "parquet":
                 table.to_parquet(tmp / file, index=False)
             else:

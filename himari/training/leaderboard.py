@@ -128,13 +128,30 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
     context = {"data": str(prepared.path), "split": split, "from": _text(start), "to": _text(end),
                "costs": env.costs(), **scored_bars(prepared, ranges)}
     if export is not None:
+        from functools import partial
+
         from himari.evaluation.series import per_bar
 
-        write_export(export, [{"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, "costs": env.costs(),
+        strategies = []
+        for e in entries:
+            assert e.actions is not None  # set above for every entry
+            strategies.append({"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, "costs": env.costs(),
                                "metrics": e.metrics, "gross": e.gross,
-                               "table": per_bar(prepared.open, prepared.close, prepared.timestamps, ranges,
-                                                e.actions, env)} for e in entries], context, export_format)
+                               "table": partial(per_bar, prepared.open, prepared.close, prepared.timestamps, ranges,
+                                                _last_bars_hold(e.actions, ranges), env)})
+        write_export(export, strategies, context, export_format)
     return entries, context
+
+
+def _last_bars_hold(actions: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
+    """``actions`` with HOLD on the last bar of each range: no bar follows to fill a decision
+    there, so the export says so instead of showing a model's unexecuted choice."""
+    from himari.engine import ACTION_NAMES
+
+    out = np.array(actions, copy=True)
+    ends = np.cumsum([b - a for a, b in ranges]) - 1
+    out[ends] = ACTION_NAMES.index("HOLD")
+    return out
 
 
 def _text(value: Any) -> str | None:

@@ -322,7 +322,7 @@ def test_export_writes_every_strategys_series_and_an_index(other_market, trained
 
     export = tmp_path / "export"
     out = invoke(other_market, str(trained_run), "buy-and-hold", "random", "--data", str(other_market["csv"]),
-                 "--split", "all", "--export", str(export), "--out", str(tmp_path / "bt.json"))
+                 "--split", "all", "--seed", "6", "--export", str(export), "--out", str(tmp_path / "bt.json"))
     assert out.exit_code == 0, out.output
     result = json.loads((tmp_path / "bt.json").read_text())
     run_file = f"{trained_run.parent.name}-{trained_run.name}.parquet"
@@ -339,6 +339,16 @@ def test_export_writes_every_strategys_series_and_an_index(other_market, trained
         assert entry["kind"] == r["kind"] and entry["costs"] == result["costs"]
         assert entry["metrics"]["total_return"] == r["total_return"] and entry["gross"] == r["gross"]
         _check_series(pd.read_parquet(export / entry["file"]), data, ranges, r)
+    # the last bar of each block takes no decision: HOLD there, whatever the strategy said
+    from himari.evaluation.policy import baseline_actions
+
+    said = baseline_actions("random", ranges, seed=6)  # a seed whose draws end a block on BUY or SELL
+    ends = np.cumsum([b - a for a, b in ranges]) - 1
+    assert (said[ends] != 1).any()
+    random_series = pd.read_parquet(export / "random.parquet")
+    assert (random_series["action"].to_numpy()[ends] == 1).all()
+    keep = np.setdiff1d(np.arange(len(said)), ends)
+    np.testing.assert_array_equal(random_series["action"].to_numpy()[keep], said[keep])
 
     # a previous export is replaced as a whole (here by CSV files)
     again = invoke(other_market, "buy-and-hold", "--data", str(other_market["csv"]), "--split", "all",
