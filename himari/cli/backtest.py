@@ -43,7 +43,7 @@ def backtest(
     from himari.data.prepared import utc_text
     from himari.data.splits import parse_time
     from himari.evaluation.policy import static_position_text
-    from himari.evaluation.report import COLUMNS, metrics_table, print_line, print_table, volatility_drag_note
+    from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
     from himari.progress import ConsoleReporter, reporting
     from himari.training.leaderboard import backtest as run_backtest
     from himari.training.rundir import write_json
@@ -73,12 +73,11 @@ def backtest(
     where = "all bars" if split == "all" else f"{split} split"
     if context["from"] is not None or context["to"] is not None:
         where += f" from {context['from'] or 'the start'} to {context['to'] or 'the end'}"
-    columns = list(COLUMNS)
     rows = [(e.name, split, e.metrics, e.kind == "run") for e in entries]
     if gross:
-        columns[2:2] = [("gross_sharpe", "gross\nSharpe", "{:+.2f}"), ("gross_return", "gross\nreturn", "{:+.2%}")]
         rows = [(name, sp, {**m, "gross_sharpe": e.gross["sharpe"], "gross_return": e.gross["total_return"]}, model)
                 for (name, sp, m, model), e in zip(rows, entries)]
+    columns = table_columns(gross)
     print_table(console, metrics_table(rows, title=f"{where}, fee {c['fee']:g} + slippage {c['slippage']:g} "
                                                    "per fill", columns=columns))
     note = volatility_drag_note([(e.name, e.metrics) for e in entries])
@@ -95,6 +94,19 @@ def backtest(
         print_line(console, f"per-bar series of {len(entries)} strateg{'ies' if len(entries) > 1 else 'y'} "
                             f"exported to {export} ({export_format}, index.json)")
     print_line(console, f"written {path}")
+
+
+def table_columns(gross: bool) -> list[tuple[str, str, str]]:
+    """The number columns of the leaderboard; with ``gross``, gross Sharpe and return beside the
+    net ones (metrics keys ``gross_sharpe``, ``gross_return``). Their two-line headers, and
+    "in market" over the exposure, keep a table of baseline-length names within 80 columns."""
+    from himari.evaluation.report import COLUMNS
+
+    columns = list(COLUMNS)
+    if gross:
+        columns[2:2] = [("gross_sharpe", "gross\nSharpe", "{:+.2f}"), ("gross_return", "gross\nreturn", "{:+.2%}")]
+        columns = [(k, "in\nmarket" if k == "exposure" else label, fmt) for k, label, fmt in columns]
+    return columns
 
 
 def _synthetic_market(data: str) -> str | None:

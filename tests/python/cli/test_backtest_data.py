@@ -288,8 +288,10 @@ def test_gross_columns_in_an_80_column_table(other_market, tmp_path) -> None:
         assert row.split()[1:5] == [f"{r['sharpe']:+.2f}", f"{100 * r['total_return']:+.2f}%",
                                     f"{r['gross']['sharpe']:+.2f}", f"{100 * r['gross']['total_return']:+.2f}%"]
     i = next(i for i, line in enumerate(lines) if line.startswith("strategy"))
-    assert lines[i - 1].split() == ["gross", "gross"] and lines[i].split()[:5] == ["strategy", "Sharpe", "return",
-                                                                                    "Sharpe", "return"]
+    assert lines[i - 1].split() == ["gross", "gross", "in"]
+    assert lines[i].split() == ["strategy", "Sharpe", "return", "Sharpe", "return", "max", "DD", "trades", "market",
+                                "S/H/B", "%"]
+    assert all(len(line) <= 80 for line in lines[i - 2:i + 5])
     plain = invoke(other_market, "buy-and-hold", "--data", str(other_market["csv"]), "--out", str(tmp_path / "p.json"))
     plain_lines = plain.output.splitlines()
     j = next(i for i, line in enumerate(plain_lines) if line.startswith("strategy"))
@@ -406,3 +408,25 @@ def test_a_failing_export_leaves_nothing_and_keeps_a_previous_one(other_market, 
     assert out.exit_code != 0
     assert {p.name: p.read_bytes() for p in (folder / "export").iterdir()} == before
     assert sorted(p.name for p in folder.iterdir()) == ["bt.json", "export"]
+
+
+def test_the_gross_table_fits_80_columns_at_its_widest_values() -> None:
+    """Two-digit negative Sharpes, double-digit losses, five-digit trade counts, a 12-letter name."""
+    import io
+
+    from rich.console import Console
+
+    from himari.cli.backtest import table_columns
+    from himari.evaluation.report import metrics_table, print_table
+
+    m = {"sharpe": -22.014, "total_return": -0.38771, "gross_sharpe": -12.5, "gross_return": -0.48311,
+         "max_drawdown": 0.9913, "n_trades": 12345.0, "exposure": 1.0,
+         "actions": {"SELL": 0.35, "HOLD": 0.53, "BUY": 0.12}, "collapsed": False}
+    console = Console(file=io.StringIO(), width=80)
+    print_table(console, metrics_table([("buy-and-hold", "test", m, False), ("never-trade", "test", m, False)],
+                                       title="t", columns=table_columns(gross=True)))
+    lines = console.file.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    row = next(line for line in lines if line.startswith("buy-and-hold"))
+    assert row.split() == ["buy-and-hold", "-22.01", "-38.77%", "-12.50", "-48.31%", "99.13%", "12,345", "100.0%",
+                           "35/53/12"]
