@@ -32,7 +32,7 @@ def slug(name: str, kind: str) -> str:
     its last two path parts joined by ``-`` (``runs/flag-trader/20250101-120000`` ->
     ``flag-trader-20250101-120000``), so runs of one model stay apart and readable."""
     if kind == "run":
-        parts = [p for p in Path(os.path.normpath(name)).parts if p not in ("/", ".", "..")]
+        parts = Path(os.path.abspath(name)).parts[1:]  # "." and ".." become the directories' names
         name = "-".join(parts[-2:]) or "run"
     text = _UNSAFE.sub("_", name).strip("._-")
     return text or "strategy"

@@ -430,3 +430,20 @@ def test_the_gross_table_fits_80_columns_at_its_widest_values() -> None:
     row = next(line for line in lines if line.startswith("buy-and-hold"))
     assert row.split() == ["buy-and-hold", "-22.01", "-38.77%", "-12.50", "-48.31%", "99.13%", "12,345", "100.0%",
                            "35/53/12"]
+
+
+def test_export_file_names_are_safe_readable_and_distinct(tmp_path, monkeypatch) -> None:
+    from himari.evaluation.export import file_names, slug
+
+    assert slug("runs/flag-trader/20250101-120000", "run") == "flag-trader-20250101-120000"
+    assert slug("/abs/runs/cgdt/20250101-120000/", "run") == "cgdt-20250101-120000"
+    assert slug("my runs/a:b*?/x", "run") == "a_b_-x"
+    assert slug("buy-and-hold", "baseline") == "buy-and-hold"
+    (tmp_path / "models" / "mlp").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "models" / "mlp")
+    assert slug(".", "run") == "models-mlp" and slug("..", "run") == f"{tmp_path.name}-models"
+    # two runs whose last two parts agree, and a run named like a baseline
+    assert file_names([("a/runs/x", "run"), ("b/runs/x", "run"), ("random", "baseline"), ("q/random", "run")],
+                      "csv") == ["runs-x.csv", "runs-x-2.csv", "random.csv", "q-random.csv"]
+    assert file_names([("x/random", "run"), ("y/x/random", "run")], "parquet") == ["x-random.parquet",
+                                                                                 "x-random-2.parquet"]
