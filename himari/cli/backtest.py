@@ -54,7 +54,7 @@ def backtest(
                                         fee=fee, slippage=slippage, export=export, export_format=export_format)
     result = {**context, "results": [{"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, **e.metrics,
                                       "gross": e.gross} for e in entries]}
-    split = context["split"]
+    chosen, split = split, context["split"]
     path = out or Path(f"backtest-{split}.json")
     write_json(path, result)
     if json_out:
@@ -66,6 +66,9 @@ def backtest(
         whose = "the runs' data, " if any(e.kind == "run" for e in entries) else ""
         print_line(console, f"no --data: scoring on {whose}the built-in synthetic market ({synthetic})")
     print_line(console, f"data: {context['data']}")
+    if data is not None and not Path(data).is_dir() and chosen is None and start is None and end is None:
+        print_line(console, f"{data} was prepared with the default split: scoring its test split (its last "
+                            "15%); --split all or --from/--to score other bars")
     n_ranges = len(context["ranges"])
     print_line(console, f"bars scored: {context['bars']:,} of {', '.join(context['symbols'])}, "
                         f"{utc_text(parse_time(context['first']))} .. {utc_text(parse_time(context['last']))} UTC "

@@ -447,3 +447,18 @@ def test_export_file_names_are_safe_readable_and_distinct(tmp_path, monkeypatch)
                       "csv") == ["runs-x.csv", "runs-x-2.csv", "random.csv", "q-random.csv"]
     assert file_names([("x/random", "run"), ("y/x/random", "run")], "parquet") == ["x-random.parquet",
                                                                                  "x-random-2.parquet"]
+
+
+def test_a_bars_file_scored_on_its_default_split_says_so(other_market, tmp_path) -> None:
+    out = invoke(other_market, "buy-and-hold", "--data", str(other_market["csv"]), "--out", str(tmp_path / "a.json"),
+                 columns=300)
+    assert out.exit_code == 0, out.output
+    assert (f"{other_market['csv']} was prepared with the default split: scoring its test split (its last 15%); "
+            "--split all or --from/--to score other bars") in out.output
+    for args in (("--split", "test"), ("--from", "2025-01-08")):
+        quiet = invoke(other_market, "buy-and-hold", "--data", str(other_market["csv"]), *args,
+                       "--out", str(tmp_path / "b.json"), columns=300)
+        assert quiet.exit_code == 0 and "default split" not in quiet.output
+    prepared = invoke(other_market, "buy-and-hold", "--data", str(other_market["prepared"]),
+                      "--out", str(tmp_path / "c.json"), columns=300)
+    assert prepared.exit_code == 0 and "default split" not in prepared.output
