@@ -1,4 +1,4 @@
-"""``himari backtest``: score runs and baselines on one split, side by side."""
+"""``himari backtest``: score runs and baselines on the same bars (a split or a date range), side by side."""
 
 from __future__ import annotations
 
@@ -9,34 +9,52 @@ import typer
 
 def backtest(
     targets: list[str] = typer.Argument(..., help="Run directories and/or buy-and-hold, never-trade, random."),
-    data: str = typer.Option(None, "--data", help="Prepared directory or bars file; default: the runs' data "
+    data: str = typer.Option(None, "--data", help="Prepared directory or bars file (any importable format, "
+                                                  "prepared once into the cache); default: the runs' data "
                                                   "(the synthetic market for baselines alone)."),
-    split: str = typer.Option("test", "--split", help="train, validation or test."),
+    split: str = typer.Option(None, "--split", help="train, validation, test or all (every bar after each "
+                                                    "symbol's feature warm-up). Default: test, or all when "
+                                                    "--from/--to is given."),
+    start: str = typer.Option(None, "--from", help="Score bars opening at or after this UTC date or time "
+                                                   "(2025-01-01, 2025-01-01T12:00); within --split if given."),
+    end: str = typer.Option(None, "--to", help="Score bars opening before this UTC date or time (exclusive)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random baseline."),
     fee: float = typer.Option(None, "--fee", help="Fraction of traded notional paid per fill (default: the "
                                                   "runs' own fee, 0.001 for baselines alone)."),
     slippage: float = typer.Option(None, "--slippage", help="Fraction each fill moves against the trader "
                                                             "(default: the runs' own, 0.0005 for baselines alone)."),
+    gross: bool = typer.Option(False, "--gross", help="Add gross (no fees or slippage) Sharpe and return "
+                                                      "columns to the table; the JSON always has them."),
+    export: Path = typer.Option(None, "--export", help="Write every strategy's per-bar series into this "
+                                                       "directory (one file each, plus index.json); replaces "
+                                                       "only a previous export."),
+    export_format: str = typer.Option("parquet", "--export-format", help="parquet or csv."),
     out: Path = typer.Option(None, "--out", help="Write the results as JSON here (default backtest-<split>.json)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
-    """Backtest after fees and slippage; several targets make a leaderboard sorted by Sharpe."""
+    """Backtest after fees and slippage; several targets make a leaderboard sorted by Sharpe.
+
+    Runs keep their saved preprocessing (never refitted) and score on any data with their features.
+    """
     import json
 
     from rich.console import Console
 
-    from himari.training.leaderboard import backtest as run_backtest
+    from himari.data.prepared import utc_text
+    from himari.data.splits import parse_time
     from himari.evaluation.policy import static_position_text
     from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
     from himari.progress import ConsoleReporter, reporting
+    from himari.training.leaderboard import backtest as run_backtest
     from himari.training.rundir import write_json
 
     console = Console()
     with reporting(ConsoleReporter(Console(stderr=True) if json_out else console)):  # a model's long phases
-        entries, context = run_backtest(list(targets), data=data, split=split, seed=seed, fee=fee,
-                                         slippage=slippage)
-    result = {**context, "results": [{"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, **e.metrics}
-                                     for e in entries]}
+        entries, context = run_backtest(list(targets), data=data, split=split, start=start, end=end, seed=seed,
+                                        fee=fee, slippage=slippage, export=export, export_format=export_format)
+    result = {**context, "results": [{"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, **e.metrics,
+                                      "gross": e.gross} for e in entries]}
+    chosen, split = split, context["split"]
     path = out or Path(f"backtest-{split}.json")
     write_json(path, result)
     if json_out:
@@ -48,9 +66,23 @@ def backtest(
         whose = "the runs' data, " if any(e.kind == "run" for e in entries) else ""
         print_line(console, f"no --data: scoring on {whose}the built-in synthetic market ({synthetic})")
     print_line(console, f"data: {context['data']}")
+    if data is not None and not Path(data).is_dir() and chosen is None and start is None and end is None:
+        print_line(console, f"{data} was prepared with the default split: scoring its test split (its last "
+                            "15%); --split all or --from/--to score other bars")
+    n_ranges = len(context["ranges"])
+    print_line(console, f"bars scored: {context['bars']:,} of {', '.join(context['symbols'])}, "
+                        f"{utc_text(parse_time(context['first']))} .. {utc_text(parse_time(context['last']))} UTC "
+                        f"({n_ranges} block{'s' if n_ranges > 1 else ''}, each traded from flat)")
+    where = "all bars" if split == "all" else f"{split} split"
+    if context["from"] is not None or context["to"] is not None:
+        where += f" from {context['from'] or 'the start'} to {context['to'] or 'the end'}"
     rows = [(e.name, split, e.metrics, e.kind == "run") for e in entries]
-    print_table(console, metrics_table(rows, title=f"{split} split, {context['bars']:,} bars, "
-                                                   f"fee {c['fee']:g} + slippage {c['slippage']:g} per fill"))
+    if gross:
+        rows = [(name, sp, {**m, "gross_sharpe": e.gross["sharpe"], "gross_return": e.gross["total_return"]}, model)
+                for (name, sp, m, model), e in zip(rows, entries)]
+    columns = table_columns(gross)
+    print_table(console, metrics_table(rows, title=f"{where}, fee {c['fee']:g} + slippage {c['slippage']:g} "
+                                                   "per fill", columns=columns))
     note = volatility_drag_note([(e.name, e.metrics) for e in entries])
     if note:
         print_line(console, note)
@@ -61,7 +93,23 @@ def backtest(
         line = static_position_text(e.name, e.metrics) if e.kind == "run" else None
         if line:
             print_line(console, f"[bold yellow]{line}[/]")
+    if export is not None:
+        print_line(console, f"per-bar series of {len(entries)} strateg{'ies' if len(entries) > 1 else 'y'} "
+                            f"exported to {export} ({export_format}, index.json)")
     print_line(console, f"written {path}")
+
+
+def table_columns(gross: bool) -> list[tuple[str, str, str]]:
+    """The number columns of the leaderboard; with ``gross``, gross Sharpe and return beside the
+    net ones (metrics keys ``gross_sharpe``, ``gross_return``). Their two-line headers, and
+    "in market" over the exposure, keep a table of baseline-length names within 80 columns."""
+    from himari.evaluation.report import COLUMNS
+
+    columns = list(COLUMNS)
+    if gross:
+        columns[2:2] = [("gross_sharpe", "gross\nSharpe", "{:+.2f}"), ("gross_return", "gross\nreturn", "{:+.2%}")]
+        columns = [(k, "in\nmarket" if k == "exposure" else label, fmt) for k, label, fmt in columns]
+    return columns
 
 
 def _synthetic_market(data: str) -> str | None:

@@ -235,6 +235,44 @@ class PreparedData:
             raise DataError(f"split {name!r} is unknown; choose one of {', '.join(source)}")
         return [(int(a), int(b)) for a, b in source[name]]
 
+    def select(self, split: str = "all", start: Any = None, end: Any = None) -> Ranges:
+        """The row ranges a scoring command trades: split ``train``/``validation``/``test`` or
+        ``all`` (every row after each symbol's feature warm-up), narrowed to the bars that
+        opened in ``[start, end)`` (UTC dates or times, either may be None). One range per
+        symbol and contiguous block, each traded from flat; blocks of a single bar are left
+        out. An empty selection, an unparseable date or ``start >= end`` is a ``DataError``."""
+        from himari.data.splits import SELECTIONS, select_ranges, usable_ranges
+
+        if split not in SELECTIONS:
+            raise DataError(f"--split {split!r}: choose one of {', '.join(SELECTIONS)}")
+        base = None if split == "all" else self.split(split)
+        ranges = select_ranges(self.timestamps, self.segments, base, start=start, end=end)
+        if not ranges:
+            where = "" if split == "all" else f"the {split} split of "
+            window = "" if start is None and end is None else \
+                f" from {'its start' if start is None else start} to {'its end' if end is None else end}"
+            whose = "its bars after the feature warm-up" if base is None else f"the {split} split's bars"
+            raise DataError(f"no bars to score in {where}{self.path}{window} (a block needs two bars); {whose} "
+                            f"span {self.span_text(usable_ranges(self.segments) if base is None else base)} UTC")
+        return ranges
+
+    def span_text(self, ranges: Ranges) -> str:
+        """First and last bar open time of ``ranges`` in UTC, ``"A .. B"`` (``"none"`` when empty)."""
+        ranges = [(a, b) for a, b in ranges if b > a]
+        if not ranges:
+            return "none"
+        first = min(int(self.timestamps[a]) for a, _ in ranges)
+        last = max(int(self.timestamps[b - 1]) for _, b in ranges)
+        return f"{utc_text(first)} .. {utc_text(last)}"
+
+
+def utc_text(ns: int) -> str:
+    """A bar time (int64 ns) as ``YYYY-MM-DD HH:MM`` UTC, with seconds when it has any."""
+    import pandas as pd
+
+    t = pd.Timestamp(int(ns), tz="UTC")
+    return t.strftime("%Y-%m-%d %H:%M:%S" if t.second or t.microsecond or t.nanosecond else "%Y-%m-%d %H:%M")
+
 
 
 def render_summary(metadata: dict[str, Any], console: Any = None, title: str = "Prepared data") -> None:

@@ -73,6 +73,8 @@ def parse_time(value: str | int | pd.Timestamp) -> int:
         t = pd.Timestamp(value)
     except (ValueError, TypeError) as e:
         raise DataError(f"cannot parse {value!r} as a date") from e
+    if t is pd.NaT:  # "", "NaT": pandas' missing time, not a date
+        raise DataError(f"cannot parse {value!r} as a date")
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
     try:
         return int(t.value)
@@ -196,6 +198,57 @@ def _drop_tail(ranges: Ranges, embargo: int, segments: Sequence[Segment]) -> Ran
             a, b = mine[-1]
             mine[-1] = (a, max(a, b - embargo))
             out.extend(r for r in mine if r[1] > r[0])
+    return out
+
+
+SELECTIONS = (*SPLIT_NAMES, "all")
+"""What a scoring command's ``--split`` takes: a split of the prepared data, or ``all`` of it."""
+
+
+def usable_ranges(segments: Sequence[Segment]) -> Ranges:
+    """Every row after the feature warm-up: one range per segment, ``[first, stop)``."""
+    return [(s.first, s.stop) for s in segments if s.stop > s.first]
+
+
+def time_window(start: str | int | pd.Timestamp | None = None,
+                end: str | int | pd.Timestamp | None = None) -> tuple[int | None, int | None]:
+    """``--from`` / ``--to`` as int64 ns (naive = UTC; None: open); refuses an unparseable date
+    and ``start >= end`` with a ``DataError`` naming the option."""
+    bounds: list[int | None] = []
+    for option, value in (("--from", start), ("--to", end)):
+        if value is None:
+            bounds.append(None)
+            continue
+        try:
+            bounds.append(parse_time(value))
+        except DataError as e:
+            raise DataError(f"{option} {value}: {e}") from None
+    lo, hi = bounds
+    if lo is not None and hi is not None and lo >= hi:
+        raise DataError(f"--from {start} must come before --to {end} (--to is exclusive)")
+    return lo, hi
+
+
+def select_ranges(timestamps: np.ndarray, segments: Sequence[Segment], base: Ranges | None = None, *,
+                  start: str | int | pd.Timestamp | None = None,
+                  end: str | int | pd.Timestamp | None = None) -> Ranges:
+    """The rows a scoring command trades: those of ``base`` (a split's ranges; None: every
+    usable row, ``usable_ranges``) whose bar opened at or after ``start`` and before ``end``
+    (UTC dates or times; None: open-ended).
+
+    Every range stays within one contiguous block of ``base`` (one symbol), so each is traded
+    from a flat account on its own. A block left with fewer than two bars is dropped: a trade
+    needs a decision at one bar's close and a fill at the next bar's open. The result may be
+    empty; callers refuse that with the data's span in the message (``PreparedData.select``).
+    """
+    lo, hi = time_window(start, end)
+    out: Ranges = []
+    for a, b in (usable_ranges(segments) if base is None else base):
+        ts = timestamps[a:b]
+        i = 0 if lo is None else int(np.searchsorted(ts, lo, side="left"))
+        j = len(ts) if hi is None else int(np.searchsorted(ts, hi, side="left"))
+        if j - i >= 2:
+            out.append((a + i, a + j))
     return out
 
 

@@ -22,11 +22,12 @@ def actions_cell(metrics: dict[str, Any], flag_collapse: bool = True) -> str:
     return f"[bold red]{text} collapsed[/]" if flag_collapse and metrics.get("collapsed") else text
 
 
-def metrics_table(rows: Sequence[tuple[str, str, dict[str, Any], bool]], title: str = "") -> Any:
+def metrics_table(rows: Sequence[tuple[str, str, dict[str, Any], bool]], title: str = "",
+                  columns: Sequence[tuple[str, str, str]] = COLUMNS) -> Any:
     """One row per (strategy, split, metrics, is_model); collapse is flagged on model rows only
     (a baseline such as buy-and-hold holds by design). The split column is left out when every
     row has the same split (say it in the title); the action column appears when some row has
-    an action distribution."""
+    an action distribution. ``columns``: (metrics key, header, format) of the number columns."""
     from rich import box
     from rich.table import Table
 
@@ -37,13 +38,13 @@ def metrics_table(rows: Sequence[tuple[str, str, dict[str, Any], bool]], title: 
     table.add_column("strategy", no_wrap=True)
     if with_split:
         table.add_column("split", no_wrap=True)
-    for _, label, _ in COLUMNS:
+    for _, label, _ in columns:
         table.add_column(label, justify="right", no_wrap=True)
     if with_actions:
         table.add_column("S/H/B %")  # wraps only between the distribution and "collapsed"
     for name, split, m, is_model in rows:
         table.add_row(name, *([split] if with_split else []),
-                      *(fmt.format(float(m[key])) for key, _, fmt in COLUMNS),
+                      *(fmt.format(float(m[key])) for key, _, fmt in columns),
                       *([actions_cell(m, is_model)] if with_actions else []))
     return table
 

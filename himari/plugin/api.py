@@ -60,6 +60,10 @@ class ModelContext:
     class_counts: tuple[int, ...] = (1, 1, 1)
     """Labelled train rows per action (SELL, HOLD, BUY): class weights are built from them."""
     env: EnvConfig = field(default_factory=EnvConfig)
+    feature_names: tuple[str, ...] = ()
+    """Names of the prepared data's features the model was trained on, before preprocessing
+    (``n_features`` counts its inputs after preprocessing); empty when unknown. Scoring a
+    trained model on other data checks that data has these features."""
 
 
 # ------------------------------------------------------------------------ preprocessing

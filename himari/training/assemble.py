@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from himari.errors import DataError
+from himari.errors import DataError, HimariError
 from himari.plugin.api import EnvConfig, ModelContext
 
 
@@ -28,12 +28,48 @@ def class_counts(labels: np.ndarray, rows: np.ndarray, n_actions: int = 3) -> tu
 
 def model_context_to_dict(ctx: ModelContext) -> dict[str, Any]:
     return {"n_features": ctx.n_features, "n_actions": ctx.n_actions, "class_counts": list(ctx.class_counts),
-            "env": dataclasses.asdict(ctx.env)}
+            "env": dataclasses.asdict(ctx.env), "feature_names": list(ctx.feature_names)}
 
 
 def model_context_from_dict(d: dict[str, Any]) -> ModelContext:
+    """The saved context; checkpoints written before the feature names were kept have none."""
+    names = d.get("feature_names") or []
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ValueError("feature_names must be a list of strings")
     return ModelContext(n_features=int(d["n_features"]), n_actions=int(d["n_actions"]),
-                        class_counts=tuple(int(c) for c in d["class_counts"]), env=EnvConfig(**d["env"]))
+                        class_counts=tuple(int(c) for c in d["class_counts"]), env=EnvConfig(**d["env"]),
+                        feature_names=tuple(names))
+
+
+def _first(names: list[str], k: int = 5) -> str:
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
+def check_feature_set(context: ModelContext, data: Any, run_dir: Path, preprocessed: bool) -> None:
+    """Refuse data whose raw features are not the ones the run was trained on, before any is
+    transformed: a model fed other columns (or the same ones in another order) would score
+    noise without an error. The message names the counts and the first missing and extra names.
+    Runs saved before the names were kept: the count is compared where it is known (a run
+    without preprocessing takes the raw features as they are)."""
+    have = list(data.feature_names)
+    want = list(context.feature_names)
+    if not want:
+        if not preprocessed and len(have) != context.n_features:
+            raise DataError(f"{data.path} has {len(have)} features, the run {run_dir} was trained on "
+                            f"{context.n_features}; score it on data prepared with the features it was trained on")
+        return
+    if have == want:
+        return
+    missing = [n for n in want if n not in set(have)]
+    extra = [n for n in have if n not in set(want)]
+    parts = [f"{data.path} has {len(have)} features, the run {run_dir} was trained on {len(want)}"]
+    if missing:
+        parts.append(f"missing: {_first(missing)}")
+    if extra:
+        parts.append(f"not in the run: {_first(extra)}")
+    if not missing and not extra:
+        parts.append("the same names in another order" if len(have) == len(want) else "some names repeated")
+    raise DataError("; ".join(parts) + "; score it on data prepared with the features it was trained on")
 
 
 @dataclass
@@ -67,11 +103,21 @@ class TrainedPolicy:
 
         key = str(Path(data.path).resolve())
         if key not in self._features:
+            check_feature_set(self.context, data, self.run_dir, bool(self.run.preprocess))
             splits = self.splits_of(data)
-            features, _ = run_preprocessors(data, np.asarray(data.features), self.run.preprocess,
-                                            self.run.plugin_configs, self.plugins, splits,
-                                            seed=self.run.train.seed, states=self.preprocessing,
-                                            source=self.run_dir / "preprocessing.json")
+            try:
+                features, _ = run_preprocessors(data, np.asarray(data.features), self.run.preprocess,
+                                                self.run.plugin_configs, self.plugins, splits,
+                                                seed=self.run.train.seed, states=self.preprocessing,
+                                                source=self.run_dir / "preprocessing.json")
+            except ValueError as e:
+                if isinstance(e, HimariError) or self.context.feature_names:
+                    raise
+                # a run saved before the feature names were kept: a preprocessor fitted on other
+                # columns fails on these (zscore: "fitted on 60 columns")
+                raise DataError(f"{self.run_dir}: its saved preprocessing cannot transform the "
+                                f"{len(data.feature_names)} features of {data.path} ({e}); score it on data "
+                                "prepared with the features it was trained on") from None
             if features.shape[1] != self.context.n_features:
                 raise DataError(f"{self.run_dir}: the model takes {self.context.n_features} features after "
                                 f"preprocessing, {data.path} gives {features.shape[1]}")

@@ -1,21 +1,24 @@
-"""Backtests of trained runs and reference strategies on one split of one data set, side by side.
+"""Backtests of trained runs and reference strategies on the same bars of one data set, side by side.
 
 What ``himari backtest`` computes: each target is a run directory (its best checkpoint and
 saved preprocessing, scored on the data it was trained on unless another is given) or a
 baseline name (``buy-and-hold``, ``never-trade``, ``random``). Every target is scored by the
-same ``evaluate_actions`` with the same costs, so the rows compare.
+same ``evaluate_actions`` with the same costs, and again without costs (gross), on the same
+selected bars (a split, every usable bar, or a date range of them), so the rows compare.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from himari.errors import ConfigError, DataError
-from himari.evaluation.policy import BASELINES, baseline_actions, evaluate_actions
+import numpy as np
+
+from himari.errors import ConfigError
+from himari.evaluation.policy import BASELINES, METRICS, baseline_actions, evaluate_actions
 from himari.trading import EnvConfig
 
 
@@ -25,7 +28,13 @@ class Entry:
     kind: str
     """run or baseline"""
     metrics: dict[str, Any]
+    """``evaluate_actions`` after the costs"""
     checkpoint: str | None = None
+    gross: dict[str, Any] = field(default_factory=dict)
+    """The same actions without fees and slippage (``METRICS``): direction skill alone, so the
+    gap to ``metrics`` is what the costs took."""
+    actions: np.ndarray | None = field(default=None, repr=False)
+    """One action per scored bar (the concatenated ranges)."""
 
 
 def _run_data(policies: list[Any]) -> str | None:
@@ -35,13 +44,51 @@ def _run_data(policies: list[Any]) -> str | None:
     return datas.pop() if datas else None
 
 
-def backtest(targets: list[str], *, data: str | None = None, split: str = "test", seed: int = 0,
-             env: EnvConfig | None = None, fee: float | None = None,
-             slippage: float | None = None) -> tuple[list[Entry], dict[str, Any]]:
+def scored_bars(prepared: Any, ranges: list[tuple[int, int]]) -> dict[str, Any]:
+    """What was scored: bar count, first and last bar open time (ISO 8601, UTC), the symbols
+    and the row ranges (each traded from flat)."""
+    import pandas as pd
+
+    ts = prepared.timestamps
+    first = min(int(ts[a]) for a, _ in ranges)
+    last = max(int(ts[b - 1]) for _, b in ranges)
+    symbols = [s.symbol for s in prepared.segments if any(s.start <= a < s.stop for a, _ in ranges)]
+    return {"bars": int(sum(b - a for a, b in ranges)),
+            "first": pd.Timestamp(first, tz="UTC").isoformat(), "last": pd.Timestamp(last, tz="UTC").isoformat(),
+            "symbols": list(dict.fromkeys(symbols)), "ranges": [[int(a), int(b)] for a, b in ranges]}
+
+
+def _own_ranges(policies: list[Any], prepared: Any, split: str, start: Any, end: Any) -> list[tuple[int, int]] | None:
+    """A split of runs that trained on row ranges of their own (``himari evaluate``'s fold runs):
+    on their own data, ``--split test`` means their test block. Runs with different blocks
+    cannot share one table of the same bars."""
+    if split == "all" or start is not None or end is not None:
+        return None
+    own = {tuple(p.splits_of(prepared)[split]) for p in policies if p.run.splits is not None and
+           Path(p.run.data or "").resolve() == Path(prepared.path).resolve()}
+    if not own:
+        return None
+    if len(own) > 1 or len(own) != len({tuple(p.splits_of(prepared)[split]) for p in policies}):
+        raise ConfigError(f"these runs trained on different rows of {prepared.path}, so their {split} splits differ; "
+                          "score them on the same bars with --split all or --from/--to")
+    return [tuple(r) for r in own.pop()]  # type: ignore[misc]
+
+
+def backtest(targets: list[str], *, data: str | None = None, split: str | None = None, start: Any = None,
+             end: Any = None, seed: int = 0, env: EnvConfig | None = None, fee: float | None = None,
+             slippage: float | None = None, export: str | Path | None = None,
+             export_format: str = "parquet") -> tuple[list[Entry], dict[str, Any]]:
     """Score every target; returns the entries (sorted by Sharpe, best first) and context (data
-    path, split, costs). Costs default to the runs' own (they must agree) or ``env``; ``fee`` and
-    ``slippage`` override them for every target."""
+    path, selection, bars scored, costs). Costs default to the runs' own (they must agree) or
+    ``env``; ``fee`` and ``slippage`` override them for every target.
+
+    The bars: ``split`` (``train``, ``validation``, ``test`` or ``all``; default ``test``, or
+    ``all`` when ``start`` or ``end`` is given) narrowed to bars opening in ``[start, end)``
+    (``PreparedData.select``). ``export``: a directory for every strategy's per-bar series
+    (``himari.evaluation.export``), checked before anything is scored."""
     from himari.data import PreparedData, resolve_prepared
+    from himari.data.splits import SELECTIONS, time_window
+    from himari.evaluation.export import FORMATS, check_export_dir, write_export
     from himari.training.assemble import load_trained
 
     if not targets:
@@ -49,6 +96,17 @@ def backtest(targets: list[str], *, data: str | None = None, split: str = "test"
     for name, value in (("--fee", fee), ("--slippage", slippage)):
         if value is not None and not (math.isfinite(value) and 0 <= value < 1):
             raise ConfigError(f"{name}: expected a fraction in [0, 1), got {value}")
+    if split is None:
+        split = "test" if start is None and end is None else "all"
+    if split not in SELECTIONS:
+        raise ConfigError(f"--split {split!r}: choose one of {', '.join(SELECTIONS)}")
+    time_window(start, end)  # bad dates fail before any model is loaded
+    if export is not None and export_format not in FORMATS:
+        raise ConfigError(f"--export-format {export_format!r}: choose one of {', '.join(FORMATS)}")
+    names = [str(Path(t)) if t not in BASELINES else t for t in targets]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{', '.join(repeated)}: given more than once")
     policies = []
     for t in targets:
         if t in BASELINES:
@@ -57,9 +115,9 @@ def backtest(targets: list[str], *, data: str | None = None, split: str = "test"
             raise ConfigError(f"{t!r}: neither a run directory nor a baseline ({', '.join(BASELINES)})")
         policies.append(load_trained(t))
     prepared = PreparedData(resolve_prepared(data if data is not None else _run_data(policies)))
-    ranges = prepared.split(split)
-    if not ranges:
-        raise DataError(f"split {split!r} of {prepared.path} is empty")
+    if export is not None:
+        check_export_dir(export, [prepared.path, *(p.run_dir for p in policies)])
+    ranges = _own_ranges(policies, prepared, split, start, end) or prepared.select(split, start, end)
     if env is None:
         overrides = {k: v for k, v in (("fee", fee), ("slippage", slippage)) if v is not None}
         costs = {(o.fee, o.slippage, o.mode) for o in (dataclasses.replace(p.run.env, **overrides) for p in policies)}
@@ -67,20 +125,50 @@ def backtest(targets: list[str], *, data: str | None = None, split: str = "test"
             raise ConfigError("these runs were trained with different costs; they cannot share one table "
                               "(pass --fee and --slippage to score them all with the same costs)")
         env = EnvConfig(**dict(zip(("fee", "slippage", "mode"), costs.pop()))) if costs else EnvConfig(**overrides)
+    free = dataclasses.replace(env, fee=0.0, slippage=0.0)
     bpy = float(prepared.metadata.get("bars_per_year", 105_120))
     entries = []
     by_path = {str(p.run_dir): p for p in policies}
-    for t in targets:
+    for t, name in zip(targets, names):
         if t in BASELINES:
+            kind, checkpoint = "baseline", None
             actions = baseline_actions(t, ranges, seed=seed)
-            entries.append(Entry(t, "baseline", evaluate_actions(prepared.open, prepared.close, ranges, actions, env,
-                                                                 bpy)))
-            continue
-        p = by_path[str(Path(t))]
-        actions = p.actions(prepared, ranges)
-        entries.append(Entry(str(t), "run", evaluate_actions(prepared.open, prepared.close, ranges, actions, env, bpy),
-                             checkpoint=p.checkpoint))
+        else:
+            p = by_path[str(Path(t))]
+            kind, checkpoint = "run", p.checkpoint
+            actions = p.actions(prepared, ranges)
+        metrics = evaluate_actions(prepared.open, prepared.close, ranges, actions, env, bpy)
+        gross = evaluate_actions(prepared.open, prepared.close, ranges, actions, free, bpy)
+        entries.append(Entry(name, kind, metrics, checkpoint, {k: gross[k] for k in METRICS}, actions))
     entries.sort(key=lambda e: -e.metrics["sharpe"])
-    context = {"data": str(prepared.path), "split": split, "costs": env.costs(),
-               "bars": int(sum(b - a for a, b in ranges))}
+    context = {"data": str(prepared.path), "split": split, "from": _text(start), "to": _text(end),
+               "costs": env.costs(), **scored_bars(prepared, ranges)}
+    if export is not None:
+        from functools import partial
+
+        from himari.evaluation.series import per_bar
+
+        strategies = []
+        for e in entries:
+            assert e.actions is not None  # set above for every entry
+            strategies.append({"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, "costs": env.costs(),
+                               "metrics": e.metrics, "gross": e.gross,
+                               "table": partial(per_bar, prepared.open, prepared.close, prepared.timestamps, ranges,
+                                                _last_bars_hold(e.actions, ranges), env)})
+        write_export(export, strategies, context, export_format)
     return entries, context
+
+
+def _last_bars_hold(actions: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
+    """``actions`` with HOLD on the last bar of each range: no bar follows to fill a decision
+    there, so the export says so instead of showing a model's unexecuted choice."""
+    from himari.engine import ACTION_NAMES
+
+    out = np.array(actions, copy=True)
+    ends = np.cumsum([b - a for a, b in ranges]) - 1
+    out[ends] = ACTION_NAMES.index("HOLD")
+    return out
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

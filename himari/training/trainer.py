@@ -135,7 +135,8 @@ class Trainer:
         self.env = env
         self.bars_per_year = float(self.data.metadata.get("bars_per_year", 105_120))
         mctx = ModelContext(n_features=self.features.shape[1], n_actions=3,
-                            class_counts=class_counts(self.labels, train_rows), env=env)
+                            class_counts=class_counts(self.labels, train_rows), env=env,
+                            feature_names=tuple(self.data.feature_names))
         self.model_context = self.ctx.model = mctx
         spec = self.plugins.models().get(run.model)
         self.model = spec.factory(distributed.rank_config(run.plugin_configs[run.model], self.dist), mctx)

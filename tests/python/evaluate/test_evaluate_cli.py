@@ -135,3 +135,17 @@ def test_an_existing_directory_is_refused(small_prepared: Path, tmp_path: Path) 
                               *ARGS])
     assert res.exit_code == 2 and "not empty" in res.output
     assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["x"]
+
+
+def test_a_fold_run_is_backtested_on_its_own_test_block(evaluated: Path, tmp_path: Path) -> None:
+    """`himari backtest` of one of the evaluation's runs scores the fold's test block (what the
+    evaluation scored), not the data set's own test split."""
+    ev = json.loads((evaluated / "evaluation.json").read_text())
+    fold = ev["folds"][0]
+    res = runner.invoke(app, ["backtest", fold["runs"]["0"]["run_dir"], "--out", str(tmp_path / "bt.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "bt.json").read_text())
+    assert out["results"][0]["sharpe"] == pytest.approx(fold["runs"]["0"]["metrics"]["sharpe"], rel=1e-12)
+    both = runner.invoke(app, ["backtest", fold["runs"]["0"]["run_dir"], ev["folds"][1]["runs"]["0"]["run_dir"],
+                               "--out", str(tmp_path / "bt2.json")])
+    assert both.exit_code == 2 and "different rows" in both.output
