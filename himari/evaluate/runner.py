@@ -228,12 +228,14 @@ class Evaluation:
             key = f"model-seed-{seed}" if len(self.configs) == 1 else f"{cname}-seed-{seed}"
             seed_metrics[(cname, seed)] = self._score(test_ranges, acts, env)
             series[key] = per_bar(data.open, data.close, data.timestamps, test_ranges, acts, env)
+            seed_metrics[(cname, seed)].update(_durations(series[key]["equity"].to_numpy()))
             returns[(cname, seed)] = series[key]["return"].to_numpy()
         base_metrics = {}
         for name, parts in baseline_parts.items():
             acts = np.concatenate(parts)
             base_metrics[name] = self._score(test_ranges, acts, env)
             series[name] = per_bar(data.open, data.close, data.timestamps, test_ranges, acts, env)
+            base_metrics[name].update(_durations(series[name]["equity"].to_numpy()))
 
         # the configuration judged: the best by mean out-of-sample Sharpe over seeds
         def mean_sharpe(cname: str) -> float:
@@ -329,8 +331,20 @@ class Evaluation:
         write_text_atomic(self.directory / RESULT, json.dumps(result, indent=2) + "\n")
 
 
+def _durations(equity: np.ndarray) -> dict[str, Any]:
+    """The longest stretch under water and the time from the deepest trough back to its peak,
+    in bars of the chained out-of-sample curve (``himari.evaluation.stats``)."""
+    from himari.evaluation import stats
+
+    d = stats.drawdown_durations(np.r_[1.0, equity])
+    return {"longest_underwater_bars": d.longest_underwater_bars, "recovery_bars": d.time_to_recovery_bars}
+
+
 def _numeric(metrics: list[dict[str, Any]]) -> list[str]:
-    return [k for k, v in metrics[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    """Keys whose value is a number in every metrics dict (a drawdown that never recovered has
+    None)."""
+    return [k for k in metrics[0] if all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool)
+                                         for m in metrics)]
 
 
 def _mean(metrics: list[dict[str, Any]]) -> dict[str, float]:

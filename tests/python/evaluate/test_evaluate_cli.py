@@ -149,3 +149,18 @@ def test_a_fold_run_is_backtested_on_its_own_test_block(evaluated: Path, tmp_pat
     both = runner.invoke(app, ["backtest", fold["runs"]["0"]["run_dir"], ev["folds"][1]["runs"]["0"]["run_dir"],
                                "--out", str(tmp_path / "bt2.json")])
     assert both.exit_code == 2 and "different rows" in both.output
+
+
+def test_drawdown_durations_of_the_chained_curve(evaluated: Path) -> None:
+    """Bars under water, counted by hand on the saved series."""
+    import pandas as pd
+
+    ev = json.loads((evaluated / "evaluation.json").read_text())
+    eq = np.r_[1.0, pd.read_parquet(evaluated / "series" / "model-seed-0.parquet")["equity"].to_numpy()]
+    longest = run = 0
+    peak = eq[0]
+    for e in eq[1:]:
+        run = run + 1 if e < peak else 0
+        peak = max(peak, e)
+        longest = max(longest, run)
+    assert ev["walk_forward"]["seeds"]["0"]["longest_underwater_bars"] == longest
