@@ -44,9 +44,14 @@ _NEVER = 1 << 62
 class ExecutionRules(Protocol):
     """What the filter reads of a rules object (``ExecutionConfig`` has these fields)."""
 
-    decision_interval: int
-    min_hold: int
-    confidence: float
+    @property
+    def decision_interval(self) -> int: ...
+
+    @property
+    def min_hold(self) -> int: ...
+
+    @property
+    def confidence(self) -> float: ...
 
 
 def active(rules: ExecutionRules | None) -> bool:
@@ -72,9 +77,7 @@ def _decide(bar: int, action: int, top: float, position: int, since: int, k: int
             mode: str) -> tuple[int, int, int]:
     """One bar of one env: ``(executed action, position after it, bars since the last change at
     the next bar)``. ``top`` is the top action's probability (ignored when ``c`` is 0)."""
-    if bar % k:
-        action = HOLD
-    elif c > 0 and action != HOLD and not top > c:
+    if bar % k or (c > 0 and not top > c):  # not a decision bar, or not confident enough
         action = HOLD
     target = _target(action, position, mode)
     if target != position and since < m:
@@ -211,7 +214,7 @@ def model_actions(model: Any, features: Any, open_: Any, close: Any, ranges: Ran
     if callable(getattr(model, "act_sequence", None)):
         extra = {"execution": rules} if on else {}
         return np.asarray(model.act_sequence(features, open_, close, ranges, env, **extra))
-    rows = rows_of(ranges)
+    rows = rows_of(list(ranges))
     raw = np.asarray(model.act(features, rows))
     if not on:
         return raw

@@ -147,7 +147,8 @@ class Trainer:
         self.model.network.to(self.device)  # a hook may have changed it in place
         self.model.network = distributed.sync_batch_norm(self.model.network, self.dist)
         self.execution = run.execution
-        check_support(self.model, run.model, [run.execution, *(run.execution.grid() if run.execution.select else [])])
+        grid_rules = run.execution.grid() if run.execution.select else []
+        check_support(self.model, run.model, [run.execution, *grid_rules])
         self.threads = torch.get_num_threads()  # set by now: a model may pick its own (ppo-lstm: 1)
         self.online = callable(getattr(self.model, "rollout", None))
         if self.online:
@@ -311,10 +312,11 @@ class Trainer:
                                         self.bars_per_year)
         else:
             rows = rows_of(ranges)
-            self.model.network.eval()
+            model: Any = self.model  # action_probabilities is optional (check_support made sure of it)
+            model.network.eval()
             with torch.no_grad(), self.autocast():
-                raw = np.asarray(self.model.act(self.features, rows))
-                probs = (np.asarray(self.model.action_probabilities(self.features, rows))
+                raw = np.asarray(model.act(self.features, rows))
+                probs = (np.asarray(model.action_probabilities(self.features, rows))
                          if any(x > 0 for x in cfg.grid_confidence) else None)
 
             def score(k: int, m: int, conf: float) -> dict[str, Any]:

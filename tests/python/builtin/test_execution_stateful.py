@@ -273,11 +273,11 @@ def test_cgdt_selection_keeps_the_target_tuned_under_the_chosen_rules(small_prep
     """cgdt tunes its target return-to-go on validation under the rules in effect; after the
     rules are chosen there, best.pt holds the target tuned under the chosen ones, so himari
     backtest scores the test split exactly as the run did."""
+    from himari_tests_conformance import TINY_MODEL  # type: ignore[import-not-found]
+
     from himari.plugin.manager import get_plugins
     from himari.training.checkpoint import load_checkpoint
     from himari.training.leaderboard import backtest
-
-    from himari_tests_conformance import TINY_MODEL  # type: ignore[import-not-found]
 
     if "cgdt" not in get_plugins().models():
         pytest.skip("cgdt is not registered")
