@@ -147,6 +147,13 @@ def test_selection_reads_validation_only_and_takes_the_argmax(small_prepared, tm
     assert s["test"]["model"] == evaluate_actions(data.open, data.close, test, acts, t.env, t.bars_per_year)
     assert backtest([str(tmp_path / "run")], split="test")[0][0].metrics == s["test"]["model"]
 
+    # a damaged choice is an error naming the file, not silently other rules
+    shutil.copytree(tmp_path / "run", tmp_path / "damaged")
+    for text in ("{not json", json.dumps({**chosen, "min_hold": -3}), json.dumps({"selected": True})):
+        (tmp_path / "damaged" / "execution.json").write_text(text)
+        with pytest.raises(ConfigError, match="execution.json"):
+            load_trained(tmp_path / "damaged")
+
     # the same run on data whose test split was rewritten chooses the same, scores another test
     _rewrite_test_split(small_prepared, tmp_path / "other")
     s2 = trainer(plugins, tmp_path / "other", tmp_path / "run2", GRID).fit()
