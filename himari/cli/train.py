@@ -76,6 +76,20 @@ def train(
                                                   "default 0.001)."),
     slippage: float = typer.Option(None, "--slippage", help="Fraction each fill price moves against the trader "
                                                             "(env.slippage; default 0.0005)."),
+    decision_interval: int = typer.Option(None, "--decision-interval", help="Execution rule: decide only every K "
+                                                                           "bars, HOLD in between "
+                                                                           "(execution.decision_interval; default 1)."),
+    min_hold: int = typer.Option(None, "--min-hold", help="Execution rule: keep a position at least M bars after "
+                                                          "a change; an earlier change becomes HOLD "
+                                                          "(execution.min_hold; default 0: off)."),
+    confidence: float = typer.Option(None, "--confidence", help="Execution rule: act only when the top action's "
+                                                                "probability exceeds C, else HOLD "
+                                                                "(execution.confidence, in [0, 1); default 0: off)."),
+    select_execution: bool = typer.Option(False, "--select-execution",
+                                          help="After training, choose the decision interval, minimum hold and "
+                                               "confidence from grids on the validation split (best Sharpe after "
+                                               "costs); the test split and himari backtest use the choice "
+                                               "(execution.select; grids: execution.grid_*)."),
     devices: int = typer.Option(None, "--devices", min=1,
                                 help="Train data-parallel on N processes of this machine through torchrun: one per "
                                      "GPU (NCCL), or N gloo processes with --device cpu. --batch-size and --n-envs "
@@ -100,7 +114,10 @@ def train(
                                       ("--n-envs", n_envs), ("--rollout-steps", rollout_steps),
                                       ("--drawdown-penalty", drawdown_penalty),
                                       ("--turnover-penalty", turnover_penalty), ("--dsr-weight", dsr_weight),
-                                      ("--fee", fee), ("--slippage", slippage), ("model settings", ctx.args))
+                                      ("--fee", fee), ("--slippage", slippage),
+                                      ("--decision-interval", decision_interval), ("--min-hold", min_hold),
+                                      ("--confidence", confidence), ("--select-execution", select_execution or None),
+                                      ("model settings", ctx.args))
                  if v is not None and v != []]
         if given:
             raise ConfigError(f"--resume continues the run with its saved config; drop {', '.join(given)}")
@@ -116,7 +133,9 @@ def train(
                  "train.checkpoint_every": checkpoint_every,
                  "preprocess": preprocess, "methods": method, "trackers": tracker,
                  "env.drawdown_penalty": drawdown_penalty, "env.turnover_penalty": turnover_penalty,
-                 "env.dsr_weight": dsr_weight, "env.fee": fee, "env.slippage": slippage}
+                 "env.dsr_weight": dsr_weight, "env.fee": fee, "env.slippage": slippage,
+                 "execution.decision_interval": decision_interval, "execution.min_hold": min_hold,
+                 "execution.confidence": confidence, "execution.select": True if select_execution else None}
     online = {"env_episodes": env_episodes, "n_envs": n_envs, "rollout_steps": rollout_steps}
     if any(v is not None for v in online.values()):
         if not model:
@@ -191,6 +210,10 @@ def _relaunch_args(ctx: typer.Context) -> list[str]:
             continue
         if param.param_type_name == "argument":
             args.append(str(value))
+            continue
+        if getattr(param, "is_flag", False):  # a flag is given bare, or not at all
+            if value:
+                args.append(param.opts[0])
             continue
         for v in (value if getattr(param, "multiple", False) else [value]):
             args += [param.opts[0], str(v)]

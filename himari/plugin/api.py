@@ -15,7 +15,8 @@ Helpers re-exported here (docs/plugins.md lists them with what each is for): the
 (``Market``, ``VecTradingEnv``, ``RewardConfig``, ``replay_actions``, ``backtest_signals``, ``ekf``,
 ``EKFParams``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), online RL (``OnlineRLConfig``,
 ``PPOConfig``, ``ppo_loss``, ``gae``, ``RolloutBuffer``, ``EnvRollout``, ``train_env``,
-``sequential_actions``), evaluation (``evaluate_actions``, ``collapse``), progress reporting
+``sequential_actions``), evaluation (``evaluate_actions``, ``collapse``), execution rules
+(``ExecutionConfig``, ``ExecutionFilter``), progress reporting
 (``phase``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
 """
 
@@ -304,13 +305,25 @@ class Model(Protocol):
 
     Optional, for models that need them (the Trainer checks with ``hasattr``):
 
-    - ``act_sequence(features, open, close, ranges, env) -> actions``: for policies whose
-      decision depends on the account state or on recurrent state. The policy decides along each
-      ``(a, b)`` range in order, from a flat account and a fresh state, and returns one action
-      per row of the concatenated ranges (the last row of a range takes no decision: HOLD).
-      ``env`` is the run's ``EnvConfig``; ``sequential_actions`` does the stepping through a
-      1-env ``VecTradingEnv``. When defined, the Trainer and ``himari backtest`` score these
-      actions instead of ``act``'s (``act`` may then raise).
+    - ``act_sequence(features, open, close, ranges, env, execution=None) -> actions``: for
+      policies whose decision depends on the account state or on recurrent state. The policy
+      decides along each ``(a, b)`` range in order, from a flat account and a fresh state, and
+      returns one action per row of the concatenated ranges (the last row of a range takes no
+      decision: HOLD). ``env`` is the run's ``EnvConfig``; ``sequential_actions`` does the
+      stepping through a 1-env ``VecTradingEnv``. When defined, the Trainer and ``himari
+      backtest`` score these actions instead of ``act``'s (``act`` may then raise).
+      ``execution`` (keyword, optional to accept): the run's execution rules
+      (``ExecutionConfig``: decision interval, minimum holding period, confidence threshold),
+      passed only when they can change an action. The policy must then run its decisions
+      through an ``ExecutionFilter`` (one per range; ``sequential_actions(..., execution=)``
+      does it) before they reach its env, so the account it sees follows the executed
+      actions, and return those; for the confidence threshold, give the filter the softmax of
+      the policy's action logits (of its Q values for a Q-learning model). A model whose
+      ``act_sequence`` lacks the keyword is refused (``ConfigError``) by a run with rules.
+    - ``action_probabilities(features, rows) -> [n, 3]``: a stateless model's probabilities
+      of SELL, HOLD and BUY at each of ``rows`` (the softmax of its action logits), for the
+      execution rules' confidence threshold; a run with a threshold and a stateless model
+      without it is refused (``ConfigError``) before training starts.
     - ``rollout(ctx, reset) -> dataset`` (paradigm ``online-rl``, config derived from
       ``OnlineRLConfig``): collect fresh experience with the current policy in envs built from
       ``ctx.env_source`` (``train_env`` does it); ``reset`` is True at the first rollout of each
@@ -436,6 +449,8 @@ _HELPERS = {
     # evaluation
     "evaluate_actions": "himari.evaluation.policy", "collapse": "himari.evaluation.policy",
     "action_distribution": "himari.evaluation.policy",
+    # execution rules
+    "ExecutionConfig": "himari.training.config", "ExecutionFilter": "himari.evaluation.execution",
     # progress of long phases, files
     "phase": "himari.progress", "write_text_atomic": "himari.data.atomic",
     # errors

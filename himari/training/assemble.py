@@ -88,6 +88,9 @@ class TrainedPolicy:
     context: ModelContext
     method_modules: Any = None
     """The modules the run's training methods built (``model_built``), with their trained weights."""
+    execution: Any = None
+    """The execution rules the model acts under: those chosen on validation (the run's
+    ``execution.json``) when the run chose them, else its config's; None: its config's."""
     _features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -131,19 +134,24 @@ class TrainedPolicy:
             Path(self.run.data).resolve() == Path(data.path).resolve()
         return dict(self.run.splits) if own else {name: data.split(name) for name in ("train", "validation", "test")}
 
+    @property
+    def rules(self) -> Any:
+        """The execution rules in effect (``execution``, else the run config's)."""
+        return self.execution if self.execution is not None else self.run.execution
+
     def actions(self, data: Any, ranges: list[tuple[int, int]]) -> np.ndarray:
-        """One action per row of the concatenated ``ranges`` of ``data``; a stateful model decides
-        along each range from a flat account (the last row of a range takes no decision)."""
+        """One executed action per row of the concatenated ``ranges`` of ``data``, under the
+        run's execution rules (``rules``); a stateful model decides along each range from a flat
+        account (the last row of a range takes no decision)."""
         import torch
 
-        from himari.data.splits import rows_of
+        from himari.evaluation.execution import model_actions
 
         features = self.features(data)
         self.model.network.eval()
         with torch.no_grad():
-            if self.stateful:
-                return np.asarray(self.model.act_sequence(features, data.open, data.close, ranges, self.context.env))
-            return np.asarray(self.model.act(features, rows_of(ranges)))
+            return model_actions(self.model, features, data.open, data.close, ranges, self.context.env, self.rules,
+                                 self.name)
 
 
 def built_modules(methods: list[tuple[str, Any]], model: Any, ctx: Any) -> Any:
@@ -214,4 +222,22 @@ def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = Non
     modules = rebuild_method_modules(model, run, plugins, context)
     load_network_state(model.network, payload, path, modules)
     model.network.to("cpu")
-    return TrainedPolicy(run_dir, run.model, model, run, states, path.name, plugins, context, modules.to("cpu"))
+    return TrainedPolicy(run_dir, run.model, model, run, states, path.name, plugins, context, modules.to("cpu"),
+                         execution=load_execution(run_dir, run.execution))
+
+
+def load_execution(run_dir: Path, config: Any) -> Any:
+    """The rules a run chose on validation (its ``execution.json``, written when
+    ``execution.select`` was on), else ``config`` (the run config's section). A damaged file is
+    a ``ConfigError`` naming it."""
+    from himari.errors import ConfigError
+    from himari.training import rundir
+
+    path = run_dir / rundir.EXECUTION
+    if not path.exists():
+        return config
+    record = rundir.read_json(path, "execution choice")
+    try:
+        return config.rules(record["decision_interval"], record["min_hold"], record["confidence"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"{path}: damaged execution choice ({type(e).__name__}: {e})") from None

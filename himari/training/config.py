@@ -8,6 +8,7 @@ A run config (also what ``config.yaml`` in a run directory holds, with every def
     data: null                    # prepared dir or bars file; null = the synthetic market
     train: {epochs: 10, batch_size: 512, lr: 0.001, seed: 0, device: auto, ...}
     env: {fee: 0.001, slippage: 0.0005, mode: long_flat}
+    execution: {decision_interval: 1, min_hold: 0, confidence: 0.0, select: false, ...}
     preprocess: [zscore]          # null = the model's default
     methods: []
     trackers: [jsonl]
@@ -91,7 +92,80 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
 
 
-TOP_LEVEL = ("model", "data", "splits", "train", "env", "preprocess", "methods", "trackers", "plugins")
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """Execution rules (the ``execution:`` section): trade less than the model would, for every
+    model (``himari.evaluation.execution``). The defaults change nothing."""
+
+    decision_interval: int = 1
+    """Decide only every k bars of a range (HOLD in between); 1 decides at every bar."""
+    min_hold: int = 0
+    """Keep a position at least this many bars after a change (an earlier change becomes HOLD); 0 or 1: off."""
+    confidence: float = 0.0
+    """Act only when the top action's probability exceeds this (softmax of the model's action logits, or of
+    its Q values for a Q-learning model such as cql), else HOLD; 0: off."""
+    select: bool = False
+    """After training, choose the three from the grids below by the best validation Sharpe after costs
+    (ties: fewer trades, then smaller values); the test split and himari backtest then use the choice."""
+    grid_decision_interval: tuple[int, ...] = (1, 3, 6, 12)
+    """Decision intervals tried when select is on."""
+    grid_min_hold: tuple[int, ...] = (0, 6, 24)
+    """Minimum holding periods tried when select is on."""
+    grid_confidence: tuple[float, ...] = (0.0, 0.5, 0.6)
+    """Confidence thresholds tried when select is on."""
+
+    def __post_init__(self) -> None:
+        _check_interval(self.decision_interval, "decision_interval")
+        _check_hold(self.min_hold, "min_hold")
+        _check_confidence(self.confidence, "confidence")
+        for name, check in (("grid_decision_interval", _check_interval), ("grid_min_hold", _check_hold),
+                            ("grid_confidence", _check_confidence)):
+            values = getattr(self, name)
+            if not values:
+                raise ValueError(f"{name} must list at least one value")
+            for i, v in enumerate(values):
+                check(v, f"{name}[{i}]")
+
+    @property
+    def active(self) -> bool:
+        """Whether the rules (not the grids) can change any action."""
+        from himari.evaluation.execution import active
+
+        return active(self)
+
+    def grid(self) -> list[ExecutionConfig]:
+        """The rules of every combination of the grids (select off), in order."""
+        from himari.evaluation.execution import grid
+
+        return [ExecutionConfig(decision_interval=k, min_hold=m, confidence=c)
+                for k, m, c in grid(self.grid_decision_interval, self.grid_min_hold, self.grid_confidence)]
+
+    def rules(self, decision_interval: int, min_hold: int, confidence: float) -> ExecutionConfig:
+        """These values with select off (a choice of the grid)."""
+        return ExecutionConfig(decision_interval=decision_interval, min_hold=min_hold, confidence=confidence)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_interval(v: Any, name: str) -> None:
+    if not (_int(v) and v >= 1):
+        raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+
+
+def _check_hold(v: Any, name: str) -> None:
+    if not (_int(v) and v >= 0):
+        raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+
+
+def _check_confidence(v: Any, name: str) -> None:
+    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v < 1):
+        raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
+
+
+TOP_LEVEL = ("model", "data", "splits", "train", "env", "execution", "preprocess", "methods", "trackers",
+             "plugins")
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -103,6 +177,8 @@ class RunConfig:
     data: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    """Execution rules applied to the model's actions when it is evaluated."""
     preprocess: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     trackers: list[str] = field(default_factory=lambda: ["jsonl"])
@@ -120,6 +196,7 @@ class RunConfig:
             "splits": None if self.splits is None else {k: [list(r) for r in v] for k, v in self.splits.items()},
             "train": config_to_dict(self.train),
             "env": config_to_dict(self.env),
+            "execution": config_to_dict(self.execution),
             "preprocess": list(self.preprocess),
             "methods": list(self.methods),
             "trackers": list(self.trackers),
@@ -207,6 +284,7 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
     splits = parse_splits(raw.get("splits"))
     train = build_config(TrainConfig, raw.get("train"), "train")
     env = build_config(EnvConfig, raw.get("env"), "env")
+    execution = build_config(ExecutionConfig, raw.get("execution"), "execution")
     preprocess = (_names(raw["preprocess"], "preprocess") if raw.get("preprocess") is not None
                   else list(model_spec.default_preprocess))
     methods = _names(raw.get("methods"), "methods")
@@ -237,7 +315,7 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
     configs = {name: build_config(spec.config, sections.get(name), f"plugins.{name}")
                for name, spec in used.items()}
     return RunConfig(model=model, data=None if data is None else str(data), train=train, env=env,
-                     preprocess=preprocess, methods=methods, trackers=trackers, plugin_configs=configs, splits=splits)
+                     execution=execution, preprocess=preprocess, methods=methods, trackers=trackers, plugin_configs=configs, splits=splits)
 
 
 def resolve_data_path(data: str | None, run_dir: str | os.PathLike[str] | None = None) -> str | None:

@@ -49,7 +49,23 @@ def epoch_verdict(console: Any, epoch: int, epochs: int, train_loss: float, val_
         console.print(f"early stop: no better validation Sharpe for {patience} epochs")
 
 
+def execution_text(execution: dict[str, Any]) -> str:
+    """The execution rules of a run in words (summary.json's ``execution``)."""
+    k, m, c = execution["decision_interval"], execution["min_hold"], execution["confidence"]
+    parts = [f"decide every {k} bar{'s' if k != 1 else ''}",
+             f"hold at least {m} bars after a change" if m > 1 else "no minimum hold",
+             f"act above confidence {c:g}" if c > 0 else "no confidence threshold"]
+    return ", ".join(parts)
+
+
 def summary(console: Any, model: str, summary: dict[str, Any], env: EnvConfig, run_dir: Path) -> None:
+    execution = summary.get("execution")
+    if execution is not None and execution["selected"]:
+        print_line(console, f"execution rules chosen on validation (best Sharpe after costs of "
+                            f"{len(execution['grid'])} combinations, {execution['validation_sharpe']:+.2f}): "
+                            f"{execution_text(execution)}")
+    elif execution is not None:
+        print_line(console, f"execution rules: {execution_text(execution)}")
     rows = [(model, split, summary[split]["model"], True) for split in ("validation", "test")]
     rows += [(name, "test", summary["test"][name], False) for name in ("buy-and-hold", "never-trade")]
     print_table(console, metrics_table(rows, title=f"{model} (best epoch {summary['best_epoch']}), after fee "

@@ -189,17 +189,24 @@ def train_env(ctx: Any, cfg: OnlineRLConfig, seed: int, window: int = 1, device:
                          mode=env.mode, fee=env.fee, slippage=env.slippage, reward=env, window=window, seed=int(seed))
 
 
-PolicyStep = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""``step(obs, starts [n] bool) -> actions [n]``: one decision per env; ``obs`` is float32
-``[n, D]`` (``window`` 1) or ``[n, W, D]`` (the last W bars, oldest first); ``starts`` marks the
-first observation of an episode (reset any recurrent state there)."""
+PolicyStep = Callable[[np.ndarray, np.ndarray], Any]
+"""``step(obs, starts [n] bool) -> actions [n]`` or ``(actions [n], probabilities [n, 3])``: one
+decision per env; ``obs`` is float32 ``[n, D]`` (``window`` 1) or ``[n, W, D]`` (the last W bars,
+oldest first); ``starts`` marks the first observation of an episode (reset any recurrent state
+there). The probabilities (softmax of the policy's action logits) are needed only by an
+execution rule's confidence threshold."""
 
 
 def sequential_actions(step: PolicyStep, features: np.ndarray, open_: np.ndarray, close: np.ndarray,
-                       ranges: Sequence[tuple[int, int]], env: Any, window: int = 1) -> np.ndarray:
+                       ranges: Sequence[tuple[int, int]], env: Any, window: int = 1,
+                       execution: Any = None) -> np.ndarray:
     """Roll a policy through each range in order from a flat account (a 1-env VecTradingEnv,
     ``random_start=False``, with the run's fee, slippage and mode); returns one action per row of
     the concatenated ranges, the last row of each range (which takes no decision) HOLD.
+
+    With ``execution`` (the run's ``ExecutionConfig``) each decision passes through an
+    ``ExecutionFilter`` (one per range) before it reaches the env, so the account columns the
+    policy sees next, and the actions returned, are the executed ones.
 
     With ``window`` W > 1 the policy sees the env's windowed observation ``[1, W, D]``, exactly as
     a training env of that window shows it: the features of the W - 1 rows before each decision
@@ -208,7 +215,9 @@ def sequential_actions(step: PolicyStep, features: np.ndarray, open_: np.ndarray
     the range and the episode at the range start (the env's ``warmup``), so the decisions and
     fills stay on the range's own rows."""
     from himari.engine import Market, VecTradingEnv
+    from himari.evaluation.execution import ExecutionFilter, active
 
+    execution_on = active(execution)
     parts = []
     for a, b in ranges:
         n = b - a
@@ -229,8 +238,15 @@ def sequential_actions(step: PolicyStep, features: np.ndarray, open_: np.ndarray
                                  slippage=env.slippage, random_start=False, warmup=lead, window=window, seed=0)
             obs, _ = venv.reset()
             starts = np.ones(1, dtype=bool)
+            rules = ExecutionFilter(1, env.mode, execution) if execution_on else None
             for t in range(n - 1):
-                act = np.asarray(step(obs[:, -1, :] if window == 1 else obs, starts)).reshape(1)
+                decided = step(obs[:, -1, :] if window == 1 else obs, starts)
+                probs = None
+                if isinstance(decided, tuple):
+                    decided, probs = decided
+                act = np.asarray(decided).reshape(1)
+                if rules is not None:
+                    act = rules.step(act, probs)
                 out[t] = act[0]
                 obs, _, term, trunc, _ = venv.step(act.astype(np.int64))
                 starts = np.zeros(1, dtype=bool)

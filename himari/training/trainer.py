@@ -37,13 +37,15 @@ from typing import Any
 import numpy as np
 
 from himari.errors import HimariError, TrainingError
+from himari.evaluation.execution import apply as apply_execution
+from himari.evaluation.execution import check_support, choose, grid, model_actions, rules_dict, score_grid
 from himari.evaluation.policy import baseline_actions, evaluate_actions
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
 from himari.training import console as report
 from himari.training import distributed, rundir
 from himari.training.assemble import TrainedPolicy, built_modules, class_counts, model_context_to_dict
 from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state, save_checkpoint
-from himari.training.config import RunConfig, check_splits, require_run_extras
+from himari.training.config import ExecutionConfig, RunConfig, check_splits, require_run_extras
 from himari.training.device import resolve_device, to_device
 from himari.training.preprocess import load_states, run_preprocessors, save_states
 from himari.training.seeding import rng_state, seed_everything, set_rng_state
@@ -144,6 +146,9 @@ class Trainer:
         self.method_modules = built_modules(self.with_hook("model_built"), self.model, self.ctx).to(self.device)
         self.model.network.to(self.device)  # a hook may have changed it in place
         self.model.network = distributed.sync_batch_norm(self.model.network, self.dist)
+        self.execution = run.execution
+        grid_rules = run.execution.grid() if run.execution.select else []
+        check_support(self.model, run.model, [run.execution, *grid_rules])
         self.threads = torch.get_num_threads()  # set by now: a model may pick its own (ppo-lstm: 1)
         self.online = callable(getattr(self.model, "rollout", None))
         if self.online:
@@ -272,21 +277,59 @@ class Trainer:
                 count += len(idx)
         return total / count if count else float("nan")
 
-    def evaluate(self, split: str) -> dict[str, Any]:
-        """The model's actions on ``split`` through the backtester, after costs."""
+    def evaluate(self, split: str, execution: ExecutionConfig | None = None) -> dict[str, Any]:
+        """The model's actions on ``split`` under the execution rules (``execution``, else the
+        run's: its config's, or after selection the chosen ones) through the backtester, after
+        costs."""
+        ranges = self.splits[split]
+        actions = self._actions(ranges, self.execution if execution is None else execution)
+        return evaluate_actions(self.data.open, self.data.close, ranges, actions, self.env, self.bars_per_year)
+
+    def _actions(self, ranges: list[tuple[int, int]], rules: ExecutionConfig) -> np.ndarray:
+        """The executed actions on ``ranges`` (a stateful model rolls through them sequentially)."""
+        import torch
+
+        self.model.network.eval()
+        with torch.no_grad(), self.autocast(), report.phases(self.console, self.run.train.progress):
+            return model_actions(self.model, self.features, self.data.open, self.data.close, ranges, self.env,
+                                 rules, self.run.model)
+
+    def _select_execution(self) -> dict[str, Any]:
+        """Score every combination of the run's execution grids on the validation split only and
+        keep the best (``himari.evaluation.execution.choose``) as the run's rules; returns what
+        summary.json and execution.json record. A stateless model acts once: the grid only
+        filters its actions."""
         import torch
 
         from himari.data.splits import rows_of
 
-        ranges = self.splits[split]
-        self.model.network.eval()
-        with torch.no_grad(), self.autocast(), report.phases(self.console, self.run.train.progress):
-            if callable(getattr(self.model, "act_sequence", None)):  # stateful policy: sequential rollout
-                actions = np.asarray(self.model.act_sequence(self.features, self.data.open, self.data.close,
-                                                             ranges, self.env))
-            else:
-                actions = np.asarray(self.model.act(self.features, rows_of(ranges)))
-        return evaluate_actions(self.data.open, self.data.close, ranges, actions, self.env, self.bars_per_year)
+        cfg, ranges = self.run.execution, self.splits["validation"]
+        combos = grid(cfg.grid_decision_interval, cfg.grid_min_hold, cfg.grid_confidence)
+        o, c = self.data.open, self.data.close
+        if callable(getattr(self.model, "act_sequence", None)):
+            def score(k: int, m: int, conf: float) -> dict[str, Any]:
+                return evaluate_actions(o, c, ranges, self._actions(ranges, cfg.rules(k, m, conf)), self.env,
+                                        self.bars_per_year)
+        else:
+            rows = rows_of(ranges)
+            model: Any = self.model  # action_probabilities is optional (check_support made sure of it)
+            model.network.eval()
+            with torch.no_grad(), self.autocast():
+                raw = np.asarray(model.act(self.features, rows))
+                probs = (np.asarray(model.action_probabilities(self.features, rows))
+                         if any(x > 0 for x in cfg.grid_confidence) else None)
+
+            def score(k: int, m: int, conf: float) -> dict[str, Any]:
+                acts = apply_execution(raw, probs if conf > 0 else None, ranges, self.env.mode, cfg.rules(k, m, conf))
+                return evaluate_actions(o, c, ranges, acts, self.env, self.bars_per_year)
+
+        table = score_grid(combos, score)
+        best = choose(table)
+        self.execution = cfg.rules(best["decision_interval"], best["min_hold"], best["confidence"])
+        record = {"selected": True, "split": "validation", **rules_dict(self.execution),
+                  "validation_sharpe": best["sharpe"], "validation_trades": best["n_trades"], "grid": table}
+        rundir.write_json(self.run_dir / rundir.EXECUTION, record)
+        return record
 
     def _baseline(self, name: str, split: str) -> dict[str, Any]:
         ranges = self.splits[split]
@@ -496,9 +539,15 @@ class Trainer:
         """The model as it stands (after ``_finish``: the best checkpoint), with the run's
         preprocessing: what ``after_training`` hooks and ``himari backtest`` act with."""
         return TrainedPolicy(self.run_dir, self.run.model, self.model, self.run, self.preprocessing_states,
-                             rundir.BEST.name, self.plugins, self.model_context, self.method_modules)
+                             rundir.BEST.name, self.plugins, self.model_context, self.method_modules,
+                             execution=self.execution)
 
     def _summarise(self, seconds: float, resumed_from: int | None) -> dict[str, Any]:
+        execution: dict[str, Any] | None = None
+        if self.run.execution.select:
+            execution = self._select_execution()
+        elif self.execution.active:
+            execution = {"selected": False, **rules_dict(self.execution)}
         results = {split: {"model": self.evaluate(split), "buy-and-hold": self._baseline("buy-and-hold", split),
                            "never-trade": self._baseline("never-trade", split)}
                    for split in ("validation", "test")}
@@ -523,6 +572,10 @@ class Trainer:
             "seconds": seconds,
             "threads": self.threads,
         }
+        if execution is not None:
+            summary["execution"] = execution
+            if execution["selected"]:
+                self._keep_tuned_state()
         reports = {}
         for name, m in self.with_hook("after_training"):
             out = m.after_training(self.policy(), self.ctx)
@@ -535,3 +588,22 @@ class Trainer:
         rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
         report.summary(self.console, self.run.model, summary, self.env, self.run_dir)
         return summary
+
+    def _keep_tuned_state(self) -> None:
+        """A model may keep state it tunes on the validation split in its network (cgdt: the
+        target return-to-go, chosen under the execution rules in effect). After the rules were
+        chosen, the final validation evaluation tuned it under the chosen ones: write that
+        network state into ``best.pt``, so ``himari backtest`` acts as the test split was scored.
+        Nothing is written when the state did not change."""
+        import torch
+
+        path = self.run_dir / rundir.BEST
+        if not path.exists():
+            return
+        payload = load_checkpoint(path, model=self.run.model)
+        now = self.model.network.state_dict()
+        saved = payload["network"]
+        if saved.keys() == now.keys() and all(torch.equal(saved[k].cpu(), now[k].detach().cpu()) for k in now):
+            return
+        payload["network"] = {k: v.detach().cpu().clone() for k, v in now.items()}
+        save_checkpoint(path, payload)

@@ -65,3 +65,17 @@ class BaselineMLP:
             x = torch.from_numpy(np.ascontiguousarray(features[rows[start:start + step]], dtype=np.float32))
             out[start:start + step] = self.network(x.to(device)).argmax(-1).cpu().numpy()
         return out
+
+    def action_probabilities(self, features: Any, rows: Any) -> Any:
+        """Softmax of the logits at each row (the execution rules' confidence threshold reads
+        the top one): ``[len(rows), 3]`` float64, the same network pass as ``act``."""
+        import numpy as np
+        import torch
+
+        device = next(self.network.parameters()).device
+        out = np.empty((len(rows), self.n_actions), dtype=np.float64)
+        step = self.config.eval_batch_size
+        for start in range(0, len(rows), step):
+            x = torch.from_numpy(np.ascontiguousarray(features[rows[start:start + step]], dtype=np.float32))
+            out[start:start + step] = torch.softmax(self.network(x.to(device)).float(), -1).cpu().numpy()
+        return out

@@ -81,14 +81,20 @@ class Decoder:
 
 
 def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any, close: Any,
-                    targets: Any, env: Any, on_step: Callable[[], None] | None = None) -> Any:
+                    targets: Any, env: Any, on_step: Callable[[], None] | None = None,
+                    execution: Any = None) -> Any:
     """Greedy actions ``[G, n]`` along one range for each of G target returns-to-go, one env per
     target from a flat account; the last row takes no decision (HOLD). ``on_step`` is called
-    after each of the ``n - 1`` decisions (progress)."""
+    after each of the ``n - 1`` decisions (progress).
+
+    With ``execution`` (the run's execution rules) each target's greedy action passes through
+    its own row of an ``ExecutionFilter`` over the G envs (the confidence threshold reads the
+    softmax of the policy's logits); the env, the realised rewards and the action tokens of the
+    history then follow the executed actions, and those are returned."""
     import numpy as np
     import torch
 
-    from himari.plugin.api import Market, VecTradingEnv
+    from himari.plugin.api import ExecutionFilter, Market, VecTradingEnv
 
     n, g = len(features), len(targets)
     out = np.ones((g, n), dtype=np.int8)
@@ -106,13 +112,20 @@ def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any,
     low, high = (float(x) for x in network.rtg_bounds)
     rtg = np.asarray(targets, dtype=np.float64)
     decoder = Decoder(network, config.context_length, n, g)
+    rules = None if execution is None else ExecutionFilter(g, env.mode, execution)
     prev = None
     for t in range(n - 1):
         account = torch.from_numpy(np.array(obs[:, -1, -ACCOUNT_COLUMNS:], dtype=np.float32)).to(dev)
         obs_t = torch.cat([feats[t].expand(g, -1), account], dim=1)
         r_in = torch.from_numpy((rtg / scale).astype(np.float32)).to(dev)
-        act = decoder.logits(r_in, network.states(obs_t), prev).argmax(-1)
-        out[:, t] = act.cpu().numpy()
+        logits = decoder.logits(r_in, network.states(obs_t), prev)
+        act = logits.argmax(-1)
+        if rules is None:
+            out[:, t] = act.cpu().numpy()
+        else:
+            probs = torch.softmax(logits, -1).cpu().numpy() if execution.confidence > 0 else None
+            out[:, t] = rules.step(act.cpu().numpy(), probs)
+            act = torch.from_numpy(out[:, t].astype(np.int64)).to(dev)
         obs, reward, *_ = venv.step(out[:, t].astype(np.int64))
         rtg = next_return_to_go(rtg, np.asarray(reward, dtype=np.float64) * config.reward_scale, config.gamma,
                                 low, high)

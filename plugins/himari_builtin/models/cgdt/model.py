@@ -215,9 +215,10 @@ class CGDT:
                           "act_sequence(features, open, close, ranges, env)")
 
     def _rollout(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any, targets: Any,
-                 what: str) -> Any:
-        """Actions ``[G, rows]`` of each target along every range (concatenated), reported as
-        the phase ``what`` (one unit per decision step)."""
+                 what: str, execution: Any = None) -> Any:
+        """Actions ``[G, rows]`` of each target along every range (concatenated), under the
+        ``execution`` rules when given, reported as the phase ``what`` (one unit per decision
+        step)."""
         import numpy as np
 
         from himari.plugin.api import phase
@@ -225,7 +226,8 @@ class CGDT:
         steps = sum(max(b - a - 1, 0) for a, b in ranges)
         with phase(f"cgdt: {what}, {steps:,} steps", total=steps) as advance:
             parts = [rollout_targets(self.network, self.config, np.asarray(features[a:b]), np.asarray(open_[a:b]),
-                                     np.asarray(close[a:b]), targets, env, advance) for a, b in ranges if b > a]
+                                     np.asarray(close[a:b]), targets, env, advance, execution)
+                     for a, b in ranges if b > a]
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(targets), 0), dtype=np.int8)
 
     def _tune(self, all_actions: Any, open_: Any, close: Any, ranges: Any, env: Any) -> int:
@@ -239,10 +241,12 @@ class CGDT:
         sharpe = [s if np.isfinite(s) else -np.inf for s in sharpe]
         return int(np.argmax(sharpe))
 
-    def act_sequence(self, features: Any, open: Any, close: Any, ranges: Any, env: Any) -> Any:  # noqa: A002
+    def act_sequence(self, features: Any, open: Any, close: Any, ranges: Any, env: Any,  # noqa: A002
+                     execution: Any = None) -> Any:
         """Greedy actions along each range from a flat account, conditioned on the stored target
         return-to-go; on the validation ranges of this training session, first pick the target
-        (package docstring) and store it."""
+        (package docstring) and store it. Under the ``execution`` rules when given: each
+        target's env follows its executed actions, and the target is picked on those."""
         import torch
 
         env = env if env is not None else self.env
@@ -251,9 +255,10 @@ class CGDT:
         if self._tune_ranges is not None and ranges == self._tune_ranges:
             grid = net.rtg_grid.detach().cpu().numpy()
             all_actions = self._rollout(features, open, close, ranges, env, grid,
-                                        f"choosing the target return-to-go on validation ({len(grid)} targets)")
+                                        f"choosing the target return-to-go on validation ({len(grid)} targets)",
+                                        execution)
             best = self._tune(all_actions, open, close, ranges, env)
             with torch.no_grad():
                 net.target_rtg.fill_(float(grid[best]))
             return all_actions[best]
-        return self._rollout(features, open, close, ranges, env, [float(net.target_rtg)], "acting")[0]
+        return self._rollout(features, open, close, ranges, env, [float(net.target_rtg)], "acting", execution)[0]

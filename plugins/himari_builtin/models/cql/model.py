@@ -38,6 +38,17 @@ def td_targets(reward: Any, done: Any, gamma: float, target_q: tuple[Any, Any],
     return ys[0], ys[1]
 
 
+def q_probabilities(q_sum: Any) -> Any:
+    """The action probabilities of a row for the confidence threshold: the softmax of the mean
+    of the two heads' Q values (``q_sum`` is their sum, whose arg-max is the greedy action), in
+    the Q values' own units (rewards times ``reward_scale``), temperature 1."""
+    import numpy as np
+
+    q = np.asarray(q_sum, dtype=np.float64) / 2.0
+    e = np.exp(q - q.max())
+    return e / e.sum()
+
+
 class _Transitions:
     """``(s, a, r, s', done)`` batches by tensor indexing (what the Trainer's loop needs)."""
 
@@ -136,12 +147,15 @@ class CQL:
             out.append((w0[:F].copy(), (w0[F:] * scale[:, None]).T.copy(), b0, rest))
         return out
 
-    def _act_episode(self, features: Any, open_: Any, close: Any, heads: Any, env_cfg: Any) -> Any:
+    def _act_episode(self, features: Any, open_: Any, close: Any, heads: Any, env_cfg: Any,
+                     execution: Any = None) -> Any:
         """Greedy actions along one episode of consecutive rows, from a flat account, stepping a
-        one-env VecTradingEnv on ``open_``/``close`` (any common scale)."""
+        one-env VecTradingEnv on ``open_``/``close`` (any common scale). With ``execution`` the
+        greedy action passes through an ``ExecutionFilter`` before it reaches the env; its
+        confidence threshold reads ``q_probabilities`` of the row's Q values."""
         import numpy as np
 
-        from himari.plugin.api import Market, VecTradingEnv
+        from himari.plugin.api import ExecutionFilter, Market, VecTradingEnv
 
         n = len(features)
         xf = np.nan_to_num(np.asarray(features, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
@@ -154,6 +168,8 @@ class CQL:
         obs, _ = env.reset()
         out = np.empty(n, dtype=np.int8)
         step_action = np.zeros(1, dtype=np.int8)
+        rules = None if execution is None else ExecutionFilter(1, env_cfg.mode, execution)
+        confidence = execution is not None and execution.confidence > 0
         for t in range(n):
             acc = obs[0, 0, 1:1 + ACCOUNT_COLUMNS]
             q = np.zeros(3, dtype=np.float32)
@@ -165,6 +181,8 @@ class CQL:
                         h = np.maximum(h, 0.0)
                 q += h
             a = int(np.argmax(q))
+            if rules is not None:
+                a = int(rules.step([a], q_probabilities(q)[None] if confidence else None)[0])
             out[t] = a
             if t < n - 1:
                 step_action[0] = a
@@ -176,9 +194,11 @@ class CQL:
 
         raise HimariError("cql decides from the account state: use act_sequence(features, open, close, ranges, env)")
 
-    def act_sequence(self, features: Any, open: Any, close: Any, ranges: Any, env: Any) -> Any:  # noqa: A002
+    def act_sequence(self, features: Any, open: Any, close: Any, ranges: Any, env: Any,  # noqa: A002
+                     execution: Any = None) -> Any:
         """Sequential greedy actions along each ``(a, b)`` range from a flat account, on the true
-        prices. The last row of each range takes no decision: HOLD."""
+        prices, under the ``execution`` rules when given (each range from a fresh filter). The
+        last row of each range takes no decision: HOLD."""
         import numpy as np
 
         heads = self._numpy_heads()
@@ -187,7 +207,7 @@ class CQL:
             if b <= a:
                 continue
             acts = self._act_episode(np.asarray(features[a:b]), np.asarray(open[a:b]), np.asarray(close[a:b]),
-                                     heads, env if env is not None else self.env)
+                                     heads, env if env is not None else self.env, execution)
             acts[-1] = 1
             parts.append(acts)
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)

@@ -174,9 +174,11 @@ class FlagTrader:
         raise HimariError("flag-trader decides from the account state in its window: use "
                           "act_sequence(features, open, close, ranges, env)")
 
-    def act_sequence(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any) -> Any:
+    def act_sequence(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any, execution: Any = None) -> Any:
         """Deterministic (arg-max) actions through each range from a flat account, each decision
-        from the last ``context_length`` bars (``sequential_actions`` with that window)."""
+        from the last ``context_length`` bars (``sequential_actions`` with that window), under the
+        ``execution`` rules when given (the confidence threshold reads the softmax of the
+        policy's logits)."""
         import numpy as np
         import torch
 
@@ -185,22 +187,29 @@ class FlagTrader:
         net = self.network
         device = self._device()
         graphed: dict[str, Any] = {}
+        probabilities = execution is not None and execution.confidence > 0
 
-        def step(obs: np.ndarray, starts: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(np.ascontiguousarray(obs)).to(device, non_blocking=True)
+        def decide(logits: Any) -> Any:
+            if probabilities:
+                return logits.argmax(-1).cpu().numpy(), torch.softmax(logits.float(), -1).cpu().numpy()
+            return logits.argmax(-1).cpu().numpy()
+
+        def step(obs: np.ndarray, starts: np.ndarray) -> Any:
+            # a copy: the env's observation is a read-only view (torch warns on those)
+            x = torch.from_numpy(np.array(obs, dtype=np.float32)).to(device, non_blocking=True)
             if device.type == "cuda":
                 if "run" not in graphed:
                     graphed["run"] = _graphed_decision(net, x)
-                return graphed["run"](x).argmax(-1).cpu().numpy()
+                return decide(graphed["run"](x))
             logits, _, _ = net.policy(x, None, ())
-            return logits.argmax(-1).cpu().numpy()
+            return decide(logits)
 
         was_training = net.training
         net.eval()
         try:
             with torch.no_grad():
                 return sequential_actions(step, features, open_, close, ranges, env,
-                                          window=self.config.context_length)
+                                          window=self.config.context_length, execution=execution)
         finally:
             net.train(was_training)
 

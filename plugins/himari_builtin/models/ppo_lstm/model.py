@@ -66,13 +66,16 @@ class PPOLSTM:
         raise HimariError("ppo-lstm decides from the account state and its LSTM state: use "
                           "act_sequence(features, open, close, ranges, env)")
 
-    def act_sequence(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any) -> Any:
+    def act_sequence(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any, execution: Any = None) -> Any:
         """Deterministic (arg-max) actions through each range from a flat account and a zero
-        LSTM state (``himari.training.rl.sequential_actions``)."""
+        LSTM state (``himari.training.rl.sequential_actions``), under the ``execution`` rules
+        when given (the confidence threshold reads the softmax of the policy's logits)."""
         import numpy as np
         import torch
 
         from himari.plugin.api import sequential_actions
+
+        probabilities = execution is not None and execution.confidence > 0
 
         net = self.network
         device = next(net.parameters()).device
@@ -85,7 +88,9 @@ class PPOLSTM:
             x = torch.tensor(obs, device=device)
             s = torch.from_numpy(starts.astype(np.float32)).to(device) if starts.any() else None
             logits, _, holder["state"] = net.step(x, s, holder["state"])
+            if probabilities:
+                return logits.argmax(-1).cpu().numpy(), torch.softmax(logits.float(), -1).cpu().numpy()
             return logits.argmax(-1).cpu().numpy()
 
         with torch.no_grad():
-            return sequential_actions(step, features, open_, close, ranges, env)
+            return sequential_actions(step, features, open_, close, ranges, env, execution=execution)
