@@ -394,7 +394,7 @@ class TrainingMethod(Protocol):
       meta-learning updates).
     - ``outer_loop(fit, ctx) -> None``: wraps the whole epoch loop; must call ``fit()``.
     - ``after_training(policy, ctx) -> dict | None``: after the final evaluation, with the best
-      model (``policy.act(raw_features, rows, open=, close=, ranges=)``, ``policy.model``) and
+      model (``policy.actions(data, ranges)``, ``policy.features(data)``, ``policy.model``) and
       ``ctx.splits``; a returned dict is saved in ``summary.json`` under ``methods.<name>``.
     - ``state_dict()``/``load_state_dict(state)``: JSON-ready state kept in checkpoints.
     """
