@@ -36,7 +36,7 @@ def test_resume_after_sigkill_matches_uninterrupted(medium_prepared, tmp_path) -
     env = {**os.environ, "COLUMNS": "200"}
     full = tmp_path / "full"
     subprocess.run(himari("train", "baseline-mlp", "--data", str(medium_prepared), "--run-dir", str(full), *ARGS),
-                   check=True, capture_output=True, env=env, timeout=120)
+                   check=True, capture_output=True, env=env, timeout=600)
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(himari("train", "baseline-mlp", "--data", str(medium_prepared), "--run-dir",
@@ -53,7 +53,7 @@ def test_resume_after_sigkill_matches_uninterrupted(medium_prepared, tmp_path) -
     assert state["epoch"] < 3
 
     out = subprocess.run(himari("train", "--resume", str(killed)), capture_output=True, text=True, env=env,
-                         timeout=120)
+                         timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "resuming" in out.stdout
 
