@@ -48,6 +48,9 @@ def cuda_compiled() -> bool:
 def cuda_device_count() -> int:
     """Visible CUDA devices (0 in a build without CUDA)."""
 
+def cuda_unavailable_reason() -> str:
+    """Why no CUDA device can be used (no driver, no GPU, a CPU build); empty when one is visible."""
+
 def build_summary() -> str:
     """Compiler, CPU kernel set and CUDA status of this build."""
 

@@ -13,6 +13,7 @@
 #include "himari/common/build_info.h"
 #include "himari/common/error.h"
 #include "himari/common/rng.h"
+#include "himari/cuda/api.h"
 #include "himari/dispatch.h"
 #include "himari/env/trading_env.h"
 #include "himari/filters/ekf.h"
@@ -249,6 +250,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("cuda_compiled", &cuda_compiled);
   m.def("cuda_device_count", &cuda_device_count);
+  m.def("cuda_unavailable_reason", &cuda::unavailable_reason,
+        "Why no CUDA device can be used; empty when one is visible.");
   m.def("build_summary", &build_summary);
   m.def("require_device", [](const std::string& device) { require_device(parse_device(device)); },
         py::arg("device"));

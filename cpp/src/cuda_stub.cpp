@@ -1,6 +1,8 @@
 // Built instead of src/cuda/ when HIMARI_ENABLE_CUDA is OFF (or AUTO without nvcc): discovery
 // reports no CUDA, and every other entry point throws CudaUnavailable, so the rest of the core
 // and the bindings never need #ifdefs.
+#include <string>
+
 #include "himari/common/error.h"
 #include "himari/cuda/api.h"
 #include "himari/dispatch.h"
@@ -8,12 +10,17 @@
 namespace himari::cuda {
 
 namespace {
+constexpr const char* kCpuBuild =
+    "this build of himari has no CUDA support (a CPU build); install the CUDA wheel, or rebuild with "
+    "HIMARI_ENABLE_CUDA=ON pip install . on a machine with nvcc";
+
 [[noreturn]] void unavailable() {
-  throw CudaUnavailable(
-      "this build of himari has no CUDA support; rebuild with HIMARI_ENABLE_CUDA=ON pip install . on a machine "
-      "with nvcc");
+  throw CudaUnavailable(std::string(kCpuBuild));
 }
 }  // namespace
+
+std::string unavailable_reason() { return kCpuBuild; }
+std::string build_summary() { return {}; }
 
 bool compiled() { return false; }
 int device_count() { return 0; }

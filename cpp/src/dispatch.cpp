@@ -11,11 +11,9 @@ namespace himari {
 
 void require_device(const Device& device) {
   if (device.kind == DeviceKind::kCpu) return;
-  if (!cuda::compiled())
-    throw CudaUnavailable(
-        "device 'cuda': this build of himari has no CUDA support; rebuild with "
-        "HIMARI_ENABLE_CUDA=ON pip install . on a machine with nvcc");
+  if (!cuda::compiled()) throw CudaUnavailable("device 'cuda': " + cuda::unavailable_reason());
   const int count = cuda::device_count();
+  if (count == 0) throw CudaUnavailable("device '" + format_device(device) + "': " + cuda::unavailable_reason());
   if (device.index >= count)
     throw CudaUnavailable("device '" + format_device(device) + "': " + std::to_string(count) +
                           " CUDA device(s) visible");
@@ -32,7 +30,7 @@ std::string build_summary() {
   s += ", gcc " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__);
 #endif
   s += std::string(", CPU kernels ") + cpu_kernel_name(cpu_kernel());
-  s += cuda::compiled() ? ", CUDA compiled" : ", CUDA not compiled";
+  s += cuda::compiled() ? ", " + cuda::build_summary() + " compiled" : ", CUDA not compiled";
   return s;
 }
 

@@ -28,4 +28,6 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print JSON instead
         return
     console = Console()
     for key, value in data.items():
+        if key == "cuda_unavailable_reason" and value is None:
+            continue
         console.print(f"[bold]{key}[/bold]: {value}")

@@ -17,7 +17,7 @@ from himari.engine.backtest import (
     backtest_signals,
     replay_actions,
 )
-from himari.engine.device import build_info, cuda_available, cuda_compiled
+from himari.engine.device import build_info, cuda_available, cuda_compiled, cuda_unavailable_reason
 from himari.engine.ekf import STATE_NAMES, EKFParams, ekf
 from himari.engine.env import VecTradingEnv
 from himari.engine.market import Market
@@ -56,6 +56,7 @@ __all__ = [
     "counter_hash",
     "cuda_available",
     "cuda_compiled",
+    "cuda_unavailable_reason",
     "ekf",
     "replay_actions",
 ]

@@ -18,6 +18,14 @@ def cuda_available() -> bool:
     return cuda_compiled() and _core.cuda_device_count() > 0
 
 
+def cuda_unavailable_reason() -> str | None:
+    """Why CUDA cannot be used here, in words a user can act on (a CPU build, no NVIDIA driver or
+    one too old, no GPU visible), or None when a device is visible. ``himari info`` prints it so
+    that a user who installed the CUDA wheel on a machine without a GPU sees why, not just False."""
+    reason = str(_core.cuda_unavailable_reason())
+    return reason or None
+
+
 def check_device(device: str) -> str:
     """Validate a device name (``cpu``, ``cuda``, ``cuda:N``); raise CudaUnavailableError when
     this build or machine cannot run CUDA kernels, rather than silently running on the CPU."""
@@ -72,4 +80,5 @@ def build_info() -> dict[str, object]:
         "build": _core.build_summary(),
         "cuda_compiled": cuda_compiled(),
         "cuda_devices": int(_core.cuda_device_count()),
+        "cuda_unavailable_reason": cuda_unavailable_reason(),
     }

@@ -13,12 +13,28 @@ def resolve_device(name: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise CudaUnavailableError(f"device {name!r}: torch sees no CUDA device "
-                                       f"(torch {torch.__version__}); use --device cpu or auto")
+            raise CudaUnavailableError(f"device {name!r}: {why_no_cuda()}; use --device cpu or auto")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
             raise CudaUnavailableError(f"device {name!r}: only {torch.cuda.device_count()} CUDA devices")
     return name
+
+
+def why_no_cuda() -> str:
+    """What is missing for CUDA training, from both sides a run needs: torch (a CPU build, or a
+    CUDA build that sees no GPU) and himari's native core (a CPU build, no driver, no GPU)."""
+    import torch
+
+    from himari.engine import cuda_unavailable_reason
+
+    if torch.version.cuda is None:
+        parts = [f"torch {torch.__version__} is a CPU build (install a CUDA build of torch)"]
+    else:
+        parts = [f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU"]
+    native = cuda_unavailable_reason()
+    if native:
+        parts.append(f"himari's core: {native}")
+    return "; ".join(parts)
 
 
 def to_device(batch: object, device: str) -> object:

@@ -109,7 +109,9 @@ def rank_device(device: str, local_rank: int) -> str:
         raise ConfigError(f"train.device={device!r}: in a distributed run each process trains on "
                           f"cuda:LOCAL_RANK; use --device cuda (and CUDA_VISIBLE_DEVICES to pick GPUs)")
     if not torch.cuda.is_available():
-        raise CudaUnavailableError(f"device {device!r}: torch sees no CUDA device; use --device cpu (gloo)")
+        from himari.training.device import why_no_cuda
+
+        raise CudaUnavailableError(f"device {device!r}: {why_no_cuda()}; use --device cpu (gloo)")
     if local_rank >= torch.cuda.device_count():
         raise CudaUnavailableError(f"local rank {local_rank} needs cuda:{local_rank}, but this machine shows "
                                    f"{torch.cuda.device_count()} CUDA device(s): start at most that many "

@@ -37,6 +37,30 @@ int device_count() {
   return count;
 }
 
+std::string build_summary() {
+#ifndef HIMARI_CUDA_ARCHITECTURES
+#define HIMARI_CUDA_ARCHITECTURES "?"
+#endif
+  return "CUDA " + std::to_string(CUDART_VERSION / 1000) + "." + std::to_string((CUDART_VERSION % 1000) / 10) +
+         " (architectures " HIMARI_CUDA_ARCHITECTURES ")";
+}
+
+std::string unavailable_reason() {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err == cudaSuccess) return count > 0 ? std::string() : std::string("no CUDA device is visible");
+  cudaGetLastError();
+  std::string reason = std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
+  const std::string runtime =
+      std::to_string(CUDART_VERSION / 1000) + "." + std::to_string((CUDART_VERSION % 1000) / 10);
+  if (err == cudaErrorInsufficientDriver)
+    reason += " (no NVIDIA driver was found, or it is older than this build's CUDA " + runtime +
+              "; install or update the NVIDIA driver)";
+  else if (err == cudaErrorNoDevice)
+    reason += " (the NVIDIA driver sees no GPU; check CUDA_VISIBLE_DEVICES)";
+  return reason;
+}
+
 void require(int device) {
   const int count = device_count();
   if (device < 0 || device >= count)

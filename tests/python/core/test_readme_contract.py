@@ -59,3 +59,15 @@ def test_the_test_extra_installs_every_optional_package_a_plugin_needs() -> None
               for entry in plugins.entries((kind,)) for m in entry.spec.extras}
     assert needed, "no plugin declares extras: the check would be empty"
     assert needed <= installed, f"the test extra misses {sorted(needed - installed)}"
+
+
+def test_make_test_builds_and_tests_the_wheel_in_a_fresh_venv() -> None:
+    """The README's `make test` proves the wheel too: a wheel missing a file fails CI."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    test_deps = re.search(r"^test:([^#\n]*)", makefile, re.M)
+    assert test_deps is not None and "test-wheel" in test_deps.group(1).split()
+    recipe = re.search(r"^test-wheel:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe is not None
+    steps = recipe.group(1)
+    assert "tools/build_wheel.py" in steps and "tools/test_wheel.py" in steps
+    assert "--system-site-packages" not in steps  # the fresh venv installs the wheel's own dependencies

@@ -212,7 +212,7 @@ def test_refused_runs_leave_nothing(small_prepared: Path, tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     cases = [
         (["--data", "missing-dir"], "no such file or directory"),
-        (["--data", str(small_prepared), "--device", "cuda"], "no CUDA device"),
+        (["--data", str(small_prepared), "--device", "cuda"], "use --device cpu or auto"),
         (["--data", str(small_prepared), "--lr", "nan"], "train.lr"),
         (["--data", str(small_prepared), "--set", "baseline-mlp.dropout=2"], "dropout"),
         (["--data", str(small_prepared), "--tracker", "no-such-tracker"], "unknown tracker"),

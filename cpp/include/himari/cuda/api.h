@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "himari/backtest/backtest.h"
 #include "himari/env/trading_env.h"
@@ -21,6 +22,14 @@ using Stream = std::uintptr_t;
 
 bool compiled();
 int device_count();
+
+// CUDA runtime version and the architectures compiled, e.g. "CUDA 13.0, sm 80-real 90"; empty
+// in a CPU build.
+std::string build_summary();
+
+// Why no CUDA device can be used, in words a user can act on (no driver, a driver older than
+// this build's CUDA, no GPU visible, a CPU-only build); empty when at least one device is visible.
+std::string unavailable_reason();
 
 // Throws CudaUnavailable unless `device` names a visible device of a CUDA build.
 void require(int device);
