@@ -68,7 +68,7 @@ def repair(wheel: Path, work: Path) -> Path:
     if not sys.platform.startswith("linux"):
         return wheel
     out = work / "repaired"
-    cmd = ["auditwheel", "repair", str(wheel), "-w", str(out)]
+    cmd = [sys.executable, "-m", "auditwheel", "repair", str(wheel), "-w", str(out)]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     (repaired,) = out.glob("himari-*.whl")

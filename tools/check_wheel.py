@@ -103,7 +103,7 @@ def parse_entry_points(text: str) -> dict[str, dict[str, str]]:
 
 def auditwheel_show(wheel: Path) -> tuple[str | None, str]:
     """(the platform tag auditwheel says the wheel is consistent with, its whole output)."""
-    proc = subprocess.run(["auditwheel", "show", str(wheel)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "auditwheel", "show", str(wheel)], capture_output=True, text=True)
     text = " ".join((proc.stdout + proc.stderr).split())
     match = re.search(r'consistent with the following platform tag: "([^"]+)"', text)
     return (match.group(1) if match else None), text

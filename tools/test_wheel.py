@@ -37,13 +37,33 @@ class WheelTestFailed(RuntimeError):
     pass
 
 
+def _head_and_tail(text: str, head: int = 3000, tail: int = 3000) -> str:
+    """Both ends of a long error output: a crash dump names the failing frame first."""
+    return text if len(text) <= head + tail else f"{text[:head]}\n[...]\n{text[-tail:]}"
+
+
 def run(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 1800) -> str:
     print("+", " ".join(str(c) for c in cmd), flush=True)
     proc = subprocess.run([str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise WheelTestFailed(f"`{' '.join(str(c) for c in cmd)}` exited {proc.returncode}\n"
-                              f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+                              f"{proc.stdout[-4000:]}\n{_head_and_tail(proc.stderr)}")
     return proc.stdout
+
+
+def see_parent_venv(venv: Path) -> None:
+    """Make ``venv`` see this interpreter's packages when this interpreter is itself a venv.
+
+    ``venv --system-site-packages`` exposes the *base* interpreter's site-packages, not those of
+    the venv running this script (a GPU machine's PyTorch often lives in such a venv). A ``.pth``
+    file listing them gives the same effect: pip counts them as installed, imports find them.
+    """
+    import site
+
+    python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    target = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    Path(target, "_himari_wheel_test_parent.pth").write_text("\n".join(site.getsitepackages()) + "\n")
 
 
 def declared_plugins() -> set[str]:
@@ -61,6 +81,8 @@ def test_wheel(wheel: Path, *, system_site: bool, cuda: bool, engine_tests: bool
         venv = tmp / "venv"
         cmd = [sys.executable, "-m", "venv", str(venv)] + (["--system-site-packages"] if system_site else [])
         run(cmd, env=dict(os.environ), cwd=tmp)
+        if system_site and sys.prefix != sys.base_prefix:
+            see_parent_venv(venv)
         bindir = venv / ("Scripts" if os.name == "nt" else "bin")
         python = bindir / "python"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}

@@ -7,6 +7,12 @@
 #include <memory>
 #include <string>
 
+// <iostream> for its side effect only: with GCC 13+ it makes the link pull in libstdc++'s stream
+// initialisation (std::ios_base_library_init), which a statically linked libstdc++ may otherwise
+// leave out. Together with --exclude-libs (cpp/CMakeLists.txt) it keeps a toolchain that links
+// libstdc++ statically from crashing on the first std::ostringstream (every HIMARI_CHECK message).
+#include <iostream>
+
 #include "array_interop.h"
 #include "shared.h"
 #include "himari/backtest/backtest.h"
