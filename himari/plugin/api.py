@@ -15,10 +15,10 @@ Helpers re-exported here (docs/plugins.md lists them with what each is for): the
 (``Market``, ``VecTradingEnv``, ``RewardConfig``, ``replay_actions``, ``backtest_signals``, ``ekf``,
 ``EKFParams``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), online RL (``OnlineRLConfig``,
 ``PPOConfig``, ``ppo_loss``, ``gae``, ``RolloutBuffer``, ``EnvRollout``, ``train_env``,
-``sequential_actions``), initialisation (``init_orthogonal``, ``orthogonal_tensor_``),
-evaluation (``evaluate_actions``, ``collapse``), execution rules (``ExecutionConfig``,
-``ExecutionFilter``), progress reporting (``phase``) and the errors (``HimariError``,
-``ConfigError``, ``DataError``).
+``sequential_actions``), initialisation (``init_orthogonal``, ``orthogonal_tensor_``,
+``is_orthogonal_layer``), evaluation (``evaluate_actions``, ``collapse``), execution rules
+(``ExecutionConfig``, ``ExecutionFilter``), progress reporting (``phase``) and the errors
+(``HimariError``, ``ConfigError``, ``DataError``).
 """
 
 from __future__ import annotations
@@ -449,6 +449,7 @@ _HELPERS = {
     "value_loss": "himari.training.ppo",
     # initialisation
     "init_orthogonal": "himari.training.orthogonal", "orthogonal_tensor_": "himari.training.orthogonal",
+    "is_orthogonal_layer": "himari.training.orthogonal",
     # evaluation
     "evaluate_actions": "himari.evaluation.policy", "collapse": "himari.evaluation.policy",
     "action_distribution": "himari.evaluation.policy",

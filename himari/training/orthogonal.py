@@ -28,6 +28,13 @@ def _is_weight(name: str) -> bool:
     return name.startswith("weight") or name.endswith("weight")
 
 
+def is_orthogonal_layer(module: Any) -> bool:
+    """Whether ``init_orthogonal`` takes ``module`` (an instance of one of ``LAYER_TYPES``)."""
+    import torch
+
+    return isinstance(module, tuple(getattr(torch.nn, t) for t in LAYER_TYPES))
+
+
 def orthogonal_tensor_(tensor: Any, gain: float, *, generator: Any = None, stacked: bool = False) -> None:
     """Fill ``tensor`` in place with a (semi-)orthogonal matrix times ``gain`` (trailing
     dimensions flattened, as ``torch.nn.init.orthogonal_``); ``stacked``: a stack of matrices
@@ -62,7 +69,7 @@ def init_orthogonal(module: Any, gain: float, *, generator: Any = None) -> None:
     ``TypeError`` for any other module, so a model cannot silently keep its old weights."""
     import torch
 
-    if not any(isinstance(module, getattr(torch.nn, t)) for t in LAYER_TYPES):
+    if not is_orthogonal_layer(module):
         raise TypeError(f"init_orthogonal: {type(module).__name__} is not one of {', '.join(LAYER_TYPES)}")
     with torch.no_grad():
         for name, p in module.named_parameters(recurse=False):
