@@ -334,6 +334,11 @@ class Model(Protocol):
       minibatches through ``loss``. ``dataset`` is not called for such a model.
     - ``action_logits(batch) -> tensor [B, A]``: the policy's action logits on a training batch,
       for training methods that regularise the policy (``confidence-penalty``).
+    - ``init_roles() -> {name: role}``: which layers of ``network`` are the policy head, the
+      value head, hidden, plain biases, or to be left alone, for training methods that
+      re-initialise the network (``orthogonal-init``; docs/plugins.md, "Layer roles").
+    - ``reinitialised() -> None``: called after such a method changed the weights (a model
+      keeping copies of them, such as target networks, refreshes them).
     """
 
     network: Any

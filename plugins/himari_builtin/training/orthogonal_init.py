@@ -146,13 +146,12 @@ class OrthogonalInit:
         import torch
 
         if ctx.data is None:  # a restored run: its trained weights are loaded next
-            return None
+            return
         roles = model.init_roles() if callable(getattr(model, "init_roles", None)) else {}
         generator = torch.Generator().manual_seed((int(ctx.seed) * 1_000_003 + 0xA7) % 2**63)
         self.layers = reinitialise(model.network, roles, self.config, generator, type(model).__name__)
         if callable(getattr(model, "reinitialised", None)):
             model.reinitialised()
-        return None
 
     def after_training(self, policy: Any, ctx: Any) -> dict[str, Any]:
         """What was re-initialised, by role (saved in ``summary.json``)."""
