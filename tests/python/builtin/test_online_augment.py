@@ -341,3 +341,31 @@ def test_mid_epoch_resume_draws_what_an_uninterrupted_run_draws(small_prepared, 
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["network"]
     b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["network"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("model", ["cgdt", "flag-trader"])
+def test_both_methods_train_the_larger_models(model, small_prepared, tmp_path) -> None:
+    """The harness runs the cheap built-ins; here one tiny run each of CGDT (trajectory windows)
+    and FLAG-TRADER (windowed rollouts [T, N, W, D]) with both methods: batches or rollouts were
+    augmented and the policy and value heads were re-initialised."""
+    from rich.console import Console
+
+    from himari.training.config import merge_run_config
+    from himari.training.trainer import Trainer
+
+    from himari_tests_conformance import model_sets, skip_without_extras  # type: ignore[import-not-found]
+
+    mspec = P.models().get(model)
+    skip_without_extras(mspec)
+
+    sets = ["train.epochs=1", "train.batch_size=16", "train.max_steps_per_epoch=2", "train.progress=false",
+            *model_sets(model, mspec)]
+    run = merge_run_config(plugins=P, overrides={"model": model, "data": str(small_prepared),
+                                                 "methods": "orthogonal-init,online-augment"}, sets=sets)
+    trainer = Trainer(run, plugins=P, run_dir=tmp_path / "run", console=Console(file=io.StringIO()))
+    summary = trainer.fit()
+    methods = dict(trainer.methods)
+    state = methods["online-augment"].state_dict()
+    assert state["batches" if model == "cgdt" else "rollouts"] >= 1
+    roles = summary["methods"]["orthogonal-init"]["by_role"]
+    assert roles["policy"] == 1 and roles["value"] == 1 and roles["hidden"] >= 3
