@@ -81,6 +81,24 @@ def _apply(model: Any, seed: int = 0, **config: float) -> Any:
     return method
 
 
+def test_init_orthogonal_is_torch_s_orthogonal_init_on_the_cpu() -> None:
+    """The shared function draws exactly what ``torch.nn.init.orthogonal_`` draws from the global
+    generator (so PPO-LSTM's and FLAG-TRADER's default initialisation did not change), and
+    refuses a module it cannot initialise."""
+    from himari.plugin.api import init_orthogonal
+
+    torch.manual_seed(7)
+    ours = nn.LSTM(5, 3)
+    init_orthogonal(ours, 0.7)
+    torch.manual_seed(7)
+    ref = nn.LSTM(5, 3)
+    for name, p in ref.named_parameters():
+        nn.init.zeros_(p) if "bias" in name else nn.init.orthogonal_(p, 0.7)
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), ref.parameters()))
+    with pytest.raises(TypeError, match="LayerNorm is not one of Linear"):
+        init_orthogonal(nn.LayerNorm(3), 1.0)
+
+
 def test_spec_is_registered_with_its_code() -> None:
     assert SPEC.code == "A7" and set(SPEC.paradigms) == {"supervised", "sequence", "offline-rl", "online-rl"}
 
