@@ -15,9 +15,10 @@ Helpers re-exported here (docs/plugins.md lists them with what each is for): the
 (``Market``, ``VecTradingEnv``, ``RewardConfig``, ``replay_actions``, ``backtest_signals``, ``ekf``,
 ``EKFParams``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), online RL (``OnlineRLConfig``,
 ``PPOConfig``, ``ppo_loss``, ``gae``, ``RolloutBuffer``, ``EnvRollout``, ``train_env``,
-``sequential_actions``), evaluation (``evaluate_actions``, ``collapse``), execution rules
-(``ExecutionConfig``, ``ExecutionFilter``), progress reporting
-(``phase``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
+``sequential_actions``), initialisation (``init_orthogonal``, ``orthogonal_tensor_``,
+``is_orthogonal_layer``), evaluation (``evaluate_actions``, ``collapse``), execution rules
+(``ExecutionConfig``, ``ExecutionFilter``), progress reporting (``phase``) and the errors
+(``HimariError``, ``ConfigError``, ``DataError``).
 """
 
 from __future__ import annotations
@@ -333,6 +334,11 @@ class Model(Protocol):
       minibatches through ``loss``. ``dataset`` is not called for such a model.
     - ``action_logits(batch) -> tensor [B, A]``: the policy's action logits on a training batch,
       for training methods that regularise the policy (``confidence-penalty``).
+    - ``init_roles() -> {name: role}``: which layers of ``network`` are the policy head, the
+      value head, hidden, plain biases, or to be left alone, for training methods that
+      re-initialise the network (``orthogonal-init``; docs/plugins.md, "Layer roles").
+    - ``reinitialised() -> None``: called after such a method changed the weights (a model
+      keeping copies of them, such as target networks, refreshes them).
     """
 
     network: Any
@@ -446,6 +452,9 @@ _HELPERS = {
     "train_env": "himari.training.rl", "sequential_actions": "himari.training.rl",
     "EnvRollout": "himari.training.rollout", "PPOConfig": "himari.training.ppo", "ppo_loss": "himari.training.ppo",
     "value_loss": "himari.training.ppo",
+    # initialisation
+    "init_orthogonal": "himari.training.orthogonal", "orthogonal_tensor_": "himari.training.orthogonal",
+    "is_orthogonal_layer": "himari.training.orthogonal",
     # evaluation
     "evaluate_actions": "himari.evaluation.policy", "collapse": "himari.evaluation.policy",
     "action_distribution": "himari.evaluation.policy",

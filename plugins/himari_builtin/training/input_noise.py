@@ -4,6 +4,10 @@ Uses the ``dataset`` hook point: wraps the train split's dataset so every batch 
 noise of standard deviation ``std`` (in preprocessed units, i.e. standard deviations after
 ``zscore``) drawn from torch's generator, which checkpoints save, so resumed runs match.
 Validation data is left untouched.
+
+``online-augment`` generalises it (its ``noise`` transform is this one, with a probability per
+sample, for every paradigm); ``input-noise`` stays as it is, so existing run configs keep
+training exactly as before.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ class BaselineMLP:
         self.n_actions = ctx.n_actions
         self.network = build_network(config, ctx.n_features, ctx.n_actions, ctx.class_counts)
 
+    def init_roles(self) -> dict[str, str]:
+        """For ``orthogonal-init``: the last Linear gives the action logits (the policy head);
+        the hidden Linears are ``hidden`` by default, BatchNorm keeps its own initialisation."""
+        return {str(len(self.network) - 1): "policy"}
+
     def dataset(self, ctx: Any, split: str) -> Any:
         """Labelled rows of the split: (preprocessed features [F], label)."""
         import numpy as np

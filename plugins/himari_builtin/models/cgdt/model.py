@@ -65,6 +65,13 @@ class CGDT:
         self._seed = 0
         self._tune_ranges: list[tuple[int, int]] | None = None
 
+    def init_roles(self) -> dict[str, str]:
+        """For ``orthogonal-init``: the policy's action head and the critic's (mu, log_sigma)
+        head; the critic is frozen during policy training but trained from its initialisation
+        first, so it is named (a frozen layer nobody names is left alone). Embeddings and
+        LayerNorms keep their own initialisation."""
+        return {"policy.head": "policy", "critic": "hidden", "critic.head": "value"}
+
     # ------------------------------------------------------------------ data
 
     def dataset(self, ctx: Any, split: str) -> Any:

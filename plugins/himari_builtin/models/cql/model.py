@@ -76,6 +76,17 @@ class CQL:
         self.env = ctx.env
         self.network = CQLNetwork(config, ctx.n_features)
 
+    def init_roles(self) -> dict[str, str]:
+        """For ``orthogonal-init``: the stacked weights ``w{i} [2, in, out]`` (hidden, the last
+        the Q-value heads) and their biases ``b{i}``; ``log_alpha`` is not a layer."""
+        last = self.network.n_layers - 1
+        return {**{f"w{i}": "value" if i == last else "hidden" for i in range(last + 1)},
+                **{f"b{i}": "bias" for i in range(last + 1)}}
+
+    def reinitialised(self) -> None:
+        """The target networks start as copies of the Q networks (as at construction)."""
+        self.network.copy_targets()
+
     # ------------------------------------------------------------------ data
 
     def dataset(self, ctx: Any, split: str) -> Any:

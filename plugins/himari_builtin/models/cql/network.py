@@ -67,6 +67,13 @@ class CQLNetwork(nn.Module):
     def target_forward(self, x: Any) -> Any:
         return self._q(x, True)
 
+    def copy_targets(self) -> None:
+        """Target weights := the current weights (after a re-initialisation)."""
+        with torch.no_grad():
+            for (tw, tb), (w, b) in zip(self.layers(True), self.layers(False)):
+                tw.copy_(w)
+                tb.copy_(b)
+
     def polyak(self, tau: float) -> None:
         targets, sources = [], []
         for (tw, tb), (w, b) in zip(self.layers(True), self.layers(False)):

@@ -40,6 +40,21 @@ class FlagTrader:
         self.class_weight = counts.sum() / (len(counts) * counts)  # as baseline-mlp's class-weighted loss
         self._rollouts: Any = None
 
+    def init_roles(self) -> dict[str, str]:
+        """For ``orthogonal-init``: the GPT-2 backbone is left alone (pretrained or not, as is
+        LoRA's zero ``B``, so the adapted model starts equal to the backbone), LoRA's ``A``
+        matrices are ``hidden``; the bar embedding is ``hidden``; the heads as ``head()`` builds
+        them (a hidden layer, then the policy or value output)."""
+        net = self.network
+        roles = {"backbone": "skip"}
+        roles.update({name: "hidden" for name, _ in net.backbone.named_modules(prefix="backbone")
+                      if name.endswith(".lora_A")})
+        for head, role in (("policy_head", "policy"), ("value_head", "value")):
+            roles[head] = role
+            if self.config.head_hidden:
+                roles[f"{head}.0"] = "hidden"
+        return roles
+
     def _device(self) -> Any:
         """The network's device, after setting the CPU thread count there (process-wide: the
         Trainer's update steps run with it too, as for ppo-lstm)."""

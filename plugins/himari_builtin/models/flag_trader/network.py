@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from himari.plugin.api import init_orthogonal
 from himari_builtin.models.flag_trader.config import FlagTraderConfig, backbone_shape
 
 LORA_TARGETS = ("c_attn", "c_proj", "c_fc")
@@ -86,15 +87,14 @@ def _lora(gpt: Any, config: FlagTraderConfig) -> Any:
 
 def head(width: int, hidden: int, out: int, gain: float) -> nn.Module:
     """``Linear(width, out)``, or ``Linear(width, hidden) + GELU + Linear(hidden, out)``, orthogonally
-    initialised (gain sqrt(2) for the hidden layer, ``gain`` for the output), biases zero."""
+    initialised through ``init_orthogonal`` (gain sqrt(2) for the hidden layer, ``gain`` for the
+    output), biases zero."""
     last = nn.Linear(hidden or width, out)
-    nn.init.orthogonal_(last.weight, gain)
-    nn.init.zeros_(last.bias)
+    init_orthogonal(last, gain)
     if hidden == 0:
         return last
     first = nn.Linear(width, hidden)
-    nn.init.orthogonal_(first.weight, math.sqrt(2))
-    nn.init.zeros_(first.bias)
+    init_orthogonal(first, math.sqrt(2))
     return nn.Sequential(first, nn.GELU(), last)
 
 

@@ -25,6 +25,11 @@ class PPOLSTM:
         self.network = ActorCritic(self.obs_dim, ctx.n_actions, tuple(config.encoder_sizes), config.lstm_hidden)
         self._rollouts: Any = None
 
+    def init_roles(self) -> dict[str, str]:
+        """For ``orthogonal-init``: the actor and critic heads; the encoder and the LSTM are
+        ``hidden`` (the LSTM with the recurrent gain), as the network's own initialisation."""
+        return {"actor": "policy", "critic": "value"}
+
     def _threads(self, device: Any) -> None:
         import torch  # set process-wide: the Trainer's update steps run with it too
 

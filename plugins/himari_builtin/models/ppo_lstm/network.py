@@ -8,10 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from himari.plugin.api import init_orthogonal
+
 
 class ActorCritic(nn.Module):
     """Encoder (Linear + ReLU per layer) -> LSTM -> policy and value heads, orthogonally
-    initialised (gains sqrt(2) for the encoder, 0.01 for the policy head, 1 for the value head)."""
+    initialised (gains sqrt(2) for the encoder, 1 for the LSTM, 0.01 for the policy head, 1 for
+    the value head; zero biases) through ``init_orthogonal``, the implementation the
+    ``orthogonal-init`` training method uses."""
 
     def __init__(self, obs_dim: int, n_actions: int, encoder_sizes: tuple[int, ...], hidden: int) -> None:
         super().__init__()
@@ -19,23 +23,16 @@ class ActorCritic(nn.Module):
         width = obs_dim
         for h in encoder_sizes:
             lin = nn.Linear(width, h)
-            nn.init.orthogonal_(lin.weight, math.sqrt(2))
-            nn.init.zeros_(lin.bias)
+            init_orthogonal(lin, math.sqrt(2))
             layers += [lin, nn.ReLU()]
             width = h
         self.encoder = nn.Sequential(*layers)
         self.lstm = nn.LSTM(width, hidden)
-        for name, p in self.lstm.named_parameters():
-            if "bias" in name:
-                nn.init.zeros_(p)
-            else:
-                nn.init.orthogonal_(p, 1.0)
+        init_orthogonal(self.lstm, 1.0)
         self.actor = nn.Linear(hidden, n_actions)
-        nn.init.orthogonal_(self.actor.weight, 0.01)
-        nn.init.zeros_(self.actor.bias)
+        init_orthogonal(self.actor, 0.01)
         self.critic = nn.Linear(hidden, 1)
-        nn.init.orthogonal_(self.critic.weight, 1.0)
-        nn.init.zeros_(self.critic.bias)
+        init_orthogonal(self.critic, 1.0)
         self.hidden = hidden
 
     def initial_state(self, n: int, device: Any = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
