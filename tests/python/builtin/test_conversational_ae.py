@@ -145,20 +145,29 @@ def test_fit_is_seeded_by_its_config_and_leaves_torch_as_it_was() -> None:
     assert torch.equal(torch.get_rng_state(), rng_before) and torch.get_num_threads() == threads
 
 
-def test_log_return_target_from_the_bars_restarts_at_each_segment() -> None:
-    """The default target: log close-to-close returns, 0 at a segment's first row (its previous
-    bar is across a gap); fitting and transforming on two segments works end to end."""
+def test_series_from_the_bars_restart_at_each_segment() -> None:
+    """log-return: log close-to-close return, 0 at a segment's first row (its previous bar is
+    across a gap); log-price (the default target): log close minus its mean over the last
+    ``window`` rows of the segment (fewer at its start), by a loop over rows; fitting and
+    transforming the default config on two segments works end to end."""
     from himari_builtin.preprocessing.conversational_ae.series import raw_series
 
     close = np.exp(np.cumsum(np.random.default_rng(2).normal(0, 0.01, 200)))
-    d = view(np.zeros((200, 3), np.float32), np.arange(200), {"train": ((0, 200),)}, segments=((0, 120), (120, 200)),
-             close=close)
-    r = raw_series("log-return", d, [(0, 120), (120, 200)], 8)
+    segments = ((0, 120), (120, 200))
+    d = view(np.zeros((200, 3), np.float32), np.arange(200), {"train": ((0, 200),)}, segments=segments, close=close)
+    r = raw_series("log-return", d, list(segments), 8)
     expected = np.diff(np.log(close), prepend=np.log(close[0]))
     expected[[0, 120]] = 0.0
     np.testing.assert_allclose(r, expected, rtol=0, atol=1e-15)
+    gap = raw_series("log-price", d, list(segments), 8)
+    lc = np.log(close)
+    for t in range(200):
+        start = 0 if t < 120 else 120
+        window = lc[max(start, t - 7):t + 1]
+        assert gap[t] == pytest.approx(lc[t] - window.mean(), abs=1e-12), t
     pre = ConversationalAE(ConversationalAEConfig(window=8, epochs=2))
     pre.fit(d)
+    assert pre.output_names(("a",)) == ("a", "cae_log_price", "cae_log_price_disagreement")
     assert np.isfinite(pre.transform(d)).all()
 
 
@@ -187,7 +196,7 @@ def test_a_non_positive_price_is_refused_for_the_log_return_target() -> None:
     close[50] = 0.0
     d = view(np.zeros((300, 3), np.float32), np.arange(300), {"train": ((0, 300),)}, close=close)
     with pytest.raises(DataError, match="series 'log-return'"):
-        ConversationalAE(ConversationalAEConfig()).fit(d)
+        ConversationalAE(ConversationalAEConfig(target="log-return")).fit(d)
 
 
 @pytest.mark.parametrize("n, segments", [(40, None), (60, ((0, 30), (30, 60)))])
@@ -203,7 +212,7 @@ def test_too_few_train_rows_for_the_window_is_refused(n, segments) -> None:
 def test_an_unknown_series_is_refused_with_the_choices() -> None:
     _, x = synthetic(n=200)
     pre = ConversationalAE(ConversationalAEConfig(target="noisy", contexts=("ctx_a", "volume_z")))
-    with pytest.raises(ConfigError, match="no series 'volume_z': use one of log-return, volume, range or an input"):
+    with pytest.raises(ConfigError, match="no series 'volume_z': use one of log-return, log-price, volume, range or an input"):
         pre.fit(view(x, np.arange(200), {"train": ((0, 200),)}))
 
 
@@ -222,7 +231,7 @@ def test_a_state_fitted_on_other_features_is_refused() -> None:
 
 @pytest.mark.parametrize("key, value, message", [
     ("contexts", ["volume"], "at least two different series"),
-    ("contexts", ["log-return", "volume"], "must differ from the target"),
+    ("contexts", ["log-price", "volume"], "must differ from the target"),
     ("window", 1, "window must be >= 2"),
     ("latent", 64, r"latent in \[1, 2 x window\)"),
     ("holdout", 0.0, r"holdout must be in \(0, 0.5\)"),

@@ -6,9 +6,11 @@ are trained as a conversation, taking turns at speaking (producing a reconstruct
 listening (reconciling their own with the speaker's), so each must find the common ground the
 other's view supports. The agreed reconstruction is a denoised version of the target.
 
-Here: the target (by default the log return of the close) and each context (by default relative
-volume for one partner and the bar's log range for the other) are standardised with train-split
-statistics and read through a trailing window of ``window`` rows; each partner is an MLP
+Here: the target (by default the log close against its trailing mean over the window: the
+price path, which a narrow bottleneck can compress; log returns are nearly white noise and come
+out nearly constant) and each context (by default relative volume for one partner and the bar's
+log range for the other) are standardised with train-split statistics and read through a
+trailing window of ``window`` rows; each partner is an MLP
 autoencoder with a narrow bottleneck (``network.py`` has the conversation). Two columns are
 appended: the partners' mean reconstruction of the target at row t (``cae_<target>``, in
 standardised units) and their spread there (``cae_<target>_disagreement``), a confidence signal.

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-BAR_SERIES = ("log-return", "volume", "range")
+BAR_SERIES = ("log-return", "log-price", "volume", "range")
 """Series computed from the bars; any other name is an input feature column."""
 
 
 @dataclass(frozen=True)
 class ConversationalAEConfig:
-    target: str = "log-return"
-    """Series to denoise: log-return (close to close), volume, range, or an input feature's name."""
+    target: str = "log-price"
+    """Series to denoise: log-price (log close against its trailing mean), log-return, volume, range or a feature."""
     contexts: tuple[str, ...] = ("volume", "range")
     """One autoencoder per context series, conditioning the target (at least two partners)."""
     window: int = 32

@@ -45,8 +45,10 @@ def raw_series(name: str, data: Any, parts: list[tuple[int, int]], window: int) 
     """One series over ``data``'s rows (float64), before standardisation.
 
     ``log-return``: log close-to-close return, 0 at the first row of a piece (its previous bar
-    is outside the piece); ``volume``: log(1 + volume) minus its trailing mean over the window
-    (relative volume, so a year-long drift in turnover does not shift the input); ``range``:
+    is outside the piece); ``log-price``: log close minus its trailing mean over the window (where
+    the price stands against its recent average: a trending, compressible path); ``volume``:
+    log(1 + volume) minus its trailing mean over the window (relative volume, so a year-long
+    drift in turnover does not shift the input); ``range``:
     log(high / low), the bar's volatility; otherwise the input feature of that name."""
     with np.errstate(all="ignore"):  # a zero or negative price becomes a non-finite value, refused below
         if name == "log-return":
@@ -55,6 +57,11 @@ def raw_series(name: str, data: Any, parts: list[tuple[int, int]], window: int) 
             for a, _ in parts:
                 out[a] = 0.0
             return out
+        if name == "log-price":
+            lc = np.log(np.asarray(data.bars.close, dtype=np.float64))
+            if not np.isfinite(lc).all():
+                return lc
+            return lc - _trailing_mean(lc, window, parts)
         if name == "volume":
             lv = np.log1p(np.asarray(data.bars.volume, dtype=np.float64))
             if not np.isfinite(lv).all():
