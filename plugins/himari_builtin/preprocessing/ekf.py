@@ -4,7 +4,8 @@ The native EKF (docs/ekf.md) filters the log close of each run of bars with a 4-
 level of the log price, its velocity and acceleration (a constant-acceleration trend) and the
 log variance of one bar's return (a stochastic-volatility observation, Harvey, Ruiz and
 Shephard 1994). It is causal: the state at bar t uses closes up to t. The filter restarts at
-each contiguous segment and at the start of each train range (``_series.restart_pieces``).
+each contiguous segment and at the first row of each train range (``filter_ranges``), so the
+train rows' features come from train bars alone.
 
 Features, chosen so a network gets stationary, scale-free inputs (the level itself is a price
 and drifts without bound; its distance from the price does not):
@@ -45,7 +46,6 @@ from typing import Any, Literal
 import numpy as np
 
 from himari.plugin.api import PreprocessorSpec, hookimpl
-from himari_builtin.preprocessing._series import require_finite, require_width, restart_pieces
 
 OUTPUT_NAMES = ("ekf_gap", "ekf_velocity", "ekf_acceleration", "ekf_log_variance")
 LOG_CHI2_MEAN = -1.2703628454614782
@@ -183,7 +183,7 @@ class EKF:
 
     def _check(self, data: Any) -> np.ndarray:
         """The closes of ``data``, refusing what the filter cannot read."""
-        from himari.plugin.api import ConfigError, DataError, cuda_available
+        from himari.plugin.api import ConfigError, DataError, cuda_available, require_finite
 
         if self.config.device == "cuda" and not cuda_available():
             raise ConfigError("ekf.device: cuda asked for, but no CUDA device is available here (use cpu)")
@@ -199,8 +199,10 @@ class EKF:
 
     def fit(self, data: Any) -> None:
         """Estimate the noise parameters (``estimate``) and the standardisation on the train rows."""
+        from himari.plugin.api import filter_ranges
+
         close = self._check(data)
-        pieces = restart_pieces(data)
+        pieces = filter_ranges(data)
         base = {n: getattr(self.config, n) for n in PARAM_FIELDS}
         self.params = estimate_params(np.log(close), pieces, base) if self.config.estimate else base
         self.n_features = int(data.features.shape[1])
@@ -215,9 +217,11 @@ class EKF:
         self.std = np.where(std > 1e-300, std, 1.0)
 
     def transform(self, data: Any) -> np.ndarray:
-        require_width("ekf", self.n_features, data)
+        from himari.plugin.api import filter_ranges, require_n_features
+
+        require_n_features("ekf", self.n_features, data)
         close = self._check(data)
-        raw = filter_features(close, restart_pieces(data), self.params or {}, self.config.device)
+        raw = filter_features(close, filter_ranges(data), self.params or {}, self.config.device)
         if self.config.standardize:
             raw = (raw - self.mean) / self.std
             if self.config.clip > 0:

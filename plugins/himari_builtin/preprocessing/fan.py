@@ -10,9 +10,9 @@ back to a forecast) belongs to a forecasting head and is not part of a preproces
 
 Here each row t and channel (input column) gets the residual's value at the last row of the
 trailing window of ``window`` rows ending at t: causal, because that window ends at t. Rows
-closer than ``window`` to the start of their run of bars (``_series.restart_pieces``: a segment
-start or a train-range start) use the window truncated to that start, an FFT of that shorter
-length with the same K (a window of m rows has m // 2 + 1 components; with K of them or fewer
+closer than ``window`` to the start of their run of bars (``filter_ranges``: a segment start or
+a train-range start) use the window truncated to that start, an FFT of that shorter length
+with the same K (a window of m rows has m // 2 + 1 components; with K of them or fewer
 left nothing remains and the residual is 0).
 
 Nothing is fitted: the normalisation is per window. The state is the number of input columns,
@@ -33,7 +33,6 @@ from typing import Any, Literal
 import numpy as np
 
 from himari.plugin.api import PreprocessorSpec, hookimpl
-from himari_builtin.preprocessing._series import require_finite, require_width, restart_pieces
 
 BLOCK_VALUES = 1 << 19
 """Window values per FFT block (512K float64, 4 MB: small blocks stay in cache, which is faster)."""
@@ -114,20 +113,22 @@ class FAN:
     def fit(self, data: Any) -> None:
         """Nothing to estimate (the normalisation is per window); checks the train rows and
         records the number of input columns."""
-        from himari.plugin.api import DataError
+        from himari.plugin.api import DataError, filter_ranges, require_finite
 
         require_finite("fan", np.asarray(data.features), data, "input feature")
-        longest = max((b - a for a, b in restart_pieces(data)), default=0)
+        longest = max((b - a for a, b in filter_ranges(data)), default=0)
         if longest < self.config.window:
             raise DataError(f"fan: the train split's longest run of consecutive bars has {longest} rows, fewer "
                             f"than fan.window={self.config.window}: no full window to normalise over")
         self.n_features = int(data.features.shape[1])
 
     def transform(self, data: Any) -> np.ndarray:
-        require_width("fan", self.n_features, data)
+        from himari.plugin.api import filter_ranges, require_finite, require_n_features
+
+        require_n_features("fan", self.n_features, data)
         x = np.asarray(data.features)
         require_finite("fan", x, data, "input feature")
-        res = fan_residuals(x, restart_pieces(data), self.config.window, self.config.top_k).astype(np.float32)
+        res = fan_residuals(x, filter_ranges(data), self.config.window, self.config.top_k).astype(np.float32)
         if self.config.mode == "replace":
             return res
         return np.concatenate([np.asarray(x, dtype=np.float32), res], axis=1)

@@ -51,6 +51,16 @@ def build(name: str, **config):
     return spec.factory(spec.config(**config))
 
 
+def test_filter_ranges_cut_segments_at_each_train_start() -> None:
+    """Segments [0, 100) and [100, 250); train ranges start at 20 and 160 (a later fold): the
+    filter restarts at 0, 20, 100 and 160, and runs on through the rows after each train range."""
+    from himari.plugin.api import filter_ranges
+
+    data = make_data(np.ones(250), segments=[(0, 100), (100, 250)], train=[(20, 80), (160, 200)])
+    assert filter_ranges(data) == [(0, 20), (20, 100), (100, 160), (160, 250)]
+    assert filter_ranges(make_data(np.ones(50), train=[(0, 50)])) == [(0, 50)]
+
+
 # ------------------------------------------------------------------------------------ ekf
 
 
