@@ -17,9 +17,10 @@ and drifts without bound; its distance from the price does not):
 - ``ekf_log_variance``: the filtered log variance of one bar's return.
 
 With ``standardize`` (the default) each is then standardised with the mean and standard
-deviation of its train rows and clipped like ``zscore``: raw, the velocity is of order 1e-5 and
-the acceleration 1e-9, and the columns are appended after ``zscore``'s standardised ones.
-``mode: append`` adds them to the input columns, ``replace`` gives the four alone.
+deviation of its train rows and clipped like ``zscore``: raw, on 5-minute bars the velocity
+varies by about 1e-4 and the acceleration by 1e-6, and the columns come after ``zscore``'s
+standardised ones. ``mode: append`` adds them to the input columns, ``replace`` gives the four
+alone.
 
 Fitting on the train split: with ``estimate`` (the default) the parameters that depend on the
 asset and the bar interval are estimated from the train bars' log returns r, by moments, the way
