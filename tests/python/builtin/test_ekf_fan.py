@@ -61,6 +61,50 @@ def test_filter_ranges_cut_segments_at_each_train_start() -> None:
     assert filter_ranges(make_data(np.ones(50), train=[(0, 50)])) == [(0, 50)]
 
 
+def test_filter_ranges_edge_cases() -> None:
+    """A train start on a segment start or outside every segment adds no cut (no empty piece);
+    a repeated start cuts once; an empty segment gives nothing."""
+    from himari.plugin.api import filter_ranges
+
+    data = make_data(np.ones(100), segments=[(0, 40), (40, 40), (40, 100)], train=[(40, 60), (40, 50), (100, 100)])
+    assert filter_ranges(data) == [(0, 40), (40, 100)]
+    data = make_data(np.ones(100), segments=[(10, 40), (50, 100)], train=[(0, 5), (45, 70), (75, 90)])
+    assert filter_ranges(data) == [(10, 40), (50, 75), (75, 100)]
+
+
+def test_filter_ranges_agree_between_fit_and_transform_on_the_train_rows() -> None:
+    """The promise behind "fitted on the train split only": a filter restarted where
+    ``filter_ranges`` says covers the train rows with the same pieces in ``fit`` (train rows
+    only, cut at gaps) and in ``transform`` (every row). Prepared rows 0..300 with a missing bar
+    after row 119 and a second symbol from row 200; train ranges [50, 150) (across the gap) and
+    [220, 260) (a later fold inside the second symbol)."""
+    from types import SimpleNamespace
+
+    from himari.plugin.api import filter_ranges
+    from himari.training.preprocess import fit_view, transform_view
+
+    n, step = 300, 300
+    ts = np.arange(n, dtype=np.int64) * step
+    ts[120:] += step  # one bar missing between rows 119 and 120
+    prices = np.linspace(100.0, 130.0, n)
+    data = SimpleNamespace(timestamps=ts * 1_000_000_000, metadata={"interval_seconds": step},
+                           segments=[SimpleNamespace(start=0, stop=200), SimpleNamespace(start=200, stop=n)],
+                           open=prices, high=prices, low=prices, close=prices, volume=np.ones(n))
+    features = np.zeros((n, 1), np.float32)
+    splits = {"train": [(50, 150), (220, 260)], "validation": [(150, 200)], "test": [(260, 300)]}
+    fit = fit_view(data, features, ("x",), {"train": splits["train"]}, seed=0)
+    every = transform_view(data, features, ("x",), splits, seed=0)
+    pieces = filter_ranges(every)
+    assert pieces == [(0, 50), (50, 120), (120, 200), (200, 220), (220, 300)]
+    fit_pieces = [(int(fit.rows[a]), int(fit.rows[b - 1]) + 1) for a, b in filter_ranges(fit)]
+    assert fit_pieces == [(50, 120), (120, 150), (220, 260)]
+    train = [(a, b) for a, b in fit_pieces]
+    on_train = sorted({(max(a, s), min(b, e)) for a, b in pieces for s, e in train if min(b, e) > max(a, s)})
+    assert on_train == fit_pieces
+    # each fit piece starts where a transform piece starts: the train rows' filter starts fresh there
+    assert all(a in {p for p, _ in pieces} for a, _ in fit_pieces)
+
+
 # ------------------------------------------------------------------------------------ ekf
 
 
