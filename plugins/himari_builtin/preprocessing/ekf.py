@@ -10,11 +10,11 @@ train rows' features come from train bars alone.
 Features, chosen so a network gets stationary, scale-free inputs (the level itself is a price
 and drifts without bound; its distance from the price does not):
 
-- ``ekf_gap``: log close minus the filtered level, the part of the price the filter treats as
+- ``ekf_fit_gap``: log close minus the filtered level, the part of the price the filter treats as
   noise (log-return units; positive when the price is above its filtered value);
-- ``ekf_velocity``, ``ekf_acceleration``: the trend per bar and its change, as they are
+- ``ekf_fit_velocity``, ``ekf_fit_acceleration``: the trend per bar and its change, as they are
   (log-return units, already free of the price level);
-- ``ekf_log_variance``: the filtered log variance of one bar's return.
+- ``ekf_fit_log_variance``: the filtered log variance of one bar's return.
 
 With ``standardize`` (the default) each is then standardised with the mean and standard
 deviation of its train rows and clipped like ``zscore``: raw, on 5-minute bars the velocity
@@ -48,7 +48,8 @@ import numpy as np
 
 from himari.plugin.api import PreprocessorSpec, hookimpl
 
-OUTPUT_NAMES = ("ekf_gap", "ekf_velocity", "ekf_acceleration", "ekf_log_variance")
+OUTPUT_NAMES = ("ekf_fit_gap", "ekf_fit_velocity", "ekf_fit_acceleration", "ekf_fit_log_variance")
+"""Named apart from the prepared data's own EKF columns (ekf_velocity, ...: fixed 5-minute parameters)."""
 LOG_CHI2_MEAN = -1.2703628454614782
 """E[log z^2] for a standard normal z: digamma(1/2) + log 2 = -euler_gamma - log 2."""
 MIN_RETURNS = 10

@@ -142,8 +142,17 @@ def test_ekf_columns_are_the_native_filter_on_each_segment() -> None:
     # the level is gone from the features: a filter carried over the segment break would not match
     carried = ekf(close, params)[300:, 3]
     assert np.abs(out[300:310, 5] - carried[:10]).max() > 1e-3
-    assert pre.output_names(("x0", "x1")) == ("x0", "x1", "ekf_gap", "ekf_velocity", "ekf_acceleration",
-                                              "ekf_log_variance")
+    assert pre.output_names(("x0", "x1")) == ("x0", "x1", "ekf_fit_gap", "ekf_fit_velocity", "ekf_fit_acceleration",
+                                              "ekf_fit_log_variance")
+
+
+def test_ekf_column_names_stay_apart_from_the_prepared_features() -> None:
+    """Appended after the 60 prepared features (which hold the filter's own ekf_velocity and
+    ekf_acceleration), every column name stays unique."""
+    from himari.plugin.api import FEATURE_NAMES
+
+    names = build("ekf").output_names(tuple(FEATURE_NAMES))
+    assert len(names) == len(FEATURE_NAMES) + 4 and len(set(names)) == len(names)
 
 
 def test_ekf_features_do_not_depend_on_the_price_level() -> None:
