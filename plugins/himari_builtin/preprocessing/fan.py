@@ -22,7 +22,7 @@ so a run's state is refused on data with another feature set. FAN does not resca
 Speed: all windows of a run of bars are views of one array (``sliding_window_view``), and
 ``np.fft.rfft`` runs over blocks of them; only the residual's last value is formed, as the sum of
 the removed components at that position. On the prepared BTC year (104,816 rows x 60 columns,
-window 96) it takes about 4 s on one core (docs/preprocessing.md).
+window 96, K 3) it takes about 3 s on one core (docs/preprocessing.md).
 """
 
 from __future__ import annotations
