@@ -13,7 +13,8 @@ against them.
 
 Helpers re-exported here (docs/plugins.md lists them with what each is for): the native core
 (``Market``, ``VecTradingEnv``, ``RewardConfig``, ``replay_actions``, ``backtest_signals``, ``ekf``,
-``EKFParams``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), online RL (``OnlineRLConfig``,
+``EKFParams``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), preprocessors over time
+(``filter_ranges``, ``require_finite``, ``require_n_features``), online RL (``OnlineRLConfig``,
 ``PPOConfig``, ``ppo_loss``, ``gae``, ``RolloutBuffer``, ``EnvRollout``, ``train_env``,
 ``sequential_actions``), initialisation (``init_orthogonal``, ``orthogonal_tensor_``,
 ``is_orthogonal_layer``), evaluation (``evaluate_actions``, ``collapse``), execution rules
@@ -447,6 +448,9 @@ _HELPERS = {
     "TrajectoryDataset": "himari.data.datasets", "SequenceDataset": "himari.data.datasets",
     "discounted_returns": "himari.data.datasets", "fit_zscore": "himari.data.normalize",
     "apply_zscore": "himari.data.normalize",
+    # preprocessors over time: where a filter restarts, refused input
+    "filter_ranges": "himari.training.preprocess", "require_finite": "himari.training.preprocess",
+    "require_n_features": "himari.training.preprocess",
     # online RL
     "OnlineRLConfig": "himari.training.rl", "RolloutBuffer": "himari.training.rl", "gae": "himari.training.rl",
     "train_env": "himari.training.rl", "sequential_actions": "himari.training.rl",

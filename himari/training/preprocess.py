@@ -93,6 +93,57 @@ def transform_view(data: Any, features: np.ndarray, names: tuple[str, ...],
                           interval_seconds=int(data.metadata.get("interval_seconds", 0)), seed=seed)
 
 
+# ------------------------------------------------------------------------ helpers for preprocessors
+
+
+def filter_ranges(data: PreprocessData) -> list[tuple[int, int]]:
+    """Where a causal filter or trailing window over ``data``'s rows restarts: ``data.segments``
+    cut at the first row of every train range, as ``[a, b)`` positions among its rows.
+
+    The segment cut keeps a gap or another symbol from carrying state across. The train cut is
+    what "fitted on the train split only" asks of a filter: the train rows' outputs come from
+    train bars alone (the rows before the train split, the prepared data's feature warm-up, never
+    reach them), exactly as ``fit``, which sees the train rows only, computes them. Rows after a
+    train range (validation, test) continue from the rows before them, as a filter running live
+    would: that reads the past only, so it stays causal.
+    """
+    starts = sorted({int(a) for a, _ in data.splits.get("train", ())})
+    out: list[tuple[int, int]] = []
+    for a, b in data.segments:
+        cuts = [int(a), *(s for s in starts if a < s < b), int(b)]
+        out.extend((x, y) for x, y in zip(cuts[:-1], cuts[1:]) if y > x)
+    return out
+
+
+def require_finite(method: str, values: np.ndarray, data: PreprocessData, what: str) -> None:
+    """Refuse NaN or infinite ``values`` (``[n]``, or ``[n, F]`` features, rows of ``data``) with
+    a ``DataError`` naming the method, the prepared row and, for features, the column."""
+    from himari.errors import DataError
+
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))[0])
+    row = int(data.rows[i]) if len(data.rows) > i else i
+    count = f"({int(bad.sum())} non-finite values); it needs finite input"
+    if values.ndim == 2:
+        j = int(np.flatnonzero(bad[i])[0])
+        name = data.feature_names[j] if j < len(data.feature_names) else f"column {j}"
+        raise DataError(f"{method}: {what} {name!r} is {values[i, j]} at prepared row {row} {count}")
+    raise DataError(f"{method}: {what} is {values[i]} at prepared row {row} {count}")
+
+
+def require_n_features(method: str, fitted: int | None, data: PreprocessData) -> None:
+    """Refuse (``ConfigError``) data whose number of input features is not the one a state was
+    fitted on: a state from another feature set or preprocessing chain."""
+    if fitted is None:
+        raise RuntimeError(f"{method}: transform before fit")
+    got = int(data.features.shape[1])
+    if got != fitted:
+        raise ConfigError(f"{method}: its state was fitted on {fitted} input features, the data has {got} "
+                          f"(a state from another feature set or preprocessing chain)")
+
+
 # ------------------------------------------------------------------------ the chain
 
 
@@ -245,4 +296,5 @@ def replace_state(entry: dict[str, Any], state: Any) -> dict[str, Any]:
     return {**entry, "state": state}
 
 
-__all__ = ["contiguous_segments", "fit_view", "load_states", "run_preprocessors", "save_states", "transform_view"]
+__all__ = ["contiguous_segments", "filter_ranges", "fit_view", "load_states", "require_finite", "require_n_features",
+           "run_preprocessors", "save_states", "transform_view"]
