@@ -37,7 +37,7 @@ class VecNormalizeConfig:
     clip_reward: float = 10.0
     """Clip normalised rewards to [-clip_reward, clip_reward]."""
     gamma: float | None = None
-    """Discount of the return whose variance scales the rewards; empty: the model's gamma (0.99 if it has none)."""
+    """Discount of the return whose variance scales the rewards; null (the default): the model's gamma, or 0.99."""
     epsilon: float = 1e-8
     """Added to the variances before the square root."""
 
