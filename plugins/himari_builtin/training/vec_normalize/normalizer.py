@@ -37,17 +37,25 @@ class RunningMeanStd(nn.Module):
             self.var = torch.ones(width, dtype=torch.float64, device=device)
 
     def update(self, batch: Any) -> None:
-        """Fold in ``batch`` ``[B, *shape]`` (B samples)."""
+        """Fold in ``batch`` ``[B, *shape]`` (B samples): SB3's ``update_from_moments``, with the
+        batch's moments by two passes (as ``np.var``), in float64. Written as few small tensor
+        operations as it takes: a rollout calls it twice per env step, on the GPU without a host
+        round trip."""
+        buffers = self._buffers
+        mean, var, count = buffers["mean"], buffers["var"], buffers["count"]
+        n = batch.shape[0]
         x = batch.to(torch.float64)
-        n = x.shape[0]
-        batch_mean = x.mean(0)
-        batch_var = x.var(0, correction=0)
-        delta = batch_mean - self.mean
-        total = self.count + n
-        m2 = self.var * self.count + batch_var * n + delta.square() * self.count * n / total
-        self.mean.copy_(self.mean + delta * n / total)
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
+        batch_mean = x.sum(0).div_(n)
+        dev = x - batch_mean
+        batch_var = dev.mul_(dev).sum(0).div_(n)
+        delta = batch_mean.sub_(mean)
+        total = count + n
+        w_new = n / total
+        w_old = count / total
+        # (var count + batch_var n + delta^2 count n / total) / total, SB3's new variance
+        var.mul_(w_old).add_(batch_var.mul_(w_new)).add_(delta.square().mul_(w_old * w_new))
+        mean.add_(delta.mul_(w_new))
+        count.copy_(total)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         for name in ("mean", "var"):  # adopt the saved width (statistics sized by their first batch)
@@ -85,7 +93,7 @@ class VecNormalizer(nn.Module):
         self.ret_rms = RunningMeanStd(shape=())
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
         self.returns: Any = None
-        self._frozen: tuple[tuple[int, ...], np.ndarray, np.ndarray] | None = None
+        self._frozen: tuple[Any, ...] | None = None
 
     # ---- the ObservationFilter protocol ------------------------------------------------------
     def reset(self, n_envs: int) -> None:
@@ -98,25 +106,29 @@ class VecNormalizer(nn.Module):
             if update:
                 raise ValueError("vec-normalize: statistics update from torch tensors only (training rollouts)")
             return self._frozen_numpy(obs)
-        self._check_width(obs.shape[-1])
+        rms = self.obs_rms
+        if rms._buffers["mean"].shape[-1] != obs.shape[-1]:
+            self._check_width(obs.shape[-1])
         if update:
-            self.obs_rms.update(obs[:, -1, :] if obs.dim() == 3 else obs)
-        scaled = (obs.to(torch.float64) - self.obs_rms.mean) / torch.sqrt(self.obs_rms.var + self.epsilon)
-        return scaled.clamp(-self.clip_obs, self.clip_obs).to(obs.dtype)
+            rms.update(obs[:, -1, :] if obs.dim() == 3 else obs)
+        buffers = rms._buffers
+        scaled = (obs.to(torch.float64) - buffers["mean"]).div_((buffers["var"] + self.epsilon).sqrt_())
+        return scaled.clamp_(-self.clip_obs, self.clip_obs).to(obs.dtype)
 
     def rewards(self, rewards: Any, dones: Any, update: bool) -> Any:
+        r = rewards.to(torch.float64, copy=True)  # divided in place below: never the caller's tensor
         if update:
             if self.returns is None or self.returns.shape[0] != rewards.shape[0]:
                 self.reset(rewards.shape[0])
-            self.returns = self.returns * self.gamma + rewards.to(torch.float64)
+            self.returns = self.returns.mul_(self.gamma).add_(r)
             self.ret_rms.update(self.returns)
-            self.steps += 1
+            self._buffers["steps"].add_(1)
         out = rewards
         if self.norm_reward:
-            scaled = rewards.to(torch.float64) / torch.sqrt(self.ret_rms.var + self.epsilon)
-            out = scaled.clamp(-self.clip_reward, self.clip_reward).to(rewards.dtype)
+            scale = (self.ret_rms._buffers["var"] + self.epsilon).sqrt_()
+            out = r.div_(scale).clamp_(-self.clip_reward, self.clip_reward).to(rewards.dtype)
         if update:
-            self.returns = torch.where(dones.to(torch.bool), 0.0, self.returns)
+            self.returns.masked_fill_(dones.to(torch.bool), 0.0)
         return out
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -131,17 +143,23 @@ class VecNormalizer(nn.Module):
 
     def _frozen_numpy(self, obs: np.ndarray) -> np.ndarray:
         """Evaluation: NumPy in, NumPy out, with the statistics copied off the device once per
-        change (a sequential evaluation calls this once per bar). A change is any new or
-        rewritten statistics tensor (an update, a loaded checkpoint, an edit in place)."""
-        self._check_width(obs.shape[-1])
-        mean_t, var_t = self.obs_rms.mean, self.obs_rms.var
-        key = (id(mean_t), mean_t._version, id(var_t), var_t._version)
-        if self._frozen is None or self._frozen[0] != key:
+        change (a sequential evaluation calls this once per bar, so the common case is a few
+        dictionary lookups and three array operations). A change is a new or rewritten
+        statistics tensor: an update, a loaded checkpoint, an edit in place."""
+        buffers = self._modules["obs_rms"]._buffers  # not self.obs_rms: nn.Module's __getattr__ is slow
+        mean_t, var_t = buffers["mean"], buffers["var"]
+        cache = self._frozen
+        if (cache is None or cache[0] is not mean_t or cache[1] is not var_t or cache[2] != mean_t._version
+                or cache[3] != var_t._version or cache[4].shape[0] != obs.shape[-1]):
+            self._check_width(obs.shape[-1])
+            mean_t, var_t = buffers["mean"], buffers["var"]
             mean = mean_t.detach().cpu().numpy().copy()
             std = np.sqrt(var_t.detach().cpu().numpy() + self.epsilon)
-            self._frozen = (key, mean, std)
-        _, mean, std = self._frozen
-        return np.clip((obs - mean) / std, -self.clip_obs, self.clip_obs).astype(np.float32)
+            cache = self._frozen = (mean_t, var_t, mean_t._version, var_t._version, mean, std)
+        out = obs - cache[4]
+        out /= cache[5]
+        np.minimum(np.maximum(out, -self.clip_obs, out=out), self.clip_obs, out=out)  # np.clip, without its overhead
+        return out.astype(np.float32)
 
     def extra_repr(self) -> str:
         return (f"clip_obs={self.clip_obs}, clip_reward={self.clip_reward}, gamma={self.gamma}, "
