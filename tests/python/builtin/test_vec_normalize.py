@@ -457,6 +457,7 @@ def test_backtest_acts_with_the_saved_statistics_frozen(small_prepared, tmp_path
     assert not np.array_equal(sensitive, moved.actions(data, test))
 
 
+@pytest.mark.slow
 def test_flag_trader_trains_and_backtests_with_it(small_prepared, tmp_path) -> None:
     """Windowed observations: flag-trader (a tiny one) trains with the filter, whose statistics
     have one column per observation column (features and account), not per window row, and its
