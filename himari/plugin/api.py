@@ -16,10 +16,10 @@ Helpers re-exported here (docs/plugins.md lists them with what each is for): the
 ``EKFParams``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), preprocessors over time
 (``filter_ranges``, ``require_finite``, ``require_n_features``), online RL (``OnlineRLConfig``,
 ``PPOConfig``, ``ppo_loss``, ``gae``, ``RolloutBuffer``, ``EnvRollout``, ``train_env``,
-``sequential_actions``), initialisation (``init_orthogonal``, ``orthogonal_tensor_``,
-``is_orthogonal_layer``), evaluation (``evaluate_actions``, ``collapse``), execution rules
-(``ExecutionConfig``, ``ExecutionFilter``), progress reporting (``phase``) and the errors
-(``HimariError``, ``ConfigError``, ``DataError``).
+``sequential_actions``, ``observation_filter``, ``active_observation_filter``), initialisation
+(``init_orthogonal``, ``orthogonal_tensor_``, ``is_orthogonal_layer``), evaluation
+(``evaluate_actions``, ``collapse``), execution rules (``ExecutionConfig``, ``ExecutionFilter``),
+progress reporting (``phase``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
 """
 
 from __future__ import annotations
@@ -161,6 +161,9 @@ class TrainContext:
     """Online RL: the market and env config of this epoch's training envs (``train_env`` builds them)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Free space for methods to leave state for each other (e.g. a curriculum stage)."""
+    observation_filter: Any = None
+    """Online RL: the run's ``ObservationFilter`` (a training method's ``model_built`` returned
+    it), applied by ``EnvRollout`` to every observation and reward; None without one."""
 
 
 def _check_common(kind: str, name: str, summary: str, config: Any, code: str | None) -> None:
@@ -407,6 +410,41 @@ class TrainingMethod(Protocol):
     """
 
 
+@runtime_checkable
+class ObservationFilter(Protocol):
+    """What an online-RL policy sees, normalised: observations (and the rewards it learns from)
+    through running statistics, as stable-baselines3's ``VecNormalize`` does.
+
+    A training method installs one by returning it among its ``model_built`` modules: an
+    ``nn.Module`` with these three methods, whose buffers are its state. The Trainer then moves
+    it to the run's device, keeps it in every checkpoint (``best.pt`` holds the statistics the
+    best weights were trained with), gives it back on ``--resume`` and in ``himari backtest``,
+    and sets ``ctx.observation_filter``. At most one filter per run; a run of a model without
+    ``rollout`` is refused.
+
+    - ``reset(n_envs)``: the training envs were (re)built (each epoch start): clear per-env
+      state such as a discounted-return accumulator.
+    - ``observations(obs, update)``: ``obs`` is ``[N, D]`` (window 1) or ``[N, W, D]`` (the
+      last W bars, oldest first), a torch tensor on the policy's device during training or a
+      NumPy float32 array at evaluation; return the same kind, shape and dtype. ``EnvRollout``
+      calls it with ``update=True`` on every observation the envs return (the first after a
+      reset included) before the policy sees it and the rollout stores it, and with
+      ``update=False`` on the final observation of a truncated episode (its bootstrap value).
+      Every evaluation (validation, test, ``himari backtest``: ``sequential_actions`` inside
+      ``observation_filter(f)``) calls it with ``update=False``: evaluation data never changes
+      the statistics.
+    - ``rewards(rewards, dones, update)``: ``rewards [N]`` (float32) and ``dones [N]`` (bool,
+      the episodes that ended at this step) as torch tensors, each training step before the
+      rewards enter the ``RolloutBuffer``; returns the rewards the policy learns from.
+    """
+
+    def reset(self, n_envs: int) -> None: ...
+
+    def observations(self, obs: Any, update: bool) -> Any: ...
+
+    def rewards(self, rewards: Any, dones: Any, update: bool) -> Any: ...
+
+
 HOOK_POINTS = ("env_config", "model_built", "dataset", "epoch_start", "epoch_dataset", "env_source",
                "on_rollout", "loss_terms", "before_optimizer_step", "outer_loop", "after_training")
 
@@ -454,6 +492,7 @@ _HELPERS = {
     # online RL
     "OnlineRLConfig": "himari.training.rl", "RolloutBuffer": "himari.training.rl", "gae": "himari.training.rl",
     "train_env": "himari.training.rl", "sequential_actions": "himari.training.rl",
+    "observation_filter": "himari.training.rl", "active_observation_filter": "himari.training.rl",
     "EnvRollout": "himari.training.rollout", "PPOConfig": "himari.training.ppo", "ppo_loss": "himari.training.ppo",
     "value_loss": "himari.training.ppo",
     # initialisation
@@ -488,7 +527,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "HOOK_POINTS", "KINDS", "PARADIGMS", "AnySpec", "Bars", "EnvConfig", "EnvSource", "Model", "ModelContext",
-    "ModelSpec", "ParamCount", "PreprocessData", "Preprocessor", "PreprocessorSpec", "RewardConfig", "Tracker",
-    "TrackerSpec", "TrainContext", "TrainingMethod", "TrainingMethodSpec", "applies_to", "hookimpl", "scope_text",
+    "ModelSpec", "ObservationFilter", "ParamCount", "PreprocessData", "Preprocessor", "PreprocessorSpec",
+    "RewardConfig", "Tracker", "TrackerSpec", "TrainContext", "TrainingMethod", "TrainingMethodSpec", "applies_to",
+    "hookimpl", "scope_text",
     *_HELPERS,
 ]

@@ -91,6 +91,9 @@ class TrainedPolicy:
     execution: Any = None
     """The execution rules the model acts under: those chosen on validation (the run's
     ``execution.json``) when the run chose them, else its config's; None: its config's."""
+    observation_filter: Any = None
+    """The run's ``ObservationFilter`` (one of ``method_modules``, with the statistics saved in
+    the checkpoint), applied frozen to every observation in ``actions``; None without one."""
     _features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -142,14 +145,16 @@ class TrainedPolicy:
     def actions(self, data: Any, ranges: list[tuple[int, int]]) -> np.ndarray:
         """One executed action per row of the concatenated ``ranges`` of ``data``, under the
         run's execution rules (``rules``); a stateful model decides along each range from a flat
-        account (the last row of a range takes no decision)."""
+        account (the last row of a range takes no decision), through the run's observation
+        filter when it has one (frozen: acting never changes its statistics)."""
         import torch
 
         from himari.evaluation.execution import model_actions
+        from himari.training.rl import observation_filter
 
         features = self.features(data)
         self.model.network.eval()
-        with torch.no_grad():
+        with torch.no_grad(), observation_filter(self.observation_filter):
             return model_actions(self.model, features, data.open, data.close, ranges, self.context.env, self.rules,
                                  self.name)
 
@@ -172,6 +177,19 @@ def built_modules(methods: list[tuple[str, Any]], model: Any, ctx: Any) -> Any:
         for key, module in returned.items():
             modules[f"{name}.{key}".replace(".", "__")] = module
     return modules
+
+
+def observation_filter_of(modules: Any) -> Any:
+    """The ``ObservationFilter`` among the training methods' modules (``built_modules``), or
+    None; two are refused: each would normalise what the other already normalised."""
+    from himari.errors import TrainingError
+    from himari.plugin.api import ObservationFilter
+
+    found = [(key, m) for key, m in modules.items() if isinstance(m, ObservationFilter)]
+    if len(found) > 1:
+        names = " and ".join(repr(key.split("__", 1)[0]) for key, _ in found)
+        raise TrainingError(f"training methods {names} each install an observation filter; a run takes one")
+    return found[0][1] if found else None
 
 
 def rebuild_method_modules(model: Any, run: Any, plugins: Any, context: ModelContext) -> Any:
@@ -222,8 +240,10 @@ def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = Non
     modules = rebuild_method_modules(model, run, plugins, context)
     load_network_state(model.network, payload, path, modules)
     model.network.to("cpu")
-    return TrainedPolicy(run_dir, run.model, model, run, states, path.name, plugins, context, modules.to("cpu"),
-                         execution=load_execution(run_dir, run.execution))
+    modules = modules.to("cpu")
+    return TrainedPolicy(run_dir, run.model, model, run, states, path.name, plugins, context, modules,
+                         execution=load_execution(run_dir, run.execution),
+                         observation_filter=observation_filter_of(modules))
 
 
 def load_execution(run_dir: Path, config: Any) -> Any:

@@ -18,14 +18,19 @@ FLAG-TRADER's PPO can reuse them as they are).
   1-env ``VecTradingEnv`` (``random_start=False``) steps through each range of a split from a
   flat account, so the account columns the policy sees are exactly the env's, and the actions it
   returns are then scored by the backtester (which agrees with the env bit for bit).
+- ``observation_filter``: the context in which evaluation applies a run's ``ObservationFilter``
+  (running normalisation of what the policy sees) to every observation ``sequential_actions``
+  hands to a policy, frozen; ``active_observation_filter`` is the one in force.
 
 Nothing here imports torch at module import time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,6 +194,30 @@ def train_env(ctx: Any, cfg: OnlineRLConfig, seed: int, window: int = 1, device:
                          mode=env.mode, fee=env.fee, slippage=env.slippage, reward=env, window=window, seed=int(seed))
 
 
+_FILTER: ContextVar[Any] = ContextVar("himari_observation_filter", default=None)
+
+
+@contextlib.contextmanager
+def observation_filter(filter_: Any) -> Iterator[Any]:
+    """Evaluate with ``filter_`` (an ``ObservationFilter``, or None for none): inside the
+    ``with`` block ``sequential_actions`` passes every observation through
+    ``filter_.observations(obs, update=False)`` before the policy sees it. The Trainer's
+    evaluations and ``TrainedPolicy.actions`` (``himari backtest``) enter it with the run's
+    filter, so any policy that acts through ``sequential_actions`` sees at evaluation what it
+    saw in training, without passing the filter along itself. A context variable: threads and
+    nested blocks each see their own."""
+    token = _FILTER.set(filter_)
+    try:
+        yield filter_
+    finally:
+        _FILTER.reset(token)
+
+
+def active_observation_filter() -> Any:
+    """The ``ObservationFilter`` of the innermost ``observation_filter`` block, or None."""
+    return _FILTER.get()
+
+
 PolicyStep = Callable[[np.ndarray, np.ndarray], Any]
 """``step(obs, starts [n] bool) -> actions [n]`` or ``(actions [n], probabilities [n, 3])``: one
 decision per env; ``obs`` is float32 ``[n, D]`` (``window`` 1) or ``[n, W, D]`` (the last W bars,
@@ -213,11 +242,15 @@ def sequential_actions(step: PolicyStep, features: np.ndarray, open_: np.ndarray
     row too (rows before the range start are earlier rows of ``features``, zeros before row 0)
     and zero account columns before the range start. The market then begins W - 1 rows before
     the range and the episode at the range start (the env's ``warmup``), so the decisions and
-    fills stay on the range's own rows."""
+    fills stay on the range's own rows.
+
+    Inside an ``observation_filter(f)`` block every observation passes through
+    ``f.observations(obs, update=False)`` before ``step`` sees it (the statistics stay frozen)."""
     from himari.engine import Market, VecTradingEnv
     from himari.evaluation.execution import ExecutionFilter, active
 
     execution_on = active(execution)
+    filter_ = active_observation_filter()
     parts = []
     for a, b in ranges:
         n = b - a
@@ -240,7 +273,10 @@ def sequential_actions(step: PolicyStep, features: np.ndarray, open_: np.ndarray
             starts = np.ones(1, dtype=bool)
             rules = ExecutionFilter(1, env.mode, execution) if execution_on else None
             for t in range(n - 1):
-                decided = step(obs[:, -1, :] if window == 1 else obs, starts)
+                seen = obs[:, -1, :] if window == 1 else obs
+                if filter_ is not None:
+                    seen = filter_.observations(seen, update=False)
+                decided = step(seen, starts)
                 probs = None
                 if isinstance(decided, tuple):
                     decided, probs = decided

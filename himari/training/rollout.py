@@ -14,6 +14,16 @@ are accumulated on the device and read once per rollout).
 
 On the CPU the env outputs are numpy views and cross into torch with ``torch.from_numpy``.
 
+With a run's ``ObservationFilter`` (``ctx.observation_filter``, installed by a training method
+such as ``vec-normalize``) every observation the envs return passes through
+``filter.observations(obs, update=True)`` before the policy sees it and the buffer stores it,
+the final observation of a truncated episode through ``update=False`` (after that step's update,
+as stable-baselines3's VecNormalize normalises its ``terminal_observation``), and every step's
+rewards through ``filter.rewards(rewards, dones, update=True)`` before they enter the buffer;
+``filter.reset(n_envs)`` runs whenever the envs are rebuilt. On the GPU the filter runs on the
+device tensors, still without a host round trip. ``stats["reward_mean"]`` stays the mean of the
+env's own rewards; ``stats["reward_mean_filtered"]`` is the mean of those the policy learns from.
+
 Truncated episodes (cut by their length, not by bankruptcy) bootstrap from the value of their
 final observation (the env's ``info["final_obs"]``), evaluated with the recurrent state the
 episode had before the reset zeroes it. Those observations and states are kept as the rollout
@@ -151,6 +161,10 @@ class EnvRollout:
         self._env = train_env(ctx, cfg, seed, window=self.window, device=str(device) if self._cuda else "cpu")
         obs, _ = self._env.reset(seed=seed)
         self._obs = self._obs_tensor(obs, device).clone()
+        filter_ = getattr(ctx, "observation_filter", None)
+        if filter_ is not None:
+            filter_.reset(cfg.n_envs)
+            self._obs = filter_.observations(self._obs, update=True)
         self._state = initial_state(cfg.n_envs, device)
         self._starts = torch.ones(cfg.n_envs, device=device)
         shape = (self.obs_dim,) if self.window == 1 else (self.window, self.obs_dim)
@@ -169,6 +183,8 @@ class EnvRollout:
             self._start(ctx, device, initial_state)
         cfg, env, buf = self.cfg, self._env, self._buf
         T = cfg.rollout_steps
+        filter_ = getattr(ctx, "observation_filter", None)
+        raw_rewards = torch.zeros_like(buf.rewards) if filter_ is not None else buf.rewards
         buf.state = tuple(s.clone() for s in self._state)
         obs_t, state, starts = self._obs, self._state, self._starts
         ended = torch.zeros((), device=device)
@@ -189,24 +205,37 @@ class EnvRollout:
                 if self._cuda:
                     obs, reward, _term, trunc, info = env.step(action)
                     done = info["episode_done"]
+                    obs_t = obs[:, -1, :] if self.window == 1 else obs
+                    final_obs = self._obs_tensor(info["final_obs"], device)
+                    if filter_ is not None:  # obs first: the final obs is normalised with this step's update
+                        obs_t = filter_.observations(obs_t, update=True)
+                        final_obs = filter_.observations(final_obs, update=False)
+                        raw_rewards[t] = reward
+                        reward = filter_.rewards(reward, done.bool(), update=True)
                     # Before the next step rewrites final_obs (the same stream orders them).
-                    finals.record(t, trunc, self._obs_tensor(info["final_obs"], device), state)
+                    finals.record(t, trunc, final_obs, state)
                     buf.rewards[t] = reward
                     starts = done.float()
                     ended += starts.sum()
                     return_sum += (info["episode_return"] * done).sum()
                     length_sum += (info["episode_length"] * done).sum()
-                    obs_t = obs[:, -1, :] if self.window == 1 else obs
                     any_start = True  # no host sync to find out
                 else:
                     obs, reward, term, trunc, info = env.step(action.cpu().numpy())
-                    buf.rewards[t] = torch.from_numpy(reward).to(device)
                     done = term | trunc
-                    if trunc.any():
-                        finals.record(t, torch.from_numpy(trunc).to(device),
-                                      self._obs_tensor(info["final_obs"], device), state)
                     # A view of the env's buffer: used by the next policy call, before the next step.
                     obs_t = self._obs_tensor(obs, device)
+                    reward_t = torch.from_numpy(reward).to(device)
+                    if filter_ is not None:
+                        obs_t = filter_.observations(obs_t, update=True)
+                        raw_rewards[t] = reward_t
+                        reward_t = filter_.rewards(reward_t, torch.from_numpy(done).to(device), update=True)
+                    buf.rewards[t] = reward_t
+                    if trunc.any():
+                        final_obs = self._obs_tensor(info["final_obs"], device)
+                        if filter_ is not None:
+                            final_obs = filter_.observations(final_obs, update=False)
+                        finals.record(t, torch.from_numpy(trunc).to(device), final_obs, state)
                     starts = torch.from_numpy(done.astype(np.float32)).to(device)
                     any_start = bool(done.any())
                     if any_start:
@@ -220,12 +249,15 @@ class EnvRollout:
         buf.finish(last_value.float(), starts, cfg.gamma, cfg.gae_lambda)
         self._obs, self._state, self._starts = obs_t, state, starts
         counts = torch.bincount(buf.actions.flatten(), minlength=3).double() / buf.actions.numel()
-        summary = torch.stack([buf.rewards.double().mean(), counts[0], counts[1], counts[2], ended.double(),
-                               return_sum, length_sum, finals.overflowed().double()]).cpu().tolist()  # the one host sync
+        summary = torch.stack([raw_rewards.double().mean(), counts[0], counts[1], counts[2], ended.double(),
+                               return_sum, length_sum, finals.overflowed().double(),
+                               buf.rewards.double().mean()]).cpu().tolist()  # the one host sync
         if summary[7]:
             raise RuntimeError("rollout: an env truncated more episodes than the env's episode_steps allow")
         buf.stats = {"reward_mean": summary[0], "action_sell": summary[1], "action_hold": summary[2],
                      "action_buy": summary[3]}
+        if filter_ is not None:
+            buf.stats["reward_mean_filtered"] = summary[8]
         if summary[4] > 0:
             buf.stats["episode_return"] = summary[5] / summary[4]
             buf.stats["episode_length"] = summary[6] / summary[4]

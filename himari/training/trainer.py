@@ -43,11 +43,18 @@ from himari.evaluation.policy import baseline_actions, evaluate_actions
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
 from himari.training import console as report
 from himari.training import distributed, rundir
-from himari.training.assemble import TrainedPolicy, built_modules, class_counts, model_context_to_dict
+from himari.training.assemble import (
+    TrainedPolicy,
+    built_modules,
+    class_counts,
+    model_context_to_dict,
+    observation_filter_of,
+)
 from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state, save_checkpoint
 from himari.training.config import ExecutionConfig, RunConfig, check_splits, require_run_extras
 from himari.training.device import resolve_device, to_device
 from himari.training.preprocess import load_states, run_preprocessors, save_states
+from himari.training.rl import observation_filter
 from himari.training.seeding import rng_state, seed_everything, set_rng_state
 
 __all__ = ["Trainer", "TrainingError"]
@@ -145,6 +152,7 @@ class Trainer:
         self.model.network.to(self.device)
         self.method_modules = built_modules(self.with_hook("model_built"), self.model, self.ctx).to(self.device)
         self.model.network.to(self.device)  # a hook may have changed it in place
+        self.ctx.observation_filter = observation_filter_of(self.method_modules)
         self.model.network = distributed.sync_batch_norm(self.model.network, self.dist)
         self.execution = run.execution
         grid_rules = run.execution.grid() if run.execution.select else []
@@ -161,6 +169,11 @@ class Trainer:
             self.rl_config, self.plan = rl_cfg, plan(rl_cfg, cfg.epochs)
             self.train_ds = self.val_ds = None
         else:
+            if self.ctx.observation_filter is not None:
+                owner = next(k.split("__", 1)[0] for k, m in self.method_modules.items()
+                             if m is self.ctx.observation_filter)
+                raise TrainingError(f"training method {owner!r} installs an observation filter for online-RL "
+                                    f"rollouts; model {run.model!r} has no rollout() to apply it to")
             self.train_ds = self._dataset("train")
             self.val_ds = self._dataset("validation")
             if len(self.train_ds) < (cfg.batch_size if cfg.drop_last else 1):
@@ -290,7 +303,8 @@ class Trainer:
         import torch
 
         self.model.network.eval()
-        with torch.no_grad(), self.autocast(), report.phases(self.console, self.run.train.progress):
+        with torch.no_grad(), self.autocast(), report.phases(self.console, self.run.train.progress), \
+                observation_filter(self.ctx.observation_filter):
             return model_actions(self.model, self.features, self.data.open, self.data.close, ranges, self.env,
                                  rules, self.run.model)
 
@@ -540,7 +554,7 @@ class Trainer:
         preprocessing: what ``after_training`` hooks and ``himari backtest`` act with."""
         return TrainedPolicy(self.run_dir, self.run.model, self.model, self.run, self.preprocessing_states,
                              rundir.BEST.name, self.plugins, self.model_context, self.method_modules,
-                             execution=self.execution)
+                             execution=self.execution, observation_filter=self.ctx.observation_filter)
 
     def _summarise(self, seconds: float, resumed_from: int | None) -> dict[str, Any]:
         execution: dict[str, Any] | None = None
