@@ -179,7 +179,8 @@ class SyntheticSet:
 
     def rows(self, feature_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Every window step as a row of ``feature_names`` (the prepared features, in their order)
-        and its label, dropping steps without a label: ``(features [m, F], labels [m])``."""
+        and its label (-1 where unknown): ``(features [n * L, F], labels [n * L])``, window after
+        window. A set without one of the features, or without any label, is refused."""
         missing = [f for f in feature_names if f not in self.channels]
         if missing:
             shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
@@ -189,10 +190,10 @@ class SyntheticSet:
         index = [self.channels.index(f) for f in feature_names]
         x = self.windows.reshape(-1, len(self.channels))[:, index]
         y = self.labels.reshape(-1)
-        keep = y >= 0
-        if not keep.any():
-            raise DataError(f"{self.path}: no synthetic row has a label (make it with labels on)")
-        return np.ascontiguousarray(x[keep], dtype=np.float32), y[keep].astype(np.int64)
+        if not (y >= 0).any():
+            raise DataError(f"{self.path}: no synthetic row has a label, so none can train a model (make the set "
+                            f"with the generator's labels on)")
+        return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)
 
 
 def is_synthetic_set(path: Path) -> bool:

@@ -112,13 +112,13 @@ class TabDDPM:
                 loss_gauss = ((out[:, :d_num] - eps) ** 2).mean()
                 loss_multi = multi.loss(log_c0, log_c_t, out[:, d_num:], t).mean()
                 loss = loss_gauss + loss_multi
-                if not torch.isfinite(loss):
+                if not torch.isfinite(loss.detach()):
                     raise DataError("generator 'tab-ddpm': the loss is not finite; lower lr")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 advance()
-                log = {"loss_gauss": float(loss_gauss), "loss_multi": float(loss_multi)}
+                log = {"loss_gauss": loss_gauss.item(), "loss_multi": loss_multi.item()}
         self.network = net.eval()
         self.fit_log = log
 

@@ -143,11 +143,11 @@ class TimeGAN:
                 y_real, y_fake, y_fake_e = net.discriminator(h), net.discriminator(h_hat), net.discriminator(e_hat)
                 d_loss = (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
                           + cfg.gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))
-                if float(d_loss.detach()) > cfg.d_threshold:
+                if d_loss.item() > cfg.d_threshold:
                     step(d_opt, d_loss)
                 advance()
-                log = {"d_loss": float(d_loss), "g_loss_u": float(g_u), "g_loss_s": float(g_s),
-                       "g_loss_v": float(g_v), "e_loss_t0": float(rec)}
+                log = {"d_loss": d_loss.item(), "g_loss_u": g_u.item(), "g_loss_s": g_s.item(),
+                       "g_loss_v": g_v.item(), "e_loss_t0": rec.item()}
         self.network = net.eval()
         self.fit_log = log
 
