@@ -166,11 +166,11 @@ class SyntheticSet:
     def check_ranges(self, splits: dict[str, list[tuple[int, int]]], where: str = "the run") -> None:
         """Refuse a set whose generator read a validation or test row of ``splits``: the rows it
         was fitted on, extended by the labels' look-ahead (a label at row t reads bars up to
-        t + look-ahead)."""
+        t + look-ahead, so the rows ``[s, e)`` read up to row ``e - 1 + look-ahead``)."""
         for name in ("validation", "test"):
             for a, b in splits.get(name, []):
                 for s, e in self.train_ranges:
-                    read_to = e + max(self.lookahead - 1, 0)
+                    read_to = e + max(self.lookahead, 0)
                     if s < b and a < read_to:
                         raise DataError(
                             f"{self.path}: its generator was fitted on rows [{s}, {e}) (labels read up to row "
