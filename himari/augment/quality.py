@@ -10,7 +10,9 @@ stylised facts of returns a quant checks first.
   there is one); the score is its mean absolute error on the real windows, in min-max-scaled
   units (the paper's). The same predictor trained on real windows gives the reference.
 - **Stylised facts** of the returns channel: excess kurtosis, the autocorrelation of returns and
-  of absolute returns at lags 1..50 (volatility clustering), and the tail quantiles.
+  of absolute returns at lags 1..50 (volatility clustering), and the tail quantiles. The real
+  series is measured whole; generated windows are independent, so their autocorrelations come
+  from pairs inside a window (lags up to the window length - 1).
 
 Every input is min-max scaled with the real windows' range before the post-hoc networks see it.
 """
@@ -51,10 +53,34 @@ def autocorrelation(x: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
     return out
 
 
+def window_autocorrelation(windows: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
+    """Autocorrelation at lags 1..max_lag of independent windows ``[n, L]`` of one series, from
+    the pairs inside each window only: ``mean_pairs((x_t - m)(x_{t+k} - m)) / mean((x - m)^2)``
+    with ``m`` the mean of every value (NaN for lags >= L: no window holds such a pair). Laying
+    generated windows end to end would mix in pairs across two unrelated windows."""
+    w = np.asarray(windows, dtype=np.float64)
+    d = w - w.mean()
+    var = float(np.mean(d * d))
+    out = np.full(max_lag, np.nan)
+    if var <= 0:
+        return out
+    for k in range(1, min(max_lag, w.shape[1] - 1) + 1):
+        out[k - 1] = float(np.mean(d[:, :-k] * d[:, k:])) / var
+    return out
+
+
 def stylised_facts(returns: np.ndarray, *, ordered: bool = True, max_lag: int = MAX_LAG) -> dict[str, Any]:
     """Kurtosis, tail quantiles and (for a time-ordered series) the autocorrelation of returns
-    and of absolute returns at lags 1..max_lag."""
-    r = np.asarray(returns, dtype=np.float64).reshape(-1)
+    and of absolute returns at lags 1..max_lag. ``returns`` is one series, or windows ``[n, L]``
+    of one (generated windows), whose autocorrelations come from pairs inside a window."""
+    r = np.asarray(returns, dtype=np.float64)
+    if ordered and r.ndim == 2:
+        w = r[np.isfinite(r).all(axis=1)]
+        facts = stylised_facts(w.reshape(-1), ordered=False, max_lag=max_lag)
+        facts["acf_returns"] = [_plain(v) for v in window_autocorrelation(w, max_lag)]
+        facts["acf_abs_returns"] = [_plain(v) for v in window_autocorrelation(np.abs(w), max_lag)]
+        return facts
+    r = r.reshape(-1)
     r = r[np.isfinite(r)]
     out: dict[str, Any] = {"n": int(len(r)), "std": float(r.std()) if len(r) else float("nan"),
                            "kurtosis": excess_kurtosis(r) if len(r) > 3 else float("nan"),

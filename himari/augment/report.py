@@ -73,7 +73,7 @@ def _set_metrics(name: str, windows: np.ndarray, labels: np.ndarray, real_scaled
         "labels": _label_shares(labels),
     }
     if returns_at is not None:
-        out["stylised"] = quality.stylised_facts(windows[:, :, returns_at].reshape(-1), ordered=ordered)
+        out["stylised"] = quality.stylised_facts(windows[:, :, returns_at], ordered=ordered)
     return out
 
 

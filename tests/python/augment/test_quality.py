@@ -63,3 +63,16 @@ def test_predictive_score_is_the_mae_of_a_perfectly_learnable_target_near_zero()
     bad = quality.predictive_score(flipped, x, steps=300, seed=0)
     assert good < 0.05
     assert bad == pytest.approx(0.3, abs=0.04)
+
+
+def test_autocorrelation_of_generated_windows_uses_pairs_inside_a_window() -> None:
+    """Two windows 1, -1, 1, -1: every lag-1 pair inside a window is -1 * 1, so -1 (laid end to
+    end the series would give -7/8); lags >= the window length have no pair."""
+    w = np.array([[1.0, -1.0, 1.0, -1.0]] * 2)
+    acf = quality.window_autocorrelation(w, max_lag=5)
+    np.testing.assert_allclose(acf[:3], [-1.0, 1.0, -1.0])
+    assert np.isnan(acf[3:]).all()
+    facts = quality.stylised_facts(w, max_lag=5)
+    assert facts["acf_returns"][:4] == [-1.0, 1.0, -1.0, None]
+    assert facts["acf_abs_returns"][0] is None  # |w| is constant: no variance, no autocorrelation
+    assert facts["kurtosis"] == pytest.approx(-2.0)
