@@ -158,3 +158,13 @@ def test_a_run_whose_validation_covers_the_sets_train_period_is_refused(small_pr
     assert r.exit_code == 2, r.output
     assert "overlap the validation rows" in r.output
     assert not run.exists()
+
+
+def test_resume_refuses_a_set_whose_content_changed(tmp_path: Path) -> None:
+    from himari.errors import ConfigError
+    from himari.training.augment import AUGMENT_JSON, check_resumed_set
+
+    (tmp_path / AUGMENT_JSON).write_text(json.dumps({"set_id": "a" * 64}))
+    check_resumed_set(tmp_path, {"set_id": "a" * 64, "path": "/sets/s"})  # the same set: fine
+    with pytest.raises(ConfigError, match="the synthetic set changed since this run started"):
+        check_resumed_set(tmp_path, {"set_id": "b" * 64, "path": "/sets/s"})
