@@ -5,6 +5,8 @@ on the same data and seeds, scored on validation and test after costs (by hand, 
         --preprocess zscore,ekf --baseline-preprocess zscore --out ekf-mlp-btc.json
     python benchmarks/bench_methods.py --model ppo-lstm --data prepared/eth --method online-augment \
         --set ppo-lstm.env_episodes=30 --out aug-ppo-eth.json
+    python benchmarks/bench_methods.py --model baseline-mlp --data prepared/btc --augment synth/ \
+        --out tab-ddpm-mlp-btc.json     # a synthetic set (himari data augment) added to the train split
 
 Each variant is an ordinary ``himari train`` run (the run directories are kept under
 ``--runs``); the table gives per variant the mean and spread over seeds of the validation and
@@ -26,7 +28,7 @@ from bench_common import machine_info  # type: ignore[import-not-found]
 
 
 def train(model: str, data: str, run_dir: Path, seed: int, preprocess: str | None, method: str | None,
-          sets: list[str]) -> dict[str, Any]:
+          sets: list[str], augment: str | None = None) -> dict[str, Any]:
     from rich.console import Console
 
     from himari.plugin.manager import get_plugins
@@ -39,6 +41,8 @@ def train(model: str, data: str, run_dir: Path, seed: int, preprocess: str | Non
         overrides["preprocess"] = preprocess
     if method:
         overrides["methods"] = method
+    if augment:
+        overrides["augment"] = augment
     run = merge_run_config(plugins=plugins, overrides=overrides, sets=["train.progress=false", *sets])
     t0 = time.perf_counter()
     summary = Trainer(run, plugins=plugins, run_dir=run_dir, console=Console(file=io.StringIO())).fit()
@@ -62,21 +66,24 @@ def main() -> None:
     p.add_argument("--preprocess", help="the variant's preprocessing (comma-separated)")
     p.add_argument("--baseline-preprocess", help="the baseline's preprocessing (default: the model's)")
     p.add_argument("--method", help="the variant's training methods (comma-separated)")
+    p.add_argument("--augment", help="the variant's synthetic set (himari data augment), added to its train split")
     p.add_argument("--set", action="append", default=[], help="run settings for both variants")
     p.add_argument("--runs", default="bench-method-runs", help="where the run directories go")
     p.add_argument("--out", required=True, help="JSON output")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    variants = {"without": (args.baseline_preprocess, None),
-                "with": (args.preprocess or args.baseline_preprocess, args.method)}
-    label = ",".join(x for x in (args.preprocess, args.method) if x)
+    variants = {"without": (args.baseline_preprocess, None, None),
+                "with": (args.preprocess or args.baseline_preprocess, args.method, args.augment)}
+    augment_label = f"augment={Path(args.augment).name}" if args.augment else None
+    label = ",".join(x for x in (args.preprocess, args.method, augment_label) if x)
     results: dict[str, Any] = {"machine": machine_info(), "model": args.model, "data": args.data, "seeds": seeds,
                                "variant": label, "sets": args.set, "runs": {}}
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name, (pre, method) in variants.items():
+    for name, (pre, method, augment) in variants.items():
         for seed in seeds:
-            run_dir = Path(args.runs) / f"{args.model}-{label.replace(',', '+')}-{stamp}" / name / f"seed-{seed}"
-            s = train(args.model, args.data, run_dir, seed, pre, method, args.set)
+            run_dir = Path(args.runs) / f"{args.model}-{label.replace(',', '+').replace('=', '-')}-{stamp}" / name / \
+                f"seed-{seed}"
+            s = train(args.model, args.data, run_dir, seed, pre, method, args.set, augment)
             results["runs"].setdefault(name, []).append(
                 {"seed": seed, "run_dir": str(run_dir), "seconds": s["wall_seconds"],
                  **{split: {k: s[split]["model"][k] for k in ("sharpe", "total_return", "n_trades", "actions")}

@@ -10,7 +10,7 @@ from himari.cli.completion import complete_plugin
 
 app = typer.Typer(no_args_is_help=True, help="List installed plugins and show their settings.")
 
-_KIND_HELP = "model, preprocessor, training-method or tracker"
+_KIND_HELP = "model, preprocessor, training-method, tracker or generator"
 
 
 def _kinds(kind: str | None) -> tuple[str, ...]:

@@ -18,13 +18,21 @@ def model_options(args: list[str], model: str | None, plugins: object) -> list[s
     ``--set MODEL.some_field=VALUE`` for fields of the model's config (``himari plugins show
     MODEL``): ``himari train cgdt --context-length 64``."""
     from himari.errors import ConfigError
-    from himari.plugin.config import config_fields, unknown_key_error
 
     if not args:
         return []
     if not model:
         raise ConfigError(f"{args[0]}: no such option (model settings need a MODEL)")
-    fields = [f.name for f in config_fields(plugins.models().get(model).config)]  # type: ignore[attr-defined]
+    return config_options(args, model, plugins.models().get(model).config)  # type: ignore[attr-defined]
+
+
+def config_options(args: list[str], owner: str, config: type) -> list[str]:
+    """``--some-field VALUE`` options as ``OWNER.some_field=VALUE`` for fields of the plugin
+    config class ``config``; anything else is a ``ConfigError`` naming the option."""
+    from himari.errors import ConfigError
+    from himari.plugin.config import config_fields, unknown_key_error
+
+    fields = [f.name for f in config_fields(config)]
     out, i = [], 0
     while i < len(args):
         name, eq, value = args[i].partition("=")
@@ -37,8 +45,8 @@ def model_options(args: list[str], model: str | None, plugins: object) -> list[s
             value = args[i]
         key = name[2:].replace("-", "_")
         if key not in fields:
-            raise unknown_key_error(f"{name} ({model}.{key})", fields, f"the settings of {model}")
-        out.append(f"{model}.{key}={value}")
+            raise unknown_key_error(f"{name} ({owner}.{key})", fields, f"the settings of {owner}")
+        out.append(f"{owner}.{key}={value}")
         i += 1
     return out
 
@@ -57,6 +65,8 @@ def train(
                                    autocompletion=complete_list("preprocessor")),
     method: str = typer.Option(None, "--method", help="Training methods, comma-separated.",
                                autocompletion=complete_list("training-method")),
+    augment: Path = typer.Option(None, "--augment", help="A synthetic set (himari data augment) whose rows are added "
+                                                        "to the train split; validation and test stay real."),
     tracker: str = typer.Option(None, "--tracker", help="Trackers, comma-separated (jsonl is always on).",
                                 autocompletion=complete_list("tracker")),
     config: Path = typer.Option(None, "--config", help="Run config YAML (docs/training.md)."),
@@ -108,7 +118,8 @@ def train(
     if resume is not None:
         given = [name for name, v in (("MODEL", model), ("--data", data), ("--device", device), ("--epochs", epochs),
                                       ("--batch-size", batch_size), ("--lr", lr), ("--seed", seed),
-                                      ("--preprocess", preprocess), ("--method", method), ("--tracker", tracker),
+                                      ("--preprocess", preprocess), ("--method", method), ("--augment", augment),
+                                      ("--tracker", tracker),
                                       ("--config", config), ("--set", set_), ("--run-dir", run_dir),
                                       ("--checkpoint-every", checkpoint_every), ("--env-episodes", env_episodes),
                                       ("--n-envs", n_envs), ("--rollout-steps", rollout_steps),
@@ -132,6 +143,7 @@ def train(
                  "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
                  "train.checkpoint_every": checkpoint_every,
                  "preprocess": preprocess, "methods": method, "trackers": tracker,
+                 "augment": str(augment) if augment is not None else None,
                  "env.drawdown_penalty": drawdown_penalty, "env.turnover_penalty": turnover_penalty,
                  "env.dsr_weight": dsr_weight, "env.fee": fee, "env.slippage": slippage,
                  "execution.decision_interval": decision_interval, "execution.min_hold": min_hold,

@@ -71,14 +71,15 @@ def prepared_format_of(directory: Path) -> str | None:
 
 def check_directory_output(out: PathLike, inputs: Iterable[PathLike] = (), *, format_name: str,
                            allowed_files: Iterable[str], force: bool = False,
-                           option: str = "--out") -> Path:
+                           option: str = "--out", what: str = "prepared") -> Path:
     """Check that directory ``out`` may be (re)placed by a new output; returns it resolved.
 
     ``format_name`` is the ``format`` a previous output records in its ``metadata.json``;
     ``allowed_files`` are the names such an output holds. Refused: an output that is or contains
     an input or the working directory; a path under a file; an existing non-directory; a
     non-empty directory that is not a previous output or holds other files (even with
-    ``force``); a previous output without ``force``.
+    ``force``); a previous output without ``force``. ``what`` names the output in messages
+    (``prepared``, ``synthetic set``).
     """
     target = output_target(out)
     _check_not_under_a_file(target, option)
@@ -104,13 +105,14 @@ def check_directory_output(out: PathLike, inputs: Iterable[PathLike] = (), *, fo
     if prepared_format_of(target) != format_name:
         raise DataError(f"{option} {out}: exists, is not empty ({len(entries)} entries) and is not a "
                         f"{format_name} directory; choose a new or empty directory (--force only replaces "
-                        "a previous prepared output)")
+                        f"a previous {what} output)")
     allowed = set(allowed_files) | {"metadata.json"}
     extra = [e for e in entries if e not in allowed]
     if extra:
         shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-        raise DataError(f"{option} {out}: holds files that prepare does not write ({shown}); move them away "
-                        "or choose another directory")
+        raise DataError(f"{option} {out}: holds files that a {what} output does not have ({shown}); move them "
+                        "away or choose another directory")
     if not force:
-        raise DataError(f"{option} {out}: already holds prepared data; pass --force to replace it")
+        raise DataError(f"{option} {out}: already holds {'prepared data' if what == 'prepared' else 'a ' + what}; "
+                        f"pass --force to replace it")
     return target

@@ -1,5 +1,5 @@
 """The plugin contract of himari: how a package adds models, preprocessors, training methods,
-trackers and commands.
+trackers, synthetic-data generators and commands.
 
 A plugin is a module with ``@hookimpl`` functions, declared in its distribution's
 ``pyproject.toml`` under the ``himari`` entry-point group (entry-point name = dotted module path,
@@ -44,6 +44,9 @@ from himari.plugin.api import (  # noqa: E402 - the one door: everything a plugi
     Bars,
     EnvConfig,
     EnvSource,
+    Generator,
+    GeneratorData,
+    GeneratorSpec,
     Model,
     ModelContext,
     ModelSpec,
@@ -52,6 +55,7 @@ from himari.plugin.api import (  # noqa: E402 - the one door: everything a plugi
     Preprocessor,
     PreprocessorSpec,
     RewardConfig,
+    SyntheticSample,
     Tracker,
     TrackerSpec,
     TrainContext,
@@ -71,6 +75,9 @@ __all__ = [
     "Bars",
     "EnvConfig",
     "EnvSource",
+    "Generator",
+    "GeneratorData",
+    "GeneratorSpec",
     "Model",
     "ModelContext",
     "ModelSpec",
@@ -81,6 +88,7 @@ __all__ = [
     "PreprocessorSpec",
     "Registry",
     "RewardConfig",
+    "SyntheticSample",
     "Tracker",
     "TrackerSpec",
     "TrainContext",

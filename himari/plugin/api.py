@@ -19,7 +19,8 @@ Helpers re-exported here (docs/plugins.md lists them with what each is for): the
 ``sequential_actions``, ``observation_filter``, ``active_observation_filter``), initialisation
 (``init_orthogonal``, ``orthogonal_tensor_``, ``is_orthogonal_layer``), evaluation
 (``evaluate_actions``, ``collapse``), execution rules (``ExecutionConfig``, ``ExecutionFilter``),
-progress reporting (``phase``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
+progress reporting (``phase``), synthetic data (``window_starts``, ``take_windows``, ``MinMaxScaler``,
+``QuantileNormal``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # only for annotations: nothing here imports numpy or torch a
 hookimpl = pluggy.HookimplMarker("himari")
 """Marks a plugin's implementation of a ``himari_*`` hook (also ``himari.plugin.hookimpl``)."""
 
-KINDS = ("model", "preprocessor", "training-method", "tracker")
+KINDS = ("model", "preprocessor", "training-method", "tracker", "generator")
 """Plugin kinds, as the CLI spells them (``himari plugins list --kind ...``)."""
 
 PARADIGMS = ("supervised", "sequence", "offline-rl", "online-rl")
@@ -164,6 +165,67 @@ class TrainContext:
     observation_filter: Any = None
     """Online RL: the run's ``ObservationFilter`` (a training method's ``model_built`` returned
     it), applied by ``EnvRollout`` to every observation and reward; None without one."""
+    synthetic: SyntheticRows | None = None
+    """``himari train --augment SET``: the synthetic set's rows, preprocessed like the real ones,
+    for a model whose spec sets ``augment=True`` to add to its train split (never to validation
+    or test). None without ``--augment``."""
+
+
+@dataclass(frozen=True)
+class SyntheticRows:
+    """Synthetic training rows of a run (``TrainContext.synthetic``)."""
+
+    features: np.ndarray
+    """float32 ``[m, F]``: the run's preprocessed features (same columns as ``ctx.features``)."""
+    labels: np.ndarray
+    """int64 ``[m]``: SELL/HOLD/BUY of each row (rows without a label are already dropped)."""
+    source: str
+    """The synthetic set's directory."""
+    generator: str
+    """The generator plugin that made it."""
+
+
+# ------------------------------------------------------------------------ synthetic data
+
+
+@dataclass(frozen=True)
+class GeneratorData:
+    """What a generator is fitted on: the train split's rows only, cut at gaps and symbols.
+
+    Like ``PreprocessData`` for ``fit``: positions index these rows; ``segments`` are the runs
+    of consecutive bars (a window must not cross one's end). ``features`` holds only the
+    channels the user chose (``feature_names``), in the prepared data's own units.
+    """
+
+    features: np.ndarray
+    """float32 ``[n, k]``: the chosen channels of each train row."""
+    feature_names: tuple[str, ...]
+    labels: np.ndarray
+    """int8 ``[n]``: SELL/HOLD/BUY of each row, -1 where the label is undefined."""
+    bars: Bars
+    rows: np.ndarray
+    """int64 ``[n]``: the prepared row of each row."""
+    segments: tuple[tuple[int, int], ...]
+    interval_seconds: int
+    seed: int = 0
+    device: str = "cpu"
+    """Where to fit (``cpu``, ``cuda``, ``cuda:N``); sampling uses the same device."""
+
+
+@dataclass(frozen=True)
+class SyntheticSample:
+    """What ``Generator.sample`` returns: ``n`` windows of ``window`` steps of the fitted channels."""
+
+    windows: np.ndarray
+    """float32 ``[n, L, k]`` in the channels' own units (a row generator: ``L = 1``)."""
+    labels: np.ndarray
+    """int8 ``[n, L]``: SELL/HOLD/BUY of each step, -1 where unknown."""
+    classes: np.ndarray | None = None
+    """int8 ``[n]``: the condition class each window was generated for (conditional generators)."""
+    class_names: tuple[str, ...] = ()
+    """Names of ``classes``' values (``classes == i`` is ``class_names[i]``)."""
+    requested: dict[str, float] | None = None
+    """The class mix that was asked for (shares summing to 1), for the quality report."""
 
 
 def _check_common(kind: str, name: str, summary: str, config: Any, code: str | None) -> None:
@@ -217,6 +279,9 @@ class ModelSpec:
     extras: tuple[str, ...] = ("torch",)
     """Importable modules the plugin needs (a run without them is refused with the pip command)."""
     devices: tuple[str, ...] = ("cpu", "cuda")
+    augment: bool = False
+    """Whether ``dataset(ctx, "train")`` adds ``ctx.synthetic``'s rows (``himari train --augment``);
+    a run with ``--augment`` and a model without it is refused before anything runs."""
     kind: str = field(default="model", init=False)
 
     def __post_init__(self) -> None:
@@ -284,7 +349,31 @@ class TrackerSpec:
         _check_common("tracker", self.name, self.summary, self.config, self.code)
 
 
-AnySpec = ModelSpec | PreprocessorSpec | TrainingMethodSpec | TrackerSpec
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A synthetic-data generator plugin (``himari data augment --method NAME``).
+    ``factory(config) -> Generator``."""
+
+    name: str
+    summary: str
+    config: type
+    factory: Callable[[Any], Generator]
+    code: str | None = None
+    extras: tuple[str, ...] = ()
+    output: str = "windows"
+    """``windows`` (time-ordered sequences: stylised facts over lags are measured) or ``rows``
+    (feature rows without time order)."""
+    default_features: tuple[str, ...] = ("ret_1", "hl_range", "vol_rel_1", "rv_48")
+    """Channels fitted when the user names none (``--features``); empty: every prepared feature."""
+    kind: str = field(default="generator", init=False)
+
+    def __post_init__(self) -> None:
+        _check_common("generator", self.name, self.summary, self.config, self.code)
+        if self.output not in ("windows", "rows"):
+            raise ValueError(f"generator {self.name!r}: output {self.output!r} must be 'windows' or 'rows'")
+
+
+AnySpec = ModelSpec | PreprocessorSpec | TrainingMethodSpec | TrackerSpec | GeneratorSpec
 
 
 @runtime_checkable
@@ -462,6 +551,36 @@ class Tracker(Protocol):
     def finish(self, summary: dict[str, Any]) -> None: ...
 
 
+@runtime_checkable
+class Generator(Protocol):
+    """A synthetic-data generator (``himari data augment``; docs/plugins.md, "Generators").
+
+    Lifecycle: ``fit(data)`` once on a ``GeneratorData`` holding the train split's rows only
+    (the caller never hands it a validation or test row); ``sample(n, seed=...)`` any number of
+    times, returning a ``SyntheticSample`` of ``n`` windows, the same for the same seed and
+    state on the CPU; ``state_dict()`` (plain JSON values and NumPy arrays or torch tensors
+    anywhere inside) is saved beside the set and given back through ``load_state_dict``, after
+    which ``sample`` gives what the fitted generator gave. ``window`` is the length of the
+    windows it samples (1 for a row generator).
+
+    A conditional generator takes the class mix to generate from its config and returns the
+    class of each window (``SyntheticSample.classes``) with the mix asked for. Optional:
+    ``classify(windows) -> int array [n]`` (-1 where it cannot tell): the class each window
+    actually falls in by the generator's own rules, so the quality report can show whether the
+    generated set holds what was asked.
+    """
+
+    window: int
+
+    def fit(self, data: GeneratorData) -> None: ...
+
+    def sample(self, n: int, *, seed: int = 0) -> SyntheticSample: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 def spec_kind(spec: Any) -> str:
     kind = getattr(spec, "kind", None)
     if kind not in KINDS:
@@ -505,6 +624,11 @@ _HELPERS = {
     "ExecutionConfig": "himari.training.config", "ExecutionFilter": "himari.evaluation.execution",
     # progress of long phases, files
     "phase": "himari.progress", "write_text_atomic": "himari.data.atomic",
+    # synthetic data (generators)
+    "window_starts": "himari.data.windows", "take_windows": "himari.data.windows",
+    "require_windows": "himari.data.windows", "check_finite": "himari.data.windows",
+    "MinMaxScaler": "himari.data.windows", "QuantileNormal": "himari.data.windows",
+    "torch_generator": "himari.data.windows",
     # errors
     "HimariError": "himari.errors", "ConfigError": "himari.errors", "DataError": "himari.errors",
 }
@@ -526,9 +650,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "HOOK_POINTS", "KINDS", "PARADIGMS", "AnySpec", "Bars", "EnvConfig", "EnvSource", "Model", "ModelContext",
-    "ModelSpec", "ObservationFilter", "ParamCount", "PreprocessData", "Preprocessor", "PreprocessorSpec",
-    "RewardConfig", "Tracker", "TrackerSpec", "TrainContext", "TrainingMethod", "TrainingMethodSpec", "applies_to",
-    "hookimpl", "scope_text",
+    "AnySpec", "Bars", "EnvConfig", "EnvSource", "Generator", "GeneratorData", "GeneratorSpec", "HOOK_POINTS",
+    "KINDS", "Model", "ModelContext", "ModelSpec", "ObservationFilter", "PARADIGMS", "ParamCount",
+    "PreprocessData", "Preprocessor", "PreprocessorSpec", "RewardConfig", "SyntheticRows", "SyntheticSample",
+    "Tracker", "TrackerSpec", "TrainContext", "TrainingMethod", "TrainingMethodSpec", "applies_to", "hookimpl",
+    "scope_text",
     *_HELPERS,
 ]

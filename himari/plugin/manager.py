@@ -24,7 +24,7 @@ import pluggy
 
 from himari.errors import HimariError
 from himari.plugin import PROJECT, spec
-from himari.plugin.api import KINDS, ModelSpec, PreprocessorSpec, TrackerSpec, TrainingMethodSpec
+from himari.plugin.api import KINDS, GeneratorSpec, ModelSpec, PreprocessorSpec, TrackerSpec, TrainingMethodSpec
 from himari.plugin.registry import Entry, Origin, PluginConflictError, Registry
 
 ENV_DISABLE = "HIMARI_DISABLE_PLUGINS"
@@ -35,6 +35,7 @@ _KIND_TABLE: dict[str, tuple[str, type]] = {
     "preprocessor": ("himari_register_preprocessors", PreprocessorSpec),
     "training-method": ("himari_register_training_methods", TrainingMethodSpec),
     "tracker": ("himari_register_trackers", TrackerSpec),
+    "generator": ("himari_register_generators", GeneratorSpec),
 }
 
 
@@ -112,6 +113,9 @@ class Plugins:
 
     def trackers(self) -> Registry[TrackerSpec]:
         return self.registry("tracker")
+
+    def generators(self) -> Registry[GeneratorSpec]:
+        return self.registry("generator")
 
     def entries(self, kinds: tuple[str, ...] = KINDS) -> list[Entry[Any]]:
         return [e for k in kinds for e in self.registry(k).entries()]

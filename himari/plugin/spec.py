@@ -1,4 +1,4 @@
-"""Hook specifications: the five hooks a himari plugin may implement.
+"""Hook specifications: the six hooks a himari plugin may implement.
 
 Every registration hook takes a registry object and returns nothing: the host owns duplicate
 detection, lookup and error messages (llm / tox style), and a plugin only hands over specs.
@@ -17,7 +17,7 @@ import pluggy
 from himari.plugin import PROJECT
 
 if TYPE_CHECKING:
-    from himari.plugin.api import ModelSpec, PreprocessorSpec, TrackerSpec, TrainingMethodSpec
+    from himari.plugin.api import GeneratorSpec, ModelSpec, PreprocessorSpec, TrackerSpec, TrainingMethodSpec
     from himari.plugin.registry import Registry
 
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -58,6 +58,16 @@ def himari_register_trackers(registry: Registry[TrackerSpec]) -> None:
     ``registry.add(TrackerSpec(...))``. See :class:`himari.plugin.api.Tracker`."""
 
 
+@hookspec
+def himari_register_generators(registry: Registry[GeneratorSpec]) -> None:
+    """Add synthetic-data generators: ``registry.add(GeneratorSpec(...))``.
+
+    A generator is fitted on the train split's rows only and samples synthetic windows or rows
+    (``himari data augment --method NAME``); ``himari train --augment SET`` adds a set to the
+    train split. See :class:`himari.plugin.api.Generator`.
+    """
+
+
 # --- command line --------------------------------------------------------------------------
 
 
@@ -75,5 +85,6 @@ HOOK_NAMES = (
     "himari_register_preprocessors",
     "himari_register_training_methods",
     "himari_register_trackers",
+    "himari_register_generators",
     "himari_register_commands",
 )

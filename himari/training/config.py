@@ -11,6 +11,7 @@ A run config (also what ``config.yaml`` in a run directory holds, with every def
     execution: {decision_interval: 1, min_hold: 0, confidence: 0.0, select: false, ...}
     preprocess: [zscore]          # null = the model's default
     methods: []
+    augment: null                 # a synthetic set (himari data augment) added to the train split
     trackers: [jsonl]
     plugins:                      # per-plugin settings, by plugin name
       baseline-mlp: {loss: focal}
@@ -164,8 +165,8 @@ def _check_confidence(v: Any, name: str) -> None:
         raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
 
 
-TOP_LEVEL = ("model", "data", "splits", "train", "env", "execution", "preprocess", "methods", "trackers",
-             "plugins")
+TOP_LEVEL = ("model", "data", "splits", "train", "env", "execution", "preprocess", "methods", "augment",
+             "trackers", "plugins")
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -187,6 +188,8 @@ class RunConfig:
     splits: dict[str, list[tuple[int, int]]] | None = None
     """Row ranges of train/validation/test instead of the prepared data's own (a walk-forward
     fold of ``himari evaluate``); None: the data's splits."""
+    augment: str | None = None
+    """A synthetic set (``himari data augment``) whose rows the model adds to its train split."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with every default filled: written as the run's config.yaml."""
@@ -199,6 +202,7 @@ class RunConfig:
             "execution": config_to_dict(self.execution),
             "preprocess": list(self.preprocess),
             "methods": list(self.methods),
+            "augment": self.augment,
             "trackers": list(self.trackers),
             "plugins": {name: config_to_dict(c) for name, c in self.plugin_configs.items()},
         }
@@ -282,6 +286,13 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
     if data is not None and not isinstance(data, (str, os.PathLike)):
         raise ConfigError(f"data: expected a path, got {data!r}")
     splits = parse_splits(raw.get("splits"))
+    augment = raw.get("augment")
+    if augment is not None:
+        if not isinstance(augment, (str, os.PathLike)) or not str(augment):
+            raise ConfigError(f"augment: expected the path of a synthetic set, got {augment!r}")
+        from himari.training.augment import check_model_augments
+
+        check_model_augments(model, model_spec, plugins)
     train = build_config(TrainConfig, raw.get("train"), "train")
     env = build_config(EnvConfig, raw.get("env"), "env")
     execution = build_config(ExecutionConfig, raw.get("execution"), "execution")
@@ -315,7 +326,8 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
     configs = {name: build_config(spec.config, sections.get(name), f"plugins.{name}")
                for name, spec in used.items()}
     return RunConfig(model=model, data=None if data is None else str(data), train=train, env=env,
-                     execution=execution, preprocess=preprocess, methods=methods, trackers=trackers, plugin_configs=configs, splits=splits)
+                     execution=execution, preprocess=preprocess, methods=methods, trackers=trackers, plugin_configs=configs, splits=splits,
+                     augment=None if augment is None else str(augment))
 
 
 def resolve_data_path(data: str | None, run_dir: str | os.PathLike[str] | None = None) -> str | None:
@@ -342,6 +354,7 @@ def load_run_config(run_dir: str | os.PathLike[str], plugins: Any) -> RunConfig:
     except ConfigError as e:
         raise type(e)(f"{path}: {e}") from None
     run.data = resolve_data_path(run.data, run_dir)
+    run.augment = resolve_data_path(run.augment, run_dir)
     return run
 
 
@@ -427,4 +440,5 @@ def merge_run_config(*, plugins: Any, config_file: str | None = None, overrides:
         apply_set(raw, s, names)
     run = resolve_run_config(raw, plugins)
     run.data = resolve_data_path(run.data)
+    run.augment = resolve_data_path(run.augment)
     return run

@@ -296,5 +296,11 @@ def replace_state(entry: dict[str, Any], state: Any) -> dict[str, Any]:
     return {**entry, "state": state}
 
 
-__all__ = ["contiguous_segments", "filter_ranges", "fit_view", "load_states", "require_finite", "require_n_features",
-           "run_preprocessors", "save_states", "transform_view"]
+split_arrays = _split_arrays
+"""``state`` with its arrays moved into a dict of arrays (to save them beside the JSON); other
+state files (a generator's, beside a synthetic set) use it too."""
+join_arrays = _join_arrays
+"""The inverse of ``split_arrays``."""
+
+__all__ = ["contiguous_segments", "filter_ranges", "fit_view", "join_arrays", "load_states", "require_finite",
+           "require_n_features", "run_preprocessors", "save_states", "split_arrays", "transform_view"]

@@ -130,11 +130,21 @@ class Trainer:
             self.data, np.asarray(self.data.features), run.preprocess, run.plugin_configs, self.plugins, self.splits,
             seed=cfg.seed, states=states, source=self.run_dir / "preprocessing.json" if states is not None else None)
         self.labels = np.asarray(self.data.labels)
+        self.augment_record: dict[str, Any] | None = None
+        synthetic = None
+        if run.augment is not None:  # a synthetic set's rows, for the model's train split only
+            from himari.training.augment import check_resumed_set, synthetic_rows
+
+            synthetic, self.augment_record = synthetic_rows(run.augment, self.data, self.splits,
+                                                            self.preprocessing_states, run.plugin_configs,
+                                                            self.plugins, cfg.seed)
+            if self.resuming:
+                check_resumed_set(self.run_dir, self.augment_record)
         self.methods = [(n, self.plugins.training_methods().get(n).factory(run.plugin_configs[n]))
                         for n in run.methods]
         self.ctx = TrainContext(data=self.data, features=self.features, labels=self.labels, splits=self.splits,
                                 env=run.env, device=self.device, seed=cfg.seed, run_dir=self.run_dir,
-                                rank=self.dist.rank, world_size=self.dist.world_size)
+                                rank=self.dist.rank, world_size=self.dist.world_size, synthetic=synthetic)
         env = run.env
         for name, m in self.with_hook("env_config"):
             env = m.env_config(env, self.ctx)
@@ -487,6 +497,10 @@ class Trainer:
             raise
         rundir.write_yaml(self.run_dir / rundir.CONFIG, self.run.to_dict())
         save_states(self.run_dir, self.preprocessing_states)
+        if self.augment_record is not None:
+            from himari.training.augment import AUGMENT_JSON
+
+            rundir.write_json(self.run_dir / AUGMENT_JSON, self.augment_record)
 
     def _completed_summary(self) -> dict[str, Any] | None:
         """The summary of a run that already finished (its ``summary.json`` is written last), or
@@ -586,6 +600,8 @@ class Trainer:
             "seconds": seconds,
             "threads": self.threads,
         }
+        if self.augment_record is not None:
+            summary["augment"] = self.augment_record
         if execution is not None:
             summary["execution"] = execution
             if execution["selected"]:

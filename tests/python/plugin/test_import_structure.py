@@ -30,8 +30,9 @@ LAYERS = {
     "himari.gym_env": {"himari.engine", "himari.data"},
     "himari.demo": {"himari.engine", "himari.data", "himari.evaluation"},
     "himari.evaluate": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training"},
+    "himari.augment": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training"},
     "himari.cli": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training",
-                   "himari.demo", "himari.gym_env", "himari.evaluate"},
+                   "himari.demo", "himari.gym_env", "himari.evaluate", "himari.augment"},
     "himari.__main__": {"himari.cli"},
 }
 

@@ -39,4 +39,5 @@ def himari_register_models(registry: Any) -> None:
         paradigm="supervised",
         parameter_count=parameter_count,
         default_preprocess=("zscore",),
+        augment=True,
     ))

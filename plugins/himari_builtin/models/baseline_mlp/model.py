@@ -25,7 +25,8 @@ class BaselineMLP:
         return {str(len(self.network) - 1): "policy"}
 
     def dataset(self, ctx: Any, split: str) -> Any:
-        """Labelled rows of the split: (preprocessed features [F], label)."""
+        """Labelled rows of the split: (preprocessed features [F], label); the train split also
+        gets the synthetic rows of ``himari train --augment`` (``ctx.synthetic``)."""
         import numpy as np
         import torch
         from torch.utils.data import TensorDataset
@@ -34,9 +35,13 @@ class BaselineMLP:
 
         rows = rows_of(ctx.splits[split])
         rows = rows[np.asarray(ctx.labels)[rows] >= 0]
-        x = torch.from_numpy(np.ascontiguousarray(ctx.features[rows], dtype=np.float32))
-        y = torch.from_numpy(np.asarray(ctx.labels)[rows].astype(np.int64))
-        return TensorDataset(x, y)
+        x = np.ascontiguousarray(ctx.features[rows], dtype=np.float32)
+        y = np.asarray(ctx.labels)[rows].astype(np.int64)
+        synthetic = getattr(ctx, "synthetic", None)
+        if split == "train" and synthetic is not None:  # himari train --augment: train rows only
+            x = np.concatenate([x, synthetic.features.astype(np.float32)])
+            y = np.concatenate([y, synthetic.labels.astype(np.int64)])
+        return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
 
     def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
         import torch.nn.functional as F

@@ -1,0 +1,1 @@
+"""Built-in synthetic-data generators (``himari data augment --method NAME``)."""

@@ -1,0 +1,207 @@
+"""TimeGAN, the generator instance: the three-phase training and sampling (torch imported lazily).
+
+The schedule follows the paper and its reference implementation:
+
+1. **autoencoder**: embedder and recovery learn to reconstruct windows
+   (loss ``10 * sqrt(MSE(x, x~))``);
+2. **supervised**: the supervisor (with the generator's parameters in the same optimiser)
+   learns the step ``h[t] -> h[t+1]`` of real latent sequences (``MSE``);
+3. **joint**: per iteration two generator/supervisor steps on
+   ``BCE(D(h^), real) + gamma * BCE(D(e^), real) + 100 * sqrt(supervised) + 100 * moments`` and
+   two embedder/recovery steps on ``10 * sqrt(reconstruction) + 0.1 * supervised``, then one
+   discriminator step on ``BCE(D(h), real) + BCE(D(h^), fake) + gamma * BCE(D(e^), fake)``, taken
+   only while that loss exceeds ``d_threshold`` (0.15).
+
+Noise is uniform on [0, 1) (the reference implementation's), one vector per step. Windows are
+min-max scaled with the train rows' range and scaled back when sampled; with ``labels`` on, the
+label of each step rides along as three one-hot channels and is decoded by arg-max.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from himari_builtin.generators.timegan.config import TimeGANConfig
+
+LABEL_CHANNELS = 3
+
+
+class TimeGAN:
+    """The generator instance (``himari.plugin.api.Generator``)."""
+
+    def __init__(self, config: TimeGANConfig) -> None:
+        self.config = config
+        self.window = config.window
+        self.network: Any = None
+        self.scaler: Any = None
+        self.n_features = 0
+        self.fit_log: dict[str, float] = {}
+        """Last value of each loss of the joint phase (recorded with the set's provenance)."""
+
+    # ------------------------------------------------------------------ fitting
+
+    def _channels(self, data: Any) -> Any:
+        """The train rows as model channels: the features, then the one-hot label when enabled."""
+        import numpy as np
+
+        x = np.asarray(data.features, dtype=np.float32)
+        if not self.config.labels:
+            return x
+        labels = np.asarray(data.labels)
+        onehot = np.zeros((len(labels), LABEL_CHANNELS), dtype=np.float32)
+        known = labels >= 0
+        onehot[np.flatnonzero(known), labels[known].astype(np.int64)] = 1.0
+        return np.concatenate([x, onehot], axis=1)
+
+    def fit(self, data: Any) -> None:
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        from himari.plugin.api import MinMaxScaler, check_finite, phase, require_windows, torch_generator
+        from himari_builtin.generators.timegan.network import TimeGANNetworks, moment_loss
+
+        cfg, L = self.config, self.config.window
+        check_finite("timegan", np.asarray(data.features), "the train features")
+        starts_np = require_windows("timegan", data.segments, L)
+        x = self._channels(data)
+        self.n_features = int(np.asarray(data.features).shape[1])
+        self.scaler = MinMaxScaler().fit(x)
+        device = torch.device(data.device)
+        series = torch.from_numpy(self.scaler.transform(x)).to(device)
+        starts = torch.from_numpy(starts_np).to(device)
+        offsets = torch.arange(L, device=device)
+        c = series.shape[1]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(data.seed)
+            net = TimeGANNetworks(c, cfg.hidden, cfg.layers, cfg.cell).to(device)
+        g = torch_generator(data.seed + 1, str(device))
+
+        def batch() -> Any:
+            pick = starts[torch.randint(len(starts), (cfg.batch_size,), generator=g, device=device)]
+            return series[pick[:, None] + offsets[None, :]]
+
+        def noise() -> Any:
+            return torch.rand(cfg.batch_size, L, c, generator=g, device=device)
+
+        def params(*modules: Any) -> list[Any]:
+            return [p for m in modules for p in m.parameters()]
+
+        def step(opt: Any, loss: Any) -> None:
+            net.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        adam = lambda ps: torch.optim.Adam(ps, lr=cfg.lr)  # noqa: E731 - one optimiser per solver, as in the paper
+        e0_opt = adam(params(net.embedder, net.recovery))
+        e_opt = adam(params(net.embedder, net.recovery))
+        gs_opt = adam(params(net.generator, net.supervisor))
+        g_opt = adam(params(net.generator, net.supervisor))
+        d_opt = adam(params(net.discriminator))
+        bce = F.binary_cross_entropy_with_logits
+
+        def supervised(h: Any) -> Any:
+            return F.mse_loss(net.supervisor(h)[:, :-1], h[:, 1:])
+
+        with phase("TimeGAN autoencoder", total=cfg.iterations) as advance:
+            for _ in range(cfg.iterations):
+                xb = batch()
+                step(e0_opt, 10 * torch.sqrt(F.mse_loss(net.recovery(net.embedder(xb)), xb)))
+                advance()
+        with phase("TimeGAN supervised", total=cfg.iterations) as advance:
+            for _ in range(cfg.iterations):
+                with torch.no_grad():
+                    h = net.embedder(batch())
+                step(gs_opt, supervised(h))
+                advance()
+        log: dict[str, float] = {}
+        with phase("TimeGAN joint", total=cfg.iterations) as advance:
+            for _ in range(cfg.iterations):
+                for _k in range(2):
+                    xb, z = batch(), noise()
+                    with torch.no_grad():
+                        h = net.embedder(xb)
+                    e_hat = net.generator(z)
+                    h_hat = net.supervisor(e_hat)
+                    x_hat = net.recovery(h_hat)
+                    y_fake, y_fake_e = net.discriminator(h_hat), net.discriminator(e_hat)
+                    g_u = bce(y_fake, torch.ones_like(y_fake))
+                    g_u_e = bce(y_fake_e, torch.ones_like(y_fake_e))
+                    g_s = supervised(h)
+                    g_v = moment_loss(x_hat, xb)
+                    g_loss = g_u + cfg.gamma * g_u_e + 100 * torch.sqrt(g_s) + 100 * g_v
+                    step(g_opt, g_loss)
+                    h = net.embedder(xb)
+                    rec = F.mse_loss(net.recovery(h), xb)
+                    e_loss = 10 * torch.sqrt(rec) + 0.1 * supervised(h)
+                    step(e_opt, e_loss)
+                xb, z = batch(), noise()
+                with torch.no_grad():
+                    h = net.embedder(xb)
+                    e_hat = net.generator(z)
+                    h_hat = net.supervisor(e_hat)
+                y_real, y_fake, y_fake_e = net.discriminator(h), net.discriminator(h_hat), net.discriminator(e_hat)
+                d_loss = (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
+                          + cfg.gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))
+                if d_loss.item() > cfg.d_threshold:
+                    step(d_opt, d_loss)
+                advance()
+                log = {"d_loss": d_loss.item(), "g_loss_u": g_u.item(), "g_loss_s": g_s.item(),
+                       "g_loss_v": g_v.item(), "e_loss_t0": rec.item()}
+        self.network = net.eval()
+        self.fit_log = log
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self, n: int, *, seed: int = 0) -> Any:
+        import numpy as np
+        import torch
+
+        from himari.plugin.api import SyntheticSample, torch_generator
+
+        if self.network is None:
+            raise RuntimeError("timegan: sample before fit")
+        net, L = self.network, self.window
+        device = next(net.parameters()).device
+        c = net.embedder.rnn.input_size
+        g = torch_generator(seed, str(device))
+        out = np.empty((n, L, c), dtype=np.float32)
+        with torch.no_grad():
+            for a in range(0, n, self.config.sample_batch):
+                m = min(self.config.sample_batch, n - a)
+                z = torch.rand(m, L, c, generator=g, device=device)
+                out[a:a + m] = net.recovery(net.supervisor(net.generator(z))).float().cpu().numpy()
+        windows = self.scaler.inverse(out.reshape(-1, c)).reshape(n, L, c)
+        k = self.n_features
+        if self.config.labels:
+            labels = out[:, :, k:].argmax(-1).astype(np.int8)
+        else:
+            labels = np.full((n, L), -1, dtype=np.int8)
+        return SyntheticSample(windows=np.ascontiguousarray(windows[:, :, :k]), labels=labels)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.network is None:
+            raise RuntimeError("timegan: state before fit")
+        return {"n_features": self.n_features, "channels": int(self.network.embedder.rnn.input_size),
+                "scaler": self.scaler.state_dict(),
+                "network": {k: v.detach().cpu() for k, v in self.network.state_dict().items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from himari.plugin.api import MinMaxScaler
+        from himari_builtin.generators.timegan.network import TimeGANNetworks
+
+        cfg = self.config
+        channels = int(state["channels"])
+        n_features = int(state["n_features"])
+        if channels != n_features + (LABEL_CHANNELS if cfg.labels else 0):
+            raise ValueError(f"timegan state: {channels} channels do not match {n_features} features "
+                             f"(labels {'on' if cfg.labels else 'off'})")
+        net = TimeGANNetworks(channels, cfg.hidden, cfg.layers, cfg.cell)
+        net.load_state_dict(state["network"])
+        scaler = MinMaxScaler()
+        scaler.load_state_dict(state["scaler"])
+        if scaler.min is None or len(scaler.min) != channels:
+            raise ValueError("timegan state: the scaler does not match the network's channels")
+        self.network, self.scaler, self.n_features = net.eval(), scaler, n_features

@@ -1,0 +1,148 @@
+"""The generators: fitted on train rows only, deterministic under a seed on the CPU, saved and
+reloaded, and Tab-DDPM's class mix and tail rules."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+POISON = 1.0e6
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory: pytest.TempPathFactory, small_prepared: Path) -> Path:
+    """A copy of the small prepared set whose validation and test rows hold absurd features and
+    prices: any of them read by a fit shows in the fitted state or in what is generated."""
+    from himari.data import PreparedData
+
+    out = tmp_path_factory.mktemp("poisoned") / "data"
+    shutil.copytree(small_prepared, out)
+    data = PreparedData(out)
+    rows = np.concatenate([np.arange(a, b) for s in ("validation", "test") for a, b in data.split(s)])
+    assert len(rows) > 500
+    features = np.load(out / "features.npy")
+    features[rows] = POISON
+    np.save(out / "features.npy", features)
+    close = np.load(out / "close.npy")
+    close[rows] = close[rows] * 1e-6  # a 99.9999% crash in every validation and test bar
+    np.save(out / "close.npy", close)
+    return out
+
+
+def train_rows(path: Path) -> np.ndarray:
+    from himari.data import PreparedData
+
+    data = PreparedData(path)
+    return np.concatenate([np.arange(a, b) for a, b in data.split("train")])
+
+
+@pytest.mark.parametrize("method", ["timegan", "tab-ddpm", "block-bootstrap"])
+def test_fit_reads_train_rows_only(method: str, poisoned: Path, make: Any, tmp_path: Path) -> None:
+    from himari.augment.run import load_generator
+    from himari.data import PreparedData
+
+    meta = make(poisoned, tmp_path / "set", method, n=20, features="all")
+    windows = np.load(tmp_path / "set" / "windows.npy")
+    assert np.abs(windows).max() < POISON / 10
+    # the provenance names the train rows, and they are the train split's
+    data = PreparedData(poisoned)
+    assert meta["source"]["train_ranges"] == [list(r) for r in data.split("train")]
+    gen = load_generator(tmp_path / "set")
+    train = np.asarray(data.features)[train_rows(poisoned)]
+    if method == "timegan":  # min-max scaling fitted on the train rows' range
+        np.testing.assert_allclose(gen.scaler.max[:train.shape[1]], train.max(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(gen.scaler.min[:train.shape[1]], train.min(axis=0), rtol=1e-6)
+    elif method == "tab-ddpm":  # the quantile table and the tail thresholds come from train rows
+        assert np.abs(gen.quantiles.state_dict()["quantiles"]).max() < POISON / 10
+        assert gen.thresholds[0] > -1.0 and gen.thresholds[1] > -1.0  # log(1e-6) = -13.8 in val/test
+    else:  # the bootstrap keeps exactly the train rows
+        np.testing.assert_array_equal(gen.features, train)
+
+
+@pytest.mark.parametrize("method", ["timegan", "tab-ddpm", "block-bootstrap"])
+def test_same_seed_same_set_other_seed_other_set(method: str, small_prepared: Path, make: Any, tmp_path: Path) -> None:
+    make(small_prepared, tmp_path / "a", method, seed=3)
+    make(small_prepared, tmp_path / "b", method, seed=3)
+    make(small_prepared, tmp_path / "c", method, seed=4)
+    a, b, c = (np.load(tmp_path / x / "windows.npy") for x in "abc")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "labels.npy"), np.load(tmp_path / "b" / "labels.npy"))
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("method", ["timegan", "tab-ddpm", "block-bootstrap"])
+def test_reloaded_generator_samples_what_the_fitted_one_did(method: str, small_prepared: Path, make: Any,
+                                                            tmp_path: Path) -> None:
+    from himari.augment.run import load_generator
+
+    meta = make(small_prepared, tmp_path / "s", method, n=25, seed=7)
+    gen = load_generator(tmp_path / "s")
+    again = gen.sample(25, seed=7)
+    np.testing.assert_array_equal(again.windows, np.load(tmp_path / "s" / "windows.npy"))
+    np.testing.assert_array_equal(again.labels, np.load(tmp_path / "s" / "labels.npy"))
+    assert meta["generator"]["code"] == {"timegan": "A4", "tab-ddpm": "A5", "block-bootstrap": None}[method]
+
+
+def test_damaged_generator_state_is_refused(small_prepared: Path, make: Any, tmp_path: Path) -> None:
+    from himari.augment.run import load_generator
+    from himari.errors import DataError
+
+    make(small_prepared, tmp_path / "s", "timegan")
+    npz = tmp_path / "s" / "generator.npz"
+    npz.write_bytes(npz.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(DataError, match="generator.npz: does not match its hash"):
+        load_generator(tmp_path / "s")
+
+
+def test_tab_ddpm_generates_exactly_the_asked_class_mix(small_prepared: Path, make: Any, tmp_path: Path) -> None:
+    import json
+
+    make(small_prepared, tmp_path / "bal", "tab-ddpm", n=30, mix="balanced")
+    classes = np.load(tmp_path / "bal" / "classes.npy")
+    assert np.bincount(classes, minlength=3).tolist() == [10, 10, 10]  # normal, crash, flash-crash
+    make(small_prepared, tmp_path / "tail", "tab-ddpm", n=10, mix="crash=3,flash-crash=1")
+    meta = json.loads((tmp_path / "tail" / "metadata.json").read_text())
+    # 10 rows at 3:1 -> 7.5 and 2.5: largest remainders, ties to the first class
+    assert meta["classes"]["counts"] == {"normal": 0, "crash": 8, "flash-crash": 2}
+    assert meta["classes"]["asked"] == {"normal": 0.0, "crash": 0.75, "flash-crash": 0.25}
+
+
+def test_tab_ddpm_conditioned_on_the_label_labels_the_last_row(small_prepared: Path, make: Any, tmp_path: Path) -> None:
+    make(small_prepared, tmp_path / "lab", "tab-ddpm", n=9, condition="label", mix="SELL=1,BUY=2", window=2)
+    labels = np.load(tmp_path / "lab" / "labels.npy")
+    classes = np.load(tmp_path / "lab" / "classes.npy")
+    assert labels.shape == (9, 2)
+    assert (labels[:, 0] == -1).all()
+    np.testing.assert_array_equal(labels[:, 1], classes)
+    assert sorted(classes.tolist()) == [0, 0, 0, 2, 2, 2, 2, 2, 2]
+
+
+def test_tail_rules_on_a_hand_worked_price_path() -> None:
+    from himari_builtin.generators.tab_ddpm import tails
+
+    close = np.exp(np.array([0.0, 0.0, -0.01, -0.03, -0.03, -0.03, -0.10, -0.10]))
+    segments = [(0, 8)]
+    r1 = tails.segment_returns(close, segments, 1)
+    r3 = tails.segment_returns(close, segments, 3)
+    np.testing.assert_allclose(r1[1:], [0, -0.01, -0.02, 0, 0, -0.07, 0], atol=1e-12)
+    np.testing.assert_allclose(r3[3:], [-0.03, -0.03, -0.02, -0.07, -0.07], atol=1e-12)
+    assert np.isnan(r3[:3]).all()
+    # crash: 3-bar return <= -0.05; flash crash: 1-bar return <= -0.05 (wins over crash)
+    out = tails.classify(r3, r1, -0.05, -0.05)
+    assert out.tolist() == [0, 0, 0, 0, 0, 0, tails.FLASH, tails.CRASH]
+
+
+def test_window_longer_than_the_train_split_is_refused_naming_the_generator(small_prepared: Path, make: Any,
+                                                                           tmp_path: Path) -> None:
+    from himari.errors import DataError
+
+    with pytest.raises(DataError, match="generator 'timegan': the train split has no 100000 consecutive bars"):
+        make(small_prepared, tmp_path / "x", "timegan", window=100_000)
+    assert not (tmp_path / "x").exists()
