@@ -31,7 +31,9 @@ class BaselineMLP:
         rows = rows[np.asarray(ctx.labels)[rows] >= 0]
         x = torch.from_numpy(np.ascontiguousarray(ctx.features[rows], dtype=np.float32))
         y = torch.from_numpy(np.asarray(ctx.labels)[rows].astype(np.int64))
-        return TensorDataset(x, y)
+        ds = TensorDataset(x, y)
+        ds.example_rows = rows  # type: ignore[attr-defined]  # the row of each example (curricula)
+        return ds
 
     def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
         import torch.nn.functional as F
