@@ -78,10 +78,15 @@ def train(
     env_episodes: int = typer.Option(None, "--env-episodes", help="Online RL: episodes of experience to train on."),
     n_envs: int = typer.Option(None, "--n-envs", help="Online RL: envs stepping together."),
     rollout_steps: int = typer.Option(None, "--rollout-steps", help="Online RL: steps per env per rollout."),
-    drawdown_penalty: float = typer.Option(None, "--drawdown-penalty", help="Reward shaping: drawdown increase "
-                                                                            "penalty (env.drawdown_penalty)."),
-    turnover_penalty: float = typer.Option(None, "--turnover-penalty", help="Reward shaping: turnover penalty."),
-    dsr_weight: float = typer.Option(None, "--dsr-weight", help="Reward shaping: differential Sharpe ratio weight."),
+    drawdown_penalty: float = typer.Option(None, "--drawdown-penalty", help="Online RL: drawdown increase penalty "
+                                                                            "(turns on the reward-shaping method; "
+                                                                            "plugins.reward-shaping.drawdown_penalty)."),
+    turnover_penalty: float = typer.Option(None, "--turnover-penalty", help="Online RL: turnover penalty (turns on "
+                                                                            "reward-shaping; "
+                                                                            "plugins.reward-shaping.turnover_penalty)."),
+    dsr_weight: float = typer.Option(None, "--dsr-weight", help="Online RL: differential Sharpe ratio weight (turns "
+                                                                "on reward-shaping; "
+                                                                "plugins.reward-shaping.dsr_weight)."),
     fee: float = typer.Option(None, "--fee", help="Fraction of traded notional paid on every fill (env.fee; "
                                                   "default 0.001)."),
     slippage: float = typer.Option(None, "--slippage", help="Fraction each fill price moves against the trader "
@@ -144,8 +149,7 @@ def train(
                  "train.checkpoint_every": checkpoint_every,
                  "preprocess": preprocess, "methods": method, "trackers": tracker,
                  "augment": str(augment) if augment is not None else None,
-                 "env.drawdown_penalty": drawdown_penalty, "env.turnover_penalty": turnover_penalty,
-                 "env.dsr_weight": dsr_weight, "env.fee": fee, "env.slippage": slippage,
+                 "env.fee": fee, "env.slippage": slippage,
                  "execution.decision_interval": decision_interval, "execution.min_hold": min_hold,
                  "execution.confidence": confidence, "execution.select": True if select_execution else None}
     online = {"env_episodes": env_episodes, "n_envs": n_envs, "rollout_steps": rollout_steps}
@@ -157,9 +161,12 @@ def train(
             raise ConfigError(f"--env-episodes, --n-envs and --rollout-steps are for online-RL models; "
                               f"{model} is {spec.paradigm}")
         overrides.update({f"plugins.{model}.{k}": v for k, v in online.items()})
+    shaping = {k: v for k, v in (("drawdown_penalty", drawdown_penalty), ("turnover_penalty", turnover_penalty),
+                                 ("dsr_weight", dsr_weight)) if v is not None}
+    overrides.update({f"plugins.reward-shaping.{k}": v for k, v in shaping.items()})
     sets = [*(set_ or []), *model_options(list(ctx.args), model, plugins)]
     run = merge_run_config(plugins=plugins, config_file=str(config) if config else None,
-                           overrides=overrides, sets=sets)
+                           overrides=overrides, sets=sets, add_methods=["reward-shaping"] if shaping else None)
     if devices is not None and devices > 1:  # checked here, so a bad run is refused before torchrun starts
         from himari.training.config import require_run_extras
         from himari.training.rundir import check_run_dir_target

@@ -388,6 +388,8 @@ class Model(Protocol):
        paradigm: an object with ``__len__`` whose ``__getitem__`` takes a ``LongTensor`` of
        indices and returns a batch (``torch.utils.data.TensorDataset`` does). Build it from
        ``ctx.features`` (the preprocessed features), never from the raw prepared features.
+       Optionally give it ``example_rows`` (int64 ``[len]``: the prepared row each example
+       decides at), so training methods can select examples by row (``curriculum``).
     3. ``loss(batch, ctx)`` returns ``(loss tensor, {name: float})`` for a batch already on
        the device; the model owns its loss (cross-entropy, TD error, policy gradient, ...).
     4. ``act(features, rows)`` returns the action (0 SELL, 1 HOLD, 2 BUY, int8/int64) decided

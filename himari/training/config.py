@@ -420,10 +420,12 @@ def check_compatible(model: str, paradigm: str, specs: list[Any]) -> None:
 
 
 def merge_run_config(*, plugins: Any, config_file: str | None = None, overrides: dict[str, Any] | None = None,
-                     sets: list[str] | None = None) -> RunConfig:
+                     sets: list[str] | None = None, add_methods: list[str] | None = None) -> RunConfig:
     """YAML file, then command-line options (``overrides``: dotted key -> value, None skipped),
-    then ``--set`` assignments; validated. The data path is made absolute (from the working
-    directory) so the run can be used from anywhere."""
+    then ``--set`` assignments; validated. ``add_methods`` are appended to the run's training
+    methods where it does not list them yet (an option that sets a method's field turns the
+    method on). The data path is made absolute (from the working directory) so the run can be
+    used from anywhere."""
     raw: dict[str, Any] = load_yaml(config_file) if config_file else {}
     for key, value in (overrides or {}).items():
         if value is None:
@@ -438,6 +440,10 @@ def merge_run_config(*, plugins: Any, config_file: str | None = None, overrides:
     names = {n for k in ("model", "preprocessor", "training-method", "tracker") for n in plugins.registry(k).names()}
     for s in sets or []:
         apply_set(raw, s, names)
+    for name in add_methods or []:
+        methods = _names(raw.get("methods"), "methods")
+        if name not in methods:
+            raw["methods"] = [*methods, name]
     run = resolve_run_config(raw, plugins)
     run.data = resolve_data_path(run.data)
     run.augment = resolve_data_path(run.augment)

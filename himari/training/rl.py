@@ -127,7 +127,9 @@ class RolloutBuffer:
     Fields ``[T, N]`` (``obs`` ``[T, N, *obs_shape]``: ``[T, N, D]``, or ``[T, N, W, D]`` for
     windowed observations): ``obs``, ``actions``, ``logprobs``, ``values``,
     ``rewards``, ``starts`` (1.0 where obs begins an episode), ``final_values`` (the value of
-    the final observation of an episode step t truncated, else 0: ``gae``'s bootstrap), then
+    the final observation of an episode step t truncated, else 0: ``gae``'s bootstrap), ``bars``
+    (int64: the bar of ``ctx.env_source`` each step decided at, so the step is filled at
+    ``open[bar + 1]`` and marked at ``close[bar + 1]``; -1 where the collector does not know), then
     ``advantages`` and ``returns`` after ``finish``. ``state`` is the recurrent state at the rollout's first step,
     a tuple of tensors with the env axis at dim 1 (``nn.LSTM``'s ``(h, c)`` layout).
     ``buf[idx]`` (a LongTensor of env indices) is a dict of whole sequences for those envs: what
@@ -147,6 +149,7 @@ class RolloutBuffer:
         self.rewards = torch.zeros(steps, n_envs, **f32)
         self.starts = torch.zeros(steps, n_envs, **f32)
         self.final_values = torch.zeros(steps, n_envs, **f32)
+        self.bars = torch.full((steps, n_envs), -1, dtype=torch.long, device=device)
         self.advantages = torch.zeros(steps, n_envs, **f32)
         self.returns = torch.zeros(steps, n_envs, **f32)
         self.state: tuple[Any, ...] = ()

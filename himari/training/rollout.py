@@ -42,6 +42,10 @@ import numpy as np
 
 from himari.training.rl import OnlineRLConfig, RolloutBuffer, train_env
 
+TERMS = ("log_return", "drawdown_penalty", "turnover_penalty", "dsr")
+"""The env's reward terms (docs/semantics.md); their means over a rollout are in its ``stats``
+as ``reward_<term>`` (``dsr`` unweighted, the penalties as subtracted)."""
+
 PolicyFn = Callable[[Any, Any, tuple[Any, ...]], tuple[Any, Any, tuple[Any, ...]]]
 """``policy(obs, starts, state) -> (logits [N, A], value [N], state)``: ``obs`` is ``[N, D]``
 when the env window is 1 and ``[N, W, D]`` otherwise; ``starts`` ``[N]`` float (1.0 where obs
@@ -147,6 +151,15 @@ class EnvRollout:
         obs = obs.to(device, non_blocking=True)
         return obs[:, -1, :] if self.window == 1 else obs
 
+    @staticmethod
+    def _bar_tensor(bar: Any, device: Any) -> Any:
+        """A copy of the env's ``bar`` buffer (the bar each env's observation ends at) on ``device``."""
+        import torch
+
+        if not isinstance(bar, torch.Tensor):
+            bar = torch.from_numpy(np.array(bar, dtype=np.int64))
+        return bar.to(device=device, dtype=torch.long, copy=True)
+
     def _start(self, ctx: Any, device: Any, initial_state: StateFn) -> None:
         import torch
 
@@ -159,12 +172,13 @@ class EnvRollout:
         # the CPU with its outputs copied to the policy's device each step.
         self._cuda = _is_cuda(device) and cuda_available()
         self._env = train_env(ctx, cfg, seed, window=self.window, device=str(device) if self._cuda else "cpu")
-        obs, _ = self._env.reset(seed=seed)
+        obs, info = self._env.reset(seed=seed)
         self._obs = self._obs_tensor(obs, device).clone()
         filter_ = getattr(ctx, "observation_filter", None)
         if filter_ is not None:
             filter_.reset(cfg.n_envs)
             self._obs = filter_.observations(self._obs, update=True)
+        self._bars = self._bar_tensor(info["bar"], device)
         self._state = initial_state(cfg.n_envs, device)
         self._starts = torch.ones(cfg.n_envs, device=device)
         shape = (self.obs_dim,) if self.window == 1 else (self.window, self.obs_dim)
@@ -175,8 +189,9 @@ class EnvRollout:
     # ---- collection ------------------------------------------------------------------------
     def collect(self, ctx: Any, reset: bool, policy: PolicyFn, initial_state: StateFn, device: Any) -> RolloutBuffer:
         """One rollout with actions sampled from ``policy``; returns the ``RolloutBuffer`` with
-        GAE advantages and returns, and ``stats`` (mean reward, action shares, mean return and
-        length of the episodes that ended)."""
+        GAE advantages and returns, the bar of each step (``bars``), and ``stats`` (mean reward,
+        the mean of each reward term, action shares, mean return and length of the episodes
+        that ended)."""
         import torch
 
         if reset or self._env is None:
@@ -186,8 +201,9 @@ class EnvRollout:
         filter_ = getattr(ctx, "observation_filter", None)
         raw_rewards = torch.zeros_like(buf.rewards) if filter_ is not None else buf.rewards
         buf.state = tuple(s.clone() for s in self._state)
-        obs_t, state, starts = self._obs, self._state, self._starts
+        obs_t, state, starts, bars = self._obs, self._state, self._starts, self._bars
         ended = torch.zeros((), device=device)
+        term_sum = torch.zeros(len(TERMS), dtype=torch.float64, device=device) if self._cuda else np.zeros(len(TERMS))
         return_sum = torch.zeros((), dtype=torch.float64, device=device)
         length_sum = torch.zeros((), dtype=torch.float64, device=device)
         any_start = True
@@ -202,6 +218,7 @@ class EnvRollout:
                 buf.actions[t] = action
                 buf.logprobs[t] = logp_all.gather(1, action[:, None])[:, 0]
                 buf.values[t] = value.float()
+                buf.bars[t] = bars
                 if self._cuda:
                     obs, reward, _term, trunc, info = env.step(action)
                     done = info["episode_done"]
@@ -215,6 +232,8 @@ class EnvRollout:
                     # Before the next step rewrites final_obs (the same stream orders them).
                     finals.record(t, trunc, final_obs, state)
                     buf.rewards[t] = reward
+                    term_sum += torch.stack([info[k].double().sum() for k in TERMS])
+                    bars = self._bar_tensor(info["bar"], device)
                     starts = done.float()
                     ended += starts.sum()
                     return_sum += (info["episode_return"] * done).sum()
@@ -222,6 +241,8 @@ class EnvRollout:
                     any_start = True  # no host sync to find out
                 else:
                     obs, reward, term, trunc, info = env.step(action.cpu().numpy())
+                    term_sum += [float(info[k].sum()) for k in TERMS]
+                    bars = self._bar_tensor(info["bar"], device)
                     done = term | trunc
                     # A view of the env's buffer: used by the next policy call, before the next step.
                     obs_t = self._obs_tensor(obs, device)
@@ -247,15 +268,15 @@ class EnvRollout:
             _, last_value, _ = policy(obs_t, starts if any_start else None, state)
             buf.final_values = finals.values(policy, all_slots=self._cuda)
         buf.finish(last_value.float(), starts, cfg.gamma, cfg.gae_lambda)
-        self._obs, self._state, self._starts = obs_t, state, starts
+        self._obs, self._state, self._starts, self._bars = obs_t, state, starts, bars
         counts = torch.bincount(buf.actions.flatten(), minlength=3).double() / buf.actions.numel()
         summary = torch.stack([raw_rewards.double().mean(), counts[0], counts[1], counts[2], ended.double(),
-                               return_sum, length_sum, finals.overflowed().double(),
-                               buf.rewards.double().mean()]).cpu().tolist()  # the one host sync
+                               return_sum, length_sum, finals.overflowed().double(), buf.rewards.double().mean(),
+                               *torch.as_tensor(term_sum, dtype=torch.float64, device=device)]).cpu().tolist()  # the one host sync
         if summary[7]:
             raise RuntimeError("rollout: an env truncated more episodes than the env's episode_steps allow")
         buf.stats = {"reward_mean": summary[0], "action_sell": summary[1], "action_hold": summary[2],
-                     "action_buy": summary[3]}
+                     "action_buy": summary[3], **{f"reward_{k}": v / (T * cfg.n_envs) for k, v in zip(TERMS, summary[9:])}}
         if filter_ is not None:
             buf.stats["reward_mean_filtered"] = summary[8]
         if summary[4] > 0:

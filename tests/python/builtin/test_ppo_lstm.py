@@ -248,8 +248,10 @@ def test_cli_online_rl_and_reward_shaping_options(small_prepared, tmp_path) -> N
     assert out.exit_code == 0, out.output
     assert "1 rollout of 4 envs x 16 steps (64 env steps)" in out.output  # 2 episodes x 32 steps
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert cfg["env"]["turnover_penalty"] == 0.001 and cfg["env"]["drawdown_penalty"] == 0.5
-    assert cfg["env"]["dsr_weight"] == 0.01
+    shaping = cfg["plugins"]["reward-shaping"]  # the flags set the reward-shaping method
+    assert cfg["methods"] == ["reward-shaping"]
+    assert shaping["turnover_penalty"] == 0.001 and shaping["drawdown_penalty"] == 0.5
+    assert shaping["dsr_weight"] == 0.01
     assert (cfg["plugins"]["ppo-lstm"]["env_episodes"], cfg["plugins"]["ppo-lstm"]["n_envs"],
             cfg["plugins"]["ppo-lstm"]["rollout_steps"]) == (2, 4, 16)
     bad = CliRunner().invoke(app, ["train", "baseline-mlp", "--n-envs", "4"])

@@ -41,7 +41,10 @@ class BaselineMLP:
         if split == "train" and synthetic is not None:  # himari train --augment: train rows only
             x = np.concatenate([x, synthetic.features.astype(np.float32)])
             y = np.concatenate([y, synthetic.labels.astype(np.int64)])
-        return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+        ds = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+        # the row of each example (curricula); synthetic rows have none (-1)
+        ds.example_rows = np.concatenate([rows, np.full(len(x) - len(rows), -1, dtype=rows.dtype)])  # type: ignore[attr-defined]
+        return ds
 
     def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
         import torch.nn.functional as F
