@@ -20,6 +20,7 @@ INSTALL_HINTS = {
     "peft": "pip install 'himari[llm]'",
     "tensorboard": "pip install 'himari[tensorboard]'",
     "wandb": "pip install 'himari[wandb]'",
+    "ray": "pip install 'himari[sweep]'",
 }
 
 
