@@ -83,11 +83,24 @@ class ReportingTrainer(Trainer):
     """The Trainer, reporting each epoch's validation metrics to Tune once its checkpoints are
     written (a scheduler's stop then loses no finished epoch)."""
 
+    reported = False
+    """Whether this session reported an epoch (a run resumed after its last epoch reports none)."""
+
     def end_epoch(self, epoch: int) -> None:
         super().end_epoch(epoch)
         from ray import tune
 
         tune.report(_tune_metrics(self.state["history"][-1]))
+        self.reported = True
+
+
+def _report_last(history: list[dict[str, Any]]) -> None:
+    """Report a run's last epoch again: Tune requires every trial to report its metric once,
+    and a trial that was finished (or whose last epoch was done) before the sweep was killed
+    trains no epoch when the sweep resumes."""
+    from ray import tune
+
+    tune.report(_tune_metrics(history[-1]) if history else {"epoch": 0, "validation_sharpe": -math.inf})
 
 
 def _tune_metrics(entry: dict[str, Any]) -> dict[str, Any]:
@@ -122,9 +135,7 @@ def train_trial(config: dict[str, Any]) -> None:
     if (run_dir / rundir.SUMMARY).exists():  # finished before the sweep was killed: report it, train nothing
         if read_score(score_path(sweep_dir, run_dir.name)) is None:
             score_trial(str(run_dir), str(score_path(sweep_dir, run_dir.name)))
-        history = rundir.read_json(run_dir / rundir.SUMMARY, "run summary").get("history") or []
-        if history:
-            tune.report(_tune_metrics(history[-1]))
+        _report_last(rundir.read_json(run_dir / rundir.SUMMARY, "run summary").get("history") or [])
         return
     plugins = get_plugins()
     if rundir.is_run_dir(run_dir):
@@ -135,6 +146,8 @@ def train_trial(config: dict[str, Any]) -> None:
         run = sweep.run_config(plugins, dict(config["params"]), int(config["seed"]), config.get("fold"))
         trainer = ReportingTrainer(run, plugins=plugins, run_dir=run_dir, console=_quiet())
     trainer.fit()
+    if not trainer.reported:  # resumed after its last epoch: nothing trained, nothing reported yet
+        _report_last(trainer.state["history"])
     score_trial(str(run_dir), str(score_path(sweep_dir, run_dir.name)))
 
 

@@ -104,8 +104,8 @@ def ray_instance(address: str | None) -> Iterator[None]:
     try:
         if address:
             ray.init(address=address, **options)
-        else:
-            ray.init(include_dashboard=False, **options)
+        else:  # "local": a new instance even where RAY_ADDRESS or a `ray start` cluster exists
+            ray.init(address="local", include_dashboard=False, **options)
     except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
         where = f"--address {address}: cannot join the Ray cluster" if address else "cannot start a local Ray instance"
         raise ConfigError(f"{where} ({' '.join(str(e).split())[:300]})") from None
