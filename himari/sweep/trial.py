@@ -117,7 +117,9 @@ class _EndingTrainer(Trainer):
     def _restore(self) -> bool:
         if not super()._restore():
             raise TrainingError(f"{self.run_dir}: no checkpoint to end the run from")
-        self.state["done"] = self.state["stopped_early"] = True
+        # a trial the scheduler stopped at its last epoch (ASHA's max_t) ran its course
+        self.state["stopped_early"] = self.state["stopped_early"] or self.state["epoch"] < self.run.train.epochs
+        self.state["done"] = True
         return True
 
 
@@ -189,7 +191,7 @@ def score_trial(run_dir: str, out: str, stopped: bool = False) -> dict[str, Any]
     model = next(e for e in entries if e.kind == "run")
     hold = next(e for e in entries if e.kind == "baseline")
     run = load_run_config(run_dir, _plugins())
-    score = {"epochs_run": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
+    score = {"epochs_run": summary.get("epochs_run"), "epochs": run.train.epochs, "best_epoch": summary.get("best_epoch"),
              "best_validation_sharpe": summary.get("best_validation_sharpe"),
              "stopped_early": bool(summary.get("stopped_early")), "seconds": summary.get("seconds"),
              "test": model.metrics, "test_gross": model.gross, "buy_and_hold": hold.metrics,

@@ -55,14 +55,18 @@ def error_text(error: BaseException | str | None) -> str:
 
 
 class Progress(tune.Callback):
-    """A line per trial that ends: finished (its best validation Sharpe), stopped by the
-    scheduler, or failed (its error)."""
+    """A line per trial that ends: finished (its last validation Sharpe), stopped early (by the
+    scheduler or the Trainer's patience) before the sweep's last epoch, or failed (its error)."""
+
+    def __init__(self, max_epochs: int = 0) -> None:
+        self.max_epochs = max_epochs
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
         sharpe = last.get(METRIC)
         epoch = last.get("epoch")
-        how = "finished" if last.get("done", True) else f"stopped by ASHA after epoch {epoch}"
+        early = isinstance(epoch, int) and epoch < getattr(self, "max_epochs", 0)
+        how = f"stopped after epoch {epoch}" if early else "finished"
         score = f"; last validation Sharpe {sharpe:+.3f}" if isinstance(sharpe, (int, float)) and \
             math.isfinite(sharpe) else ""
         _print(f"{trial_name(trial.trial_id)} {how}{score} ({_done(trials, trial)} of {len(trials)} done)")
@@ -166,7 +170,7 @@ def new_tuner(sweep: SweepConfig, sweep_dir: Path, max_epochs: int) -> Any:
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=TUNE, storage_path=str(sweep_dir.resolve()), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-                                  callbacks=[Progress()]))
+                                  callbacks=[Progress(max_epochs)]))
 
 
 def tuner_for(sweep: SweepConfig, sweep_dir: Path, max_epochs: int, retry_failed: bool) -> Any:
@@ -256,6 +260,10 @@ def score(trials: list[TrialOutcome], sweep: SweepConfig, sweep_dir: Path) -> di
             out[name] = ray.get(ref)
         except ray.exceptions.RayError as e:
             out[name] = error_text(e)
+    for t in trials:  # the scheduler stops a trial at its last epoch too (ASHA's max_t): it finished
+        s = out.get(t.name)
+        if t.status == "stopped" and isinstance(s, dict) and not s["stopped_early"]:
+            t.status = "finished"
     return out
 
 
