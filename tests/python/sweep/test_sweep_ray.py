@@ -136,8 +136,17 @@ def test_four_trials_write_four_runs_and_a_leaderboard_that_agrees_with_them(fou
 
 def test_a_trial_that_raises_is_reported_and_the_others_finish(ray_session: None, small_prepared: Path,
                                                                tmp_path: Path) -> None:
-    result = _sweep(small_prepared, tmp_path / "sw", sets=['methods=["sweep-fail"]'], grid=["fail=false,true"],
-                    options={"top": 0})
+    from typer.testing import CliRunner
+
+    from himari.cli import app
+
+    # through the command, with --json: stdout is the JSON alone (Tune's prints withheld), exit code 0
+    res = CliRunner().invoke(app, ["sweep", "baseline-mlp", "--data", str(small_prepared), "--method", "sweep-fail",
+                                   "--grid", "fail=false,true", "--top", "0", "--json", "--out", str(tmp_path / "sw"),
+                                   *(a for s in TINY for a in ("--set", s))])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    assert "sweeping baseline-mlp: 2 trials" in res.stderr and "failed: RuntimeError: boom" in res.stderr
     by_fail = {r["params"]["fail"]: r for r in result["trials"]}
     assert by_fail[False]["status"] == "finished" and "test" in by_fail[False]
     assert by_fail[True]["status"] == "failed" and "boom: this trial was set to fail" in by_fail[True]["error"]
