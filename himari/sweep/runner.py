@@ -65,6 +65,26 @@ def check_new_directory(path: Path) -> None:
                           f"himari sweep --resume {path}, or choose another --out")
 
 
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """A ``HOST:PORT`` or ``ray://HOST:PORT`` cluster address must accept a connection: Ray
+    itself retries an unreachable one for minutes before it gives up. ``auto`` and other forms
+    are left to Ray."""
+    import re
+    import socket
+
+    if not address:
+        return
+    match = re.fullmatch(r"(?:ray://)?\[?([^\[\]/]+?)\]?:(\d+)", address.strip())
+    if match is None:
+        return
+    host, port = match.group(1), int(match.group(2))
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"--address {address}: nothing answers at {host}:{port} ({e.strerror or e}); start the "
+                          f"cluster with ray start --head, or leave --address out for a local Ray instance") from None
+
+
 def run_sweep(sweep: SweepConfig | None, directory: Path | None, *, plugins: Any, console: Any,
               address: str | None = None, retry_failed: bool = False) -> dict[str, Any]:
     """A new sweep (``sweep``, into ``directory`` or a new one) or, with ``sweep`` None, the one in
@@ -84,6 +104,7 @@ def run_sweep(sweep: SweepConfig | None, directory: Path | None, *, plugins: Any
         check_new_directory(directory)
     assert sweep is not None and directory is not None
     horizon = check(sweep, plugins)  # again on resume: the plugins installed now must take the settings
+    check_address(address)
     from himari.sweep import tune_run  # imports ray
 
     lock = RunLock(directory)

@@ -171,3 +171,29 @@ def test_without_ray_the_command_says_how_to_install_it(monkeypatch: pytest.Monk
                               "--out", str(out)])
     assert res.exit_code == 2 and "pip install 'himari[sweep]'" in res.output
     assert not out.exists()
+
+
+def test_an_unreachable_cluster_address_is_refused_at_once(tmp_path: Path) -> None:
+    import socket
+
+    from himari.sweep.runner import check_address
+
+    with pytest.raises(ConfigError, match="--address 127.0.0.1:1: nothing answers at 127.0.0.1:1"):
+        check_address("127.0.0.1:1")
+    with pytest.raises(ConfigError, match="nothing answers"):
+        check_address("ray://127.0.0.1:1")
+    with socket.socket() as server:  # something listening: left to Ray
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_address(f"127.0.0.1:{server.getsockname()[1]}")
+    check_address("auto")
+    check_address(None)
+
+
+def test_a_sweep_at_an_unreachable_address_leaves_nothing(small_prepared: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="himari sweep needs ray: pip install 'himari[sweep]'")
+    out = tmp_path / "sw"
+    res = runner.invoke(app, ["sweep", "baseline-mlp", "--data", str(small_prepared), "--grid", "lr=1e-4,3e-4",
+                              "--address", "127.0.0.1:1", "--out", str(out)])
+    assert res.exit_code == 2 and "nothing answers" in res.output
+    assert not out.exists()
