@@ -30,8 +30,10 @@ LAYERS = {
     "himari.gym_env": {"himari.engine", "himari.data"},
     "himari.demo": {"himari.engine", "himari.data", "himari.evaluation"},
     "himari.evaluate": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training"},
+    "himari.sweep": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training",
+                     "himari.evaluate"},
     "himari.cli": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training",
-                   "himari.demo", "himari.gym_env", "himari.evaluate"},
+                   "himari.demo", "himari.gym_env", "himari.evaluate", "himari.sweep"},
     "himari.__main__": {"himari.cli"},
 }
 
