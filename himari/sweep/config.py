@@ -36,8 +36,14 @@ from typing import Any
 
 from himari.errors import ConfigError
 from himari.plugin.config import unknown_key_error
-from himari.sweep.space import (Dimension, check_distribution, parse_grid_option, parse_random_entry,
-                                parse_random_option, resolve_key)
+from himari.sweep.space import (
+    Dimension,
+    check_distribution,
+    parse_grid_option,
+    parse_random_entry,
+    parse_random_option,
+    resolve_key,
+)
 
 FILE_KEYS = ("model", "data", "run", "grid", "random", "samples", "seeds", "walk_forward", "fold_mode",
              "validation_fraction", "embargo", "asha", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "top",

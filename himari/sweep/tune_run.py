@@ -16,9 +16,17 @@ import ray
 from ray import tune
 
 from himari.errors import ConfigError
-from himari.sweep.config import SweepConfig
 from himari.sweep import trial
-from himari.sweep.trial import RUNS, read_score, score_path, score_trial, train_trial, trial_dirname, trial_name
+from himari.sweep.config import SweepConfig
+from himari.sweep.trial import (
+    RUNS,
+    read_score,
+    score_path,
+    score_trial,
+    train_trial,
+    trial_dirname,
+    trial_name,
+)
 
 TUNE = "tune"
 """Tune's experiment state under the sweep directory (``Tuner.restore`` reads it)."""

@@ -12,17 +12,22 @@ from himari.cli import app
 from himari.errors import ConfigError
 from himari.plugin.manager import get_plugins
 from himari.sweep.config import build_sweep, covering_params
-from himari.sweep.space import check_distribution, parse_grid_option, parse_random_option, resolve_key
+from himari.sweep.space import (
+    check_distribution,
+    parse_grid_option,
+    parse_random_option,
+    resolve_key,
+)
 from himari.training.config import merge_run_config
 
 runner = CliRunner()
 
 
-def _base(model: str = "baseline-mlp", sets: list[str] | None = None):  # noqa: ANN202 - a RunConfig
+def _base(model: str = "baseline-mlp", sets: list[str] | None = None):
     return merge_run_config(plugins=get_plugins(), overrides={"model": model, "data": None}, sets=sets or [])
 
 
-def _sweep(data: Path, **kw):  # noqa: ANN003, ANN202 - build_sweep's keywords, a SweepConfig
+def _sweep(data: Path, **kw):
     return build_sweep(plugins=get_plugins(), model=kw.pop("model", "baseline-mlp"), data=str(data), **kw)
 
 
@@ -162,7 +167,7 @@ def test_resume_takes_no_new_settings(tmp_path: Path) -> None:
 
 def test_without_ray_the_command_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, small_prepared: Path,
                                                         tmp_path: Path) -> None:
-    import himari.plugin.extras as extras
+    from himari.plugin import extras
 
     real = extras.is_installed
     monkeypatch.setattr(extras, "is_installed", lambda m: m != "ray" and real(m))

@@ -21,13 +21,13 @@ ray = pytest.importorskip("ray", reason="himari sweep needs ray: pip install 'hi
 pytest.importorskip("ray.tune", reason="himari sweep needs Ray Tune: pip install 'himari[sweep]'")
 pytest.importorskip("torch")
 
-from rich.console import Console  # noqa: E402
+from rich.console import Console
 
-from himari.errors import ConfigError  # noqa: E402
-from himari.plugin.manager import get_plugins, reset_plugins  # noqa: E402
-from himari.sweep.config import build_sweep  # noqa: E402
-from himari.sweep.runner import run_sweep  # noqa: E402
-from himari.training import rundir  # noqa: E402
+from himari.errors import ConfigError
+from himari.plugin.manager import get_plugins, reset_plugins
+from himari.sweep.config import build_sweep
+from himari.sweep.runner import run_sweep
+from himari.training import rundir
 
 TINY = ["train.epochs=1", "train.batch_size=128", "train.max_steps_per_epoch=8"]
 ROOT = Path(__file__).resolve().parents[3]
@@ -66,7 +66,7 @@ def himari_register_training_methods(registry):
 
 
 @pytest.fixture(scope="module")
-def ray_session(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a generator fixture
+def ray_session(tmp_path_factory: pytest.TempPathFactory):
     """One local Ray instance with 2 CPUs for the module, and a test plugin installed as a
     distribution on PYTHONPATH (so the Ray workers, which inherit the environment, find it)."""
     site = tmp_path_factory.mktemp("site")
@@ -89,7 +89,7 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a g
     reset_plugins()
 
 
-def _sweep(data: Path, out: Path, **kw):  # noqa: ANN003, ANN202 - build_sweep's keywords, sweep.json
+def _sweep(data: Path, out: Path, **kw):
     plugins = get_plugins()
     sweep = build_sweep(plugins=plugins, model="baseline-mlp", data=str(data), sets=[*TINY, *kw.pop("sets", [])],
                         **kw)

@@ -12,13 +12,13 @@ import pytest
 
 pytest.importorskip("torch")
 
-from rich.console import Console  # noqa: E402
+from rich.console import Console
 
-from himari.plugin.manager import get_plugins  # noqa: E402
-from himari.sweep.trial import epoch_metrics, score_trial  # noqa: E402
-from himari.training import rundir  # noqa: E402
-from himari.training.config import merge_run_config  # noqa: E402
-from himari.training.trainer import Trainer  # noqa: E402
+from himari.plugin.manager import get_plugins
+from himari.sweep.trial import epoch_metrics, score_trial
+from himari.training import rundir
+from himari.training.config import merge_run_config
+from himari.training.trainer import Trainer
 
 
 class _Stop(Exception):
