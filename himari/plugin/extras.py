@@ -21,6 +21,7 @@ INSTALL_HINTS = {
     "tensorboard": "pip install 'himari[tensorboard]'",
     "wandb": "pip install 'himari[wandb]'",
     "sklearn": "pip install scikit-learn (or: pip install 'himari[augment]')",
+    "ray": "pip install 'himari[sweep]'",
 }
 
 

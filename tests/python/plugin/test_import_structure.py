@@ -31,8 +31,10 @@ LAYERS = {
     "himari.demo": {"himari.engine", "himari.data", "himari.evaluation"},
     "himari.evaluate": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training"},
     "himari.augment": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training"},
+    "himari.sweep": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training",
+                     "himari.evaluate"},
     "himari.cli": {"himari.engine", "himari.data", "himari.evaluation", "himari.plugin", "himari.training",
-                   "himari.demo", "himari.gym_env", "himari.evaluate", "himari.augment"},
+                   "himari.demo", "himari.gym_env", "himari.evaluate", "himari.augment", "himari.sweep"},
     "himari.__main__": {"himari.cli"},
 }
 
