@@ -15,7 +15,8 @@ Helpers re-exported here (docs/plugins.md lists them with what each is for): the
 (``Market``, ``VecTradingEnv``, ``RewardConfig``, ``replay_actions``, ``backtest_signals``, ``ekf``,
 ``EKFParams``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), online RL (``OnlineRLConfig``,
 ``PPOConfig``, ``ppo_loss``, ``gae``, ``RolloutBuffer``, ``EnvRollout``, ``train_env``,
-``sequential_actions``), evaluation (``evaluate_actions``, ``collapse``), execution rules
+``sequential_actions``), evaluation (``evaluate_actions``, ``collapse``), input attacks (``linf_attack``: FGSM and PGD,
+``random_corner``), execution rules
 (``ExecutionConfig``, ``ExecutionFilter``), progress reporting
 (``phase``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
 """
@@ -449,6 +450,7 @@ _HELPERS = {
     # evaluation
     "evaluate_actions": "himari.evaluation.policy", "collapse": "himari.evaluation.policy",
     "action_distribution": "himari.evaluation.policy",
+    "linf_attack": "himari.evaluation.attacks", "random_corner": "himari.evaluation.attacks",
     # execution rules
     "ExecutionConfig": "himari.training.config", "ExecutionFilter": "himari.evaluation.execution",
     # progress of long phases, files
