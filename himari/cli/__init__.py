@@ -102,6 +102,7 @@ def _add_groups() -> None:
     from himari.cli.info import info
     from himari.cli.plugins import app as plugins_app
     from himari.cli.report import report
+    from himari.cli.robustness import robustness
     from himari.cli.train import train
 
     app.add_typer(data_app, name="data", help="Import, synthesise and prepare bar data.")
@@ -115,6 +116,7 @@ def _add_groups() -> None:
     app.command("demo")(demo)
     app.command("info")(info)
     app.command("report")(report)
+    app.command("robustness")(robustness)
 
 
 _add_groups()
