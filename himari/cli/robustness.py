@@ -1,5 +1,5 @@
 """``himari robustness RUN``: a trained policy's action flips and after-cost scores under FGSM,
-PGD and random perturbations of its input features. The work is ``himari.evaluation.robustness``."""
+PGD and random perturbations of its input features. The work is ``himari.training.robustness`` and ``himari.evaluation.robustness``."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def robustness(
 
     from himari.evaluation.report import actions_cell, print_line, print_table
     from himari.evaluation.robustness import parse_epsilons
-    from himari.evaluation.robustness import robustness as measure
+    from himari.training.robustness import robustness as measure
 
     result = measure(run, split=split, epsilons=parse_epsilons(eps), pgd_steps=pgd_steps, seed=seed)
     if json_out:

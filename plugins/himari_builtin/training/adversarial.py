@@ -31,6 +31,7 @@ from typing import Any
 
 from himari.plugin.api import TrainingMethodSpec, hookimpl
 
+
 @dataclass(frozen=True)
 class AdversarialConfig:
     attack: str = "pgd"
@@ -77,7 +78,7 @@ def perturb_batch(model: Any, batch: Any, ctx: Any, config: AdversarialConfig) -
         raise ConfigError(f"adversarial: the model's inputs have {x.shape[-1]} columns, fewer than its "
                           f"{n_features} features")
     size = int(x.shape[0])
-    n_adv = int(round(config.ratio * size))
+    n_adv = round(config.ratio * size)
     if n_adv == 0 or config.epsilon == 0:
         return batch
     net = model.network

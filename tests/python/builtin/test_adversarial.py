@@ -11,9 +11,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from himari.evaluation.attacks import linf_attack  # noqa: E402
-from himari.plugin.api import ModelContext  # noqa: E402
-from himari_builtin.training.adversarial import Adversarial, AdversarialConfig, perturb_batch  # noqa: E402
+from himari_builtin.training.adversarial import (
+    Adversarial,
+    AdversarialConfig,
+    perturb_batch,
+)
+
+from himari.evaluation.attacks import linf_attack
+from himari.plugin.api import ModelContext
 
 F, ACCOUNT = 5, 2  # market features, then account columns (as cql's states)
 W = np.array([0.5, -1.0, 2.0, 0.0, -0.25])

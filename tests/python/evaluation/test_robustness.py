@@ -11,13 +11,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from typer.testing import CliRunner  # noqa: E402
+from typer.testing import CliRunner
 
-from himari.cli import app  # noqa: E402
-from himari.errors import ConfigError  # noqa: E402
-from himari.evaluation.policy import evaluate_actions  # noqa: E402
-from himari.evaluation.robustness import measure, parse_epsilons  # noqa: E402
-from himari.trading import EnvConfig  # noqa: E402
+from himari.cli import app
+from himari.errors import ConfigError
+from himari.evaluation.policy import evaluate_actions
+from himari.evaluation.robustness import measure, parse_epsilons
+from himari.trading import EnvConfig
 
 runner = CliRunner()
 
