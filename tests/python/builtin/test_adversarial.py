@@ -231,3 +231,67 @@ def test_a_run_trains_on_perturbed_rows_but_validates_and_scores_on_clean_ones(s
                                  run.plugin_configs, plugins, trainer.splits, seed=run.train.seed)
     np.testing.assert_array_equal(trainer.features, clean)
     assert math.isfinite(trainer.state["loss_sum"])
+
+
+def test_adversarial_training_moves_weight_to_robust_features_and_flips_less() -> None:
+    """Feature 0 carries the label with a large scale (signal 0.5, noise 0.5); twenty small
+    features carry it at a scale of 0.05 each: jointly more informative, but an epsilon of 0.05
+    erases them. Plain training leans on the small ones; FGSM training at that epsilon moves the
+    weight to feature 0, and FGSM then flips fewer decisions of held-out rows."""
+    from himari.evaluation.robustness import measure
+    from himari.trading import EnvConfig
+
+    k = 20
+
+    def data(n: int, seed: int):
+        rng = np.random.default_rng(seed)
+        sign = rng.choice([-1.0, 1.0], n)
+        x = np.empty((n, k + 1), np.float32)
+        x[:, 0] = sign * 0.5 + rng.normal(0, 0.5, n)
+        x[:, 1:] = sign[:, None] * 0.05 + rng.normal(0, 0.05, (n, k))
+        return x, np.where(sign > 0, 2, 0).astype(np.int64)
+
+    class Ctx21:
+        model = ModelContext(n_features=k + 1)
+
+    def train(adversarial: bool) -> LinearModel:
+        torch.manual_seed(0)
+        model = LinearModel()
+        model.network = torch.nn.Linear(k + 1, 3, bias=False)
+        x, y = data(2000, 0)
+        ds = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+        if adversarial:
+            method = Adversarial(AdversarialConfig(attack="fgsm", epsilon=0.05, ratio=1.0))
+            method.model_built(model, Ctx21())
+            ds = method.dataset(ds, Ctx21(), "train")
+        opt = torch.optim.Adam(model.network.parameters(), lr=0.05)
+        for step in range(200):
+            idx = torch.from_numpy(np.random.default_rng(step).choice(2000, 256, replace=False))
+            opt.zero_grad()
+            model.loss(ds[idx], Ctx21())[0].backward()
+            opt.step()
+        return model
+
+    class Policy:
+        def __init__(self, model: LinearModel) -> None:
+            self.network = model.network
+
+        def act(self, features, rows):
+            with torch.no_grad():
+                return self.network(torch.from_numpy(np.ascontiguousarray(features[rows]))).argmax(-1).numpy()
+
+        def action_logits(self, batch):
+            return self.network(batch[0])
+
+    x_test, _ = data(1000, 1)
+    close = np.linspace(100.0, 110.0, 1000)
+    flips, share = {}, {}
+    for adversarial in (False, True):
+        model = train(adversarial)
+        w = model.network.weight.detach().numpy()
+        share[adversarial] = np.abs(w[:, 0]).sum() / np.abs(w).sum()
+        out = measure(Policy(model), "linear", x_test, close, close, [(0, 1000)], EnvConfig(), None, [0.05],
+                      pgd_steps=3)
+        flips[adversarial] = next(r["flip_rate"] for r in out["results"] if r["attack"] == "fgsm")
+    assert share[True] > 2 * share[False]
+    assert flips[True] < 0.8 * flips[False]
