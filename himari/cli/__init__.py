@@ -102,6 +102,7 @@ def _add_groups() -> None:
     from himari.cli.info import info
     from himari.cli.plugins import app as plugins_app
     from himari.cli.report import report
+    from himari.cli.robustness import robustness
     from himari.cli.sweep import sweep
     from himari.cli.train import train
 
@@ -118,6 +119,7 @@ def _add_groups() -> None:
     app.command("report")(report)
     # options `sweep` does not define are the model's settings, as for `train`
     app.command("sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(sweep)
+    app.command("robustness")(robustness)
 
 
 _add_groups()

@@ -18,7 +18,8 @@ Helpers re-exported here (docs/plugins.md lists them with what each is for): the
 ``PPOConfig``, ``ppo_loss``, ``gae``, ``RolloutBuffer``, ``EnvRollout``, ``train_env``,
 ``sequential_actions``, ``observation_filter``, ``active_observation_filter``), initialisation
 (``init_orthogonal``, ``orthogonal_tensor_``, ``is_orthogonal_layer``), evaluation
-(``evaluate_actions``, ``collapse``), execution rules (``ExecutionConfig``, ``ExecutionFilter``),
+(``evaluate_actions``, ``collapse``), input attacks (``linf_attack``: FGSM and PGD, ``random_corner``),
+execution rules (``ExecutionConfig``, ``ExecutionFilter``),
 progress reporting (``phase``), synthetic data (``window_starts``, ``take_windows``, ``MinMaxScaler``,
 ``QuantileNormal``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
 """
@@ -622,6 +623,7 @@ _HELPERS = {
     # evaluation
     "evaluate_actions": "himari.evaluation.policy", "collapse": "himari.evaluation.policy",
     "action_distribution": "himari.evaluation.policy",
+    "linf_attack": "himari.evaluation.attacks", "random_corner": "himari.evaluation.attacks",
     # execution rules
     "ExecutionConfig": "himari.training.config", "ExecutionFilter": "himari.evaluation.execution",
     # progress of long phases, files

@@ -1,0 +1,144 @@
+"""adversarial: train on inputs perturbed inside an L-infinity ball of radius ``epsilon``
+(in the preprocessed feature space, i.e. standard deviations after ``zscore``) by FGSM
+(Goodfellow et al. 2015) or k-step PGD with a random start (Madry et al. 2018), mixed with
+clean rows: in each training batch the first ``ratio`` of the rows (the batch order is already
+a seeded shuffle) are replaced by their adversarial versions (Kurakin et al. 2017's mixed
+batches; ``ratio = 1`` is Madry's pure adversarial training).
+
+Uses the ``model_built`` hook (to keep the model) and the ``dataset`` hook: the train split's
+dataset is wrapped so each batch it hands out carries the perturbation, computed against the
+model's own loss (``model.loss``) with the network in eval mode (dropout off, batch-norm
+running statistics used and left alone, no training side effect of the loss runs: the same
+choice as TRADES, Zhang et al. 2019) and gradients taken only with respect to the input.
+The validation split (and every evaluation, which reads the run's features) is never perturbed.
+
+Which tensor moves: the first item of a training batch is the model's input (baseline-mlp's
+rows ``[B, F]``, cql's states ``[B, F + 4]``, cgdt's state windows ``[B, L, F + 4]``); only the
+first ``F`` columns of its last axis (the market features, ``ctx.model.n_features``) move. The
+columns after them are the env's account state (position, unrealised PnL, drawdown, time in
+position): the agent's own state, never perturbed.
+
+Online-RL models (ppo-lstm, flag-trader) are not supported: their observations are built inside
+the model's own rollout, which no hook reaches, and perturbing only the update minibatches
+would make the PPO ratio compare a clean behaviour policy with a perturbed one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from himari.plugin.api import TrainingMethodSpec, hookimpl
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    attack: str = "pgd"
+    """fgsm (one step of epsilon) or pgd (steps signed-gradient steps from a random start)."""
+    epsilon: float = 0.05
+    """Radius of the L-infinity ball, in preprocessed units (z-score standard deviations)."""
+    steps: int = 3
+    """PGD steps (each one forward and backward pass); ignored by fgsm."""
+    step_size: float = 0.0
+    """PGD step; 0 means 2.5 * epsilon / steps (Madry et al.)."""
+    ratio: float = 0.5
+    """Share of each training batch replaced by adversarial rows (1: adversarial only)."""
+    random_start: bool = True
+    """PGD starts from a uniform random point of the ball (Madry et al.) instead of the clean input."""
+
+    def __post_init__(self) -> None:
+        if self.attack not in ("fgsm", "pgd"):
+            raise ValueError(f"attack must be fgsm or pgd, got {self.attack!r}")
+        if not (math.isfinite(self.epsilon) and self.epsilon >= 0):
+            raise ValueError(f"epsilon must be a finite number >= 0, got {self.epsilon}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not (math.isfinite(self.step_size) and self.step_size >= 0):
+            raise ValueError(f"step_size must be a finite number >= 0, got {self.step_size}")
+        if not (math.isfinite(self.ratio) and 0 <= self.ratio <= 1):
+            raise ValueError(f"ratio must be in [0, 1], got {self.ratio}")
+
+
+def perturb_batch(model: Any, batch: Any, ctx: Any, config: AdversarialConfig) -> Any:
+    """``batch`` with its first ``round(ratio * B)`` rows' market features replaced by their
+    adversarial versions (on the model's device); the other items and the account columns are
+    unchanged."""
+    import torch
+
+    from himari.plugin.api import ConfigError, linf_attack
+
+    if not isinstance(batch, (tuple, list)) or not batch or not torch.is_tensor(batch[0]) \
+            or not batch[0].is_floating_point() or batch[0].dim() < 2:
+        raise ConfigError("adversarial: the model's training batches must start with a float tensor of inputs "
+                          "[batch, ..., features]")
+    n_features = ctx.model.n_features
+    x = batch[0]
+    if x.shape[-1] < n_features:
+        raise ConfigError(f"adversarial: the model's inputs have {x.shape[-1]} columns, fewer than its "
+                          f"{n_features} features")
+    size = int(x.shape[0])
+    n_adv = round(config.ratio * size)
+    if n_adv == 0 or config.epsilon == 0:
+        return batch
+    net = model.network
+    device = next(net.parameters()).device
+    batch = type(batch)(t.to(device) if torch.is_tensor(t) else t for t in batch)
+    part = type(batch)(t[:n_adv] if torch.is_tensor(t) and t.dim() and t.shape[0] == size else t for t in batch)
+    mask = torch.zeros(x.shape[-1], dtype=torch.bool)
+    mask[:n_features] = True
+
+    def loss_fn(x_adv: Any) -> Any:
+        return model.loss(type(part)((x_adv, *part[1:])), ctx)[0]
+
+    was_training = net.training
+    net.eval()
+    try:
+        x_adv = linf_attack(loss_fn, part[0].float(), config.epsilon, attack=config.attack, steps=config.steps,
+                            step_size=config.step_size or None, random_start=config.random_start, mask=mask)
+    finally:
+        net.train(was_training)
+    x_new = torch.cat([x_adv.to(batch[0].dtype), batch[0][n_adv:]])
+    return type(batch)((x_new, *batch[1:]))
+
+
+class _Adversarial:
+    """The train dataset whose batches carry adversarial rows (``perturb_batch``)."""
+
+    def __init__(self, inner: Any, method: Adversarial, ctx: Any) -> None:
+        self.inner, self.method, self.ctx = inner, method, ctx
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getattr__(self, name: str) -> Any:  # rows(), permutation() ... of the wrapped dataset
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __getitem__(self, idx: Any) -> Any:
+        return perturb_batch(self.method.model, self.inner[idx], self.ctx, self.method.config)
+
+
+class Adversarial:
+    def __init__(self, config: AdversarialConfig) -> None:
+        self.config = config
+        self.model: Any = None
+
+    def model_built(self, model: Any, ctx: Any) -> None:
+        self.model = model
+
+    def dataset(self, dataset: Any, ctx: Any, split: str) -> Any:
+        """Only the train split is wrapped: validation data (and every evaluation) stays clean."""
+        if split != "train" or self.config.epsilon == 0 or self.config.ratio == 0:
+            return dataset
+        return _Adversarial(dataset, self, ctx)
+
+
+@hookimpl
+def himari_register_training_methods(registry: Any) -> None:
+    registry.add(TrainingMethodSpec(name="adversarial", code="K5",
+                                    summary="FGSM/PGD adversarial training in an L-inf ball of the features "
+                                            "(dataset hook)",
+                                    config=AdversarialConfig, factory=Adversarial,
+                                    paradigms=("supervised", "sequence", "offline-rl")))
