@@ -19,6 +19,8 @@ Helpers re-exported here (docs/plugins.md lists them with what each is for): the
 ``sequential_actions``, ``observation_filter``, ``active_observation_filter``), initialisation
 (``init_orthogonal``, ``orthogonal_tensor_``, ``is_orthogonal_layer``), evaluation
 (``evaluate_actions``, ``collapse``), input attacks (``linf_attack``: FGSM and PGD, ``random_corner``),
+counterfactual price paths (``counterfactual_data``, ``counterfactual_context``,
+``counterfactual_env_source``, ``CounterfactualMethod``, ``bar_offsets``, ``bars_from_offsets``),
 execution rules (``ExecutionConfig``, ``ExecutionFilter``),
 progress reporting (``phase``), synthetic data (``window_starts``, ``take_windows``, ``MinMaxScaler``,
 ``QuantileNormal``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
@@ -166,6 +168,14 @@ class TrainContext:
     observation_filter: Any = None
     """Online RL: the run's ``ObservationFilter`` (a training method's ``model_built`` returned
     it), applied by ``EnvRollout`` to every observation and reward; None without one."""
+    preprocess: Callable[[Any, np.ndarray], np.ndarray] | None = None
+    """``preprocess(data, raw_features) -> features``: the run's preprocessors with their fitted
+    states (never refitted) over a prepared data set shaped like ``data`` (a counterfactual view
+    of it, say): what the model would see for those rows. Global RNG states are left unchanged."""
+    build_dataset: Callable[[TrainContext, str], Any] | None = None
+    """``build_dataset(other_ctx, split) -> dataset``: a split's training data built as the Trainer
+    builds it (the model's ``dataset``, then every method's ``dataset`` hook) from another
+    context, such as a copy with counterfactual features and labels. None where nothing trains."""
     synthetic: SyntheticRows | None = None
     """``himari train --augment SET``: the synthetic set's rows, preprocessed like the real ones,
     for a model whose spec sets ``augment=True`` to add to its train split (never to validation
@@ -624,6 +634,11 @@ _HELPERS = {
     "evaluate_actions": "himari.evaluation.policy", "collapse": "himari.evaluation.policy",
     "action_distribution": "himari.evaluation.policy",
     "linf_attack": "himari.evaluation.attacks", "random_corner": "himari.evaluation.attacks",
+    # counterfactual price paths: features and labels recomputed from modified bars
+    "counterfactual_data": "himari.training.counterfactual", "counterfactual_context": "himari.training.counterfactual",
+    "counterfactual_env_source": "himari.training.counterfactual",
+    "CounterfactualMethod": "himari.training.counterfactual", "bar_offsets": "himari.training.counterfactual",
+    "bars_from_offsets": "himari.training.counterfactual",
     # execution rules
     "ExecutionConfig": "himari.training.config", "ExecutionFilter": "himari.evaluation.execution",
     # progress of long phases, files

@@ -142,17 +142,19 @@ class TrainedPolicy:
         """The execution rules in effect (``execution``, else the run config's)."""
         return self.execution if self.execution is not None else self.run.execution
 
-    def actions(self, data: Any, ranges: list[tuple[int, int]]) -> np.ndarray:
+    def actions(self, data: Any, ranges: list[tuple[int, int]], features: np.ndarray | None = None) -> np.ndarray:
         """One executed action per row of the concatenated ``ranges`` of ``data``, under the
         run's execution rules (``rules``); a stateful model decides along each range from a flat
         account (the last row of a range takes no decision), through the run's observation
-        filter when it has one (frozen: acting never changes its statistics)."""
+        filter when it has one (frozen: acting never changes its statistics). ``features``: the
+        model's input features of every row of ``data`` when they are not its own prepared
+        features through the run's preprocessing (a counterfactual view's, say)."""
         import torch
 
         from himari.evaluation.execution import model_actions
         from himari.training.rl import observation_filter
 
-        features = self.features(data)
+        features = self.features(data) if features is None else features
         self.model.network.eval()
         with torch.no_grad(), observation_filter(self.observation_filter):
             return model_actions(self.model, features, data.open, data.close, ranges, self.context.env, self.rules,

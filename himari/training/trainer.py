@@ -144,7 +144,8 @@ class Trainer:
                         for n in run.methods]
         self.ctx = TrainContext(data=self.data, features=self.features, labels=self.labels, splits=self.splits,
                                 env=run.env, device=self.device, seed=cfg.seed, run_dir=self.run_dir,
-                                rank=self.dist.rank, world_size=self.dist.world_size, synthetic=synthetic)
+                                rank=self.dist.rank, world_size=self.dist.world_size, synthetic=synthetic,
+                                preprocess=self._preprocess, build_dataset=self._build_dataset)
         env = run.env
         for name, m in self.with_hook("env_config"):
             env = m.env_config(env, self.ctx)
@@ -204,11 +205,32 @@ class Trainer:
         if self.dist.enabled:  # identical set-up above; from here each rank draws its own random numbers
             seed_everything(distributed.rank_seed(cfg.seed, self.dist.rank), deterministic=cfg.deterministic)
 
-    def _dataset(self, split: str) -> Any:
-        ds = self.model.dataset(self.ctx, split)
+    def _dataset(self, split: str, ctx: TrainContext | None = None) -> Any:
+        ctx = self.ctx if ctx is None else ctx
+        ds = self.model.dataset(ctx, split)
         for _, m in self.with_hook("dataset"):
-            ds = m.dataset(ds, self.ctx, split)
+            ds = m.dataset(ds, ctx, split)
         return ds
+
+    def _build_dataset(self, ctx: TrainContext, split: str) -> Any:
+        """``ctx.build_dataset``: a split's data from another context, leaving the RNGs as they were
+        (a run resumed mid-epoch rebuilds the epoch's data without shifting its random streams)."""
+        saved = rng_state()
+        try:
+            return self._dataset(split, ctx)
+        finally:
+            set_rng_state(saved)
+
+    def _preprocess(self, data: Any, raw: np.ndarray) -> np.ndarray:
+        """``ctx.preprocess``: the run's preprocessors, with the states fitted at set-up, on other data."""
+        saved = rng_state()
+        try:
+            out, _ = run_preprocessors(data, np.asarray(raw, dtype=np.float32), self.run.preprocess,
+                                       self.run.plugin_configs, self.plugins, self.splits, seed=self.run.train.seed,
+                                       states=self.preprocessing_states)
+            return out
+        finally:
+            set_rng_state(saved)
 
     def with_hook(self, point: str) -> list[tuple[str, Any]]:
         """The run's training methods that define hook ``point``, in ``--method`` order."""

@@ -331,3 +331,43 @@ def test_incompatible_combinations_are_refused_naming_both(small_prepared) -> No
     with pytest.raises(ConfigError, match=r"preprocessor 'rolling-range' does not apply to model 'ppo-lstm'"):
         merge_run_config(plugins=plugins, overrides={"model": "ppo-lstm", "preprocess": "rolling-range"})
     merge_run_config(plugins=plugins, overrides={"model": "baseline-mlp", "methods": "confidence-penalty"})
+
+
+# ------------------------------------------------------------------------------ ctx.preprocess, ctx.build_dataset
+
+
+class AllBuyOnShiftedFeatures:
+    """Rebuilds the epoch's train data from a context whose raw train features are all 1.0 (through
+    the run's fitted preprocessing) and whose train labels are all BUY."""
+
+    seen: list = []
+
+    def epoch_dataset(self, dataset, ctx):
+        from dataclasses import replace as dc_replace
+
+        raw = np.array(ctx.data.features, dtype=np.float32)
+        (a, b), = ctx.splits["train"]
+        raw[a:b] = 1.0
+        before = torch.get_rng_state().clone(), np.random.get_state()[1].copy()
+        feats = ctx.preprocess(ctx.data, raw)
+        labels = np.array(ctx.labels)
+        labels[a:b] = 2
+        ds = ctx.build_dataset(dc_replace(ctx, features=feats, labels=labels), "train")
+        after = torch.get_rng_state(), np.random.get_state()[1]
+        AllBuyOnShiftedFeatures.seen.append((feats, ds, torch.equal(before[0], after[0])
+                                             and np.array_equal(before[1], after[1])))
+        return ds
+
+
+def test_build_dataset_and_preprocess_rebuild_train_data_from_another_context(small_prepared, tmp_path) -> None:
+    AllBuyOnShiftedFeatures.seen = []
+    t, _ = fit(with_method("all-buy", AllBuyOnShiftedFeatures), small_prepared, tmp_path / "r", methods="all-buy",
+               sets=["train.epochs=1", "train.max_steps_per_epoch=2"])
+    (feats, ds, rng_kept), = AllBuyOnShiftedFeatures.seen
+    state = t.preprocessing_states[0]["state"]  # zscore fitted on the real train rows, not refitted
+    expected = np.clip((1.0 - np.asarray(state["mean"], np.float32)) / np.asarray(state["std"], np.float32), -10, 10)
+    x, y = ds.tensors
+    np.testing.assert_allclose(x.numpy(), np.broadcast_to(expected, x.shape), rtol=1e-6)
+    assert (y == 2).all() and len(y) > 1000
+    np.testing.assert_array_equal(feats[t.splits["validation"][0][0]:], t.features[t.splits["validation"][0][0]:])
+    assert rng_kept  # neither call moved the global random streams (mid-epoch resumes stay exact)
