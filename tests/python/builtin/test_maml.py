@@ -260,3 +260,16 @@ def test_resume_is_exact_in_every_mode(mode, small_prepared, tmp_path) -> None:
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["network"]
     b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["network"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_adapt_runs_the_inner_loop_on_the_adaptation_rows_in_place() -> None:
+    """backtest --adapt-bars' hook: k SGD steps of alpha on ctx.splits["adapt"]'s examples, written
+    into the model (the Reptile case above: two steps on the support point give (0.56, -0.17)); a row
+    outside the range (a far-off point) is not used."""
+    from himari.plugin.api import TrainContext
+
+    feats = np.array([[2.0, 1.0], [100.0, -100.0]])
+    ctx = TrainContext(data=None, features=feats, labels=np.zeros(2), splits={"adapt": [(0, 1)]}, env=None)
+    model = LineModel()
+    MAML(MAMLConfig(inner_steps=2, inner_lr=0.1)).adapt(model, ctx)
+    assert (model.network.a.item(), model.network.b.item()) == pytest.approx((0.56, -0.17), abs=1e-12)
