@@ -15,8 +15,8 @@ torch = pytest.importorskip("torch")
 from himari.errors import ConfigError  # noqa: E402
 from himari.plugin.manager import get_plugins  # noqa: E402
 from himari_builtin.training.maml import MAML, MAMLConfig  # noqa: E402
-from himari_builtin.training.maml_steps import functional_loss, meta_gradient  # noqa: E402
-from himari_builtin.training.maml_tasks import regime_tasks, sample_tasks, terciles, windows  # noqa: E402
+from himari_builtin.training.maml.steps import functional_loss, meta_gradient  # noqa: E402
+from himari_builtin.training.maml.tasks import regime_tasks, sample_tasks, terciles, windows  # noqa: E402
 
 P = get_plugins()
 
@@ -158,7 +158,7 @@ def test_no_query_row_precedes_or_falls_within_the_embargo_of_its_support(small_
 
 
 def test_sampling_is_uniform_over_regimes_not_windows() -> None:
-    from himari_builtin.training.maml_tasks import Task
+    from himari_builtin.training.maml.tasks import Task
 
     tasks = [Task(0, 1, 2, 3, regime=0)] * 99 + [Task(10, 11, 12, 13, regime=5)]
     picked = [t.regime for s in range(400) for t in sample_tasks(tasks, 1, seed=1, step=s)]

@@ -4,9 +4,9 @@ and Schulman 2018, "On First-Order Meta-Learning Algorithms").
 
 Tasks are windows of the train split grouped into volatility x trend regimes; each window's
 support set is followed, after an embargo of at least the labels' lookahead, by its query set
-(``maml_tasks``). Every optimiser step of the run becomes a meta-step: ``tasks_per_step`` tasks
+(``tasks``). Every optimiser step of the run becomes a meta-step: ``tasks_per_step`` tasks
 are sampled, each adapted by ``inner_steps`` SGD steps of ``inner_lr`` (alpha) on its support
-set, and the meta-gradient (``maml_steps``: first-order by default, second-order or Reptile)
+set, and the meta-gradient (``steps``: first-order by default, second-order or Reptile)
 averaged over them replaces the gradient of the Trainer's batch in the ``before_optimizer_step``
 hook; the run's optimiser (AdamW with ``--lr``, the outer rate beta) takes the step, after the
 usual gradient clipping. The Trainer's batch is still drawn and its loss logged, so an epoch has
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from himari.plugin.api import TrainingMethodSpec, hookimpl
-from himari_builtin.training.maml_steps import MODES, functional_loss, inner_loop, meta_gradient
-from himari_builtin.training.maml_tasks import Task, regime_tasks, sample_tasks
+from himari_builtin.training.maml.steps import MODES, functional_loss, inner_loop, meta_gradient
+from himari_builtin.training.maml.tasks import Task, regime_tasks, sample_tasks
 
 
 @dataclass(frozen=True)
