@@ -273,3 +273,17 @@ def test_adapt_runs_the_inner_loop_on_the_adaptation_rows_in_place() -> None:
     model = LineModel()
     MAML(MAMLConfig(inner_steps=2, inner_lr=0.1)).adapt(model, ctx)
     assert (model.network.a.item(), model.network.b.item()) == pytest.approx((0.56, -0.17), abs=1e-12)
+
+
+def test_frozen_parameters_get_no_meta_gradient() -> None:
+    """A frozen weight is neither adapted nor given a gradient (the optimiser would otherwise move it)."""
+    from himari.plugin.api import TrainContext
+
+    feats = np.random.default_rng(0).normal(size=(400, 2))
+    ctx = TrainContext(data=None, features=feats, labels=np.zeros(400), splits={}, env=None)
+    model = LineModel()
+    model.network.b.requires_grad_(False)
+    method = MAML(MAMLConfig(window=100, support=60, embargo=6))
+    method.tasks, method._model = regime_tasks(np.exp(feats[:, 0] * 0.01), [(0, 400)], 100, 60, 6), model
+    method.before_optimizer_step(model, None, ctx)
+    assert model.network.b.grad is None and model.network.a.grad is not None

@@ -69,8 +69,9 @@ def meta_gradient(loss_of: LossOf, params: dict[str, Any], support: Any, query: 
 def functional_loss(model: Any, ctx: Any) -> tuple[LossOf, dict[str, Any]]:
     """``loss_of(params, batch)``: the model plugin's ``loss(batch, ctx)`` with its network's
     parameters replaced by ``params`` (``torch.func.functional_call`` on a module whose forward is
-    the model's loss), and the network's current parameters by name. Buffers (BatchNorm's running
-    statistics) stay the network's own."""
+    the model's loss), and the network's trainable parameters by name (frozen ones are left out, so
+    they are neither adapted nor given a gradient). Buffers (BatchNorm's running statistics) stay
+    the network's own."""
     import torch
 
     class _Loss(torch.nn.Module):
@@ -86,4 +87,4 @@ def functional_loss(model: Any, ctx: Any) -> tuple[LossOf, dict[str, Any]]:
     def loss_of(params: dict[str, Any], batch: Any) -> Any:
         return torch.func.functional_call(wrapper, {f"net.{k}": v for k, v in params.items()}, (batch,), strict=False)
 
-    return loss_of, dict(model.network.named_parameters())
+    return loss_of, {k: p for k, p in model.network.named_parameters() if p.requires_grad}
