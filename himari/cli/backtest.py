@@ -31,6 +31,11 @@ def backtest(
     export_format: str = typer.Option("parquet", "--export-format", help="parquet or csv."),
     out: Path = typer.Option(None, "--out", help="Write the results as JSON here (default backtest-<split>.json)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+    adapt_bars: int = typer.Option(None, "--adapt-bars", help="Adapt each run on the first N bars of every scored "
+                                                              "range (its training method's inner loop, e.g. "
+                                                              "maml, on the labels known by their end) and score "
+                                                              "every target only on the bars after them, each run "
+                                                              "with and without adaptation."),
 ) -> None:
     """Backtest after fees and slippage; several targets make a leaderboard sorted by Sharpe.
 
@@ -51,7 +56,8 @@ def backtest(
     console = Console()
     with reporting(ConsoleReporter(Console(stderr=True) if json_out else console)):  # a model's long phases
         entries, context = run_backtest(list(targets), data=data, split=split, start=start, end=end, seed=seed,
-                                        fee=fee, slippage=slippage, export=export, export_format=export_format)
+                                        fee=fee, slippage=slippage, export=export, export_format=export_format,
+                                        adapt_bars=adapt_bars)
     result = {**context, "results": [{"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, **e.metrics,
                                       "gross": e.gross} for e in entries]}
     chosen, split = split, context["split"]
@@ -73,6 +79,10 @@ def backtest(
     print_line(console, f"bars scored: {context['bars']:,} of {', '.join(context['symbols'])}, "
                         f"{utc_text(parse_time(context['first']))} .. {utc_text(parse_time(context['last']))} UTC "
                         f"({n_ranges} block{'s' if n_ranges > 1 else ''}, each traded from flat)")
+    if adapt_bars is not None:
+        print_line(console, f"adapted on the first {adapt_bars} bars of each block (labels of their first "
+                            f"{context['adapt_label_rows'][0][1] - context['adapt_label_rows'][0][0]} bars, known by "
+                            f"the end of them); every row scores only the bars after them")
     where = "all bars" if split == "all" else f"{split} split"
     if context["from"] is not None or context["to"] is not None:
         where += f" from {context['from'] or 'the start'} to {context['to'] or 'the end'}"

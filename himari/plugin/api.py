@@ -509,6 +509,14 @@ class TrainingMethod(Protocol):
       model (``policy.actions(data, ranges)``, ``policy.features(data)``, ``policy.model``) and
       ``ctx.splits``; a returned dict is saved in ``summary.json`` under ``methods.<name>``.
     - ``state_dict()``/``load_state_dict(state)``: JSON-ready state kept in checkpoints.
+
+    Outside training, ``himari backtest RUN --adapt-bars N`` calls (for a run trained with the method):
+
+    - ``adapt(model, ctx) -> dict | None``: fine-tune the restored ``model`` in place on the
+      examples ``model.dataset`` builds from ``ctx.splits["adapt"]`` (the first bars of an
+      evaluation range whose labels are known by its N-th bar); the model then acts on the bars
+      after them. ``ctx.features`` are the run's preprocessed features of ``ctx.data``; ``ctx.labels``
+      its labels. The backtest restores the trained weights before the next range.
     """
 
 

@@ -77,7 +77,7 @@ def _own_ranges(policies: list[Any], prepared: Any, split: str, start: Any, end:
 def backtest(targets: list[str], *, data: str | None = None, split: str | None = None, start: Any = None,
              end: Any = None, seed: int = 0, env: EnvConfig | None = None, fee: float | None = None,
              slippage: float | None = None, export: str | Path | None = None,
-             export_format: str = "parquet") -> tuple[list[Entry], dict[str, Any]]:
+             export_format: str = "parquet", adapt_bars: int | None = None) -> tuple[list[Entry], dict[str, Any]]:
     """Score every target; returns the entries (sorted by Sharpe, best first) and context (data
     path, selection, bars scored, costs). Costs default to the runs' own (they must agree) or
     ``env``; ``fee`` and ``slippage`` override them for every target.
@@ -85,7 +85,10 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
     The bars: ``split`` (``train``, ``validation``, ``test`` or ``all``; default ``test``, or
     ``all`` when ``start`` or ``end`` is given) narrowed to bars opening in ``[start, end)``
     (``PreparedData.select``). ``export``: a directory for every strategy's per-bar series
-    (``himari.evaluation.export``), checked before anything is scored."""
+    (``himari.evaluation.export``), checked before anything is scored. ``adapt_bars``: every run
+    also scores as a copy adapted on the first ``adapt_bars`` bars of each range by its training
+    methods' ``adapt`` hooks (``himari.training.adaptation``), and every target, the unadapted
+    runs included, is scored only on the bars after them."""
     from himari.data import PreparedData, resolve_prepared
     from himari.data.splits import SELECTIONS, time_window
     from himari.evaluation.export import FORMATS, check_export_dir, write_export
@@ -118,6 +121,14 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
     if export is not None:
         check_export_dir(export, [prepared.path, *(p.run_dir for p in policies)])
     ranges = _own_ranges(policies, prepared, split, start, end) or prepared.select(split, start, end)
+    selected = ranges
+    if adapt_bars is not None:
+        from himari.training.adaptation import adapting_methods, check_adapt_bars, scored_ranges
+
+        check_adapt_bars(adapt_bars, ranges, int(prepared.lookahead))
+        for p in policies:
+            adapting_methods(p)  # a run that cannot adapt is refused before anything is scored
+        ranges = scored_ranges(adapt_bars, ranges)
     if env is None:
         overrides = {k: v for k, v in (("fee", fee), ("slippage", slippage)) if v is not None}
         costs = {(o.fee, o.slippage, o.mode) for o in (dataclasses.replace(p.run.env, **overrides) for p in policies)}
@@ -137,12 +148,22 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
             p = by_path[str(Path(t))]
             kind, checkpoint = "run", p.checkpoint
             actions = p.actions(prepared, ranges)
-        metrics = evaluate_actions(prepared.open, prepared.close, ranges, actions, env, bpy)
-        gross = evaluate_actions(prepared.open, prepared.close, ranges, actions, free, bpy)
-        entries.append(Entry(name, kind, metrics, checkpoint, {k: gross[k] for k in METRICS}, actions))
+        scored = [(name, actions)]
+        if adapt_bars is not None and kind == "run":
+            from himari.training.adaptation import adapted_actions
+
+            scored.append((f"{name} adapted", adapted_actions(by_path[str(Path(t))], prepared, selected, adapt_bars)))
+        for label, acts in scored:
+            metrics = evaluate_actions(prepared.open, prepared.close, ranges, acts, env, bpy)
+            gross = evaluate_actions(prepared.open, prepared.close, ranges, acts, free, bpy)
+            entries.append(Entry(label, kind, metrics, checkpoint, {k: gross[k] for k in METRICS}, acts))
     entries.sort(key=lambda e: -e.metrics["sharpe"])
     context = {"data": str(prepared.path), "split": split, "from": _text(start), "to": _text(end),
                "costs": env.costs(), **scored_bars(prepared, ranges)}
+    if adapt_bars is not None:
+        context["adapt_bars"] = int(adapt_bars)
+        context["adapted_on"] = [[int(a), int(a + adapt_bars)] for a, _ in selected]
+        context["adapt_label_rows"] = [[int(a), int(a + adapt_bars - prepared.lookahead)] for a, _ in selected]
     if export is not None:
         from functools import partial
 
