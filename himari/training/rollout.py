@@ -159,8 +159,15 @@ class EnvRollout:
         # the CPU with its outputs copied to the policy's device each step.
         self._cuda = _is_cuda(device) and cuda_available()
         self._env = train_env(ctx, cfg, seed, window=self.window, device=str(device) if self._cuda else "cpu")
-        obs, _ = self._env.reset(seed=seed)
+        obs, info = self._env.reset(seed=seed)
         self._obs = self._obs_tensor(obs, device).clone()
+        # The prepared row of each bar of the env's market (-1 where it is none), and the bar of
+        # each env's current observation: the rows a rollout records beside its observations.
+        rows = getattr(ctx.env_source, "rows", None)
+        n_bars = len(ctx.env_source.close)
+        rows = np.full(n_bars, -1, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        self._row_of_bar = torch.from_numpy(np.ascontiguousarray(rows)).to(device)
+        self._bar = self._bar_tensor(info["bar"], device)
         filter_ = getattr(ctx, "observation_filter", None)
         if filter_ is not None:
             filter_.reset(cfg.n_envs)
@@ -171,6 +178,15 @@ class EnvRollout:
         self._buf = RolloutBuffer(cfg.rollout_steps, cfg.n_envs, shape, str(device))
         # An env truncates at most once every episode_steps steps.
         self._final_slots = (cfg.rollout_steps - 1) // self._env.episode_steps + 1
+
+    @staticmethod
+    def _bar_tensor(bar: Any, device: Any) -> Any:
+        """A copy of the env's ``info["bar"]`` (the bar of each env's observation) on ``device``."""
+        import torch
+
+        if not isinstance(bar, torch.Tensor):
+            bar = torch.from_numpy(np.array(bar, dtype=np.int64))
+        return bar.to(device=device, dtype=torch.long, copy=True)
 
     # ---- collection ------------------------------------------------------------------------
     def collect(self, ctx: Any, reset: bool, policy: PolicyFn, initial_state: StateFn, device: Any) -> RolloutBuffer:
@@ -198,12 +214,14 @@ class EnvRollout:
                 logp_all = torch.log_softmax(logits.float(), -1)
                 action = torch.multinomial(logp_all.exp(), 1)[:, 0]
                 buf.obs[t] = obs_t
+                buf.rows[t] = self._row_of_bar[self._bar]
                 buf.starts[t] = starts
                 buf.actions[t] = action
                 buf.logprobs[t] = logp_all.gather(1, action[:, None])[:, 0]
                 buf.values[t] = value.float()
                 if self._cuda:
                     obs, reward, _term, trunc, info = env.step(action)
+                    self._bar = self._bar_tensor(info["bar"], device)
                     done = info["episode_done"]
                     obs_t = obs[:, -1, :] if self.window == 1 else obs
                     final_obs = self._obs_tensor(info["final_obs"], device)
@@ -222,6 +240,7 @@ class EnvRollout:
                     any_start = True  # no host sync to find out
                 else:
                     obs, reward, term, trunc, info = env.step(action.cpu().numpy())
+                    self._bar = self._bar_tensor(info["bar"], device)
                     done = term | trunc
                     # A view of the env's buffer: used by the next policy call, before the next step.
                     obs_t = self._obs_tensor(obs, device)
