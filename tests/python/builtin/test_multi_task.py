@@ -159,6 +159,35 @@ def test_online_trunks_are_what_the_actor_reads_and_rollouts_record_prepared_row
         torch.testing.assert_close(m.network.policy_head(h.reshape(-1, h.shape[-1])), logits)
 
 
+def test_rollout_steps_off_prepared_rows_take_no_auxiliary_loss(small_prepared, tmp_path) -> None:
+    """An env source without prepared rows (a synthetic market) records -1 rows, and the
+    method gives those steps no target: the auxiliary loss is exactly 0 (with a gradient path)."""
+    from dataclasses import replace
+
+    from himari.training.online import default_env_source
+
+    trainer = set_up("ppo-lstm", small_prepared, tmp_path, ["ppo-lstm.n_envs=4", "ppo-lstm.rollout_steps=8",
+                                                            "ppo-lstm.episode_length=16", *ONLINE["ppo-lstm"]],
+                     )
+    method = MultiTask(MultiTaskConfig())
+    method.model_built(trainer.model, trainer.ctx)
+    trainer.ctx.env_source = replace(default_env_source(trainer), rows=None)
+    buf = trainer.model.rollout(trainer.ctx, True)
+    assert bool((buf.rows == -1).all())
+    terms = method.loss_terms(trainer.model, buf[torch.arange(4)], trainer.ctx)
+    assert all(t.detach().item() == 0.0 and t.requires_grad for t in terms.values())
+
+
+def test_validate_false_skips_the_epoch_scores(small_prepared, tmp_path) -> None:
+    from himari_tests_conformance import tiny_run  # type: ignore[import-not-found]
+
+    tiny_run("baseline-mlp", small_prepared, tmp_path / "r", plugins=P, methods="multi-task",
+             sets=["multi-task.validate=false"])
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert any("validation/sharpe" in r for r in records)
+    assert not any(k.startswith("validation/multi-task/") for r in records for k in r)
+
+
 @pytest.mark.parametrize("model", ["ppo-lstm", "flag-trader"])
 def test_trunk_sequence_follows_the_policys_own_path(model, small_prepared, tmp_path) -> None:
     """Validation scoring of a stateful model: at each row the trunk's action head gives the
