@@ -6,8 +6,7 @@ then per epoch: shuffle by (seed, epoch), optimise (device placement, AMP on CUD
 clipping), checkpoint every N steps, and evaluate on the validation split: validation loss, and
 the model's actions through the native backtester after fees and slippage (Sharpe, return,
 drawdown, turnover, trades, action distribution, collapse) and the methods' ``epoch_end``
-reports. ``best.pt`` keeps the best
-validation Sharpe; early stopping watches it. At the end the best checkpoint is scored on the
+reports. ``best.pt`` keeps the best validation Sharpe; early stopping watches it. At the end the best checkpoint is scored on the
 validation and test splits next to buy-and-hold and never-trade, the methods' ``after_training``
 reports are added, and ``summary.json`` is written.
 
