@@ -68,22 +68,25 @@ def main() -> None:
     p.add_argument("--method", help="the variant's training methods (comma-separated)")
     p.add_argument("--augment", help="the variant's synthetic set (himari data augment), added to its train split")
     p.add_argument("--set", action="append", default=[], help="run settings for both variants")
+    p.add_argument("--variant-set", action="append", default=[],
+                   help="run settings for the variant only (its method's or preprocessor's config)")
     p.add_argument("--runs", default="bench-method-runs", help="where the run directories go")
     p.add_argument("--out", required=True, help="JSON output")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    variants = {"without": (args.baseline_preprocess, None, None),
-                "with": (args.preprocess or args.baseline_preprocess, args.method, args.augment)}
+    variants = {"without": (args.baseline_preprocess, None, args.set, None),
+                "with": (args.preprocess or args.baseline_preprocess, args.method, [*args.set, *args.variant_set],
+                         args.augment)}
     augment_label = f"augment={Path(args.augment).name}" if args.augment else None
     label = ",".join(x for x in (args.preprocess, args.method, augment_label) if x)
     results: dict[str, Any] = {"machine": machine_info(), "model": args.model, "data": args.data, "seeds": seeds,
-                               "variant": label, "sets": args.set, "runs": {}}
+                               "variant": label, "sets": args.set, "variant_sets": args.variant_set, "runs": {}}
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name, (pre, method, augment) in variants.items():
+    for name, (pre, method, sets, augment) in variants.items():
         for seed in seeds:
             run_dir = Path(args.runs) / f"{args.model}-{label.replace(',', '+').replace('=', '-')}-{stamp}" / name / \
                 f"seed-{seed}"
-            s = train(args.model, args.data, run_dir, seed, pre, method, args.set, augment)
+            s = train(args.model, args.data, run_dir, seed, pre, method, sets, augment)
             results["runs"].setdefault(name, []).append(
                 {"seed": seed, "run_dir": str(run_dir), "seconds": s["wall_seconds"],
                  **{split: {k: s[split]["model"][k] for k in ("sharpe", "total_return", "n_trades", "actions")}

@@ -14,9 +14,9 @@ against them.
 Helpers re-exported here (docs/plugins.md lists them with what each is for): the native core
 (``Market``, ``VecTradingEnv``, ``RewardConfig``, ``replay_actions``, ``backtest_signals``, ``ekf``,
 ``EKFParams``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), preprocessors over time
-(``filter_ranges``, ``require_finite``, ``require_n_features``), online RL (``OnlineRLConfig``,
+(``filter_ranges``, ``require_finite``, ``require_n_features``, ``contiguous_segments``), ``to_device``, online RL (``OnlineRLConfig``,
 ``PPOConfig``, ``ppo_loss``, ``gae``, ``RolloutBuffer``, ``EnvRollout``, ``train_env``,
-``sequential_actions``, ``observation_filter``, ``active_observation_filter``), initialisation
+``sequential_actions``, ``sequential_trunk``, ``observation_filter``, ``active_observation_filter``), initialisation
 (``init_orthogonal``, ``orthogonal_tensor_``, ``is_orthogonal_layer``), evaluation
 (``evaluate_actions``, ``collapse``), input attacks (``linf_attack``: FGSM and PGD, ``random_corner``),
 counterfactual price paths (``counterfactual_data``, ``counterfactual_context``,
@@ -445,6 +445,18 @@ class Model(Protocol):
       re-initialise the network (``orthogonal-init``; docs/plugins.md, "Layer roles").
     - ``reinitialised() -> None``: called after such a method changed the weights (a model
       keeping copies of them, such as target networks, refreshes them).
+    - ``trunk_size() -> int`` and ``trunk(batch) -> (features [..., H], rows [...])``: the
+      shared representation the action head reads (width ``H``), for training methods that put
+      heads of their own on it (``multi-task``). ``trunk`` takes a training batch (as ``loss``
+      does) and returns one float vector per decision in it, with its leading shape matching
+      ``rows``, an int64 tensor of the prepared row each decision was taken at (``-1`` where the
+      decision is not at a prepared row: a synthetic bar, padding). It runs the network again,
+      with gradients, and must change no state of the network (running statistics, counters).
+    - ``trunk_sequence(features, open, close, ranges, env) -> [n, H]``: for a model with
+      ``act_sequence``, the trunk's representation at each row of the concatenated ranges as
+      the policy acts through them (arg-max, from a flat account), NaN at rows without a decision
+      (the last row of each range); ``sequential_trunk`` does the stepping. Used to score such
+      heads on the validation split.
     """
 
     network: Any
@@ -505,6 +517,9 @@ class TrainingMethod(Protocol):
       (gradients unscaled), before gradient clipping and the step (gradient surgery,
       meta-learning updates).
     - ``outer_loop(fit, ctx) -> None``: wraps the whole epoch loop; must call ``fit()``.
+    - ``epoch_end(epoch, ctx) -> {name: float} | None``: after each epoch's validation scoring,
+      before its checkpoints (rank 0 only; the network is in eval mode); the values are logged
+      in that epoch's record as ``validation/<method>/<name>``.
     - ``after_training(policy, ctx) -> dict | None``: after the final evaluation, with the best
       model (``policy.actions(data, ranges)``, ``policy.features(data)``, ``policy.model``) and
       ``ctx.splits``; a returned dict is saved in ``summary.json`` under ``methods.<name>``.
@@ -556,7 +571,7 @@ class ObservationFilter(Protocol):
 
 
 HOOK_POINTS = ("env_config", "model_built", "dataset", "epoch_start", "epoch_dataset", "env_source",
-               "on_rollout", "loss_terms", "before_optimizer_step", "outer_loop", "after_training")
+               "on_rollout", "loss_terms", "before_optimizer_step", "outer_loop", "epoch_end", "after_training")
 
 
 class Tracker(Protocol):
@@ -628,10 +643,12 @@ _HELPERS = {
     "apply_zscore": "himari.data.normalize",
     # preprocessors over time: where a filter restarts, refused input
     "filter_ranges": "himari.training.preprocess", "require_finite": "himari.training.preprocess",
+    "contiguous_segments": "himari.training.preprocess", "to_device": "himari.training.device",
     "require_n_features": "himari.training.preprocess",
     # online RL
     "OnlineRLConfig": "himari.training.rl", "RolloutBuffer": "himari.training.rl", "gae": "himari.training.rl",
     "train_env": "himari.training.rl", "sequential_actions": "himari.training.rl",
+    "sequential_trunk": "himari.training.rl",
     "observation_filter": "himari.training.rl", "active_observation_filter": "himari.training.rl",
     "EnvRollout": "himari.training.rollout", "PPOConfig": "himari.training.ppo", "ppo_loss": "himari.training.ppo",
     "value_loss": "himari.training.ppo",

@@ -129,7 +129,9 @@ class RolloutBuffer:
     ``rewards``, ``starts`` (1.0 where obs begins an episode), ``final_values`` (the value of
     the final observation of an episode step t truncated, else 0: ``gae``'s bootstrap), ``bars``
     (int64: the bar of ``ctx.env_source`` each step decided at, so the step is filled at
-    ``open[bar + 1]`` and marked at ``close[bar + 1]``; -1 where the collector does not know), then
+    ``open[bar + 1]`` and marked at ``close[bar + 1]``; -1 where the collector does not know),
+    ``rows`` (int64: the prepared row of each observation's bar, ``-1`` where the bar is not a
+    prepared row: a synthetic market, or a buffer filled by other code), then
     ``advantages`` and ``returns`` after ``finish``. ``state`` is the recurrent state at the rollout's first step,
     a tuple of tensors with the env axis at dim 1 (``nn.LSTM``'s ``(h, c)`` layout).
     ``buf[idx]`` (a LongTensor of env indices) is a dict of whole sequences for those envs: what
@@ -152,6 +154,7 @@ class RolloutBuffer:
         self.bars = torch.full((steps, n_envs), -1, dtype=torch.long, device=device)
         self.advantages = torch.zeros(steps, n_envs, **f32)
         self.returns = torch.zeros(steps, n_envs, **f32)
+        self.rows = torch.full((steps, n_envs), -1, dtype=torch.long, device=device)
         self.state: tuple[Any, ...] = ()
 
     def finish(self, last_values: Any, last_starts: Any, gamma: float, lam: float) -> None:
@@ -172,7 +175,7 @@ class RolloutBuffer:
         return {"obs": self.obs[:, idx], "actions": self.actions[:, idx], "logprobs": self.logprobs[:, idx],
                 "values": self.values[:, idx], "starts": self.starts[:, idx],
                 "advantages": self.advantages[:, idx], "returns": self.returns[:, idx],
-                "state": tuple(s[:, idx] for s in self.state)}
+                "rows": self.rows[:, idx], "state": tuple(s[:, idx] for s in self.state)}
 
 
 def train_env(ctx: Any, cfg: OnlineRLConfig, seed: int, window: int = 1, device: str = "cpu") -> Any:
@@ -295,3 +298,44 @@ def sequential_actions(step: PolicyStep, features: np.ndarray, open_: np.ndarray
         parts.append(out)
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
 
+
+
+TrunkStep = Callable[[np.ndarray, np.ndarray], tuple[Any, Any]]
+"""``step(obs, starts) -> (actions [1], hidden [1, H])``: a ``PolicyStep`` that also returns the
+representation its action head read (a NumPy array or a torch tensor)."""
+
+
+def sequential_trunk(step: TrunkStep, features: np.ndarray, open_: np.ndarray, close: np.ndarray,
+                     ranges: Sequence[tuple[int, int]], env: Any, window: int = 1) -> np.ndarray:
+    """The representation a stateful policy's action head reads at each row of the concatenated
+    ``ranges`` as it acts through them with ``sequential_actions`` (from a flat account, its own
+    actions filling): float32 ``[n, H]``, NaN at rows that take no decision (the last row of each
+    range, rows after a bankruptcy). What a model's ``trunk_sequence`` returns, so a training
+    method can score heads on the trunk over a validation split."""
+    starts_at: list[int] = []
+    offset = 0
+    for a, b in ranges:
+        if b - a >= 2:
+            starts_at.append(offset)
+        offset += b - a
+    total = offset
+    rows: list[int] = []
+    hidden: list[np.ndarray] = []
+    pos = {"k": -1, "t": 0}
+
+    def recording(obs: np.ndarray, starts: np.ndarray) -> Any:
+        if bool(np.asarray(starts).any()):
+            pos["k"], pos["t"] = pos["k"] + 1, 0
+        actions, h = step(obs, starts)
+        h = h.detach().float().cpu().numpy() if hasattr(h, "detach") else np.asarray(h, dtype=np.float32)
+        rows.append(starts_at[pos["k"]] + pos["t"])
+        hidden.append(np.asarray(h, dtype=np.float32).reshape(-1))
+        pos["t"] += 1
+        return actions
+
+    sequential_actions(recording, features, open_, close, ranges, env, window=window)
+    width = hidden[0].shape[0] if hidden else 0
+    out = np.full((total, width), np.nan, dtype=np.float32)
+    if hidden:
+        out[np.asarray(rows)] = np.stack(hidden)
+    return out

@@ -174,6 +174,12 @@ class EnvRollout:
         self._env = train_env(ctx, cfg, seed, window=self.window, device=str(device) if self._cuda else "cpu")
         obs, info = self._env.reset(seed=seed)
         self._obs = self._obs_tensor(obs, device).clone()
+        # The prepared row of each bar of the env's market (-1 where it is none), and the bar of
+        # each env's current observation: the rows a rollout records beside its observations.
+        rows = getattr(ctx.env_source, "rows", None)
+        n_bars = len(ctx.env_source.close)
+        rows = np.full(n_bars, -1, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        self._row_of_bar = torch.from_numpy(np.ascontiguousarray(rows)).to(device)
         filter_ = getattr(ctx, "observation_filter", None)
         if filter_ is not None:
             filter_.reset(cfg.n_envs)
@@ -214,6 +220,7 @@ class EnvRollout:
                 logp_all = torch.log_softmax(logits.float(), -1)
                 action = torch.multinomial(logp_all.exp(), 1)[:, 0]
                 buf.obs[t] = obs_t
+                buf.rows[t] = self._row_of_bar[bars]
                 buf.starts[t] = starts
                 buf.actions[t] = action
                 buf.logprobs[t] = logp_all.gather(1, action[:, None])[:, 0]

@@ -5,8 +5,8 @@ split and transform every split, let training methods adjust the env config and 
 then per epoch: shuffle by (seed, epoch), optimise (device placement, AMP on CUDA, gradient
 clipping), checkpoint every N steps, and evaluate on the validation split: validation loss, and
 the model's actions through the native backtester after fees and slippage (Sharpe, return,
-drawdown, turnover, trades, action distribution, collapse). ``best.pt`` keeps the best
-validation Sharpe; early stopping watches it. At the end the best checkpoint is scored on the
+drawdown, turnover, trades, action distribution, collapse) and the methods' ``epoch_end``
+reports. ``best.pt`` keeps the best validation Sharpe; early stopping watches it. At the end the best checkpoint is scored on the
 validation and test splits next to buy-and-hold and never-trade, the methods' ``after_training``
 reports are added, and ``summary.json`` is written.
 
@@ -452,6 +452,7 @@ class Trainer:
                   **({"validation/loss": val_loss} if val_loss is not None else {}),
                   **{f"validation/{k}": v for k, v in val.items() if not isinstance(v, (dict, str))},
                   **{f"validation/actions_{k}": v for k, v in val["actions"].items()}}
+        record.update(self._epoch_end_reports(epoch))
         self._log(record)
         improved = st["best_sharpe"] is None or val["sharpe"] > st["best_sharpe"]
         if improved:
@@ -468,6 +469,30 @@ class Trainer:
         report.epoch_verdict(self.console, epoch, cfg.epochs, train_loss, val_loss, val, improved,
                              st["stopped_early"], cfg.patience)
         return improved
+
+    def _epoch_end_reports(self, epoch: int) -> dict[str, float]:
+        """The methods' ``epoch_end`` values as ``validation/<method>/<name>`` (network in eval
+        mode, no gradients, under the run's observation filter)."""
+        import torch
+
+        out: dict[str, float] = {}
+        hooks = self.with_hook("epoch_end")
+        if not hooks:
+            return out
+        self.model.network.eval()
+        self.method_modules.eval()
+        try:
+            with torch.no_grad(), observation_filter(self.ctx.observation_filter):
+                for name, m in hooks:
+                    values = m.epoch_end(epoch, self.ctx)
+                    if values is None:
+                        continue
+                    if not isinstance(values, dict):
+                        raise TrainingError(f"training method {name!r}: epoch_end must return a dict or None")
+                    out.update({f"validation/{name}/{k}": float(v) for k, v in values.items()})
+        finally:
+            self.method_modules.train()
+        return out
 
     # ----------------------------------------------------------------- public
 

@@ -371,3 +371,49 @@ def test_build_dataset_and_preprocess_rebuild_train_data_from_another_context(sm
     assert (y == 2).all() and len(y) > 1000
     np.testing.assert_array_equal(feats[t.splits["validation"][0][0]:], t.features[t.splits["validation"][0][0]:])
     assert rng_kept  # neither call moved the global random streams (mid-epoch resumes stay exact)
+# ------------------------------------------------------------------------------ epoch_end
+
+
+class EpochEndProbe:
+    """Reports, at each epoch end, the network's mode and the number of the epoch's optimiser
+    steps, which only a hook called after the epoch's training can know."""
+
+    calls: list = []
+
+    def __init__(self):
+        self.steps = 0
+
+    def before_optimizer_step(self, model, optimizer, ctx):
+        self.steps += 1
+
+    def epoch_end(self, epoch, ctx):
+        EpochEndProbe.calls.append((epoch, ctx.epoch))
+        import torch as t
+
+        return {"steps_so_far": self.steps, "training_mode": float(ctx.model is not None and
+                                                                    t.is_grad_enabled())}
+
+
+def test_epoch_end_reports_land_in_each_epochs_validation_record(small_prepared, tmp_path) -> None:
+    EpochEndProbe.calls = []
+    _, s = fit(with_method("probe", EpochEndProbe), small_prepared, tmp_path / "r", methods="probe",
+               sets=["train.max_steps_per_epoch=3"])
+    assert EpochEndProbe.calls == [(0, 0), (1, 1)]
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    epoch_records = [r for r in records if "validation/sharpe" in r]
+    assert [r["validation/probe/steps_so_far"] for r in epoch_records] == [3.0, 6.0]
+    assert all(r["validation/probe/training_mode"] == 0.0 for r in epoch_records)  # under no_grad
+
+
+class BadEpochEnd:
+    def epoch_end(self, epoch, ctx):
+        return [1.0]
+
+
+def test_epoch_end_must_return_a_dict(small_prepared, tmp_path) -> None:
+    from himari.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="'bad-end'.*epoch_end must return a dict"):
+        fit(with_method("bad-end", BadEpochEnd), small_prepared, tmp_path / "r", methods="bad-end",
+            sets=["train.max_steps_per_epoch=1", "train.epochs=1"])
+    assert not (tmp_path / "r").exists()

@@ -25,8 +25,9 @@ class BaselineMLP:
         return {str(len(self.network) - 1): "policy"}
 
     def dataset(self, ctx: Any, split: str) -> Any:
-        """Labelled rows of the split: (preprocessed features [F], label); the train split also
-        gets the synthetic rows of ``himari train --augment`` (``ctx.synthetic``)."""
+        """Labelled rows of the split: (preprocessed features [F], label, prepared row); the train
+        split also gets the synthetic rows of ``himari train --augment`` (``ctx.synthetic``, prepared
+        row -1)."""
         import numpy as np
         import torch
         from torch.utils.data import TensorDataset
@@ -37,19 +38,20 @@ class BaselineMLP:
         rows = rows[np.asarray(ctx.labels)[rows] >= 0]
         x = np.ascontiguousarray(ctx.features[rows], dtype=np.float32)
         y = np.asarray(ctx.labels)[rows].astype(np.int64)
+        r = rows.astype(np.int64)
         synthetic = getattr(ctx, "synthetic", None)
         if split == "train" and synthetic is not None:  # himari train --augment: train rows only
             x = np.concatenate([x, synthetic.features.astype(np.float32)])
             y = np.concatenate([y, synthetic.labels.astype(np.int64)])
-        ds = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-        # the row of each example (curricula); synthetic rows have none (-1)
-        ds.example_rows = np.concatenate([rows, np.full(len(x) - len(rows), -1, dtype=rows.dtype)])  # type: ignore[attr-defined]
+            r = np.concatenate([r, np.full(len(synthetic.labels), -1, dtype=np.int64)])
+        ds = TensorDataset(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(r))
+        ds.example_rows = r  # type: ignore[attr-defined]  # the row of each example (curricula)
         return ds
 
     def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
         import torch.nn.functional as F
 
-        x, y = batch
+        x, y = batch[0], batch[1]
         logits = self.network(x).float()
         cfg = self.config
         if cfg.loss == "focal":
@@ -65,6 +67,30 @@ class BaselineMLP:
     def action_logits(self, batch: Any) -> Any:
         """Logits of a training batch's rows (what confidence-penalty regularises)."""
         return self.network(batch[0])
+
+    def trunk_size(self) -> int:
+        """Width of the last hidden layer (the input of the action layer)."""
+        return int(self.network[-1].in_features)
+
+    def trunk(self, batch: Any) -> tuple[Any, Any]:
+        """The last hidden layer's output for each row of a training batch (what the action
+        layer reads), and the rows' prepared rows. BatchNorm layers normalise with the batch's
+        statistics in training mode as in ``loss``, but their running statistics are left as the
+        ``loss`` pass set them (this second pass must not count the batch twice)."""
+        from torch import nn
+
+        x = batch[0]
+        norms = [m for m in self.network if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+        try:
+            for m in norms:
+                m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+            h = self.network[:-1](x)
+        finally:
+            for m, (momentum, tracked) in zip(norms, saved):
+                m.momentum = momentum
+                m.num_batches_tracked.copy_(tracked)
+        return h, batch[2]
 
     def act(self, features: Any, rows: Any) -> Any:
         """Arg-max action at each row, from that row's features only (causal by construction)."""

@@ -33,20 +33,21 @@ def guidance_coefficient(step: int, config: CGDTConfig) -> float:
 
 
 class _Windows:
-    """Windows of ``L`` steps by tensor indexing: ``(obs [B, L, F+4], actions [B, L], rtg [B, L])``."""
+    """Windows of ``L`` steps by tensor indexing: ``(obs [B, L, F+4], actions [B, L], rtg [B, L],
+    rows [B, L])``, ``rows`` the prepared row of each step."""
 
-    def __init__(self, obs: Any, actions: Any, rtg: Any, starts: Any, length: int) -> None:
+    def __init__(self, obs: Any, actions: Any, rtg: Any, starts: Any, length: int, rows: Any) -> None:
         import torch
 
-        self.obs, self.actions, self.rtg, self.starts = obs, actions, rtg, starts
+        self.obs, self.actions, self.rtg, self.starts, self.rows = obs, actions, rtg, starts, rows
         self.offsets = torch.arange(length)
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, idx: Any) -> tuple[Any, Any, Any]:
+    def __getitem__(self, idx: Any) -> tuple[Any, Any, Any, Any]:
         k = self.starts[idx][:, None] + self.offsets
-        return self.obs[k], self.actions[k], self.rtg[k]
+        return self.obs[k], self.actions[k], self.rtg[k], self.rows[k]
 
 
 class CGDT:
@@ -98,7 +99,7 @@ class CGDT:
             self._tune_ranges = [(int(a), int(b)) for a, b in ctx.splits["validation"]]
         windows = _Windows(torch.from_numpy(obs), torch.from_numpy(ds.actions.astype(np.int64)),
                            torch.from_numpy(rtg), torch.from_numpy(ds.window_starts.astype(np.int64)),
-                           c.context_length)
+                           c.context_length, torch.from_numpy(ds.source_rows.astype(np.int64)))
         if train:
             self._train = windows
         return windows
@@ -150,7 +151,7 @@ class CGDT:
                     phase(f"cgdt: critic pre-training, {steps:,} steps", total=steps) as advance:
                 for i in range(steps):
                     idx = torch.from_numpy(rng.integers(0, len(windows), size=min(c.critic_batch_size, len(windows))))
-                    obs, actions, rtg = (x.to(dev) for x in windows[idx])
+                    obs, actions, rtg = (x.to(dev) for x in windows[idx][:3])
                     loss = self.critic_loss(obs, actions, rtg)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -198,7 +199,7 @@ class CGDT:
         training = net.training and torch.is_grad_enabled()
         if training and int(net.critic_ready) == 0 and self._train is not None:
             self.train_critic(self._train, self.config.critic_steps, self._seed)
-        obs, actions, rtg = batch
+        obs, actions, rtg = batch[:3]
         actions = actions.long()
         logits = net.policy(rtg.float() / net.rtg_scale, net.states(obs.float()), actions)
         nll = F.cross_entropy(logits.float().reshape(-1, N_ACTIONS), actions.reshape(-1))
@@ -212,6 +213,26 @@ class CGDT:
         return loss, {"action_nll": float(nll.detach()), "guidance": float(guide.detach()), "guidance_c": c,
                       "critic_mu": float(mu.detach().mean()), "critic_nll": float(net.critic_nll),
                       "action_accuracy": acc}
+
+    # ----------------------------------------------------------------- trunk
+
+    def trunk_size(self) -> int:
+        """Width of the policy's final hidden states (``d_model``)."""
+        return int(self.config.d_model)
+
+    def trunk(self, batch: Any) -> tuple[Any, Any]:
+        """The policy's final (layer-normed) hidden state at every state token of the batch's
+        windows, ``[B, L, d_model]``: what its action head reads; and the steps' prepared rows.
+        The same forward as ``loss``, without its step counter or the critic."""
+        import torch
+
+        net = self.network
+        obs, actions, rtg, rows = batch[0], batch[1].long(), batch[2], batch[3]
+        pol = net.policy
+        t = rtg.shape[1]
+        tokens = pol.tokens(rtg.float() / net.rtg_scale, net.states(obs.float()), actions)[:, :-1]
+        h, _ = pol.run(tokens, rows=torch.arange(1, 3 * t, 3, device=rtg.device))
+        return pol.ln_f(h), rows
 
     # ------------------------------------------------------------------- act
 

@@ -183,6 +183,43 @@ class FlagTrader:
         flat = {k: batch[k].reshape(n) for k in ("actions", "logprobs", "values", "advantages", "returns")}
         return ppo_loss(logits, values, flat, self.config)
 
+    def trunk_size(self) -> int:
+        """The backbone's width (its newest-bar hidden state feeds both heads)."""
+        return int(self.network.embed.out_features)
+
+    def trunk(self, batch: Any) -> tuple[Any, Any]:
+        """The backbone's newest-bar hidden state of every window of a minibatch ``[T, B, width]``
+        (what the policy and value heads read), and each window's prepared row."""
+        obs = batch["obs"]
+        n = obs.shape[0] * obs.shape[1]
+        h = self.network.hidden(obs.reshape(n, *obs.shape[2:]))
+        return h.reshape(obs.shape[0], obs.shape[1], -1), batch["rows"]
+
+    def trunk_sequence(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any) -> Any:
+        """The newest-bar hidden state at each row as the policy acts (arg-max) through ``ranges``."""
+        import numpy as np
+        import torch
+
+        from himari.plugin.api import sequential_trunk
+
+        net = self.network
+        device = self._device()
+
+        def step(obs: np.ndarray, starts: np.ndarray) -> Any:
+            x = torch.from_numpy(np.array(obs, dtype=np.float32)).to(device)
+            with net.inference_autocast(device):
+                h = net.hidden(x)
+                logits = net.policy_head(h)
+            return logits.argmax(-1).cpu().numpy(), h.float()
+
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                return sequential_trunk(step, features, open_, close, ranges, env, window=self.config.context_length)
+        finally:
+            net.train(was_training)
+
     def act(self, features: Any, rows: Any) -> Any:
         from himari.plugin.api import HimariError
 

@@ -113,10 +113,14 @@ class FlagTraderNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``obs [B, W, D]`` (or ``[B, D]``, a window of one bar) -> logits ``[B, A]`` and
         value ``[B]`` from the newest bar's hidden state."""
+        hidden = self.hidden(obs)
+        return self.policy_head(hidden), self.value_head(hidden)[:, 0]
+
+    def hidden(self, obs: torch.Tensor) -> torch.Tensor:
+        """The backbone's last hidden state at the newest bar ``[B, width]`` (what both heads read)."""
         if obs.dim() == 2:
             obs = obs[:, None]
-        hidden = self.backbone(inputs_embeds=self.embed(obs), use_cache=False).last_hidden_state[:, -1]
-        return self.policy_head(hidden), self.value_head(hidden)[:, 0]
+        return self.backbone(inputs_embeds=self.embed(obs), use_cache=False).last_hidden_state[:, -1]
 
     def inference_autocast(self, device: torch.device) -> Any:
         """bf16 autocast on CUDA when configured (rollouts, warm start, evaluation)."""

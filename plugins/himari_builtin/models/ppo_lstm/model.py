@@ -65,6 +65,39 @@ class PPOLSTM:
         logits, values, _ = self.network.forward_sequence(batch["obs"], batch["starts"], batch["state"])
         return ppo_loss(logits, values, batch, self.config)
 
+    def trunk_size(self) -> int:
+        """The LSTM's width (its output feeds the actor and the critic)."""
+        return int(self.config.lstm_hidden)
+
+    def trunk(self, batch: Any) -> tuple[Any, Any]:
+        """The LSTM's output at every step of a minibatch of env sequences ``[T, B, H]`` (the
+        representation the actor and critic read), and each step's prepared row."""
+        out, _ = self.network.core_sequence(batch["obs"], batch["starts"], batch["state"])
+        return out, batch["rows"]
+
+    def trunk_sequence(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any) -> Any:
+        """The LSTM's output at each row as the policy acts (arg-max) through ``ranges``."""
+        import numpy as np
+        import torch
+
+        from himari.plugin.api import sequential_trunk
+
+        net = self.network
+        device = next(net.parameters()).device
+        holder: dict[str, Any] = {}
+        self._threads(device)
+
+        def step(obs: np.ndarray, starts: np.ndarray) -> Any:
+            if "state" not in holder:
+                holder["state"] = net.initial_state(len(obs), device)
+            x = torch.tensor(obs, device=device)
+            s = torch.from_numpy(starts.astype(np.float32)).to(device) if starts.any() else None
+            logits, _, holder["state"] = net.step(x, s, holder["state"])
+            return logits.argmax(-1).cpu().numpy(), holder["state"][0][0]
+
+        with torch.no_grad():
+            return sequential_trunk(step, features, open_, close, ranges, env)
+
     def act(self, features: Any, rows: Any) -> Any:
         from himari.plugin.api import HimariError
 

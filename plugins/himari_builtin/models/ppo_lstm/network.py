@@ -42,8 +42,15 @@ class ActorCritic(nn.Module):
     def forward_sequence(self, obs: torch.Tensor, starts: torch.Tensor,
                          state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """``obs [T, B, D]``, ``starts [T, B]`` (1 where an episode begins: the state is
-        zeroed before that step), ``state`` ``(h, c)`` each ``[1, B, H]``. The LSTM runs once
-        per segment between the steps where some env starts an episode."""
+        zeroed before that step), ``state`` ``(h, c)`` each ``[1, B, H]``: the logits
+        ``[T, B, A]``, values ``[T, B]`` and final state."""
+        out, state = self.core_sequence(obs, starts, state)
+        return self.actor(out), self.critic(out)[..., 0], state
+
+    def core_sequence(self, obs: torch.Tensor, starts: torch.Tensor,
+                      state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        """The LSTM's outputs ``[T, B, H]`` (what both heads read) and final state; the LSTM
+        runs once per segment between the steps where some env starts an episode."""
         T, B = obs.shape[0], obs.shape[1]
         x = self.encoder(obs.reshape(T * B, -1)).reshape(T, B, -1)
         h, c = state
@@ -57,7 +64,7 @@ class ActorCritic(nn.Module):
             out, (h, c) = self.lstm(x[t0:t1], (h, c))
             outs.append(out)
         out = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
-        return self.actor(out), self.critic(out)[..., 0], (h, c)
+        return out, (h, c)
 
     def step(self, obs: torch.Tensor, starts: torch.Tensor | None,
              state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
