@@ -39,12 +39,14 @@ def test_baseline_mlp_adds_synthetic_rows_to_train_only() -> None:
                           splits={"train": [(0, 10)], "validation": [(12, 15)], "test": [(17, 20)]})
     model = BaselineMLP.__new__(BaselineMLP)
     train = model.dataset(ctx, "train")
-    x, y = train.tensors
+    x, y, r = train.tensors
     assert len(train) == 9 + 5  # 10 train rows, one without a label, then the synthetic ones
     np.testing.assert_array_equal(x[-5:].numpy(), synth.features)
     np.testing.assert_array_equal(y[-5:].numpy(), synth.labels)
+    np.testing.assert_array_equal(r.numpy(), [0, 1, 2, 4, 5, 6, 7, 8, 9, -1, -1, -1, -1, -1])  # no prepared row
     for split, rows in (("validation", [12, 13, 14]), ("test", [17, 18, 19])):
-        vx, vy = model.dataset(ctx, split).tensors
+        vx, vy, vr = model.dataset(ctx, split).tensors
+        np.testing.assert_array_equal(vr.numpy(), rows)
         np.testing.assert_array_equal(vx.numpy(), features[rows])  # real rows only
         assert not (vx.numpy() == -7).any()
 

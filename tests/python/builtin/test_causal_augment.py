@@ -46,8 +46,8 @@ def test_epoch_rows_are_the_pipeline_on_the_bootstrapped_bars(small_prepared, tm
 
     t = _trainer(small_prepared, tmp_path, ["causal-augment.rate=1.0"])
     method = t.methods[0][1]
-    real_x, real_y = t.train_ds.tensors
-    x, y = epoch_dataset(t).tensors
+    real_x, real_y, _ = t.train_ds.tensors
+    x, y, _ = epoch_dataset(t).tensors
     cf = method.epoch_context(t.ctx)
     (a, b), = t.splits["train"]
     assert cf.data.edited == [(a, b)]

@@ -119,7 +119,7 @@ def test_training_changes_train_rows_only_and_the_report_scores_a_stress_set(sma
                 np.testing.assert_array_equal(getattr(cf.data, k)[s:e], getattr(t.data, k)[s:e])
             np.testing.assert_array_equal(cf.features[s:e], t.features[s:e])
     np.testing.assert_array_equal(cf.features[b:], t.features[b:])
-    x, _ = epoch_dataset(t).tensors  # the model trains on the modified rows
+    x, *_ = epoch_dataset(t).tensors  # the model trains on the modified rows
     rows = np.arange(a, b)
     rows = rows[cf.labels[rows] >= 0]
     np.testing.assert_array_equal(x.numpy(), cf.features[rows])

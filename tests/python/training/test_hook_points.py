@@ -366,11 +366,13 @@ def test_build_dataset_and_preprocess_rebuild_train_data_from_another_context(sm
     (feats, ds, rng_kept), = AllBuyOnShiftedFeatures.seen
     state = t.preprocessing_states[0]["state"]  # zscore fitted on the real train rows, not refitted
     expected = np.clip((1.0 - np.asarray(state["mean"], np.float32)) / np.asarray(state["std"], np.float32), -10, 10)
-    x, y = ds.tensors
+    x, y, rows = ds.tensors
     np.testing.assert_allclose(x.numpy(), np.broadcast_to(expected, x.shape), rtol=1e-6)
     assert (y == 2).all() and len(y) > 1000
     np.testing.assert_array_equal(feats[t.splits["validation"][0][0]:], t.features[t.splits["validation"][0][0]:])
     assert rng_kept  # neither call moved the global random streams (mid-epoch resumes stay exact)
+
+
 # ------------------------------------------------------------------------------ epoch_end
 
 
