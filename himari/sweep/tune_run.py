@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,27 @@ def _done(trials: list[Any], current: Any) -> int:
     return sum(1 for t in trials if t is current or t.status in ("TERMINATED", "ERROR"))
 
 
+def _himari_home() -> Path:
+    """The directory this process imports ``himari`` from (site-packages, or a source tree)."""
+    import himari
+
+    return Path(himari.__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    """``ray.init`` puts the driver's working directory first on every worker's ``sys.path``: run
+    from a himari source checkout, the workers would import that checkout (without its built
+    core, or at another version) instead of the ``himari`` this process runs. Connecting from the
+    directory this process's ``himari`` comes from gives the workers the same one."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 @contextlib.contextmanager
 def ray_instance(address: str | None) -> Iterator[None]:
     """A local Ray instance on every core of this machine, started and stopped here, or the
@@ -114,10 +136,11 @@ def ray_instance(address: str | None) -> Iterator[None]:
         return
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     try:
-        if address:
-            ray.init(address=address, **options)
-        else:  # "local": a new instance even where RAY_ADDRESS or a `ray start` cluster exists
-            ray.init(address="local", include_dashboard=False, **options)
+        with _cwd(_himari_home()):
+            if address:
+                ray.init(address=address, **options)
+            else:  # "local": a new instance even where RAY_ADDRESS or a `ray start` cluster exists
+                ray.init(address="local", include_dashboard=False, **options)
     except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
         where = f"--address {address}: cannot join the Ray cluster" if address else "cannot start a local Ray instance"
         raise ConfigError(f"{where} ({' '.join(str(e).split())[:300]})") from None

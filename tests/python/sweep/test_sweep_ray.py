@@ -26,6 +26,7 @@ from rich.console import Console
 from himari.errors import ConfigError
 from himari.plugin.manager import get_plugins, reset_plugins
 from himari.sweep.config import build_sweep
+from himari.sweep import tune_run
 from himari.sweep.runner import run_sweep
 from himari.training import rundir
 
@@ -80,7 +81,8 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("OMP_NUM_THREADS", "1")
         mp.syspath_prepend(str(site))
         reset_plugins()
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        with tune_run._cwd(tune_run._himari_home()):  # as the command connects (see test_sweep_workers)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             yield
         finally:
