@@ -129,6 +129,14 @@ class Trainer:
         self.features, self.preprocessing_states = run_preprocessors(
             self.data, np.asarray(self.data.features), run.preprocess, run.plugin_configs, self.plugins, self.splits,
             seed=cfg.seed, states=states, source=self.run_dir / "preprocessing.json" if states is not None else None)
+        if self.resuming and self.dist.is_main:  # the lock is held: a temp file here is a killed writer's
+            for stale in self.run_dir.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+        if self.resuming and states is None and self.dist.is_main:
+            # Killed after writing its config but before its preprocessing state: the fit above
+            # (train rows only, seeded) is the one the run would have saved, so save it now, or
+            # the finished run could never be loaded again (backtest, evaluate).
+            save_states(self.run_dir, self.preprocessing_states)
         self.labels = np.asarray(self.data.labels)
         self.augment_record: dict[str, Any] | None = None
         synthetic = None

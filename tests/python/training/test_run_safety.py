@@ -488,3 +488,33 @@ def test_fee_and_slippage_options(run: Path, small_prepared: Path, tmp_path: Pat
     assert out["results"][0]["total_return"] == pytest.approx(expected, rel=1e-12)
     res = runner.invoke(app, ["backtest", "buy-and-hold", "--data", str(small_prepared), "--fee", "nan"])
     assert res.exit_code == 2 and "--fee" in res.output
+
+
+def test_a_run_killed_before_its_preprocessing_state_resumes_and_loads(small_prepared: Path, tmp_path: Path) -> None:
+    """SIGKILL between a new run's config.yaml and its preprocessing.json (seen in a killed
+    `himari evaluate`): the resume refits on the train rows, must save that state, and the
+    finished run must load (backtest, evaluate) with the same state an unkilled run saves."""
+    from himari.plugin.manager import get_plugins
+    from himari.training.assemble import load_trained
+    from himari.training.config import merge_run_config
+    from himari.data import PreparedData
+    from himari.training.trainer import Trainer
+
+    plugins = get_plugins()
+    run = merge_run_config(plugins=plugins, overrides={"model": "baseline-mlp", "data": str(small_prepared)},
+                           sets=["train.epochs=1", "train.batch_size=64", "train.max_steps_per_epoch=4",
+                                 "train.progress=false"])
+    whole = tmp_path / "whole"
+    Trainer(run, plugins=plugins, run_dir=whole).fit()
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "config.yaml").write_bytes((whole / "config.yaml").read_bytes())  # all a killed creation left
+    (cut / ".preprocessing.json.123.abc.tmp").write_text("{")                 # and a half-written temp file
+    Trainer.resume(cut, plugins=plugins).fit()
+    assert json.loads((cut / "preprocessing.json").read_text()) == json.loads((whole / "preprocessing.json").read_text())
+    assert not list(cut.glob(".*.tmp"))  # the resume (holding the lock) cleared the dead writer's temp file
+    data = PreparedData(small_prepared)
+    ranges = data.split("validation")
+    a = load_trained(whole, plugins=plugins).actions(data, ranges)
+    b = load_trained(cut, plugins=plugins).actions(data, ranges)  # refused ("state is for []") before the fix
+    assert (a == b).all()
