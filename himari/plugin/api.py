@@ -457,6 +457,14 @@ class Model(Protocol):
       the policy acts through them (arg-max, from a flat account), NaN at rows without a decision
       (the last row of each range); ``sequential_trunk`` does the stepping. Used to score such
       heads on the validation split.
+    - ``step_logits(obs, starts, state) -> (logits [n, A], next_state)``: for a model with
+      ``act_sequence``, one step of its policy exactly as ``act_sequence`` takes it (its
+      arg-max is the decision): ``obs`` a float tensor ``[n, D]`` on the network's device (the
+      env observation: the ``F`` market features, then the account columns), ``starts`` a bool
+      array ``[n]`` marking episode starts (reset the recurrent state there), ``state`` what the
+      previous step returned (None: a fresh state). Differentiable in ``obs``: ``himari
+      robustness`` attacks a stateful policy along its path through it, and adversarial training
+      perturbs observations with it. It must change no state of the network.
     """
 
     network: Any

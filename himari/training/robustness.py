@@ -33,8 +33,11 @@ def robustness(run_dir: str, *, split: str = "validation", epsilons: Sequence[fl
     features = policy.features(prepared)
     env = policy.context.env
     bpy = float(prepared.metadata.get("bars_per_year", 105_120))
-    out = measure(policy.model, policy.name, features, prepared.open, prepared.close, ranges, env, policy.rules,
-                  epsilons, pgd_steps, seed=seed, bars_per_year=bpy)
+    from himari.training.rl import observation_filter
+
+    with observation_filter(policy.observation_filter):  # a stateful policy sees what it saw in training
+        out = measure(policy.model, policy.name, features, prepared.open, prepared.close, ranges, env, policy.rules,
+                      epsilons, pgd_steps, seed=seed, bars_per_year=bpy)
     return {"run": str(run_dir), "model": policy.name, "checkpoint": policy.checkpoint, "data": str(prepared.path),
             "split": split, "costs": env.costs(), "pgd_steps": int(pgd_steps),
             "pgd_step_size": "2.5 * epsilon / pgd_steps", "seed": int(seed),
