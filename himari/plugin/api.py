@@ -463,8 +463,8 @@ class Model(Protocol):
       env observation: the ``F`` market features, then the account columns), ``starts`` a bool
       array ``[n]`` marking episode starts (reset the recurrent state there), ``state`` what the
       previous step returned (None: a fresh state). Differentiable in ``obs``: ``himari
-      robustness`` attacks a stateful policy along its path through it, and adversarial training
-      perturbs observations with it. It must change no state of the network.
+      robustness`` attacks a stateful policy along its path through it. It must change no state
+      of the network.
     """
 
     network: Any
