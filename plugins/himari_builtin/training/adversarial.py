@@ -58,6 +58,11 @@ class AdversarialConfig:
     """Share of each training batch replaced by adversarial rows (1: adversarial only)."""
     random_start: bool = True
     """PGD starts from a uniform random point of the ball (Madry et al.) instead of the clean input."""
+    rollouts: bool = False
+    """Online RL: the policy acts on perturbed observations during rollouts (the first ratio of
+    the envs, attacked at every step against the action it would take on the clean one), and the
+    updates train on what it saw; false: rollouts are clean and only the updates' observations
+    are perturbed (against the PPO loss)."""
 
     def __post_init__(self) -> None:
         if self.attack not in ("fgsm", "pgd"):
@@ -157,6 +162,47 @@ def perturb_rollout(model: Any, buf: Any, ctx: Any, config: AdversarialConfig, c
     buf.obs[:, :k] = x_adv.to(device=obs.device, dtype=obs.dtype)
 
 
+def perturb_step(obs: Any, starts: Any, state: Any, policy: Any, n_features: int, config: AdversarialConfig,
+                 generator: Any) -> Any:
+    """``obs [N, ..., D]`` with its first ``k = round(ratio * N)`` envs' first ``n_features``
+    columns moved inside the epsilon box to maximise the cross-entropy of
+    ``policy(obs, starts, state)``'s logits against its arg-max on the clean ``obs`` (a new
+    tensor; the recurrent ``state``, a tuple with the env axis at dim 1, and ``starts`` are cut
+    to those envs)."""
+    import torch
+    import torch.nn.functional as F
+
+    from himari.plugin.api import linf_attack
+
+    n = int(obs.shape[0])
+    k = round(config.ratio * n)
+    if k == 0 or config.epsilon == 0:
+        return obs
+
+    def cut(v: Any, axis: int) -> Any:
+        if torch.is_tensor(v) and v.dim() > axis and v.shape[axis] == n:
+            return v.narrow(axis, 0, k)
+        if isinstance(v, tuple):
+            return tuple(cut(u, axis) for u in v)
+        return v
+
+    x, s, st = obs[:k].float(), cut(starts, 0), cut(state, 1)
+    with torch.no_grad():
+        target = policy(x, s, st)[0].argmax(-1)
+
+    def loss_fn(z: Any) -> Any:
+        return F.cross_entropy(policy(z, s, st)[0].float(), target, reduction="sum")
+
+    mask = torch.zeros(obs.shape[-1], dtype=torch.bool)
+    mask[:n_features] = True
+    x_adv = linf_attack(loss_fn, x, config.epsilon, attack=config.attack, steps=config.steps,
+                        step_size=config.step_size or None, random_start=config.random_start, mask=mask,
+                        generator=generator)
+    out = obs.clone()
+    out[:k] = x_adv.to(obs.dtype)
+    return out
+
+
 class _Adversarial:
     """The train dataset whose batches carry adversarial rows (``perturb_batch``)."""
 
@@ -187,13 +233,30 @@ class Adversarial:
 
     def epoch_start(self, epoch: int, ctx: Any) -> None:
         self.rollouts = 0
+        self._generator_epoch = None  # a resumed run redoes its epoch: the rollout attack restarts its seed
 
     def on_rollout(self, buf: Any, ctx: Any) -> None:
         """Replace the first ``round(ratio * n_envs)`` envs' observations of the rollout with
-        their adversarial versions (``perturb_rollout``)."""
+        their adversarial versions (``perturb_rollout``); with ``rollouts`` the rollout already
+        holds the perturbed observations its policy acted on."""
         count = getattr(self, "rollouts", 0)
         self.rollouts = count + 1
-        perturb_rollout(self.model, buf, ctx, self.config, count)
+        if not self.config.rollouts:
+            perturb_rollout(self.model, buf, ctx, self.config, count)
+
+    def rollout_observations(self, obs: Any, starts: Any, state: Any, policy: Any, ctx: Any) -> Any:
+        """With ``rollouts``: the first ``round(ratio * n_envs)`` envs' observations moved (market
+        columns only) to lower the probability of the action the policy takes on the clean
+        observation (``perturb_step``)."""
+        if not self.config.rollouts:
+            return obs
+        if getattr(self, "_generator_epoch", None) != (ctx.seed, ctx.epoch):
+            import torch
+
+            self._generator = torch.Generator(device=obs.device).manual_seed(
+                (int(ctx.seed) * 1_000_003 + int(ctx.epoch) * 10_007 + 7919) % (2 ** 63))
+            self._generator_epoch = (ctx.seed, ctx.epoch)
+        return perturb_step(obs, starts, state, policy, ctx.model.n_features, self.config, self._generator)
 
     def dataset(self, dataset: Any, ctx: Any, split: str) -> Any:
         """Only the train split is wrapped: validation data (and every evaluation) stays clean."""

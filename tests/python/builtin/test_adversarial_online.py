@@ -221,3 +221,51 @@ def test_a_ppo_lstm_run_updates_on_perturbed_rollouts(small_prepared: Path, tmp_
     b = torch.load(tmp_path / "adv" / "checkpoints" / "last.pt", weights_only=False)["network"]
     assert plain and robust and a.keys() == b.keys()
     assert any(not torch.equal(a[n], b[n]) for n in a)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_rollout_step_attack_lowers_the_policys_action_on_market_columns_only(attack: str) -> None:
+    """policy logits ``[-u, 0, u]``, ``u = w . obs + h`` (h: the recurrent state of each env):
+    the attack moves the first ratio of envs by eps against sign(u) * sign(w) on the market
+    columns, cuts the state to those envs, and leaves the rest of the observation alone."""
+    from himari_builtin.training.adversarial import perturb_step
+
+    n, eps = 6, 0.1
+    obs = torch.from_numpy(np.random.default_rng(0).normal(size=(n, F + ACCOUNT)).astype(np.float32))
+    w = torch.tensor(W, dtype=torch.float32)
+    h = torch.linspace(-1, 1, n)[None, :, None]  # [1, N, 1]: the env axis at dim 1
+    seen_states: list = []
+
+    def policy(x, starts, state):
+        seen_states.append(state[0].shape)
+        u = x @ w + state[0][0, :, 0]
+        return torch.stack([-u, torch.zeros_like(u), u], -1), u, state
+
+    clean = obs.clone()
+    out = perturb_step(obs, None, (h,), policy, F, AdversarialConfig(attack=attack, epsilon=eps, ratio=0.5, steps=3),
+                       torch.Generator().manual_seed(0))
+    k = 3
+    assert torch.equal(obs, clean)  # a new tensor
+    assert all(s == (1, k, 1) for s in seen_states)
+    u = clean[:k] @ w + h[0, :k, 0]
+    want = clean[:k, :F] - eps * torch.sign(u)[:, None] * torch.sign(w[:F])[None]
+    moved = W[:F] != 0
+    torch.testing.assert_close(out[:k, :F][:, moved], want[:, moved], atol=1e-6, rtol=0)
+    assert torch.equal(out[:k, F:], clean[:k, F:]) and torch.equal(out[k:], clean[k:])
+    u_adv = out[:k] @ w + h[0, :k, 0]
+    assert torch.all(torch.sign(u) * u_adv < torch.sign(u) * u - 0.24)  # the taken action's margin falls by eps |w|_1
+
+
+def test_a_ppo_lstm_run_with_perturbed_rollouts_is_seeded_and_differs(small_prepared: Path, tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conformance import TINY_ONLINE, tiny_run  # type: ignore[import-not-found]
+
+    sets = [*TINY_ONLINE("ppo-lstm"), "adversarial.rollouts=true", "adversarial.epsilon=0.2"]
+    nets = []
+    for name, extra in (("a", sets), ("b", sets), ("c", [*TINY_ONLINE("ppo-lstm"), "adversarial.epsilon=0.2"])):
+        tiny_run("ppo-lstm", small_prepared, tmp_path / name, methods="adversarial", sets=extra)
+        nets.append(torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=False)["network"])
+    assert all(torch.equal(nets[0][n], nets[1][n]) for n in nets[0])  # seeded: the same run twice
+    assert any(not torch.equal(nets[0][n], nets[2][n]) for n in nets[0])  # rollouts attacked: another run
