@@ -13,7 +13,7 @@ A stateless policy (it decides each row from that row's features, ``act``, and e
 logits, ``action_logits``, like ``baseline-mlp``) is attacked row by row here. A stateful model
 (``act_sequence``: its decision also reads the account state or recurrent state along the path)
 is attacked along its own path, bar by bar, when it exposes its per-step logits
-(``step_logits``, like ``ppo-lstm``): ``himari.evaluation.robustness_sequential``. Other
+(``step_logits``, like ``ppo-lstm``): ``himari.training.robustness_sequential``. Other
 stateful models (``cql``, ``cgdt``, ``flag-trader``) are refused.
 """
 
@@ -130,14 +130,12 @@ def measure(model: Any, name: str, features: np.ndarray, open_: np.ndarray, clos
     from himari.evaluation.execution import model_actions
     from himari.evaluation.policy import evaluate_actions
 
-    from himari.evaluation.robustness_sequential import measure_sequential, supported
-
     check_attackable(model, name)
+    if callable(getattr(model, "act_sequence", None)):
+        raise ConfigError(f"model {name!r} decides sequentially: attack it along its path "
+                          "(himari.training.robustness_sequential.measure_sequential)")
     if pgd_steps < 1:
         raise ConfigError(f"--pgd-steps {pgd_steps}: expected an integer >= 1")
-    if supported(model):
-        return measure_sequential(model, name, features, open_, close, ranges, env, rules, epsilons, pgd_steps,
-                                  seed=seed, bars_per_year=bars_per_year)
     ranges = [(int(a), int(b)) for a, b in ranges]
     rows = rows_of(ranges)
     decided = decision_mask(ranges)

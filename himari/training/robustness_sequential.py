@@ -31,6 +31,21 @@ from himari.engine import HOLD
 from himari.errors import ConfigError
 
 
+def measure_any(model: Any, name: str, features: np.ndarray, open_: np.ndarray, close: np.ndarray,
+                ranges: Sequence[tuple[int, int]], env: Any, rules: Any, epsilons: Sequence[float], pgd_steps: int,
+                *, seed: int = 0, bars_per_year: float = 105_120.0) -> dict[str, Any]:
+    """``measure_sequential`` for a stateful model with ``step_logits``, else the per-row
+    ``himari.evaluation.robustness.measure`` (which refuses what it cannot attack)."""
+    from himari.evaluation.robustness import check_attackable, measure
+
+    check_attackable(model, name)
+    if pgd_steps < 1:
+        raise ConfigError(f"--pgd-steps {pgd_steps}: expected an integer >= 1")
+    run = measure_sequential if supported(model) else measure
+    return run(model, name, features, open_, close, ranges, env, rules, epsilons, pgd_steps, seed=seed,
+               bars_per_year=bars_per_year)
+
+
 def supported(model: Any) -> bool:
     """Whether the model decides sequentially and exposes its per-step logits."""
     return callable(getattr(model, "act_sequence", None)) and callable(getattr(model, "step_logits", None))
