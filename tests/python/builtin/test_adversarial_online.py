@@ -269,3 +269,13 @@ def test_a_ppo_lstm_run_with_perturbed_rollouts_is_seeded_and_differs(small_prep
         nets.append(torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=False)["network"])
     assert all(torch.equal(nets[0][n], nets[1][n]) for n in nets[0])  # seeded: the same run twice
     assert any(not torch.equal(nets[0][n], nets[2][n]) for n in nets[0])  # rollouts attacked: another run
+
+
+def test_a_ppo_lstm_run_with_perturbed_rollouts_resumes_exactly(small_prepared: Path, tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conformance import check_training_method  # type: ignore[import-not-found]
+
+    check_training_method("adversarial", "ppo-lstm", small_prepared, tmp_path,
+                          extra_sets=["adversarial.rollouts=true", "adversarial.attack=pgd", "adversarial.epsilon=0.2"])
