@@ -11,7 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from himari_builtin.training.adversarial import Adversarial, AdversarialConfig, perturb_rollout
+from himari_builtin.training.adversarial import (
+    Adversarial,
+    AdversarialConfig,
+    perturb_rollout,
+)
 
 from himari.plugin.api import ModelContext, RolloutBuffer
 
@@ -109,9 +113,9 @@ def test_ppo_with_perturbed_rollouts_moves_weight_to_robust_features_and_flips_l
     current policy on fresh observations, with advantage +1 for the right action and -1 for the
     wrong one, then runs PPO updates (the real ``ppo_loss``). With the method (FGSM, eps 0.05,
     all envs) the policy leans on feature 0 and FGSM flips fewer of its decisions along a path."""
-    from himari.training.robustness_sequential import measure_any as measure
     from himari.plugin.api import PPOConfig, ppo_loss, sequential_actions
     from himari.trading import EnvConfig
+    from himari.training.robustness_sequential import measure_any as measure
 
     k, steps, envs = 20, 25, 40
     cfg = PPOConfig(clip_range_vf=0.0, ent_coef=0.0)

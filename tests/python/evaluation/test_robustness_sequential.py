@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from himari.cli import app
 from himari.errors import ConfigError
 from himari.evaluation.policy import evaluate_actions
-from himari.training.robustness_sequential import attacked_run
-from himari.training.robustness_sequential import measure_any as measure
 from himari.trading import EnvConfig
 from himari.training.rl import sequential_actions
+from himari.training.robustness_sequential import attacked_run
+from himari.training.robustness_sequential import measure_any as measure
 
 runner = CliRunner()
 

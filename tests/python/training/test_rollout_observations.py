@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 from rich.console import Console
 
 torch = pytest.importorskip("torch")
 
-from himari.plugin.api import TrainingMethodSpec, hookimpl  # noqa: E402
-from himari.plugin.manager import build_plugins  # noqa: E402
-from himari.training.config import merge_run_config  # noqa: E402
-from himari.training.trainer import Trainer  # noqa: E402
+from himari.plugin.api import TrainingMethodSpec, hookimpl
+from himari.plugin.manager import build_plugins
+from himari.training.config import merge_run_config
+from himari.training.trainer import Trainer
 
 SETS = ["train.epochs=1", "train.batch_size=64", "train.progress=false", "train.log_every=1",
         "train.checkpoint_every=1000", "train.patience=0", "ppo-lstm.n_envs=4", "ppo-lstm.n_minibatches=2",
@@ -31,8 +32,8 @@ class NoSettings:
 class Blind:
     """Shows the policy a constant 7 in market column 0 and records what it is given."""
 
-    calls: list = []
-    stored: list = []
+    calls: ClassVar[list] = []
+    stored: ClassVar[list] = []
 
     def rollout_observations(self, obs, starts, state, policy, ctx):
         with torch.enable_grad():
