@@ -7,7 +7,7 @@ import typer
 
 
 def robustness(
-    run: str = typer.Argument(..., help="Run directory of a trained stateless model (baseline-mlp)."),
+    run: str = typer.Argument(..., help="Run directory of a trained baseline-mlp or ppo-lstm run."),
     split: str = typer.Option("validation", "--split", help="validation or test."),
     eps: str = typer.Option("0.01,0.05,0.1", "--eps", help="Comma-separated L-infinity radii, in preprocessed "
                                                          "units (z-score standard deviations)."),
@@ -19,6 +19,8 @@ def robustness(
 
     Each decision row's features are moved inside the epsilon box: FGSM and PGD aim at the
     model's own decision, the random control moves every feature by +eps or -eps at random.
+    A stateful policy (ppo-lstm) is attacked bar by bar along its own path (its account
+    columns never move; its state advances on what it saw).
     Scores are after the run's fees and slippage, under its execution rules.
     """
     import json

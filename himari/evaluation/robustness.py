@@ -9,11 +9,12 @@ flip rate (the share of decisions whose action changes, before execution rules) 
 return and trades of the perturbed actions after costs, scored by ``evaluate_actions`` under the
 run's execution rules exactly as ``himari backtest`` scores the clean ones.
 
-Only stateless policies are attacked: a model that decides each row from that row's features
-(``act``) and exposes its logits (``action_logits``), like ``baseline-mlp``. A stateful model
-(``act_sequence``: its decision also reads the account state or recurrent state along the path,
-as ``ppo-lstm``, ``cql``, ``cgdt`` and ``flag-trader`` do) is refused: perturbing one row changes
-every later decision through the path, which this per-row attack does not model.
+A stateless policy (it decides each row from that row's features, ``act``, and exposes its
+logits, ``action_logits``, like ``baseline-mlp``) is attacked row by row here. A stateful model
+(``act_sequence``: its decision also reads the account state or recurrent state along the path)
+is attacked along its own path, bar by bar, when it exposes its per-step logits
+(``step_logits``, like ``ppo-lstm``): ``himari.training.robustness_sequential``. Other
+stateful models (``cql``, ``cgdt``, ``flag-trader``) are refused.
 """
 
 from __future__ import annotations
@@ -52,9 +53,12 @@ def parse_epsilons(text: str) -> list[float]:
 def check_attackable(model: Any, name: str) -> None:
     """Refuse a model this per-row attack cannot test, saying why."""
     if callable(getattr(model, "act_sequence", None)):
+        if callable(getattr(model, "step_logits", None)):
+            return
         raise ConfigError(f"model {name!r} decides sequentially (its actions depend on the account state or on "
-                          "recurrent state along the path), so a per-row input attack does not measure it; "
-                          "himari robustness tests stateless models such as baseline-mlp")
+                          "recurrent state along the path) and does not expose its per-step logits (step_logits), "
+                          "so its decisions cannot be attacked along its path; himari robustness tests stateless "
+                          "models such as baseline-mlp and stateful ones with step_logits such as ppo-lstm")
     if not callable(getattr(model, "action_logits", None)):
         raise ConfigError(f"model {name!r} does not expose its action logits (action_logits), so its decisions "
                           "cannot be attacked through their gradient")
@@ -127,6 +131,9 @@ def measure(model: Any, name: str, features: np.ndarray, open_: np.ndarray, clos
     from himari.evaluation.policy import evaluate_actions
 
     check_attackable(model, name)
+    if callable(getattr(model, "act_sequence", None)):
+        raise ConfigError(f"model {name!r} decides sequentially: attack it along its path "
+                          "(himari.training.robustness_sequential.measure_sequential)")
     if pgd_steps < 1:
         raise ConfigError(f"--pgd-steps {pgd_steps}: expected an integer >= 1")
     ranges = [(int(a), int(b)) for a, b in ranges]

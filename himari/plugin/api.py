@@ -168,6 +168,10 @@ class TrainContext:
     observation_filter: Any = None
     """Online RL: the run's ``ObservationFilter`` (a training method's ``model_built`` returned
     it), applied by ``EnvRollout`` to every observation and reward; None without one."""
+    rollout_observations: Callable[..., Any] | None = None
+    """Online RL: ``f(obs, starts, state, policy) -> obs``, the methods' ``rollout_observations``
+    hooks in ``--method`` order (None without one); ``EnvRollout`` passes every observation
+    through it before the policy sees it, and stores what the policy saw."""
     preprocess: Callable[[Any, np.ndarray], np.ndarray] | None = None
     """``preprocess(data, raw_features) -> features``: the run's preprocessors with their fitted
     states (never refitted) over a prepared data set shaped like ``data`` (a counterfactual view
@@ -457,6 +461,14 @@ class Model(Protocol):
       the policy acts through them (arg-max, from a flat account), NaN at rows without a decision
       (the last row of each range); ``sequential_trunk`` does the stepping. Used to score such
       heads on the validation split.
+    - ``step_logits(obs, starts, state) -> (logits [n, A], next_state)``: for a model with
+      ``act_sequence``, one step of its policy exactly as ``act_sequence`` takes it (its
+      arg-max is the decision): ``obs`` a float tensor ``[n, D]`` on the network's device (the
+      env observation: the ``F`` market features, then the account columns), ``starts`` a bool
+      array ``[n]`` marking episode starts (reset the recurrent state there), ``state`` what the
+      previous step returned (None: a fresh state). Differentiable in ``obs``: ``himari
+      robustness`` attacks a stateful policy along its path through it. It must change no state
+      of the network.
     """
 
     network: Any
@@ -510,6 +522,13 @@ class TrainingMethod(Protocol):
       stage); its length sets the epoch's number of batches.
     - ``env_source(source, ctx) -> EnvSource``: online RL, at each epoch start: the market and
       env config the training envs are rebuilt on.
+    - ``rollout_observations(obs, starts, state, policy, ctx) -> obs``: online RL (models that
+      collect through ``EnvRollout``), every step of every rollout, before the policy acts: the
+      observations ``[n_envs, ...]`` the policy sees instead of ``obs`` (the rollout stores
+      them). ``policy(obs, starts, state) -> (logits, values, state)`` is the model's step,
+      differentiable in ``obs`` (the call runs under ``torch.no_grad()``: enable gradients to
+      take them); ``starts`` (or None) and ``state`` are the step's. Return a new tensor; never
+      change ``obs`` in place.
     - ``on_rollout(rollout, ctx) -> None``: online RL, each collected rollout before the updates
       (change ``rollout.rewards`` and the advantages are recomputed).
     - ``loss_terms(model, batch, ctx) -> {name: tensor}``: added to the model's loss.
@@ -571,7 +590,7 @@ class ObservationFilter(Protocol):
 
 
 HOOK_POINTS = ("env_config", "model_built", "dataset", "epoch_start", "epoch_dataset", "env_source",
-               "on_rollout", "loss_terms", "before_optimizer_step", "outer_loop", "epoch_end", "after_training")
+               "on_rollout", "rollout_observations", "loss_terms", "before_optimizer_step", "outer_loop", "epoch_end", "after_training")
 
 
 class Tracker(Protocol):

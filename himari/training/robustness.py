@@ -1,5 +1,5 @@
 """``himari robustness RUN``: load a trained run and measure its robustness
-(``himari.evaluation.robustness.measure``) on a split of the data it was trained on."""
+(``himari.training.robustness_sequential.measure_any``) on a split of the data it was trained on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from himari.errors import ConfigError
-from himari.evaluation.robustness import SPLITS, check_attackable, measure
+from himari.evaluation.robustness import SPLITS, check_attackable
+from himari.training.robustness_sequential import measure_any
 
 
 def robustness(run_dir: str, *, split: str = "validation", epsilons: Sequence[float] = (0.01, 0.05, 0.1),
@@ -33,8 +34,11 @@ def robustness(run_dir: str, *, split: str = "validation", epsilons: Sequence[fl
     features = policy.features(prepared)
     env = policy.context.env
     bpy = float(prepared.metadata.get("bars_per_year", 105_120))
-    out = measure(policy.model, policy.name, features, prepared.open, prepared.close, ranges, env, policy.rules,
-                  epsilons, pgd_steps, seed=seed, bars_per_year=bpy)
+    from himari.training.rl import observation_filter
+
+    with observation_filter(policy.observation_filter):  # a stateful policy sees what it saw in training
+        out = measure_any(policy.model, policy.name, features, prepared.open, prepared.close, ranges, env, policy.rules,
+                      epsilons, pgd_steps, seed=seed, bars_per_year=bpy)
     return {"run": str(run_dir), "model": policy.name, "checkpoint": policy.checkpoint, "data": str(prepared.path),
             "split": split, "costs": env.costs(), "pgd_steps": int(pgd_steps),
             "pgd_step_size": "2.5 * epsilon / pgd_steps", "seed": int(seed),

@@ -205,6 +205,7 @@ class EnvRollout:
         cfg, env, buf = self.cfg, self._env, self._buf
         T = cfg.rollout_steps
         filter_ = getattr(ctx, "observation_filter", None)
+        seen = getattr(ctx, "rollout_observations", None)
         raw_rewards = torch.zeros_like(buf.rewards) if filter_ is not None else buf.rewards
         buf.state = tuple(s.clone() for s in self._state)
         obs_t, state, starts, bars = self._obs, self._state, self._starts, self._bars
@@ -216,6 +217,8 @@ class EnvRollout:
         finals = FinalObservations(T, cfg.n_envs, self._final_slots, device)
         with torch.no_grad():
             for t in range(T):
+                if seen is not None:  # a training method's view of the observations (adversarial)
+                    obs_t = seen(obs_t, starts if any_start else None, state, policy)
                 logits, value, state = policy(obs_t, starts if any_start else None, state)
                 logp_all = torch.log_softmax(logits.float(), -1)
                 action = torch.multinomial(logp_all.exp(), 1)[:, 0]

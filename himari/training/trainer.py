@@ -172,6 +172,14 @@ class Trainer:
         self.method_modules = built_modules(self.with_hook("model_built"), self.model, self.ctx).to(self.device)
         self.model.network.to(self.device)  # a hook may have changed it in place
         self.ctx.observation_filter = observation_filter_of(self.method_modules)
+        seen_hooks = self.with_hook("rollout_observations")
+        if seen_hooks:
+            def seen(obs: Any, starts: Any, state: Any, policy: Any) -> Any:
+                for _, m in seen_hooks:
+                    obs = m.rollout_observations(obs, starts, state, policy, self.ctx)
+                return obs
+
+            self.ctx.rollout_observations = seen
         self.model.network = distributed.sync_batch_norm(self.model.network, self.dist)
         self.execution = run.execution
         grid_rules = run.execution.grid() if run.execution.select else []

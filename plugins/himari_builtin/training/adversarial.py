@@ -18,9 +18,21 @@ first ``F`` columns of its last axis (the market features, ``ctx.model.n_feature
 columns after them are the env's account state (position, unrealised PnL, drawdown, time in
 position): the agent's own state, never perturbed.
 
-Online-RL models (ppo-lstm, flag-trader) are not supported: their observations are built inside
-the model's own rollout, which no hook reaches, and perturbing only the update minibatches
-would make the PPO ratio compare a clean behaviour policy with a perturbed one.
+Online-RL models (ppo-lstm, flag-trader): the ``on_rollout`` hook perturbs the PPO updates'
+observations. After each rollout, the observations of the first ``round(ratio * n_envs)`` envs
+of the ``RolloutBuffer`` (envs are independent random windows, so this is a random share; each
+update minibatch is a random set of envs, so it mixes clean and perturbed sequences) are replaced
+by their adversarial versions: FGSM or PGD on those envs' whole sequences at once, maximising the
+model's own loss on them (``model.loss``: for ppo-lstm the PPO loss, clipped surrogate + value
+loss - entropy bonus, the LSTM run over each sequence from its saved start state), in the
+network's eval mode, against the policy that collected the rollout. Only the market-feature
+columns move (the first ``F`` of the observation's last axis); the account columns after them
+never do. The update passes then train on the buffer as it is: the PPO ratio compares the
+policy on the perturbed observation with the behaviour policy's probability on the clean one, so
+a policy whose action changes under the perturbation is pushed back towards the action it took.
+The rollouts themselves are collected on clean observations. PGD's random starts come from a
+generator seeded by (run seed, epoch, rollout of the epoch), so a resumed run (which redoes its
+interrupted epoch) perturbs exactly as the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -46,6 +58,11 @@ class AdversarialConfig:
     """Share of each training batch replaced by adversarial rows (1: adversarial only)."""
     random_start: bool = True
     """PGD starts from a uniform random point of the ball (Madry et al.) instead of the clean input."""
+    rollouts: bool = False
+    """Online RL: the policy acts on perturbed observations during rollouts (the first ratio of
+    the envs, attacked at every step against the action it would take on the clean one), and the
+    updates train on what it saw; false: rollouts are clean and only the updates' observations
+    are perturbed (against the PPO loss)."""
 
     def __post_init__(self) -> None:
         if self.attack not in ("fgsm", "pgd"):
@@ -102,6 +119,90 @@ def perturb_batch(model: Any, batch: Any, ctx: Any, config: AdversarialConfig) -
     return type(batch)((x_new, *batch[1:]))
 
 
+def perturb_rollout(model: Any, buf: Any, ctx: Any, config: AdversarialConfig, count: int) -> None:
+    """In place: ``buf.obs[:, :k]`` (``[T, N, ..., D]``, ``k = round(ratio * N)``) moved inside
+    the epsilon box on its first ``ctx.model.n_features`` columns to raise ``model.loss`` on
+    those envs' sequences (``buf[arange(k)]``); ``count`` (the rollout's number in the epoch)
+    seeds PGD's random start with the run seed and the epoch."""
+    import torch
+
+    from himari.plugin.api import ConfigError, linf_attack
+
+    obs = getattr(buf, "obs", None)
+    if not torch.is_tensor(obs) or not obs.is_floating_point() or obs.dim() < 3:
+        raise ConfigError("adversarial: the model's rollouts must hold float observations obs [steps, envs, ..., "
+                          "columns] (a RolloutBuffer)")
+    n_features = ctx.model.n_features
+    if obs.shape[-1] < n_features:
+        raise ConfigError(f"adversarial: the model's observations have {obs.shape[-1]} columns, fewer than its "
+                          f"{n_features} features")
+    k = round(config.ratio * int(obs.shape[1]))
+    if k == 0 or config.epsilon == 0:
+        return
+    net = model.network
+    device = next(net.parameters()).device
+    part = {n: (v.to(device) if torch.is_tensor(v) else tuple(t.to(device) for t in v) if isinstance(v, tuple) else v)
+            for n, v in buf[torch.arange(k)].items()}
+    mask = torch.zeros(obs.shape[-1], dtype=torch.bool)
+    mask[:n_features] = True
+    generator = torch.Generator(device=device).manual_seed(
+        (int(ctx.seed) * 1_000_003 + int(ctx.epoch) * 10_007 + int(count)) % (2 ** 63))
+
+    def loss_fn(x_adv: Any) -> Any:
+        return model.loss({**part, "obs": x_adv}, ctx)[0]
+
+    was_training = net.training
+    net.eval()
+    try:
+        x_adv = linf_attack(loss_fn, part["obs"].float(), config.epsilon, attack=config.attack, steps=config.steps,
+                            step_size=config.step_size or None, random_start=config.random_start, mask=mask,
+                            generator=generator)
+    finally:
+        net.train(was_training)
+    buf.obs[:, :k] = x_adv.to(device=obs.device, dtype=obs.dtype)
+
+
+def perturb_step(obs: Any, starts: Any, state: Any, policy: Any, n_features: int, config: AdversarialConfig,
+                 generator: Any) -> Any:
+    """``obs [N, ..., D]`` with its first ``k = round(ratio * N)`` envs' first ``n_features``
+    columns moved inside the epsilon box to maximise the cross-entropy of
+    ``policy(obs, starts, state)``'s logits against its arg-max on the clean ``obs`` (a new
+    tensor; the recurrent ``state``, a tuple with the env axis at dim 1, and ``starts`` are cut
+    to those envs)."""
+    import torch
+    import torch.nn.functional as F
+
+    from himari.plugin.api import linf_attack
+
+    n = int(obs.shape[0])
+    k = round(config.ratio * n)
+    if k == 0 or config.epsilon == 0:
+        return obs
+
+    def cut(v: Any, axis: int) -> Any:
+        if torch.is_tensor(v) and v.dim() > axis and v.shape[axis] == n:
+            return v.narrow(axis, 0, k)
+        if isinstance(v, tuple):
+            return tuple(cut(u, axis) for u in v)
+        return v
+
+    x, s, st = obs[:k].float(), cut(starts, 0), cut(state, 1)
+    with torch.no_grad():
+        target = policy(x, s, st)[0].argmax(-1)
+
+    def loss_fn(z: Any) -> Any:
+        return F.cross_entropy(policy(z, s, st)[0].float(), target, reduction="sum")
+
+    mask = torch.zeros(obs.shape[-1], dtype=torch.bool)
+    mask[:n_features] = True
+    x_adv = linf_attack(loss_fn, x, config.epsilon, attack=config.attack, steps=config.steps,
+                        step_size=config.step_size or None, random_start=config.random_start, mask=mask,
+                        generator=generator)
+    out = obs.clone()
+    out[:k] = x_adv.to(obs.dtype)
+    return out
+
+
 class _Adversarial:
     """The train dataset whose batches carry adversarial rows (``perturb_batch``)."""
 
@@ -124,9 +225,38 @@ class Adversarial:
     def __init__(self, config: AdversarialConfig) -> None:
         self.config = config
         self.model: Any = None
+        self.rollouts = 0
+        """Rollouts perturbed in this epoch (seeds PGD's start; reset at each epoch start)."""
 
     def model_built(self, model: Any, ctx: Any) -> None:
         self.model = model
+
+    def epoch_start(self, epoch: int, ctx: Any) -> None:
+        self.rollouts = 0
+        self._generator_epoch = None  # a resumed run redoes its epoch: the rollout attack restarts its seed
+
+    def on_rollout(self, buf: Any, ctx: Any) -> None:
+        """Replace the first ``round(ratio * n_envs)`` envs' observations of the rollout with
+        their adversarial versions (``perturb_rollout``); with ``rollouts`` the rollout already
+        holds the perturbed observations its policy acted on."""
+        count = getattr(self, "rollouts", 0)
+        self.rollouts = count + 1
+        if not self.config.rollouts:
+            perturb_rollout(self.model, buf, ctx, self.config, count)
+
+    def rollout_observations(self, obs: Any, starts: Any, state: Any, policy: Any, ctx: Any) -> Any:
+        """With ``rollouts``: the first ``round(ratio * n_envs)`` envs' observations moved (market
+        columns only) to lower the probability of the action the policy takes on the clean
+        observation (``perturb_step``)."""
+        if not self.config.rollouts:
+            return obs
+        if getattr(self, "_generator_epoch", None) != (ctx.seed, ctx.epoch):
+            import torch
+
+            self._generator = torch.Generator(device=obs.device).manual_seed(
+                (int(ctx.seed) * 1_000_003 + int(ctx.epoch) * 10_007 + 7919) % (2 ** 63))
+            self._generator_epoch = (ctx.seed, ctx.epoch)
+        return perturb_step(obs, starts, state, policy, ctx.model.n_features, self.config, self._generator)
 
     def dataset(self, dataset: Any, ctx: Any, split: str) -> Any:
         """Only the train split is wrapped: validation data (and every evaluation) stays clean."""
@@ -139,6 +269,6 @@ class Adversarial:
 def himari_register_training_methods(registry: Any) -> None:
     registry.add(TrainingMethodSpec(name="adversarial", code="K5",
                                     summary="FGSM/PGD adversarial training in an L-inf ball of the features "
-                                            "(dataset hook)",
+                                            "(dataset hook; on_rollout for online RL)",
                                     config=AdversarialConfig, factory=Adversarial,
-                                    paradigms=("supervised", "sequence", "offline-rl")))
+                                    paradigms=("supervised", "sequence", "offline-rl", "online-rl")))

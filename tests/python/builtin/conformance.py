@@ -262,7 +262,8 @@ def missing_extras(spec: Any) -> list[str]:
 # --------------------------------------------------------------------------- training methods
 
 
-def check_training_method(name: str, model: str, data_dir: Path, tmp_path: Path, plugins: Any = None) -> None:
+def check_training_method(name: str, model: str, data_dir: Path, tmp_path: Path, plugins: Any = None,
+                          extra_sets: list[str] | None = None) -> None:
     import io
     import json
 
@@ -281,7 +282,7 @@ def check_training_method(name: str, model: str, data_dir: Path, tmp_path: Path,
     skip_without_extras(spec)
     skip_without_extras(mspec)
     sets = [*TINY, "train.epochs=2", "train.max_steps_per_epoch=3", "train.patience=0",
-            *model_sets(model, mspec)]
+            *model_sets(model, mspec), *(extra_sets or [])]
 
     def trainer(run_dir: Path) -> Trainer:
         run = merge_run_config(plugins=plugins, overrides={"model": model, "data": str(data_dir), "methods": name},

@@ -189,19 +189,6 @@ def test_bad_config_is_refused_naming_the_method_and_field(field, value, small_p
     assert not run.exists()
 
 
-def test_online_rl_models_are_refused_before_training(small_prepared: Path, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from himari.cli import app
-
-    run = tmp_path / "run"
-    out = CliRunner().invoke(app, ["train", "ppo-lstm", "--data", str(small_prepared), "--method", "adversarial",
-                                   "--run-dir", str(run)], env={"COLUMNS": "200"})
-    assert out.exit_code == 2, out.output
-    assert "'adversarial' does not apply to model 'ppo-lstm'" in " ".join(out.output.split())
-    assert not run.exists()
-
-
 def test_a_run_trains_on_perturbed_rows_but_validates_and_scores_on_clean_ones(small_prepared: Path,
                                                                                tmp_path: Path) -> None:
     import io

@@ -104,6 +104,22 @@ class PPOLSTM:
         raise HimariError("ppo-lstm decides from the account state and its LSTM state: use "
                           "act_sequence(features, open, close, ranges, env)")
 
+    def step_logits(self, obs: Any, starts: Any, state: Any) -> tuple[Any, Any]:
+        """One step of the policy as ``act_sequence`` takes it: the action logits ``[n, A]`` on
+        ``obs`` (a float tensor ``[n, D]`` on the network's device, differentiable: attacks take
+        its gradient) from the LSTM ``state`` (None: a fresh zero state), the state zeroed first
+        where ``starts`` (bool ``[n]``) marks an episode start; and the state after the step."""
+        import numpy as np
+        import torch
+
+        net = self.network
+        if state is None:
+            state = net.initial_state(obs.shape[0], obs.device)
+        s = np.asarray(starts, dtype=bool)
+        s = torch.from_numpy(s.astype(np.float32)).to(obs.device) if s.any() else None
+        logits, _, state = net.step(obs, s, state)
+        return logits, state
+
     def act_sequence(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any, execution: Any = None) -> Any:
         """Deterministic (arg-max) actions through each range from a flat account and a zero
         LSTM state (``himari.training.rl.sequential_actions``), under the ``execution`` rules
