@@ -27,9 +27,13 @@ def test_ci_runs_the_readme_test_command_and_nothing_else() -> None:
     assert command == 'pip install torch==2.13.0 && pip install ".[test]" && make test'
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert 'cmd=$(python3 .ci/readme_command.py README.md)' in ci and 'eval "$cmd"' in ci
+    # .ci/run spells the command out once, as what the README must say, and refuses otherwise
+    expected = f"expected='{command}'"
+    assert ci.count(expected) == 1 and '[ "$cmd" != "$expected" ]' in ci
+    rest = ci.replace(expected, "")
     # no second install of the project or second test run with other extras
-    assert not re.search(r"pip install[^\n]*\.\[", ci)
-    assert "make test" not in ci.replace('eval "$cmd"', "")
+    assert not re.search(r"pip install[^\n]*\.\[", rest)
+    assert "make test" not in rest.replace('eval "$cmd"', "")
 
 
 def _extras_closure(extra: str, table: dict[str, list[str]], seen: set[str] | None = None) -> set[str]:
