@@ -4,8 +4,6 @@ replacing the batch gradient in the run."""
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,38 +226,10 @@ def test_the_meta_gradient_replaces_the_batch_gradient(small_prepared) -> None:
 @pytest.mark.parametrize("mode", ["second-order", "reptile"])
 def test_resume_is_exact_in_every_mode(mode, small_prepared, tmp_path) -> None:
     """The harness resumes the default (first-order); the other two modes resume the same way."""
-    from rich.console import Console
+    from himari_tests_conformance import check_training_method  # type: ignore[import-not-found]
 
-    from himari.training.checkpoint import load_checkpoint
-    from himari.training.config import merge_run_config
-    from himari.training.trainer import Trainer
-    from himari_tests_conformance import TINY  # type: ignore[import-not-found]
-
-    sets = [*TINY, "train.epochs=2", "train.max_steps_per_epoch=3", "train.patience=0", f"maml.mode={mode}",
-            "maml.inner_steps=2", "maml.window=100", "maml.support=60"]
-
-    def trainer(run_dir: Path) -> Trainer:
-        run = merge_run_config(plugins=P, overrides={"model": "baseline-mlp", "data": str(small_prepared),
-                                                     "methods": "maml"}, sets=sets)
-        return Trainer(run, plugins=P, run_dir=run_dir, console=Console(file=io.StringIO()))
-
-    whole = trainer(tmp_path / "whole").fit()
-    cut = trainer(tmp_path / "cut")
-    end_epoch = cut.end_epoch
-
-    def stop_after_first(epoch: int) -> None:
-        end_epoch(epoch)
-        if epoch == 0:
-            raise KeyboardInterrupt
-
-    cut.end_epoch = stop_after_first  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        cut.fit()
-    resumed = Trainer.resume(tmp_path / "cut", plugins=P, console=Console(file=io.StringIO())).fit()
-    assert resumed["history"] == whole["history"]
-    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["network"]
-    b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["network"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    check_training_method("maml", "baseline-mlp", small_prepared, tmp_path, plugins=P,
+                          extra_sets=[f"maml.mode={mode}", "maml.inner_steps=2", "maml.window=100", "maml.support=60"])
 
 
 def test_adapt_runs_the_inner_loop_on_the_adaptation_rows_in_place() -> None:
