@@ -25,12 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 from packaging.utils import parse_wheel_filename
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from check_wheel import pyproject  # noqa: E402
 
 
 class WheelTestFailed(RuntimeError):
@@ -67,8 +69,7 @@ def see_parent_venv(venv: Path) -> None:
 
 
 def declared_plugins() -> set[str]:
-    with open(ROOT / "pyproject.toml", "rb") as fh:
-        return set(tomllib.load(fh)["project"]["entry-points"]["himari"])
+    return set(pyproject(ROOT)["project"]["entry-points"]["himari"])
 
 
 def test_wheel(wheel: Path, *, system_site: bool, cuda: bool, engine_tests: bool, keep: bool,
