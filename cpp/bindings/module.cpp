@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 
@@ -23,6 +25,7 @@
 #include "himari/dispatch.h"
 #include "himari/env/trading_env.h"
 #include "himari/filters/ekf.h"
+#include "himari/filters/fan.h"
 
 namespace py = pybind11;
 using namespace himari;
@@ -219,6 +222,34 @@ py::tuple run_ekf(const py::handle& prices_obj, const EkfParams& params, bool re
   return py::make_tuple(states, innovations);
 }
 
+py::array_t<double> run_fan(const py::handle& x_obj, const py::handle& pieces_obj, std::int64_t window,
+                            std::int64_t top_k) {
+  py::array x = as_array(x_obj, "x");
+  if (x.ndim() != 2 || !bind::has_dtype<double>(x.dtype()))
+    throw ShapeError("x: expected a float64 array of shape [T, F], got " + describe(x));
+  if (!bind::is_c_contiguous(x)) x = py::array::ensure(x, py::array::c_style);
+  py::array pieces = as_array(pieces_obj, "pieces");
+  if (pieces.ndim() != 2 || pieces.shape(1) != 2 || !bind::has_dtype<std::int64_t>(pieces.dtype()))
+    throw ShapeError("pieces: expected an int64 array of shape [P, 2] (start, end), got " + describe(pieces));
+  if (!bind::is_c_contiguous(pieces)) pieces = py::array::ensure(pieces, py::array::c_style);
+  const py::ssize_t t = x.shape(0), f = x.shape(1);
+  const auto* xs = static_cast<const double*>(x.data());
+  const auto* ps = static_cast<const std::int64_t*>(pieces.data());
+  validate_fan_args(t, window, top_k, ps, pieces.shape(0));
+  for (py::ssize_t i = 0; i < t * f; ++i)
+    if (!std::isfinite(xs[i]))
+      throw InvalidArgument("x: expected finite values, got " + std::to_string(xs[i]) + " at row " +
+                            std::to_string(i / f) + ", column " + std::to_string(i % f));
+  py::array_t<double> out({t, f});
+  double* o = out.mutable_data();
+  std::fill(o, o + t * f, 0.0);
+  {
+    py::gil_scoped_release release;
+    fan_residuals_cpu(xs, t, f, ps, pieces.shape(0), window, top_k, o);
+  }
+  return out;
+}
+
 void register_exceptions() {
   // The Python classes live in himari.errors (they need multiple bases: ValueError and
   // HimariError). Most specific first: ShapeError and DeviceError derive from InvalidArgument.
@@ -385,6 +416,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("slippage"), py::arg("mode"), py::arg("reward"));
   m.def("ekf", &run_ekf, py::arg("prices"), py::arg("params"), py::arg("return_innovations"),
         py::arg("device") = "cpu");
+  m.def("fan_residuals", &run_fan, py::arg("x"), py::arg("pieces"), py::arg("window"), py::arg("top_k"));
   m.attr("METRIC_NAMES") = py::make_tuple("total_return", "annual_return", "sharpe", "sortino", "max_drawdown",
                                           "calmar", "turnover", "n_trades", "win_rate", "exposure");
   // After the host classes, so the CUDA signatures name Market, RewardConfig and EkfParams.

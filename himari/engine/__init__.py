@@ -1,7 +1,7 @@
 """The thin Python face of the native core: the only package that imports ``himari._core``.
 
 Public surface (DESIGN.md): Market, VecTradingEnv, RewardConfig, backtest_signals, ekf, plus
-replay_actions, EKFParams, BacktestResult, ACTION_DTYPES and the device helpers. Importing it
+fan_residuals, replay_actions, EKFParams, BacktestResult, ACTION_DTYPES and the device helpers. Importing it
 registers ``himari/Trading-v0`` (``himari.gym_env.TradingEnv``, one account as a single gymnasium
 env) with gymnasium.
 """
@@ -19,6 +19,7 @@ from himari.engine.backtest import (
 )
 from himari.engine.device import build_info, cuda_available, cuda_compiled, cuda_unavailable_reason
 from himari.engine.ekf import STATE_NAMES, EKFParams, ekf
+from himari.engine.fan import fan_residuals
 from himari.engine.env import VecTradingEnv
 from himari.engine.market import Market
 from himari.engine.reward import RewardConfig
@@ -58,5 +59,6 @@ __all__ = [
     "cuda_compiled",
     "cuda_unavailable_reason",
     "ekf",
+    "fan_residuals",
     "replay_actions",
 ]

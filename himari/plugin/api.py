@@ -13,7 +13,7 @@ against them.
 
 Helpers re-exported here (docs/plugins.md lists them with what each is for): the native core
 (``Market``, ``VecTradingEnv``, ``RewardConfig``, ``replay_actions``, ``backtest_signals``, ``ekf``,
-``EKFParams``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), preprocessors over time
+``EKFParams``, ``fan_residuals``), data (``rows_of``, the datasets, ``FEATURE_NAMES``), preprocessors over time
 (``filter_ranges``, ``require_finite``, ``require_n_features``, ``contiguous_segments``), ``to_device``, online RL (``OnlineRLConfig``,
 ``PPOConfig``, ``ppo_loss``, ``gae``, ``RolloutBuffer``, ``EnvRollout``, ``train_env``,
 ``sequential_actions``, ``sequential_trunk``, ``observation_filter``, ``active_observation_filter``), initialisation
@@ -653,6 +653,7 @@ _HELPERS = {
     # the native core
     "Market": "himari.engine", "VecTradingEnv": "himari.engine", "replay_actions": "himari.engine",
     "backtest_signals": "himari.engine", "ekf": "himari.engine", "EKFParams": "himari.engine",
+    "fan_residuals": "himari.engine",
     "ACTION_NAMES": "himari.engine", "cuda_available": "himari.engine",
     # data
     "rows_of": "himari.data.splits", "FEATURE_NAMES": "himari.data.features",

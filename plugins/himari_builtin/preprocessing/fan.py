@@ -19,10 +19,10 @@ Nothing is fitted: the normalisation is per window. The state is the number of i
 so a run's state is refused on data with another feature set. FAN does not rescale: put
 ``zscore`` after it (``--preprocess fan,zscore``) for standardised inputs.
 
-Speed: all windows of a run of bars are views of one array (``sliding_window_view``), and
-``np.fft.rfft`` runs over blocks of them; only the residual's last value is formed, as the sum of
-the removed components at that position. On the prepared BTC year (104,816 rows x 60 columns,
-window 96, K 3) it takes about 3 s on one core (docs/preprocessing.md).
+Speed: the native core computes it (``himari.engine.fan_residuals``): the windows of a run of
+bars are one sliding DFT, so each row updates the previous row's spectrum instead of taking an
+FFT, and the top K are kept by insertion. On the prepared BTC year (104,816 rows x 60 columns,
+window 96, K 3) that is about 0.6 s of one core (docs/preprocessing.md).
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ from typing import Any, Literal
 import numpy as np
 
 from himari.plugin.api import PreprocessorSpec, hookimpl
-
-BLOCK_VALUES = 1 << 19
-"""Window values per FFT block (512K float64, 4 MB: small blocks stay in cache, which is faster)."""
 
 
 @dataclass(frozen=True)
@@ -52,57 +49,6 @@ class FANConfig:
             raise ValueError(f"window must be >= 2, got {self.window}")
         if not 1 <= self.top_k <= self.window // 2:
             raise ValueError(f"top_k must be in 1 .. window // 2 = {self.window // 2}, got {self.top_k}")
-
-
-def _last_value_weights(m: int) -> np.ndarray:
-    """w_k with irfft(X, n=m)[m - 1] = Re(sum_k w_k X_k): (c_k / m) e^{2 pi i k (m - 1) / m}, where
-    c_k = 1 for the mean and, for even m, the Nyquist bin, else 2 (the conjugate half)."""
-    k = np.arange(m // 2 + 1)
-    c = np.full(len(k), 2.0)
-    c[0] = 1.0
-    if m % 2 == 0:
-        c[-1] = 1.0
-    return c / m * np.exp(2j * np.pi * k * (m - 1) / m)
-
-
-def residual_last(windows: np.ndarray, top_k: int) -> np.ndarray:
-    """``windows [..., m]`` -> ``[...]``: the last value of each window minus that of its K
-    largest-amplitude rFFT components (of equal amplitudes, the lower frequency goes first)."""
-    m = windows.shape[-1]
-    spectrum = np.fft.rfft(windows, axis=-1)
-    weights = _last_value_weights(m)
-    bins = spectrum.shape[-1]
-    if top_k >= bins:
-        return windows[..., -1] - (spectrum * weights).real.sum(axis=-1)
-    power = spectrum.real ** 2 + spectrum.imag ** 2
-    removed = np.zeros(power.shape[:-1])
-    for _ in range(top_k):  # K argmax passes: faster than argpartition for a small K
-        k = np.argmax(power, axis=-1)[..., None]
-        removed += (np.take_along_axis(spectrum, k, axis=-1)[..., 0] * weights[k[..., 0]]).real
-        np.put_along_axis(power, k, -1.0, axis=-1)
-    return windows[..., -1] - removed
-
-
-def fan_residuals(x: np.ndarray, pieces: list[tuple[int, int]], window: int, top_k: int) -> np.ndarray:
-    """``x [n, F]`` -> float64 ``[n, F]``: each row's residual over its trailing window inside its
-    piece (truncated at the piece start); rows outside every piece are 0."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    n, f = x.shape
-    out = np.zeros((n, f))
-    block = max(1, BLOCK_VALUES // max(1, f * window))
-    for a, b in pieces:
-        seg = np.ascontiguousarray(x[a:b], dtype=np.float64)
-        for m in range(1, min(window, b - a + 1)):  # rows a .. a + window - 2: truncated windows
-            out[a + m - 1] = residual_last(seg[:m].T, top_k)
-        if b - a < window:
-            continue
-        views = sliding_window_view(seg, window, axis=0)  # [b - a - window + 1, F, window]
-        first = a + window - 1  # the row of the first full window
-        for i in range(0, len(views), block):  # blocks counted from the piece start: causal
-            chunk = views[i:i + block]
-            out[first + i:first + i + len(chunk)] = residual_last(chunk, top_k)
-    return out
 
 
 class FAN:
@@ -123,7 +69,7 @@ class FAN:
         self.n_features = int(data.features.shape[1])
 
     def transform(self, data: Any) -> np.ndarray:
-        from himari.plugin.api import filter_ranges, require_finite, require_n_features
+        from himari.plugin.api import fan_residuals, filter_ranges, require_finite, require_n_features
 
         require_n_features("fan", self.n_features, data)
         x = np.asarray(data.features)
@@ -153,4 +99,4 @@ def himari_register_preprocessors(registry: Any) -> None:
                                           "top-K rFFT components"))
 
 
-__all__ = ["FAN", "FANConfig", "fan_residuals", "residual_last"]
+__all__ = ["FAN", "FANConfig"]
