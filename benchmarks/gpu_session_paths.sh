@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Every path that claims the GPU, run on it (benchmarks/README.md): build with CUDA, the whole
+# pytest suite (CUDA tests included), a short `--device cuda` training of each of the five models
+# (the Trainer's CUDA and bf16 mixed-precision paths), `himari bench --device cuda`, a CPU-only
+# build of the core feeding a GPU policy, flag-trader's training time with and without the
+# adversarial method, and the generators' fit on the GPU. PARTS picks steps; one device call may
+# run 10 minutes, so the default is split over calls, e.g.:
+#   PARTS=build,suite  then  PARTS=cuda-tests,train,bench,cpu-core  then  PARTS=adversarial,generators
+# Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
+# scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and JSON go to $OUT.
+set -uo pipefail
+export PYTHONUNBUFFERED=1 HOME=/tmp HIMARI_CACHE_DIR=/tmp/cache
+OUT=${OUT:-/tmp/himari-out}; mkdir -p "$OUT"
+PARTS=${PARTS:-build,suite}
+ROOT=$PWD
+has() { [[ ",$PARTS," == *",$1,"* ]]; }
+step() { echo "=== $1 ($(date +%T))"; }
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+if has build; then
+  step build
+  HIMARI_ENABLE_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=16 python3 -m pip install --no-build-isolation --no-deps . \
+    > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+  (cd / && python3 -c "import himari.engine as e; print(e.build_info())")
+fi
+if has suite; then
+  step "the whole pytest suite against the installed CUDA build"
+  HIMARI_SHARED_DATA="$ROOT/.devdata" PYTHONSAFEPATH=1 timeout ${SUITE_TIMEOUT:-420} python3 -m pytest -q \
+    -p no:cacheprovider -o addopts="" --import-mode=importlib tests/python -rfEs --durations=15 \
+    > "$OUT/suite.log" 2>&1
+  echo "pytest exit $?"; grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/suite.log" | tail -40
+  grep -E "^SKIPPED" "$OUT/suite.log" | sed 's/\[[0-9]*\] //' | cut -c1-160 | sort | uniq -c | sort -rn | head -25
+fi
+prepared() {  # a small synthetic market, prepared once
+  [[ -d /tmp/synth-prepared ]] && return
+  (cd /tmp && himari data synth --bars 20000 --seed 0 --out /tmp/synth.parquet > /dev/null \
+    && himari data prepare /tmp/synth.parquet --out /tmp/synth-prepared > /dev/null)
+}
+timed_train() {  # NAME MODEL ARGS...: one run, its wall time and the summary's headline
+  local name=$1; shift
+  local start=$(date +%s.%N)
+  (cd /tmp && timeout ${TRAIN_TIMEOUT:-240} himari train "$@" --run-dir "/tmp/run-$name" > "$OUT/train-$name.log" 2>&1)
+  local rc=$? secs=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+  python3 - "$name" "$rc" "$secs" "/tmp/run-$name/summary.json" <<'PY' | tee -a "$OUT/train.jsonl"
+import json, sys
+name, rc, secs, path = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+row = {"run": name, "exit": rc, "wall_s": secs}
+try:
+    s = json.load(open(path))
+    row.update(device=s.get("device"), steps=s.get("steps"), seconds=s.get("seconds"),
+               validation_sharpe=(s.get("validation") or {}).get("sharpe"), test_sharpe=(s.get("test") or {}).get("sharpe"))
+except OSError:
+    pass
+print(json.dumps(row))
+PY
+  [[ $rc -eq 0 ]] || tail -15 "$OUT/train-$name.log"
+}
+if has cuda-tests; then
+  step "the tests marked cuda (parity of the native kernels, EKF preprocessing, VecNormalize, generators)"
+  HIMARI_SHARED_DATA="$ROOT/.devdata" PYTHONSAFEPATH=1 timeout 300 python3 -m pytest -q -p no:cacheprovider \
+    -o addopts="" --import-mode=importlib -m cuda tests/python -rfEs 2>&1 | tail -15
+fi
+if has train; then
+  step "a short --device cuda training of each model (synthetic market, 20,000 bars)"
+  prepared
+  D=/tmp/synth-prepared
+  timed_train baseline-mlp baseline-mlp --data $D --device cuda --epochs 2
+  timed_train cql cql --data $D --device cuda --epochs 1
+  timed_train cgdt cgdt --data $D --device cuda --epochs 1
+  timed_train ppo-lstm ppo-lstm --data $D --device cuda --epochs 1 --env-episodes 16
+fi
+if has bench; then
+  step "himari bench --device cuda"
+  (cd /tmp && timeout 120 himari bench --device cuda 2>&1 | tail -25)
+fi
+if has cpu-core; then
+  step "a CPU-only build of the core with a GPU policy (ppo-lstm --device cuda)"
+  cmake -S . -B /tmp/cpu-core -G Ninja -DHIMARI_BUILD_PYTHON=ON -DHIMARI_ENABLE_CUDA=OFF -DCMAKE_BUILD_TYPE=Release \
+    -Dpybind11_DIR="$(python3 -c 'import pybind11; print(pybind11.get_cmake_dir())')" > "$OUT/cpu-core.log" 2>&1 \
+    && cmake --build /tmp/cpu-core -j16 >> "$OUT/cpu-core.log" 2>&1 || tail -20 "$OUT/cpu-core.log"
+  site=$(cd / && python3 -c "import himari, os; print(os.path.dirname(os.path.dirname(himari.__file__)))")
+  rm -rf /tmp/cpu-site && mkdir -p /tmp/cpu-site && cp -r "$site/himari" "$site/himari_builtin" /tmp/cpu-site/ \
+    && cp -r "$site"/himari-*.dist-info /tmp/cpu-site/ && rm -f /tmp/cpu-site/himari/_core*.so \
+    && cp /tmp/cpu-core/cpp/_core*.so /tmp/cpu-site/himari/
+  prepared
+  PYTHONPATH=/tmp/cpu-site:$PYTHONPATH python3 -c "import himari.engine as e; print('cpu-only core:', e.build_info(), '| reason:', e.cuda_unavailable_reason())"
+  PYTHONPATH=/tmp/cpu-site:$PYTHONPATH timed_train cpu-core-ppo-lstm ppo-lstm --data /tmp/synth-prepared --device cuda \
+    --epochs 1 --env-episodes 16
+fi
+if has adversarial; then
+  step "flag-trader --device cuda: plain against adversarial (PGD-3, ratio 0.5), same budget"
+  prepared
+  timed_train flag-trader flag-trader --data /tmp/synth-prepared --device cuda --epochs 1 --env-episodes 4 --seed 1
+  timed_train ft-adversarial flag-trader --data /tmp/synth-prepared --device cuda --epochs 1 --env-episodes 4 --seed 1 \
+    --method adversarial
+fi
+if has generators; then
+  step "generators on the GPU: default sizes, BTC train split, with the quality report"
+  (cd /tmp && [[ -d /tmp/btc-prepared ]] || himari data prepare "$ROOT/.devdata/btcusdt_5m.csv.gz" --out /tmp/btc-prepared > /dev/null)
+  # tab-ddpm at its default (the paper's) size; timegan at TIMEGAN_ITERATIONS per phase (the
+  # paper's 50,000 take longer than one call: its per-iteration time is in the JSON).
+  timeout ${GEN_TIMEOUT:-280} python3 benchmarks/bench_generators.py --data /tmp/btc-prepared --method tab-ddpm \
+    --rows 50000 --device cuda --out "$OUT/generator-tab-ddpm-btc-cuda.json" 2>&1 | tail -14
+  timeout ${GEN_TIMEOUT:-280} python3 benchmarks/bench_generators.py --data /tmp/btc-prepared --method timegan \
+    --windows 20000 --set iterations=${TIMEGAN_ITERATIONS:-3000} --device cuda \
+    --out "$OUT/generator-timegan-btc-cuda.json" 2>&1 | tail -14
+fi
+step done
