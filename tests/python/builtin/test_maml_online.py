@@ -303,7 +303,8 @@ def test_flag_trader_with_maml_resumes_exactly(small_prepared, tmp_path) -> None
 
 def test_adapt_takes_k_ppo_steps_on_a_rollout_over_the_adaptation_bars_only(small_prepared) -> None:
     """``adapt`` on an online-RL model: one rollout over ctx.splits["adapt_bars"] exactly, then
-    the weights are theta - alpha dL(rollout) (k = 1), pinned by autograd on a copy."""
+    the weights are theta - alpha dL(rollout) (k = 1), L the mean of the PPO losses of the model's
+    two minibatches of consecutive envs, pinned by autograd on a copy."""
     model = _ppo_lstm()
     theta = copy.deepcopy(model)
     captured = []
@@ -319,7 +320,7 @@ def test_adapt_takes_k_ppo_steps_on_a_rollout_over_the_adaptation_bars_only(smal
     (rows, buf), = captured
     np.testing.assert_array_equal(rows, np.arange(2000, 2100))
     theta.network.train()
-    loss, _ = theta.loss(buf[torch.arange(len(buf))], ctx)
+    loss = (theta.loss(buf[torch.arange(0, 2)], ctx)[0] + theta.loss(buf[torch.arange(2, 4)], ctx)[0]) / 2
     params = [p for p in theta.network.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, params)
     for (name, p), g, p0 in zip(model.network.named_parameters(), grads, params):
@@ -350,3 +351,23 @@ def test_backtest_adapt_bars_scores_an_online_maml_run_adapted_and_not(small_pre
     assert not np.array_equal(adapted, unadapted)
     again, _ = backtest([str(run_dir)], split="test", adapt_bars=n)  # the same adaptation again: seeded
     np.testing.assert_array_equal(next(e for e in again if e.name.endswith(" adapted")).actions, adapted)
+
+
+def test_a_task_loss_in_parts_is_the_mean_of_the_parts() -> None:
+    """Parts (an online task rollout in the model's minibatches) are differentiated one by one and
+    averaged: for a loss that is a mean over examples, the same loss and gradient as the whole."""
+    from himari_builtin.training.maml.steps import Parts, loss_and_grads
+
+    w = torch.tensor([0.5, -1.0], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5], [-2.0, 1.0]], dtype=torch.float64)
+    y = torch.tensor([1.0, 0.0, 2.0, -1.0], dtype=torch.float64)
+
+    def loss_of(params, batch):
+        return 0.5 * ((batch[0] @ params["w"] - batch[1]) ** 2).mean()
+
+    whole_loss, (whole_grad,) = loss_and_grads(loss_of, {"w": w}, (x, y), create_graph=False)
+    part_loss, (part_grad,) = loss_and_grads(loss_of, {"w": w}, Parts([(x[:2], y[:2]), (x[2:], y[2:])]), False)
+    r = x.numpy() @ w.detach().numpy() - y.numpy()
+    np.testing.assert_allclose(whole_grad.numpy(), (r[:, None] * x.numpy()).mean(0), rtol=1e-12)
+    np.testing.assert_allclose(part_grad.numpy(), whole_grad.numpy(), rtol=1e-12)
+    assert float(part_loss) == pytest.approx(float(whole_loss.detach()), rel=1e-12)

@@ -15,10 +15,30 @@ as many meta-steps as a plain run has steps.
 ``adapt(model, ctx)`` is the same inner loop at evaluation: ``himari backtest RUN --adapt-bars N``
 calls it on each range's first bars before scoring the rest.
 
+Online-RL models (``ppo-lstm``, ``flag-trader``; Finn et al. 2017, section 5.3, with ProMP's
+reuse of each task's rollouts, Rothfuss et al. 2019, without its second-order terms): a task's
+support and query sets are rollouts of the policy in envs over the task's support bars and over
+its query bars (``online``: the model's ``task_rollout`` on an ``EnvSource`` of that window only).
+Once per rollout cycle, in the ``on_rollout`` hook, ``tasks_per_step`` tasks are sampled from
+``(seed, cycle)``; each gets a support rollout by the current weights and, except for Reptile, a
+query rollout by the weights the inner loop (``inner_steps`` SGD steps of ``inner_lr`` on the
+model's own loss, the PPO objective, over the whole support rollout) adapts them to. Every
+optimiser step of the cycle then recomputes the inner loop from the current weights on the same
+support rollout and takes the meta-gradient on the same query rollout, as PPO reuses its
+rollout: the PPO ratio against the log-probabilities the rollouts were collected with corrects
+for the weights having moved. First-order: the gradient of the query rollout's PPO loss at the
+adapted weights (at the cycle's first step the query rollout is on-policy there, so this is the
+policy gradient of the adapted policy); Reptile: ``(theta - phi) / (alpha k)``. Second order is
+refused: the query rollouts are sampled from the adapted policy, so the exact meta-gradient needs
+the gradient of that sampling distribution (ProMP's or DiCE's estimators), which a loss on
+collected rollouts does not give. ``adapt`` takes one rollout by the trained weights over the
+``--adapt-bars`` bars and the same inner loop on it.
+
 Supported models: ``baseline-mlp``, whose loss is a function of its weights and a batch of
-labelled rows. The offline-RL models are refused: cql's loss reads target networks and adjusts a
-Lagrange multiplier as it is evaluated, and cgdt's dataset fits its return-to-go scale on the
-train split, so neither has a task loss an inner loop can differentiate through.
+labelled rows, and the online-RL models above. The offline-RL models are refused: cql's loss
+reads target networks and adjusts a Lagrange multiplier as it is evaluated, and cgdt's dataset
+fits its return-to-go scale on the train split, so neither has a task loss an inner loop can
+differentiate through.
 """
 
 from __future__ import annotations
@@ -92,6 +112,12 @@ def is_online(model: Any) -> bool:
     return callable(getattr(model, "rollout", None))
 
 
+def minibatches(model: Any) -> int:
+    """The model's PPO minibatches per rollout (its ``OnlineRLConfig.n_minibatches``; 1 without one):
+    task losses are taken in these parts."""
+    return int(getattr(getattr(model, "config", None), "n_minibatches", 1) or 1)
+
+
 class MAML:
     def __init__(self, config: MAMLConfig) -> None:
         self.config = config
@@ -161,14 +187,14 @@ class MAML:
         try:
             for i, task in enumerate(chosen):
                 support = whole(task_rollout(model, ctx, task.support_start, task.support_end,
-                                             task_seed(ctx.seed, self.cycles, i, SUPPORT)))
+                                             task_seed(ctx.seed, self.cycles, i, SUPPORT)), minibatches(model))
                 query = None
                 if c.mode != "reptile":
                     net.train()  # as in the optimiser step that recomputes it
                     fast, _ = inner_loop(loss_of, params, support, c.inner_steps, c.inner_lr, create_graph=False)
                     with loaded(params, {k: v.detach() for k, v in fast.items()}), torch.no_grad():
                         query = whole(task_rollout(model, ctx, task.query_start, task.query_end,
-                                                   task_seed(ctx.seed, self.cycles, i, QUERY)))
+                                                   task_seed(ctx.seed, self.cycles, i, QUERY)), minibatches(model))
                 self._cycle.append((task, support, query))
         finally:
             net.train(was_training)
@@ -222,7 +248,7 @@ class MAML:
 
         if is_online(model):
             (a, b), = ctx.splits["adapt_bars"]
-            batch = whole(task_rollout(model, ctx, a, b, task_seed(ctx.seed, 0, 0, ADAPT)))
+            batch = whole(task_rollout(model, ctx, a, b, task_seed(ctx.seed, 0, 0, ADAPT)), minibatches(model))
         else:
             batch = rows_batch(model, ctx, ctx.splits["adapt"])
         if batch is None:

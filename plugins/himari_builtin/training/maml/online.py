@@ -77,11 +77,18 @@ def task_rollout(model: Any, ctx: Any, start: int, end: int, seed: int) -> Any:
                           "raise maml.window, maml.support or --adapt-bars") from None
 
 
-def whole(buf: Any) -> Any:
-    """Every env's sequence of a rollout as one batch (what the model's ``loss`` takes)."""
+def whole(buf: Any, parts: int = 1) -> Any:
+    """Every env's sequence of a rollout as one batch (what the model's ``loss`` takes), or, with
+    ``parts`` > 1 dividing the envs, as that many ``Parts`` of consecutive envs (the model's
+    minibatches: a task loss then needs no more memory than one update step)."""
     import torch
 
-    return buf[torch.arange(len(buf))]
+    from himari_builtin.training.maml.steps import Parts
+
+    n = len(buf)
+    if parts <= 1 or n % parts:
+        return buf[torch.arange(n)]
+    return Parts(buf[idx] for idx in torch.arange(n).chunk(parts))
 
 
 @contextlib.contextmanager
