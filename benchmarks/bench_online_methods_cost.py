@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Training-time cost of maml (K2) and adversarial (K5) on an online-RL model, against a plain run
 of the same model and budget (by hand, not a test).
 

@@ -14,9 +14,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-import himari_builtin.training.adversarial as adv  # noqa: E402
-
-from himari_tests_conformance import TINY_MODEL, TINY_ONLINE, tiny_run  # type: ignore[import-not-found]  # noqa: E402,I001
+import himari_builtin.training.adversarial as adv
+from himari_tests_conformance import TINY_MODEL, TINY_ONLINE, tiny_run  # type: ignore[import-not-found]
 
 SETS = [*TINY_ONLINE("flag-trader"), *TINY_MODEL["flag-trader"]]
 W, EPS = 16, 0.1

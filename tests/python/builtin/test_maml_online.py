@@ -14,15 +14,21 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from himari.errors import ConfigError  # noqa: E402
-from himari.plugin.api import ModelContext, PPOConfig, RolloutBuffer, TrainContext, ppo_loss  # noqa: E402
-from himari.plugin.manager import get_plugins  # noqa: E402
-from himari.trading import EnvConfig  # noqa: E402
-from himari_builtin.training.maml import MAML, MAMLConfig  # noqa: E402
-from himari_builtin.training.maml.online import task_rollout  # noqa: E402
-from himari_builtin.training.maml.tasks import Task  # noqa: E402
+from himari_builtin.training.maml import MAML, MAMLConfig
+from himari_builtin.training.maml.online import task_rollout
+from himari_builtin.training.maml.tasks import Task
+from himari_tests_conformance import TINY_ONLINE, check_training_method, tiny_run  # type: ignore[import-not-found]
 
-from himari_tests_conformance import TINY_ONLINE, check_training_method, tiny_run  # type: ignore[import-not-found]  # noqa: E402,I001
+from himari.errors import ConfigError
+from himari.plugin.api import (
+    ModelContext,
+    PPOConfig,
+    RolloutBuffer,
+    TrainContext,
+    ppo_loss,
+)
+from himari.plugin.manager import get_plugins
+from himari.trading import EnvConfig
 
 P = get_plugins()
 MAML_SETS = ["maml.window=100", "maml.support=60"]

@@ -48,8 +48,21 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from himari.plugin.api import TrainingMethodSpec, hookimpl
-from himari_builtin.training.maml.online import ADAPT, QUERY, SUPPORT, loaded, task_rollout, task_seed, whole
-from himari_builtin.training.maml.steps import MODES, functional_loss, inner_loop, meta_gradient
+from himari_builtin.training.maml.online import (
+    ADAPT,
+    QUERY,
+    SUPPORT,
+    loaded,
+    task_rollout,
+    task_seed,
+    whole,
+)
+from himari_builtin.training.maml.steps import (
+    MODES,
+    functional_loss,
+    inner_loop,
+    meta_gradient,
+)
 from himari_builtin.training.maml.tasks import Task, regime_tasks, sample_tasks
 
 ONLINE_MODELS = ("ppo-lstm", "flag-trader")
@@ -137,7 +150,7 @@ class MAML:
         from himari.plugin.api import ConfigError
 
         if ctx.data is None:
-            return None
+            return
         if ctx.world_size > 1:
             raise ConfigError("maml: data-parallel training (--devices > 1) is not supported; train on one device")
         c = self.config
@@ -166,7 +179,7 @@ class MAML:
             raise ConfigError(f"maml: the train split has no whole window of {c.window} bars"
                               + ("" if online else " with labelled support and query rows") + "; lower maml.window")
         self.tasks, self._model, self._batches, self._cycle = tasks, model, {}, []
-        return None
+        return
 
     def on_rollout(self, buf: Any, ctx: Any) -> None:
         """Online RL, once per rollout cycle (the Trainer's rollout ``buf`` is left alone): this

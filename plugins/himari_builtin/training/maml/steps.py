@@ -60,8 +60,6 @@ def inner_loop(loss_of: LossOf, params: dict[str, Any], batch: Any, steps: int, 
     """``steps`` SGD steps on ``batch`` from ``params``; returns the adapted parameters and the
     first step's loss. With ``create_graph`` the result stays a differentiable function of
     ``params``; without it every step is detached (first-order, Reptile, adaptation)."""
-    import torch
-
     fast = dict(params) if create_graph else {k: v.detach().requires_grad_(True) for k, v in params.items()}
     first = float("nan")
     for i in range(steps):
