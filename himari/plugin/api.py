@@ -442,6 +442,11 @@ class Model(Protocol):
       runs resume exactly. Return it as a dataset indexed like ``dataset``'s (a
       ``RolloutBuffer``); the Trainer then runs ``update_epochs`` passes of ``n_minibatches``
       minibatches through ``loss``. ``dataset`` is not called for such a model.
+    - ``task_rollout(ctx) -> dataset`` (online RL): one rollout like ``rollout``'s with the
+      current weights, in fresh envs built from ``ctx.env_source`` and seeded by ``(ctx.seed,
+      ctx.epoch)`` from a zero recurrent state, leaving the training rollouts' envs and state as
+      they are (and no warm start or other first-rollout work): the task rollouts of
+      meta-learning (``maml``), which builds an ``EnvSource`` per task window.
     - ``action_logits(batch) -> tensor [B, A]``: the policy's action logits on a training batch,
       for training methods that regularise the policy (``confidence-penalty``).
     - ``init_roles() -> {name: role}``: which layers of ``network`` are the policy head, the
@@ -550,7 +555,10 @@ class TrainingMethod(Protocol):
       examples ``model.dataset`` builds from ``ctx.splits["adapt"]`` (the first bars of an
       evaluation range whose labels are known by its N-th bar); the model then acts on the bars
       after them. ``ctx.features`` are the run's preprocessed features of ``ctx.data``; ``ctx.labels``
-      its labels. The backtest restores the trained weights before the next range.
+      its labels. ``ctx.splits["adapt_bars"]`` holds the N bars themselves ``[(a, a + N)]`` (an
+      online-RL model adapts on rollouts over them: rewards read prices, not labels), and
+      ``ctx.observation_filter`` the run's filter. The backtest restores the trained weights
+      before the next range.
     """
 
 

@@ -4,7 +4,9 @@ bars of each evaluation range, and the model then acts on the bars after them.
 
 What the adaptation may read: the labels of the rows ``[a, a + N - lookahead)`` of a range ``[a, b)``,
 the rows whose label (which reads prices up to ``t + lookahead``) is known by the close of bar
-``a + N - 1``, and the model's input features of those rows. Nothing at or after bar ``a + N``
+``a + N - 1``, and the model's input features of those rows; an online-RL model, the bars
+``[a, a + N)`` themselves (``ctx.splits["adapt_bars"]``: rollouts over them read their prices and
+features, and the run's frozen observation filter). Nothing at or after bar ``a + N``
 reaches the adapted weights, so scoring ``[a + N, b)`` is out of sample. Each range starts again
 from the trained weights (and BatchNorm statistics), with torch seeded by the run's seed, so a
 backtest is reproducible.
@@ -73,8 +75,9 @@ def adapted_actions(policy: Any, prepared: Any, ranges: list[tuple[int, int]], n
     try:
         for a, b in ranges:
             ctx = TrainContext(data=prepared, features=features, labels=labels,
-                               splits={"adapt": [(a, a + n - lookahead)]}, env=policy.context.env,
-                               model=policy.context, device="cpu", seed=policy.run.train.seed)
+                               splits={"adapt": [(a, a + n - lookahead)], "adapt_bars": [(a, a + n)]},
+                               env=policy.context.env, model=policy.context, device="cpu",
+                               seed=policy.run.train.seed, observation_filter=policy.observation_filter)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(policy.run.train.seed)
                 for _, method in methods:

@@ -183,7 +183,7 @@ def test_bad_config_is_refused(field, value, words, small_prepared, tmp_path) ->
                                                "methods": "maml"}, sets=[f"maml.{field}={value}"])
 
 
-@pytest.mark.parametrize("model", ["cql", "ppo-lstm"])
+@pytest.mark.parametrize("model", ["cql", "cgdt"])
 def test_other_models_are_refused(model, small_prepared) -> None:
     from himari.training.config import merge_run_config
 
@@ -220,7 +220,7 @@ def test_the_meta_gradient_replaces_the_batch_gradient(small_prepared) -> None:
             expected[k] += float(g[k]) / 3
     assert float(model.network.a.grad) == pytest.approx(expected["a"], rel=1e-9)
     assert float(model.network.b.grad) == pytest.approx(expected["b"], rel=1e-9)
-    assert method.state_dict() == {"meta_steps": 1}
+    assert method.state_dict() == {"meta_steps": 1, "cycles": 0}
 
 
 @pytest.mark.parametrize("mode", ["second-order", "reptile"])

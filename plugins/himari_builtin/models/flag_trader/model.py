@@ -93,6 +93,22 @@ class FlagTrader:
         buf.stats.update(warm)
         return buf
 
+    def task_rollout(self, ctx: Any) -> Any:
+        """One rollout like ``rollout``'s (no warm start), with the current weights, in fresh envs
+        built from ``ctx.env_source`` and seeded by ``(ctx.seed, ctx.epoch)``; the training
+        rollouts' envs are left as they are (meta-learning's task rollouts)."""
+        from himari.plugin.api import EnvRollout
+
+        net = self.network
+        device = self._device()
+        was_training = net.training
+        net.eval()
+        try:
+            collector = EnvRollout(self.config, self.obs_dim, window=self.config.context_length)
+            return collector.collect(ctx, True, net.policy, net.initial_state, device)
+        finally:
+            net.train(was_training)
+
     def warm_start(self, ctx: Any, device: Any) -> dict[str, float]:
         """Supervised warm start: ``warm_start_epochs`` passes of class-weighted cross-entropy
         of the train labels from flat-account windows (the labels are decisions taken from a flat

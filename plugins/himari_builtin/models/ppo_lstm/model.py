@@ -59,6 +59,22 @@ class PPOLSTM:
         finally:
             net.train(was_training)
 
+    def task_rollout(self, ctx: Any) -> Any:
+        """One rollout like ``rollout``'s, with the current weights, in fresh envs built from
+        ``ctx.env_source`` and seeded by ``(ctx.seed, ctx.epoch)``, from a zero LSTM state; the
+        training rollouts' envs and state are left as they are (meta-learning's task rollouts)."""
+        from himari.plugin.api import EnvRollout
+
+        net = self.network
+        device = next(net.parameters()).device
+        self._threads(device)
+        was_training = net.training
+        net.eval()
+        try:
+            return EnvRollout(self.config, self.obs_dim).collect(ctx, True, net.step, net.initial_state, device)
+        finally:
+            net.train(was_training)
+
     def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
         """PPO loss (``himari.training.ppo.ppo_loss``) of a minibatch of whole env sequences
         (``RolloutBuffer`` items), the LSTM run over each sequence from its saved start state."""

@@ -27,20 +27,45 @@ MODES = ("first-order", "second-order", "reptile")
 LossOf = Callable[[dict[str, Any], Any], Any]
 
 
+class Parts(list):  # type: ignore[type-arg]
+    """A batch given as equal-sized parts (an online-RL task rollout in the model's minibatches):
+    its loss is the mean of the parts' losses, and without ``create_graph`` it is differentiated
+    part by part, so memory is that of one part."""
+
+
+def loss_and_grads(loss_of: LossOf, params: dict[str, Any], batch: Any, create_graph: bool) -> tuple[Any, list[Any]]:
+    """``(loss, [gradient of each of params or None])`` of ``loss_of(params, batch)``; a ``Parts``
+    batch (first order only) is averaged over its parts, one backward pass at a time."""
+    import torch
+
+    wrt = list(params.values())
+    if not isinstance(batch, Parts):
+        loss = loss_of(params, batch)
+        return loss, list(torch.autograd.grad(loss, wrt, create_graph=create_graph, allow_unused=True))
+    if create_graph:
+        raise ValueError("a batch in parts cannot be differentiated through (second order)")
+    total: list[Any] = [None] * len(wrt)
+    loss_sum = 0.0
+    for part in batch:
+        loss = loss_of(params, part)
+        loss_sum += float(loss.detach())
+        for i, g in enumerate(torch.autograd.grad(loss, wrt, allow_unused=True)):
+            if g is not None:
+                total[i] = g / len(batch) if total[i] is None else total[i] + g / len(batch)
+    return torch.tensor(loss_sum / len(batch)), total
+
+
 def inner_loop(loss_of: LossOf, params: dict[str, Any], batch: Any, steps: int, alpha: float,
                create_graph: bool) -> tuple[dict[str, Any], float]:
     """``steps`` SGD steps on ``batch`` from ``params``; returns the adapted parameters and the
     first step's loss. With ``create_graph`` the result stays a differentiable function of
     ``params``; without it every step is detached (first-order, Reptile, adaptation)."""
-    import torch
-
     fast = dict(params) if create_graph else {k: v.detach().requires_grad_(True) for k, v in params.items()}
     first = float("nan")
     for i in range(steps):
-        loss = loss_of(fast, batch)
+        loss, grads = loss_and_grads(loss_of, fast, batch, create_graph)
         if i == 0:
             first = float(loss.detach())
-        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph, allow_unused=True)
         stepped = {k: v if g is None else v - alpha * g for (k, v), g in zip(fast.items(), grads)}
         fast = stepped if create_graph else {k: v.detach().requires_grad_(True) for k, v in stepped.items()}
     return fast, first
@@ -59,9 +84,11 @@ def meta_gradient(loss_of: LossOf, params: dict[str, Any], support: Any, query: 
     if mode == "reptile":
         scale = 1.0 / (alpha * steps)
         return {k: (params[k].detach() - fast[k].detach()) * scale for k in params}, {"support_loss": support_loss}
-    query_loss = loss_of(fast, query)
-    wrt = params if second else fast
-    grads = torch.autograd.grad(query_loss, [wrt[k] for k in params], allow_unused=True)
+    if second:
+        query_loss = loss_of(fast, query)
+        grads = torch.autograd.grad(query_loss, [params[k] for k in params], allow_unused=True)
+    else:
+        query_loss, grads = loss_and_grads(loss_of, fast, query, create_graph=False)
     out = {k: torch.zeros_like(params[k]) if g is None else g.detach() for k, g in zip(params, grads)}
     return out, {"support_loss": support_loss, "query_loss": float(query_loss.detach())}
 
