@@ -2,8 +2,8 @@
 # Every path that claims the GPU, run on it (benchmarks/README.md): build with CUDA, the whole
 # pytest suite (CUDA tests included), a short `--device cuda` training of each of the five models
 # (the Trainer's CUDA and bf16 mixed-precision paths), `himari bench --device cuda`, a CPU-only
-# build of the core feeding a GPU policy, flag-trader's training time with and without the
-# adversarial method, and the generators' fit on the GPU. PARTS picks steps; one device call may
+# build of the core feeding a GPU policy, flag-trader's training-step cost with maml and adversarial
+# against a plain run, and the generators' fit on the GPU. PARTS picks steps; one device call may
 # run 10 minutes, so the default is split over calls, e.g.:
 #   PARTS=build,suite  then  PARTS=cuda-tests,train,bench,cpu-core  then  PARTS=adversarial,generators
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
@@ -89,11 +89,9 @@ if has cpu-core; then
     --epochs 1 --env-episodes 16
 fi
 if has adversarial; then
-  step "flag-trader --device cuda: plain against adversarial (PGD-3, ratio 0.5), same budget"
-  prepared
-  timed_train flag-trader flag-trader --data /tmp/synth-prepared --device cuda --epochs 1 --env-episodes 4 --seed 1
-  timed_train ft-adversarial flag-trader --data /tmp/synth-prepared --device cuda --epochs 1 --env-episodes 4 --seed 1 \
-    --method adversarial
+  step "flag-trader --device cuda: cost of maml (first-order, reptile) and adversarial against a plain run"
+  timeout ${COST_TIMEOUT:-300} python3 benchmarks/bench_online_methods_cost.py --model flag-trader --device cuda \
+    --bars 12000 --cycles 1 --max-steps 4 --out "$OUT/online-methods-cost-flag-trader-cuda.json" 2>&1 | tail -14
 fi
 if has generators; then
   step "generators on the GPU: default sizes, BTC train split, with the quality report"
