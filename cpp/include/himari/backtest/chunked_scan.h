@@ -191,8 +191,11 @@ HIMARI_HD void relative_step(RelativeAccount& s, ChunkSummary& out, long long ac
   out.low = marked < out.low ? marked : out.low;
   out.high = marked > out.high ? marked : out.high;
   s.peak = marked > s.peak ? marked : s.peak;
-  const double dd = 1.0 - marked / s.peak;
-  out.drawdown = dd > out.drawdown ? dd : out.drawdown;
+  // A division only when the drawdown may grow (a multiply screens the other steps).
+  if (marked < s.peak * (1.0 - out.drawdown)) {
+    const double dd = 1.0 - marked / s.peak;
+    out.drawdown = dd > out.drawdown ? dd : out.drawdown;
+  }
 }
 
 // Phase 2 over steps [t0, t1) of strategy m, entering with `carry`.
