@@ -15,11 +15,12 @@ Times (medians of CUDA-event timings of whole calls, prices passed from the host
 ``kernels`` is the sum of the backtester's kernel durations from the torch profiler (absent
 when the profiler is not available).
 
-Bytes counted (``bytes_moved``): the scan reads the signals twice (positions pass, summary
-pass) and writes and reads back per (chunk, strategy) a position summary (8 B), a carry (16 B)
-and a chunk summary (76 B), and writes the metrics (80 B per strategy); the sequential kernel
-reads the signals once and writes the metrics. The strategies near the floor read their one
-chunk once more (not counted). ``signals_once`` = signal bytes / time, the plan's measure.
+Bytes counted (``bytes_moved``): the scan reads the signals once in its summary pass, and
+writes and reads back per (chunk, strategy) a position summary (8 B), a carry (16 B) and a chunk
+summary (76 B), and writes the metrics (80 B per strategy); the sequential kernel reads the
+signals once and writes the metrics. Not counted: the positions pass, which reads each chunk
+backwards only as far as its last run of equal targets (a few bars for uniform signals, about
+200 for sticky ones), and the strategies near the floor, which read their one chunk again. ``signals_once`` = signal bytes / time, the plan's measure.
 Both are reported as fractions of the copy bandwidth measured in the same run: a
 device-to-device copy of a buffer the size of the 100k x 10k signals, (bytes read + written)
 per second.
@@ -102,7 +103,7 @@ def prices(bars: int) -> tuple[np.ndarray, np.ndarray]:
 def scan_bytes(bars: int, m: int, chunk: int) -> int:
     steps = bars - 1
     pairs = -(-steps // chunk) * m
-    return 2 * steps * m + pairs * (2 * 8 + 2 * 16 + 2 * 76) + m * METRIC_BYTES
+    return steps * m + pairs * (2 * 8 + 2 * 16 + 2 * 76) + m * METRIC_BYTES
 
 
 def auto_chunk(steps: int, m: int) -> int:

@@ -122,9 +122,7 @@ std::vector<std::int64_t> bankrupt_steps(const Case& c, const CostConfig& costs)
 TEST(ChunkedScan, CarryIsTheLastNonHoldActionAndItsRunStart) {
   // Chunk of 6 steps starting at bar 10: HOLD SELL BUY HOLD BUY HOLD (long-short).
   const std::vector<std::int8_t> a = {1, 0, 2, 1, 2, 1};
-  std::int64_t bad = 0;
-  const scan::PositionSummary s = scan::summarize_positions(a.data(), 1, 0, 0, 6, PositionMode::kLongShort, &bad);
-  EXPECT_EQ(bad, -1);
+  const scan::PositionSummary s = scan::summarize_positions(a.data(), 1, 0, 0, 6, PositionMode::kLongShort);
   EXPECT_EQ(s.last_target, 1);
   EXPECT_EQ(s.run_start, 2);  // the BUY at offset 2 opened the long; the BUY at 4 kept it
   EXPECT_EQ(s.first_run, 0);
@@ -133,18 +131,58 @@ TEST(ChunkedScan, CarryIsTheLastNonHoldActionAndItsRunStart) {
   EXPECT_EQ(out.entry_bar, 12);
   // A chunk of only BUYs keeps a long carried in, with its old entry bar.
   const std::vector<std::int8_t> buys = {1, 2, 2};
-  const scan::PositionSummary sb = scan::summarize_positions(buys.data(), 1, 0, 0, 3, PositionMode::kLongShort, &bad);
+  const scan::PositionSummary sb = scan::summarize_positions(buys.data(), 1, 0, 0, 3, PositionMode::kLongShort);
   const scan::PositionCarry kept = scan::carry_positions(out, sb, 20);
   EXPECT_EQ(kept.position, 1);
   EXPECT_EQ(kept.entry_bar, 12);
   // ...but opens a new long (entry at the first BUY) when a short or nothing was carried in.
   const scan::PositionCarry opened = scan::carry_positions(scan::PositionCarry{-1, -1, 0}, sb, 20);
   EXPECT_EQ(opened.entry_bar, 21);
-  // An invalid action is reported at its flat index and read as HOLD.
-  const std::vector<std::int8_t> two = {1, 1, 7, 1};  // [2, 2]: row 1 column 0 is 7
-  const scan::PositionSummary sv = scan::summarize_positions(two.data(), 2, 0, 0, 2, PositionMode::kLongFlat, &bad);
-  EXPECT_EQ(bad, 2);
+  // In long-flat, SELL after BUY targets flat: no entry bar.
+  const scan::PositionSummary sf = scan::summarize_positions(a.data(), 1, 0, 0, 5, PositionMode::kLongFlat);
+  EXPECT_EQ(scan::carry_positions(scan::PositionCarry{}, sf, 0).position, 1);
+  const std::vector<std::int8_t> sell = {2, 1, 0, 1};
+  const scan::PositionSummary ss = scan::summarize_positions(sell.data(), 1, 0, 0, 4, PositionMode::kLongFlat);
+  EXPECT_EQ(scan::carry_positions(scan::PositionCarry{}, ss, 0).entry_bar, -1);
+  // An invalid action is read as HOLD by both phases and reported by phase 2 at its flat index.
+  const std::vector<std::int8_t> two = {1, 2, 7, 1, 9, 1};  // [3, 2]: 7 at [1, 0], 9 at [2, 0]
+  const scan::PositionSummary sv = scan::summarize_positions(two.data(), 2, 0, 0, 3, PositionMode::kLongFlat);
   EXPECT_EQ(sv.last_target, scan::kNoTarget);
+  std::int64_t bad = 0;
+  const std::vector<double> px = {1.0, 1.0, 1.0, 1.0};
+  scan::summarize_chunk(two.data(), 2, 0, 0, 3, scan::PositionCarry{}, px.data(), px.data(), CostConfig{}, &bad);
+  EXPECT_EQ(bad, 2);
+  scan::summarize_chunk(two.data(), 2, 1, 0, 3, scan::PositionCarry{}, px.data(), px.data(), CostConfig{}, &bad);
+  EXPECT_EQ(bad, -1);
+}
+
+TEST(ChunkedScan, BackwardPositionSummaryMatchesAForwardWalk) {
+  // The summary read backwards against the definition walked forwards, on random sequences with
+  // HOLD-heavy, invalid and long-run stretches.
+  std::mt19937_64 gen(3);
+  for (int rep = 0; rep < 3000; ++rep) {
+    const int n = 1 + static_cast<int>(gen() % 12);
+    std::vector<std::int8_t> a(static_cast<std::size_t>(n));
+    for (auto& v : a) {
+      const int r = static_cast<int>(gen() % 10);
+      v = static_cast<std::int8_t>(r < 5 ? 1 : r < 7 ? 0 : r < 9 ? 2 : 5);
+    }
+    for (PositionMode mode : {PositionMode::kLongFlat, PositionMode::kLongShort}) {
+      int last = scan::kNoTarget, start = 0, first_run = 1;
+      for (int t = 0; t < n; ++t) {
+        if (a[static_cast<std::size_t>(t)] == 1 || a[static_cast<std::size_t>(t)] > 2) continue;
+        const int target = scan::action_target(a[static_cast<std::size_t>(t)], mode);
+        if (last != scan::kNoTarget && target != last) first_run = 0;
+        if (target != last) start = t;
+        last = target;
+      }
+      const scan::PositionSummary s = scan::summarize_positions(a.data(), 1, 0, 0, n, mode);
+      ASSERT_EQ(s.last_target, last);
+      if (last == scan::kNoTarget) continue;
+      ASSERT_EQ(s.run_start, start);
+      ASSERT_EQ(s.first_run, first_run);
+    }
+  }
 }
 
 TEST(ChunkedScan, MatchesSequentialKernelForEveryChunkSize) {

@@ -1,7 +1,8 @@
 // The signal backtester as a chunked scan over time (the algorithm and its proof against the
 // sequential kernel: himari/backtest/chunked_scan.h and tests/cpp/test_backtest_scan.cpp).
 // Bars are cut into K chunks of C steps so that K x M threads share the work:
-//   positions_kernel  one thread per (chunk, strategy): where the chunk leaves the position;
+//   positions_kernel  one thread per (chunk, strategy): where the chunk leaves the position
+//                     (read backwards from the chunk's end, usually a few bars);
 //   carry_kernel      one thread per strategy: the scan of those over the K chunks;
 //   summary_kernel    one thread per (chunk, strategy): the chunk in units of its entry equity;
 //   compose_kernel    one thread per strategy: chunk results in order, metrics, and the first
@@ -78,14 +79,12 @@ struct Plan {
 
 template <typename A>
 __global__ void positions_kernel(BacktestInputs in, Plan plan, const A* __restrict__ signals,
-                                 PositionSummary* __restrict__ out, unsigned long long* error) {
+                                 PositionSummary* __restrict__ out) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const std::int64_t m_total = in.n_strategies;
   if (i >= plan.n_chunks * m_total) return;
   const std::int64_t k = i / m_total, m = i - k * m_total;
-  std::int64_t bad;
-  out[i] = scan::summarize_positions(signals, m_total, m, plan.begin(k), plan.end(k), in.costs.mode, &bad);
-  if (bad >= 0) atomicMin(error, static_cast<unsigned long long>(bad));
+  out[i] = scan::summarize_positions(signals, m_total, m, plan.begin(k), plan.end(k), in.costs.mode);
 }
 
 __global__ void carry_kernel(BacktestInputs in, Plan plan, const PositionSummary* __restrict__ summaries,
@@ -102,14 +101,17 @@ __global__ void carry_kernel(BacktestInputs in, Plan plan, const PositionSummary
 
 template <typename A>
 __global__ void summary_kernel(BacktestInputs in, Plan plan, const A* __restrict__ signals,
-                               const PositionCarry* __restrict__ carries, SummaryArrays out) {
+                               const PositionCarry* __restrict__ carries, SummaryArrays out,
+                               unsigned long long* error) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const std::int64_t m_total = in.n_strategies;
   if (i >= plan.n_chunks * m_total) return;
   const std::int64_t k = i / m_total, m = i - k * m_total;
+  std::int64_t bad;
   store(out, i,
         scan::summarize_chunk(signals, m_total, m, plan.begin(k), plan.end(k), carries[i], in.open, in.close,
-                              in.costs));
+                              in.costs, &bad));
+  if (bad >= 0) atomicMin(error, static_cast<unsigned long long>(bad));
 }
 
 // Composes chunks k0.. of strategy m; returns the first chunk that needs an exact run, or -1
@@ -159,8 +161,7 @@ __global__ void floor_kernel(BacktestInputs in, Plan plan, const A* __restrict__
     const std::int64_t sub = (b - a + kWarp - 1) / kWarp;
     const std::int64_t sa = a + lane * sub < b ? a + lane * sub : b;
     const std::int64_t sb = sa + sub < b ? sa + sub : b;
-    std::int64_t bad;
-    pos[lane] = scan::summarize_positions(signals, m_total, m, sa, sb, in.costs.mode, &bad);
+    pos[lane] = scan::summarize_positions(signals, m_total, m, sa, sb, in.costs.mode);
     __syncwarp();
     if (lane == 0) {
       PositionCarry cc = carries[k * m_total + m];
@@ -170,7 +171,8 @@ __global__ void floor_kernel(BacktestInputs in, Plan plan, const A* __restrict__
       }
     }
     __syncwarp();
-    part[lane] = scan::summarize_chunk(signals, m_total, m, sa, sb, carry[lane], in.open, in.close, in.costs);
+    std::int64_t bad;
+    part[lane] = scan::summarize_chunk(signals, m_total, m, sa, sb, carry[lane], in.open, in.close, in.costs, &bad);
     __syncwarp();
     std::int64_t next = -1;
     if (lane == 0) {
@@ -242,11 +244,11 @@ void backtest_signals_scan(const BacktestInputs& in, const A* signals, Metrics* 
   auto* flagged = reinterpret_cast<std::int64_t*>(take(static_cast<std::size_t>(m) * sizeof(std::int64_t), 8));
 
   if (pairs > 0) {
-    positions_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, positions, error);
+    positions_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, positions);
     HIMARI_CUDA_CHECK_LAUNCH("positions_kernel");
     carry_kernel<<<blocks_for(m), kThreads, 0, s>>>(in, plan, positions, carries);
     HIMARI_CUDA_CHECK_LAUNCH("carry_kernel");
-    summary_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, carries, sums);
+    summary_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, carries, sums, error);
     HIMARI_CUDA_CHECK_LAUNCH("summary_kernel");
   }
   compose_kernel<<<blocks_for(m), kThreads, 0, s>>>(in, plan, sums, composers, flagged, metrics);

@@ -6,7 +6,8 @@
 // Why it is exact enough: a strategy's bars are cut into chunks; a chunk's result depends on
 // what came before only through
 //   * the position entering it and the bar that position was opened at ("the last non-HOLD
-//     action" is a segmented scan: phase 1, PositionSummary + carry_positions), and
+//     action" is a segmented scan: phase 1, PositionSummary + carry_positions, which reads a
+//     chunk backwards from its end only as far as its last run of equal targets), and
 //   * the equity entering it (a scale: every fill and mark is linear in the account, so a chunk
 //     is run once in units of its entry equity: phase 2, summarize_chunk), except for
 //   * the bankruptcy floor, which is absolute. Phase 3 (Composer) multiplies the chunk growths
@@ -62,30 +63,32 @@ struct PositionCarry {
   std::int32_t pad = 0;
 };
 
-// Phase 1 over steps [t0, t1) of strategy m. `first_bad` gets the flat index (t * M + m) of the
-// first action outside {0, 1, 2} (treated as HOLD, as the sequential kernels do), else -1.
+// Phase 1 over steps [t0, t1) of strategy m. It reads backwards from the chunk's end and stops
+// at the first action before the last run of equal targets: with signals that act often that
+// is a few bars, so this pass costs little next to phase 2, which reads every bar (and reports
+// actions outside {0, 1, 2}; both read them as HOLD, as the sequential kernels do).
 template <typename A>
 HIMARI_HD PositionSummary summarize_positions(const A* signals, std::int64_t n_strategies, std::int64_t m,
-                                              std::int64_t t0, std::int64_t t1, PositionMode mode,
-                                              std::int64_t* first_bad) {
+                                              std::int64_t t0, std::int64_t t1, PositionMode mode) {
   PositionSummary s;
-  *first_bad = -1;
-  for (std::int64_t t = t0; t < t1; ++t) {
-    const long long a = static_cast<long long>(signals[t * n_strategies + m]);
-    if (!valid_action(a)) {
-      if (*first_bad < 0) *first_bad = t * n_strategies + m;
-      continue;
-    }
-    if (a == 1) continue;
-    const int target = action_target(a, mode);
-    if (s.last_target == kNoTarget) {
-      s.last_target = static_cast<std::int16_t>(target);
-      s.run_start = static_cast<std::int32_t>(t - t0);
-    } else if (target != s.last_target) {
-      s.last_target = static_cast<std::int16_t>(target);
-      s.run_start = static_cast<std::int32_t>(t - t0);
+  std::int64_t t = t1 - 1;
+  long long a = 1;
+  for (; t >= t0; --t) {
+    a = static_cast<long long>(signals[t * n_strategies + m]);
+    if (valid_action(a) && a != 1) break;
+  }
+  if (t < t0) return s;
+  const int target = action_target(a, mode);
+  s.last_target = static_cast<std::int16_t>(target);
+  s.run_start = static_cast<std::int32_t>(t - t0);
+  for (--t; t >= t0; --t) {
+    a = static_cast<long long>(signals[t * n_strategies + m]);
+    if (!valid_action(a) || a == 1) continue;
+    if (action_target(a, mode) != target) {
       s.first_run = 0;
+      return s;
     }
+    s.run_start = static_cast<std::int32_t>(t - t0);
   }
   return s;
 }
@@ -198,15 +201,32 @@ HIMARI_HD void relative_step(RelativeAccount& s, ChunkSummary& out, long long ac
   }
 }
 
-// Phase 2 over steps [t0, t1) of strategy m, entering with `carry`.
+// Phase 2 over steps [t0, t1) of strategy m, entering with `carry`. `first_bad` gets the flat
+// index (t * M + m) of the first action outside {0, 1, 2}, else -1.
 template <typename A>
 HIMARI_HD ChunkSummary summarize_chunk(const A* signals, std::int64_t n_strategies, std::int64_t m, std::int64_t t0,
                                        std::int64_t t1, PositionCarry carry, const double* open, const double* close,
-                                       const CostConfig& costs) {
+                                       const CostConfig& costs, std::int64_t* first_bad) {
+  constexpr int kAhead = 8;  // loads issued before the dependent steps that use them
   ChunkSummary out;
   RelativeAccount s = start_account(carry, open, close, t0, costs);
-  for (std::int64_t t = t0; t < t1; ++t)
-    relative_step(s, out, static_cast<long long>(signals[t * n_strategies + m]), open[t + 1], close[t + 1], costs);
+  *first_bad = -1;
+  for (std::int64_t u = t0; u < t1; u += kAhead) {
+    long long a[kAhead];
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+    for (int j = 0; j < kAhead; ++j) a[j] = u + j < t1 ? static_cast<long long>(signals[(u + j) * n_strategies + m]) : 1;
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+    for (int j = 0; j < kAhead; ++j) {
+      const std::int64_t t = u + j;
+      if (t >= t1) break;
+      if (!valid_action(a[j]) && *first_bad < 0) *first_bad = t * n_strategies + m;
+      relative_step(s, out, a[j], open[t + 1], close[t + 1], costs);
+    }
+  }
   out.growth = s.equity;
   return out;
 }
@@ -316,16 +336,16 @@ void chunked_range(const BacktestInputs& in, const A* signals, std::int64_t m, s
   carries[0] = carry;
   for (std::int64_t k = 0; k < n_chunks; ++k) {  // phase 1 and the scan of its carries
     const std::int64_t a = t0 + k * chunk, b = a + chunk < t1 ? a + chunk : t1;
-    std::int64_t bad;
-    const PositionSummary s = summarize_positions(signals, in.n_strategies, m, a, b, in.costs.mode, &bad);
+    const PositionSummary s = summarize_positions(signals, in.n_strategies, m, a, b, in.costs.mode);
     carries[static_cast<std::size_t>(k) + 1] = carry_positions(carries[static_cast<std::size_t>(k)], s, a);
   }
   std::vector<ChunkSummary> sums(static_cast<std::size_t>(n_chunks));
   for (std::int64_t k = 0; k < n_chunks; ++k) {  // phase 2, independent per chunk
     const std::int64_t a = t0 + k * chunk, b = a + chunk < t1 ? a + chunk : t1;
+    std::int64_t bad;
     sums[static_cast<std::size_t>(k)] =
         summarize_chunk(signals, in.n_strategies, m, a, b, carries[static_cast<std::size_t>(k)], in.open, in.close,
-                        in.costs);
+                        in.costs, &bad);
   }
   for (std::int64_t k = 0; k < n_chunks && c.bankrupt == 0; ++k) {  // phase 3
     const std::int64_t a = t0 + k * chunk, b = a + chunk < t1 ? a + chunk : t1;
