@@ -210,9 +210,10 @@ std::int64_t auto_chunk(std::int64_t steps, std::int64_t strategies) {
 template <typename A>
 void backtest_signals_scan(const BacktestInputs& in, const A* signals, Metrics* metrics, unsigned long long* error,
                            std::int64_t chunk, int device, Stream stream) {
+  const std::int64_t m = in.n_strategies;
+  if (m <= 0) return;
   detail::DeviceGuard guard(device);
   const auto s = reinterpret_cast<cudaStream_t>(stream);
-  const std::int64_t m = in.n_strategies;
   Plan plan;
   plan.steps = in.n_bars > 1 ? in.n_bars - 1 : 0;
   plan.chunk = chunk > 0 ? chunk : auto_chunk(plan.steps, m);
