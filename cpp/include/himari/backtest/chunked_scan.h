@@ -17,9 +17,10 @@
 //     phases one level down), and once the floor is hit the strategy is frozen flat at the floor
 //     for the rest of the bars, so the chunks after it contribute nothing.
 // Positions and all counts (trades, turnover, closed trades, exposure) come out identical to the
-// sequential kernel; equity-derived numbers agree to rounding (~1e-13 relative), the sums being
-// added in a different order. A round trip whose closing cash equals its entry equity to the
-// last bit is a rounding-level tie that can count as a win in one and not the other.
+// sequential kernel; equity-derived numbers agree to rounding (products and sums taken in
+// another order: ~1e-15 relative on equity, up to ~1e-12 on returns and ratios near zero). A
+// round trip whose closing cash equals its entry equity to the last bit is a rounding-level tie
+// that can count as a win in one and not the other.
 #pragma once
 
 #include <cmath>
@@ -35,7 +36,8 @@
 namespace himari::scan {
 
 // A chunk whose lowest equity comes within this factor of the floor is re-run exactly. Rounding
-// in the relative run is ~1e-13; the margin only costs a re-run of a chunk near the floor.
+// in the relative run is ~1e-15 per chunk; the margin only costs a re-run of a chunk near the
+// floor.
 constexpr double kFloorMargin = 1e-6;
 
 HIMARI_HD bool valid_action(long long a) { return a >= 0 && a <= 2; }
