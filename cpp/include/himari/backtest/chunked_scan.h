@@ -214,18 +214,21 @@ HIMARI_HD ChunkSummary summarize_chunk(const A* signals, std::int64_t n_strategi
   RelativeAccount s = start_account(carry, open, close, t0, costs);
   *first_bad = -1;
   for (std::int64_t u = t0; u < t1; u += kAhead) {
-    long long a[kAhead];
+    int a[kAhead];  // the action, or -1 for a value outside {0, 1, 2}
 #if defined(__CUDACC__)
 #pragma unroll
 #endif
-    for (int j = 0; j < kAhead; ++j) a[j] = u + j < t1 ? static_cast<long long>(signals[(u + j) * n_strategies + m]) : 1;
+    for (int j = 0; j < kAhead; ++j) {
+      const long long v = u + j < t1 ? static_cast<long long>(signals[(u + j) * n_strategies + m]) : 1;
+      a[j] = valid_action(v) ? static_cast<int>(v) : -1;
+    }
 #if defined(__CUDACC__)
 #pragma unroll
 #endif
     for (int j = 0; j < kAhead; ++j) {
       const std::int64_t t = u + j;
       if (t >= t1) break;
-      if (!valid_action(a[j]) && *first_bad < 0) *first_bad = t * n_strategies + m;
+      if (a[j] < 0 && *first_bad < 0) *first_bad = t * n_strategies + m;
       relative_step(s, out, a[j], open[t + 1], close[t + 1], costs);
     }
   }
