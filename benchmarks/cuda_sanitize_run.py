@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """A small CPU-vs-CUDA parity run of every kernel (env reset/step with windows and episode
-ends, backtest, EKF), sized to run under ``compute-sanitizer --tool memcheck`` in a minute.
+ends, backtest (both kernels), EKF), sized to run under ``compute-sanitizer --tool memcheck`` in a minute.
 Exits non-zero on any mismatch; the sanitizer reports out-of-bounds and misaligned accesses."""
 
 from __future__ import annotations
@@ -10,7 +10,14 @@ import sys
 import numpy as np
 import torch
 
-from himari.engine import Market, RewardConfig, VecTradingEnv, backtest_signals, ekf
+from himari.engine import (
+    BARS_PER_YEAR_5M,
+    Market,
+    RewardConfig,
+    VecTradingEnv,
+    backtest_signals,
+    ekf,
+)
 
 
 def main() -> int:
@@ -40,6 +47,16 @@ def main() -> int:
     got = backtest_signals(open_, close, torch.from_numpy(sig).cuda(), return_equity=True, device="cuda")
     bad += not np.allclose(got.equity.cpu().numpy(), ref.equity, rtol=1e-9)
     bad += not np.array_equal(got.n_trades, ref.n_trades)
+    # The chunked-scan kernel: small chunks, and heavy fees that send strategies to the
+    # bankruptcy floor (the warp re-run of a chunk near the floor).
+    from himari import _core
+
+    for fee, chunk in ((1e-3, 7), (0.3, 5), (0.3, 64)):
+        ref = backtest_signals(open_, close, sig, fee=fee, mode="long_short")
+        met, _ = _core.backtest_signals_cuda(open_, close, torch.from_numpy(sig).cuda(), fee, 5e-4, "long_short",
+                                             float(BARS_PER_YEAR_5M), False, 0, 0, kernel="scan", chunk=chunk)
+        bad += not np.array_equal(met[:, 7], ref.n_trades)
+        bad += not np.allclose(met[:, 0], ref.total_return, rtol=1e-9, atol=1e-12)
     prices = np.stack([close, open_, close[::-1].copy()])
     bad += not np.allclose(ekf(prices, device="cuda").cpu().numpy(), ekf(prices), rtol=1e-6, atol=1e-9)
     torch.cuda.synchronize()

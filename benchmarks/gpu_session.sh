@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Everything the CUDA backend needs from one device-tool call (benchmarks/README.md):
 # build with CUDA, the C++ cuda tests, the pytest parity tests, compute-sanitizer memcheck on a
-# small parity run, then benchmarks/bench_gpu.py. Logs and JSON go to $OUT (the tool's folder).
+# small parity run, then benchmarks/bench_gpu.py and benchmarks/bench_backtest_scan.py. Logs and
+# JSON go to $OUT (the tool's folder).
 # Needs in the checkout: .whl/ (gymnasium wheels), .devdata/ (btcusdt_5m.csv.gz, googletest/).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-/tmp/himari-out}; mkdir -p "$OUT"
-PARTS=${PARTS:-build,ctest,pytest,sanitizer,bench,bench-warp}
+PARTS=${PARTS:-build,ctest,pytest,sanitizer,bench,bench-scan,bench-warp}
 has() { [[ ",$PARTS," == *",$1,"* ]]; }
 step() { echo "=== $1 ($(date +%T))"; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -27,7 +28,7 @@ fi
 if has pytest; then
   step pytest
   HIMARI_SHARED_DATA="$PWD/.devdata" PYTHONSAFEPATH=1 timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" \
-    --import-mode=importlib tests/python/engine/test_cuda_parity.py 2>&1 | tail -25
+    --import-mode=importlib tests/python/engine/test_cuda_parity.py tests/python/engine/test_cuda_backtest_scan.py 2>&1 | tail -25
 fi
 if has sanitizer; then
   step sanitizer
@@ -36,6 +37,10 @@ fi
 if has bench; then
   step bench
   timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/bench_gpu.py --out "$OUT/gpu.json" ${BENCH_ARGS:-} 2>&1
+fi
+if has bench-scan; then
+  step "bench (scan backtester against the per-strategy kernel)"
+  timeout 240 python3 benchmarks/bench_backtest_scan.py --out "$OUT/backtest-scan.json" 2>&1 | tail -14
 fi
 if has bench-warp; then
   step "bench (warp observation path, N = 2^20)"

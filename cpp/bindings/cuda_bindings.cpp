@@ -86,8 +86,15 @@ py::dict env_buffers(py::object self) {
 
 py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const py::handle& signals, double fee,
                         double slippage, const std::string& mode, double bars_per_year, bool return_equity, int device,
-                        std::uintptr_t stream) {
+                        std::uintptr_t stream, const std::string& kernel, std::int64_t chunk) {
   cuda::require(device);
+  HIMARI_CHECK(kernel == "auto" || kernel == "scan" || kernel == "sequential",
+               "kernel: expected 'auto', 'scan' or 'sequential', got '", kernel, "'");
+  HIMARI_CHECK(chunk >= 0, "chunk: expected a number of bars >= 0 (0 sizes chunks automatically), got ", chunk);
+  const bool scan = kernel == "scan" || (kernel == "auto" && chunk > 0);
+  HIMARI_CHECK(!(scan && return_equity),
+               "kernel: the scan kernel computes metrics only; use 'auto' or 'sequential' with return_equity");
+  HIMARI_CHECK(!(kernel == "sequential" && chunk > 0), "chunk: only the scan kernel works in chunks");
   HIMARI_CHECK(std::isfinite(bars_per_year) && bars_per_year > 0.0,
                "bars_per_year: expected a finite value > 0, got ", bars_per_year);
   const std::vector<double> o = read_prices(open, "open");
@@ -118,8 +125,14 @@ py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const p
   if (return_equity) equity = cuda::allocate(static_cast<std::size_t>(t_bars * m) * sizeof(double), device);
   cuda::BadIndex bad_signal(device, stream);
   with_action_type(s.dtype, s.data, [&](auto* p) {
-    cuda::backtest_signals(in, p, static_cast<Metrics*>(metrics.get()), static_cast<double*>(equity.get()),
-                           bad_signal.get(), device, stream);
+    auto* met = static_cast<Metrics*>(metrics.get());
+    if (kernel == "sequential")
+      cuda::backtest_signals_sequential(in, p, met, static_cast<double*>(equity.get()), bad_signal.get(), device,
+                                        stream);
+    else if (scan)
+      cuda::backtest_signals_scan(in, p, met, bad_signal.get(), chunk, device, stream);
+    else
+      cuda::backtest_signals(in, p, met, static_cast<double*>(equity.get()), bad_signal.get(), device, stream);
   });
   if (const auto first = bad_signal.take(stream))
     throw InvalidArgument("signals: expected values in {0, 1, 2} (SELL, HOLD, BUY), got another value at [" +
@@ -203,7 +216,7 @@ void register_cuda(py::module_& m) {
 
   m.def("backtest_signals_cuda", &backtest_cuda, py::arg("open"), py::arg("close"), py::arg("signals"), py::arg("fee"),
         py::arg("slippage"), py::arg("mode"), py::arg("bars_per_year"), py::arg("return_equity"), py::arg("device"),
-        py::arg("stream") = 0);
+        py::arg("stream") = 0, py::arg("kernel") = "auto", py::arg("chunk") = 0);
   m.def("ekf_cuda", &ekf_cuda, py::arg("prices"), py::arg("params"), py::arg("return_innovations"), py::arg("device"),
         py::arg("stream") = 0);
 }

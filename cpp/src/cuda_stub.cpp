@@ -41,6 +41,14 @@ template <typename A>
 void backtest_signals(const BacktestInputs&, const A*, Metrics*, double*, unsigned long long*, int, Stream) {
   unavailable();
 }
+template <typename A>
+void backtest_signals_sequential(const BacktestInputs&, const A*, Metrics*, double*, unsigned long long*, int, Stream) {
+  unavailable();
+}
+template <typename A>
+void backtest_signals_scan(const BacktestInputs&, const A*, Metrics*, unsigned long long*, std::int64_t, int, Stream) {
+  unavailable();
+}
 template <typename P>
 void ekf(const P*, std::int64_t, std::int64_t, const EkfParams&, double*, double*, unsigned long long*, int, Stream) {
   unavailable();
@@ -49,7 +57,11 @@ void ekf(const P*, std::int64_t, std::int64_t, const EkfParams&, double*, double
 #define HIMARI_INSTANTIATE(A)                                                                      \
   template void env_step<A>(const EnvBuffers&, const A*, unsigned long long*, int, Stream);        \
   template void backtest_signals<A>(const BacktestInputs&, const A*, Metrics*, double*, unsigned long long*, int, \
-                                    Stream);
+                                    Stream);                                                                  \
+  template void backtest_signals_sequential<A>(const BacktestInputs&, const A*, Metrics*, double*,             \
+                                               unsigned long long*, int, Stream);                             \
+  template void backtest_signals_scan<A>(const BacktestInputs&, const A*, Metrics*, unsigned long long*,       \
+                                         std::int64_t, int, Stream);
 HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
 #undef HIMARI_INSTANTIATE
 template void ekf<float>(const float*, std::int64_t, std::int64_t, const EkfParams&, double*, double*, unsigned long long*,

@@ -85,9 +85,12 @@ def backtest_signals(
     (0 SELL, 1 HOLD, 2 BUY) decided at each close and filled at the next open, of a dtype in
     ``ACTION_DTYPES``. Fills, costs and marking are exactly those of VecTradingEnv.
 
-    ``device="cuda"`` runs one GPU thread per strategy; ``signals`` may then be a CUDA array
-    (torch tensor, CuPy array: read in place) or a host array (copied over once). Metrics come
-    back as numpy; ``equity`` as a torch tensor on the GPU (a ``DeviceArray`` without torch).
+    ``device="cuda"`` runs a scan over time (chunks of bars x strategies in parallel; the same
+    positions and counts as the CPU, equity-derived metrics to rounding), or one GPU thread
+    per strategy when ``return_equity`` asks for the curve (docs/cuda.md). ``signals`` may then
+    be a CUDA array (torch tensor, CuPy array: read in place) or a host array (copied over
+    once). Metrics come back as numpy; ``equity`` as a torch tensor on the GPU (a
+    ``DeviceArray`` without torch).
     """
     from himari.engine.device import as_framework_array, check_device, current_stream, device_index
 

@@ -1,11 +1,13 @@
 // CUDA backend against the CPU core (label "cuda"; skipped without a CUDA build or device).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
 #include <vector>
 
+#include "himari/backtest/backtest.h"
 #include "himari/common/error.h"
 #include "himari/cuda/api.h"
 #include "himari/env/cuda_trading_env.h"
@@ -105,6 +107,89 @@ TEST(CudaEnv, RejectsHostMemoryAsDevicePointer) {
   std::vector<int> host(4);
   EXPECT_EQ(cuda::pointer_device(host.data()), -1);
   EXPECT_THROW(cuda::check_device_pointer(host.data(), 0, "x"), DeviceError);
+}
+
+// The chunked-scan backtester against the CPU kernel: counts identical, the rest to 1e-9
+// relative, over chunk sizes from 1 up, with heavy fees and a rally that drive strategies to the
+// bankruptcy floor (inside chunks, at their edges, and in the warp's sub-chunk re-run).
+void expect_scan_matches_cpu(std::int64_t t, std::int64_t m, const CostConfig& costs, double drift,
+                             std::int64_t chunk) {
+  std::mt19937_64 gen(static_cast<unsigned>(t * 131 + m));
+  std::normal_distribution<double> z(0.0, 0.01);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<double> open(static_cast<std::size_t>(t)), close(open.size());
+  double p = 100.0;
+  for (std::size_t i = 0; i < open.size(); ++i) {
+    open[i] = p * std::exp(0.2 * z(gen));
+    p *= std::exp(drift + z(gen));
+    close[i] = p;
+  }
+  std::vector<std::int8_t> sig(static_cast<std::size_t>(t * m), 1);
+  for (std::int64_t j = 0; j < m; ++j) {
+    const double p_act = j % 4 == 0 ? 1.0 : j % 4 == 1 ? 0.1 : j % 4 == 2 ? 0.01 : 0.0;
+    for (std::int64_t i = 0; i < t; ++i)
+      if (u(gen) < p_act) sig[static_cast<std::size_t>(i * m + j)] = static_cast<std::int8_t>(gen() % 3);
+    if (j % 4 == 3) sig[static_cast<std::size_t>(j)] = j % 8 == 3 ? 0 : 2;  // one action, then HOLD
+  }
+  BacktestInputs in;
+  in.n_bars = t;
+  in.n_strategies = m;
+  in.costs = costs;
+  in.open = open.data();
+  in.close = close.data();
+  std::vector<Metrics> want(static_cast<std::size_t>(m));
+  backtest_signals_cpu(in, sig.data(), want.data(), nullptr);
+  std::shared_ptr<void> d_prices = cuda::allocate(2 * open.size() * sizeof(double), 0);
+  std::shared_ptr<void> d_sig = cuda::allocate(sig.size(), 0);
+  std::shared_ptr<void> d_met = cuda::allocate(want.size() * sizeof(Metrics), 0);
+  std::shared_ptr<void> d_err = cuda::allocate(sizeof(unsigned long long), 0);
+  auto* dp = static_cast<double*>(d_prices.get());
+  cuda::copy_to_device(dp, open.data(), open.size() * sizeof(double), 0, 0);
+  cuda::copy_to_device(dp + open.size(), close.data(), close.size() * sizeof(double), 0, 0);
+  cuda::copy_to_device(d_sig.get(), sig.data(), sig.size(), 0, 0);
+  const unsigned long long none = ~0ull;
+  cuda::copy_to_device(d_err.get(), &none, sizeof(none), 0, 0);
+  in.open = dp;
+  in.close = dp + open.size();
+  cuda::backtest_signals_scan(in, static_cast<const std::int8_t*>(d_sig.get()), static_cast<Metrics*>(d_met.get()),
+                              static_cast<unsigned long long*>(d_err.get()), chunk, 0, 0);
+  const auto got = to_host(static_cast<const Metrics*>(d_met.get()), want.size(), 0);
+  EXPECT_EQ(to_host(static_cast<const unsigned long long*>(d_err.get()), 1, 0)[0], none);
+  auto close_enough = [](double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(std::fabs(a), std::fabs(b)) + 1e-12; };
+  for (std::size_t j = 0; j < want.size(); ++j) {
+    const Metrics& g = got[j];
+    const Metrics& w = want[j];
+    ASSERT_EQ(g.n_trades, w.n_trades) << "strategy " << j << " chunk " << chunk;
+    ASSERT_EQ(g.turnover, w.turnover) << "strategy " << j << " chunk " << chunk;
+    ASSERT_EQ(g.exposure, w.exposure) << "strategy " << j << " chunk " << chunk;
+    ASSERT_EQ(g.win_rate, w.win_rate) << "strategy " << j << " chunk " << chunk;
+    for (auto [a, b] : {std::pair{g.total_return, w.total_return}, std::pair{g.sharpe, w.sharpe},
+                        std::pair{g.sortino, w.sortino}, std::pair{g.max_drawdown, w.max_drawdown},
+                        std::pair{g.calmar, w.calmar}, std::pair{g.annual_return, w.annual_return}})
+      ASSERT_TRUE(close_enough(a, b)) << a << " vs " << b << " strategy " << j << " chunk " << chunk;
+  }
+}
+
+CostConfig scan_costs(double fee, double slippage, PositionMode mode) {
+  CostConfig c;
+  c.fee = fee;
+  c.slippage = slippage;
+  c.mode = mode;
+  return c;
+}
+
+TEST(CudaBacktestScan, MatchesCpuForChunkSizes) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  for (PositionMode mode : {PositionMode::kLongFlat, PositionMode::kLongShort})
+    for (std::int64_t t : {2, 9, 300, 2049})
+      for (std::int64_t chunk : {1, 2, 7, 64, 0}) expect_scan_matches_cpu(t, 45, scan_costs(1e-3, 5e-4, mode), 0.0, chunk);
+}
+
+TEST(CudaBacktestScan, MatchesCpuWhenStrategiesHitTheFloor) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  for (PositionMode mode : {PositionMode::kLongFlat, PositionMode::kLongShort})
+    for (std::int64_t chunk : {1, 2, 3, 5, 7, 11, 40, 333, 0})
+      expect_scan_matches_cpu(700, 64, scan_costs(0.3, 0.01, mode), 0.002, chunk);
 }
 
 TEST(CudaStub, ReportsAbsenceCleanly) {

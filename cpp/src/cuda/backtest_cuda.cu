@@ -1,4 +1,5 @@
-// The fused signal backtester on the GPU: one thread per strategy runs the env's account maths
+// The per-strategy signal backtester on the GPU (the reference for backtest_scan_cuda.cu, and the
+// kernel that writes equity curves): one thread per strategy runs the env's account maths
 // over all T bars (the account state never leaves registers), reading its column of the
 // bar-major signal matrix (a warp reads 32 consecutive strategies of a bar: coalesced) with the
 // next kPrefetch bars' signals loaded ahead, so several loads are in flight while the dependent
@@ -55,8 +56,8 @@ __global__ void backtest_kernel(BacktestInputs in, const A* __restrict__ signals
 }  // namespace
 
 template <typename A>
-void backtest_signals(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity,
-                      unsigned long long* error, int device, Stream stream) {
+void backtest_signals_sequential(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity,
+                                 unsigned long long* error, int device, Stream stream) {
   detail::DeviceGuard guard(device);
   const auto blocks = static_cast<unsigned>((in.n_strategies + kThreads - 1) / kThreads);
   backtest_kernel<A><<<blocks, kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(in, signals, metrics, equity,
@@ -64,9 +65,22 @@ void backtest_signals(const BacktestInputs& in, const A* signals, Metrics* metri
   HIMARI_CUDA_CHECK_LAUNCH("backtest_kernel");
 }
 
+// The scan kernel does not produce the equity curve; with one requested, the sequential kernel
+// writes it as it goes.
+template <typename A>
+void backtest_signals(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity,
+                      unsigned long long* error, int device, Stream stream) {
+  if (equity == nullptr)
+    backtest_signals_scan(in, signals, metrics, error, 0, device, stream);
+  else
+    backtest_signals_sequential(in, signals, metrics, equity, error, device, stream);
+}
+
 #define HIMARI_INSTANTIATE(A)                                                                                 \
   template void backtest_signals<A>(const BacktestInputs&, const A*, Metrics*, double*, unsigned long long*, int, \
-                                    Stream);
+                                    Stream);                                                                  \
+  template void backtest_signals_sequential<A>(const BacktestInputs&, const A*, Metrics*, double*,             \
+                                               unsigned long long*, int, Stream);
 HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
 #undef HIMARI_INSTANTIATE
 

@@ -64,9 +64,22 @@ void env_step(const EnvBuffers& b, const A* actions, unsigned long long* error, 
 // The fused signal backtester: in.open/in.close, signals [T, M], metrics [M] and equity [T, M]
 // (or nullptr) are device pointers. Values of signals outside {0,1,2} are recorded in *error like
 // env_step (flat index), the strategy then holds.
+// Runs backtest_signals_scan when `equity` is nullptr, else backtest_signals_sequential.
 template <typename A>
 void backtest_signals(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity,
                       unsigned long long* error, int device, Stream stream);
+
+// One thread per strategy walking all bars (writes the equity curve when `equity` is not null).
+template <typename A>
+void backtest_signals_sequential(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity,
+                                 unsigned long long* error, int device, Stream stream);
+
+// The chunked scan over time (himari/backtest/chunked_scan.h): metrics only, the same positions
+// and counts as the sequential kernel and its equity-derived metrics to rounding. `chunk` steps
+// per chunk, or 0 to size chunks from T and M.
+template <typename A>
+void backtest_signals_scan(const BacktestInputs& in, const A* signals, Metrics* metrics, unsigned long long* error,
+                           std::int64_t chunk, int device, Stream stream);
 
 // Batched EKF over device prices [B, T]: states [B, T, 4], innovations [B, T, 2] or nullptr. A
 // price that is not finite and > 0 is recorded in *error (flat index, lowest wins).

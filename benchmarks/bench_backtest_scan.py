@@ -1,0 +1,192 @@
+#!/usr/bin/env python
+"""By-hand benchmark of the CUDA signal backtester: the chunked-scan kernel against the
+per-strategy sequential kernel. Prints a table and writes JSON. NOT a test.
+
+    python benchmarks/bench_backtest_scan.py --out scan.json      # about 2-3 minutes on an H200
+    python benchmarks/bench_backtest_scan.py --quick
+
+Sizes: 1k, 10k, 100k strategies x 10k, 100k, 1M bars of int8 signals already on the GPU,
+leaving out combinations over 4 GB of signals. Signals are uniform random actions (most
+strategies trade a third of their bars and hit the bankruptcy floor half way, so the scan's
+floor path is in the timing), plus "sticky" signals (an action on 1% of bars) for 100k x 10k.
+
+Times (medians of CUDA-event timings of whole calls, prices passed from the host as users do):
+``call`` is the whole backtest_signals call (price upload, scratch, kernels, metrics download);
+``kernels`` is the sum of the backtester's kernel durations from the torch profiler (absent
+when the profiler is not available).
+
+Bytes counted (``bytes_moved``): the scan reads the signals once in its summary pass, and
+writes and reads back per (chunk, strategy) a position summary (8 B), a carry (16 B) and a chunk
+summary (76 B), and writes the metrics (80 B per strategy); the sequential kernel reads the
+signals once and writes the metrics. Not counted: the positions pass, which reads each chunk
+backwards only as far as its last run of equal targets (a few bars for uniform signals, about
+200 for sticky ones), and the strategies near the floor, which read their one chunk again. ``signals_once`` = signal bytes / time, the plan's measure.
+Both are reported as fractions of the copy bandwidth measured in the same run: a
+device-to-device copy of a buffer the size of the 100k x 10k signals, (bytes read + written)
+per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SIZES = [(10_000, 1_000), (100_000, 1_000), (1_000_000, 1_000), (10_000, 10_000), (100_000, 10_000),
+         (10_000, 100_000)]
+MAX_SIGNAL_BYTES = 4 << 30
+METRIC_BYTES = 80
+
+
+def time_cuda(fn, repeats: int, warmup: int = 1) -> float:
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(samples)
+
+
+def kernel_seconds(fn, repeats: int = 3) -> float | None:
+    """Median over calls of the summed durations of the backtester's kernels (torch profiler)."""
+    try:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        totals = []
+        for _ in range(repeats):
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                fn()
+                torch.cuda.synchronize()
+            total = 0.0
+            for evt in prof.events():
+                name = evt.name
+                if ("himari" in name or "_kernel" in name) and "Memcpy" not in name and "Memset" not in name:
+                    dt = getattr(evt, "device_time", None)
+                    if dt is None:
+                        dt = getattr(evt, "cuda_time", 0.0)
+                    total += float(dt) * 1e-6
+            totals.append(total)
+        return statistics.median(totals) if any(totals) else None
+    except Exception as exc:  # noqa: BLE001 - the profiler is optional here
+        print(f"(no kernel times: {exc})", file=sys.stderr)
+        return None
+
+
+def copy_bandwidth(n_bytes: int) -> float:
+    import torch
+
+    x = torch.randint(0, 3, (n_bytes,), dtype=torch.int8, device="cuda")
+    y = torch.empty_like(x)
+    t = time_cuda(lambda: y.copy_(x), repeats=7, warmup=2)
+    return 2 * n_bytes / t
+
+
+def prices(bars: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.003, bars)))
+    return close * np.exp(rng.normal(0, 0.0005, bars)), close
+
+
+def scan_bytes(bars: int, m: int, chunk: int) -> int:
+    steps = bars - 1
+    pairs = -(-steps // chunk) * m
+    return steps * m + pairs * (2 * 8 + 2 * 16 + 2 * 76) + m * METRIC_BYTES
+
+
+def auto_chunk(steps: int, m: int) -> int:
+    """The kernel's automatic chunk size (backtest_scan_cuda.cu: auto_chunk)."""
+    return int(min(max(-(-steps * m // (1 << 19)), 64), 16384))
+
+
+def run_case(bars: int, m: int, kind: str, copy_bw: float, quick: bool) -> dict:
+    import torch
+
+    from himari import _core
+
+    o, c = prices(bars)
+    gen = torch.Generator(device="cuda").manual_seed(bars + m)
+    sig = torch.randint(0, 3, (bars, m), device="cuda", dtype=torch.int8, generator=gen)
+    if kind == "sticky":
+        keep = torch.rand((bars, m), device="cuda", generator=gen) >= 0.01
+        sig[keep] = 1
+        del keep
+
+    def call(kernel: str):
+        return lambda: _core.backtest_signals_cuda(o, c, sig, 1e-3, 5e-4, "long_flat", 105120.0, False, 0, 0,
+                                                   kernel=kernel)
+
+    row: dict = {"bars": bars, "strategies": m, "signals": kind, "signal_bytes": bars * m}
+    reps = 3 if quick else 5
+    for kernel in ("scan", "sequential"):
+        slow = kernel == "sequential" and bars * m >= 10**9
+        t = time_cuda(call(kernel), repeats=1 if slow else reps, warmup=0 if slow else 1)
+        k = None if slow else kernel_seconds(call(kernel), repeats=2)
+        moved = scan_bytes(bars, m, auto_chunk(bars - 1, m)) if kernel == "scan" else (bars - 1) * m + m * METRIC_BYTES
+        best = k if k else t
+        row[kernel] = {"call_seconds": t, "kernel_seconds": k, "bytes_moved": moved,
+                       "signals_once_fraction": bars * m / best / copy_bw, "moved_fraction": moved / best / copy_bw}
+    ref = np.asarray(_core.backtest_signals_cuda(o, c, sig, 1e-3, 5e-4, "long_flat", 105120.0, False, 0, 0,
+                                                 kernel="sequential")[0])
+    got = np.asarray(_core.backtest_signals_cuda(o, c, sig, 1e-3, 5e-4, "long_flat", 105120.0, False, 0, 0,
+                                                 kernel="scan")[0])
+    scale = np.maximum(np.abs(ref), 1e-12)
+    row["trades_equal"] = bool(np.array_equal(got[:, 7], ref[:, 7]))
+    row["max_rel_diff"] = float(np.max(np.abs(got - ref) / scale))
+    row["bankrupt_fraction"] = float(np.mean(ref[:, 0] <= -1 + 1e-9))
+    row["speedup"] = row["sequential"]["call_seconds"] / row["scan"]["call_seconds"]
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true", help="only the sizes up to 10^8 signals")
+    args = ap.parse_args()
+    import torch
+
+    from himari.engine import build_info, cuda_available
+
+    if not cuda_available():
+        sys.exit(f"needs a CUDA build and device: {build_info()}")
+    copy_bw = copy_bandwidth(100_000 * 10_000 if not args.quick else 10**8)
+    result: dict = {"gpu": torch.cuda.get_device_name(0), "build": build_info(),
+                    "copy_bandwidth_bytes_per_s": copy_bw, "cases": []}
+    print(f"copy bandwidth {copy_bw / 1e12:.2f} TB/s (read + write)")
+    cases = [(b, m, "uniform") for b, m in SIZES if b * m <= MAX_SIGNAL_BYTES and (not args.quick or b * m <= 10**8)]
+    cases.append((100_000, 10_000, "sticky") if not args.quick else (10_000, 10_000, "sticky"))
+    for bars, m, kind in cases:
+        row = run_case(bars, m, kind, copy_bw, args.quick)
+        torch.cuda.empty_cache()
+        result["cases"].append(row)
+        s, q = row["scan"], row["sequential"]
+        print(f"{bars:>9,} x {m:>7,} {kind:7s}: scan {s['call_seconds'] * 1e3:8.2f} ms (kernels "
+              f"{(s['kernel_seconds'] or float('nan')) * 1e3:.2f} ms), sequential {q['call_seconds'] * 1e3:9.2f} ms, "
+              f"x{row['speedup']:.0f}, trades equal {row['trades_equal']}, max rel diff {row['max_rel_diff']:.1e}",
+              flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2))
+    print("\n| bars x strategies | signals | scan call | scan kernels | signals-once BW | moved BW | sequential | speed-up |"
+          "\n|---|---|---|---|---|---|---|---|")
+    for row in result["cases"]:
+        s, q = row["scan"], row["sequential"]
+        k = f"{s['kernel_seconds'] * 1e3:.2f} ms" if s["kernel_seconds"] else "-"
+        print(f"| {row['bars']:,} x {row['strategies']:,} | {row['signals']} | {s['call_seconds'] * 1e3:.2f} ms | {k} "
+              f"| {s['signals_once_fraction']:.1%} | {s['moved_fraction']:.1%} | {q['call_seconds'] * 1e3:.1f} ms "
+              f"| x{row['speedup']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

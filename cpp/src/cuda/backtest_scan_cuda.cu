@@ -1,0 +1,269 @@
+// The signal backtester as a chunked scan over time (the algorithm and its proof against the
+// sequential kernel: himari/backtest/chunked_scan.h and tests/cpp/test_backtest_scan.cpp).
+// Bars are cut into K chunks of C steps so that K x M threads share the work:
+//   positions_kernel  one thread per (chunk, strategy): where the chunk leaves the position
+//                     (read backwards from the chunk's end, usually a few bars);
+//   carry_kernel      one thread per strategy: the scan of those over the K chunks;
+//   summary_kernel    one thread per (chunk, strategy): the chunk in units of its entry equity;
+//   compose_kernel    one thread per strategy: chunk results in order, metrics, and the first
+//                     chunk that may touch the bankruptcy floor, if any;
+//   floor_kernel      one warp per such strategy: that chunk again as 32 sub-chunks (the same
+//                     three phases), the one sub-chunk near the floor with account_step itself.
+// Every (chunk, strategy) array is [K, M] with the strategy fastest, like the signals [T, M]: a
+// warp reads 32 consecutive strategies of a bar. Scratch comes from the stream-ordered pool.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "check.cuh"
+#include "himari/backtest/chunked_scan.h"
+#include "himari/cuda/api.h"
+
+namespace himari::cuda {
+
+namespace {
+
+using scan::ChunkSummary;
+using scan::Composer;
+using scan::PositionCarry;
+using scan::PositionSummary;
+
+constexpr int kThreads = 128;
+constexpr int kWarp = 32;
+
+// Chunk summaries as one array per field ([K, M] each), so every load and store is coalesced.
+struct SummaryArrays {
+  double* f[7];
+  std::uint32_t* n[5];
+};
+
+__device__ __forceinline__ void store(const SummaryArrays& a, std::int64_t i, const ChunkSummary& s) {
+  a.f[0][i] = s.growth;
+  a.f[1][i] = s.low;
+  a.f[2][i] = s.high;
+  a.f[3][i] = s.drawdown;
+  a.f[4][i] = s.sum;
+  a.f[5][i] = s.sum_sq;
+  a.f[6][i] = s.down_sq;
+  a.n[0][i] = s.trades;
+  a.n[1][i] = s.turnover;
+  a.n[2][i] = s.closed_trades;
+  a.n[3][i] = s.wins;
+  a.n[4][i] = s.exposed;
+}
+
+__device__ __forceinline__ ChunkSummary load(const SummaryArrays& a, std::int64_t i) {
+  ChunkSummary s;
+  s.growth = a.f[0][i];
+  s.low = a.f[1][i];
+  s.high = a.f[2][i];
+  s.drawdown = a.f[3][i];
+  s.sum = a.f[4][i];
+  s.sum_sq = a.f[5][i];
+  s.down_sq = a.f[6][i];
+  s.trades = a.n[0][i];
+  s.turnover = a.n[1][i];
+  s.closed_trades = a.n[2][i];
+  s.wins = a.n[3][i];
+  s.exposed = a.n[4][i];
+  return s;
+}
+
+struct Plan {
+  std::int64_t steps;  // T - 1
+  std::int64_t chunk;  // C
+  std::int64_t n_chunks;  // K
+  __device__ std::int64_t begin(std::int64_t k) const { return k * chunk; }
+  __device__ std::int64_t end(std::int64_t k) const { return k * chunk + chunk < steps ? k * chunk + chunk : steps; }
+};
+
+template <typename A>
+__global__ void positions_kernel(BacktestInputs in, Plan plan, const A* __restrict__ signals,
+                                 PositionSummary* __restrict__ out) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t m_total = in.n_strategies;
+  if (i >= plan.n_chunks * m_total) return;
+  const std::int64_t k = i / m_total, m = i - k * m_total;
+  out[i] = scan::summarize_positions(signals, m_total, m, plan.begin(k), plan.end(k), in.costs.mode);
+}
+
+__global__ void carry_kernel(BacktestInputs in, Plan plan, const PositionSummary* __restrict__ summaries,
+                             PositionCarry* __restrict__ carries) {
+  const std::int64_t m = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t m_total = in.n_strategies;
+  if (m >= m_total) return;
+  PositionCarry c;
+  for (std::int64_t k = 0; k < plan.n_chunks; ++k) {
+    carries[k * m_total + m] = c;
+    c = scan::carry_positions(c, summaries[k * m_total + m], plan.begin(k));
+  }
+}
+
+template <typename A>
+__global__ void summary_kernel(BacktestInputs in, Plan plan, const A* __restrict__ signals,
+                               const PositionCarry* __restrict__ carries, SummaryArrays out,
+                               unsigned long long* error) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t m_total = in.n_strategies;
+  if (i >= plan.n_chunks * m_total) return;
+  const std::int64_t k = i / m_total, m = i - k * m_total;
+  std::int64_t bad;
+  store(out, i,
+        scan::summarize_chunk(signals, m_total, m, plan.begin(k), plan.end(k), carries[i], in.open, in.close,
+                              in.costs, &bad));
+  if (bad >= 0) atomicMin(error, static_cast<unsigned long long>(bad));
+}
+
+// Composes chunks k0.. of strategy m; returns the first chunk that needs an exact run, or -1
+// after writing the metrics.
+__device__ std::int64_t compose_from(const BacktestInputs& in, const Plan& plan, const SummaryArrays& sums,
+                                     std::int64_t m, std::int64_t k0, Composer& c, Metrics* metrics) {
+  for (std::int64_t k = k0; k < plan.n_chunks; ++k) {
+    const ChunkSummary s = load(sums, k * in.n_strategies + m);
+    if (scan::needs_exact_run(c, s)) return k;
+    scan::compose(c, s);
+  }
+  metrics[m] = scan::finish(c, in.n_bars, in.bars_per_year);
+  return -1;
+}
+
+__global__ void compose_kernel(BacktestInputs in, Plan plan, SummaryArrays sums, Composer* composers,
+                               std::int64_t* flagged, Metrics* metrics) {
+  const std::int64_t m = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (m >= in.n_strategies) return;
+  Composer c;
+  const std::int64_t k = compose_from(in, plan, sums, m, 0, c, metrics);
+  flagged[m] = k;
+  if (k >= 0) composers[m] = c;
+}
+
+// One warp per strategy flagged by compose_kernel (the others return at once).
+template <typename A>
+__global__ void floor_kernel(BacktestInputs in, Plan plan, const A* __restrict__ signals,
+                             const PositionCarry* __restrict__ carries, SummaryArrays sums,
+                             const Composer* __restrict__ composers, const std::int64_t* __restrict__ flagged,
+                             Metrics* metrics) {
+  // Raw storage: __shared__ variables cannot have constructors.
+  __shared__ alignas(8) unsigned char pos_raw[kWarp * sizeof(PositionSummary)];
+  __shared__ alignas(8) unsigned char carry_raw[kWarp * sizeof(PositionCarry)];
+  __shared__ alignas(8) unsigned char part_raw[kWarp * sizeof(ChunkSummary)];
+  auto* pos = reinterpret_cast<PositionSummary*>(pos_raw);
+  auto* carry = reinterpret_cast<PositionCarry*>(carry_raw);
+  auto* part = reinterpret_cast<ChunkSummary*>(part_raw);
+  const std::int64_t m = blockIdx.x;
+  const int lane = static_cast<int>(threadIdx.x);
+  const std::int64_t m_total = in.n_strategies;
+  std::int64_t k = flagged[m];
+  if (k < 0) return;
+  Composer c = composers[m];  // lane 0's is the one that counts
+  while (k >= 0) {
+    const std::int64_t a = plan.begin(k), b = plan.end(k);
+    const std::int64_t sub = (b - a + kWarp - 1) / kWarp;
+    const std::int64_t sa = a + lane * sub < b ? a + lane * sub : b;
+    const std::int64_t sb = sa + sub < b ? sa + sub : b;
+    pos[lane] = scan::summarize_positions(signals, m_total, m, sa, sb, in.costs.mode);
+    __syncwarp();
+    if (lane == 0) {
+      PositionCarry cc = carries[k * m_total + m];
+      for (int j = 0; j < kWarp; ++j) {
+        carry[j] = cc;
+        cc = scan::carry_positions(cc, pos[j], a + j * sub);
+      }
+    }
+    __syncwarp();
+    std::int64_t bad;
+    part[lane] = scan::summarize_chunk(signals, m_total, m, sa, sb, carry[lane], in.open, in.close, in.costs, &bad);
+    __syncwarp();
+    std::int64_t next = -1;
+    if (lane == 0) {
+      for (int j = 0; j < kWarp && c.bankrupt == 0; ++j) {
+        const std::int64_t ja = a + j * sub < b ? a + j * sub : b;
+        const std::int64_t jb = ja + sub < b ? ja + sub : b;
+        if (ja >= jb) break;
+        if (scan::needs_exact_run(c, part[j]))
+          scan::exact_run(c, carry[j], signals, m_total, m, ja, jb, in.open, in.close, in.costs);
+        else
+          scan::compose(c, part[j]);
+      }
+      if (c.bankrupt != 0)
+        metrics[m] = scan::finish(c, in.n_bars, in.bars_per_year);
+      else
+        next = compose_from(in, plan, sums, m, k + 1, c, metrics);
+    }
+    k = __shfl_sync(0xffffffffu, next, 0);
+    __syncwarp();
+  }
+}
+
+unsigned blocks_for(std::int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
+// Enough (chunk, strategy) threads to fill the GPU several times over, chunks long enough that
+// their summaries (about 100 bytes) stay small next to the signals they summarise.
+std::int64_t auto_chunk(std::int64_t steps, std::int64_t strategies) {
+  constexpr std::int64_t kTargetThreads = std::int64_t{1} << 19;
+  const std::int64_t c = (steps * strategies + kTargetThreads - 1) / kTargetThreads;
+  return std::clamp<std::int64_t>(c, 64, 16384);
+}
+
+}  // namespace
+
+template <typename A>
+void backtest_signals_scan(const BacktestInputs& in, const A* signals, Metrics* metrics, unsigned long long* error,
+                           std::int64_t chunk, int device, Stream stream) {
+  const std::int64_t m = in.n_strategies;
+  if (m <= 0) return;
+  detail::DeviceGuard guard(device);
+  const auto s = reinterpret_cast<cudaStream_t>(stream);
+  Plan plan;
+  plan.steps = in.n_bars > 1 ? in.n_bars - 1 : 0;
+  plan.chunk = chunk > 0 ? chunk : auto_chunk(plan.steps, m);
+  plan.n_chunks = (plan.steps + plan.chunk - 1) / plan.chunk;
+  const std::int64_t pairs = plan.n_chunks * m;
+  // Scratch: per pair a position summary, a carry and a chunk summary; per strategy a composer
+  // and the flagged chunk.
+  const std::size_t bytes = static_cast<std::size_t>(pairs) *
+                                (sizeof(PositionSummary) + sizeof(PositionCarry) + 7 * sizeof(double) +
+                                 5 * sizeof(std::uint32_t)) +
+                            static_cast<std::size_t>(m) * (sizeof(Composer) + sizeof(std::int64_t)) + 256;
+  void* scratch = nullptr;
+  HIMARI_CUDA_CHECK(cudaMallocAsync(&scratch, bytes, s));
+  auto* base = static_cast<char*>(scratch);
+  std::size_t offset = 0;
+  auto take = [&](std::size_t n, std::size_t align) {
+    offset = (offset + align - 1) / align * align;
+    char* p = base + offset;
+    offset += n;
+    return p;
+  };
+  const auto np = static_cast<std::size_t>(pairs);
+  SummaryArrays sums;
+  for (auto& f : sums.f) f = reinterpret_cast<double*>(take(np * sizeof(double), 8));
+  auto* carries = reinterpret_cast<PositionCarry*>(take(np * sizeof(PositionCarry), 8));
+  auto* positions = reinterpret_cast<PositionSummary*>(take(np * sizeof(PositionSummary), 8));
+  for (auto& n : sums.n) n = reinterpret_cast<std::uint32_t*>(take(np * sizeof(std::uint32_t), 4));
+  auto* composers = reinterpret_cast<Composer*>(take(static_cast<std::size_t>(m) * sizeof(Composer), 8));
+  auto* flagged = reinterpret_cast<std::int64_t*>(take(static_cast<std::size_t>(m) * sizeof(std::int64_t), 8));
+
+  if (pairs > 0) {
+    positions_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, positions);
+    HIMARI_CUDA_CHECK_LAUNCH("positions_kernel");
+    carry_kernel<<<blocks_for(m), kThreads, 0, s>>>(in, plan, positions, carries);
+    HIMARI_CUDA_CHECK_LAUNCH("carry_kernel");
+    summary_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, carries, sums, error);
+    HIMARI_CUDA_CHECK_LAUNCH("summary_kernel");
+  }
+  compose_kernel<<<blocks_for(m), kThreads, 0, s>>>(in, plan, sums, composers, flagged, metrics);
+  HIMARI_CUDA_CHECK_LAUNCH("compose_kernel");
+  floor_kernel<A><<<static_cast<unsigned>(m), kWarp, 0, s>>>(in, plan, signals, carries, sums, composers, flagged,
+                                                             metrics);
+  HIMARI_CUDA_CHECK_LAUNCH("floor_kernel");
+  HIMARI_CUDA_CHECK(cudaFreeAsync(scratch, s));
+}
+
+#define HIMARI_INSTANTIATE(A)                                                                                 \
+  template void backtest_signals_scan<A>(const BacktestInputs&, const A*, Metrics*, unsigned long long*, \
+                                         std::int64_t, int, Stream);
+HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
+#undef HIMARI_INSTANTIATE
+
+}  // namespace himari::cuda

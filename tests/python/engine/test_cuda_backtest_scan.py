@@ -1,0 +1,136 @@
+"""The chunked-scan CUDA backtester against the CPU kernel (marker ``cuda``: skipped without a
+CUDA build and device).
+
+Positions and counts (trades, turnover, exposure, win rate) must be identical; equity-derived
+metrics agree to 1e-9 relative. The chunk size is forced small so that every chunk edge, the
+sub-chunk re-run of a chunk near the bankruptcy floor and floors hit at chunk edges are
+exercised; chunk 0 is the automatic size the default path uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from himari import _core
+from himari.engine import backtest_signals, cuda_available
+from himari.errors import InvalidArgumentError
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not cuda_available(), reason="needs a CUDA build of himari and a CUDA device")]
+
+torch = pytest.importorskip("torch")
+
+COUNTS = ("n_trades", "turnover", "exposure", "win_rate")
+
+
+def prices(t: int, seed: int, vol: float = 0.01, drift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(drift, vol, t)))
+    open_ = np.concatenate([[100.0], close[:-1]]) * np.exp(rng.normal(0, 0.2 * vol, t))
+    return open_, close
+
+
+def signals(t: int, m: int, seed: int) -> np.ndarray:
+    """Strategies with different habits: uniform, sticky, rare actions, all HOLD, buy once, sell once."""
+    rng = np.random.default_rng(seed)
+    sig = np.ones((t, m), dtype=np.int8)
+    for j in range(m):
+        habit = j % 6
+        p_act = (1.0, 0.1, 0.02, 0.0, 0.0, 0.0)[habit]
+        act = rng.random(t) < p_act
+        sig[act, j] = rng.integers(0, 3, int(act.sum()))
+        if habit == 4:
+            sig[0, j] = 2
+        if habit == 5:
+            sig[0, j] = 0
+    return sig
+
+
+def scan(open_, close, sig, *, fee: float, slippage: float, mode: str, chunk: int) -> dict[str, np.ndarray]:
+    metrics, _ = _core.backtest_signals_cuda(open_, close, torch.from_numpy(sig).cuda(), fee, slippage, mode, 252.0,
+                                             False, 0, 0, kernel="scan", chunk=chunk)
+    from himari.engine.backtest import BacktestResult
+
+    return {n: metrics[:, i] for i, n in enumerate(BacktestResult.metric_names())}
+
+
+def expect_parity(open_, close, sig, *, fee: float, slippage: float, mode: str, chunk: int) -> None:
+    ref = backtest_signals(open_, close, sig, fee=fee, slippage=slippage, mode=mode, bars_per_year=252.0)
+    got = scan(open_, close, sig, fee=fee, slippage=slippage, mode=mode, chunk=chunk)
+    where = f"T={len(close)} M={sig.shape[1]} {mode} fee={fee} chunk={chunk}"
+    for name in ref.metric_names():
+        if name in COUNTS:
+            np.testing.assert_array_equal(got[name], getattr(ref, name), err_msg=f"{name} {where}")
+        else:
+            np.testing.assert_allclose(got[name], getattr(ref, name), rtol=1e-9, atol=1e-12, err_msg=f"{name} {where}")
+
+
+@pytest.mark.parametrize("mode", ["long_flat", "long_short"])
+@pytest.mark.parametrize("t", [2, 3, 66, 1001])
+def test_scan_matches_cpu_for_chunk_sizes(mode: str, t: int) -> None:
+    o, c = prices(t, t)
+    for m in (1, 37, 130):
+        sig = signals(t, m, t + m)
+        for chunk in (1, 2, 7, 64, 0):
+            expect_parity(o, c, sig, fee=1e-3, slippage=5e-4, mode=mode, chunk=chunk)
+    expect_parity(o, c, signals(t, 37, 1), fee=0.0, slippage=0.0, mode=mode, chunk=5)
+
+
+def test_scan_matches_cpu_over_a_long_series() -> None:
+    o, c = prices(20001, 3, vol=0.004)
+    sig = signals(20001, 300, 4)
+    for mode in ("long_flat", "long_short"):
+        for chunk in (0, 257, 4096):
+            expect_parity(o, c, sig, fee=1e-3, slippage=5e-4, mode=mode, chunk=chunk)
+
+
+@pytest.mark.parametrize("mode", ["long_flat", "long_short"])
+def test_scan_floor_inside_and_at_chunk_edges(mode: str) -> None:
+    # Heavy fees drain frequent traders to the floor; a rally liquidates the shorts.
+    o, c = prices(700, 5, drift=0.002)
+    sig = signals(700, 96, 6)
+    ref = backtest_signals(o, c, sig, fee=0.3, slippage=0.01, mode=mode, bars_per_year=252.0, return_equity=True)
+    broke = (ref.equity <= 1e-12).any(axis=0)
+    assert broke.sum() >= 10, "the case must drive strategies to the floor"
+    first = np.argmax(ref.equity <= 1e-12, axis=0)[broke] - 1  # the step that hit the floor
+    at_start = at_end = 0
+    for chunk in (1, 2, 3, 5, 7, 13, 40, 97, 699):
+        at_start += int((first % chunk == 0).sum()) if chunk > 1 else 0
+        at_end += int((first % chunk == chunk - 1).sum()) if chunk > 1 else 0
+        expect_parity(o, c, sig, fee=0.3, slippage=0.01, mode=mode, chunk=chunk)
+    assert at_start > 0 and at_end > 0
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.int64])
+def test_default_cuda_path_matches_cpu_for_every_dtype(dtype) -> None:
+    o, c = prices(3000, 9)
+    sig = signals(3000, 70, 10).astype(dtype)
+    ref = backtest_signals(o, c, sig, mode="long_short")
+    got = backtest_signals(o, c, torch.from_numpy(sig).cuda(), mode="long_short", device="cuda")
+    for name in ref.metric_names():
+        if name in COUNTS:
+            np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+        else:
+            np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_scan_reports_the_first_invalid_action() -> None:
+    o, c = prices(100, 1)
+    sig = np.ones((100, 8), dtype=np.int8)
+    sig[70, 2] = 9
+    sig[5, 3] = 7
+    with pytest.raises(InvalidArgumentError, match=r"\[5, 3\]"):
+        scan(o, c, sig, fee=1e-3, slippage=5e-4, mode="long_flat", chunk=3)
+
+
+def test_kernel_and_chunk_are_checked() -> None:
+    o, c = prices(10, 1)
+    sig = torch.ones((10, 2), dtype=torch.int8, device="cuda")
+    args = (o, c, sig, 1e-3, 5e-4, "long_flat", 252.0)
+    with pytest.raises(InvalidArgumentError, match="kernel"):
+        _core.backtest_signals_cuda(*args, False, 0, 0, kernel="fast")
+    with pytest.raises(InvalidArgumentError, match="metrics only"):
+        _core.backtest_signals_cuda(*args, True, 0, 0, kernel="scan")
+    with pytest.raises(InvalidArgumentError, match="chunk"):
+        _core.backtest_signals_cuda(*args, False, 0, 0, kernel="scan", chunk=-1)
