@@ -88,6 +88,14 @@ if has cpu-core; then
   PYTHONPATH=/tmp/cpu-site:$PYTHONPATH timed_train cpu-core-ppo-lstm ppo-lstm --data /tmp/synth-prepared --device cuda \
     --epochs 1 --env-episodes 16
 fi
+if has scan; then
+  step "the chunked-scan backtester against the sequential kernel (time, bytes, copy bandwidth)"
+  timeout ${SCAN_TIMEOUT:-150} python3 benchmarks/bench_backtest_scan.py --out "$OUT/backtest-scan-h200.json" 2>&1 | tail -20
+fi
+if has sanitizer; then
+  step "compute-sanitizer memcheck on a small run of every kernel"
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 python3 benchmarks/cuda_sanitize_run.py 2>&1 | tail -8
+fi
 if has adversarial; then
   step "flag-trader --device cuda: cost of maml (first-order, reptile) and adversarial against a plain run"
   timeout ${COST_TIMEOUT:-300} python3 benchmarks/bench_online_methods_cost.py --model flag-trader --device cuda \
