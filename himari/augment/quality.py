@@ -55,17 +55,22 @@ def autocorrelation(x: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
 
 def window_autocorrelation(windows: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
     """Autocorrelation at lags 1..max_lag of independent windows ``[n, L]`` of one series, from
-    the pairs inside each window only: ``mean_pairs((x_t - m)(x_{t+k} - m)) / mean((x - m)^2)``
-    with ``m`` the mean of every value (NaN for lags >= L: no window holds such a pair). Laying
-    generated windows end to end would mix in pairs across two unrelated windows."""
+    the pairs inside each window only: the correlation of the lag-k pairs about the mean ``m`` of
+    every value, ``mean(a b) / sqrt(mean(a^2) mean(b^2))`` with ``a = x_t - m`` and ``b = x_{t+k} - m``
+    (NaN for lags >= L: no window holds such a pair). Laying generated windows end to end would
+    mix in pairs across two unrelated windows. Normalising by the pairs' own spread (not by the
+    variance of all values) keeps it within [-1, 1]: a window with a trend has its extremes at
+    its ends, and the long-lag pairs are exactly those ends."""
     w = np.asarray(windows, dtype=np.float64)
     d = w - w.mean()
-    var = float(np.mean(d * d))
     out = np.full(max_lag, np.nan)
-    if var <= 0:
+    if float(np.mean(d * d)) <= 0:
         return out
     for k in range(1, min(max_lag, w.shape[1] - 1) + 1):
-        out[k - 1] = float(np.mean(d[:, :-k] * d[:, k:])) / var
+        a, b = d[:, :-k], d[:, k:]
+        scale = float(np.sqrt(np.mean(a * a) * np.mean(b * b)))
+        if scale > 0:
+            out[k - 1] = float(np.mean(a * b)) / scale
     return out
 
 

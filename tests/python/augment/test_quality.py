@@ -76,3 +76,13 @@ def test_autocorrelation_of_generated_windows_uses_pairs_inside_a_window() -> No
     assert facts["acf_returns"][:4] == [-1.0, 1.0, -1.0, None]
     assert facts["acf_abs_returns"][0] is None  # |w| is constant: no variance, no autocorrelation
     assert facts["kurtosis"] == pytest.approx(-2.0)
+
+
+def test_window_autocorrelation_stays_a_correlation_for_trending_windows() -> None:
+    """Windows 1 2 3 and 3 2 1 (mean 2): the lag-2 pairs are (-1, 1) and (1, -1), a correlation of
+    exactly -1; dividing by the variance of all six values (2/3) instead would give -1.5, an
+    'autocorrelation' outside [-1, 1]. The lag-1 pairs (-1, 0), (0, 1), (1, 0), (0, -1): 0."""
+    acf = quality.window_autocorrelation(np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]), max_lag=3)
+    np.testing.assert_allclose(acf[:2], [0.0, -1.0], atol=1e-15)
+    ramps = np.linspace(-1, 1, 24)[None, :] * np.random.default_rng(0).uniform(0.5, 2, size=(50, 1))
+    assert np.all(np.abs(quality.window_autocorrelation(ramps, max_lag=23)) <= 1 + 1e-12)
