@@ -92,6 +92,10 @@ def ekf(
     """Filter float32/float64 prices ``[B, T]``: states ``[B, T, 4]`` and, when
     ``return_innovations``, innovations ``[B, T, 2]``."""
 
+def fan_residuals(x: ArrayLike, pieces: ArrayLike, window: int, top_k: int) -> NDArray[numpy.float64]:
+    """FAN's causal residuals of float64 ``x [T, F]`` over int64 ``pieces [P, 2]`` (start, end):
+    each row minus its trailing window's ``top_k`` largest rFFT components; 0 outside the pieces."""
+
 def cuda_pointer_device(ptr: int) -> int:
     """The CUDA device that owns address ``ptr``, or -1 for host memory (and without CUDA)."""
 
@@ -109,9 +113,13 @@ def backtest_signals_cuda(
     return_equity: bool,
     device: int,
     stream: int = 0,
+    kernel: str = "auto",
+    chunk: int = 0,
 ) -> tuple[NDArray[numpy.float64], DeviceArray | None]:
     """``backtest_signals`` on CUDA device ``device``: ``signals`` may be device memory (read in
-    place) or a host array (copied once); the equity stays on the device."""
+    place) or a host array (copied once); the equity stays on the device. ``kernel``: ``auto``
+    (the chunked scan over time unless the equity curve is asked for), ``scan`` or
+    ``sequential`` (one thread per strategy); ``chunk``: bars per scan chunk, 0 to choose."""
 
 def ekf_cuda(
     prices: ArrayLike | _DeviceArrayLike, params: EkfParams, return_innovations: bool, device: int, stream: int = 0
