@@ -106,10 +106,14 @@ if has generators; then
   (cd /tmp && [[ -d /tmp/btc-prepared ]] || himari data prepare "$ROOT/.devdata/btcusdt_5m.csv.gz" --out /tmp/btc-prepared > /dev/null)
   # tab-ddpm at its default (the paper's) size; timegan at TIMEGAN_ITERATIONS per phase (the
   # paper's 50,000 take longer than one call: its per-iteration time is in the JSON).
-  timeout ${GEN_TIMEOUT:-280} python3 benchmarks/bench_generators.py --data /tmp/btc-prepared --method tab-ddpm \
-    --rows 50000 --device cuda --out "$OUT/generator-tab-ddpm-btc-cuda.json" 2>&1 | tail -14
-  timeout ${GEN_TIMEOUT:-280} python3 benchmarks/bench_generators.py --data /tmp/btc-prepared --method timegan \
-    --windows 20000 --set iterations=${TIMEGAN_ITERATIONS:-3000} --device cuda \
-    --out "$OUT/generator-timegan-btc-cuda.json" 2>&1 | tail -14
+  for g in ${GENERATORS:-tab-ddpm timegan}; do
+    case $g in
+      tab-ddpm) size=(--rows 50000) ;;
+      timegan) size=(--windows 20000 --set iterations=${TIMEGAN_ITERATIONS:-3000}) ;;
+      *) size=() ;;
+    esac
+    timeout ${GEN_TIMEOUT:-280} python3 benchmarks/bench_generators.py --data /tmp/btc-prepared --method $g \
+      "${size[@]}" --device cuda --out "$OUT/generator-$g-btc-cuda.json" 2>&1 | tail -30
+  done
 fi
 step done
