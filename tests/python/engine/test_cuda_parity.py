@@ -36,13 +36,14 @@ def random_market(t: int, f: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
 
 def btc_market() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from himari.data import compute_features, read_source
+    from himari.data.frame import ts_ns
 
     path = SHARED / "btcusdt_5m.csv.gz"
     if not path.exists():
         pytest.skip(f"shared data not found at {path}")
     df, _ = read_source(path)
     cols = [df[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")]
-    ts = df["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    ts = ts_ns(df["timestamp"])  # tz-aware timestamps: numpy's datetime64 cast warns on some versions
     feats = compute_features(*cols, ts)
     warm = int(np.argmax(np.isfinite(feats).all(axis=1)))
     return cols[0][warm:], cols[3][warm:], np.ascontiguousarray(feats[warm:], dtype=np.float32)
