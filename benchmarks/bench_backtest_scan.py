@@ -36,27 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gpu import time_cuda  # noqa: E402  (CUDA events around a call, median)
+
 SIZES = [(10_000, 1_000), (100_000, 1_000), (1_000_000, 1_000), (10_000, 10_000), (100_000, 10_000),
          (10_000, 100_000)]
 MAX_SIGNAL_BYTES = 4 << 30
 METRIC_BYTES = 80
-
-
-def time_cuda(fn, repeats: int, warmup: int = 1) -> float:
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) / 1e3)
-    return statistics.median(samples)
 
 
 def kernel_seconds(fn, repeats: int = 3) -> float | None:
@@ -90,7 +76,7 @@ def copy_bandwidth(n_bytes: int) -> float:
 
     x = torch.randint(0, 3, (n_bytes,), dtype=torch.int8, device="cuda")
     y = torch.empty_like(x)
-    t = time_cuda(lambda: y.copy_(x), repeats=7, warmup=2)
+    t = time_cuda(lambda: y.copy_(x), iters=1, repeats=7, warmup=2)
     return 2 * n_bytes / t
 
 
@@ -132,7 +118,7 @@ def run_case(bars: int, m: int, kind: str, copy_bw: float, quick: bool) -> dict:
     reps = 3 if quick else 5
     for kernel in ("scan", "sequential"):
         slow = kernel == "sequential" and bars * m >= 10**9
-        t = time_cuda(call(kernel), repeats=1 if slow else reps, warmup=0 if slow else 1)
+        t = time_cuda(call(kernel), iters=1, repeats=1 if slow else reps, warmup=0 if slow else 1)
         k = None if slow else kernel_seconds(call(kernel), repeats=2)
         moved = scan_bytes(bars, m, auto_chunk(bars - 1, m)) if kernel == "scan" else (bars - 1) * m + m * METRIC_BYTES
         best = k if k else t
