@@ -26,6 +26,13 @@ def evaluate(
                                                   "tested per split (a distribution of out-of-sample Sharpe)."),
     embargo: int = typer.Option(None, "--embargo", min=0, help="Rows between train, validation and test blocks "
                                                                "(default: the data's, at least the label horizon)."),
+    hold_out_last: bool = typer.Option(False, "--hold-out-last",
+                                       help="Leave the last fold out: its test block is neither trained on nor "
+                                            "scored (choose a recipe on the others, test it there once)."),
+    prior_trials: list[Path] = typer.Option(None, "--prior-trials",
+                                            help="An earlier evaluation directory whose configurations and seeds "
+                                                 "count as trials in the deflated Sharpe (a recipe search; "
+                                                 "repeatable)."),
     validation_fraction: float = typer.Option(0.2, "--validation-fraction",
                                               help="Share of each fold's training rows kept to pick best.pt."),
     grid: list[str] = typer.Option(None, "--grid", help="Compare configurations: KEY=V1,V2 (a run-config key, e.g. "
@@ -67,7 +74,8 @@ def evaluate(
     console = Console(stderr=json_out)
     if resume is not None:
         given = [n for n, v in (("MODEL", model), ("--data", data), ("--out", out), ("--grid", grid), ("--gate", gate),
-                                ("--set", set_), ("--epochs", epochs), ("--cpcv", cpcv)) if v not in (None, [])]
+                                ("--set", set_), ("--epochs", epochs), ("--cpcv", cpcv),
+                                ("--hold-out-last", hold_out_last or None), ("--prior-trials", prior_trials)) if v not in (None, [])]
         if given:
             raise ConfigError(f"--resume continues the evaluation with its saved settings; drop {', '.join(given)}")
         result = run_evaluation(None, resume, plugins, console)
@@ -83,7 +91,8 @@ def evaluate(
             model=model, data=data, seeds=tuple(range(seeds)), walk_forward=walk_forward, fold_mode=fold_mode,
             cpcv=_pair(cpcv), validation_fraction=validation_fraction, embargo=embargo,
             gates=tuple(gate) if gate else EvaluationConfig.gates, grid=_grid(grid or []), sets=tuple(sets),
-            resamples=resamples)
+            resamples=resamples, hold_out_last=hold_out_last,
+            prior_trials=tuple(str(p.resolve()) for p in prior_trials or []))
         result = run_evaluation(config, out, plugins, console)
     if json_out:
         print(json.dumps(result, indent=2))
@@ -113,7 +122,11 @@ def _grid(items: list[str]) -> dict[str, list[Any]]:
         key, eq, values = item.partition("=")
         if not eq or not key.strip() or not values.strip():
             raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2")
-        parsed = [yaml.safe_load(v) for v in values.split(",")]
+        try:  # a YAML flow list, so a value may be a mapping: labels=null,{name: triple-barrier, horizon: 48}
+            parsed = yaml.safe_load(f"[{values}]")
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--grid {item!r}: the values are not a comma-separated YAML list "
+                              f"({' '.join(str(e).split())})") from None
         if len(parsed) < 2:
             raise ConfigError(f"--grid {item!r}: give at least two values to compare")
         if key.strip() in out:

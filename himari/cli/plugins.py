@@ -176,6 +176,12 @@ def show_cmd(
             console.print(f"parameters at the defaults, 60 features: {p['total']:,} ({p['trainable']:,} trainable)")
         if row.get("default_preprocess"):
             console.print(f"default preprocessing: {', '.join(row['default_preprocess'])}")
+        if row.get("recipe"):
+            import yaml
+
+            console.print("recipe (under the run's own settings; --set recipe=none drops it):")
+            console.print(yaml.safe_dump(row["recipe"], sort_keys=False, default_flow_style=None).rstrip(),
+                          highlight=False, markup=False)
         table = Table(title=f"plugins.{row['name']}")
         for col in ("setting", "type", "default", "doc"):
             table.add_column(col, overflow="fold")

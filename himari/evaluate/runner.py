@@ -18,6 +18,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import itertools
@@ -65,10 +66,17 @@ class EvaluationConfig:
     resamples: int = 10_000
     block_length: int | None = None
     pbo_partitions: int = 8
+    prior_trials: tuple[str, ...] = ()
+    """Evaluation directories of configurations tried before this one (a recipe search): every
+    (configuration, seed) they scored counts as a trial in this evaluation's deflated Sharpe."""
+    hold_out_last: bool = False
+    """Train and score every walk-forward fold but the last, whose test block stays unseen (to
+    choose a recipe now and test it once, later, on that block)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["seeds"], d["gates"], d["sets"] = list(self.seeds), list(self.gates), list(self.sets)
+        d["prior_trials"] = list(self.prior_trials)
         d["cpcv"] = None if self.cpcv is None else list(self.cpcv)
         return d
 
@@ -77,6 +85,8 @@ class EvaluationConfig:
         d = dict(d)
         d["seeds"], d["gates"], d["sets"] = tuple(d["seeds"]), tuple(d["gates"]), tuple(d["sets"])
         d["cpcv"] = None if d.get("cpcv") is None else tuple(d["cpcv"])
+        d.setdefault("hold_out_last", False)  # settings written before these options existed
+        d["prior_trials"] = tuple(d.get("prior_trials") or ())
         return cls(**d)
 
     def configurations(self) -> list[tuple[str, list[str]]]:
@@ -122,9 +132,17 @@ class Evaluation:
             raise ConfigError("--seeds: at least one seed")
         self.folds = walk_forward(self.data, config.walk_forward, mode=config.fold_mode, embargo=embargo,
                                   validation_fraction=config.validation_fraction)
+        self.held_out: Fold | None = None
+        if config.hold_out_last:
+            if config.walk_forward < 2:
+                raise ConfigError("--hold-out-last: needs at least 2 walk-forward folds (one is held out)")
+            if config.cpcv is not None:
+                raise ConfigError("--hold-out-last: CPCV tests on every part of the data; drop --cpcv")
+            self.held_out, self.folds = self.folds[-1], self.folds[:-1]
         self.cpcv_folds, self.paths = ([], []) if config.cpcv is None else cpcv(
             self.data, *config.cpcv, embargo=embargo, validation_fraction=config.validation_fraction)
         self.bars_per_year = float(self.data.metadata.get("bars_per_year", 105_120))
+        self.prior_sharpes = prior_trial_sharpes(config.prior_trials)  # read now: a bad path fails before training
         self.configs = config.configurations()
         for name, sets in self.configs:  # a misspelt setting fails now, not after hours of training
             self._run_config(name, sets, self.folds[0], config.seeds[0])
@@ -176,10 +194,12 @@ class Evaluation:
     def _env(self) -> EnvConfig:
         return self._run_config(*self.configs[0], self.folds[0], self.config.seeds[0]).env
 
-    def _actions(self, run: _Run, ranges: list[tuple[int, int]]) -> np.ndarray:
+    def _actions(self, run: _Run, ranges: list[tuple[int, int]], decision_counts: np.ndarray | None = None
+                 ) -> np.ndarray:
         from himari.training.assemble import load_trained
 
-        return load_trained(run.directory, plugins=self.plugins).actions(self.data, ranges)
+        return load_trained(run.directory, plugins=self.plugins).actions(self.data, ranges,
+                                                                         decision_counts=decision_counts)
 
     def _score(self, ranges: list[tuple[int, int]], actions: np.ndarray, env: EnvConfig) -> dict[str, Any]:
         return evaluate_actions(self.data.open, self.data.close, ranges, actions, env, self.bars_per_year)
@@ -193,6 +213,7 @@ class Evaluation:
         data = self.data
         wf_runs = {(r.config, r.fold.name, r.seed): r for r in self.runs if not r.fold.name.startswith("cpcv")}
         test_ranges = [r for f in self.folds for r in f.test]
+        decided: dict[tuple[str, int], np.ndarray] = {}  # the model's own decisions, before execution rules
         fold_rows, chained, baseline_parts = [], {}, {k: [] for k in ("buy-and-hold", "never-trade", "random",
                                                                       "ma-cross")}
         for fold in self.folds:
@@ -200,10 +221,13 @@ class Evaluation:
             for cname, _ in self.configs:
                 for seed in self.config.seeds:
                     run = wf_runs[(cname, fold.name, seed)]
-                    acts = self._actions(run, fold.test)
+                    counts = np.zeros(3, dtype=np.int64)
+                    acts = self._actions(run, fold.test, counts)
                     chained.setdefault((cname, seed), []).append(acts)
+                    decided.setdefault((cname, seed), np.zeros(3, dtype=np.int64))[:] += counts
                     key = str(seed) if len(self.configs) == 1 else f"{cname}/{seed}"
-                    runs[key] = {"run_dir": str(run.directory), "metrics": self._score(fold.test, acts, env)}
+                    runs[key] = {"run_dir": str(run.directory),
+                                 "metrics": _judged_on_decisions(self._score(fold.test, acts, env), counts)}
                     acts_by_seed[key] = acts
             rate = float(np.mean([trade_rate(r["metrics"]) for r in runs.values()]))
             fast, slow = fit_ma_cross(data.open, data.close, [*fold.train, *fold.validation], env, self.bars_per_year)
@@ -218,7 +242,7 @@ class Evaluation:
             baselines["ma-cross"]["params"] = {"fast": fast, "slow": slow}
             baselines["random"]["params"] = {"trade_rate": rate}
             fold_rows.append({"fold": len(fold_rows), "name": fold.name, "train": fold.train, "validation": fold.validation,
-                              "test": fold.test, "test_span": self._span(fold.test), "runs": runs,
+                              "test": fold.test, "test_span": self.span(fold.test), "runs": runs,
                               "baselines": baselines})
 
         series: dict[str, Any] = {}
@@ -226,7 +250,8 @@ class Evaluation:
         for (cname, seed), parts in chained.items():
             acts = np.concatenate(parts)
             key = f"model-seed-{seed}" if len(self.configs) == 1 else f"{cname}-seed-{seed}"
-            seed_metrics[(cname, seed)] = self._score(test_ranges, acts, env)
+            seed_metrics[(cname, seed)] = _judged_on_decisions(self._score(test_ranges, acts, env),
+                                                               decided[(cname, seed)])
             series[key] = per_bar(data.open, data.close, data.timestamps, test_ranges, acts, env)
             seed_metrics[(cname, seed)].update(_durations(series[key]["equity"].to_numpy()))
             returns[(cname, seed)] = series[key]["return"].to_numpy()
@@ -236,6 +261,12 @@ class Evaluation:
             base_metrics[name] = self._score(test_ranges, acts, env)
             series[name] = per_bar(data.open, data.close, data.timestamps, test_ranges, acts, env)
             base_metrics[name].update(_durations(series[name]["equity"].to_numpy()))
+        # The same decisions without fee and slippage: direction skill apart from cost control.
+        free = dataclasses.replace(env, fee=0.0, slippage=0.0)
+        chained_acts = {k: np.concatenate(parts) for k, parts in chained.items()}
+        free_seeds = {k: self._score(test_ranges, acts, free) for k, acts in chained_acts.items()}
+        free_base = {name: self._score(test_ranges, np.concatenate(parts), free)
+                     for name, parts in baseline_parts.items()}
 
         # the configuration judged: the best by mean out-of-sample Sharpe over seeds
         def mean_sharpe(cname: str) -> float:
@@ -256,7 +287,8 @@ class Evaluation:
             ensemble=ensemble[stepped], trials=[returns[k][stepped] for k in returns], bars_per_year=self.bars_per_year,
             benchmarks={"buy_and_hold": series["buy-and-hold"]["return"].to_numpy()[stepped],
                         "never_trade": series["never-trade"]["return"].to_numpy()[stepped]},
-            per_config=per_config, pbo_partitions=self.config.pbo_partitions, resamples=self.config.resamples,
+            per_config=per_config, prior_trial_sharpes=self.prior_sharpes,
+            pbo_partitions=self.config.pbo_partitions, resamples=self.config.resamples,
             block_length=self.config.block_length, seed=self.config.seeds[0])
         result = {
             "format": FORMAT, "version": VERSION, "model": self.config.model, "data": str(self.data_path),
@@ -264,10 +296,18 @@ class Evaluation:
             "config": {**self.config.to_dict(), "embargo": self.embargo, "costs": env.costs(),
                        "configurations": {c: sets for c, sets in self.configs}, "chosen": chosen},
             "folds": fold_rows,
-            "walk_forward": {"test_span": self._span(test_ranges), "bars": int(sum(b - a for a, b in test_ranges)),
+            "held_out": None if self.held_out is None else {"name": self.held_out.name, "test": self.held_out.test,
+                                                             "test_span": self.span(self.held_out.test)},
+            "walk_forward": {"test_span": self.span(test_ranges), "bars": int(sum(b - a for a, b in test_ranges)),
                              "seeds": {str(s): seed_metrics[(chosen, s)] for s in self.config.seeds},
                              "mean": _mean(chosen_metrics), "std": _std(chosen_metrics),
                              "baselines": base_metrics,
+                             "zero_cost": {"seeds": {str(s): free_seeds[(chosen, s)] for s in self.config.seeds},
+                                           "mean": _mean([free_seeds[(chosen, s)] for s in self.config.seeds]),
+                                           "std": _std([free_seeds[(chosen, s)] for s in self.config.seeds]),
+                                           "baselines": free_base},
+                             "trials": {f"{c}/{s}": seed_metrics[(c, s)]["sharpe"] for c, s in seed_metrics},
+                             "bars_per_year": self.bars_per_year,
                              **({"configurations": {c: _mean([seed_metrics[(c, s)] for s in self.config.seeds])
                                                     for c, _ in self.configs}} if len(self.configs) > 1 else {})},
             "cpcv": self._cpcv(env, chosen),
@@ -312,7 +352,7 @@ class Evaluation:
                                            "quantiles": {q: float(np.quantile(sharpes, float(q)))
                                                          for q in ("0.05", "0.25", "0.5", "0.75", "0.95")}}}
 
-    def _span(self, ranges: list[tuple[int, int]]) -> dict[str, str]:
+    def span(self, ranges: list[tuple[int, int]]) -> dict[str, str]:
         import pandas as pd
 
         ts = self.data.timestamps
@@ -329,6 +369,42 @@ class Evaluation:
             with atomic_path(self.directory / "series" / f"{name}.parquet") as tmp:
                 table.to_parquet(tmp, index=False)
         write_text_atomic(self.directory / RESULT, json.dumps(result, indent=2) + "\n")
+
+
+def _judged_on_decisions(metrics: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
+    """``metrics`` with ``model_decisions``, the shares of SELL, HOLD and BUY the model decided
+    before the execution rules, and the collapse flag judged on them: the HOLDs a decision
+    interval, a holding period or a confidence threshold imposes are not the model's (without
+    rules the two mixes are the same). ``actions`` stays the executed mix."""
+    from himari.engine import ACTION_NAMES
+    from himari.evaluation.policy import collapse
+
+    total = int(counts.sum())
+    if total == 0:
+        return metrics
+    mix = {name: float(counts[i]) / total for i, name in enumerate(ACTION_NAMES)}
+    return {**metrics, "model_decisions": mix, **collapse(mix)}
+
+
+def prior_trial_sharpes(directories: tuple[str, ...]) -> list[float]:
+    """The per-bar Sharpe ratio of every (configuration, seed) the evaluations in ``directories``
+    scored on their chained out-of-sample blocks: trials tried before, for the deflated Sharpe."""
+    out: list[float] = []
+    for d in directories:
+        path = Path(d) / RESULT
+        try:
+            ev = json.loads(path.read_text(encoding="utf-8"))
+            wf = ev["walk_forward"]
+            trials, per_year = wf["trials"], float(wf["bars_per_year"])
+        except FileNotFoundError:
+            raise ConfigError(f"--prior-trials {d}: no {RESULT} (not a finished evaluation)") from None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"--prior-trials {d}: cannot read its trials from {RESULT} ({e!r}); an evaluation "
+                              f"written by an older himari: continue it once with --resume to rewrite it") from None
+        if ev.get("format") != FORMAT:
+            raise ConfigError(f"--prior-trials {d}: {RESULT} is not a himari evaluation")
+        out += [float(v) / float(np.sqrt(per_year)) for v in trials.values()]
+    return out
 
 
 def _durations(equity: np.ndarray) -> dict[str, Any]:

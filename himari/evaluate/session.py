@@ -82,6 +82,9 @@ def run_evaluation(config: EvaluationConfig | None, directory: Path | None, plug
 def _print_plan(evaluation: Evaluation, console: Any) -> None:
     c = evaluation.config
     parts = [f"{c.walk_forward} walk-forward folds ({c.fold_mode})"]
+    if evaluation.held_out is not None:
+        parts = [f"{len(evaluation.folds)} of {c.walk_forward} walk-forward folds ({c.fold_mode}; the last one's "
+                 f"test block, from {evaluation.span(evaluation.held_out.test)['start'][:10]}, held out)"]
     if evaluation.cpcv_folds:
         parts.append(f"{len(evaluation.cpcv_folds)} CPCV splits ({c.cpcv[0]} groups, {c.cpcv[1]} tested; "  # type: ignore[index]
                      f"{len(evaluation.paths)} paths)")

@@ -25,16 +25,21 @@ from himari.evaluation import stats
 
 def summarise(*, ensemble: np.ndarray, trials: list[np.ndarray], bars_per_year: float,
               benchmarks: dict[str, np.ndarray], per_config: np.ndarray | None, pbo_partitions: int,
-              resamples: int, block_length: int | None, seed: int) -> dict[str, Any]:
+              resamples: int, block_length: int | None, seed: int,
+              prior_trial_sharpes: list[float] | None = None) -> dict[str, Any]:
     """The statistics of an evaluation. Every series holds the per-bar returns of the same
-    out-of-sample bars, each range's first bar (where no step is taken) already dropped."""
+    out-of-sample bars, each range's first bar (where no step is taken) already dropped.
+    ``prior_trial_sharpes`` are the per-bar Sharpe ratios of trials scored before (a recipe
+    search): they add to the number of trials and to their variance in the deflated Sharpe."""
     trial_sharpes = [stats.moments(r).sharpe for r in trials]
     best = trials[int(np.argmax(trial_sharpes))]
+    prior = list(prior_trial_sharpes or [])
     out: dict[str, Any] = {
-        "n_trials": len(trials),
+        "n_trials": len(trials) + len(prior),
+        "prior_trials": len(prior),
         "sharpe": stats.sharpe(ensemble, bars_per_year),
         "psr": stats.probabilistic_sharpe_ratio(ensemble),
-        "dsr": stats.deflated_sharpe_ratio(best, trial_sharpes),
+        "dsr": stats.deflated_sharpe_ratio(best, trial_sharpes + prior),
         "best_trial_sharpe": stats.sharpe(best, bars_per_year),
         "p_value": {},
     }

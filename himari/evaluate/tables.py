@@ -40,17 +40,32 @@ def print_evaluation(console: Any, ev: dict[str, Any], directory: Path) -> None:
     console.print(folds)
     wf = ev["walk_forward"]
     chained = _table(f"chained out-of-sample blocks ({wf['bars']:,} bars, {wf['test_span']['start'][:10]} to "
-                     f"{wf['test_span']['end'][:10]})", ["strategy", "Sharpe", "return", "max DD", "trades", "S/H/B %"])
+                     f"{wf['test_span']['end'][:10]})", ["strategy", "Sharpe", "return", "max DD", "trades", "in mkt",
+                                                         "S/H/B %"])
     for seed, m in wf["seeds"].items():
         chained.add_row(f"seed {seed}", _num(m["sharpe"]), _pct(m["total_return"]), f"{100 * m['max_drawdown']:.1f}%",
-                        f"{m['n_trades']:,.0f}", "/".join(f"{100 * v:.0f}" for v in m["actions"].values()))
+                        f"{m['n_trades']:,.0f}", f"{100 * m['exposure']:.0f}%",
+                        "/".join(f"{100 * v:.0f}" for v in m["actions"].values()))
     mean, std = wf["mean"], wf["std"]
     chained.add_row("mean ± sd", f"{mean['sharpe']:+.2f} ± {std['sharpe']:.2f}", _pct(mean["total_return"]),
-                    f"{100 * mean['max_drawdown']:.1f}%", f"{mean['n_trades']:,.0f}", "")
+                    f"{100 * mean['max_drawdown']:.1f}%", f"{mean['n_trades']:,.0f}", f"{100 * mean['exposure']:.0f}%", "")
     for name, m in wf["baselines"].items():
         chained.add_row(name, _num(m["sharpe"]), _pct(m["total_return"]), f"{100 * m['max_drawdown']:.1f}%",
-                        f"{m['n_trades']:,.0f}", "")
+                        f"{m['n_trades']:,.0f}", f"{100 * m['exposure']:.0f}%", "")
     console.print(chained)
+    free = wf.get("zero_cost")
+    if free:  # evaluations written before it have no such section
+        zero = _table("the same decisions without fee and slippage (direction skill, not cost control)",
+                      ["strategy", "Sharpe", "return"])
+        zero.add_row("model mean ± sd", f"{free['mean']['sharpe']:+.2f} ± {free['std']['sharpe']:.2f}",
+                     _pct(free["mean"]["total_return"]))
+        for name, m in free["baselines"].items():
+            zero.add_row(name, _num(m["sharpe"]), _pct(m["total_return"]))
+        console.print(zero)
+    if ev.get("held_out"):
+        h = ev["held_out"]
+        console.print(f"held out: {h['name']}, its test block from {h['test_span']['start'][:10]} to "
+                      f"{h['test_span']['end'][:10]}, neither trained on nor scored", soft_wrap=not console.is_terminal)
     if ev.get("cpcv"):
         c = ev["cpcv"]
         q = c["sharpe"]["quantiles"]
@@ -59,7 +74,8 @@ def print_evaluation(console: Any, ev: dict[str, Any], directory: Path) -> None:
                       f"{q['0.5']:+.2f}, 95% {q['0.95']:+.2f}")
     s = ev["statistics"]
     p = s["p_value"]
-    console.print(f"statistics ({s['n_trials']} trials): PSR {_num(s['psr'], '{:.3f}')}, deflated Sharpe "
+    prior = f", {s['prior_trials']} of them from earlier evaluations" if s.get("prior_trials") else ""
+    console.print(f"statistics ({s['n_trials']} trials{prior}): PSR {_num(s['psr'], '{:.3f}')}, deflated Sharpe "
                   f"{_num(s['dsr'], '{:.3f}')}, p vs buy-and-hold {_num(p['vs_buy_and_hold'], '{:.4f}')}, p vs "
                   f"never-trade {_num(p['vs_never_trade'], '{:.4f}')} ({s['method']}, block {s['block_length']} bars, "
                   f"{s['resamples']:,} resamples)" + (f", PBO {s['pbo']:.2f}" if s.get("pbo") is not None else ""),

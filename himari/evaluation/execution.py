@@ -25,6 +25,7 @@ stateless model, range by range. Both use the same per-bar rule. The rules are a
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import itertools
 import math
@@ -37,6 +38,8 @@ from himari.engine import BUY, HOLD, SELL
 from himari.errors import ConfigError
 
 Ranges = Sequence[tuple[int, int]]
+_DECISIONS: contextvars.ContextVar[np.ndarray | None] = contextvars.ContextVar("himari_decisions", default=None)
+"""Where ``ExecutionFilter.step`` counts the raw decisions it sees (``model_actions`` sets it)."""
 _NEVER = 1 << 62
 """Bars since the last change at a range start: no change yet, nothing is held back."""
 
@@ -133,6 +136,9 @@ class ExecutionFilter:
         raw = np.asarray(raw_actions).reshape(-1)
         if len(raw) != self.n:
             raise ValueError(f"raw_actions: expected {self.n} actions, got {len(raw)}")
+        counts = _DECISIONS.get()
+        if counts is not None:
+            counts += np.bincount(raw.astype(np.int64), minlength=3)[:3]
         if self.c > 0 and probabilities is None:
             raise _no_probabilities()
         top = _top_probability(probabilities, self.n) if self.c > 0 else np.zeros(self.n)
@@ -201,11 +207,18 @@ def check_support(model: Any, name: str, rules: Iterable[ExecutionRules]) -> Non
 
 
 def model_actions(model: Any, features: Any, open_: Any, close: Any, ranges: Ranges, env: Any,
-                  rules: ExecutionRules | None, name: str = "model") -> np.ndarray:
+                  rules: ExecutionRules | None, name: str = "model",
+                  decision_counts: np.ndarray | None = None) -> np.ndarray:
     """The executed actions of ``model`` on the concatenated ``ranges``: a stateful model's
     ``act_sequence`` (given ``execution=rules`` only when the rules can change an action, so a
     model without the keyword still acts under the defaults), else ``act`` filtered by ``apply``.
-    Call it in eval mode under ``torch.no_grad()``."""
+    Call it in eval mode under ``torch.no_grad()``.
+
+    ``decision_counts`` (int64 ``[3]``), when given, is increased by the counts of SELL, HOLD and
+    BUY the model itself decided, before the rules turned some into HOLD: whether a model has
+    collapsed onto one action is a question about its decisions, not about the HOLDs a decision
+    interval or a holding period imposes. A stateful model's decisions are counted where they
+    pass through an ``ExecutionFilter``; one that filters otherwise counts its executed actions."""
     from himari.data.splits import rows_of
 
     on = active(rules)
@@ -213,14 +226,35 @@ def model_actions(model: Any, features: Any, open_: Any, close: Any, ranges: Ran
         check_support(model, name, [rules])  # type: ignore[list-item]
     if callable(getattr(model, "act_sequence", None)):
         extra = {"execution": rules} if on else {}
-        return np.asarray(model.act_sequence(features, open_, close, ranges, env, **extra))
+        seen = np.zeros(3, dtype=np.int64)
+        token = _DECISIONS.set(seen if on and decision_counts is not None else None)
+        try:
+            out = np.asarray(model.act_sequence(features, open_, close, ranges, env, **extra))
+        finally:
+            _DECISIONS.reset(token)
+        if decision_counts is not None:
+            decision_counts += seen if seen.any() else _counts(out, ranges)
+        return out
     rows = rows_of(list(ranges))
     raw = np.asarray(model.act(features, rows))
+    if decision_counts is not None:
+        decision_counts += _counts(raw, ranges)
     if not on:
         return raw
     assert rules is not None
     probs = model.action_probabilities(features, rows) if rules.confidence > 0 else None
     return apply(raw, probs, ranges, env.mode, rules)
+
+
+def _counts(actions: np.ndarray, ranges: Ranges) -> np.ndarray:
+    """SELL, HOLD, BUY counts over the decisions (every row of a range but its last, which decides nothing)."""
+    keep = np.ones(len(actions), dtype=bool)
+    offset = 0
+    for a, b in ranges:
+        offset += b - a
+        if b > a:
+            keep[offset - 1] = False
+    return np.bincount(np.asarray(actions)[keep].astype(np.int64), minlength=3)[:3]
 
 
 # --------------------------------------------------------------- selection

@@ -29,7 +29,7 @@ progress reporting (``phase``), synthetic data (``window_starts``, ``take_window
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, is_dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
@@ -262,6 +262,22 @@ def _check_scope(kind: str, name: str, paradigms: tuple[str, ...], models: tuple
         raise ValueError(f"{kind} {name!r}: models must be model names, got {models!r}")
 
 
+RECIPE_SECTIONS = ("labels", "execution", "env", "methods", "preprocess", "train", "plugins")
+"""What a model's recipe may set; never the data, the splits or the costs, which are the user's."""
+
+
+def _check_recipe(name: str, recipe: Mapping[str, Any]) -> None:
+    if not isinstance(recipe, Mapping):
+        raise ValueError(f"model {name!r}: recipe must be a mapping of run-config sections, got {recipe!r}")
+    for key in recipe:
+        if key not in RECIPE_SECTIONS:
+            raise ValueError(f"model {name!r}: a recipe may set {', '.join(RECIPE_SECTIONS)}, not {key!r}")
+    env = recipe.get("env") or {}
+    for key in ("fee", "slippage"):
+        if key in env:
+            raise ValueError(f"model {name!r}: a recipe may not set env.{key} (costs belong to the user's market)")
+
+
 def applies_to(spec: Any, model: str, paradigm: str) -> bool:
     """Whether a preprocessor or training method declares it works with this model."""
     return paradigm in spec.paradigms and (spec.models is None or model in spec.models)
@@ -291,6 +307,11 @@ class ModelSpec:
     harness checks the arithmetic against the built network."""
     default_preprocess: tuple[str, ...] = ()
     """Preprocessors used when the run does not name any (``--preprocess``)."""
+    recipe: Mapping[str, Any] | None = None
+    """The model's default recipe: run-config settings (``labels``, ``execution``, ``methods``,
+    ``preprocess``, ``train``, ``plugins`` ...) laid under a run's own, so ``himari train MODEL`` with
+    no options trains the recipe, and any option or ``--set`` overrides its part of it
+    (``recipe: none`` drops it). It is checked like a run config when the run is built."""
     extras: tuple[str, ...] = ("torch",)
     """Importable modules the plugin needs (a run without them is refused with the pip command)."""
     devices: tuple[str, ...] = ("cpu", "cuda")
@@ -303,6 +324,8 @@ class ModelSpec:
         _check_common("model", self.name, self.summary, self.config, self.code)
         if self.paradigm not in PARADIGMS:
             raise ValueError(f"model {self.name!r}: paradigm {self.paradigm!r} is not one of {PARADIGMS}")
+        if self.recipe is not None:
+            _check_recipe(self.name, self.recipe)
 
 
 @dataclass(frozen=True)

@@ -66,15 +66,22 @@ def adapted_actions(policy: Any, prepared: Any, ranges: list[tuple[int, int]], n
     from himari.plugin.api import TrainContext
 
     methods = adapting_methods(policy)
-    lookahead = int(prepared.lookahead)
     features = policy.features(prepared)
-    labels = np.asarray(prepared.labels)
     network = policy.model.network
     trained = copy.deepcopy(network.state_dict())
+    own_labels = getattr(policy.run, "labels", None)
     out = []
     try:
         for a, b in ranges:
-            ctx = TrainContext(data=prepared, features=features, labels=labels,
+            data = prepared
+            if own_labels is not None:  # the run's own labels, none reading past the adaptation bars
+                from himari.training.relabel import relabelled
+
+                data = relabelled(prepared, own_labels, {"adapt": [(a, a + n)]})
+            lookahead = int(data.lookahead)
+            check_adapt_bars(n, [(a, b)], lookahead)
+            labels = np.asarray(data.labels)
+            ctx = TrainContext(data=data, features=features, labels=labels,
                                splits={"adapt": [(a, a + n - lookahead)], "adapt_bars": [(a, a + n)]},
                                env=policy.context.env, model=policy.context, device="cpu",
                                seed=policy.run.train.seed, observation_filter=policy.observation_filter)

@@ -142,13 +142,16 @@ class TrainedPolicy:
         """The execution rules in effect (``execution``, else the run config's)."""
         return self.execution if self.execution is not None else self.run.execution
 
-    def actions(self, data: Any, ranges: list[tuple[int, int]], features: np.ndarray | None = None) -> np.ndarray:
+    def actions(self, data: Any, ranges: list[tuple[int, int]], features: np.ndarray | None = None,
+                decision_counts: np.ndarray | None = None) -> np.ndarray:
         """One executed action per row of the concatenated ``ranges`` of ``data``, under the
         run's execution rules (``rules``); a stateful model decides along each range from a flat
         account (the last row of a range takes no decision), through the run's observation
         filter when it has one (frozen: acting never changes its statistics). ``features``: the
         model's input features of every row of ``data`` when they are not its own prepared
-        features through the run's preprocessing (a counterfactual view's, say)."""
+        features through the run's preprocessing (a counterfactual view's, say).
+        ``decision_counts``: increased by the model's own SELL/HOLD/BUY decisions before the
+        rules (``himari.evaluation.execution.model_actions``)."""
         import torch
 
         from himari.evaluation.execution import model_actions
@@ -158,7 +161,7 @@ class TrainedPolicy:
         self.model.network.eval()
         with torch.no_grad(), observation_filter(self.observation_filter):
             return model_actions(self.model, features, data.open, data.close, ranges, self.context.env, self.rules,
-                                 self.name)
+                                 self.name, decision_counts=decision_counts)
 
 
 def built_modules(methods: list[tuple[str, Any]], model: Any, ctx: Any) -> Any:

@@ -12,6 +12,8 @@ A run config (also what ``config.yaml`` in a run directory holds, with every def
     preprocess: [zscore]          # null = the model's default
     methods: []
     augment: null                 # a synthetic set (himari data augment) added to the train split
+    labels: null                  # the run's own labeler, e.g. {name: forward-return, horizon: 48}
+    recipe: default               # default: the model's recipe under these settings; none: without
     trackers: [jsonl]
     plugins:                      # per-plugin settings, by plugin name
       baseline-mlp: {loss: focal}
@@ -166,7 +168,10 @@ def _check_confidence(v: Any, name: str) -> None:
 
 
 TOP_LEVEL = ("model", "data", "splits", "train", "env", "execution", "preprocess", "methods", "augment",
-             "trackers", "plugins")
+             "labels", "recipe", "trackers", "plugins")
+RECIPES = ("default", "none")
+"""``recipe: default`` lays the model's recipe (``ModelSpec.recipe``) under the run's own settings;
+``none`` runs the model with the plain settings alone."""
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -190,6 +195,10 @@ class RunConfig:
     fold of ``himari evaluate``); None: the data's splits."""
     augment: str | None = None
     """A synthetic set (``himari data augment``) whose rows the model adds to its train split."""
+    labels: dict[str, Any] | None = None
+    """The run's own labeler and its parameters (``himari.training.relabel``); None: the data's labels."""
+    recipe: str = "default"
+    """Whether the model's recipe was laid under the settings (``default``) or not (``none``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with every default filled: written as the run's config.yaml."""
@@ -203,6 +212,8 @@ class RunConfig:
             "preprocess": list(self.preprocess),
             "methods": list(self.methods),
             "augment": self.augment,
+            "labels": None if self.labels is None else dict(self.labels),
+            "recipe": self.recipe,
             "trackers": list(self.trackers),
             "plugins": {name: config_to_dict(c) for name, c in self.plugin_configs.items()},
         }
@@ -282,6 +293,14 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
     if not isinstance(model, str) or not model:
         raise ConfigError("model: expected a model name (see himari plugins list --kind model)")
     model_spec = plugins.models().get(model)
+    recipe = raw.get("recipe", "default")
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe: expected one of {', '.join(RECIPES)}, got {recipe!r}")
+    if recipe == "default" and getattr(model_spec, "recipe", None):
+        raw = with_recipe(raw, model_spec.recipe)
+    from himari.training.relabel import check_labels_section
+
+    labels = check_labels_section(raw.get("labels"))
     data = raw.get("data")
     if data is not None and not isinstance(data, (str, os.PathLike)):
         raise ConfigError(f"data: expected a path, got {data!r}")
@@ -327,7 +346,25 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
                for name, spec in used.items()}
     return RunConfig(model=model, data=None if data is None else str(data), train=train, env=env,
                      execution=execution, preprocess=preprocess, methods=methods, trackers=trackers, plugin_configs=configs, splits=splits,
-                     augment=None if augment is None else str(augment))
+                     augment=None if augment is None else str(augment), labels=labels, recipe=recipe)
+
+
+def with_recipe(raw: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` laid over a model's ``recipe``: a setting ``raw`` gives wins; sections (mappings)
+    merge key by key; a list (``methods``, ``preprocess``) given in ``raw`` replaces the recipe's."""
+    def merge(base: Any, top: Any) -> Any:
+        if isinstance(base, dict) and isinstance(top, dict):
+            out = dict(base)
+            for k, v in top.items():
+                out[k] = merge(base.get(k), v) if k in base else v
+            return out
+        return top
+
+    out = merge(recipe, raw)
+    for key in ("preprocess", "methods"):  # an explicit null in raw is "not given", as without a recipe
+        if key in raw and raw[key] is None and key in recipe:
+            out[key] = recipe[key]
+    return out
 
 
 def resolve_data_path(data: str | None, run_dir: str | os.PathLike[str] | None = None) -> str | None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from himari.errors import HimariError, TrainingError
+from himari.errors import ConfigError, HimariError, TrainingError
 from himari.evaluation.execution import apply as apply_execution
 from himari.evaluation.execution import check_support, choose, grid, model_actions, rules_dict, score_grid
 from himari.evaluation.policy import baseline_actions, evaluate_actions
@@ -124,6 +124,14 @@ class Trainer:
             self.splits = {name: list(ranges) for name, ranges in run.splits.items()}
         else:
             self.splits = {name: self.data.split(name) for name in ("train", "validation", "test")}
+        if run.labels is not None:  # the run's own labels, never reading across a split's end
+            from himari.training.relabel import relabelled
+
+            if run.augment is not None:
+                raise ConfigError(f"augment: a synthetic set carries the labels of the data it was made from; this run "
+                                  f"relabels ({run.labels['name']}), so its rows would disagree. Drop one: --set "
+                                  f"labels=null, or prepare the data with these labels before generating the set")
+            self.data = relabelled(self.data, run.labels, self.splits)
         train_rows = rows_of(self.splits["train"])
         states = load_states(self.run_dir) if self.resuming else None
         self.features, self.preprocessing_states = run_preprocessors(

@@ -10,6 +10,7 @@ optional parts (``cpcv``, the ``pbo`` statistic) may be null.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,10 @@ def _short_time(text: str) -> str:
         return text
 
 
+_OTHER_CONFIGURATION = re.compile(r"c\d+-seed-\d+$")
+"""A series of a grid's configuration (``c3-seed-1``)."""
+
+
 def load_evaluation(directory: str | Path, label: str | None = None) -> ReportTarget:
     """The ``ReportTarget`` of an evaluation directory: its chained series (models are the
     strategies named ``model-...``, the rest are baselines), the walk-forward mean and spread
@@ -119,8 +124,14 @@ def load_evaluation(directory: str | Path, label: str | None = None) -> ReportTa
     doc = read_evaluation_json(directory)
     models: dict[str, Any] = {}
     baselines: dict[str, Any] = {}
+    chosen = (doc.get("config") or {}).get("chosen") if isinstance(doc.get("config"), dict) else None
     for name, relative in doc["series"].items():
-        (models if name.startswith("model") else baselines)[name] = _read_series(directory, name, relative)
+        if name.startswith("model"):
+            models[name] = _read_series(directory, name, relative)
+        elif isinstance(chosen, str) and name.startswith(f"{chosen}-seed-"):  # a grid: the configuration judged
+            models["model-" + name[len(chosen) + 1:]] = _read_series(directory, name, relative)
+        elif not _OTHER_CONFIGURATION.match(name):  # the other configurations' series stay in the files
+            baselines[name] = _read_series(directory, name, relative)
     if not models:
         raise DataError(f"{directory / FILE}: 'series' lists no model strategy (model-seed-<seed>)")
     folds: list[FoldRow] = []

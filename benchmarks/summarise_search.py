@@ -1,0 +1,80 @@
+"""Every configuration a recipe search tried, from its `himari evaluate --hold-out-last` directories
+(by hand, not a test): one row per (evaluation, configuration) with the settings that differ, the
+walk-forward out-of-sample Sharpe (mean and sd over seeds), return, trades, exposure, and how many
+of its (fold, seed) runs collapsed onto one action or sat static. The trial count is what the
+final evaluation's deflated Sharpe must count (`himari evaluate --prior-trials DIR ...`).
+
+    python benchmarks/summarise_search.py LABEL=EVAL_DIR ... --out search.json [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+
+def _run_key(config: str, seed: str, n_configs: int) -> str:
+    return seed if n_configs == 1 else f"{config}/{seed}"
+
+
+def rows_of(label: str, path: Path) -> list[dict[str, Any]]:
+    d = json.loads((path / "evaluation.json").read_text())
+    cfg = d["config"]
+    configurations: dict[str, list[str]] = cfg["configurations"]
+    wf = d["walk_forward"]
+    seeds = [str(s) for s in cfg["seeds"]]
+    out = []
+    for name, sets in configurations.items():
+        sharpes = [wf["trials"][f"{name}/{s}"] for s in seeds] if "trials" in wf else []
+        runs = [f["runs"][_run_key(name, s, len(configurations))]["metrics"] for f in d["folds"] for s in seeds]
+        mean = wf["configurations"][name] if "configurations" in wf else wf["mean"]
+        out.append({
+            "search": label, "directory": str(path), "configuration": name, "sets": sets,
+            "common_sets": cfg["sets"], "model": d["model"], "data": d["data"],
+            "held_out": d.get("held_out"), "test_span": wf["test_span"], "folds": len(d["folds"]), "seeds": len(seeds),
+            "sharpe_mean": mean["sharpe"], "sharpe_sd": statistics.stdev(sharpes) if len(sharpes) > 1 else None,
+            "return_mean": mean["total_return"], "trades_mean": mean["n_trades"], "exposure_mean": mean["exposure"],
+            "collapsed_runs": sum(bool(m.get("collapsed")) for m in runs),
+            "static_runs": sum(m.get("static_position") is not None for m in runs), "runs": len(runs),
+            "buy_and_hold_sharpe": wf["baselines"]["buy-and-hold"]["sharpe"],
+            "ma_cross_sharpe": wf["baselines"]["ma-cross"]["sharpe"],
+            "chosen": name == cfg.get("chosen"),
+        })
+    return out
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| search | settings | OOS Sharpe | return | trades | in market | collapsed / static runs | B&H |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        sd = "" if r["sharpe_sd"] is None else f" ± {r['sharpe_sd']:.2f}"
+        sets = ", ".join(s.replace('"', "") for s in r["sets"]) or "(as given)"
+        lines.append(f"| {r['search']} | {sets} | {r['sharpe_mean']:+.2f}{sd} | {100 * r['return_mean']:+.1f}% | "
+                     f"{r['trades_mean']:,.0f} | {100 * r['exposure_mean']:.0f}% | "
+                     f"{r['collapsed_runs']} / {r['static_runs']} of {r['runs']} | {r['buy_and_hold_sharpe']:+.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("searches", nargs="+", help="LABEL=EVALUATION_DIR")
+    p.add_argument("--out", help="JSON output")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = p.parse_args()
+    rows = []
+    for item in args.searches:
+        label, _, where = item.partition("=")
+        rows += rows_of(label, Path(where))
+    trials = sum(r["seeds"] for r in rows)
+    doc = {"trials": trials, "configurations": len(rows), "rows": rows}
+    if args.out:
+        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    print(markdown(rows) if args.markdown else json.dumps(doc, indent=2))
+    print(f"\n{len(rows)} configurations, {trials} trials (configuration x seed)")
+
+
+if __name__ == "__main__":
+    main()
