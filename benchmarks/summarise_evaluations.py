@@ -27,6 +27,21 @@ def summarise(path: Path) -> dict:
         "dsr": d["statistics"]["dsr"], "p_vs_buy_and_hold": d["statistics"]["p_value"]["vs_buy_and_hold"],
         "buy_and_hold_sharpe": base["buy-and-hold"]["sharpe"], "ma_cross_sharpe": base["ma-cross"]["sharpe"],
         "test_span": wf["test_span"], "seeds": len(seeds), "folds": len(d["folds"]),
+        "max_drawdown_mean": wf["mean"]["max_drawdown"],
+        "model_decisions": ({a: statistics.mean(s["model_decisions"][a] for s in seeds) for a in ("SELL", "HOLD", "BUY")}
+                            if all("model_decisions" in s for s in seeds) else None),
+        "runs_collapsed": sum(bool(r["metrics"].get("collapsed")) for f in d["folds"] for r in f["runs"].values()),
+        "runs_static": sum(r["metrics"].get("static_position") is not None for f in d["folds"]
+                           for r in f["runs"].values()),
+        "runs": sum(len(f["runs"]) for f in d["folds"]),
+        "n_trials": d["statistics"]["n_trials"], "psr": d["statistics"]["psr"],
+        "p_vs_never_trade": d["statistics"]["p_value"]["vs_never_trade"],
+        "baselines": {k: {"sharpe": v["sharpe"], "total_return": v["total_return"], "n_trades": v["n_trades"]}
+                      for k, v in base.items()},
+        "zero_cost": None if "zero_cost" not in wf else {
+            "sharpe_mean": wf["zero_cost"]["mean"]["sharpe"], "sharpe_sd": wf["zero_cost"]["std"]["sharpe"],
+            "return_mean": wf["zero_cost"]["mean"]["total_return"],
+            "baselines": {k: v["sharpe"] for k, v in wf["zero_cost"]["baselines"].items()}},
     }
 
 

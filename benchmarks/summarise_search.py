@@ -4,7 +4,12 @@ walk-forward out-of-sample Sharpe (mean and sd over seeds), return, trades, expo
 of its (fold, seed) runs collapsed onto one action or sat static. The trial count is what the
 final evaluation's deflated Sharpe must count (`himari evaluate --prior-trials DIR ...`).
 
-    python benchmarks/summarise_search.py LABEL=EVAL_DIR ... --out search.json [--markdown]
+    python benchmarks/summarise_search.py LABEL=EVAL_DIR ... --out search.json [--markdown] [--rank]
+
+`--rank` pairs each configuration's BTC and ETH rows (labels ending in `-btc` and `-eth`, the same
+settings) and ranks them by the rule the model cards use: the highest mean out-of-sample Sharpe
+over both markets among configurations with no collapsed and no static run; where none
+qualifies, the highest mean Sharpe.
 """
 
 from __future__ import annotations
@@ -46,6 +51,27 @@ def rows_of(label: str, path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """BTC and ETH rows of the same search and settings paired, best first by the rule above."""
+    pairs: dict[tuple[str, tuple[str, ...]], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        for market in ("btc", "eth"):
+            if r["search"].endswith(f"-{market}"):
+                key = (r["search"][: -len(market) - 1], tuple(r["sets"]))
+                pairs.setdefault(key, {})[market] = r
+    out = []
+    for (search, sets), by in pairs.items():
+        if set(by) != {"btc", "eth"}:
+            continue
+        clean = all(by[m]["collapsed_runs"] == 0 and by[m]["static_runs"] == 0 for m in by)
+        out.append({"search": search, "sets": list(sets), "qualifies": clean,
+                    "sharpe_mean": (by["btc"]["sharpe_mean"] + by["eth"]["sharpe_mean"]) / 2,
+                    "btc": by["btc"]["sharpe_mean"], "eth": by["eth"]["sharpe_mean"],
+                    "trades": (by["btc"]["trades_mean"], by["eth"]["trades_mean"])})
+    any_clean = any(r["qualifies"] for r in out)
+    return sorted(out, key=lambda r: (not (r["qualifies"] or not any_clean), -r["sharpe_mean"]))
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| search | settings | OOS Sharpe | return | trades | in market | collapsed / static runs | B&H |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -63,16 +89,23 @@ def main() -> None:
     p.add_argument("searches", nargs="+", help="LABEL=EVALUATION_DIR")
     p.add_argument("--out", help="JSON output")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--rank", action="store_true", help="rank the configurations over BTC and ETH")
     args = p.parse_args()
     rows = []
     for item in args.searches:
         label, _, where = item.partition("=")
         rows += rows_of(label, Path(where))
     trials = sum(r["seeds"] for r in rows)
-    doc = {"trials": trials, "configurations": len(rows), "rows": rows}
+    doc = {"trials": trials, "configurations": len(rows), "rows": rows, "ranked": ranked(rows)}
     if args.out:
         Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-    print(markdown(rows) if args.markdown else json.dumps(doc, indent=2))
+    if args.rank:
+        for r in doc["ranked"]:
+            print(f"{r['sharpe_mean']:+.2f} {'qualifies' if r['qualifies'] else 'collapsed or static':20s} "
+                  f"BTC {r['btc']:+.2f} ETH {r['eth']:+.2f} trades {r['trades'][0]:,.0f}/{r['trades'][1]:,.0f} "
+                  f"{r['search']}: {', '.join(r['sets']) or '(as given)'}")
+    else:
+        print(markdown(rows) if args.markdown else json.dumps(doc, indent=2))
     print(f"\n{len(rows)} configurations, {trials} trials (configuration x seed)")
 
 

@@ -146,8 +146,13 @@ class Evaluation:
         self.configs = config.configurations()
         for name, sets in self.configs:  # a misspelt setting fails now, not after hours of training
             self._run_config(name, sets, self.folds[0], config.seeds[0])
-        self.runs = [_Run(name, fold, seed, self._run_dir(name, fold, seed))
-                     for name, _ in self.configs for fold in [*self.folds, *self.cpcv_folds] for seed in config.seeds]
+        runs = [_Run(name, fold, seed, self._run_dir(name, fold, seed))
+                for name, _ in self.configs for fold in [*self.folds, *self.cpcv_folds] for seed in config.seeds]
+        # each configuration's first run before the rest: a setting that only fails once training
+        # starts (two methods that cannot work together, say) fails in minutes, not hours
+        per_config = len(runs) // len(self.configs)
+        firsts = runs[::per_config]
+        self.runs = firsts + [r for r in runs if all(r is not f for f in firsts)]
 
     # ------------------------------------------------------------------------------ runs
 

@@ -297,7 +297,11 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
     if recipe not in RECIPES:
         raise ConfigError(f"recipe: expected one of {', '.join(RECIPES)}, got {recipe!r}")
     if recipe == "default" and getattr(model_spec, "recipe", None):
-        raw = with_recipe(raw, model_spec.recipe)
+        own = model_spec.recipe
+        if raw.get("augment") is not None and "labels" not in raw:
+            # a synthetic set carries the labels it was generated with: the recipe's step aside
+            own = {k: v for k, v in own.items() if k != "labels"}
+        raw = with_recipe(raw, own)
     from himari.training.relabel import check_labels_section
 
     labels = check_labels_section(raw.get("labels"))
@@ -351,7 +355,8 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
 
 def with_recipe(raw: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
     """``raw`` laid over a model's ``recipe``: a setting ``raw`` gives wins; sections (mappings)
-    merge key by key; a list (``methods``, ``preprocess``) given in ``raw`` replaces the recipe's."""
+    merge key by key; a list (``methods``, ``preprocess``) given in ``raw`` replaces the recipe's,
+    and so do ``labels`` that name a labeler (its parameters are not the recipe labeler's)."""
     def merge(base: Any, top: Any) -> Any:
         if isinstance(base, dict) and isinstance(top, dict):
             out = dict(base)
@@ -360,6 +365,9 @@ def with_recipe(raw: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
             return out
         return top
 
+    user_labels = raw.get("labels")
+    if isinstance(user_labels, dict) and "name" in user_labels:  # another labeler: its own parameters only
+        recipe = {k: v for k, v in recipe.items() if k != "labels"}
     out = merge(recipe, raw)
     for key in ("preprocess", "methods"):  # an explicit null in raw is "not given", as without a recipe
         if key in raw and raw[key] is None and key in recipe:

@@ -84,7 +84,11 @@ LEADERBOARD_HEADERS = ("#", "target", "model", "scored on", "Sharpe", "return", 
 
 def ranked(targets: Sequence[ReportTarget]) -> list[ReportTarget]:
     """Targets by Sharpe ratio after costs, best first (a missing Sharpe last)."""
-    return sorted(targets, key=lambda t: -(_num(t.summary.get("sharpe")) or -math.inf))
+    def key(t: ReportTarget) -> float:
+        v = _num(t.summary.get("sharpe"))
+        return math.inf if v is None else -v  # a Sharpe of exactly 0 (a flat run) is a value, not a gap
+
+    return sorted(targets, key=key)
 
 
 def leaderboard(targets: Sequence[ReportTarget]) -> str:

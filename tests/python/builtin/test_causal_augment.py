@@ -29,7 +29,7 @@ from himari_builtin.training.causal_augment import (  # noqa: E402
 )
 
 P = get_plugins()
-SETS = ["train.epochs=1", "train.batch_size=64", "train.progress=false", "train.max_steps_per_epoch=2"]
+SETS = ["train.epochs=1", "train.batch_size=64", "train.progress=false", "train.max_steps_per_epoch=2", "recipe=none"]
 
 
 def _trainer(data, tmp_path, sets=()):

@@ -130,7 +130,7 @@ def test_empty_stage_and_bad_values_are_refused(small_prepared, tmp_path) -> Non
                                                "plugins.curriculum.easy_vol_quantile": 1.5})
     run = merge_run_config(plugins=P, overrides={"model": "baseline-mlp", "data": str(small_prepared),
                                                  "methods": "curriculum"},
-                           sets=["curriculum.window_bars=100000", "train.progress=false"])
+                           sets=["curriculum.window_bars=100000", "train.progress=false", "recipe=none"])
     with pytest.raises(ConfigError, match=r"curriculum: stage 1 \(easy\) would be empty.*window_bars=100000"):
         Trainer(run, plugins=P, run_dir=tmp_path / "run", console=Console(file=io.StringIO())).fit()
     assert not (tmp_path / "run").exists()
@@ -167,7 +167,7 @@ def test_run_trains_on_the_stages_and_resumes_mid_curriculum(small_prepared, tmp
     from himari.training.trainer import Trainer
 
     sets = ["train.epochs=3", "train.batch_size=128", "train.patience=0", "train.progress=false",
-            "train.checkpoint_every=5", "curriculum.window_bars=288"]
+            "train.checkpoint_every=5", "curriculum.window_bars=288", "recipe=none"]
 
     def trainer(run_dir):
         run = merge_run_config(plugins=P, overrides={"model": "baseline-mlp", "data": str(small_prepared),

@@ -93,7 +93,7 @@ def _train(data: Path, run_dir: Path, trackers: str = "", crash_at: int = 0, res
                                                        "trackers": trackers, "train.epochs": 3,
                                                        "train.batch_size": 64,
                                                        "methods": "crash-once" if crash_at else None},
-                           sets=["train.log_every=3", "train.progress=false", "train.patience=0",
+                           sets=["recipe=none", "train.log_every=3", "train.progress=false", "train.patience=0",
                                  *([f"crash-once.at_step={crash_at}"] if crash_at else [])])
     return Trainer(run, plugins=plugins, run_dir=run_dir, console=console).fit()
 

@@ -163,3 +163,17 @@ def test_a_grids_report_shows_the_chosen_configurations_seeds(small_prepared: Pa
     other = next(c for c in ev["config"]["configurations"] if c != chosen)
     assert not any(name.startswith(other) for name in target.baselines)
     assert len(ev["walk_forward"]["trials"]) == 4  # 2 configurations x 2 seeds
+
+
+def test_each_configuration_runs_once_before_the_rest(small_prepared: Path, tmp_path: Path) -> None:
+    """A configuration that can only fail once it trains (two methods that cannot work together)
+    fails after at most one run of each configuration, not after all of the first one's."""
+    from himari.evaluate.runner import Evaluation, EvaluationConfig
+
+    config = EvaluationConfig(model="baseline-mlp", data=str(small_prepared), seeds=(0, 1), walk_forward=2,
+                              grid={"train.lr": [0.001, 0.002, 0.003]}, sets=("recipe=none",))
+    runs = Evaluation(config, tmp_path / "ev").runs
+    assert [(r.config, r.fold.name, r.seed) for r in runs[:3]] == [("c0", "fold-0", 0), ("c1", "fold-0", 0),
+                                                                   ("c2", "fold-0", 0)]
+    assert len(runs) == 12 and len({(r.config, r.fold.name, r.seed) for r in runs}) == 12
+    assert not (tmp_path / "ev").exists()

@@ -135,7 +135,7 @@ def test_run_config_execution_section(tmp_path) -> None:
 
     plugins = build_plugins()
     run = merge_run_config(plugins=plugins, overrides={"model": "baseline-mlp"},
-                           sets=["execution.min_hold=6", "execution.grid_confidence=[0.0, 0.55]"])
+                           sets=["recipe=none", "execution.min_hold=6", "execution.grid_confidence=[0.0, 0.55]"])
     assert run.execution == ExecutionConfig(min_hold=6, grid_confidence=(0.0, 0.55))
     d = run.to_dict()
     assert d["execution"]["min_hold"] == 6 and d["execution"]["select"] is False

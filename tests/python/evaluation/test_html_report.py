@@ -99,3 +99,17 @@ def test_log_ticks_are_one_two_five_per_decade_or_every_digit_in_a_narrow_span()
     assert log_ticks(0.009, 1.3) == [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
     assert log_ticks(0.7, 3.5) == [0.7, 0.8, 0.9, 1.0, 2.0, 3.0]  # 1, 2 alone would be too few
     assert log_ticks(0.95, 1.05) is None  # plotly's own fine ticks
+
+
+def test_a_zero_sharpe_ranks_as_a_value_and_a_missing_one_last() -> None:
+    """A flat run's Sharpe is exactly 0: it ranks above -41, and only a missing Sharpe goes last."""
+    import dataclasses
+
+    from himari.evaluation.html_report.tables import ranked
+
+    base = target("t", n=50)
+    flat = dataclasses.replace(base, label="flat", summary={"sharpe": 0.0})
+    bad = dataclasses.replace(base, label="bad", summary={"sharpe": -41.2})
+    good = dataclasses.replace(base, label="good", summary={"sharpe": 1.5})
+    missing = dataclasses.replace(base, label="missing", summary={})
+    assert [t.label for t in ranked([missing, bad, flat, good])] == ["good", "flat", "bad", "missing"]

@@ -21,7 +21,7 @@ from himari.plugin.manager import build_plugins  # noqa: E402
 from himari.training.config import merge_run_config  # noqa: E402
 from himari.training.trainer import Trainer  # noqa: E402
 
-TINY = ["train.epochs=1", "train.batch_size=64", "train.max_steps_per_epoch=3", "train.progress=false",
+TINY = ["train.epochs=1", "train.batch_size=64", "train.max_steps_per_epoch=3", "train.progress=false", "recipe=none",
         "train.patience=0"]
 
 

@@ -23,7 +23,7 @@ from himari.plugin.manager import build_plugins
 from himari.training.config import ExecutionConfig, merge_run_config
 from himari.training.trainer import Trainer
 
-TINY = ["train.epochs=2", "train.batch_size=128", "train.checkpoint_every=50", "train.log_every=50"]
+TINY = ["train.epochs=2", "train.batch_size=128", "train.checkpoint_every=50", "train.log_every=50", "recipe=none"]
 RULES = ["execution.decision_interval=3", "execution.min_hold=6", "execution.confidence=0.4"]
 GRID = ["execution.select=true", "execution.grid_decision_interval=[4, 1]", "execution.grid_min_hold=[0, 12]",
         "execution.grid_confidence=[0.0, 0.45]"]

@@ -129,7 +129,8 @@ def _plugins_with(recipe: dict) -> object:
         @hookimpl
         def himari_register_models(self, registry):
             registry.add(ModelSpec(name="tiny", summary="a model with a recipe", config=TinyConfig,
-                                   factory=lambda c, x: None, default_preprocess=("zscore",), recipe=recipe))
+                                   factory=lambda c, x: None, default_preprocess=("zscore",), recipe=recipe,
+                                   augment=True))
 
     plugins = build_plugins()
     plugins.register(Plugin(), name="tiny-plugin")
@@ -153,10 +154,22 @@ def test_a_recipe_sits_under_the_users_settings() -> None:
                            sets=["execution.min_hold=12", "labels.horizon=24", "methods=[]"])
     assert run.train.epochs == 5 and run.execution.min_hold == 12 and run.execution.decision_interval == 6
     assert run.labels["horizon"] == 24 and run.labels["threshold"] == 0.006 and run.methods == []
+    # labels naming another labeler replace the recipe's (its parameters would not fit)
+    run = merge_run_config(plugins=plugins, overrides={"model": "tiny"},
+                           sets=["labels.name=risk-adjusted", "labels.horizon=96"])
+    assert run.labels == {"name": "risk-adjusted", "horizon": 96, "z": 0.5, "vol_window": 48}
     # recipe=none: the plain settings
     run = merge_run_config(plugins=plugins, overrides={"model": "tiny"}, sets=["recipe=none"])
     assert run.labels is None and run.execution.min_hold == 0 and run.train.epochs == 10
     assert run.methods == [] and run.plugin_configs["tiny"].width == 8 and run.to_dict()["recipe"] == "none"
+
+
+def test_a_synthetic_set_keeps_the_labels_it_was_made_with() -> None:
+    """With --augment the recipe's labels step aside (the set's rows carry the prepared labels);
+    the rest of the recipe stays."""
+    plugins = _plugins_with(RECIPE)
+    run = merge_run_config(plugins=plugins, overrides={"model": "tiny", "augment": "/some/set"})
+    assert run.labels is None and run.execution.min_hold == 48 and run.train.epochs == 3
 
 
 def test_a_resumed_run_keeps_the_recipe_it_was_written_with(tmp_path: Path) -> None:
@@ -180,3 +193,42 @@ def test_a_resumed_run_keeps_the_recipe_it_was_written_with(tmp_path: Path) -> N
 def test_a_recipe_may_not_set_the_users_market(recipe: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ModelSpec(name="tiny", summary="s", config=TinyConfig, factory=lambda c, x: None, recipe=recipe)
+
+
+def test_himari_train_with_no_options_trains_baseline_mlps_recipe(small_prepared: Path, tmp_path: Path) -> None:
+    """The recipe reaches the run: its labels relabel the train rows (the class counts are the
+    recipe labeler's) and its execution rules act on the test split (no position is changed
+    again within the minimum holding period)."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from himari.cli import app
+    from himari.data import PreparedData
+    from himari.training.assemble import load_trained
+    from himari.training.relabel import relabelled
+    from himari_builtin.models.baseline_mlp import RECIPE
+
+    run_dir = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "baseline-mlp", "--data", str(small_prepared), "--run-dir", str(run_dir),
+                                   "--epochs", "1", "--set", "train.max_steps_per_epoch=4"])
+    assert res.exit_code == 0, res.output
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["recipe"] == "default" and config["labels"] == RECIPE["labels"]
+    assert {k: config["execution"][k] for k in RECIPE["execution"]} == RECIPE["execution"]
+    data = PreparedData(small_prepared)
+    splits = {n: data.split(n) for n in ("train", "validation", "test")}
+    y = relabelled(data, RECIPE["labels"], splits).labels[np.concatenate([np.arange(a, b) for a, b in splits["train"]])]
+    assert tuple(load_trained(run_dir).context.class_counts) == tuple(int((y == k).sum()) for k in range(3))
+    test = splits["test"]
+    acts = load_trained(run_dir).actions(data, test)
+    changes = np.flatnonzero(acts != 1)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["execution"]["min_hold"], summary["execution"]["decision_interval"]) == (288, 12)
+    pos, last = 0, None
+    for i in changes:  # long_flat: a change of position is BUY while flat or SELL while long
+        new = 1 if acts[i] == 2 else 0
+        if new != pos:
+            assert last is None or i - last >= 288
+            pos, last = new, i

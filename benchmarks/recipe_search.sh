@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The recipe searches behind the models' default recipes (docs/model-cards.md), by hand, not a
+# test. Every search is `himari evaluate --hold-out-last`: 3 of 4 expanding walk-forward folds x
+# 3 seeds on the shared BTC and ETH 2023 bars, fee 0.1% + slippage 0.05%, the last fold's test
+# block (20 Oct to 30 Dec 2023) never trained, validated or scored. The final evaluations
+# (benchmarks/recipe_final.sh) count every configuration tried here as a trial (--prior-trials).
+#
+#   bash benchmarks/recipe_search.sh DATA_DIR OUT_DIR [baseline-mlp|cql|ppo-lstm ...]
+#
+# DATA_DIR holds btcusdt_5m.csv.gz and ethusdt_5m.csv.gz (the shared data). On a 2-core machine:
+# baseline-mlp about 10 minutes per market for its 28 configurations, cql about 8 minutes per
+# market per round, ppo-lstm about 25 minutes per market.
+set -euo pipefail
+data=${1:?DATA_DIR}
+out=${2:?OUT_DIR}
+shift 2
+models=${*:-baseline-mlp cql ppo-lstm}
+mkdir -p "$out"
+common=(--walk-forward 4 --hold-out-last --seeds 3 --fee 0.001 --slippage 0.0005 --resamples 2000 --set recipe=none)
+
+for m in btc eth; do
+  [ -d "$out/$m" ] || himari data prepare "$data/${m}usdt_5m.csv.gz" --out "$out/$m" > /dev/null
+  for model in $models; do
+    case $model in
+      baseline-mlp)
+        # round 0: the prepared labels' horizon (5, 12, 48 or 288 bars), with and without choosing the
+        # execution rules on validation
+        for h in "5 0.002" "12 0.004" "48 0.006" "288 0.015"; do
+          set -- $h
+          [ -d "$out/$m-h$1" ] || himari data prepare "$data/${m}usdt_5m.csv.gz" --out "$out/$m-h$1" \
+            --horizon "$1" --threshold "$2" > /dev/null
+          himari evaluate baseline-mlp --data "$out/$m-h$1" "${common[@]}" --grid execution.select=false,true \
+            --out "$out/search-mlp0-$m-h$1"
+        done
+        # round 1: the run's own risk-adjusted labels x fixed execution rules (16 configurations)
+        himari evaluate baseline-mlp --data "$out/$m" "${common[@]}" --set labels.name=risk-adjusted \
+          --grid labels.horizon=48,288 --grid execution.decision_interval=1,12 --grid execution.min_hold=0,288 \
+          --grid execution.confidence=0.0,0.6 --out "$out/search-mlp1-$m"
+        # round 2: around round 1's best (8 configurations)
+        himari evaluate baseline-mlp --data "$out/$m" "${common[@]}" --set labels.name=risk-adjusted \
+          --set execution.decision_interval=12 --grid labels.horizon=288,576 --grid execution.min_hold=288,576 \
+          --grid execution.confidence=0.6,0.7 --out "$out/search-mlp2-$m"
+        ;;
+      cql)
+        # round 1: behaviour actions from the prepared labels or the run's risk-adjusted ones x decision interval
+        himari evaluate cql --data "$out/$m" "${common[@]}" --set execution.min_hold=0 \
+          --grid labels='null,{name: risk-adjusted, horizon: 288, z: 0.5}' --grid execution.decision_interval=1,12 \
+          --out "$out/search-cql1-$m"
+        # round 2: seeded uniform behaviour actions and a weaker conservative term
+        himari evaluate cql --data "$out/$m" "${common[@]}" --set execution.decision_interval=12 \
+          --grid cql.behaviour=labels,random --grid cql.alpha=0.1,1.0 --out "$out/search-cql2-$m"
+        ;;
+      ppo-lstm)
+        himari evaluate ppo-lstm --data "$out/$m" "${common[@]}" \
+          --grid methods='[vec-normalize],[vec-normalize, reward-shaping]' --out "$out/search-ppo1-$m"
+        ;;
+    esac
+  done
+done
+python "$(dirname "$0")/summarise_search.py" $(for d in "$out"/search-*; do echo "$(basename "$d")=$d"; done) \
+  --out "$out/search.json" --markdown
