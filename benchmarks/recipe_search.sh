@@ -30,7 +30,7 @@ for m in btc eth; do
           [ -d "$out/$m-h$1" ] || himari data prepare "$data/${m}usdt_5m.csv.gz" --out "$out/$m-h$1" \
             --horizon "$1" --threshold "$2" > /dev/null
           himari evaluate baseline-mlp --data "$out/$m-h$1" "${common[@]}" --grid execution.select=false,true \
-            --out "$out/search-mlp0-$m-h$1"
+            --out "$out/search-mlp0-h$1-$m"
         done
         # round 1: the run's own risk-adjusted labels x fixed execution rules (16 configurations)
         himari evaluate baseline-mlp --data "$out/$m" "${common[@]}" --set labels.name=risk-adjusted \

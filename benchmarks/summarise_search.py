@@ -8,7 +8,7 @@ final evaluation's deflated Sharpe must count (`himari evaluate --prior-trials D
 
 `--rank` pairs each configuration's BTC and ETH rows (labels ending in `-btc` and `-eth`, the same
 settings) and ranks them by the rule the model cards use: the highest mean out-of-sample Sharpe
-over both markets among configurations with no collapsed and no static run; where none
+over both markets among a model's configurations with no collapsed and no static run; where none
 qualifies, the highest mean Sharpe.
 """
 
@@ -53,23 +53,24 @@ def rows_of(label: str, path: Path) -> list[dict[str, Any]]:
 
 def ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """BTC and ETH rows of the same search and settings paired, best first by the rule above."""
-    pairs: dict[tuple[str, tuple[str, ...]], dict[str, dict[str, Any]]] = {}
+    pairs: dict[tuple[str, str, tuple[str, ...]], dict[str, dict[str, Any]]] = {}
     for r in rows:
         for market in ("btc", "eth"):
             if r["search"].endswith(f"-{market}"):
-                key = (r["search"][: -len(market) - 1], tuple(r["sets"]))
+                key = (r["model"], r["search"][: -len(market) - 1], tuple(r["sets"]))
                 pairs.setdefault(key, {})[market] = r
     out = []
-    for (search, sets), by in pairs.items():
+    for (model, search, sets), by in pairs.items():
         if set(by) != {"btc", "eth"}:
             continue
         clean = all(by[m]["collapsed_runs"] == 0 and by[m]["static_runs"] == 0 for m in by)
-        out.append({"search": search, "sets": list(sets), "qualifies": clean,
+        out.append({"model": model, "search": search, "sets": list(sets), "qualifies": clean,
                     "sharpe_mean": (by["btc"]["sharpe_mean"] + by["eth"]["sharpe_mean"]) / 2,
                     "btc": by["btc"]["sharpe_mean"], "eth": by["eth"]["sharpe_mean"],
                     "trades": (by["btc"]["trades_mean"], by["eth"]["trades_mean"])})
-    any_clean = any(r["qualifies"] for r in out)
-    return sorted(out, key=lambda r: (not (r["qualifies"] or not any_clean), -r["sharpe_mean"]))
+    clean_models = {r["model"] for r in out if r["qualifies"]}  # the rule applies per model
+    return sorted(out, key=lambda r: (r["model"], not (r["qualifies"] or r["model"] not in clean_models),
+                                      -r["sharpe_mean"]))
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -101,7 +102,7 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     if args.rank:
         for r in doc["ranked"]:
-            print(f"{r['sharpe_mean']:+.2f} {'qualifies' if r['qualifies'] else 'collapsed or static':20s} "
+            print(f"{r['model']:13s} {r['sharpe_mean']:+.2f} {'qualifies' if r['qualifies'] else 'collapsed or static':20s} "
                   f"BTC {r['btc']:+.2f} ETH {r['eth']:+.2f} trades {r['trades'][0]:,.0f}/{r['trades'][1]:,.0f} "
                   f"{r['search']}: {', '.join(r['sets']) or '(as given)'}")
     else:

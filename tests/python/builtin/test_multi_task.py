@@ -120,7 +120,7 @@ def set_up(model: str, data, tmp_path, sets=()):
     from himari.training.trainer import Trainer
 
     run = merge_run_config(plugins=P, overrides={"model": model, "data": str(data)},
-                           sets=["train.progress=false", *sets])
+                           sets=["train.progress=false", "recipe=none", *sets])
     trainer = Trainer(run, plugins=P, run_dir=tmp_path / "r", console=Console(file=io.StringIO()))
     trainer._setup()
     return trainer

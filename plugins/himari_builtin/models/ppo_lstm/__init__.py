@@ -32,6 +32,13 @@ from himari_builtin.models.ppo_lstm.model import PPOLSTM
 __all__ = ["PPOLSTM", "PPOLSTMConfig", "build", "himari_register_models", "parameter_count"]
 
 
+RECIPE = {"methods": ["vec-normalize"]}
+"""The default recipe (docs/model-cards.md): observations and rewards normalised by running
+statistics (SB3's VecNormalize). The best of the configurations searched by walk-forward on BTC
+and ETH 2023, though none of them made the model trade on its own signal: it mostly holds one
+position per test block."""
+
+
 def build(config: PPOLSTMConfig, ctx: Any) -> PPOLSTM:
     """The factory the spec registers (here, so that ``plugins show`` names the plugin's module)."""
     return PPOLSTM(config, ctx)
@@ -47,4 +54,5 @@ def himari_register_models(registry: Any) -> None:
         paradigm="online-rl",
         parameter_count=parameter_count,
         default_preprocess=("zscore",),
+        recipe=RECIPE,
     ))

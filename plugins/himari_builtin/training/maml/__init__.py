@@ -170,7 +170,9 @@ class MAML:
                               f"(0 uses the lookahead)")
         if c.support + embargo >= c.window:
             raise ConfigError(f"maml: window {c.window} leaves no query bars after support {c.support} + "
-                              f"embargo {embargo}; raise maml.window")
+                              f"embargo {embargo}; raise maml.window (the embargo is at least the labels' "
+                              f"lookahead, {lookahead} bars: a run's own labels, such as a model recipe's, set it; "
+                              f"--set labels=null trains on the prepared labels)")
         labelled = np.asarray(ctx.labels) >= 0
         tasks = [t for t in regime_tasks(np.asarray(ctx.data.close), ctx.splits["train"], c.window, c.support, embargo)
                  if online or (labelled[t.support_start:t.support_end].any()
