@@ -36,7 +36,7 @@ from himari.evaluate import statistics
 from himari.evaluate.baselines import fit_ma_cross, ma_cross, random_like, trade_rate
 from himari.evaluate.folds import Fold, cpcv, walk_forward
 from himari.evaluate.gates import DEFAULT_GATES, check_gates, parse_gate
-from himari.evaluation.policy import baseline_actions, evaluate_actions
+from himari.evaluation.policy import baseline_actions, evaluate_actions, judged_on_decisions
 from himari.trading import EnvConfig
 
 FORMAT, VERSION = "himari-evaluation", 1
@@ -232,7 +232,7 @@ class Evaluation:
                     decided.setdefault((cname, seed), np.zeros(3, dtype=np.int64))[:] += counts
                     key = str(seed) if len(self.configs) == 1 else f"{cname}/{seed}"
                     runs[key] = {"run_dir": str(run.directory),
-                                 "metrics": _judged_on_decisions(self._score(fold.test, acts, env), counts)}
+                                 "metrics": judged_on_decisions(self._score(fold.test, acts, env), counts)}
                     acts_by_seed[key] = acts
             rate = float(np.mean([trade_rate(r["metrics"]) for r in runs.values()]))
             fast, slow = fit_ma_cross(data.open, data.close, [*fold.train, *fold.validation], env, self.bars_per_year)
@@ -255,7 +255,7 @@ class Evaluation:
         for (cname, seed), parts in chained.items():
             acts = np.concatenate(parts)
             key = f"model-seed-{seed}" if len(self.configs) == 1 else f"{cname}-seed-{seed}"
-            seed_metrics[(cname, seed)] = _judged_on_decisions(self._score(test_ranges, acts, env),
+            seed_metrics[(cname, seed)] = judged_on_decisions(self._score(test_ranges, acts, env),
                                                                decided[(cname, seed)])
             series[key] = per_bar(data.open, data.close, data.timestamps, test_ranges, acts, env)
             seed_metrics[(cname, seed)].update(_durations(series[key]["equity"].to_numpy()))
@@ -374,21 +374,6 @@ class Evaluation:
             with atomic_path(self.directory / "series" / f"{name}.parquet") as tmp:
                 table.to_parquet(tmp, index=False)
         write_text_atomic(self.directory / RESULT, json.dumps(result, indent=2) + "\n")
-
-
-def _judged_on_decisions(metrics: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
-    """``metrics`` with ``model_decisions``, the shares of SELL, HOLD and BUY the model decided
-    before the execution rules, and the collapse flag judged on them: the HOLDs a decision
-    interval, a holding period or a confidence threshold imposes are not the model's (without
-    rules the two mixes are the same). ``actions`` stays the executed mix."""
-    from himari.engine import ACTION_NAMES
-    from himari.evaluation.policy import collapse
-
-    total = int(counts.sum())
-    if total == 0:
-        return metrics
-    mix = {name: float(counts[i]) / total for i, name in enumerate(ACTION_NAMES)}
-    return {**metrics, "model_decisions": mix, **collapse(mix)}
 
 
 def prior_trial_sharpes(directories: tuple[str, ...]) -> list[float]:

@@ -47,6 +47,19 @@ def collapse(distribution: dict[str, float], threshold: float = COLLAPSE_THRESHO
     return {"collapsed": bool(share > threshold), "dominant_action": action, "dominant_share": share}
 
 
+def judged_on_decisions(metrics: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
+    """``metrics`` with ``model_decisions``, the shares of SELL, HOLD and BUY the model decided
+    before the execution rules (``counts``, from ``model_actions(decision_counts=)``), and the
+    collapse flag judged on them: the HOLDs a decision interval, a holding period or a confidence
+    threshold imposes are not the model's (without rules the two mixes are the same). ``actions``
+    stays the executed mix. With no counts, ``metrics`` as they are."""
+    total = int(np.asarray(counts).sum())
+    if total == 0:
+        return metrics
+    mix = {name: float(counts[i]) / total for i, name in enumerate(ACTION_NAMES)}
+    return {**metrics, "model_decisions": mix, **collapse(mix)}
+
+
 def static_position(exposure: float, threshold: float = COLLAPSE_THRESHOLD) -> dict[str, Any]:
     """The action distribution alone misses a policy that never changes position: BUY said
     while already long is a no-op, so buy-and-hold in effect shows as a HOLD/BUY mix. This

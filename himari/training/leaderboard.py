@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from himari.errors import ConfigError
-from himari.evaluation.policy import BASELINES, METRICS, baseline_actions, evaluate_actions
+from himari.evaluation.policy import BASELINES, METRICS, baseline_actions, evaluate_actions, judged_on_decisions
 from himari.trading import EnvConfig
 
 
@@ -147,7 +147,8 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
         else:
             p = by_path[str(Path(t))]
             kind, checkpoint = "run", p.checkpoint
-            actions = p.actions(prepared, ranges)
+            counts = np.zeros(3, dtype=np.int64)  # the model's own decisions: collapse is judged on them
+            actions = p.actions(prepared, ranges, decision_counts=counts)
         scored = [(name, actions)]
         if adapt_bars is not None and kind == "run":
             from himari.training.adaptation import adapted_actions
@@ -155,6 +156,8 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
             scored.append((f"{name} adapted", adapted_actions(by_path[str(Path(t))], prepared, selected, adapt_bars)))
         for label, acts in scored:
             metrics = evaluate_actions(prepared.open, prepared.close, ranges, acts, env, bpy)
+            if kind == "run" and label == name:
+                metrics = judged_on_decisions(metrics, counts)
             gross = evaluate_actions(prepared.open, prepared.close, ranges, acts, free, bpy)
             entries.append(Entry(label, kind, metrics, checkpoint, {k: gross[k] for k in METRICS}, acts))
     entries.sort(key=lambda e: -e.metrics["sharpe"])

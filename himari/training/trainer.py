@@ -39,7 +39,7 @@ import numpy as np
 from himari.errors import ConfigError, HimariError, TrainingError
 from himari.evaluation.execution import apply as apply_execution
 from himari.evaluation.execution import check_support, choose, grid, model_actions, rules_dict, score_grid
-from himari.evaluation.policy import baseline_actions, evaluate_actions
+from himari.evaluation.policy import baseline_actions, evaluate_actions, judged_on_decisions
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
 from himari.training import console as report
 from himari.training import distributed, rundir
@@ -351,10 +351,13 @@ class Trainer:
         run's: its config's, or after selection the chosen ones) through the backtester, after
         costs."""
         ranges = self.splits[split]
-        actions = self._actions(ranges, self.execution if execution is None else execution)
-        return evaluate_actions(self.data.open, self.data.close, ranges, actions, self.env, self.bars_per_year)
+        counts = np.zeros(3, dtype=np.int64)  # the model's own decisions: collapse is judged on them
+        actions = self._actions(ranges, self.execution if execution is None else execution, counts)
+        return judged_on_decisions(evaluate_actions(self.data.open, self.data.close, ranges, actions, self.env,
+                                                    self.bars_per_year), counts)
 
-    def _actions(self, ranges: list[tuple[int, int]], rules: ExecutionConfig) -> np.ndarray:
+    def _actions(self, ranges: list[tuple[int, int]], rules: ExecutionConfig,
+                 decision_counts: np.ndarray | None = None) -> np.ndarray:
         """The executed actions on ``ranges`` (a stateful model rolls through them sequentially)."""
         import torch
 
@@ -362,7 +365,7 @@ class Trainer:
         with torch.no_grad(), self.autocast(), report.phases(self.console, self.run.train.progress), \
                 observation_filter(self.ctx.observation_filter):
             return model_actions(self.model, self.features, self.data.open, self.data.close, ranges, self.env,
-                                 rules, self.run.model)
+                                 rules, self.run.model, decision_counts=decision_counts)
 
     def _select_execution(self) -> dict[str, Any]:
         """Score every combination of the run's execution grids on the validation split only and

@@ -35,6 +35,20 @@ def trainer(plugins, data, run_dir, sets=(), model="baseline-mlp", **overrides):
     return Trainer(run, plugins=plugins, run_dir=run_dir, console=Console(file=io.StringIO(), width=200))
 
 
+def own_decisions(raw, ranges):
+    """Shares of SELL, HOLD, BUY among the model's own decisions: every row of a range but its last."""
+    starts = np.cumsum([0] + [b - a for a, b in ranges][:-1])
+    decided = np.concatenate([raw[o:o + (b - a) - 1] for o, (a, b) in zip(starts, ranges)]).astype(np.int64)
+    return np.bincount(decided, minlength=3) / len(decided)
+
+
+def judged_by_hand(metrics, own):
+    """The metrics of the executed actions with the collapse flag judged on the model's own mix."""
+    names = ("SELL", "HOLD", "BUY")
+    return {**metrics, "model_decisions": dict(zip(names, own.tolist())), "collapsed": bool(own.max() > 0.9),
+            "dominant_action": names[int(np.argmax(own))], "dominant_share": float(own.max())}
+
+
 def by_hand(policy, data, ranges, rules, env):
     """The rules applied to the restored model's own act and action_probabilities."""
     import torch
@@ -68,7 +82,9 @@ def test_evaluation_under_rules_equals_filtering_the_models_actions(small_prepar
         raw, executed = by_hand(policy, data, ranges, rules, t.env)
         assert (raw != executed).any()  # the rules changed something
         expected = evaluate_actions(data.open, data.close, ranges, executed, t.env, t.bars_per_year)
-        assert s[split]["model"] == expected
+        own = own_decisions(raw, ranges)
+        assert s[split]["model"] == judged_by_hand(expected, own)
+        assert expected["actions"]["HOLD"] > own[1]  # the rules added HOLDs the model did not decide
         np.testing.assert_array_equal(policy.actions(data, ranges), executed)
         raw_metrics = evaluate_actions(data.open, data.close, ranges, raw, t.env, t.bars_per_year)
         assert expected["n_trades"] < raw_metrics["n_trades"]
@@ -143,8 +159,9 @@ def test_selection_reads_validation_only_and_takes_the_argmax(small_prepared, tm
     rules = ExecutionConfig(decision_interval=best[0][0], min_hold=best[0][1], confidence=best[0][2])
     assert policy.rules == rules
     test = data.split("test")
-    _, acts = by_hand(policy, data, test, rules, t.env)
-    assert s["test"]["model"] == evaluate_actions(data.open, data.close, test, acts, t.env, t.bars_per_year)
+    raw, acts = by_hand(policy, data, test, rules, t.env)
+    assert s["test"]["model"] == judged_by_hand(
+        evaluate_actions(data.open, data.close, test, acts, t.env, t.bars_per_year), own_decisions(raw, test))
     assert backtest([str(tmp_path / "run")], split="test")[0][0].metrics == s["test"]["model"]
 
     # a damaged choice is an error naming the file, not silently other rules
