@@ -252,11 +252,15 @@ class Evaluation:
 
         series: dict[str, Any] = {}
         seed_metrics, returns = {}, {}
+        # each chained series is also scored without fee and slippage: direction skill apart from cost control
+        free = dataclasses.replace(env, fee=0.0, slippage=0.0)
+        free_seeds, free_base = {}, {}
         for (cname, seed), parts in chained.items():
             acts = np.concatenate(parts)
             key = f"model-seed-{seed}" if len(self.configs) == 1 else f"{cname}-seed-{seed}"
             seed_metrics[(cname, seed)] = judged_on_decisions(self._score(test_ranges, acts, env),
                                                                decided[(cname, seed)])
+            free_seeds[(cname, seed)] = self._score(test_ranges, acts, free)
             series[key] = per_bar(data.open, data.close, data.timestamps, test_ranges, acts, env)
             seed_metrics[(cname, seed)].update(_durations(series[key]["equity"].to_numpy()))
             returns[(cname, seed)] = series[key]["return"].to_numpy()
@@ -264,14 +268,9 @@ class Evaluation:
         for name, parts in baseline_parts.items():
             acts = np.concatenate(parts)
             base_metrics[name] = self._score(test_ranges, acts, env)
+            free_base[name] = self._score(test_ranges, acts, free)
             series[name] = per_bar(data.open, data.close, data.timestamps, test_ranges, acts, env)
             base_metrics[name].update(_durations(series[name]["equity"].to_numpy()))
-        # The same decisions without fee and slippage: direction skill apart from cost control.
-        free = dataclasses.replace(env, fee=0.0, slippage=0.0)
-        chained_acts = {k: np.concatenate(parts) for k, parts in chained.items()}
-        free_seeds = {k: self._score(test_ranges, acts, free) for k, acts in chained_acts.items()}
-        free_base = {name: self._score(test_ranges, np.concatenate(parts), free)
-                     for name, parts in baseline_parts.items()}
 
         # the configuration judged: the best by mean out-of-sample Sharpe over seeds
         def mean_sharpe(cname: str) -> float:

@@ -36,6 +36,7 @@ import numpy as np
 
 from himari.engine import BUY, HOLD, SELL
 from himari.errors import ConfigError
+from himari.evaluation.policy import decision_mask
 
 Ranges = Sequence[tuple[int, int]]
 _DECISIONS: contextvars.ContextVar[np.ndarray | None] = contextvars.ContextVar("himari_decisions", default=None)
@@ -248,13 +249,7 @@ def model_actions(model: Any, features: Any, open_: Any, close: Any, ranges: Ran
 
 def _counts(actions: np.ndarray, ranges: Ranges) -> np.ndarray:
     """SELL, HOLD, BUY counts over the decisions (every row of a range but its last, which decides nothing)."""
-    keep = np.ones(len(actions), dtype=bool)
-    offset = 0
-    for a, b in ranges:
-        offset += b - a
-        if b > a:
-            keep[offset - 1] = False
-    return np.bincount(np.asarray(actions)[keep].astype(np.int64), minlength=3)[:3]
+    return np.bincount(np.asarray(actions)[decision_mask(ranges)].astype(np.int64), minlength=3)[:3]
 
 
 # --------------------------------------------------------------- selection

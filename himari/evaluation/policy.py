@@ -35,7 +35,7 @@ Ranges = Sequence[tuple[int, int]]
 
 def action_distribution(actions: np.ndarray, ranges: Ranges) -> dict[str, float]:
     """Share of SELL/HOLD/BUY among the decisions (every row of a range but its last)."""
-    decided = _decision_mask(ranges)
+    decided = decision_mask(ranges)
     a = np.asarray(actions)[decided]
     n = max(len(a), 1)
     return {name: float(np.count_nonzero(a == i)) / n for i, name in enumerate(ACTION_NAMES)}
@@ -81,7 +81,8 @@ def static_position_text(name: str, metrics: dict[str, Any]) -> str | None:
             f"whatever its action distribution")
 
 
-def _decision_mask(ranges: Ranges) -> np.ndarray:
+def decision_mask(ranges: Ranges) -> np.ndarray:
+    """Rows of the concatenated ``ranges`` that decide: every row of a range but its last."""
     parts = []
     for a, b in ranges:
         m = np.ones(b - a, dtype=bool)
@@ -155,7 +156,7 @@ def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actio
         metrics["exposure"] = float(np.dot(steps, [r.exposure[0] for r in results]) / steps.sum())
     dist = action_distribution(actions, ranges)
     metrics["actions"] = dist
-    metrics["decisions"] = int(_decision_mask(ranges).sum())
+    metrics["decisions"] = int(decision_mask(ranges).sum())
     metrics.update(collapse(dist))
     metrics.update(static_position(metrics["exposure"]))
     return metrics

@@ -71,23 +71,18 @@ def show_plugin(plugins: Any, name: str, kind: str | None = None) -> list[dict[s
                          for f in config_fields(e.spec.config)]
         if isinstance(e.spec, ModelSpec):
             row["default_preprocess"] = list(e.spec.default_preprocess)
-            row["recipe"] = None if e.spec.recipe is None else _plain_deep(e.spec.recipe)
+            row["recipe"] = None if e.spec.recipe is None else _plain(e.spec.recipe)
         out.append(row)
     return out
 
 
-def _plain_deep(v: Any) -> Any:
-    """A recipe as plain JSON-able data (mappings and sequences all the way down)."""
-    if isinstance(v, dict) or hasattr(v, "items"):
-        return {str(k): _plain_deep(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain_deep(x) for x in v]
-    return v
-
-
 def _plain(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return list(v)
+    """Plain JSON-able data: tuples as lists and mappings as dicts, all the way down (config
+    defaults, a model's recipe)."""
+    if isinstance(v, dict) or hasattr(v, "items"):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
     return v
 
 
