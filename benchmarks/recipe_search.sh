@@ -9,7 +9,7 @@
 #
 # DATA_DIR holds btcusdt_5m.csv.gz and ethusdt_5m.csv.gz (the shared data). On a 2-core machine:
 # baseline-mlp about 10 minutes per market for its 28 configurations, cql about 8 minutes per
-# market per round, ppo-lstm about 25 minutes per market.
+# market per round, ppo-lstm about 25 minutes per market per round.
 set -euo pipefail
 data=${1:?DATA_DIR}
 out=${2:?OUT_DIR}
@@ -51,8 +51,13 @@ for m in btc eth; do
           --grid cql.behaviour=labels,random --grid cql.alpha=0.1,1.0 --out "$out/search-cql2-$m"
         ;;
       ppo-lstm)
+        # round 1: observation and reward normalisation against the benchmark-relative reward
         himari evaluate ppo-lstm --data "$out/$m" "${common[@]}" \
-          --grid methods='[vec-normalize],[vec-normalize, reward-shaping]' --out "$out/search-ppo1-$m"
+          --grid methods='[vec-normalize],[reward-shaping]' --out "$out/search-ppo1-$m"
+        # round 2: both, with the observations normalised only, and the benchmark subtracted in full
+        # or by half (then neither a static long nor a static flat book is free reward)
+        himari evaluate ppo-lstm --data "$out/$m" "${common[@]}" --set 'methods=[vec-normalize, reward-shaping]' \
+          --set vec-normalize.norm_reward=false --grid reward-shaping.benchmark_weight=1.0,0.5 --out "$out/search-ppo2-$m"
         ;;
     esac
   done
