@@ -395,3 +395,54 @@ def test_module_is_import_light() -> None:
             "m.parameter_count(m.FlagTraderConfig(), 60); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------- graph-captured rollouts
+def _rollout_ctx(model: FlagTrader, n: int = 400, seed: int = 0) -> Any:
+    from types import SimpleNamespace
+
+    from himari.plugin import EnvConfig
+    from himari.plugin.api import EnvSource
+
+    open_, close, feats = _market(n, F=model.obs_dim - 4, seed=seed)
+    source = EnvSource(open=open_, close=close, features=feats, config=EnvConfig(), rows=np.arange(n))
+    return SimpleNamespace(seed=seed, epoch=1, rank=0, env_source=source, observation_filter=None,
+                           rollout_observations=None, run_dir=None)
+
+
+def test_cpu_rollouts_call_the_network_policy() -> None:
+    model = _model()
+    ctx = _rollout_ctx(model)
+    assert model._rollout_policy(ctx, torch.device("cpu")) == model.network.policy
+    assert model._graphed_policy is None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_graph_captured_rollout_equals_the_eager_one() -> None:
+    """Two rollouts from the same weights and seeds, one replaying the captured policy graph and
+    one launching it eagerly, sample the same actions from the same logits; after an optimiser
+    step (in-place parameter updates) the graph follows the new weights without a re-capture."""
+    from himari.engine import cuda_available
+
+    if not cuda_available():
+        pytest.skip("this himari build has no CUDA kernels (the env runs on the CPU)")
+    buffers = {}
+    for graphed in (True, False):
+        model = _model(n_features=5, n_envs=4, rollout_steps=12, episode_length=64, rollout_cuda_graph=graphed)
+        model.network.cuda()
+        ctx = _rollout_ctx(model)
+        torch.manual_seed(3)
+        first = model.rollout(ctx, True)
+        with torch.no_grad():
+            for p in model.network.parameters():
+                if p.requires_grad:
+                    p.add_(0.05 * torch.randn_like(p))
+        second = model.rollout(ctx, False)
+        assert (model._graphed_policy is not None) == graphed
+        buffers[graphed] = (first, second)
+    for a, b in zip(buffers[True], buffers[False]):
+        torch.testing.assert_close(a.values, b.values, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(a.logprobs, b.logprobs, rtol=1e-3, atol=1e-3)
+        assert torch.equal(a.actions, b.actions)
+    assert not torch.equal(buffers[True][0].values, buffers[True][1].values)  # the weights did change

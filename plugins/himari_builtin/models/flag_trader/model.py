@@ -39,6 +39,7 @@ class FlagTrader:
         counts = torch.tensor(ctx.class_counts, dtype=torch.float32).clamp(min=1.0)
         self.class_weight = counts.sum() / (len(counts) * counts)  # as baseline-mlp's class-weighted loss
         self._rollouts: Any = None
+        self._graphed_policy: Any = None
 
     def init_roles(self) -> dict[str, str]:
         """For ``orthogonal-init``: the GPT-2 backbone is left alone (pretrained or not, as is
@@ -87,11 +88,29 @@ class FlagTrader:
         was_training = net.training
         net.eval()
         try:
-            buf = self._rollouts.collect(ctx, reset, net.policy, net.initial_state, device)
+            buf = self._rollouts.collect(ctx, reset, self._rollout_policy(ctx, device), net.initial_state, device)
         finally:
             net.train(was_training)
         buf.stats.update(warm)
         return buf
+
+    def _rollout_policy(self, ctx: Any, device: Any) -> Any:
+        """The policy the rollout steps call: on CUDA (and ``rollout_cuda_graph``) a graph
+        replay of ``network.policy`` at the rollout's batch (``GraphedPolicy``), else the network's
+        own. Not when a training method views the observations (``ctx.rollout_observations``,
+        the adversarial one differentiates through the policy). The graph reads the parameters
+        where they are, so optimiser steps and in-place state loads need no re-capture; it is
+        captured again if a parameter moves to new storage."""
+        from himari.engine import cuda_available
+
+        net = self.network
+        if (device.type != "cuda" or not self.config.rollout_cuda_graph or not cuda_available()
+                or getattr(ctx, "rollout_observations", None) is not None):
+            return net.policy
+        shape = (self.config.n_envs, self.config.context_length, self.obs_dim)
+        if self._graphed_policy is None or not self._graphed_policy.valid_for(shape):
+            self._graphed_policy = GraphedPolicy(net, shape, device)
+        return self._graphed_policy
 
     def task_rollout(self, ctx: Any) -> Any:
         """One rollout like ``rollout``'s (no warm start), with the current weights, in fresh envs
@@ -280,6 +299,49 @@ class FlagTrader:
                                           window=self.config.context_length, execution=execution)
         finally:
             net.train(was_training)
+
+
+class GraphedPolicy:
+    """``network.policy`` at one batch shape captured in a CUDA graph: ``(obs, starts, state) ->
+    (logits, value, state)`` like the policy, for the rollout's steps.
+
+    A rollout step of the full model at 8 envs is about 600 small kernels: launched one by one
+    from Python it is launch-bound (the GPU idles between them), so a rollout of 128 steps cost
+    seconds. The replay launches the same kernels at once. Calls at another batch shape (the
+    truncated episodes' final observations) run the network eagerly. Outputs are copies: the
+    graph's own output tensors are overwritten by the next replay."""
+
+    def __init__(self, net: Any, shape: tuple[int, ...], device: Any) -> None:
+        import torch
+
+        self.net, self.shape = net, tuple(shape)
+        self._storage = _parameter_storage(net)
+        self._in = torch.zeros(self.shape, device=device)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(3):  # warm-up outside the capture (cuBLAS handles, autotuning)
+                net.policy(self._in, None, ())
+        torch.cuda.current_stream().wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph), torch.no_grad():
+            self._logits, self._value, _ = net.policy(self._in, None, ())
+
+    def valid_for(self, shape: tuple[int, ...]) -> bool:
+        """Captured at ``shape`` and every parameter still at the storage the graph reads."""
+        return tuple(shape) == self.shape and _parameter_storage(self.net) == self._storage
+
+    def __call__(self, obs: Any, starts: Any, state: tuple[Any, ...]) -> tuple[Any, Any, tuple[Any, ...]]:
+        if tuple(obs.shape) != self.shape:
+            return self.net.policy(obs, starts, state)
+        self._in.copy_(obs)
+        self._graph.replay()
+        return self._logits.clone(), self._value.clone(), state
+
+
+def _parameter_storage(net: Any) -> tuple[tuple[int, Any], ...]:
+    """Each parameter's data address and device (what a captured graph reads)."""
+    return tuple((p.data_ptr(), p.device) for p in net.parameters())
 
 
 def _graphed_decision(net: Any, example: Any) -> Any:
