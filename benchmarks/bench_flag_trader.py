@@ -33,6 +33,19 @@ What is timed (the default config: GPT-2 768-d x 12 layers, context 256, LoRA ra
   Recomputation under gradient checkpointing is not counted (model FLOPs, not hardware FLOPs).
   MFU is given against 989 TFLOP/s (H100 SXM dense bf16) and against a bf16 matmul rate
   measured in the same run (8192^3 ``torch.mm``), which is what the GPU actually sustains.
+- **Where the time goes** (``--profile``): ``torch.profiler`` over ``--steps`` plain update steps,
+  the GPU kernels grouped by name with their time per step, the top 25 in the JSON and table
+  (matmuls, attention, elementwise, optimizer): what to change next.
+- **Compiled** (``--compile``): the same update with the GPT-2 backbone compiled in place
+  (``nn.Module.compile()``: TorchDynamo + Inductor fuse the LayerNorms, GELUs, residual adds and
+  LoRA's scaling into fewer kernels); compile time is reported and not timed.
+- **End to end** (``--end-to-end 8,64,256``): env steps per second of PPO training at each number
+  of envs, rollouts included: one rollout of ``rollout_steps`` (128) steps of every env in the
+  CUDA env over a synthetic market (``EnvRollout``, the model's own ``rollout``), eagerly and
+  replaying the captured policy graph (``rollout_cuda_graph``), and the cycle's PPO updates
+  (``update_epochs`` x ``n_minibatches`` minibatches of 256 windows: ``n_minibatches`` = envs / 2).
+  Updates are timed over ``--e2e-update-steps`` minibatches and scaled to the cycle's count
+  (all of them at 8 envs); env steps/s = envs x 128 / (rollout + updates).
 - **Memory**: ``torch.cuda.max_memory_allocated`` during each update mode (weights, AdamW state
   of the trainable parameters, activations).
 - **Inference latency**: one ``policy`` call (bf16 autocast, no grad) at batch 1 and batch 256
@@ -243,6 +256,109 @@ def bench_updates(model: Any, cfg: Any, args: argparse.Namespace, device: str, c
     return row
 
 
+def profile_update(model: Any, cfg: Any, args: argparse.Namespace, device: str, top: int = 25) -> list[dict[str, Any]]:
+    """The plain update's GPU kernels (CPU ops on the CPU) grouped by name: time per step, calls
+    per step and share of the profiled time, largest first."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    model.network.train()
+    batch = ppo_batch(model, cfg, args.windows, device)
+    opt = torch.optim.AdamW(model.network.parameters(), lr=1e-5, weight_decay=1e-4)
+    step = update_step(model, batch, opt, device)
+    step()
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    with profile(activities=activities) as prof:
+        for _ in range(args.steps):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+    rows = []
+    for e in prof.key_averages():
+        us = e.device_time_total if cuda else e.self_cpu_time_total
+        if us > 0 and (not cuda or e.device_type == torch.autograd.DeviceType.CUDA):
+            rows.append({"kernel": e.key[:120], "ms_per_step": us / 1e3 / args.steps, "calls_per_step": e.count / args.steps})
+    total = sum(r["ms_per_step"] for r in rows) or 1.0
+    for r in rows:
+        r["share"] = r["ms_per_step"] / total
+    rows.sort(key=lambda r: -r["ms_per_step"])
+    del opt, batch
+    return rows[:top]
+
+
+def synthetic_market(bars: int, n_features: int, seed: int = 0) -> Any:
+    """A random-walk market with standard-normal features as an ``EnvSource`` (the env costs
+    and reward of a default run)."""
+    import numpy as np
+
+    from himari.plugin import EnvConfig
+    from himari.plugin.api import EnvSource
+
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, bars)))
+    open_ = np.r_[close[0], close[:-1]]
+    feats = rng.normal(size=(bars, n_features)).astype(np.float32)
+    return EnvSource(open=open_, close=close, features=feats, config=EnvConfig(), rows=np.arange(bars))
+
+
+def bench_end_to_end(args: argparse.Namespace, device: str, n_envs: int) -> dict[str, Any]:
+    """One PPO cycle at ``n_envs`` envs: the rollout eagerly and graph-replayed (median of
+    ``--e2e-rollouts`` each, after one untimed), and its updates (see the module docstring)."""
+    from types import SimpleNamespace
+
+    import torch
+    from himari_builtin.models.flag_trader import FlagTrader, FlagTraderConfig
+
+    from himari.plugin import ModelContext
+
+    sizes = dict(TINY) if args.tiny else {}
+    n_minibatches = max(1, n_envs // 2)
+    row: dict[str, Any] = {"n_envs": n_envs, "rollout_steps": 128, "n_minibatches": n_minibatches}
+    timer = Timer(device)
+    for graphed in (False, True):
+        cfg = FlagTraderConfig(**sizes, cpu_threads=0, n_envs=n_envs, rollout_steps=128, n_minibatches=n_minibatches,
+                               episode_length=2048, rollout_cuda_graph=graphed)
+        torch.manual_seed(0)
+        model = FlagTrader(cfg, ModelContext(n_features=args.n_features))
+        model.network.to(device)
+        ctx = SimpleNamespace(seed=0, epoch=1, rank=0, env_source=synthetic_market(args.e2e_bars, args.n_features),
+                              observation_filter=None, rollout_observations=None, run_dir=None)
+        state = {"reset": True}
+
+        def rollout(model: Any = model, ctx: Any = ctx, state: dict[str, bool] = state) -> Any:
+            buf = model.rollout(ctx, state["reset"])
+            state["reset"] = False
+            return buf
+
+        t = time.perf_counter()
+        buf = rollout()  # builds the env (and captures the graph)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        row[f"first_rollout_s_{'graph' if graphed else 'eager'}"] = time.perf_counter() - t
+        times = timer.each(rollout, args.e2e_rollouts)
+        row[f"rollout_s_{'graph' if graphed else 'eager'}"] = statistics.median(times)
+    steps_per_cycle = cfg.update_epochs * n_minibatches
+    timed = min(steps_per_cycle, args.e2e_update_steps)
+    model.network.train()
+    opt = torch.optim.AdamW(model.network.parameters(), lr=1e-5, weight_decay=1e-4)
+    mb = len(buf) // n_minibatches
+    batches = [buf[torch.arange(k * mb, (k + 1) * mb)] for k in range(min(n_minibatches, timed))]
+    steps = [update_step(model, b, opt, device) for b in batches]
+    steps[0]()
+    seconds = timer.seconds(lambda: [s() for s in steps], max(1, timed // len(steps))) / (len(steps) * max(1, timed // len(steps)))
+    row.update(update_steps_per_cycle=steps_per_cycle, update_steps_timed=len(steps) * max(1, timed // len(steps)),
+               update_s_per_step=seconds, updates_s_per_cycle=seconds * steps_per_cycle)
+    env_steps = n_envs * 128
+    for mode in ("eager", "graph"):
+        cycle = row[f"rollout_s_{mode}"] + row["updates_s_per_cycle"]
+        row[f"cycle_s_{mode}"] = cycle
+        row[f"env_steps_per_s_{mode}"] = env_steps / cycle
+        row[f"rollout_env_steps_per_s_{mode}"] = env_steps / row[f"rollout_s_{mode}"]
+    row["speedup_end_to_end"] = row["env_steps_per_s_graph"] / row["env_steps_per_s_eager"]
+    return row
+
+
 def bench_latency(model: Any, cfg: Any, batch: int, iters: int, device: str, graphed: bool = False) -> dict[str, Any]:
     """Latency of one policy call; ``graphed``: the CUDA-graph replay that ``act_sequence``
     uses on CUDA (``_graphed_decision``), input copy included."""
@@ -283,6 +399,18 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(f"| {r['mode']} | {r['windows_per_step']} | {r['step_ms']:.1f} | {r['samples_per_s']:,.0f} | "
                      f"{r['tokens_per_s']:,.0f} | {r['achieved_tflops']:.1f} | {mfu_peak} | "
                      f"{100 * r['mfu_vs_measured_matmul']:.1f}% | {mem} |")
+    if doc.get("profile"):
+        lines += ["", "Where a plain update's GPU time goes (top kernels, per step):", "",
+                  "| kernel | ms / step | calls / step | share |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| `{r['kernel'][:80]}` | {r['ms_per_step']:.2f} | {r['calls_per_step']:.0f} | {100 * r['share']:.1f}% |"
+                  for r in doc["profile"]]
+    if doc.get("end_to_end"):
+        lines += ["", "End to end, one PPO cycle (128 steps of every env + its updates):", "",
+                  "| envs | rollout eager s | rollout graph s | updates s | env steps/s eager | env steps/s graph | x |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['n_envs']} | {r['rollout_s_eager']:.2f} | {r['rollout_s_graph']:.2f} | {r['updates_s_per_cycle']:.2f} | "
+                  f"{r['env_steps_per_s_eager']:,.0f} | {r['env_steps_per_s_graph']:,.0f} | {r['speedup_end_to_end']:.1f} |"
+                  for r in doc["end_to_end"]]
     lines += ["", "| inference batch | median ms / call | p90 ms / call | median us / decision |",
               "| ---: | ---: | ---: | ---: |"]
     for r in doc["latency"]:
@@ -303,6 +431,13 @@ def main() -> int:
     ap.add_argument("--no-checkpointing-run", action="store_true", help="skip the gradient-checkpointing mode")
     ap.add_argument("--context-length", type=int, default=0, help="override the config's context length")
     ap.add_argument("--lora-rank", type=int, default=0, help="override the config's LoRA rank")
+    ap.add_argument("--profile", action="store_true", help="profile the plain update: time per kernel")
+    ap.add_argument("--compile", action="store_true", help="also time the update with the backbone compiled")
+    ap.add_argument("--end-to-end", default="", help="comma-separated env counts for the end-to-end cycle (e.g. 8,64,256)")
+    ap.add_argument("--e2e-rollouts", type=int, default=3, help="timed rollouts per mode and env count")
+    ap.add_argument("--e2e-update-steps", type=int, default=16, help="timed update minibatches per env count")
+    ap.add_argument("--e2e-bars", type=int, default=20_000, help="bars of the end-to-end synthetic market")
+    ap.add_argument("--only-end-to-end", action="store_true", help="skip the update, latency and profile parts")
     ap.add_argument("--n-features", type=int, default=60, help="features per bar (+4 account columns)")
     args = ap.parse_args()
 
@@ -324,12 +459,27 @@ def main() -> int:
     peaks = {"measured_matmul": measured}
     if device.startswith("cuda"):
         peaks["h100_sxm_peak"] = H100_SXM_BF16_DENSE
-    updates = [bench_updates(model, cfg, args, device, False, flops, peaks)]
-    if not args.no_checkpointing_run:
+    updates = [] if args.only_end_to_end else [bench_updates(model, cfg, args, device, False, flops, peaks)]
+    if not args.no_checkpointing_run and not args.only_end_to_end:
         updates.append(bench_updates(model, cfg, args, device, True, flops, peaks))
-    latency = [bench_latency(model, cfg, b, args.latency_iters, device) for b in (1, 256 if not args.tiny else 64)]
-    if device == "cuda":
+    latency = [] if args.only_end_to_end else [
+        bench_latency(model, cfg, b, args.latency_iters, device) for b in (1, 256 if not args.tiny else 64)]
+    if device == "cuda" and not args.only_end_to_end:
         latency += [bench_latency(model, cfg, b, args.latency_iters, device, graphed=True) for b in (1, 256)]
+    kernels = profile_update(model, cfg, args, device) if args.profile and not args.only_end_to_end else []
+    end_to_end = []
+    for n in (int(n) for n in args.end_to_end.split(",") if n.strip()):
+        end_to_end.append(bench_end_to_end(args, device, n))
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()  # the last env count's model, buffers and graph pool are gone
+    if args.compile and not args.only_end_to_end:
+        t = time.perf_counter()
+        model.network.backbone.get_base_model().compile()
+        model.network.train()
+        row = bench_updates(model, cfg, args, device, False, flops, peaks)  # its warm-up steps compile
+        row["mode"] = "update, backbone compiled"
+        row["compile_and_measure_s"] = time.perf_counter() - t
+        updates.append(row)
     doc = {"machine": machine_info(device), "config": {k: getattr(cfg, k) for k in (
                "context_length", "n_layer", "n_head", "n_embd", "lora_rank", "head_hidden")},
            "parameters": {"total": count.total, "trainable": count.trainable},
@@ -337,7 +487,7 @@ def main() -> int:
            "flops_formula": "training = 2 F_frozen + 3 F_lora + 3 F_attention + 2 F_embedding + 3 F_heads "
                             "(forward FLOPs per window; see the module docstring)",
            "peak_flops": peaks, "measured_matmul_tflops": measured / 1e12,
-           "updates": updates, "latency": latency, "seconds": time.perf_counter() - t0}
+           "updates": updates, "latency": latency, "profile": kernels, "end_to_end": end_to_end, "seconds": time.perf_counter() - t0}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))

@@ -6,6 +6,7 @@
 # against a plain run, and the generators' fit on the GPU. PARTS picks steps; one device call may
 # run 10 minutes, so the default is split over calls, e.g.:
 #   PARTS=build,suite  then  PARTS=cuda-tests,train,bench,cpu-core  then  PARTS=adversarial,generators
+# (cards: each model's defaults trained once on the BTC bars, for the model cards' H200 cost)
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
 # scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and JSON go to $OUT.
 set -uo pipefail
@@ -32,6 +33,9 @@ if has suite; then
   echo "pytest exit $?"; grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/suite.log" | tail -40
   grep -E "^SKIPPED" "$OUT/suite.log" | sed 's/\[[0-9]*\] //' | cut -c1-160 | sort | uniq -c | sort -rn | head -25
 fi
+btc_prepared() {  # the shared BTC bars, prepared once
+  [[ -d /tmp/btc-prepared ]] || (cd /tmp && himari data prepare "$ROOT/.devdata/btcusdt_5m.csv.gz" --out /tmp/btc-prepared > /dev/null)
+}
 prepared() {  # a small synthetic market, prepared once
   [[ -d /tmp/synth-prepared ]] && return
   (cd /tmp && himari data synth --bars 20000 --seed 0 --out /tmp/synth.parquet > /dev/null \
@@ -70,6 +74,13 @@ if has train; then
   timed_train cgdt cgdt --data $D --device cuda --epochs 1
   timed_train ppo-lstm ppo-lstm --data $D --device cuda --epochs 1 --env-episodes 16
 fi
+if has cards; then
+  step "each model's default recipe: one himari train on the BTC bars with --device cuda (the model cards' H200 cost)"
+  btc_prepared
+  for m in ${CARD_MODELS:-baseline-mlp cql ppo-lstm cgdt}; do
+    TRAIN_TIMEOUT=${CARD_TIMEOUT:-240} timed_train card-$m $m --data /tmp/btc-prepared --device cuda
+  done
+fi
 if has bench; then
   step "himari bench --device cuda"
   (cd /tmp && timeout 120 himari bench --device cuda 2>&1 | tail -25)
@@ -92,6 +103,11 @@ if has scan; then
   step "the chunked-scan backtester against the sequential kernel (time, bytes, copy bandwidth)"
   timeout ${SCAN_TIMEOUT:-150} python3 benchmarks/bench_backtest_scan.py --out "$OUT/backtest-scan-h200.json" 2>&1 | tail -20
 fi
+if has flag-bench; then
+  step "flag-trader: update MFU, where its GPU time goes, compiled; end to end at 8, 64, 256 envs, eager and graphed"
+  timeout ${FLAG_TIMEOUT:-420} python3 benchmarks/bench_flag_trader.py --device cuda --profile --compile \
+    --end-to-end 8,64,256 --out "$OUT/flag-trader-h200.json" 2>&1 | tail -60
+fi
 if has sanitizer; then
   step "compute-sanitizer memcheck on a small run of every kernel"
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 python3 benchmarks/cuda_sanitize_run.py 2>&1 | tail -8
@@ -103,7 +119,7 @@ if has adversarial; then
 fi
 if has generators; then
   step "generators on the GPU: default sizes, BTC train split, with the quality report"
-  (cd /tmp && [[ -d /tmp/btc-prepared ]] || himari data prepare "$ROOT/.devdata/btcusdt_5m.csv.gz" --out /tmp/btc-prepared > /dev/null)
+  btc_prepared
   # tab-ddpm at its default (the paper's) size; timegan at TIMEGAN_ITERATIONS per phase (the
   # paper's 50,000 take longer than one call: its per-iteration time is in the JSON).
   for g in ${GENERATORS:-tab-ddpm timegan}; do
