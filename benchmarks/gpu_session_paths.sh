@@ -6,7 +6,9 @@
 # against a plain run, and the generators' fit on the GPU. PARTS picks steps; one device call may
 # run 10 minutes, so the default is split over calls, e.g.:
 #   PARTS=build,suite  then  PARTS=cuda-tests,train,bench,cpu-core  then  PARTS=adversarial,generators
-# (cards: each model's defaults trained once on the BTC bars, for the model cards' H200 cost)
+# (cards: each model's defaults trained once on the BTC bars, for the model cards' H200 cost;
+#  peers: CQL and CGDT updates/s against d3rlpy on the GPU, needs .whl-peers/: d3rlpy 2.8.1 and
+#  its dependencies as cp312 wheels, gymnasium 1.0.0 among them, installed apart from .whl/)
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
 # scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and JSON go to $OUT.
 set -uo pipefail
@@ -107,6 +109,16 @@ if has flag-bench; then
   step "flag-trader: update MFU, where its GPU time goes, compiled; end to end at 8, 64, 256 envs, eager and graphed"
   timeout ${FLAG_TIMEOUT:-420} python3 benchmarks/bench_flag_trader.py --device cuda --profile --compile \
     --end-to-end 8,64,256 --out "$OUT/flag-trader-h200.json" 2>&1 | tail -60
+fi
+if has peers; then
+  step "CQL and CGDT training updates on the GPU against d3rlpy's DiscreteCQL and DiscreteDecisionTransformer"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/d3site .whl-peers/*.whl \
+    || echo "no .whl-peers/ wheels: the d3rlpy rows are skipped"
+  printf '#!/bin/sh\nPYTHONPATH=/tmp/d3site:$PYTHONPATH exec python3 "$@"\n' > /tmp/d3python && chmod +x /tmp/d3python
+  timeout ${PEERS_TIMEOUT:-200} python3 benchmarks/bench_cql.py --device cuda --repeats 3 --updates 500 \
+    --d3rlpy-python /tmp/d3python --json "$OUT/cql-h200-cuda.json" 2>&1 | tail -7
+  timeout ${PEERS_TIMEOUT:-200} python3 benchmarks/bench_cgdt.py --device cuda --repeats 3 --updates 30 --batch 64 \
+    --d3rlpy-python /tmp/d3python --json "$OUT/cgdt-h200-cuda.json" 2>&1 | tail -7
 fi
 if has sanitizer; then
   step "compute-sanitizer memcheck on a small run of every kernel"
