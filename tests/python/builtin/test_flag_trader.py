@@ -423,7 +423,7 @@ def test_graph_captured_rollout_equals_the_eager_one() -> None:
     """Two rollouts from the same weights and seeds, one replaying the captured policy graph and
     one launching it eagerly, sample the same actions from the same logits; after an optimiser
     step (in-place parameter updates) the graph follows the new weights without a re-capture."""
-    from himari.engine import cuda_available
+    from himari.plugin.api import cuda_available
 
     if not cuda_available():
         pytest.skip("this himari build has no CUDA kernels (the env runs on the CPU)")

@@ -101,7 +101,7 @@ class FlagTrader:
         the adversarial one differentiates through the policy). The graph reads the parameters
         where they are, so optimiser steps and in-place state loads need no re-capture; it is
         captured again if a parameter moves to new storage."""
-        from himari.engine import cuda_available
+        from himari.plugin.api import cuda_available
 
         net = self.network
         if (device.type != "cuda" or not self.config.rollout_cuda_graph or not cuda_available()
