@@ -1,0 +1,184 @@
+// Does the time-chunked scan pay on the CPU? By hand, not a test.
+//
+// The CUDA backtester runs a long-flat signal backtest as a chunked scan over time
+// (himari/backtest/chunked_scan.h, docs/cuda.md); this times the same three phases on the CPU
+// against the sequential CPU kernel (backtest_signals_cpu: one strategy per SIMD lane, one
+// thread), and the scan with its independent per-chunk phase (phase 2, the bulk of the work)
+// spread over 1..P threads. Phase 1 (position summaries and their carry) and phase 3 (composing
+// the chunk results in order) stay on one thread, as they are cheap.
+//
+// Prints a table and a JSON line: milliseconds (median of --repeats), the scan's work relative to
+// the sequential kernel on one thread, and the speed-up at each thread count.
+//
+//   cmake -S . -B build/bench -DHIMARI_BUILD_BENCHMARKS=ON -DCMAKE_BUILD_TYPE=Release && cmake --build build/bench -j
+//   build/bench/benchmarks/cpp/bench_backtest_scan_cpu [repeats]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "himari/backtest/backtest.h"
+#include "himari/backtest/chunked_scan.h"
+
+using namespace himari;
+
+namespace {
+
+struct Market {
+  std::vector<double> open, close;
+  std::vector<std::int8_t> signals;  // [T, M], bar-major like the kernels read it
+  std::int64_t m = 0;
+};
+
+// A random walk and random signals: on a share `p_act` of the bars a BUY or SELL (0.02: a
+// position change about every 100 bars; 1.0: every bar a random action, which at these costs
+// drives every strategy to the bankruptcy floor).
+Market make_market(std::int64_t t, std::int64_t m, double p_act, unsigned seed) {
+  Market k;
+  k.m = m;
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<double> z(0.0, 1.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  double p = 100.0;
+  for (std::int64_t i = 0; i < t; ++i) {
+    k.open.push_back(p);
+    p *= std::exp(0.001 * z(gen));
+    k.close.push_back(p);
+  }
+  k.signals.assign(static_cast<std::size_t>(t * m), 1);
+  for (auto& s : k.signals)
+    if (u(gen) < p_act) s = u(gen) < 0.5 ? 0 : 2;
+  return k;
+}
+
+BacktestInputs inputs(const Market& k) {
+  BacktestInputs in;
+  in.open = k.open.data();
+  in.close = k.close.data();
+  in.n_bars = static_cast<std::int64_t>(k.close.size());
+  in.n_strategies = k.m;
+  in.bars_per_year = 105120.0;
+  in.costs.fee = 0.001;
+  in.costs.slippage = 0.0005;
+  return in;
+}
+
+// The three phases of scan::chunked_range for every strategy, phase 2 on `threads` threads.
+void scan_backtest(const BacktestInputs& in, const std::int8_t* signals, Metrics* out, std::int64_t chunk,
+                   int threads) {
+  const std::int64_t steps = in.n_bars - 1, n_chunks = (steps + chunk - 1) / chunk, m_total = in.n_strategies;
+  std::vector<scan::PositionCarry> carries(static_cast<std::size_t>((n_chunks + 1) * m_total));
+  std::vector<scan::ChunkSummary> sums(static_cast<std::size_t>(n_chunks * m_total));
+  for (std::int64_t m = 0; m < m_total; ++m) {  // phase 1 and the carry scan
+    carries[static_cast<std::size_t>(m)] = scan::PositionCarry{};
+    for (std::int64_t c = 0; c < n_chunks; ++c) {
+      const std::int64_t a = c * chunk, b = std::min(a + chunk, steps);
+      const auto s = scan::summarize_positions(signals, m_total, m, a, b, in.costs.mode);
+      carries[static_cast<std::size_t>((c + 1) * m_total + m)] =
+          scan::carry_positions(carries[static_cast<std::size_t>(c * m_total + m)], s, a);
+    }
+  }
+  auto phase2 = [&](std::int64_t first, std::int64_t last) {  // (chunk, strategy) items [first, last)
+    for (std::int64_t i = first; i < last; ++i) {
+      const std::int64_t c = i / m_total, m = i % m_total, a = c * chunk, b = std::min(a + chunk, steps);
+      std::int64_t bad;
+      sums[static_cast<std::size_t>(i)] = scan::summarize_chunk(signals, m_total, m, a, b,
+                                                                carries[static_cast<std::size_t>(i)], in.open,
+                                                                in.close, in.costs, &bad);
+    }
+  };
+  const std::int64_t items = n_chunks * m_total;
+  std::vector<std::thread> pool;
+  for (int w = 1; w < threads; ++w)
+    pool.emplace_back(phase2, items * w / threads, items * (w + 1) / threads);
+  phase2(0, items / threads);
+  for (auto& t : pool) t.join();
+  for (std::int64_t m = 0; m < m_total; ++m) {  // phase 3, in order
+    scan::Composer comp;
+    for (std::int64_t c = 0; c < n_chunks && comp.bankrupt == 0; ++c) {
+      const auto i = static_cast<std::size_t>(c * m_total + m);
+      const std::int64_t a = c * chunk, b = std::min(a + chunk, steps);
+      if (scan::needs_exact_run(comp, sums[i]))
+        scan::chunked_range(in, signals, m, a, b, 0, 0, comp, carries[i]);
+      else
+        scan::compose(comp, sums[i]);
+    }
+    out[m] = scan::finish(comp, in.n_bars, in.bars_per_year);
+  }
+}
+
+template <typename F>
+double median_ms(F&& f, int repeats) {
+  std::vector<double> ms;
+  f();  // warm
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int repeats = argc > 1 ? std::atoi(argv[1]) : 5;
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const std::int64_t chunk = 2048;
+  struct Shape {
+    std::int64_t bars, strategies;
+    double p_act;
+  };
+  const Shape cases[] = {{1000000, 1, 0.02}, {1000000, 4, 0.02}, {100000, 64, 0.02}, {100000, 1000, 0.02},
+                         {1000000, 1, 1.0}, {100000, 1000, 1.0}};
+  std::vector<int> thread_counts;
+  for (int p = 1; p <= hw; p *= 2) thread_counts.push_back(p);
+  std::printf("chunked scan vs the sequential CPU kernel: chunk %lld bars, %d hardware threads, median of %d\n",
+              static_cast<long long>(chunk), hw, repeats);
+  std::printf("%9s %6s %6s %11s", "bars", "strats", "acts", "sequential");
+  for (int p : thread_counts) std::printf("  scan %2d thr", p);
+  std::printf("  scan work x\n");
+  std::string json = "[";
+  for (const auto& cs : cases) {
+    const Market k = make_market(cs.bars, cs.strategies, cs.p_act, 7);
+    const BacktestInputs in = inputs(k);
+    std::vector<Metrics> want(static_cast<std::size_t>(k.m)), got(static_cast<std::size_t>(k.m));
+    const double seq = median_ms([&] { backtest_signals_cpu(in, k.signals.data(), want.data(), nullptr); }, repeats);
+    std::vector<double> scan_ms;
+    for (int p : thread_counts) {
+      scan_ms.push_back(median_ms([&] { scan_backtest(in, k.signals.data(), got.data(), chunk, p); }, repeats));
+      for (std::int64_t j = 0; j < k.m; ++j) {  // the scan must agree with the kernel it would replace
+        const auto& g = got[static_cast<std::size_t>(j)];
+        const auto& w = want[static_cast<std::size_t>(j)];
+        if (g.n_trades != w.n_trades || std::fabs(g.total_return - w.total_return) > 1e-9 * (1 + std::fabs(w.total_return))) {
+          std::printf("MISMATCH: strategy %lld of case %lld x %lld\n", static_cast<long long>(j),
+                      static_cast<long long>(cs.bars), static_cast<long long>(cs.strategies));
+          return 1;
+        }
+      }
+    }
+    std::printf("%9lld %6lld %5.0f%% %9.2fms", static_cast<long long>(cs.bars), static_cast<long long>(cs.strategies),
+                100 * cs.p_act, seq);
+    for (double ms : scan_ms) std::printf("  %9.2fms", ms);
+    std::printf("  %10.2fx\n", scan_ms[0] / seq);
+    char row[256];
+    std::snprintf(row, sizeof row,
+                  "%s{\"bars\": %lld, \"strategies\": %lld, \"action_share\": %.2f, \"sequential_ms\": %.4f, \"scan_ms\": {",
+                  json.size() > 1 ? ", " : "", static_cast<long long>(cs.bars), static_cast<long long>(cs.strategies),
+                  cs.p_act, seq);
+    json += row;
+    for (std::size_t i = 0; i < thread_counts.size(); ++i) {
+      std::snprintf(row, sizeof row, "%s\"%d\": %.4f", i ? ", " : "", thread_counts[i], scan_ms[i]);
+      json += row;
+    }
+    json += "}}";
+  }
+  std::printf("%s]\n", json.c_str());
+  return 0;
+}
