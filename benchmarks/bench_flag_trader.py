@@ -316,14 +316,16 @@ def bench_end_to_end(args: argparse.Namespace, device: str, n_envs: int) -> dict
     n_minibatches = max(1, n_envs // 2)
     row: dict[str, Any] = {"n_envs": n_envs, "rollout_steps": 128, "n_minibatches": n_minibatches}
     timer = Timer(device)
+    market = synthetic_market(args.e2e_bars, args.n_features)
     for graphed in (False, True):
+        mode = "graph" if graphed else "eager"
         cfg = FlagTraderConfig(**sizes, cpu_threads=0, n_envs=n_envs, rollout_steps=128, n_minibatches=n_minibatches,
                                episode_length=2048, rollout_cuda_graph=graphed)
         torch.manual_seed(0)
         model = FlagTrader(cfg, ModelContext(n_features=args.n_features))
         model.network.to(device)
-        ctx = SimpleNamespace(seed=0, epoch=1, rank=0, env_source=synthetic_market(args.e2e_bars, args.n_features),
-                              observation_filter=None, rollout_observations=None, run_dir=None)
+        ctx = SimpleNamespace(seed=0, epoch=1, rank=0, env_source=market, observation_filter=None,
+                              rollout_observations=None, run_dir=None)
         state = {"reset": True}
 
         def rollout(model: Any = model, ctx: Any = ctx, state: dict[str, bool] = state) -> Any:
@@ -335,9 +337,8 @@ def bench_end_to_end(args: argparse.Namespace, device: str, n_envs: int) -> dict
         buf = rollout()  # builds the env (and captures the graph)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        row[f"first_rollout_s_{'graph' if graphed else 'eager'}"] = time.perf_counter() - t
-        times = timer.each(rollout, args.e2e_rollouts)
-        row[f"rollout_s_{'graph' if graphed else 'eager'}"] = statistics.median(times)
+        row[f"first_rollout_s_{mode}"] = time.perf_counter() - t
+        row[f"rollout_s_{mode}"] = statistics.median(timer.each(rollout, args.e2e_rollouts))
     steps_per_cycle = cfg.update_epochs * n_minibatches
     timed = min(steps_per_cycle, args.e2e_update_steps)
     model.network.train()
@@ -346,8 +347,9 @@ def bench_end_to_end(args: argparse.Namespace, device: str, n_envs: int) -> dict
     batches = [buf[torch.arange(k * mb, (k + 1) * mb)] for k in range(min(n_minibatches, timed))]
     steps = [update_step(model, b, opt, device) for b in batches]
     steps[0]()
-    seconds = timer.seconds(lambda: [s() for s in steps], max(1, timed // len(steps))) / (len(steps) * max(1, timed // len(steps)))
-    row.update(update_steps_per_cycle=steps_per_cycle, update_steps_timed=len(steps) * max(1, timed // len(steps)),
+    passes = max(1, timed // len(steps))  # over the distinct minibatches
+    seconds = timer.seconds(lambda: [s() for s in steps], passes) / (len(steps) * passes)
+    row.update(update_steps_per_cycle=steps_per_cycle, update_steps_timed=len(steps) * passes,
                update_s_per_step=seconds, updates_s_per_cycle=seconds * steps_per_cycle)
     env_steps = n_envs * 128
     for mode in ("eager", "graph"):
@@ -361,18 +363,18 @@ def bench_end_to_end(args: argparse.Namespace, device: str, n_envs: int) -> dict
 
 def bench_latency(model: Any, cfg: Any, batch: int, iters: int, device: str, graphed: bool = False) -> dict[str, Any]:
     """Latency of one policy call; ``graphed``: the CUDA-graph replay that ``act_sequence``
-    uses on CUDA (``_graphed_decision``), input copy included."""
+    uses on CUDA (``GraphedPolicy``), input and output copies included."""
     import torch
 
-    from himari_builtin.models.flag_trader.model import _graphed_decision
+    from himari_builtin.models.flag_trader.model import GraphedPolicy
 
     net = model.network.eval()
     obs = torch.randn(batch, cfg.context_length, model.obs_dim, device=device)
     timer = Timer(device)
     with torch.no_grad():
         if graphed:
-            run = _graphed_decision(net, obs)
-            call = lambda: run(obs)  # noqa: E731
+            run = GraphedPolicy(net, tuple(obs.shape), obs.device)
+            call = lambda: run(obs, None, ())  # noqa: E731
         else:
             call = lambda: net.policy(obs, None, ())  # noqa: E731
         timer.seconds(call, 3)

@@ -286,8 +286,8 @@ class FlagTrader:
             x = torch.from_numpy(np.array(obs, dtype=np.float32)).to(device, non_blocking=True)
             if device.type == "cuda":
                 if "run" not in graphed:
-                    graphed["run"] = _graphed_decision(net, x)
-                return decide(graphed["run"](x))
+                    graphed["run"] = GraphedPolicy(net, tuple(x.shape), device)
+                return decide(graphed["run"](x, None, ())[0])
             logits, _, _ = net.policy(x, None, ())
             return decide(logits)
 
@@ -303,12 +303,14 @@ class FlagTrader:
 
 class GraphedPolicy:
     """``network.policy`` at one batch shape captured in a CUDA graph: ``(obs, starts, state) ->
-    (logits, value, state)`` like the policy, for the rollout's steps.
+    (logits, value, state)`` like the policy, for the rollout's steps and the sequential
+    evaluation's batch-1 decisions.
 
-    A rollout step of the full model at 8 envs is about 600 small kernels: launched one by one
-    from Python it is launch-bound (the GPU idles between them), so a rollout of 128 steps cost
-    seconds. The replay launches the same kernels at once. Calls at another batch shape (the
-    truncated episodes' final observations) run the network eagerly. Outputs are copies: the
+    A policy call of the full model is about 600 small kernels: launched one by one from Python
+    it is launch-bound (the GPU idles between them): a batch-1 decision, 0.1 ms of GPU work, took
+    24 ms on an H100, which made evaluating a 30k-bar split take 12 minutes, and a rollout of 128
+    steps cost seconds. The replay launches the same kernels at once. Calls at another batch shape
+    (the truncated episodes' final observations) run the network eagerly. Outputs are copies: the
     graph's own output tensors are overwritten by the next replay."""
 
     def __init__(self, net: Any, shape: tuple[int, ...], device: Any) -> None:
@@ -342,35 +344,6 @@ class GraphedPolicy:
 def _parameter_storage(net: Any) -> tuple[tuple[int, Any], ...]:
     """Each parameter's data address and device (what a captured graph reads)."""
     return tuple((p.data_ptr(), p.device) for p in net.parameters())
-
-
-def _graphed_decision(net: Any, example: Any) -> Any:
-    """One batch-1 decision captured in a CUDA graph, replayed per bar.
-
-    A decision of the full model is about 600 small kernels and 0.1 ms of GPU work: launched one
-    by one from Python it took 24 ms on an H100, which made evaluating a 30k-bar split take
-    12 minutes. Replaying the captured graph launches them all at once. The input is copied
-    into the graph's static input tensor; the returned logits tensor is overwritten by the next
-    call."""
-    import torch
-
-    static_in = example.clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), torch.no_grad():
-        for _ in range(3):  # warm-up outside the capture (cuBLAS handles, autotuning)
-            net.policy(static_in, None, ())
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), torch.no_grad():
-        static_logits, _, _ = net.policy(static_in, None, ())
-
-    def run(x: Any) -> Any:
-        static_in.copy_(x)
-        graph.replay()
-        return static_logits
-
-    return run
 
 
 def _window_ends(ranges: Any, window: int) -> Any:
