@@ -53,7 +53,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench_common import machine_info, package_version, worker_result  # noqa: E402
+from bench_common import machine_info, package_version, synchronize, worker_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N_BATCHES = 4
@@ -99,16 +99,13 @@ def _windows(data: dict, starts: np.ndarray, context: int) -> tuple[np.ndarray, 
 
 
 def _timed(update: Any, batches: list[Any], updates: int, batch: int, device: str = "cpu") -> float:
-    import torch
-
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for i in range(WARMUP):
         update(batches[i % N_BATCHES])
-    sync()
+    synchronize(device)
     t = time.perf_counter()
     for i in range(updates):
         update(batches[i % N_BATCHES])
-    sync()
+    synchronize(device)
     return updates * batch / (time.perf_counter() - t)
 
 

@@ -52,3 +52,12 @@ def package_version(python: str, package: str) -> str | None:
     out = subprocess.run([python, "-c", f"import {package}; print({package}.__version__)"], capture_output=True,
                          text=True)
     return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA), so a wall clock read after it counts it; a no-op
+    on the CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()

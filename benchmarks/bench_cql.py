@@ -47,7 +47,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench_common import machine_info, package_version, worker_result  # noqa: E402
+from bench_common import machine_info, package_version, synchronize, worker_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 256
@@ -71,13 +71,6 @@ def _pin(cpu: int) -> None:
 
 def _batches(data: dict, rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.integers(0, len(data["index"]), size=BATCH) for _ in range(N_BATCHES)]
-
-
-def _synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
 
 
 def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "cpu") -> float:
@@ -109,11 +102,11 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
 
     for i in range(WARMUP):
         update(batches[i % N_BATCHES])
-    _synchronize(device)
+    synchronize(device)
     t = time.perf_counter()
     for i in range(updates):
         update(batches[i % N_BATCHES])
-    _synchronize(device)
+    synchronize(device)
     return updates / (time.perf_counter() - t)
 
 
@@ -141,11 +134,11 @@ def worker_d3rlpy(npz: str, updates: int, cpu: int, device: str = "cpu") -> floa
             transitions=[]))
     for i in range(WARMUP):
         algo.update(batches[i % N_BATCHES])
-    _synchronize(device)
+    synchronize(device)
     t = time.perf_counter()
     for i in range(updates):
         algo.update(batches[i % N_BATCHES])
-    _synchronize(device)
+    synchronize(device)
     return updates / (time.perf_counter() - t)
 
 
