@@ -70,9 +70,18 @@ def backtest_signals(
     bars_per_year: float,
     return_equity: bool,
     device: str = "cpu",
+    threads: int = 1,
 ) -> tuple[NDArray[numpy.float64], NDArray[numpy.float64] | None]:
     """Backtest M action columns ``signals [T, M]`` over prices ``[T]``: metrics ``[M,
-    len(METRIC_NAMES)]`` and, when ``return_equity``, equity ``[T, M]``."""
+    len(METRIC_NAMES)]`` and, when ``return_equity``, equity ``[T, M]``; on up to ``threads``
+    threads (0: every hardware thread)."""
+
+def hardware_threads() -> int:
+    """The CPUs this process may run on (at least 1): what ``threads=0`` means."""
+
+def backtest_plan(n_bars: int, n_strategies: int, with_equity: bool, threads: int) -> tuple[str, int]:
+    """How ``backtest_signals`` would share the work: ``("sequential" | "strategies" |
+    "time_scan", workers)``."""
 
 def replay_actions(
     open: ArrayLike,

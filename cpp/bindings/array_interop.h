@@ -108,6 +108,38 @@ inline std::vector<double> read_prices(const py::handle& obj, const char* name) 
   return out;
 }
 
+// Prices for one call: read in place when they already are a contiguous float64 array (no copy,
+// so a long series costs no fresh allocation and page faults per call), else converted into
+// `copy`. Either way every value is checked as read_prices checks it.
+struct PriceInput {
+  py::array keep;            // the caller's array, held while `data` points into it
+  std::vector<double> copy;  // the converted values when they could not be read in place
+  const double* data = nullptr;
+  std::size_t size = 0;
+};
+
+inline PriceInput price_input(const py::handle& obj, const char* name) {
+  PriceInput in;
+  py::array a = as_array(obj, name);
+  if (a.ndim() == 1 && has_dtype<double>(a.dtype()) && (a.shape(0) < 2 || a.strides(0) == sizeof(double)) &&
+      reinterpret_cast<std::uintptr_t>(a.data()) % alignof(double) == 0) {
+    const auto* p = static_cast<const double*>(a.data());
+    const auto n = static_cast<std::size_t>(a.shape(0));
+    for (std::size_t i = 0; i < n; ++i)
+      if (!(std::isfinite(p[i]) && p[i] > 0.0))
+        throw InvalidArgument(std::string(name) + ": expected finite prices > 0, got " + std::to_string(p[i]) +
+                              " at index " + std::to_string(i));
+    in.keep = a;
+    in.data = p;
+    in.size = n;
+    return in;
+  }
+  in.copy = read_prices(a, name);
+  in.data = in.copy.data();
+  in.size = in.copy.size();
+  return in;
+}
+
 // A non-owning numpy view of native memory, kept alive by `owner`.
 template <typename T>
 py::array view(T* data, std::vector<py::ssize_t> shape, py::handle owner, bool writeable = false) {

@@ -99,7 +99,7 @@ void env_step(TradingEnv& env, const py::handle& actions_obj) {
 }
 
 struct BacktestArgs {
-  std::vector<double> open, close;
+  bind::PriceInput open, close;
   py::array signals;
   BacktestInputs in;
 };
@@ -107,11 +107,11 @@ struct BacktestArgs {
 BacktestArgs backtest_args(const py::handle& open, const py::handle& close, const py::handle& signals, double fee,
                            double slippage, const std::string& mode, const char* signals_name) {
   BacktestArgs args;
-  args.open = bind::read_prices(open, "open");
-  args.close = bind::read_prices(close, "close");
-  const auto t_bars = static_cast<py::ssize_t>(args.open.size());
-  HIMARI_CHECK(args.close.size() == args.open.size(), "close: expected the length of open (", args.open.size(),
-               "), got ", args.close.size());
+  args.open = bind::price_input(open, "open");
+  args.close = bind::price_input(close, "close");
+  const auto t_bars = static_cast<py::ssize_t>(args.open.size);
+  HIMARI_CHECK(args.close.size == args.open.size, "close: expected the length of open (", args.open.size,
+               "), got ", args.close.size);
   HIMARI_CHECK(t_bars >= 2, "open: expected at least 2 bars, got ", t_bars);
   py::array s = as_array(signals, signals_name);
   if (s.ndim() != 2 || s.shape(0) != t_bars || s.shape(1) < 1 || bind::action_dtype(s) == bind::kOther)
@@ -132,8 +132,8 @@ BacktestArgs backtest_args(const py::handle& open, const py::handle& close, cons
     (void)sizeof(A);
   });
   args.signals = s;
-  args.in.open = args.open.data();
-  args.in.close = args.close.data();
+  args.in.open = args.open.data;
+  args.in.close = args.close.data;
   args.in.n_bars = t_bars;
   args.in.n_strategies = s.shape(1);
   args.in.costs = make_costs(fee, slippage, mode);
@@ -142,10 +142,11 @@ BacktestArgs backtest_args(const py::handle& open, const py::handle& close, cons
 
 py::tuple backtest(const py::handle& open, const py::handle& close, const py::handle& signals, double fee,
                    double slippage, const std::string& mode, double bars_per_year, bool return_equity,
-                   const std::string& device) {
+                   const std::string& device, int threads) {
   require_device(parse_device(device));
   HIMARI_CHECK(std::isfinite(bars_per_year) && bars_per_year > 0.0,
                "bars_per_year: expected a finite value > 0, got ", bars_per_year);
+  HIMARI_CHECK(threads >= 0, "threads: expected 0 (every hardware thread) or a count >= 1, got ", threads);
   BacktestArgs args = backtest_args(open, close, signals, fee, slippage, mode, "signals");
   args.in.bars_per_year = bars_per_year;
   const py::ssize_t m = args.in.n_strategies;
@@ -160,7 +161,7 @@ py::tuple backtest(const py::handle& open, const py::handle& close, const py::ha
   auto* met = reinterpret_cast<Metrics*>(metrics.mutable_data());
   bind::with_action_type(bind::action_dtype(args.signals), args.signals.data(), [&](auto* p) {
     py::gil_scoped_release release;
-    backtest_signals_cpu(args.in, p, met, eq);
+    backtest_signals_cpu(args.in, p, met, eq, threads);
   });
   return py::make_tuple(metrics, equity);
 }
@@ -411,7 +412,18 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("backtest_signals", &backtest, py::arg("open"), py::arg("close"), py::arg("signals"), py::arg("fee"),
         py::arg("slippage"), py::arg("mode"), py::arg("bars_per_year"), py::arg("return_equity"),
-        py::arg("device") = "cpu");
+        py::arg("device") = "cpu", py::arg("threads") = 1);
+  m.def("hardware_threads", &hardware_threads);
+  m.def(
+      "backtest_plan",
+      [](std::int64_t n_bars, std::int64_t n_strategies, bool with_equity, int threads) {
+        const BacktestPlan p = plan_backtest_threads(n_bars, n_strategies, with_equity, threads);
+        const char* split = p.split == BacktestSplit::kStrategies ? "strategies"
+                            : p.split == BacktestSplit::kTimeScan ? "time_scan"
+                                                                   : "sequential";
+        return py::make_tuple(split, p.workers);
+      },
+      py::arg("n_bars"), py::arg("n_strategies"), py::arg("with_equity"), py::arg("threads"));
   m.def("replay_actions", &replay, py::arg("open"), py::arg("close"), py::arg("actions"), py::arg("fee"),
         py::arg("slippage"), py::arg("mode"), py::arg("reward"));
   m.def("ekf", &run_ekf, py::arg("prices"), py::arg("params"), py::arg("return_innovations"),

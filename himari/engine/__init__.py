@@ -1,9 +1,9 @@
 """The thin Python face of the native core: the only package that imports ``himari._core``.
 
 Public surface (DESIGN.md): Market, VecTradingEnv, RewardConfig, backtest_signals, ekf, plus
-fan_residuals, replay_actions, EKFParams, BacktestResult, ACTION_DTYPES and the device helpers. Importing it
-registers ``himari/Trading-v0`` (``himari.gym_env.TradingEnv``, one account as a single gymnasium
-env) with gymnasium.
+fan_residuals, replay_actions, hardware_threads, EKFParams, BacktestResult, ACTION_DTYPES and the
+device helpers. Importing it registers ``himari/Trading-v0`` (``himari.gym_env.TradingEnv``, one
+account as a single gymnasium env) with gymnasium.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from himari.engine.backtest import (
     BacktestResult,
     ReplayResult,
     backtest_signals,
+    hardware_threads,
     replay_actions,
 )
 from himari.engine.device import build_info, cuda_available, cuda_compiled, cuda_unavailable_reason
@@ -58,6 +59,7 @@ __all__ = [
     "cuda_available",
     "cuda_compiled",
     "cuda_unavailable_reason",
+    "hardware_threads",
     "ekf",
     "fan_residuals",
     "replay_actions",

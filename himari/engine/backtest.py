@@ -51,6 +51,12 @@ class BacktestResult:
         return pd.DataFrame({name: getattr(self, name) for name in self.metric_names()})
 
 
+def hardware_threads() -> int:
+    """CPUs this process may run on (its affinity on Linux; at least 1): what
+    ``backtest_signals(threads=0)`` uses."""
+    return int(_core.hardware_threads())
+
+
 def _as_columns(actions: Any) -> tuple[Any, bool]:
     """Actions ``[T]`` as one column ``[T, 1]`` (and whether to squeeze results back); ``[T, M]``
     and anything the binding must reject pass through unchanged."""
@@ -78,6 +84,7 @@ def backtest_signals(
     bars_per_year: float = BARS_PER_YEAR_5M,
     return_equity: bool = False,
     device: str = "cpu",
+    threads: int = 1,
 ) -> BacktestResult:
     """Backtest M action sequences over one price series in a single native pass.
 
@@ -91,12 +98,24 @@ def backtest_signals(
     be a CUDA array (torch tensor, CuPy array: read in place) or a host array (copied over
     once). Metrics come back as numpy; ``equity`` as a torch tensor on the GPU (a
     ``DeviceArray`` without torch).
+
+    ``threads`` (CPU only): 1, the default, runs on the calling thread, so that callers that
+    already run many backtests side by side (sweeps, walk-forward folds) do not oversubscribe the
+    cores; 0 uses every hardware thread; n > 1 up to n. Many strategies are split between the
+    threads (the same numbers as one thread, bit for bit); a few strategies over many bars,
+    metrics only, run as a scan over time (the same positions and counts, equity-derived metrics
+    to rounding, ~1e-12 relative); small backtests stay on one thread (docs/engine-api.md).
     """
     from himari.engine.device import as_framework_array, check_device, current_stream, device_index
 
     mode = check_mode(mode)
     device = check_device(device)
     on_gpu = device != "cpu"
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise ValueError(f"threads: expected 0 (every hardware thread) or a count >= 1, got {threads!r}")
+    if on_gpu and threads != 1:
+        raise ValueError(f"threads: applies to device='cpu' only (the GPU runs its own threads), got {threads!r} "
+                         f"with device={device!r}")
     if on_gpu and is_device_array(signals):
         sig = signals.reshape(-1, 1) if len(signals.shape) == 1 else signals
     else:
@@ -111,7 +130,7 @@ def backtest_signals(
     else:
         metrics, equity = _core.backtest_signals(
             as_host_array(open), as_host_array(close), sig, float(fee), float(slippage), mode,
-            float(bars_per_year), bool(return_equity), device,
+            float(bars_per_year), bool(return_equity), device, int(threads),
         )
     names = BacktestResult.metric_names()
     return BacktestResult(**{n: np.ascontiguousarray(metrics[:, i]) for i, n in enumerate(names)}, equity=equity)

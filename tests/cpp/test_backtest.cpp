@@ -1,7 +1,9 @@
 // Metrics on known equity paths, and agreement between the backtester and the env.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -106,6 +108,82 @@ TEST(Backtest, AgreesExactlyWithEnv) {
           ASSERT_EQ(env.episode_return[j], std::log(eq[(t + 1) * m + j]));  // final step auto-reset
         }
       }
+    }
+  }
+}
+
+TEST(BacktestThreads, PlanFollowsTheDocumentedRules) {
+  const std::int64_t per = kMinStepsPerThread;
+  // Too little work for two threads: one thread, whatever was asked.
+  EXPECT_EQ(plan_backtest_threads(1000, 10, false, 8).split, BacktestSplit::kSequential);
+  EXPECT_EQ(plan_backtest_threads(per + 1, 1, false, 8).split, BacktestSplit::kSequential);
+  EXPECT_EQ(plan_backtest_threads(100000, 1000, false, 1).split, BacktestSplit::kSequential);
+  // Many strategies: split between as many threads as were asked and the work pays for.
+  BacktestPlan p = plan_backtest_threads(5001, 128, false, 8);  // 640,000 steps: two threads' worth
+  EXPECT_EQ(p.split, BacktestSplit::kStrategies);
+  EXPECT_EQ(p.workers, 2);
+  p = plan_backtest_threads(100001, 1000, false, 3);
+  EXPECT_EQ(p.split, BacktestSplit::kStrategies);
+  EXPECT_EQ(p.workers, 3);
+  // Few strategies, metrics only: the scan over time.
+  p = plan_backtest_threads(600001, 3, false, 2);
+  EXPECT_EQ(p.split, BacktestSplit::kTimeScan);
+  EXPECT_EQ(p.workers, 2);
+  // ...but an equity curve needs the sequential kernel per strategy: split the strategies if
+  // there are groups of four to share, else one thread.
+  EXPECT_EQ(plan_backtest_threads(600001, 3, true, 2).split, BacktestSplit::kSequential);
+  p = plan_backtest_threads(600001, 9, true, 4);
+  EXPECT_EQ(p.split, BacktestSplit::kStrategies);
+  EXPECT_EQ(p.workers, 3);  // 9 strategies are three groups of at most four
+  // 0: every hardware thread.
+  const BacktestPlan all = plan_backtest_threads(100001, 1000, false, 0);
+  if (hardware_threads() >= 2) {
+    EXPECT_EQ(all.split, BacktestSplit::kStrategies);
+    EXPECT_EQ(all.workers, std::min(hardware_threads(), 381));  // 1e8 steps are 381 threads' worth
+  } else {
+    EXPECT_EQ(all.split, BacktestSplit::kSequential);
+  }
+}
+
+TEST(BacktestThreads, SplittingStrategiesGivesTheBitsOfOneThread) {
+  // 131 strategies (not a multiple of any vector width) over 8,001 bars: the plan splits them
+  // into unequal ranges; every metric and every equity value must equal the one-thread run's.
+  const std::int64_t t = 8001, m = 131;
+  std::mt19937_64 gen(17);
+  std::normal_distribution<double> z(0.0, 1.0);
+  std::uniform_int_distribution<int> act(0, 2);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<double> open(t), close(t);
+  double px = 100.0;
+  for (std::int64_t i = 0; i < t; ++i) {
+    open[i] = px * std::exp(0.001 * z(gen));
+    px *= std::exp(0.003 * z(gen));
+    close[i] = px;
+  }
+  std::vector<std::int8_t> sig(static_cast<std::size_t>(t * m), 1);
+  for (std::int64_t i = 0; i < t; ++i)
+    for (std::int64_t j = 0; j < m; ++j)
+      if (u(gen) < (j % 3 == 0 ? 1.0 : 0.02)) sig[static_cast<std::size_t>(i * m + j)] = static_cast<std::int8_t>(act(gen));
+  BacktestInputs in;
+  in.open = open.data();
+  in.close = close.data();
+  in.n_bars = t;
+  in.n_strategies = m;
+  in.costs.fee = 1e-3;
+  in.costs.slippage = 5e-4;
+  std::vector<Metrics> want(m), got(m);
+  std::vector<double> want_eq(static_cast<std::size_t>(t * m)), got_eq(static_cast<std::size_t>(t * m));
+  backtest_signals_cpu(in, sig.data(), want.data(), want_eq.data(), 1);
+  for (int threads : {2, 3}) {
+    ASSERT_EQ(plan_backtest_threads(t, m, true, threads).split, BacktestSplit::kStrategies);
+    ASSERT_EQ(plan_backtest_threads(t, m, true, threads).workers, threads);
+    for (bool with_equity : {true, false}) {
+      std::fill(got.begin(), got.end(), Metrics{-7, -7, -7, -7, -7, -7, -7, -7, -7, -7});
+      std::fill(got_eq.begin(), got_eq.end(), -7.0);
+      backtest_signals_cpu(in, sig.data(), got.data(), with_equity ? got_eq.data() : nullptr, threads);
+      for (std::int64_t j = 0; j < m; ++j)
+        ASSERT_EQ(0, std::memcmp(&got[j], &want[j], sizeof(Metrics))) << "strategy " << j << " threads " << threads;
+      if (with_equity) ASSERT_EQ(got_eq, want_eq) << "threads " << threads;
     }
   }
 }

@@ -71,17 +71,24 @@ bool close_enough(double got, double want) {
 }
 
 // Compares the chunked run with the sequential kernel: counts bit for bit, the rest to 1e-9.
-void expect_matches(const Case& c, const CostConfig& costs, std::int64_t chunk, std::int64_t sub_chunk) {
+// threads > 0 runs the library's threaded CPU scan (backtest_signals_scan_cpu) instead of the
+// test driver; it has no sub-chunks (a chunk near the floor is re-run sequentially).
+void expect_matches(const Case& c, const CostConfig& costs, std::int64_t chunk, std::int64_t sub_chunk,
+                    int threads = 0) {
   BacktestInputs in = c.in();
   in.costs = costs;
   std::vector<Metrics> want(static_cast<std::size_t>(c.m)), got(static_cast<std::size_t>(c.m));
   backtest_signals_cpu(in, c.signals.data(), want.data(), nullptr);
-  scan::chunked_backtest(in, c.signals.data(), got.data(), chunk, sub_chunk);
+  if (threads > 0)
+    backtest_signals_scan_cpu(in, c.signals.data(), got.data(), chunk, threads);
+  else
+    scan::chunked_backtest(in, c.signals.data(), got.data(), chunk, sub_chunk);
   for (std::int64_t j = 0; j < c.m; ++j) {
     const Metrics& w = want[static_cast<std::size_t>(j)];
     const Metrics& g = got[static_cast<std::size_t>(j)];
     const std::string where = "strategy " + std::to_string(j) + " chunk " + std::to_string(chunk) + " sub " +
-                              std::to_string(sub_chunk) + " T " + std::to_string(in.n_bars);
+                              std::to_string(sub_chunk) + " threads " + std::to_string(threads) + " T " +
+                              std::to_string(in.n_bars);
     ASSERT_EQ(g.n_trades, w.n_trades) << where;
     ASSERT_EQ(g.turnover, w.turnover) << where;
     ASSERT_EQ(g.exposure, w.exposure) << where;
@@ -254,4 +261,24 @@ TEST(ChunkedScan, ShortLiquidatedByAPriceSpike) {
   ASSERT_EQ(broke[2], -1);
   for (std::int64_t chunk : {1, 2, 7, 39, 40, 41, 64})
     for (std::int64_t sub : {0, 1, 4}) expect_matches(c, costs, chunk, sub);
+}
+
+TEST(ChunkedScan, ThreadedCpuScanMatchesSequentialKernel) {
+  // The library's CPU scan: phase 2 items split unevenly between threads (more threads than
+  // strategies, than chunks, and counts that divide neither), floors hit inside chunks.
+  Case c;
+  random_prices(c, 3001, 0.004, 0.0, 21);
+  random_signals(c, 7, 22);
+  Case broke;
+  random_prices(broke, 700, 0.01, 0.002, 5);
+  random_signals(broke, 24, 6);
+  for (PositionMode mode : {PositionMode::kLongFlat, PositionMode::kLongShort})
+    for (int threads : {1, 2, 3, 5, 16})
+      for (std::int64_t chunk : {1, 7, 64, 5000}) {
+        expect_matches(c, costs_of(1e-3, 5e-4, mode), chunk, 0, threads);
+        expect_matches(broke, costs_of(0.3, 0.01, mode), chunk, 0, threads);
+      }
+  const std::vector<std::int64_t> steps = bankrupt_steps(broke, costs_of(0.3, 0.01, PositionMode::kLongFlat));
+  ASSERT_GE(std::count_if(steps.begin(), steps.end(), [](std::int64_t b) { return b > 0; }), 4)
+      << "the case must drive strategies to the floor";
 }

@@ -4,6 +4,10 @@
 // 13% slower than AVX2 on the Zen 4 it was measured on, and was dropped.) FMA stays off in both (see
 // CMakeLists.txt), so both round exactly like the env.
 #include <cmath>
+#include <thread>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include "himari/backtest/backtest.h"
 #include "himari/common/cpu_features.h"
@@ -11,6 +15,7 @@
 #include "himari/env/account_math.h"
 #include "himari/env/episode_math.h"
 #include "himari/reward/reward_math.h"
+#include "thread_parts.h"
 
 namespace himari {
 namespace baseline {
@@ -20,19 +25,83 @@ namespace baseline {
 #if defined(HIMARI_HAVE_AVX2_KERNEL)
 namespace avx2 {
 template <typename A>
-void backtest(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity);
+void backtest(const BacktestInputs& in, const A* signals, std::int64_t m_begin, std::int64_t m_end, Metrics* metrics,
+              double* equity);
 }  // namespace avx2
 #endif
 
+namespace {
+
+// Strategies [m_begin, m_end) with the widest kernel this CPU runs.
 template <typename A>
-void backtest_signals_cpu(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity) {
+void backtest_range(const BacktestInputs& in, const A* signals, std::int64_t m_begin, std::int64_t m_end,
+                    Metrics* metrics, double* equity) {
 #if defined(HIMARI_HAVE_AVX2_KERNEL)
   if (cpu_kernel() >= CpuKernel::kAvx2) {
-    avx2::backtest(in, signals, metrics, equity);
+    avx2::backtest(in, signals, m_begin, m_end, metrics, equity);
     return;
   }
 #endif
-  baseline::run_all<Vec2d>(in, signals, metrics, equity);
+  baseline::run_range<Vec2d>(in, signals, m_begin, m_end, metrics, equity);
+}
+
+// Strategy ranges start at multiples of this: whole AVX2 groups (and SSE2 pairs) per thread.
+constexpr std::int64_t kStrategyAlign = 4;
+
+}  // namespace
+
+int hardware_threads() {
+#if defined(__linux__)
+  // The CPUs this process may run on (taskset, a container's cpuset, a sweep trial's share),
+  // not every CPU of the machine, so threads=0 does not oversubscribe a restricted process.
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+BacktestPlan plan_backtest_threads(std::int64_t n_bars, std::int64_t n_strategies, bool with_equity, int threads) {
+  BacktestPlan plan;
+  const std::int64_t steps = n_bars > 1 ? n_bars - 1 : 0;
+  std::int64_t want = threads == 0 ? hardware_threads() : threads;
+  const std::int64_t by_work = steps * n_strategies / kMinStepsPerThread;
+  want = want < by_work ? want : by_work;
+  if (want < 2) return plan;
+  if (with_equity || n_strategies >= 2 * kStrategyAlign * want) {
+    const std::int64_t groups = (n_strategies + kStrategyAlign - 1) / kStrategyAlign;
+    const std::int64_t workers = want < groups ? want : groups;
+    if (workers < 2) return plan;
+    plan.split = BacktestSplit::kStrategies;
+    plan.workers = static_cast<int>(workers);
+    return plan;
+  }
+  const std::int64_t chunks = (steps + kCpuScanChunk - 1) / kCpuScanChunk;
+  if (chunks * n_strategies < 2 * want) return plan;
+  plan.split = BacktestSplit::kTimeScan;
+  plan.workers = static_cast<int>(want);
+  return plan;
+}
+
+template <typename A>
+void backtest_signals_cpu(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity, int threads) {
+  const BacktestPlan plan = plan_backtest_threads(in.n_bars, in.n_strategies, equity != nullptr, threads);
+  switch (plan.split) {
+    case BacktestSplit::kSequential:
+      backtest_range(in, signals, 0, in.n_strategies, metrics, equity);
+      return;
+    case BacktestSplit::kStrategies:
+      parallel_parts(in.n_strategies, plan.workers, kStrategyAlign, [&](std::int64_t a, std::int64_t b) {
+        backtest_range(in, signals, a, b, metrics, equity);
+      });
+      return;
+    case BacktestSplit::kTimeScan:
+      backtest_signals_scan_cpu(in, signals, metrics, kCpuScanChunk, plan.workers);
+      return;
+  }
 }
 
 template <typename A>
@@ -66,7 +135,7 @@ void replay_actions_cpu(const BacktestInputs& in, const RewardConfig& reward, co
 }
 
 #define HIMARI_INSTANTIATE_BACKTEST(A)                                                                  \
-  template void backtest_signals_cpu<A>(const BacktestInputs&, const A*, Metrics*, double*);            \
+  template void backtest_signals_cpu<A>(const BacktestInputs&, const A*, Metrics*, double*, int);       \
   template void replay_actions_cpu<A>(const BacktestInputs&, const RewardConfig&, const A*, double*, double*, \
                                       double*, float*);
 HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE_BACKTEST)

@@ -10,11 +10,13 @@ namespace himari::avx2 {
 #include "backtest_kernel.h"
 
 template <typename A>
-void backtest(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity) {
-  run_all<Vec4d>(in, signals, metrics, equity);
+void backtest(const BacktestInputs& in, const A* signals, std::int64_t m_begin, std::int64_t m_end, Metrics* metrics,
+              double* equity) {
+  run_range<Vec4d>(in, signals, m_begin, m_end, metrics, equity);
 }
 
-#define HIMARI_INSTANTIATE(A) template void backtest<A>(const BacktestInputs&, const A*, Metrics*, double*);
+#define HIMARI_INSTANTIATE(A) \
+  template void backtest<A>(const BacktestInputs&, const A*, std::int64_t, std::int64_t, Metrics*, double*);
 HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
 #undef HIMARI_INSTANTIATE
 

@@ -85,12 +85,15 @@ void run_groups(const BacktestInputs& in, const A* signals, std::int64_t m0, std
     }
 }
 
-// All strategies: full vector groups, then the remainder one lane at a time.
+// Strategies [m_begin, m_end): full vector groups, then the remainder one lane at a time. A
+// strategy's numbers do not depend on the range it is run in (the lanes of a vector and a scalar
+// round alike), so threads may split the strategies anywhere.
 template <typename V, typename A>
-void run_all(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity) {
+void run_range(const BacktestInputs& in, const A* signals, std::int64_t m_begin, std::int64_t m_end, Metrics* metrics,
+               double* equity) {
   constexpr int L = lanes<V>();
-  for (std::int64_t m0 = 0; m0 < in.n_strategies; m0 += kBlock) {
-    const std::int64_t nb = in.n_strategies - m0 < kBlock ? in.n_strategies - m0 : kBlock;
+  for (std::int64_t m0 = m_begin; m0 < m_end; m0 += kBlock) {
+    const std::int64_t nb = m_end - m0 < kBlock ? m_end - m0 : kBlock;
     const std::int64_t groups = nb / L;
     if (groups > 0) run_groups<V>(in, signals, m0, groups, metrics, equity);
     if (nb % L != 0) run_groups<double>(in, signals, m0 + groups * L, nb % L, metrics, equity);

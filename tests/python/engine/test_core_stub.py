@@ -238,7 +238,8 @@ def test_every_native_callable_documents_a_python_signature() -> None:
     """Guards the comparison itself: each function and method was found and parsed."""
     native = native_module(_core)
     assert {"backtest_signals", "ekf_cuda", "counter_hash"} <= set(native["function"])
-    assert native["function"]["backtest_signals"][0][-1] == Param("device", "positional", "cpu")
+    assert native["function"]["backtest_signals"][0][-2:] == [Param("device", "positional", "cpu"),
+                                                              Param("threads", "positional", 1)]
     env = native["class"]["TradingEnv"]
     self_, actions = Param("self", "positional", NO_DEFAULT), Param("actions", "positional", NO_DEFAULT)
     assert env["step"] == ("method", [[self_, actions]])
@@ -265,8 +266,8 @@ def _mutate(source: str, old: str, new: str) -> str:
         ("class DeviceMarket:", "class DeviceMarket_:", "classes the stub lacks: ['DeviceMarket']"),
         ("def counter_hash(seed: int, stream: int, counter: int)",
          "def counter_hash(seed: int, stream_id: int, counter: int)", "counter_hash: stub signature"),
-        ('    device: str = "cpu",\n) -> tuple[NDArray[numpy.float64], NDArray[numpy.float64] | None]:',
-         '    device: str = "cuda",\n) -> tuple[NDArray[numpy.float64], NDArray[numpy.float64] | None]:',
+        ('    threads: int = 1,\n) -> tuple[NDArray[numpy.float64], NDArray[numpy.float64] | None]:',
+         '    threads: int = 0,\n) -> tuple[NDArray[numpy.float64], NDArray[numpy.float64] | None]:',
          "backtest_signals: stub signature"),
         ("    def check(self, stream: int = 0) -> None:", "    def check(self, stream: int) -> None:",
          "CudaTradingEnv.check: stub signature"),

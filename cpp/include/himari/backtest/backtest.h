@@ -23,8 +23,43 @@ struct BacktestInputs {
 // signals: [T, M] row-major actions in {0,1,2} (checked by the caller); A is one of
 // HIMARI_FOR_EACH_ACTION_TYPE (common/action_types.h).
 // metrics: [M]; equity: [T, M] or nullptr.
+// threads: 1 runs the sequential kernel on the calling thread (the reference every other path is
+// pinned to); 0 means every hardware thread; n > 1 spreads the work over up to n threads as
+// plan_backtest_threads says. Splitting the strategies gives the same bits as one thread; the
+// time scan (few strategies, metrics only) the same positions and counts and equity-derived
+// metrics to rounding (chunked_scan.h).
 template <typename A>
-void backtest_signals_cpu(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity);
+void backtest_signals_cpu(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity,
+                          int threads = 1);
+
+// How a threaded CPU backtest shares its work.
+enum class BacktestSplit { kSequential, kStrategies, kTimeScan };
+struct BacktestPlan {
+  BacktestSplit split = BacktestSplit::kSequential;
+  int workers = 1;
+};
+
+// Below this many account steps (bars x strategies) a backtest runs on one thread: starting
+// threads would cost more than they save (about 1 ms of work on one core).
+constexpr std::int64_t kMinStepsPerThread = std::int64_t{1} << 18;
+// Bars per chunk of the CPU time scan.
+constexpr std::int64_t kCpuScanChunk = 2048;
+
+// The split for `threads` threads (0: every hardware thread): the strategies, in contiguous
+// ranges, when each thread gets at least two vector groups of them or an equity curve is asked
+// for; else a scan over time, when there are enough bars for two chunks per thread; else one
+// thread.
+BacktestPlan plan_backtest_threads(std::int64_t n_bars, std::int64_t n_strategies, bool with_equity, int threads);
+
+// The time-chunked scan (chunked_scan.h) on the CPU, metrics only: chunks of `chunk` steps, the
+// per-chunk phase over (chunk, strategy) items on `threads` threads (>= 1).
+template <typename A>
+void backtest_signals_scan_cpu(const BacktestInputs& in, const A* signals, Metrics* metrics, std::int64_t chunk,
+                               int threads);
+
+// The CPUs this process may run on (its affinity mask on Linux, else
+// std::thread::hardware_concurrency()), at least 1: what threads = 0 means.
+int hardware_threads();
 
 // The env's reward function over fixed action sequences [T, M]: rewards [T-1, M] (double),
 // equity [T, M], position [T, M], account [T, M, 4] (float, the env's observation columns).
