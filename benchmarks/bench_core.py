@@ -47,6 +47,10 @@ def _early_cpu_arg(argv: list[str]) -> int:
 
 _PIN_CPU = _early_cpu_arg(sys.argv[1:])
 try:
+    _ALL_CPUS = os.sched_getaffinity(0)  # the backtest's threads=0 row runs on these
+except AttributeError:
+    _ALL_CPUS = None
+try:
     os.sched_setaffinity(0, {_PIN_CPU})
     _PINNED = sorted(os.sched_getaffinity(0))
 except (AttributeError, OSError) as _exc:  # not Linux, or the cpu is not available
@@ -1022,8 +1026,17 @@ def bench_env(he, res: Results, cfg):
 # ============================================================================================
 
 
-def himari_backtest(he, open_, close, signals):
-    return he.backtest_signals(open_, close, signals, fee=FEE, slippage=SLIPPAGE, mode="long_flat")
+def himari_backtest(he, open_, close, signals, threads=1):
+    return he.backtest_signals(open_, close, signals, fee=FEE, slippage=SLIPPAGE, mode="long_flat", threads=threads)
+
+
+def himari_backtest_all_cores(he, open_, close, signals):
+    """The same call with threads=0, the process unpinned for its duration (threads inherit it)."""
+    os.sched_setaffinity(0, _ALL_CPUS)
+    try:
+        return himari_backtest(he, open_, close, signals, threads=0)
+    finally:
+        os.sched_setaffinity(0, {_PIN_CPU})
 
 
 def vbt_inputs(open_, close, signals):
@@ -1092,6 +1105,9 @@ def bench_backtest(he, res: Results, cfg):
                 sig_dtype = "int32"
             fns["himari"] = lambda: himari_backtest(he, open_, close, arr)
             reps["himari"] = cfg["repeats"]
+            if _ALL_CPUS is not None and len(_ALL_CPUS) > 1:  # the same call on every core, same numbers
+                fns["himari_all_threads"] = lambda: himari_backtest_all_cores(he, open_, close, arr)
+                reps["himari_all_threads"] = cfg["repeats"]
         if vbt is not None:
             # the mapping itself, checked against the NumPy account step (independent of himari)
             sub = np.ascontiguousarray(sig[:3000, :64])
@@ -1116,6 +1132,13 @@ def bench_backtest(he, res: Results, cfg):
         nat = work / median(times["himari"]) if times.get("himari") else None
         peer = work / median(times["vectorbt"]) if times.get("vectorbt") else None
         extra = dict(bars=T, strategies=M, signal_dtype=sig_dtype, mean_signal_change_rate=mean_switch)
+        if times.get("himari_all_threads"):
+            extra.update(himari_all_threads_s=median(times["himari_all_threads"]), threads=len(_ALL_CPUS),
+                         himari_all_threads_speedup=median(times["himari"]) / median(times["himari_all_threads"]))
+            if times.get("vectorbt"):
+                extra["himari_all_threads_vs_vectorbt"] = median(times["vectorbt"]) / median(times["himari_all_threads"])
+            log(f"[backtest] himari on {len(_ALL_CPUS)} threads {name}: {extra['himari_all_threads_speedup']:.2f}x "
+                "one thread")
         for k, v in times.items():
             log(f"[backtest] {k} {name}: {median(v):.3f} s")
         if nat is not None and peer is not None:

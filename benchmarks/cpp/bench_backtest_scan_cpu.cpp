@@ -1,11 +1,11 @@
 // Does the time-chunked scan pay on the CPU? By hand, not a test.
 //
 // The CUDA backtester runs a long-flat signal backtest as a chunked scan over time
-// (himari/backtest/chunked_scan.h, docs/cuda.md); this times the same three phases on the CPU
-// against the sequential CPU kernel (backtest_signals_cpu: one strategy per SIMD lane, one
-// thread), and the scan with its independent per-chunk phase (phase 2, the bulk of the work)
-// spread over 1..P threads. Phase 1 (position summaries and their carry) and phase 3 (composing
-// the chunk results in order) stay on one thread, as they are cheap.
+// (himari/backtest/chunked_scan.h, docs/cuda.md); the CPU library runs the same three phases
+// (backtest_signals_scan_cpu, what backtest_signals(threads > 1) picks for a few strategies over
+// many bars). This times it on 1..P threads against the sequential CPU kernel
+// (backtest_signals_cpu with threads = 1: one strategy per SIMD lane, one thread) and checks the
+// trades and total returns agree.
 //
 // Prints a table and a JSON line: milliseconds (median of --repeats), the scan's work relative to
 // the sequential kernel on one thread, and the speed-up at each thread count.
@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "himari/backtest/backtest.h"
-#include "himari/backtest/chunked_scan.h"
 
 using namespace himari;
 
@@ -68,50 +67,6 @@ BacktestInputs inputs(const Market& k) {
   return in;
 }
 
-// The three phases of scan::chunked_range for every strategy, phase 2 on `threads` threads.
-void scan_backtest(const BacktestInputs& in, const std::int8_t* signals, Metrics* out, std::int64_t chunk,
-                   int threads) {
-  const std::int64_t steps = in.n_bars - 1, n_chunks = (steps + chunk - 1) / chunk, m_total = in.n_strategies;
-  std::vector<scan::PositionCarry> carries(static_cast<std::size_t>((n_chunks + 1) * m_total));
-  std::vector<scan::ChunkSummary> sums(static_cast<std::size_t>(n_chunks * m_total));
-  for (std::int64_t m = 0; m < m_total; ++m) {  // phase 1 and the carry scan
-    carries[static_cast<std::size_t>(m)] = scan::PositionCarry{};
-    for (std::int64_t c = 0; c < n_chunks; ++c) {
-      const std::int64_t a = c * chunk, b = std::min(a + chunk, steps);
-      const auto s = scan::summarize_positions(signals, m_total, m, a, b, in.costs.mode);
-      carries[static_cast<std::size_t>((c + 1) * m_total + m)] =
-          scan::carry_positions(carries[static_cast<std::size_t>(c * m_total + m)], s, a);
-    }
-  }
-  auto phase2 = [&](std::int64_t first, std::int64_t last) {  // (chunk, strategy) items [first, last)
-    for (std::int64_t i = first; i < last; ++i) {
-      const std::int64_t c = i / m_total, m = i % m_total, a = c * chunk, b = std::min(a + chunk, steps);
-      std::int64_t bad;
-      sums[static_cast<std::size_t>(i)] = scan::summarize_chunk(signals, m_total, m, a, b,
-                                                                carries[static_cast<std::size_t>(i)], in.open,
-                                                                in.close, in.costs, &bad);
-    }
-  };
-  const std::int64_t items = n_chunks * m_total;
-  std::vector<std::thread> pool;
-  for (int w = 1; w < threads; ++w)
-    pool.emplace_back(phase2, items * w / threads, items * (w + 1) / threads);
-  phase2(0, items / threads);
-  for (auto& t : pool) t.join();
-  for (std::int64_t m = 0; m < m_total; ++m) {  // phase 3, in order
-    scan::Composer comp;
-    for (std::int64_t c = 0; c < n_chunks && comp.bankrupt == 0; ++c) {
-      const auto i = static_cast<std::size_t>(c * m_total + m);
-      const std::int64_t a = c * chunk, b = std::min(a + chunk, steps);
-      if (scan::needs_exact_run(comp, sums[i]))
-        scan::chunked_range(in, signals, m, a, b, 0, 0, comp, carries[i]);
-      else
-        scan::compose(comp, sums[i]);
-    }
-    out[m] = scan::finish(comp, in.n_bars, in.bars_per_year);
-  }
-}
-
 template <typename F>
 double median_ms(F&& f, int repeats) {
   std::vector<double> ms;
@@ -152,7 +107,8 @@ int main(int argc, char** argv) {
     const double seq = median_ms([&] { backtest_signals_cpu(in, k.signals.data(), want.data(), nullptr); }, repeats);
     std::vector<double> scan_ms;
     for (int p : thread_counts) {
-      scan_ms.push_back(median_ms([&] { scan_backtest(in, k.signals.data(), got.data(), chunk, p); }, repeats));
+      scan_ms.push_back(
+          median_ms([&] { backtest_signals_scan_cpu(in, k.signals.data(), got.data(), chunk, p); }, repeats));
       for (std::int64_t j = 0; j < k.m; ++j) {  // the scan must agree with the kernel it would replace
         const auto& g = got[static_cast<std::size_t>(j)];
         const auto& w = want[static_cast<std::size_t>(j)];
