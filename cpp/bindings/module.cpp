@@ -8,6 +8,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 // <iostream> for its side effect only: with GCC 13+ it makes the link pull in libstdc++'s stream
 // initialisation (std::ios_base_library_init), which a statically linked libstdc++ may otherwise
@@ -98,6 +99,27 @@ void env_step(TradingEnv& env, const py::handle& actions_obj) {
       });
 }
 
+// Index of the first action outside {0, 1, 2}, or -1. A branch-free pass over blocks first (it
+// vectorises: 100 million int8 signals in a few milliseconds instead of ~80 ms), the exact index
+// only for a block that has a bad value.
+template <typename A>
+std::int64_t first_invalid_action(const A* p, std::int64_t n) {
+  using U = std::make_unsigned_t<A>;  // negative values become large ones: one compare, same width
+  constexpr std::int64_t kBlockSize = 4096;
+  for (std::int64_t b = 0; b < n; b += kBlockSize) {
+    const std::int64_t e = b + kBlockSize < n ? b + kBlockSize : n;
+    U worst = 0;
+    for (std::int64_t i = b; i < e; ++i) {
+      const U v = static_cast<U>(p[i]);
+      worst = v > worst ? v : worst;
+    }
+    if (worst <= 2) continue;
+    for (std::int64_t i = b; i < e; ++i)
+      if (static_cast<U>(p[i]) > 2) return i;
+  }
+  return -1;
+}
+
 struct BacktestArgs {
   bind::PriceInput open, close;
   py::array signals;
@@ -120,16 +142,12 @@ BacktestArgs backtest_args(const py::handle& open, const py::handle& close, cons
                      ", native byte order), got " + describe(s));
   if (!bind::is_c_contiguous(s)) s = py::array::ensure(s, py::array::c_style);  // documented: inputs may be copied
   bind::with_action_type(bind::action_dtype(s), s.data(), [&](auto* p) {
-    using A = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
     // Row T-1 is never acted on, but a bad value there is still a bad input.
-    for (py::ssize_t i = 0; i < s.size(); ++i) {
-      const auto v = static_cast<std::int64_t>(p[i]);
-      if (v < 0 || v > 2)
-        throw InvalidArgument(std::string(signals_name) + ": expected values in {0, 1, 2} (SELL, HOLD, BUY), got " +
-                              std::to_string(v) + " at [" + std::to_string(i / s.shape(1)) + ", " +
-                              std::to_string(i % s.shape(1)) + "]");
-    }
-    (void)sizeof(A);
+    const std::int64_t i = first_invalid_action(p, static_cast<std::int64_t>(s.size()));
+    if (i >= 0)
+      throw InvalidArgument(std::string(signals_name) + ": expected values in {0, 1, 2} (SELL, HOLD, BUY), got " +
+                            std::to_string(static_cast<std::int64_t>(p[i])) + " at [" +
+                            std::to_string(i / s.shape(1)) + ", " + std::to_string(i % s.shape(1)) + "]");
   });
   args.signals = s;
   args.in.open = args.open.data;

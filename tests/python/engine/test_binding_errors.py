@@ -719,3 +719,21 @@ def test_battery_in_subprocess(tmp_path):
     assert proc.returncode >= 0, f"the process crashed (signal {-proc.returncode}):\n{out}"
     assert "DONE" in out, out
     assert proc.returncode == 0, out
+
+
+@pytest.mark.parametrize("dtype, value", [(np.int8, -1), (np.int8, 3), (np.uint8, 3), (np.uint8, 255),
+                                          (np.int16, -32768), (np.int32, 7), (np.int64, -(2**63)),
+                                          (np.int64, 2**40)])
+@pytest.mark.parametrize("flat", [0, 4095, 4096, 8191, 3 * 3001 - 1])
+def test_a_bad_signal_is_found_in_any_block(dtype, value, flat):
+    """The check reads the signals in blocks of 4,096 values: a bad value at either edge of a
+    block, in the first or the last, is reported with its own [row, column]."""
+    rng = np.random.default_rng(0)
+    o, c = prices(rng, 3001)
+    sig = np.ones((3001, 3), dtype=dtype)
+    sig.flat[flat] = value
+    row, col = divmod(flat, 3)
+    with pytest.raises(errors.InvalidArgumentError, match=rf"got {value} at \[{row}, {col}\]"):
+        engine.backtest_signals(o, c, sig)
+    sig.flat[flat] = 2  # and the same array with a valid value there runs: a BUY, one trade,
+    assert engine.backtest_signals(o, c, sig).n_trades[col] == (0 if row == 3000 else 1)  # none on the last row
