@@ -24,6 +24,8 @@ void parallel_parts(std::int64_t n, int parts, std::int64_t align, F&& fn) {
   }
   std::vector<std::thread> pool;
   std::vector<int> inline_parts;
+  pool.reserve(static_cast<std::size_t>(parts));  // so that only starting a thread can fail below,
+  inline_parts.reserve(static_cast<std::size_t>(parts));  // never while threads are running
   for (int p = 1; p < parts; ++p) {
     const std::int64_t a = edge[static_cast<std::size_t>(p)], b = edge[static_cast<std::size_t>(p) + 1];
     if (a >= b) continue;
