@@ -1,9 +1,9 @@
 """The thin Python face of the native core: the only package that imports ``himari._core``.
 
 Public surface (DESIGN.md): Market, VecTradingEnv, RewardConfig, backtest_signals, ekf, plus
-fan_residuals, replay_actions, hardware_threads, EKFParams, BacktestResult, ACTION_DTYPES and the
-device helpers. Importing it registers ``himari/Trading-v0`` (``himari.gym_env.TradingEnv``, one
-account as a single gymnasium env) with gymnasium.
+fan_residuals, replay_actions, backtest_plan, hardware_threads, EKFParams, BacktestResult,
+ACTION_DTYPES and the device helpers. Importing it registers ``himari/Trading-v0``
+(``himari.gym_env.TradingEnv``, one account as a single gymnasium env) with gymnasium.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from himari.engine.backtest import (
     BARS_PER_YEAR_5M,
     BacktestResult,
     ReplayResult,
+    backtest_plan,
     backtest_signals,
     hardware_threads,
     replay_actions,
@@ -53,6 +54,7 @@ __all__ = [
     "ReplayResult",
     "RewardConfig",
     "VecTradingEnv",
+    "backtest_plan",
     "backtest_signals",
     "build_info",
     "counter_hash",

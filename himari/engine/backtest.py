@@ -57,6 +57,14 @@ def hardware_threads() -> int:
     return int(_core.hardware_threads())
 
 
+def backtest_plan(n_bars: int, n_strategies: int, *, threads: int = 0,
+                  return_equity: bool = False) -> tuple[str, int]:
+    """How ``backtest_signals`` on the CPU would share this work between ``threads`` threads:
+    ``("sequential" | "strategies" | "time_scan", threads used)`` (docs/engine-api.md)."""
+    split, workers = _core.backtest_plan(int(n_bars), int(n_strategies), bool(return_equity), int(threads))
+    return str(split), int(workers)
+
+
 def _as_columns(actions: Any) -> tuple[Any, bool]:
     """Actions ``[T]`` as one column ``[T, 1]`` (and whether to squeeze results back); ``[T, M]``
     and anything the binding must reject pass through unchanged."""

@@ -67,7 +67,7 @@ def machine() -> dict[str, Any]:
 
 def run_bench(suites: tuple[str, ...] = SUITES, *, device: str = "cpu", quick: bool = False,
               repeats: int = 3, seed: int = 0) -> dict[str, Any]:
-    from himari.engine import Market, VecTradingEnv, backtest_signals, ekf, hardware_threads
+    from himari.engine import Market, VecTradingEnv, backtest_plan, backtest_signals, ekf
 
     size = SIZES["quick" if quick else "full"]
     results = []
@@ -106,11 +106,12 @@ def run_bench(suites: tuple[str, ...] = SUITES, *, device: str = "cpu", quick: b
         med, times = _median_seconds(lambda: backtest_signals(open_, close, sig, device=device), repeats)
         results.append({"suite": "backtest", "what": f"backtest_signals, {n:,} bars x {m} strategies",
                         "rate": n * m / med, "unit": "bar-strategies/s", "seconds": times})
-        cores = hardware_threads()
-        if not on_gpu and cores > 1:  # the same call spread over every core (the same numbers)
+        split, workers = backtest_plan(n, m, threads=0)
+        if not on_gpu and workers > 1:  # the same call spread over the CPUs (the same numbers)
             med, times = _median_seconds(lambda: backtest_signals(open_, close, sig, threads=0), repeats)
             results.append({"suite": "backtest",
-                            "what": f"backtest_signals, {n:,} bars x {m} strategies, threads=0 ({cores} threads)",
+                            "what": f"backtest_signals, {n:,} bars x {m} strategies, threads=0 ({workers} threads, "
+                                    f"split by {split.replace('_', ' ')})",
                             "rate": n * m / med, "unit": "bar-strategies/s", "seconds": times})
     if "ekf" in suites:
         n, b = size["ekf_bars"], size["ekf_batch"]

@@ -163,7 +163,8 @@ TEST(BacktestThreads, SplittingStrategiesGivesTheBitsOfOneThread) {
   std::vector<std::int8_t> sig(static_cast<std::size_t>(t * m), 1);
   for (std::int64_t i = 0; i < t; ++i)
     for (std::int64_t j = 0; j < m; ++j)
-      if (u(gen) < (j % 3 == 0 ? 1.0 : 0.02)) sig[static_cast<std::size_t>(i * m + j)] = static_cast<std::int8_t>(act(gen));
+      if (u(gen) < (j % 3 == 0 ? 1.0 : 0.02))
+        sig[static_cast<std::size_t>(i * m + j)] = static_cast<std::int8_t>(act(gen));
   BacktestInputs in;
   in.open = open.data();
   in.close = close.data();

@@ -18,9 +18,9 @@ void parallel_parts(std::int64_t n, int parts, std::int64_t align, F&& fn) {
   if (parts < 1) parts = 1;
   std::vector<std::int64_t> edge(static_cast<std::size_t>(parts) + 1, n);
   edge[0] = 0;
-  for (int p = 1; p < parts; ++p) {
-    const std::int64_t e = n * p / parts / align * align;
-    edge[static_cast<std::size_t>(p)] = e > edge[static_cast<std::size_t>(p) - 1] ? e : edge[static_cast<std::size_t>(p) - 1];
+  for (std::size_t p = 1; p < edge.size() - 1; ++p) {
+    const std::int64_t e = n * static_cast<std::int64_t>(p) / parts / align * align;
+    edge[p] = e > edge[p - 1] ? e : edge[p - 1];
   }
   std::vector<std::thread> pool;
   std::vector<int> inline_parts;

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import himari.engine as engine
-from himari.engine._native import _core
 
 COUNTS = ("n_trades", "turnover", "exposure", "win_rate")
 
@@ -39,11 +38,12 @@ def _signals(T: int, M: int, seed: int, dtype=np.int8) -> np.ndarray:
 
 
 def test_plan_is_the_documented_one():
-    assert _core.backtest_plan(1000, 10, False, 8) == ("sequential", 1)  # too little work
-    assert _core.backtest_plan(100_001, 1000, False, 1) == ("sequential", 1)
-    assert _core.backtest_plan(8001, 131, True, 3) == ("strategies", 3)
-    assert _core.backtest_plan(400_001, 3, False, 2) == ("time_scan", 2)
-    assert _core.backtest_plan(400_001, 3, True, 2) == ("sequential", 1)  # an equity curve: no scan
+    assert engine.backtest_plan(1000, 10, threads=8, return_equity=False) == ("sequential", 1)  # too little work
+    assert engine.backtest_plan(100_001, 1000, threads=1, return_equity=False) == ("sequential", 1)
+    assert engine.backtest_plan(8001, 131, threads=3, return_equity=True) == ("strategies", 3)
+    assert engine.backtest_plan(400_001, 3, threads=2, return_equity=False) == ("time_scan", 2)
+    # An equity curve needs the sequential kernel: no scan, and 3 strategies are one group.
+    assert engine.backtest_plan(400_001, 3, threads=2, return_equity=True) == ("sequential", 1)
 
 
 @pytest.mark.parametrize("threads", [2, 3])
@@ -51,7 +51,7 @@ def test_split_strategies_give_the_bits_of_one_thread(threads):
     T, M = 8001, 131
     open_, close = _market(T, 1)
     sig = _signals(T, M, 2)
-    assert _core.backtest_plan(T, M, True, threads) == ("strategies", threads)
+    assert engine.backtest_plan(T, M, threads=threads, return_equity=True) == ("strategies", threads)
     one = engine.backtest_signals(open_, close, sig, return_equity=True)
     many = engine.backtest_signals(open_, close, sig, return_equity=True, threads=threads)
     for name in one.metric_names():
@@ -65,7 +65,7 @@ def test_time_scan_matches_one_thread(mode):
     T, M = 400_001, 3
     open_, close = _market(T, 3, drift=2e-6)
     sig = _signals(T, M, 4, dtype=np.int32)
-    assert _core.backtest_plan(T, M, False, 2) == ("time_scan", 2)
+    assert engine.backtest_plan(T, M, threads=2, return_equity=False) == ("time_scan", 2)
     one = engine.backtest_signals(open_, close, sig, mode=mode, fee=2e-3)
     many = engine.backtest_signals(open_, close, sig, mode=mode, fee=2e-3, threads=2)
     assert one.total_return[0] == pytest.approx(1e-12 - 1.0)  # the every-bar trader hits the floor
