@@ -196,6 +196,7 @@ def _fit(trainer: object) -> None:
         else:
             console.print("interrupted before the first checkpoint; nothing was kept")
         raise typer.Exit(130) from None
+    trainer.release_data_parallel()  # type: ignore[attr-defined]  # before the group closes
     distributed.shutdown()  # after success only (see its docstring)
 
 

@@ -554,6 +554,22 @@ class Trainer:
             if torch.get_num_threads() != threads:  # a model may set its own (ppo-lstm); not for the caller
                 torch.set_num_threads(threads)
 
+    def release_data_parallel(self) -> None:
+        """Drop the DistributedDataParallel wrapper of the loss (keeping the module it wraps), so
+        that it is freed while the process group is still open. Called after a distributed run,
+        before ``distributed.shutdown()``: a DDP reducer that outlives the group is destroyed
+        during interpreter exit, where gloo aborted the process in about one run in ten (a
+        successful run then exited with SIGABRT)."""
+        import gc
+
+        from torch.nn.parallel import DistributedDataParallel
+
+        loss_fn = getattr(self, "loss_fn", None)
+        if isinstance(loss_fn, DistributedDataParallel):
+            self.loss_fn = loss_fn.module
+            del loss_fn
+            gc.collect()
+
     def _take_lock(self) -> None:
         self._lock = rundir.RunLock(self.run_dir)
         self._lock.acquire()

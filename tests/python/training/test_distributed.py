@@ -317,3 +317,39 @@ def test_cli_devices_option(monkeypatch) -> None:
     monkeypatch.undo()
     res = runner.invoke(app, ["train", "baseline-mlp", "--devices", "2"], env={"WORLD_SIZE": "2", "RANK": "0"})
     assert res.exit_code == 2 and "started by torchrun already" in res.output
+
+
+def test_the_data_parallel_wrapper_is_freed_before_the_group_closes(monkeypatch, tmp_path) -> None:
+    """A DDP reducer that outlives ``destroy_process_group`` is destroyed at interpreter exit,
+    where gloo aborted about one successful run in ten. ``release_data_parallel`` must free the
+    wrapper itself (not only stop using it), and ``himari train`` must call it before
+    ``distributed.shutdown``."""
+    import gc
+    import types
+    import weakref
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from himari.cli import train as train_cli
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        inner = torch.nn.Linear(4, 2)
+        holder = types.SimpleNamespace(loss_fn=DistributedDataParallel(inner))
+        holder.loss_fn(torch.ones(3, 4)).sum().backward()  # the reducer has run once
+        wrapper = weakref.ref(holder.loss_fn)
+        Trainer.release_data_parallel(holder)
+        gc.collect()
+        assert holder.loss_fn is inner
+        assert wrapper() is None, "the DDP wrapper is still alive after release_data_parallel"
+    finally:
+        dist.destroy_process_group()
+
+    calls: list[str] = []
+    fake = types.SimpleNamespace(fit=lambda: calls.append("fit"),
+                                 release_data_parallel=lambda: calls.append("release"))
+    monkeypatch.setattr(distributed, "shutdown", lambda: calls.append("shutdown"))
+    train_cli._fit(fake)
+    assert calls == ["fit", "release", "shutdown"]
