@@ -433,16 +433,21 @@ def test_graph_captured_rollout_equals_the_eager_one() -> None:
         model.network.cuda()
         ctx = _rollout_ctx(model)
         torch.manual_seed(3)
-        first = model.rollout(ctx, True)
+        # A rollout refills the same buffer: copy what each one collected before the next.
+        first = _rollout_copy(model.rollout(ctx, True))
         with torch.no_grad():
             for p in model.network.parameters():
                 if p.requires_grad:
                     p.add_(0.05 * torch.randn_like(p))
-        second = model.rollout(ctx, False)
+        second = _rollout_copy(model.rollout(ctx, False))
         assert (model._graphed_policy is not None) == graphed
         buffers[graphed] = (first, second)
     for a, b in zip(buffers[True], buffers[False]):
-        torch.testing.assert_close(a.values, b.values, rtol=1e-3, atol=1e-3)
-        torch.testing.assert_close(a.logprobs, b.logprobs, rtol=1e-3, atol=1e-3)
-        assert torch.equal(a.actions, b.actions)
-    assert not torch.equal(buffers[True][0].values, buffers[True][1].values)  # the weights did change
+        torch.testing.assert_close(a["values"], b["values"], rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(a["logprobs"], b["logprobs"], rtol=1e-3, atol=1e-3)
+        assert torch.equal(a["actions"], b["actions"])
+    assert not torch.equal(buffers[True][0]["values"], buffers[True][1]["values"])  # the weights did change
+
+
+def _rollout_copy(buf) -> dict:
+    return {name: getattr(buf, name).clone() for name in ("values", "logprobs", "actions")}
