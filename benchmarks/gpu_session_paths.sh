@@ -97,7 +97,8 @@ if has cpu-core; then
     && cp -r "$site"/himari-*.dist-info /tmp/cpu-site/ && rm -f /tmp/cpu-site/himari/_core*.so \
     && cp /tmp/cpu-core/cpp/_core*.so /tmp/cpu-site/himari/
   prepared
-  PYTHONPATH=/tmp/cpu-site:$PYTHONPATH python3 -c "import himari.engine as e; print('cpu-only core:', e.build_info(), '| reason:', e.cuda_unavailable_reason())"
+  (cd / && PYTHONPATH=/tmp/cpu-site:$PYTHONPATH python3 -c \
+    "import himari.engine as e; print('cpu-only core:', e.build_info(), '| reason:', e.cuda_unavailable_reason())")
   PYTHONPATH=/tmp/cpu-site:$PYTHONPATH timed_train cpu-core-ppo-lstm ppo-lstm --data /tmp/synth-prepared --device cuda \
     --epochs 1 --env-episodes 16
 fi

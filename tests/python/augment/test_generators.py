@@ -146,3 +146,26 @@ def test_window_longer_than_the_train_split_is_refused_naming_the_generator(smal
     with pytest.raises(DataError, match="generator 'timegan': the train split has no 100000 consecutive bars"):
         make(small_prepared, tmp_path / "x", "timegan", window=100_000)
     assert not (tmp_path / "x").exists()
+
+
+def test_tab_ddpm_reverse_step_keeps_a_poor_noise_estimate_in_the_data_range() -> None:
+    """At t = T - 1 the predicted x_0 divides the network's error by sqrt(abar) (~1e-3) and the
+    posterior mean passes it on ~30-fold: an eps estimate off by 0.5 made the first step's samples
+    ~15 standard deviations wide and every generated value land on a clip bound. With x_0 clipped
+    to the quantile transform's range the step stays near unit scale, and the last step (t = 0)
+    returns values inside that range."""
+    import torch
+
+    from himari_builtin.generators.tab_ddpm.network import X0_BOUND, Schedule, gaussian_p_sample
+
+    assert X0_BOUND == pytest.approx(5.199337582, abs=1e-8)  # scikit-learn's 1e-7 tail clip
+    s = Schedule(1000, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    x_t = torch.randn(20_000, 8, generator=g)
+    eps_hat = x_t + 0.5 * torch.randn(x_t.shape, generator=g)  # the ideal estimate at t = T - 1 is x_t
+    noise = torch.randn(x_t.shape, generator=g)
+    first = gaussian_p_sample(s, x_t, torch.full((20_000,), 999), eps_hat, noise)
+    assert torch.isfinite(first).all()
+    assert 0.8 < float(first.std()) < 1.3
+    last = gaussian_p_sample(s, 20 * x_t, torch.zeros(20_000, dtype=torch.long), eps_hat, noise)
+    assert float(last.abs().max()) <= X0_BOUND + 1e-5
