@@ -87,6 +87,13 @@ inline DType action_dtype(const py::array& a) {
   return kOther;
 }
 
+// A price must be finite and > 0; `i` is its index, for the message.
+inline void check_price(double v, const char* name, std::size_t i) {
+  if (!(std::isfinite(v) && v > 0.0))
+    throw InvalidArgument(std::string(name) + ": expected finite prices > 0, got " + std::to_string(v) +
+                          " at index " + std::to_string(i));
+}
+
 // Reads a 1-D float32/float64 array of prices into doubles, checking finiteness and sign.
 inline std::vector<double> read_prices(const py::handle& obj, const char* name) {
   py::array a = as_array(obj, name);
@@ -100,9 +107,7 @@ inline std::vector<double> read_prices(const py::handle& obj, const char* name) 
   for (std::size_t i = 0; i < n; ++i) {
     const char* p = base + static_cast<py::ssize_t>(i) * stride;
     const double v = f64 ? *reinterpret_cast<const double*>(p) : *reinterpret_cast<const float*>(p);
-    if (!(std::isfinite(v) && v > 0.0))
-      throw InvalidArgument(std::string(name) + ": expected finite prices > 0, got " + std::to_string(v) +
-                            " at index " + std::to_string(i));
+    check_price(v, name, i);
     out[i] = v;
   }
   return out;
@@ -125,10 +130,7 @@ inline PriceInput price_input(const py::handle& obj, const char* name) {
       reinterpret_cast<std::uintptr_t>(a.data()) % alignof(double) == 0) {
     const auto* p = static_cast<const double*>(a.data());
     const auto n = static_cast<std::size_t>(a.shape(0));
-    for (std::size_t i = 0; i < n; ++i)
-      if (!(std::isfinite(p[i]) && p[i] > 0.0))
-        throw InvalidArgument(std::string(name) + ": expected finite prices > 0, got " + std::to_string(p[i]) +
-                              " at index " + std::to_string(i));
+    for (std::size_t i = 0; i < n; ++i) check_price(p[i], name, i);
     in.keep = a;
     in.data = p;
     in.size = n;
