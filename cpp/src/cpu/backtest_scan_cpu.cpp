@@ -28,17 +28,16 @@ void backtest_signals_scan_cpu(const BacktestInputs& in, const A* signals, Metri
   };
   // Phase 1 and the carry scan, per strategy: the position entering each chunk.
   std::vector<scan::PositionCarry> carries(static_cast<std::size_t>((n_chunks + 1) * m_total));
-  parallel_parts(m_total, threads < m_total ? threads : static_cast<int>(m_total), 1,
-                 [&](std::int64_t first, std::int64_t last) {
-                   for (std::int64_t m = first; m < last; ++m) {
-                     carries[at(0, m)] = scan::PositionCarry{};
-                     for (std::int64_t c = 0; c < n_chunks; ++c) {
-                       const auto [a, b] = bounds(c);
-                       const auto s = scan::summarize_positions(signals, m_total, m, a, b, in.costs.mode);
-                       carries[at(c + 1, m)] = scan::carry_positions(carries[at(c, m)], s, a);
-                     }
-                   }
-                 });
+  parallel_parts(m_total, threads, 1, [&](std::int64_t first, std::int64_t last) {
+    for (std::int64_t m = first; m < last; ++m) {
+      carries[at(0, m)] = scan::PositionCarry{};
+      for (std::int64_t c = 0; c < n_chunks; ++c) {
+        const auto [a, b] = bounds(c);
+        const auto s = scan::summarize_positions(signals, m_total, m, a, b, in.costs.mode);
+        carries[at(c + 1, m)] = scan::carry_positions(carries[at(c, m)], s, a);
+      }
+    }
+  });
   // Phase 2, the bulk of the work: every (chunk, strategy) in units of its entry equity.
   std::vector<scan::ChunkSummary> sums(static_cast<std::size_t>(n_chunks * m_total));
   parallel_parts(n_chunks * m_total, threads, 1, [&](std::int64_t first, std::int64_t last) {
@@ -53,21 +52,19 @@ void backtest_signals_scan_cpu(const BacktestInputs& in, const A* signals, Metri
   });
   // Phase 3, per strategy: the chunks in order; a chunk that may reach the bankruptcy floor is
   // run again exactly from the account rebuilt at its start.
-  parallel_parts(m_total, threads < m_total ? threads : static_cast<int>(m_total), 1,
-                 [&](std::int64_t first, std::int64_t last) {
-                   for (std::int64_t m = first; m < last; ++m) {
-                     scan::Composer comp;
-                     for (std::int64_t c = 0; c < n_chunks && comp.bankrupt == 0; ++c) {
-                       const auto [a, b] = bounds(c);
-                       if (scan::needs_exact_run(comp, sums[at(c, m)]))
-                         scan::exact_run(comp, carries[at(c, m)], signals, m_total, m, a, b, in.open, in.close,
-                                         in.costs);
-                       else
-                         scan::compose(comp, sums[at(c, m)]);
-                     }
-                     metrics[m] = scan::finish(comp, in.n_bars, in.bars_per_year);
-                   }
-                 });
+  parallel_parts(m_total, threads, 1, [&](std::int64_t first, std::int64_t last) {
+    for (std::int64_t m = first; m < last; ++m) {
+      scan::Composer comp;
+      for (std::int64_t c = 0; c < n_chunks && comp.bankrupt == 0; ++c) {
+        const auto [a, b] = bounds(c);
+        if (scan::needs_exact_run(comp, sums[at(c, m)]))
+          scan::exact_run(comp, carries[at(c, m)], signals, m_total, m, a, b, in.open, in.close, in.costs);
+        else
+          scan::compose(comp, sums[at(c, m)]);
+      }
+      metrics[m] = scan::finish(comp, in.n_bars, in.bars_per_year);
+    }
+  });
 }
 
 #define HIMARI_INSTANTIATE_SCAN(A) \

@@ -10,11 +10,13 @@
 
 namespace himari {
 
-// Calls fn(first, last) on `parts` contiguous ranges covering [0, n), every boundary a multiple
-// of `align` (except n itself); part 0 runs on the calling thread. If the system refuses a thread
-// its range runs on the calling thread too, so the call always completes. fn must not throw.
+// Calls fn(first, last) on up to `parts` contiguous ranges covering [0, n) (never more parts than
+// items), every boundary a multiple of `align` (except n itself); part 0 runs on the calling
+// thread. If the system refuses a thread its range runs on the calling thread too, so the call
+// always completes. fn must not throw.
 template <typename F>
 void parallel_parts(std::int64_t n, int parts, std::int64_t align, F&& fn) {
+  if (parts > n) parts = static_cast<int>(n);
   if (parts < 1) parts = 1;
   std::vector<std::int64_t> edge(static_cast<std::size_t>(parts) + 1, n);
   edge[0] = 0;
