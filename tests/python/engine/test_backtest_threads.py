@@ -12,16 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import engine_reference as ref  # (conftest.py puts this folder on sys.path)
+
 import himari.engine as engine
 
 COUNTS = ("n_trades", "turnover", "exposure", "win_rate")
-
-
-def _market(T: int, seed: int, drift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(drift + rng.normal(0.0, 0.003, T)))
-    open_ = np.r_[100.0, close[:-1]] * np.exp(rng.normal(0.0, 0.001, T))
-    return open_, close
 
 
 def _signals(T: int, M: int, seed: int, dtype=np.int8) -> np.ndarray:
@@ -49,7 +44,7 @@ def test_plan_is_the_documented_one():
 @pytest.mark.parametrize("threads", [2, 3])
 def test_split_strategies_give_the_bits_of_one_thread(threads):
     T, M = 8001, 131
-    open_, close = _market(T, 1)
+    open_, close = ref.random_walk_prices(np.random.default_rng(1), T, vol=0.003)
     sig = _signals(T, M, 2)
     assert engine.backtest_plan(T, M, threads=threads, return_equity=True) == ("strategies", threads)
     one = engine.backtest_signals(open_, close, sig, return_equity=True)
@@ -63,7 +58,7 @@ def test_split_strategies_give_the_bits_of_one_thread(threads):
 @pytest.mark.parametrize("mode", ["long_flat", "long_short"])
 def test_time_scan_matches_one_thread(mode):
     T, M = 400_001, 3
-    open_, close = _market(T, 3, drift=2e-6)
+    open_, close = ref.random_walk_prices(np.random.default_rng(3), T, vol=0.003)
     sig = _signals(T, M, 4, dtype=np.int32)
     assert engine.backtest_plan(T, M, threads=2, return_equity=False) == ("time_scan", 2)
     one = engine.backtest_signals(open_, close, sig, mode=mode, fee=2e-3)
@@ -80,7 +75,7 @@ def test_time_scan_matches_one_thread(mode):
 
 def test_every_hardware_thread_agrees_with_one():
     T, M = 20_001, 64
-    open_, close = _market(T, 5)
+    open_, close = ref.random_walk_prices(np.random.default_rng(5), T, vol=0.003)
     sig = _signals(T, M, 6)
     one = engine.backtest_signals(open_, close, sig)
     for name in one.metric_names():
@@ -90,6 +85,6 @@ def test_every_hardware_thread_agrees_with_one():
 
 @pytest.mark.parametrize("bad", [-1, True, 1.5, "2", None])
 def test_threads_must_be_a_count(bad):
-    open_, close = _market(50, 7)
+    open_, close = ref.random_walk_prices(np.random.default_rng(7), 50, vol=0.003)
     with pytest.raises(ValueError, match="threads: expected 0"):
         engine.backtest_signals(open_, close, _signals(50, 2, 8), threads=bad)
