@@ -71,6 +71,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from bench_common import synchronize
+
 REPO = Path(__file__).resolve().parents[1]
 H100_SXM_BF16_DENSE = 989e12
 TINY = {"n_layer": 2, "n_head": 2, "n_embd": 64, "context_length": 16, "lora_rank": 4, "head_hidden": 16}
@@ -335,8 +337,7 @@ def bench_end_to_end(args: argparse.Namespace, device: str, n_envs: int) -> dict
 
         t = time.perf_counter()
         buf = rollout()  # builds the env (and captures the graph)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        synchronize(device)
         row[f"first_rollout_s_{mode}"] = time.perf_counter() - t
         row[f"rollout_s_{mode}"] = statistics.median(timer.each(rollout, args.e2e_rollouts))
     steps_per_cycle = cfg.update_epochs * n_minibatches
