@@ -7,6 +7,21 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_cuda(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests not marked ``cuda`` pin CPU semantics (bit-equal actions after a reload, thread
+    counts, exact resumes): on a machine with a GPU, ``--device auto`` would otherwise train them
+    there and compare GPU numerics with CPU ones. They see no GPU, in this process (torch's
+    ``cuda.is_available``) and in the ``himari`` subprocesses they start (``CUDA_VISIBLE_DEVICES``);
+    the GPU paths are covered by the tests marked ``cuda``."""
+    if request.node.get_closest_marker("cuda") is not None:
+        return
+    import torch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def small_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6,000 synthetic 5-minute bars prepared with the default labels (about 3,000 train rows)."""
