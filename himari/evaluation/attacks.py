@@ -49,8 +49,11 @@ def linf_attack(loss_fn: Callable[[Any], Any], x: Any, epsilon: float, *, attack
         torch.as_tensor(mask, device=x.device).to(x.dtype)
 
     def gradient_sign(delta: Any) -> Any:
+        # cuDNN's recurrent kernels have no backward in eval mode, and the attacked policy is
+        # in eval mode (its dropout off, its normalisation frozen): without cuDNN, torch's
+        # native kernels differentiate the same network.
         delta = delta.detach().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), torch.backends.cudnn.flags(enabled=x.device.type != "cuda"):
             loss = loss_fn(x + delta)
             (grad,) = torch.autograd.grad(loss, delta)
         return grad.sign()

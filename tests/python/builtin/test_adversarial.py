@@ -160,6 +160,25 @@ def test_attack_runs_in_eval_mode_and_leaves_the_network_as_it_was() -> None:
     assert model.calls == 4  # one forward and backward per PGD step
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_attack_differentiates_a_recurrent_network_in_eval_mode_on_the_gpu() -> None:
+    """cuDNN's LSTM has no backward in eval mode (ppo-lstm's adversarial rollouts and
+    ``himari robustness`` attack an eval-mode LSTM): FGSM on the GPU moves each input by
+    epsilon in the sign of the gradient the same network gives on the CPU."""
+    import copy
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(4, 8, batch_first=True).eval()
+    x = torch.randn(3, 6, 4)
+    reference = x.clone().requires_grad_(True)
+    lstm(reference)[0].square().sum().backward()
+    gpu = copy.deepcopy(lstm).cuda()
+    adv = linf_attack(lambda z: gpu(z)[0].square().sum(), x.cuda(), 0.1, attack="fgsm")
+    torch.testing.assert_close(adv.cpu(), x + 0.1 * reference.grad.sign())
+    assert not gpu.training
+
+
 def test_only_the_train_split_is_wrapped() -> None:
     method = Adversarial(AdversarialConfig())
     model = LinearModel()

@@ -192,6 +192,20 @@ def test_ppo_with_perturbed_rollouts_moves_weight_to_robust_features_and_flips_l
     assert flips[True] < 0.7 * flips[False]
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_ppo_lstm_run_with_perturbed_rollouts_trains_on_the_gpu(small_prepared: Path, tmp_path: Path) -> None:
+    """The attack differentiates the eval-mode LSTM on the GPU (cuDNN's has no such backward)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conformance import TINY_ONLINE, tiny_run  # type: ignore[import-not-found]
+
+    summary = tiny_run("ppo-lstm", small_prepared, tmp_path / "adv", methods="adversarial", device="cuda",
+                       sets=[*TINY_ONLINE("ppo-lstm"), "adversarial.epsilon=0.1", "adversarial.ratio=0.5"])
+    assert summary["device"].startswith("cuda") and summary["steps"] > 0
+
+
 def test_a_ppo_lstm_run_updates_on_perturbed_rollouts(small_prepared: Path, tmp_path: Path, monkeypatch) -> None:
     """The Trainer hands every rollout to the method: the updates of a ppo-lstm run with it see
     observations that differ from the collected ones on market columns only, and the run ends
