@@ -386,6 +386,22 @@ def test_missing_rows_for_windows_is_a_clear_error(small_prepared, tmp_path) -> 
                  sets=[*TINY_ONLINE("flag-trader"), "flag-trader.context_length=100000"])
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_missing_rows_for_windows_is_a_clear_error_before_any_graph_capture(small_prepared, tmp_path) -> None:
+    """On the GPU the rollout's policy is a captured graph; capturing it for a 100,000-bar context
+    tried to allocate 37 GiB for the attention mask before the envs' length check could run."""
+    from himari.errors import DataError
+    from himari.plugin.api import cuda_available
+
+    if not cuda_available():
+        pytest.skip("this himari build has no CUDA kernels (rollouts are not graph-captured)")
+    with pytest.raises(DataError, match="too short for windows"):
+        tiny_run("flag-trader", small_prepared, tmp_path / "run", plugins=_plugins(TinyFlagTraderConfig),
+                 sets=[*TINY_ONLINE("flag-trader"), "flag-trader.context_length=100000"], device="cuda")
+    assert not (tmp_path / "run").exists()
+
+
 def test_module_is_import_light() -> None:
     """Listing plugins must not import torch: neither the module nor its parameter arithmetic does."""
     import subprocess

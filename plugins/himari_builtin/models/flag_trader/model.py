@@ -100,7 +100,9 @@ class FlagTrader:
         own. Not when a training method views the observations (``ctx.rollout_observations``,
         the adversarial one differentiates through the policy). The graph reads the parameters
         where they are, so optimiser steps and in-place state loads need no re-capture; it is
-        captured again if a parameter moves to new storage."""
+        captured again if a parameter moves to new storage. It is captured at the first step,
+        after the rollout has built its envs: a market too short for the context is then a
+        ``DataError``, not a capture of a context-sized attention that may not fit."""
         from himari.plugin.api import cuda_available
 
         net = self.network
@@ -108,9 +110,13 @@ class FlagTrader:
                 or getattr(ctx, "rollout_observations", None) is not None):
             return net.policy
         shape = (self.config.n_envs, self.config.context_length, self.obs_dim)
-        if self._graphed_policy is None or not self._graphed_policy.valid_for(shape):
-            self._graphed_policy = GraphedPolicy(net, shape, device)
-        return self._graphed_policy
+
+        def graphed_policy(*args: Any) -> Any:
+            if self._graphed_policy is None or not self._graphed_policy.valid_for(shape):
+                self._graphed_policy = GraphedPolicy(net, shape, device)
+            return self._graphed_policy(*args)
+
+        return graphed_policy
 
     def task_rollout(self, ctx: Any) -> Any:
         """One rollout like ``rollout``'s (no warm start), with the current weights, in fresh envs
