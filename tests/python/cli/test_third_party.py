@@ -72,7 +72,8 @@ class HelloLinear:
     def act(self, features, rows):
         import torch
 
-        return self.network(torch.from_numpy(features[rows])).argmax(-1).numpy()
+        device = next(self.network.parameters()).device  # the run's device: the Trainer moved the network
+        return self.network(torch.from_numpy(features[rows]).to(device)).argmax(-1).cpu().numpy()
 
 
 @hookimpl
@@ -258,6 +259,18 @@ def test_trainable_and_backtestable_from_the_cli(site, small_prepared, tmp_path)
     bt = himari(site, "backtest", str(run), "never-trade", "--out", str(tmp_path / "bt.json"))
     assert bt.returncode == 0, bt.stderr
     assert {r["name"] for r in json.loads((tmp_path / "bt.json").read_text())["results"]} == {str(run), "never-trade"}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_trainable_on_the_gpu_from_the_cli(site, small_prepared, tmp_path) -> None:
+    """The documented example on a GPU: its ``act`` moves the rows to the network's device."""
+    run = tmp_path / "run"
+    out = himari(site, "train", "hello-linear", "--data", str(small_prepared), "--epochs", "1",
+                 "--batch-size", "64", "--device", "cuda", "--run-dir", str(run))
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["device"].startswith("cuda") and summary["steps"] > 0
 
 
 @pytest.mark.parametrize("token", ["himari-hello", "himari_hello.model", "hello-linear"])
