@@ -201,8 +201,9 @@ def test_a_ppo_lstm_run_with_perturbed_rollouts_trains_on_the_gpu(small_prepared
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from conformance import TINY_ONLINE, tiny_run  # type: ignore[import-not-found]
 
-    summary = tiny_run("ppo-lstm", small_prepared, tmp_path / "adv", methods="adversarial", device="cuda",
-                       sets=[*TINY_ONLINE("ppo-lstm"), "adversarial.epsilon=0.1", "adversarial.ratio=0.5"])
+    summary = tiny_run("ppo-lstm", small_prepared, tmp_path / "adv", methods="adversarial",
+                       sets=[*TINY_ONLINE("ppo-lstm"), "adversarial.epsilon=0.1", "adversarial.ratio=0.5",
+                             "train.device=cuda"])
     assert summary["device"].startswith("cuda") and summary["steps"] > 0
 
 

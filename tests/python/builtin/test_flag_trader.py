@@ -398,7 +398,7 @@ def test_missing_rows_for_windows_is_a_clear_error_before_any_graph_capture(smal
         pytest.skip("this himari build has no CUDA kernels (rollouts are not graph-captured)")
     with pytest.raises(DataError, match="too short for windows"):
         tiny_run("flag-trader", small_prepared, tmp_path / "run", plugins=_plugins(TinyFlagTraderConfig),
-                 sets=[*TINY_ONLINE("flag-trader"), "flag-trader.context_length=100000"], device="cuda")
+                 sets=[*TINY_ONLINE("flag-trader"), "flag-trader.context_length=100000", "train.device=cuda"])
     assert not (tmp_path / "run").exists()
 
 

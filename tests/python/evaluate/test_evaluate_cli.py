@@ -23,7 +23,8 @@ pytest.importorskip("torch")
 runner = CliRunner()
 ARGS = ["--walk-forward", "2", "--seeds", "2", "--epochs", "1", "--batch-size", "128", "--resamples", "200",
         "--set", "train.max_steps_per_epoch=8"]
-ENV = {**os.environ, "COLUMNS": "120", "OMP_NUM_THREADS": "1"}
+# Subprocesses train on the CPU on any machine (as conftest's fixture does in this process).
+ENV = {**os.environ, "COLUMNS": "120", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,8 @@ from himari.training import distributed
 from himari.training.config import merge_run_config
 from himari.training.trainer import Trainer
 
-ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+# Subprocesses train on the CPU on any machine (as conftest's fixture does in this process).
+ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 DRIVER = """
 import json, os, sys

@@ -31,7 +31,8 @@ from himari.training.checkpoint import CheckpointError, DiskFullError, load_chec
 runner = CliRunner()
 TINY = ["--epochs", "1", "--batch-size", "64", "--set", "train.max_steps_per_epoch=4", "--set",
         "train.progress=false"]
-ENV = {**os.environ, "COLUMNS": "200"}
+# Subprocesses train on the CPU on any machine (as conftest's fixture does in this process).
+ENV = {**os.environ, "COLUMNS": "200", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def himari(*args: str) -> list[str]:
