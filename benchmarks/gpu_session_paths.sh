@@ -21,6 +21,9 @@ step() { echo "=== $1 ($(date +%T))"; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+# The results' file names carry the card that measured them (h100, h200, ...), whichever came.
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oiE "[a-z][0-9]{2,3}" | head -1 | tr A-Z a-z)
+GPU=${GPU:-gpu}
 if has build; then
   step build
   HIMARI_ENABLE_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=16 python3 -m pip install --no-build-isolation --no-deps . \
@@ -113,12 +116,12 @@ if has cpu-core; then
 fi
 if has scan; then
   step "the chunked-scan backtester against the sequential kernel (time, bytes, copy bandwidth)"
-  timeout ${SCAN_TIMEOUT:-150} python3 benchmarks/bench_backtest_scan.py --out "$OUT/backtest-scan-h200.json" 2>&1 | tail -20
+  timeout ${SCAN_TIMEOUT:-150} python3 benchmarks/bench_backtest_scan.py --out "$OUT/backtest-scan-$GPU.json" 2>&1 | tail -20
 fi
 if has flag-bench; then
   step "flag-trader: update MFU, where its GPU time goes, compiled; end to end at 8, 64, 256 envs, eager and graphed"
   timeout ${FLAG_TIMEOUT:-420} python3 benchmarks/bench_flag_trader.py --device cuda --profile --compile \
-    --end-to-end 8,64,256 --out "$OUT/flag-trader-h200.json" 2>&1 | tail -60
+    --end-to-end 8,64,256 --out "$OUT/flag-trader-$GPU.json" 2>&1 | tail -60
 fi
 if has peers; then
   step "CQL and CGDT training updates on the GPU against d3rlpy's DiscreteCQL and DiscreteDecisionTransformer"
@@ -126,9 +129,9 @@ if has peers; then
     || echo "no .whl-peers/ wheels: the d3rlpy rows are skipped"
   printf '#!/bin/sh\nPYTHONPATH=/tmp/d3site:$PYTHONPATH exec python3 "$@"\n' > /tmp/d3python && chmod +x /tmp/d3python
   timeout ${PEERS_TIMEOUT:-200} python3 benchmarks/bench_cql.py --device cuda --repeats 3 --updates 500 \
-    --d3rlpy-python /tmp/d3python --json "$OUT/cql-h200-cuda.json" 2>&1 | tail -7
+    --d3rlpy-python /tmp/d3python --json "$OUT/cql-$GPU-cuda.json" 2>&1 | tail -7
   timeout ${PEERS_TIMEOUT:-200} python3 benchmarks/bench_cgdt.py --device cuda --repeats 3 --updates 30 --batch 64 \
-    --d3rlpy-python /tmp/d3python --json "$OUT/cgdt-h200-cuda.json" 2>&1 | tail -7
+    --d3rlpy-python /tmp/d3python --json "$OUT/cgdt-$GPU-cuda.json" 2>&1 | tail -7
 fi
 if has sanitizer; then
   step "compute-sanitizer memcheck on a small run of every kernel"
