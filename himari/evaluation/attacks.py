@@ -12,6 +12,7 @@ imported inside the function, so importing this module stays cheap.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 ATTACKS = ("fgsm", "pgd")
@@ -51,9 +52,11 @@ def linf_attack(loss_fn: Callable[[Any], Any], x: Any, epsilon: float, *, attack
     def gradient_sign(delta: Any) -> Any:
         # cuDNN's recurrent kernels have no backward in eval mode, and the attacked policy is
         # in eval mode (its dropout off, its normalisation frozen): without cuDNN, torch's
-        # native kernels differentiate the same network.
+        # native kernels differentiate the same network. (cudnn.flags sets every cuDNN flag
+        # for the block, which only matters where cuDNN runs: not on the CPU, not here.)
         delta = delta.detach().requires_grad_(True)
-        with torch.enable_grad(), torch.backends.cudnn.flags(enabled=x.device.type != "cuda"):
+        no_cudnn = torch.backends.cudnn.flags(enabled=False) if x.device.type == "cuda" else nullcontext()
+        with torch.enable_grad(), no_cudnn:
             loss = loss_fn(x + delta)
             (grad,) = torch.autograd.grad(loss, delta)
         return grad.sign()
