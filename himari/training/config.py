@@ -51,7 +51,8 @@ class TrainConfig:
     device: str = "auto"
     """auto (cuda when available), cpu, cuda or cuda:N."""
     amp: bool = True
-    """Mixed precision (bf16, or fp16 with loss scaling) on CUDA; ignored on the CPU."""
+    """Mixed precision (bf16, or fp16 with loss scaling) of the training steps on CUDA; ignored on
+    the CPU. The model's actions for validation and test scores are computed in float32."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables."""
     grad_accum_steps: int = 1
