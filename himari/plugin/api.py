@@ -428,8 +428,10 @@ class Model(Protocol):
        ``ctx.features`` (the preprocessed features), never from the raw prepared features.
        Optionally give it ``example_rows`` (int64 ``[len]``: the prepared row each example
        decides at), so training methods can select examples by row (``curriculum``).
-    3. ``loss(batch, ctx)`` returns ``(loss tensor, {name: float})`` for a batch already on
-       the device; the model owns its loss (cross-entropy, TD error, policy gradient, ...).
+    3. ``loss(batch, ctx)`` returns ``(loss tensor, {name: value})`` for a batch already on
+       the device; the model owns its loss (cross-entropy, TD error, policy gradient, ...). A
+       value is a float or a one-element tensor (detached): the Trainer brings a step's tensors
+       to the host in one copy, where a ``float()`` of each would wait for the GPU each time.
     4. ``act(features, rows)`` returns the action (0 SELL, 1 HOLD, 2 BUY, int8/int64) decided
        at each of ``rows`` of the preprocessed ``features [N, F]``, using rows ``<= t`` only;
        the Trainer calls it in eval mode under ``torch.no_grad()``. The action at row t fills
@@ -504,7 +506,7 @@ class Model(Protocol):
 
     def dataset(self, ctx: TrainContext, split: str) -> Any: ...
 
-    def loss(self, batch: Any, ctx: TrainContext) -> tuple[Any, dict[str, float]]: ...
+    def loss(self, batch: Any, ctx: TrainContext) -> tuple[Any, dict[str, Any]]: ...
 
     def act(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray: ...
 

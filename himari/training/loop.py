@@ -10,6 +10,7 @@ epoch's dataset from the restored method states and continues at the saved batch
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from himari.errors import TrainingError
@@ -53,6 +54,28 @@ def split_batch(batch: Any, parts: int, axis: int) -> list[tuple[Any, int]]:
     return [(cut(batch, a, b), b - a) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def host_floats(values: dict[Any, Any]) -> dict[Any, float]:
+    """``values`` (Python numbers or one-element tensors) as Python floats, the tensors brought
+    to the host in one copy. Each ``float()`` of a CUDA tensor waits for the GPU to finish
+    everything queued before it; a step that logged its loss, its checks and a model's terms one
+    by one waited about ten times, which for small networks (launch-bound on a GPU) is a large
+    part of the step. The values are the ones ``float()`` gives: float64 holds any float32, bf16
+    or fp16 exactly."""
+    import torch
+
+    tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+    out = {k: float(v) for k, v in values.items() if k not in tensors}
+    if tensors:
+        device = next(iter(tensors.values())).device
+        flat = torch.stack([t.detach().reshape(()).to(device=device, dtype=torch.float64)
+                            for t in tensors.values()]).tolist()
+        out.update(zip(tensors, flat))
+    return {k: out[k] for k in values}
+
+
+_LOSS = object()  # the key of a part's loss among its logs (no log name can equal it)
+
+
 def train_step(trainer: Trainer, batch: Any, batch_axis: int = 0) -> dict[str, float]:
     """One optimiser step over ``batch``, in ``train.grad_accum_steps`` micro-batches split along
     ``batch_axis`` (0 for offline batches, 1, the env axis, for rollout minibatches): forward and
@@ -66,22 +89,30 @@ def train_step(trainer: Trainer, batch: Any, batch_axis: int = 0) -> dict[str, f
     parts = split_batch(batch, cfg.grad_accum_steps, batch_axis)
     total = sum(size for _, size in parts)
     trainer.optimizer.zero_grad(set_to_none=True)
-    loss_sum, logs_sum = 0.0, {}
-    for part, size in parts:
+    recorded: dict[Any, Any] = {}  # (part, name) -> the part's loss and logs, still on the device
+    shares = []
+    for i, (part, size) in enumerate(parts):
         with trainer.autocast():
             loss, logs = trainer.loss_fn(part)
-        if not torch.isfinite(loss):
-            raise TrainingError(f"loss is {float(loss.detach())} at step {trainer.state['step'] + 1} "
-                                f"(epoch {trainer.state['epoch'] + 1}); lower --lr or check the data")
         share = size / total  # a mean over the batch is the size-weighted mean of the parts' means
         scaled = loss * share
         if trainer.scaler is not None:
             trainer.scaler.scale(scaled).backward()
         else:
             scaled.backward()
-        loss_sum += float(loss.detach()) * share
-        for k, v in logs.items():
-            logs_sum[k] = logs_sum.get(k, 0.0) + float(v) * share
+        shares.append(share)
+        recorded[i, _LOSS] = loss.detach()
+        recorded.update(((i, k), v) for k, v in logs.items())
+    values = host_floats(recorded)  # the step's one wait for the GPU before the optimiser step
+    loss_sum, logs_sum = 0.0, {}
+    for i, share in enumerate(shares):
+        if not math.isfinite(values[i, _LOSS]):  # before any hook or step: the weights stay as they were
+            raise TrainingError(f"loss is {values[i, _LOSS]} at step {trainer.state['step'] + 1} "
+                                f"(epoch {trainer.state['epoch'] + 1}); lower --lr or check the data")
+        loss_sum += values[i, _LOSS] * share
+    for (i, k), v in values.items():
+        if k is not _LOSS:
+            logs_sum[k] = logs_sum.get(k, 0.0) + v * shares[i]
     if trainer.scaler is not None:
         trainer.scaler.unscale_(trainer.optimizer)
     logs = logs_sum

@@ -420,15 +420,16 @@ class Trainer:
             t.log(self.state["step"], flat)
         self.state["records"] += 1
 
-    def _loss(self, batch: Any) -> tuple[Any, dict[str, float]]:
+    def _loss(self, batch: Any) -> tuple[Any, dict[str, Any]]:
         """The model's loss plus the training methods' terms: the forward of the module DDP wraps
-        (``distributed.loss_module``)."""
+        (``distributed.loss_module``). Logs may stay tensors: ``train_step`` brings them to the
+        host together."""
         loss, logs = self.model.loss(batch, self.ctx)
         logs = dict(logs)
         for name, m in self.with_hook("loss_terms"):
             for term, value in m.loss_terms(self.model, batch, self.ctx).items():
                 loss = loss + value
-                logs[f"{name}/{term}"] = float(value.detach()) if hasattr(value, "detach") else float(value)
+                logs[f"{name}/{term}"] = value.detach() if hasattr(value, "detach") else float(value)
         return loss, logs
 
     def _sync_loss(self) -> None:

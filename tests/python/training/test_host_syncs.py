@@ -1,0 +1,62 @@
+"""A training step reads the device back twice: once for its loss and every log, once for the
+gradient norm. Each read of a CUDA tensor waits for the GPU to finish what is queued, which for
+small, launch-bound networks is a large part of a step; a step used to read about ten times."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from himari.training import loop  # noqa: E402
+from himari.training.loop import host_floats  # noqa: E402
+
+READS = ("__float__", "__int__", "__index__", "__bool__", "item", "tolist")
+
+
+def test_host_floats_gives_what_float_gives() -> None:
+    values = {"a": torch.tensor(0.1), "b": 2, "c": torch.tensor(1.5, dtype=torch.bfloat16),
+              "d": torch.tensor([3.25], dtype=torch.float16), ("part", 1): 0.5, "e": torch.tensor(7, dtype=torch.int64)}
+    out = host_floats(values)
+    assert list(out) == list(values)
+    assert out == {"a": 0.10000000149011612, "b": 2.0, "c": 1.5, "d": 3.25, ("part", 1): 0.5, "e": 7.0}
+    assert all(type(v) is float for v in out.values())
+    assert host_floats({}) == {}
+
+
+@pytest.mark.parametrize("model", ["baseline-mlp", "cql"])
+def test_a_step_reads_the_device_twice(model: str, small_prepared: Path, tmp_path: Path, monkeypatch) -> None:
+    """Reads of a tensor's value made by himari's code (not torch's own, such as the optimiser's
+    CPU step counters) inside ``train_step``: one ``tolist`` (the loss and the logs together)
+    and one ``float`` (the gradient norm) per step."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builtin"))
+    from conformance import tiny_run  # type: ignore[import-not-found]
+
+    torch_dir = str(Path(torch.__file__).parent)
+    counts: Counter[str] = Counter()
+    inside = [False]
+    for name in READS:
+        def counted(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
+            if inside[0] and not sys._getframe(1).f_code.co_filename.startswith(torch_dir):
+                counts[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    original, steps = loop.train_step, [0]
+
+    def counting_step(*args, **kwargs):
+        inside[0] = True
+        try:
+            return original(*args, **kwargs)
+        finally:
+            inside[0] = False
+            steps[0] += 1
+
+    monkeypatch.setattr(loop, "train_step", counting_step)
+    tiny_run(model, small_prepared, tmp_path / "run")
+    assert steps[0] == 6
+    assert dict(counts) == {"tolist": 6, "__float__": 6}
