@@ -41,7 +41,7 @@ class PPOConfig(OnlineRLConfig):
             raise ValueError("clip_range must be > 0; clip_range_vf, ent_coef, vf_coef >= 0")
 
 
-def ppo_loss(logits: Any, values: Any, batch: dict[str, Any], cfg: Any) -> tuple[Any, dict[str, float]]:
+def ppo_loss(logits: Any, values: Any, batch: dict[str, Any], cfg: Any) -> tuple[Any, dict[str, Any]]:
     """The PPO loss of one minibatch and its diagnostics.
 
     ``logits [..., A]`` and ``values [...]`` are the current network's outputs for
@@ -64,11 +64,11 @@ def ppo_loss(logits: Any, values: Any, batch: dict[str, Any], cfg: Any) -> tuple
     pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)).mean()
     v_loss = value_loss(values.float(), batch["values"], batch["returns"], cfg.clip_range_vf)
     loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
-    with torch.no_grad():
-        approx_kl = float(((ratio - 1) - log_ratio).mean())
-        clipfrac = float(((ratio - 1).abs() > cfg.clip_range).float().mean())
-    return loss, {"policy_loss": float(pg_loss.detach()), "value_loss": float(v_loss.detach()),
-                  "entropy": float(entropy.detach()), "approx_kl": approx_kl, "clipfrac": clipfrac}
+    with torch.no_grad():  # logs stay on the device: the Trainer copies a step's logs at once
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        clipfrac = ((ratio - 1).abs() > cfg.clip_range).float().mean()
+    return loss, {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(),
+                  "entropy": entropy.detach(), "approx_kl": approx_kl, "clipfrac": clipfrac}
 
 
 def value_loss(values: Any, old_values: Any, returns: Any, clip: float) -> Any:

@@ -172,7 +172,7 @@ def test_critic_trains_first_then_stays_frozen(small_prepared: Path) -> None:
     net.train()
     batch = windows[torch.arange(16)]
     loss, logs = model.loss(batch, ctx)  # first training step: the critic phase runs first
-    assert int(net.critic_ready) == 1 and np.isfinite(logs["critic_nll"])
+    assert int(net.critic_ready) == 1 and np.isfinite(float(logs["critic_nll"]))
     trained = [p.detach().clone() for p in net.critic.parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(init, trained))
     policy_before = [p.detach().clone() for p in net.policy.parameters()]

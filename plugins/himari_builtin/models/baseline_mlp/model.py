@@ -48,7 +48,7 @@ class BaselineMLP:
         ds.example_rows = r  # type: ignore[attr-defined]  # the row of each example (curricula)
         return ds
 
-    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
+    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
         import torch.nn.functional as F
 
         x, y = batch[0], batch[1]
@@ -61,7 +61,7 @@ class BaselineMLP:
         else:
             weight = self.network.class_weight if cfg.loss == "class-weighted" else None
             loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=cfg.label_smoothing)
-        accuracy = float((logits.argmax(-1) == y).float().mean())
+        accuracy = (logits.argmax(-1) == y).float().mean().detach()  # copied to the host with the step's loss
         return loss, {"accuracy": accuracy}
 
     def action_logits(self, batch: Any) -> Any:

@@ -191,7 +191,7 @@ class CGDT:
         u = (rtg.float() / net.rtg_scale - mu) * torch.exp(-log_sigma)
         return expectile_loss(u, self.config.guidance_expectile).mean(), mu
 
-    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
+    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
         import torch
         import torch.nn.functional as F
 
@@ -208,10 +208,10 @@ class CGDT:
         loss = (nll + c * guide) / (1.0 + c)
         if training:
             net.policy_steps += 1
-        with torch.no_grad():
-            acc = float((logits.argmax(-1) == actions).float().mean())
-        return loss, {"action_nll": float(nll.detach()), "guidance": float(guide.detach()), "guidance_c": c,
-                      "critic_mu": float(mu.detach().mean()), "critic_nll": float(net.critic_nll),
+        with torch.no_grad():  # logs stay on the device: the Trainer copies a step's logs at once
+            acc = (logits.argmax(-1) == actions).float().mean()
+        return loss, {"action_nll": nll.detach(), "guidance": guide.detach(), "guidance_c": c,
+                      "critic_mu": mu.detach().mean(), "critic_nll": net.critic_nll.detach().clone(),
                       "action_accuracy": acc}
 
     # ----------------------------------------------------------------- trunk

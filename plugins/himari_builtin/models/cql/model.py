@@ -109,7 +109,7 @@ class CQL:
 
     # ------------------------------------------------------------------ loss
 
-    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
+    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
         import torch
         import torch.nn.functional as F
 
@@ -137,9 +137,10 @@ class CQL:
         else:
             loss = td + alpha * (gap1 + gap2)
         qs = q.detach()
-        logs = {"td_loss": float(td.detach()), "cql_gap": float(gap.detach()), "alpha": float(alpha.detach()),
-                "q_data": float(0.5 * (qa1 + qa2).mean().detach()), "q_mean": float(qs.mean()),
-                "q_max": float(qs.max(dim=-1).values.mean()), "td_target": float(y1.mean())}
+        # Logs stay on the device: the Trainer copies a step's logs to the host at once.
+        logs = {"td_loss": td.detach(), "cql_gap": gap.detach(), "alpha": alpha.detach(),
+                "q_data": (0.5 * (qa1 + qa2).mean()).detach(), "q_mean": qs.mean(),
+                "q_max": qs.max(dim=-1).values.mean(), "td_target": y1.mean()}
         return loss, logs
 
     # ------------------------------------------------------------------- act

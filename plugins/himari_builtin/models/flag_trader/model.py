@@ -216,7 +216,7 @@ class FlagTrader:
         total = max(int(counts.sum()), 1)
         return {name: float(c) / total for name, c in zip(("SELL", "HOLD", "BUY"), counts)}
 
-    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
+    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
         """PPO loss of a minibatch of whole env sequences, flattened to independent windows."""
         obs = batch["obs"]
         n = obs.shape[0] * obs.shape[1]

@@ -75,7 +75,7 @@ class PPOLSTM:
         finally:
             net.train(was_training)
 
-    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, float]]:
+    def loss(self, batch: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
         """PPO loss (``himari.training.ppo.ppo_loss``) of a minibatch of whole env sequences
         (``RolloutBuffer`` items), the LSTM run over each sequence from its saved start state."""
         logits, values, _ = self.network.forward_sequence(batch["obs"], batch["starts"], batch["state"])
