@@ -11,8 +11,9 @@ sample is one window of ``--context`` steps.
 
 - himari: one update is exactly what ``himari.training.Trainer`` does per step: ``model.loss``
   (the policy's action NLL plus the critic guidance: a forward and backward through the frozen
-  critic with the predicted actions as queries), ``zero_grad``, ``backward``, gradient-norm
-  clipping at 1.0 and an AdamW step. The critic's pre-training is not timed (marked done
+  critic with the predicted actions as queries), ``zero_grad``, ``backward``, the one copy of
+  the step's loss and logs to the host, gradient-norm clipping at 1.0 (its norm read back, as
+  the Trainer logs it) and an AdamW step. The critic's pre-training is not timed (marked done
   before the warm-up). ``guidance off`` sets ``guidance_weight=0`` and drops the critic pass
   (plain DT loss), i.e. the same work as the peer.
 - d3rlpy: ``DiscreteDecisionTransformerConfig(context_size, num_heads, num_layers,
@@ -114,6 +115,7 @@ def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool) -> tuple[
     import torch
 
     from himari.plugin.api import ModelContext
+    from himari.training.loop import host_floats
 
     cgdt = _cgdt_module()
     d = dict(np.load(npz))
@@ -132,10 +134,11 @@ def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool) -> tuple[
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=1e-4)
 
     def update(b: tuple) -> None:
-        loss, _ = model.loss(b, None)
+        loss, logs = model.loss(b, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        host_floats({"loss": loss.detach(), **logs})  # as the Trainer's step: its logs, copied at once
+        float(torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0))  # and its logged gradient norm
         opt.step()
 
     params = sum(p.numel() for p in net.policy.parameters())

@@ -8,8 +8,9 @@ d3rlpy moves its numpy batches itself, as it does in training; the clock stops a
 device synchronisation).
 
 - himari: one update is exactly what ``himari.training.Trainer`` does per step: ``model.loss``
-  (Polyak update, TD targets, the conservative term), ``zero_grad``, ``backward``, gradient-norm
-  clipping at 1.0 and an AdamW step. Targets ``min`` (default) and ``double-dqn`` both timed.
+  (Polyak update, TD targets, the conservative term), ``zero_grad``, ``backward``, the one copy
+  of the step's loss and logs to the host, gradient-norm clipping at 1.0 (its norm read back, as
+  the Trainer logs it) and an AdamW step. Targets ``min`` (default) and ``double-dqn`` both timed.
 - d3rlpy: ``DiscreteCQLConfig(batch_size=256, n_critics=2, encoder_factory=
   VectorEncoderFactory([210, 210]))``, one update = ``algo.update(batch)`` (its Adam step, hard
   target copy every ``target_update_interval`` updates; its TD target is Double-DQN with the
@@ -78,6 +79,7 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
     import torch
 
     from himari.plugin.api import ModelContext
+    from himari.training.loop import host_floats
     from himari_builtin.models.cql import CQL, CQLConfig
 
     d = dict(np.load(npz))
@@ -94,10 +96,11 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
     opt = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=1e-4)
 
     def update(b: tuple) -> None:
-        loss, _ = model.loss(b, None)
+        loss, logs = model.loss(b, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        host_floats({"loss": loss.detach(), **logs})  # as the Trainer's step: its logs, copied at once
+        float(torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0))  # and its logged gradient norm
         opt.step()
 
     for i in range(WARMUP):
