@@ -12,8 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from himari.training import loop  # noqa: E402
-from himari.training.loop import host_floats  # noqa: E402
+from himari.training import loop
+from himari.training.loop import host_floats
 
 READS = ("__float__", "__int__", "__index__", "__bool__", "item", "tolist")
 
@@ -39,13 +39,18 @@ def test_a_step_reads_the_device_twice(model: str, small_prepared: Path, tmp_pat
     torch_dir = str(Path(torch.__file__).parent)
     counts: Counter[str] = Counter()
     inside = [False]
-    for name in READS:
-        def counted(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
-            if inside[0] and not sys._getframe(1).f_code.co_filename.startswith(torch_dir):
-                counts[_name] += 1
-            return _original(self, *args, **kwargs)
+    def counting(name: str):
+        original = getattr(torch.Tensor, name)
 
-        monkeypatch.setattr(torch.Tensor, name, counted)
+        def counted(self, *args, **kwargs):
+            if inside[0] and not sys._getframe(1).f_code.co_filename.startswith(torch_dir):
+                counts[name] += 1
+            return original(self, *args, **kwargs)
+
+        return counted
+
+    for name in READS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
     original, steps = loop.train_step, [0]
 
     def counting_step(*args, **kwargs):
