@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from himari.plugin.api import ModelContext  # noqa: E402
+from himari.training.loop import host_floats  # noqa: E402
 from himari_builtin.models.cql import (  # noqa: E402
     CQL,
     CQLConfig,
@@ -44,6 +45,7 @@ def test_loss_logs_the_gap_and_alpha_weights_it() -> None:
     model.network.eval()
     with torch.no_grad():
         loss, logs = model.loss((s, a, r, s2, d), None)
+        logs = host_floats(logs)  # the values the Trainer logs
         q = model.network(model.network.inputs(s))
     gaps = []
     for head in range(2):

@@ -21,6 +21,7 @@ from himari_builtin.models import flag_trader  # noqa: E402
 from himari_builtin.models.flag_trader import FlagTrader, FlagTraderConfig, parameter_count  # noqa: E402
 
 from himari.plugin import ModelContext, hookimpl  # noqa: E402
+from himari.training.loop import host_floats  # noqa: E402
 
 from himari_tests_conformance import TINY_ONLINE, check_model, tiny_run  # type: ignore[import-not-found]  # noqa: E402
 
@@ -192,7 +193,7 @@ def test_shared_ppo_loss_equals_ppo_lstm_loss() -> None:
         ref, ref_logs = lstm.loss(batch, None)
         got, logs = ppo_loss(logits, values, batch, PPOConfig(clip_range_vf=clip_vf))
         torch.testing.assert_close(got, ref)
-        assert logs == pytest.approx(ref_logs)
+        assert host_floats(logs) == pytest.approx(host_floats(ref_logs))
     flat = {k: v.reshape(-1) for k, v in batch.items() if k in ("actions", "logprobs", "values", "advantages",
                                                                  "returns")}
     torch.testing.assert_close(ppo_loss(logits.reshape(-1, 3), values.reshape(-1), flat, PPOConfig())[0],

@@ -17,6 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from himari.training.loop import host_floats  # noqa: E402
 from himari.training.ppo import PPOConfig, ppo_loss  # noqa: E402
 
 LN = math.log
@@ -73,6 +74,7 @@ def test_raw_advantages_clipped_surrogate_and_diagnostics() -> None:
     pg = -sum(surrogate) / 4  # = 0.7363..
     cfg = PPOConfig(normalize_advantage=False)  # clip 0.2, value clip 0.2, ent 0.01, vf 0.5
     loss, info = ppo_loss(logits(), torch.tensor(VALUES), batch(), cfg)
+    info = host_floats(info)  # the values the Trainer logs
     assert info["policy_loss"] == pytest.approx(pg, rel=1e-6)
     assert info["value_loss"] == pytest.approx(V_LOSS_CLIPPED, rel=1e-6)
     assert info["entropy"] == pytest.approx(ENTROPY, rel=1e-6)
@@ -90,6 +92,7 @@ def test_normalised_advantages() -> None:
     pg = -sum(surrogate) / 4  # = -0.0472..
     cfg = PPOConfig(clip_range_vf=0.0, ent_coef=0.05, vf_coef=0.25)
     loss, info = ppo_loss(logits(), torch.tensor(VALUES), batch(), cfg)
+    info = host_floats(info)  # the values the Trainer logs
     assert info["policy_loss"] == pytest.approx(pg, rel=1e-6)
     assert info["value_loss"] == pytest.approx(V_LOSS_PLAIN, rel=1e-6)
     assert float(loss.detach()) == pytest.approx(pg - 0.05 * ENTROPY + 0.25 * V_LOSS_PLAIN, rel=1e-6)
