@@ -28,13 +28,14 @@ def test_host_floats_gives_what_float_gives() -> None:
     assert host_floats({}) == {}
 
 
-@pytest.mark.parametrize("model", ["baseline-mlp", "cql"])
+@pytest.mark.parametrize("model", ["baseline-mlp", "cql", "ppo-lstm"])
 def test_a_step_reads_the_device_twice(model: str, small_prepared: Path, tmp_path: Path, monkeypatch) -> None:
     """Reads of a tensor's value made by himari's code (not torch's own, such as the optimiser's
     CPU step counters) inside ``train_step``: one ``tolist`` (the loss and the logs together)
-    and one ``float`` (the gradient norm) per step."""
+    and one ``float`` (the gradient norm) per step, for an offline, an offline-RL and an
+    online-RL model."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builtin"))
-    from conformance import tiny_run  # type: ignore[import-not-found]
+    from conformance import TINY_ONLINE, tiny_run  # type: ignore[import-not-found]
 
     torch_dir = str(Path(torch.__file__).parent)
     counts: Counter[str] = Counter()
@@ -61,7 +62,13 @@ def test_a_step_reads_the_device_twice(model: str, small_prepared: Path, tmp_pat
             inside[0] = False
             steps[0] += 1
 
+    from himari.training import online
+
     monkeypatch.setattr(loop, "train_step", counting_step)
-    tiny_run(model, small_prepared, tmp_path / "run")
-    assert steps[0] == 6
-    assert dict(counts) == {"tolist": 6, "__float__": 6}
+    monkeypatch.setattr(online, "train_step", counting_step)  # the online-RL loop's update
+    tiny_run(model, small_prepared, tmp_path / "run", sets=TINY_ONLINE(model) if model == "ppo-lstm" else None)
+    assert steps[0] >= 6
+    # ppo-lstm reads once more: where episodes start in the minibatch, which decides where its
+    # LSTM is cut (control flow on the host, one tolist).
+    reads = 2 if model == "ppo-lstm" else 1
+    assert dict(counts) == {"tolist": reads * steps[0], "__float__": steps[0]}

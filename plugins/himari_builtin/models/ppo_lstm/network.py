@@ -54,11 +54,11 @@ class ActorCritic(nn.Module):
         T, B = obs.shape[0], obs.shape[1]
         x = self.encoder(obs.reshape(T * B, -1)).reshape(T, B, -1)
         h, c = state
-        reset = (starts > 0).any(dim=1)
-        cuts = sorted({0, T, *[int(t) + 1 for t in torch.nonzero(reset[1:]).flatten().tolist()]})
+        reset = (starts > 0).any(dim=1).tolist()  # one read of the device: where episodes start
+        cuts = [0, *[t for t in range(1, T) if reset[t]], T]
         outs = []
         for t0, t1 in zip(cuts[:-1], cuts[1:]):
-            if bool(reset[t0]):
+            if reset[t0]:
                 keep = (1.0 - starts[t0].to(h.dtype)).view(1, B, 1)
                 h, c = h * keep, c * keep
             out, (h, c) = self.lstm(x[t0:t1], (h, c))
