@@ -535,6 +535,11 @@ class Trainer:
         ``--resume`` of it is refused). A new run creates its directory only after set-up
         succeeded, and removes it again when it fails or is interrupted before its first
         checkpoint, so a failed command leaves nothing behind."""
+        # The epoch bar's module, imported before the run has files rather than at the first
+        # epoch: importing it runs code built from strings (dataclasses), and CPython ends a
+        # process killed by Ctrl-C inside such code with SIGINT even when the KeyboardInterrupt
+        # was caught and handled (the CLI's exit code 130 became a signal death).
+        import rich.progress  # noqa: F401
         import torch
 
         t0 = time.perf_counter()

@@ -406,6 +406,12 @@ def test_devices_on_gpus_without_them_is_refused_before_torchrun(small_prepared:
 # -------------------------------------------------------- interrupts, resumes
 
 
+# How an interrupted ``python -m himari`` may end: exit 130, or killed by SIGINT, which a shell
+# also reports as 130. CPython ends a ``-m`` run by SIGINT when the KeyboardInterrupt was raised
+# inside code run from a string (dataclasses, namedtuple) even if it was caught and handled.
+INTERRUPTED = (130, -signal.SIGINT)
+
+
 def _interrupt(small_prepared: Path, run_dir: Path, checkpoint_every: int, started: Path) -> tuple[int, str]:
     """Start a long training, send SIGINT once ``started`` exists; its exit code and stderr."""
     proc = subprocess.Popen(himari("train", "baseline-mlp", "--data", str(small_prepared), "--run-dir", str(run_dir),
@@ -424,7 +430,7 @@ def _interrupt(small_prepared: Path, run_dir: Path, checkpoint_every: int, start
 def test_ctrl_c_says_how_to_resume(small_prepared: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "interrupted"
     code, err = _interrupt(small_prepared, run_dir, 5, run_dir / "checkpoints" / "last.pt")
-    assert code == 130
+    assert code in INTERRUPTED
     assert f"himari train --resume {run_dir}" in err
     assert not (run_dir / "summary.json").exists()
 
@@ -432,7 +438,7 @@ def test_ctrl_c_says_how_to_resume(small_prepared: Path, tmp_path: Path) -> None
 def test_ctrl_c_before_the_first_checkpoint_keeps_nothing(small_prepared: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "early"
     code, err = _interrupt(small_prepared, run_dir, 100_000, run_dir / "metrics.jsonl")  # training has started
-    assert code == 130 and "nothing was kept" in err
+    assert code in INTERRUPTED and "nothing was kept" in err
     assert listing(tmp_path) == []
 
 
