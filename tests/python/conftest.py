@@ -16,9 +16,11 @@ def _cpu_unless_marked_cuda(request: pytest.FixtureRequest, monkeypatch: pytest.
     the GPU paths are covered by the tests marked ``cuda``."""
     if request.node.get_closest_marker("cuda") is not None:
         return
-    import torch
-
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    try:
+        import torch
+    except ImportError:  # the wheel's engine tests run where only the wheel is installed
+        return
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
 
