@@ -125,7 +125,7 @@ def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool) -> tuple[
     model = cgdt.CGDT(cfg, ModelContext(n_features=60))
     device = sizes.get("device", "cpu")
     net = model.network.to(device)
-    net.critic_ready.fill_(1)  # pre-training is a separate phase: not timed
+    net.set_critic_ready()  # pre-training is a separate phase: not timed
     net.rtg_scale.fill_(float(d["rtg"].std()))
     if not guidance:  # plain DT loss: no critic pass at all
         model.guidance = lambda obs, actions, rtg, logits: (torch.zeros((), device=device), torch.zeros((), device=device))

@@ -360,3 +360,23 @@ def test_himari_train_cgdt_cli(small_prepared: Path, tmp_path: Path, monkeypatch
     assert summary["model"] == "cgdt" and summary["steps"] == 2
     config = (tmp_path / "run" / "config.yaml").read_text()
     assert "context_length: 8" in config
+
+
+def test_the_step_counters_kept_on_the_host_follow_the_buffers() -> None:
+    """The loss reads the critic phase flag and the guidance clock from host copies (a CUDA
+    buffer read would wait for the GPU each step); they must stay what the buffers say: after
+    counting steps, after the critic phase, and after a checkpoint's buffers are loaded into a
+    network that has already counted."""
+    net = cgdt.build_network(TinyCGDTConfig(), 6)
+    assert net.counters() == (False, 0)
+    for _ in range(3):
+        net.count_policy_step()
+    net.set_critic_ready()
+    assert net.counters() == (True, 3) and int(net.policy_steps) == 3 and int(net.critic_ready) == 1
+    saved = {k: v.clone() for k, v in net.state_dict().items()}
+    other = cgdt.build_network(TinyCGDTConfig(), 6)
+    assert other.counters() == (False, 0)  # read, then overwritten by a load
+    other.load_state_dict(saved)
+    assert other.counters() == (True, 3)
+    other.count_policy_step()
+    assert other.counters() == (True, 4) and int(other.policy_steps) == 4

@@ -166,8 +166,8 @@ class CGDT:
                 p.grad = None
         nll = float(np.mean(tail)) if tail else float("nan")
         with torch.no_grad():
-            net.critic_ready.fill_(1)
             net.critic_nll.fill_(nll)
+        net.set_critic_ready()
         return nll
 
     # ------------------------------------------------------------------ loss
@@ -197,17 +197,18 @@ class CGDT:
 
         net = self.network
         training = net.training and torch.is_grad_enabled()
-        if training and int(net.critic_ready) == 0 and self._train is not None:
+        critic_ready, policy_steps = net.counters()  # host copies: no wait for the GPU
+        if training and not critic_ready and self._train is not None:
             self.train_critic(self._train, self.config.critic_steps, self._seed)
         obs, actions, rtg = batch[:3]
         actions = actions.long()
         logits = net.policy(rtg.float() / net.rtg_scale, net.states(obs.float()), actions)
         nll = F.cross_entropy(logits.float().reshape(-1, N_ACTIONS), actions.reshape(-1))
         guide, mu = self.guidance(obs.float(), actions, rtg, logits)
-        c = guidance_coefficient(int(net.policy_steps), self.config)
+        c = guidance_coefficient(policy_steps, self.config)
         loss = (nll + c * guide) / (1.0 + c)
         if training:
-            net.policy_steps += 1
+            net.count_policy_step()
         with torch.no_grad():  # logs stay on the device: the Trainer copies a step's logs at once
             acc = (logits.argmax(-1) == actions).float().mean()
         return loss, {"action_nll": nll.detach(), "guidance": guide.detach(), "guidance_c": c,
