@@ -10,11 +10,14 @@ device synchronisation).
 - himari: one update is exactly what ``himari.training.Trainer`` does per step: ``model.loss``
   (Polyak update, TD targets, the conservative term), ``zero_grad``, ``backward``, the one copy
   of the step's loss and logs to the host, gradient-norm clipping at 1.0 (its norm read back, as
-  the Trainer logs it) and an AdamW step. Targets ``min`` (default) and ``double-dqn`` both timed.
+  the Trainer logs it) and an AdamW step. Targets ``min`` (default) and ``double-dqn`` both timed;
+  on the GPU also the step as ``train.cuda_graph`` runs it (``himari.training.graph_step``: the
+  same kernels replayed as two CUDA graphs, the one copy of the loss, logs and norm between them).
 - d3rlpy: ``DiscreteCQLConfig(batch_size=256, n_critics=2, encoder_factory=
   VectorEncoderFactory([210, 210]))``, one update = ``algo.update(batch)`` (its Adam step, hard
   target copy every ``target_update_interval`` updates; its TD target is Double-DQN with the
-  min over critics).
+  min over critics). On the GPU also with its ``compile_graph=True`` (torch.compile and CUDA
+  graphs); ratios are against the default row.
 - Batches are sampled before timing for both (20 pre-made batches, cycled), so the number is the
   update alone. Each repeat runs in a fresh process pinned to one core with one thread
   (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``), warms up for 30 updates, then times
@@ -74,7 +77,7 @@ def _batches(data: dict, rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.integers(0, len(data["index"]), size=BATCH) for _ in range(N_BATCHES)]
 
 
-def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "cpu") -> float:
+def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "cpu", graph: bool = False) -> float:
     _pin(cpu)
     import torch
 
@@ -93,9 +96,20 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
     for idx in _batches(d, np.random.default_rng(0)):
         k = k_all[torch.from_numpy(idx).to(device)]
         batches.append((obs[k], act[k], rew[k], obs[k + 1], done[k]))
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=1e-4, **({"capturable": True} if graph else {}))
 
-    def update(b: tuple) -> None:
+    if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
+        from himari.training.graph_step import GraphedStep
+
+        stepper = GraphedStep(list(net.parameters()), lambda b: model.loss(b, None), opt, 1.0)
+
+        def update(b: tuple) -> None:
+            stepper.step(b)
+    else:
+        def update(b: tuple) -> None:
+            eager_update(b)
+
+    def eager_update(b: tuple) -> None:
         loss, logs = model.loss(b, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -113,7 +127,7 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
     return updates / (time.perf_counter() - t)
 
 
-def worker_d3rlpy(npz: str, updates: int, cpu: int, device: str = "cpu") -> float:
+def worker_d3rlpy(npz: str, updates: int, cpu: int, device: str = "cpu", compile_graph: bool = False) -> float:
     _pin(cpu)
     import d3rlpy
     from d3rlpy.dataset import TransitionMiniBatch
@@ -123,7 +137,8 @@ def worker_d3rlpy(npz: str, updates: int, cpu: int, device: str = "cpu") -> floa
     k_all = d["index"]
     cfg = d3rlpy.algos.DiscreteCQLConfig(
         batch_size=BATCH, n_critics=2, learning_rate=3e-4,
-        encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=list(HIDDEN)))
+        encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=list(HIDDEN)),
+        **({"compile_graph": True} if compile_graph else {}))
     algo = cfg.create(device="cuda:0" if device.startswith("cuda") else "cpu:0")
     algo.create_impl((obs.shape[1],), 3)
     batches = []
@@ -173,9 +188,9 @@ def main() -> None:
     if a.worker is not None:
         kind, npz, updates, cpu, device, *rest = a.worker
         if kind == "himari":
-            print(worker_himari(npz, int(updates), int(cpu), rest[0], device))
+            print(worker_himari(npz, int(updates), int(cpu), rest[0], device, rest[1:] == ["graph"]))
         else:
-            print(worker_d3rlpy(npz, int(updates), int(cpu), device))
+            print(worker_d3rlpy(npz, int(updates), int(cpu), device, rest == ["graph"]))
         return
 
     machine = machine_info()
@@ -188,10 +203,15 @@ def main() -> None:
     common = [npz, str(a.updates), str(a.cpu), a.device]
     contenders = [("himari cql (target min)", sys.executable, ["himari", *common, "min"]),
                   ("himari cql (target double-dqn)", sys.executable, ["himari", *common, "double-dqn"])]
+    if a.device.startswith("cuda"):
+        contenders.append(("himari cql (target min, cuda_graph)", sys.executable, ["himari", *common, "min", "graph"]))
     skipped = []
     if d3_version:
         contenders.append((f"d3rlpy {d3_version} DiscreteCQL", a.d3rlpy_python,
                            ["d3rlpy", *common]))
+        if a.device.startswith("cuda"):  # its own torch.compile + CUDA graph option, for fairness
+            contenders.append((f"d3rlpy {d3_version} DiscreteCQL compile_graph", a.d3rlpy_python,
+                               ["d3rlpy", *common, "graph"]))
     else:
         skipped.append("d3rlpy (not installed for --d3rlpy-python)")
     times: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
@@ -200,13 +220,16 @@ def main() -> None:
             times[name].append(float(worker_result(py, __file__, args)[0]))
             print(f"repeat {r + 1}/{a.repeats}  {name}: {times[name][-1]:.1f} updates/s", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
-    peer = next((k for k in med if k.startswith("d3rlpy")), None)
+    peer = next((k for k in med if k.startswith("d3rlpy") and "compile_graph" not in k), None)
+    compiled = next((k for k in med if k.startswith("d3rlpy") and "compile_graph" in k), None)
     rows = []
     for k, v in med.items():
         ratio = v / med[peer] if peer and not k.startswith("d3rlpy") else None
         best_ratio = max(times[k]) / max(times[peer]) if peer and not k.startswith("d3rlpy") else None
         rows.append({"contender": k, "updates_per_s": v, "best_updates_per_s": max(times[k]), "runs": times[k],
-                     "ratio_vs_d3rlpy": ratio, "best_ratio_vs_d3rlpy": best_ratio})
+                     "ratio_vs_d3rlpy": ratio, "best_ratio_vs_d3rlpy": best_ratio,
+                     "ratio_vs_d3rlpy_compile_graph": (v / med[compiled] if compiled and not k.startswith("d3rlpy")
+                                                       else None)})
     where = f"on {a.device}, one core" if a.device.startswith("cuda") else "one core"
     goal = 3 if a.device.startswith("cuda") else 2
     print(f"\nCQL updates/s, batch {BATCH}, two critics {HIDDEN}, {where} ({machine['cpu_model']}, "
@@ -216,8 +239,9 @@ def main() -> None:
         ratio = "" if row["ratio_vs_d3rlpy"] is None else f"{row['ratio_vs_d3rlpy']:.2f}x"
         bratio = "" if row["best_ratio_vs_d3rlpy"] is None else f"{row['best_ratio_vs_d3rlpy']:.2f}x"
         met = "" if row["ratio_vs_d3rlpy"] is None else ("met" if row["ratio_vs_d3rlpy"] >= goal else "not met")
+        vs_compiled = row["ratio_vs_d3rlpy_compile_graph"]
         print(f"{row['contender']:38s} {row['updates_per_s']:9.1f} {row['best_updates_per_s']:8.1f} "
-              f"{ratio:>10s} {bratio:>8s}  {met}")
+              f"{ratio:>10s} {bratio:>8s}  {met}" + ("" if vs_compiled is None else f"  ({vs_compiled:.2f}x its compile_graph)"))
     machine["load_avg_end"] = os.getloadavg()
     suffix = "" if a.device == "cpu" else f"-{a.device.split(':')[0]}"
     out = Path(a.json or REPO / "benchmarks" / "results" / f"cql-{socket.gethostname()}{suffix}.json")

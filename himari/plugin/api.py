@@ -441,6 +441,11 @@ class Model(Protocol):
 
     Optional, for models that need them (the Trainer checks with ``hasattr``):
 
+    - ``cuda_graph_safe = True`` (a class attribute): ``loss`` may be recorded once and replayed
+      as a CUDA graph (``train.cuda_graph``): it reads no tensor value on the host (no
+      ``float()``, ``.item()``, ``if tensor``), its Python control flow and any Python-number log
+      depend only on the config and the batch's shapes, and it changes no Python state between
+      steps (in-place updates of tensors, such as a target network's Polyak average, are fine).
     - ``act_sequence(features, open, close, ranges, env, execution=None) -> actions``: for
       policies whose decision depends on the account state or on recurrent state. The policy
       decides along each ``(a, b)`` range in order, from a flat account and a fresh state, and

@@ -53,6 +53,12 @@ class TrainConfig:
     amp: bool = True
     """Mixed precision (bf16, or fp16 with loss scaling) of the training steps on CUDA; ignored on
     the CPU. The model's actions for validation and test scores are computed in float32."""
+    cuda_graph: bool = False
+    """Replay each optimiser step as CUDA graphs (recorded after two eager steps of each batch
+    shape): for small networks, whose steps on a GPU are bound by launching kernels, not by
+    computing. For models that declare their loss graph-safe (baseline-mlp, cql), without
+    training methods that add loss terms or act before the optimiser step, one device, no
+    gradient accumulation; another run with it is refused. Ignored on the CPU."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables."""
     grad_accum_steps: int = 1

@@ -167,7 +167,12 @@ def run_offline_epochs(trainer: Trainer) -> None:
             task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=per_epoch, completed=st["batch"], info="")
             while st["batch"] < per_epoch:
                 idx = torch.from_numpy(sampler.indices(epoch, st["batch"]))  # this rank's shard of the global batch
-                logs = train_step(trainer, to_device(data[idx], trainer.device))
+                batch = to_device(data[idx], trainer.device)
+                if trainer.graph_step is not None:  # train.cuda_graph: the same step, replayed
+                    trainer.model.network.train()
+                    logs = trainer.graph_step.step(batch)
+                else:
+                    logs = train_step(trainer, batch)
                 st["batch"] += 1
                 trainer.count_step(epoch, logs)
                 progress.update(task, advance=1, info=f"loss {st['loss_sum'] / st['loss_n']:.4f}")

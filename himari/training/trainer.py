@@ -42,7 +42,7 @@ from himari.evaluation.execution import check_support, choose, grid, model_actio
 from himari.evaluation.policy import baseline_actions, evaluate_actions, judged_on_decisions
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
 from himari.training import console as report
-from himari.training import distributed, rundir
+from himari.training import distributed, graph_step, rundir
 from himari.training.assemble import (
     TrainedPolicy,
     built_modules,
@@ -214,16 +214,29 @@ class Trainer:
             if len(self.train_ds) < (cfg.batch_size if cfg.drop_last else 1):
                 raise HimariError(f"the train split has {len(self.train_ds)} examples, fewer than one batch "
                                   f"({cfg.batch_size}); lower --batch-size or use more data")
-        params = [*self.model.network.parameters(), *self.method_modules.parameters()]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.loss_fn = distributed.data_parallel(
-            distributed.loss_module(self.model.network, self._loss, self.method_modules or None), self.dist)
         self.amp_dtype = None
         self.scaler = None
         if self.device.startswith("cuda") and cfg.amp:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             if self.amp_dtype is torch.float16:
                 self.scaler = torch.amp.GradScaler("cuda")
+        if cfg.cuda_graph:
+            why = graph_step.eligibility(self.model, run.model, self.methods, cfg.grad_accum_steps,
+                                         self.dist.enabled, self.online, self.scaler is not None)
+            if why:
+                raise ConfigError(f"train.cuda_graph: {why}; run without it")
+        self.graphed = cfg.cuda_graph and self.device.startswith("cuda")  # ignored on the CPU
+        params = [*self.model.network.parameters(), *self.method_modules.parameters()]
+        # a recorded optimiser step keeps its step counters on the device (capturable)
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                           **({"capturable": True} if self.graphed else {}))
+        self.loss_fn = distributed.data_parallel(
+            distributed.loss_module(self.model.network, self._loss, self.method_modules or None), self.dist)
+        self.graph_step = None
+        if self.graphed:
+            self.graph_step = graph_step.GraphedStep(
+                params, self.loss_fn, self.optimizer, cfg.grad_clip, self.amp_dtype,
+                step_label=lambda: f"step {self.state['step'] + 1} (epoch {self.state['epoch'] + 1})")
         self.trackers = [(n, self.plugins.trackers().get(n).factory(run.plugin_configs[n])) for n in run.trackers
                          if self.dist.is_main]
         if self.dist.enabled:  # identical set-up above; from here each rank draws its own random numbers

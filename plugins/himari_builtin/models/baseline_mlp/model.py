@@ -11,6 +11,7 @@ class BaselineMLP:
     """The model plugin instance (see ``himari.plugin.api.Model`` for the lifecycle)."""
 
     paradigm = "supervised"
+    cuda_graph_safe = True  # loss: no host reads, no Python state (train.cuda_graph)
 
     def __init__(self, config: BaselineMLPConfig, ctx: Any) -> None:
         from himari_builtin.models.baseline_mlp.network import build_network

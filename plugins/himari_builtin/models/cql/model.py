@@ -67,6 +67,7 @@ class CQL:
     """The model plugin instance (see ``himari.plugin.api.Model`` for the lifecycle)."""
 
     paradigm = "offline-rl"
+    cuda_graph_safe = True  # loss: no host reads, no Python state (train.cuda_graph)
 
     def __init__(self, config: CQLConfig, ctx: Any) -> None:
         from himari_builtin.models.cql.network import CQLNetwork

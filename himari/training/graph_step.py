@@ -1,0 +1,190 @@
+"""The Trainer's optimiser step replayed as CUDA graphs (``train.cuda_graph``).
+
+Why: the networks most offline models train here (baseline-mlp's MLP, CQL's two small Q
+networks) are tiny for a GPU. An eager step launches a few hundred kernels, each of which takes
+the GPU microseconds and the host several times that to issue, so the GPU waits on Python. A
+CUDA graph records the kernels of one step once and replays them with one launch.
+
+What is recorded, per batch shape, after ``WARMUP`` ordinary (eager) steps of that shape:
+
+1. ``forward_backward``: gradients zeroed in place, the loss and its logs (under autocast when
+   the run uses mixed precision), backward, gradient-norm clipping; the loss, every log and the
+   norm are written into one float64 vector.
+2. ``optimizer_step``: the optimiser's step (an AdamW built with ``capturable=True``).
+
+A step copies the batch into the graph's input tensors, replays (1), reads the vector to the host
+(the step's one wait for the GPU), refuses a non-finite loss before anything changes the
+weights (as the eager step does), then replays (2). The arithmetic is the eager step's, kernel
+for kernel; what a replay cannot do is run Python, so only models that declare their ``loss``
+graph-safe (``Model.cuda_graph_safe``: no reads of tensor values on the host, no Python state
+that changes between steps, a Python-number log only if it never changes) and runs without
+hooks that run Python between backward and the step qualify (``eligibility``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from himari.errors import TrainingError
+
+WARMUP = 2
+"""Eager steps of a batch shape before its graphs are recorded: the first step of a shape
+allocates the gradients, the optimiser's state and the libraries' workspaces, which a recording
+must not do."""
+
+
+def eligibility(model: Any, model_name: str, methods: list[tuple[str, Any]], grad_accum_steps: int,
+                distributed: bool, online: bool, scaler: bool = False) -> str | None:
+    """Why a run cannot use ``train.cuda_graph`` (a sentence), or None when it can."""
+    if online:
+        return f"model {model_name!r} trains online (rollouts run Python between updates)"
+    if not getattr(model, "cuda_graph_safe", False):
+        return (f"model {model_name!r} does not declare its loss graph-safe (cuda_graph_safe): "
+                f"its loss may read values on the host or keep Python state between steps")
+    hooked = [n for n, m in methods if callable(getattr(m, "loss_terms", None))
+              or callable(getattr(m, "before_optimizer_step", None))]
+    if hooked:
+        return (f"training method(s) {', '.join(map(repr, hooked))} add loss terms or run Python before the "
+                f"optimiser step")
+    if grad_accum_steps != 1:
+        return "train.grad_accum_steps is not 1"
+    if distributed:
+        return "the run trains on several devices (--devices)"
+    if scaler:
+        return "fp16 mixed precision needs a loss scaler, which decides on the host (bf16 or amp=false do not)"
+    return None
+
+
+@dataclass
+class _Graphs:
+    inputs: list[Any]  # the batch's tensors, where each replay reads them
+    spec: Any  # the batch's structure (pytree spec) and non-tensor leaves
+    forward_backward: Any
+    optimizer_step: Any
+    out: Any  # float64 [1 + logs + norm]
+    names: list[str]
+
+
+class GraphedStep:
+    """``train_step`` for one network, optimiser and loss, replayed as CUDA graphs per batch
+    shape (see the module docstring). ``step(batch)`` returns the eager step's logs: the model's
+    logs, ``grad_norm`` (when clipping) and ``loss``."""
+
+    def __init__(self, parameters: list[Any], loss_fn: Callable[[Any], tuple[Any, dict[str, Any]]],
+                 optimizer: Any, grad_clip: float, amp_dtype: Any = None,
+                 step_label: Callable[[], str] | None = None) -> None:
+        import torch
+
+        self.parameters = [p for p in parameters if p.requires_grad]
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.grad_clip = float(grad_clip)
+        self.amp_dtype = amp_dtype
+        self.step_label = step_label or (lambda: "this step")
+        self.graphs: dict[Any, _Graphs] = {}
+        self.eager_steps: dict[Any, int] = {}
+        self.stream = torch.cuda.Stream()
+        self.pool = torch.cuda.graph_pool_handle()
+        if not all(g.get("capturable", False) for g in optimizer.param_groups):
+            raise ValueError("a graph-replayed step needs an optimiser built with capturable=True")
+
+    # --------------------------------------------------------------------- the step's parts
+
+    def _autocast(self) -> Any:
+        import torch
+
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        # the cast-weight cache would hold tensors from one replay into the next: off when recording
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype, cache_enabled=False)
+
+    def _forward_backward(self, batch: Any) -> tuple[Any, list[str]]:
+        """Zero the gradients in place (the graphs write into the same tensors), loss, backward,
+        clipping; the loss, logs and norm in one float64 vector."""
+        import torch
+
+        for p in self.parameters:
+            if p.grad is not None:
+                p.grad.zero_()
+        with self._autocast():
+            loss, logs = self.loss_fn(batch)
+        loss.backward()
+        names = list(logs)
+        values = [loss.detach()] + [logs[k] for k in names]
+        if self.grad_clip > 0:
+            values.append(torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip))
+            names.append("grad_norm")
+        device = loss.device
+        out = torch.stack([v.detach().reshape(()).to(device=device, dtype=torch.float64)
+                           if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=torch.float64, device=device)
+                           for v in values])
+        return out, names
+
+    def _finish(self, out: list[float], names: list[str]) -> dict[str, float]:
+        if not math.isfinite(out[0]):  # before the optimiser step: the weights stay as they were
+            raise TrainingError(f"loss is {out[0]} at {self.step_label()}; lower --lr or check the data")
+        logs = dict(zip(names, out[1:]))
+        logs["loss"] = out[0]
+        return logs
+
+    # ------------------------------------------------------------------------------ steps
+
+    def step(self, batch: Any) -> dict[str, float]:
+        """One optimiser step over ``batch`` (already on the device)."""
+        from torch.utils._pytree import tree_flatten
+
+        leaves, spec = tree_flatten(batch)
+        key = self._key(leaves, spec)
+        graphs = self.graphs.get(key)
+        if graphs is None:
+            if self.eager_steps.get(key, 0) < WARMUP:
+                self.eager_steps[key] = self.eager_steps.get(key, 0) + 1
+                return self._eager(batch)
+            graphs = self.graphs[key] = self._record(leaves, spec)
+        import torch
+
+        for dst, src in zip(graphs.inputs, (x for x in leaves if isinstance(x, torch.Tensor))):
+            dst.copy_(src, non_blocking=True)
+        graphs.forward_backward.replay()
+        logs = self._finish(graphs.out.tolist(), graphs.names)  # the step's one wait for the GPU
+        graphs.optimizer_step.replay()
+        return logs
+
+    @staticmethod
+    def _key(leaves: list[Any], spec: Any) -> Any:
+        import torch
+
+        return (str(spec), tuple((tuple(x.shape), x.dtype, str(x.device)) if isinstance(x, torch.Tensor) else repr(x)
+                                 for x in leaves))
+
+    def _eager(self, batch: Any) -> dict[str, float]:
+        """An ordinary step, on the side stream the recordings use (so that what the first steps
+        initialise lazily belongs to that stream)."""
+        import torch
+
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            out, names = self._forward_backward(batch)
+            logs = self._finish(out.tolist(), names)
+            self.optimizer.step()
+        torch.cuda.current_stream().wait_stream(self.stream)
+        return logs
+
+    def _record(self, leaves: list[Any], spec: Any) -> _Graphs:
+        import torch
+        from torch.utils._pytree import tree_unflatten
+
+        inputs = [x.clone() for x in leaves if isinstance(x, torch.Tensor)]
+        it = iter(inputs)
+        static_batch = tree_unflatten([next(it) if isinstance(x, torch.Tensor) else x for x in leaves], spec)
+        torch.cuda.synchronize()
+        fb, opt = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        with torch.cuda.graph(fb, pool=self.pool, stream=self.stream):
+            out, names = self._forward_backward(static_batch)
+        with torch.cuda.graph(opt, pool=self.pool, stream=self.stream):
+            self.optimizer.step()
+        return _Graphs(inputs, spec, fb, opt, out, names)

@@ -1,0 +1,173 @@
+"""``train.cuda_graph``: the Trainer's step replayed as CUDA graphs. Who may use it is decided on
+any machine (a run that cannot is refused before anything is written); what a replay computes is
+checked on a GPU against the eager step, step for step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from himari.cli import app
+from himari.training.graph_step import eligibility
+
+torch = pytest.importorskip("torch")
+
+runner = CliRunner()
+SAFE = SimpleNamespace(cuda_graph_safe=True)
+
+
+def test_only_declared_offline_models_without_python_hooks_qualify() -> None:
+    assert eligibility(SAFE, "m", [], 1, False, False) is None
+    assert "does not declare" in eligibility(SimpleNamespace(), "m", [], 1, False, False)
+    assert "trains online" in eligibility(SAFE, "m", [], 1, False, True)
+    terms = SimpleNamespace(loss_terms=lambda *a: {})
+    surgery = SimpleNamespace(before_optimizer_step=lambda *a: None)
+    data_only = SimpleNamespace(epoch_dataset=lambda ds, ctx: ds)  # changes the data, not the step
+    why = eligibility(SAFE, "m", [("terms", terms), ("data", data_only), ("surgery", surgery)], 1, False, False)
+    assert "'terms', 'surgery'" in why and "'data'" not in why
+    assert eligibility(SAFE, "m", [("data", data_only)], 1, False, False) is None
+    assert "grad_accum_steps" in eligibility(SAFE, "m", [], 2, False, False)
+    assert "several devices" in eligibility(SAFE, "m", [], 1, True, False)
+    assert "loss scaler" in eligibility(SAFE, "m", [], 1, False, False, scaler=True)
+
+
+def test_the_builtin_declarations() -> None:
+    """baseline-mlp and cql compute their loss from tensors alone; cgdt keeps its guidance clock
+    and critic phase on the host, and the online models roll out between updates."""
+    from himari_builtin.models.baseline_mlp.model import BaselineMLP
+    from himari_builtin.models.cgdt.model import CGDT
+    from himari_builtin.models.cql.model import CQL
+    from himari_builtin.models.flag_trader.model import FlagTrader
+    from himari_builtin.models.ppo_lstm.model import PPOLSTM
+
+    classes = (BaselineMLP, CQL, CGDT, PPOLSTM, FlagTrader)
+    assert {c for c in classes if getattr(c, "cuda_graph_safe", False)} == {BaselineMLP, CQL}
+
+
+@pytest.mark.parametrize(("model", "sets", "why"), [
+    ("cgdt", [], "does not declare"),
+    ("baseline-mlp", ["train.grad_accum_steps=2"], "grad_accum_steps"),
+    ("baseline-mlp", ["--method multi-task"], "'multi-task'"),
+])
+def test_a_run_that_cannot_be_replayed_is_refused_and_leaves_nothing(model: str, sets: list[str], why: str,
+                                                                     small_prepared: Path, tmp_path: Path) -> None:
+    extra = [x for s in sets for x in (s.split() if s.startswith("--") else ["--set", s])]
+    run_dir = tmp_path / "run"
+    res = runner.invoke(app, ["train", model, "--data", str(small_prepared), "--run-dir", str(run_dir),
+                              "--epochs", "1", "--set", "train.cuda_graph=true", *extra], env={"COLUMNS": "200"})
+    assert res.exit_code != 0
+    text = " ".join(res.output.split())
+    assert "train.cuda_graph" in text and why in text, text
+    assert not run_dir.exists()
+
+
+# ------------------------------------------------------------------------------- on a GPU
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _cql(target: str = "min") -> tuple[object, object]:
+    from himari.plugin.api import ModelContext
+    from himari_builtin.models.cql import CQL, CQLConfig
+
+    torch.manual_seed(0)
+    model = CQL(CQLConfig(hidden_sizes=(32, 32), target=target), ModelContext(n_features=6))
+    model.network.to("cuda").train()
+    return model, torch.optim.AdamW(model.network.parameters(), lr=1e-2, weight_decay=1e-4, capturable=True)
+
+
+def _batches(n: int, size: int = 64, nan_at: int | None = None) -> list[tuple]:
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for i in range(n):
+        s, s2 = torch.randn(size, 10, generator=g), torch.randn(size, 10, generator=g)
+        r = torch.randn(size, generator=g)
+        if i == nan_at:
+            r[3] = float("nan")
+        out.append(tuple(x.to("cuda") for x in (s, torch.randint(0, 3, (size,), generator=g), r, s2,
+                                                 (torch.rand(size, generator=g) < 0.1).float())))
+    return out
+
+
+def _eager_step(model, opt, batch) -> dict[str, float]:
+    """The Trainer's eager step (``loop.train_step`` without micro-batches or hooks)."""
+    from himari.training.loop import host_floats
+
+    opt.zero_grad(set_to_none=True)
+    loss, logs = model.loss(batch, None)
+    loss.backward()
+    out = host_floats({**logs, "grad_norm": torch.nn.utils.clip_grad_norm_(model.network.parameters(), 1.0),
+                       "loss": loss.detach()})
+    opt.step()
+    return out
+
+
+@pytest.mark.cuda
+@cuda
+def test_replayed_steps_equal_eager_steps() -> None:
+    """Twelve CQL steps over batches of two shapes (the last, smaller batch of an epoch gets
+    graphs of its own): the same weights, Polyak targets and logs as eager steps. Wrong
+    replays this catches: inputs not copied in (the recorded batch every time), gradients
+    accumulated over replays (no zeroing), the optimiser step or the Polyak update not replayed."""
+    from himari.training.graph_step import GraphedStep
+
+    big, small = _batches(9), _batches(3, size=17)
+    order = big[:5] + small + big[5:]
+    eager_model, eager_opt = _cql()
+    eager_logs = [_eager_step(eager_model, eager_opt, b) for b in order]
+    model, opt = _cql()
+    stepper = GraphedStep(list(model.network.parameters()), lambda b: model.loss(b, None), opt, 1.0)
+    logs = [stepper.step(b) for b in order]
+    assert len(stepper.graphs) == 2  # one recording per batch shape, after its eager warm-up
+    for want, got in zip(eager_logs, logs):
+        assert set(want) == set(got)
+        for k in want:
+            assert got[k] == pytest.approx(want[k], rel=1e-4, abs=1e-6), k
+    for (name, want), got in zip(eager_model.network.state_dict().items(), model.network.state_dict().values()):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.cuda
+@cuda
+def test_a_non_finite_loss_stops_before_the_weights_change() -> None:
+    from himari.errors import TrainingError
+    from himari.training.graph_step import GraphedStep
+
+    model, opt = _cql()
+    stepper = GraphedStep(list(model.network.parameters()), lambda b: model.loss(b, None), opt, 1.0)
+    batches = _batches(6, nan_at=5)
+    for b in batches[:5]:  # two eager steps, then recorded and replayed
+        stepper.step(b)
+    assert stepper.graphs
+    before = {k: v.clone() for k, v in model.network.state_dict().items()}
+    with pytest.raises(TrainingError, match="loss is nan"):
+        stepper.step(batches[5])
+    after = model.network.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    # the Polyak update is part of the loss (it runs first, as in an eager step); nothing else moved
+    assert all(k.startswith("target_") for k in changed), changed
+
+
+@pytest.mark.cuda
+@cuda
+def test_a_training_run_with_graphs_matches_one_without(small_prepared: Path, tmp_path: Path) -> None:
+    """The Trainer end to end (float32 steps, so the kernels are the same): the final weights of
+    a cql run replayed as graphs equal those of the eager run."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builtin"))
+    from conformance import tiny_run  # type: ignore[import-not-found]
+
+    sets = ["train.device=cuda", "train.amp=false", "train.max_steps_per_epoch=12", "train.patience=0"]
+    tiny_run("cql", small_prepared, tmp_path / "eager", sets=sets)
+    tiny_run("cql", small_prepared, tmp_path / "graph", sets=[*sets, "train.cuda_graph=true"])
+    a = torch.load(tmp_path / "eager" / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    b = torch.load(tmp_path / "graph" / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    import json
+
+    assert json.loads(a["trainer"])["step"] == json.loads(b["trainer"])["step"] == 12  # the same steps
+    for k, v in a["network"].items():
+        torch.testing.assert_close(b["network"][k], v, rtol=1e-4, atol=1e-6, msg=k)
