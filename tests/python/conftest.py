@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +15,33 @@ def _cpu_unless_marked_cuda(request: pytest.FixtureRequest, monkeypatch: pytest.
     there and compare GPU numerics with CPU ones. They see no GPU, in this process (torch's
     ``cuda.is_available``) and in the ``himari`` subprocesses they start (``CUDA_VISIBLE_DEVICES``);
     the GPU paths are covered by the tests marked ``cuda``."""
-    if request.node.get_closest_marker("cuda") is not None:
+    if request.node.get_closest_marker("cuda") is None:
+        _hide_the_gpu(monkeypatch)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cpu_module_unless_it_has_cuda_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The same for a module's own module-scoped fixtures (a model trained once for its tests):
+    pytest sets those up before any per-test fixture, so the one above came too late for them
+    (cgdt's shared tiny run trained on the GPU and stopped on torch's non-determinism warning).
+    A module with any test marked ``cuda`` keeps the GPU for its fixtures."""
+    items = [i for i in request.session.items if i.getparent(pytest.Module) is request.node]
+    if any(i.get_closest_marker("cuda") is not None for i in items):
+        yield
         return
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.MonkeyPatch.context() as mp:
+        _hide_the_gpu(mp)
+        yield
+
+
+def _hide_the_gpu(mp: pytest.MonkeyPatch) -> None:
+    mp.setenv("CUDA_VISIBLE_DEVICES", "")
     try:
         import torch
     except ImportError:  # the wheel's engine tests run where only the wheel is installed
         return
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    mp.setattr(torch.cuda, "is_available", lambda: False)
+    mp.setattr(torch.cuda, "device_count", lambda: 0)
 
 
 @pytest.fixture(scope="session")

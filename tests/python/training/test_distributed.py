@@ -304,6 +304,7 @@ def test_cli_devices_option(monkeypatch) -> None:
     help_text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     assert "--devices" in help_text and "torchrun" in help_text
     launched: list[tuple[int, list[str]]] = []
+    real_launch = distributed.launch
     monkeypatch.setattr(distributed, "launch", lambda n, args, env=None: launched.append((n, list(args))) or 0)
     res = runner.invoke(app, ["-v", "train", "baseline-mlp", "--set", "train.lr=0.01", "--set",
                               "baseline-mlp.dropout=0.2", "--devices", "4", "--epochs", "3"])
@@ -315,7 +316,8 @@ def test_cli_devices_option(monkeypatch) -> None:
     assert res.exit_code == 2 and "a: unknown key" in res.output and len(launched) == 1
     assert distributed.torchrun_command(4, ["train", "x"])[1:8] == ["-m", "torch.distributed.run", "--standalone",
                                                                      "--nproc-per-node", "4", "-m", "himari"]
-    monkeypatch.undo()
+    # the real launcher again (undo() would also give back the GPU that conftest hides from this test)
+    monkeypatch.setattr(distributed, "launch", real_launch)
     res = runner.invoke(app, ["train", "baseline-mlp", "--devices", "2"], env={"WORLD_SIZE": "2", "RANK": "0"})
     assert res.exit_code == 2 and "started by torchrun already" in res.output
 

@@ -453,12 +453,18 @@ def test_resuming_a_complete_run_reports_it_and_changes_nothing(run: Path) -> No
     assert after == before
 
 
+def THREADS(n: int) -> dict[str, str]:  # noqa: N802 - an environment, as ENV
+    """torch's thread count from the environment: MKL_NUM_THREADS, when set, overrides
+    OMP_NUM_THREADS, so both are set (a shell that exports MKL_NUM_THREADS=2 gave the resume 2)."""
+    return {"OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
+
+
 def test_thread_count_is_recorded_and_a_different_one_warned_about(small_prepared: Path, tmp_path: Path) -> None:
     """Trained with two torch threads (a subprocess, so no earlier test's thread setting leaks in),
     resumed with one: the summary records 2 and the resume names both counts."""
     run_dir = tmp_path / "threads"
     two = subprocess.run(himari("train", "baseline-mlp", "--data", str(small_prepared), "--run-dir", str(run_dir),
-                                *TINY), capture_output=True, text=True, timeout=120, env={**ENV, "OMP_NUM_THREADS": "2"})
+                                *TINY), capture_output=True, text=True, timeout=120, env={**ENV, **THREADS(2)})
     assert two.returncode == 0, two.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     if summary["threads"] < 2:
@@ -466,7 +472,7 @@ def test_thread_count_is_recorded_and_a_different_one_warned_about(small_prepare
     assert summary["threads"] == 2
     (run_dir / "summary.json").unlink()  # an unfinished run, so the resume trains
     out = subprocess.run(himari("train", "--resume", str(run_dir)), capture_output=True, text=True, timeout=120,
-                         env={**ENV, "OMP_NUM_THREADS": "1"})
+                         env={**ENV, **THREADS(1)})
     assert out.returncode == 0, out.stderr
     assert "trained with 2 torch threads and resumes with 1" in " ".join(out.stdout.split())
 
