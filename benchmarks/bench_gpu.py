@@ -378,6 +378,7 @@ def bench_ppo(device: str, n_envs: int, iterations: int, steps: int) -> dict:
     import torch
 
     from himari.plugin import EnvConfig, ModelContext
+    from himari.plugin.api import EnvSource, TrainContext
     from himari_builtin.models.ppo_lstm import PPOLSTM, PPOLSTMConfig
 
     open_, close, feats = market_arrays(100_000, seed=2)
@@ -385,8 +386,11 @@ def bench_ppo(device: str, n_envs: int, iterations: int, steps: int) -> dict:
                         cpu_threads=os.cpu_count() or 1)
     model = PPOLSTM(cfg, ModelContext(n_features=feats.shape[1]))
     model.network.to(device)
-    ctx = SimpleNamespace(seed=0, epoch=0, splits={"train": [(0, len(close))]},
-                          data=SimpleNamespace(open=open_, close=close), features=feats, env=EnvConfig())
+    # the Trainer's own context type, so every field a rollout reads has its default
+    ctx = TrainContext(data=SimpleNamespace(open=open_, close=close), features=feats, labels=None,
+                       splits={"train": [(0, len(close))]}, env=EnvConfig(), model=ModelContext(n_features=feats.shape[1]),
+                       seed=0)
+    ctx.env_source = EnvSource(open=open_, close=close, features=feats, config=ctx.env)  # the whole market
     opt = torch.optim.AdamW(model.network.parameters(), lr=3e-4, weight_decay=1e-4)
     state = {"first": True}
 
