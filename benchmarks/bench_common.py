@@ -35,7 +35,9 @@ def machine_info() -> dict:
     return {"hostname": socket.gethostname(), "cpu_model": cpu_model, "cores": os.cpu_count(),
             "os": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
             "torch": torch.__version__, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "git_commit": commit, "load_avg_start": os.getloadavg()}
+            "git_commit": commit, "load_avg_start": os.getloadavg(),
+            # the card, when there is one: result files from the GPU machine must say which came
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def worker_result(python: str, script: str, args: list[str]) -> list[str]:
