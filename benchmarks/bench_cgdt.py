@@ -15,7 +15,8 @@ sample is one window of ``--context`` steps.
   the step's loss and logs to the host, gradient-norm clipping at 1.0 (its norm read back, as
   the Trainer logs it) and an AdamW step. The critic's pre-training is not timed (marked done
   before the warm-up). ``guidance off`` sets ``guidance_weight=0`` and drops the critic pass
-  (plain DT loss), i.e. the same work as the peer.
+  (plain DT loss), i.e. the same work as the peer. On the GPU also with guidance as
+  ``train.cuda_graph`` runs the step (``himari.training.graph_step``: replayed as CUDA graphs).
 - d3rlpy: ``DiscreteDecisionTransformerConfig(context_size, num_heads, num_layers,
   encoder_factory=VectorEncoderFactory([d_model]), position_encoding_type=simple,
   max_timestep=context)``; one update = ``algo.update(batch)`` (its AdamW step, gradient clipping
@@ -110,7 +111,7 @@ def _timed(update: Any, batches: list[Any], updates: int, batch: int, device: st
     return updates * batch / (time.perf_counter() - t)
 
 
-def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool) -> tuple[float, int]:
+def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bool = False) -> tuple[float, int]:
     _pin(threads)
     import torch
 
@@ -131,7 +132,13 @@ def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool) -> tuple[
         model.guidance = lambda obs, actions, rtg, logits: (torch.zeros((), device=device), torch.zeros((), device=device))
     net.train()
     batches = [tuple(torch.from_numpy(x).to(device) for x in _windows(d, s, L)) for s in _batch_starts(d, sizes["batch"])]
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=1e-4, **({"capturable": True} if graph else {}))
+    if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
+        from himari.training.graph_step import GraphedStep
+
+        stepper = GraphedStep(list(net.parameters()), lambda b: model.loss(b, None), opt, 1.0)
+        params = sum(p.numel() for p in net.policy.parameters())
+        return _timed(stepper.step, batches, sizes["updates"], sizes["batch"], device), params
 
     def update(b: tuple) -> None:
         loss, logs = model.loss(b, None)
@@ -221,7 +228,7 @@ def main() -> None:
     if a.worker is not None:
         kind, npz, sizes_json, *rest = a.worker
         s = json.loads(sizes_json)
-        rate, params = (worker_himari(npz, s, s["threads"], rest[0] == "guided") if kind == "himari"
+        rate, params = (worker_himari(npz, s, s["threads"], rest[0] == "guided", rest[1:] == ["graph"]) if kind == "himari"
                         else worker_d3rlpy(npz, s, s["threads"]))
         print(rate, params)
         return
@@ -233,6 +240,8 @@ def main() -> None:
     sj = json.dumps(sizes)
     contenders = [("himari cgdt (policy + critic guidance)", sys.executable, ["himari", npz, sj, "guided"]),
                   ("himari cgdt (guidance off: plain DT)", sys.executable, ["himari", npz, sj, "plain"])]
+    if a.device.startswith("cuda"):
+        contenders.append(("himari cgdt (guidance, cuda_graph)", sys.executable, ["himari", npz, sj, "guided", "graph"]))
     skipped = []
     if d3_version:
         contenders.append((f"d3rlpy {d3_version} DiscreteDecisionTransformer", a.d3rlpy_python, ["d3rlpy", npz, sj]))

@@ -362,21 +362,30 @@ def test_himari_train_cgdt_cli(small_prepared: Path, tmp_path: Path, monkeypatch
     assert "context_length: 8" in config
 
 
-def test_the_step_counters_kept_on_the_host_follow_the_buffers() -> None:
-    """The loss reads the critic phase flag and the guidance clock from host copies (a CUDA
-    buffer read would wait for the GPU each step); they must stay what the buffers say: after
-    counting steps, after the critic phase, and after a checkpoint's buffers are loaded into a
-    network that has already counted."""
+def test_the_critic_flag_kept_on_the_host_follows_the_buffer() -> None:
+    """The loss asks whether the critic phase ran from a host copy (a CUDA buffer read would wait
+    for the GPU each step); it must stay what the buffer says: after the phase, and after a
+    checkpoint's buffers are loaded into a network that has already read its own."""
     net = cgdt.build_network(TinyCGDTConfig(), 6)
-    assert net.counters() == (False, 0)
+    assert net.critic_is_ready() is False
+    net.set_critic_ready()
+    assert net.critic_is_ready() is True and int(net.critic_ready) == 1
     for _ in range(3):
         net.count_policy_step()
-    net.set_critic_ready()
-    assert net.counters() == (True, 3) and int(net.policy_steps) == 3 and int(net.critic_ready) == 1
     saved = {k: v.clone() for k, v in net.state_dict().items()}
     other = cgdt.build_network(TinyCGDTConfig(), 6)
-    assert other.counters() == (False, 0)  # read, then overwritten by a load
+    assert other.critic_is_ready() is False  # read, then overwritten by a load
     other.load_state_dict(saved)
-    assert other.counters() == (True, 3)
-    other.count_policy_step()
-    assert other.counters() == (True, 4) and int(other.policy_steps) == 4
+    assert other.critic_is_ready() is True and int(other.policy_steps) == 3
+
+
+def test_the_guidance_clock_is_read_on_the_device() -> None:
+    """c from the step buffer equals the schedule's (hand values: weight 2 over 10 steps), in
+    float32 on the buffer's device, and with no warm-up it is the weight from the first step."""
+    cfg = TinyCGDTConfig(guidance_weight=2.0, guidance_warmup=10)
+    got = [cgdt.guidance_coefficient_at(torch.tensor(s), cfg) for s in (0, 5, 10, 50)]
+    assert [float(c) for c in got] == pytest.approx([0.0, 1.0, 2.0, 2.0], abs=0)
+    assert all(c.dtype == torch.float32 and c.shape == () for c in got)
+    assert float(cgdt.guidance_coefficient_at(torch.tensor(7), TinyCGDTConfig(guidance_weight=0.5, guidance_warmup=0))) == 0.5
+    third = cgdt.guidance_coefficient_at(torch.tensor(1), TinyCGDTConfig(guidance_weight=1.0, guidance_warmup=3))
+    assert float(third) == float(torch.tensor(1 / 3, dtype=torch.float32))

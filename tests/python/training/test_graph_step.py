@@ -35,8 +35,9 @@ def test_only_declared_offline_models_without_python_hooks_qualify() -> None:
 
 
 def test_the_builtin_declarations() -> None:
-    """baseline-mlp and cql compute their loss from tensors alone; cgdt keeps its guidance clock
-    and critic phase on the host, and the online models roll out between updates."""
+    """baseline-mlp, cql and cgdt compute their loss from tensors alone (cgdt's critic phase
+    runs inside the first eager step, before any recording); the online models roll out between
+    updates."""
     from himari_builtin.models.baseline_mlp.model import BaselineMLP
     from himari_builtin.models.cgdt.model import CGDT
     from himari_builtin.models.cql.model import CQL
@@ -44,11 +45,11 @@ def test_the_builtin_declarations() -> None:
     from himari_builtin.models.ppo_lstm.model import PPOLSTM
 
     classes = (BaselineMLP, CQL, CGDT, PPOLSTM, FlagTrader)
-    assert {c for c in classes if getattr(c, "cuda_graph_safe", False)} == {BaselineMLP, CQL}
+    assert {c for c in classes if getattr(c, "cuda_graph_safe", False)} == {BaselineMLP, CQL, CGDT}
 
 
 @pytest.mark.parametrize(("model", "sets", "why"), [
-    ("cgdt", [], "does not declare"),
+    ("ppo-lstm", [], "trains online"),
     ("baseline-mlp", ["train.grad_accum_steps=2"], "grad_accum_steps"),
     ("baseline-mlp", ["--method multi-task"], "'multi-task'"),
 ])
@@ -171,3 +172,41 @@ def test_a_training_run_with_graphs_matches_one_without(small_prepared: Path, tm
     assert json.loads(a["trainer"])["step"] == json.loads(b["trainer"])["step"] == 12  # the same steps
     for k, v in a["network"].items():
         torch.testing.assert_close(b["network"][k], v, rtol=1e-4, atol=1e-6, msg=k)
+
+
+@pytest.mark.cuda
+@cuda
+def test_cgdt_replayed_steps_follow_its_guidance_clock() -> None:
+    """cgdt's guidance coefficient rises over its first steps: replays must read the step
+    counter where it lives (a clock kept on the host would freeze at the recorded value). Eight
+    steps with a 6-step warm-up, no dropout: the same logs (guidance_c among them) and weights
+    as eager steps."""
+    from himari.plugin.api import ModelContext
+    from himari.training.graph_step import GraphedStep
+    from himari_builtin.models.cgdt import CGDT, CGDTConfig
+
+    cfg = CGDTConfig(context_length=8, d_model=32, n_layers=2, n_heads=2, dropout=0.0, critic_dim=16, critic_layers=1,
+                     critic_heads=2, guidance_warmup=6, guidance_weight=1.0)
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(16, 8, 10, generator=g).cuda(), torch.randint(0, 3, (16, 8), generator=g).cuda(),
+                torch.randn(16, 8, generator=g).cuda()) for _ in range(8)]
+
+    def build() -> tuple[object, object]:
+        torch.manual_seed(0)
+        model = CGDT(cfg, ModelContext(n_features=6))
+        model.network.to("cuda").train()
+        model.network.set_critic_ready()  # the critic phase is its own loop, not a step
+        return model, torch.optim.AdamW(model.network.parameters(), lr=1e-3, capturable=True)
+
+    eager_model, eager_opt = build()
+    want = [_eager_step(eager_model, eager_opt, b) for b in batches]
+    model, opt = build()
+    stepper = GraphedStep(list(model.network.parameters()), lambda b: model.loss(b, None), opt, 1.0)
+    got = [stepper.step(b) for b in batches]
+    assert stepper.graphs
+    assert [r["guidance_c"] for r in got] == pytest.approx([i / 6 if i < 6 else 1.0 for i in range(8)], rel=1e-6)
+    for w, r in zip(want, got):
+        for k in w:
+            assert r[k] == pytest.approx(w[k], rel=1e-4, abs=1e-6), k
+    for (name, w), r in zip(eager_model.network.state_dict().items(), model.network.state_dict().values()):
+        torch.testing.assert_close(r, w, rtol=1e-4, atol=1e-6, msg=name)

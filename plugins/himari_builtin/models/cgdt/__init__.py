@@ -63,10 +63,11 @@ from typing import Any
 from himari.plugin.api import ModelSpec, hookimpl
 from himari_builtin.models.cgdt.config import CGDTConfig, critic_parameters, parameter_count, policy_parameters
 from himari_builtin.models.cgdt.decoding import Decoder, next_return_to_go, rollout_targets, window_start
-from himari_builtin.models.cgdt.model import CGDT, expectile_loss, gaussian_nll, guidance_coefficient
+from himari_builtin.models.cgdt.model import (CGDT, expectile_loss, gaussian_nll, guidance_coefficient,
+                                              guidance_coefficient_at)
 
 __all__ = ["CGDT", "CGDTConfig", "Decoder", "build", "critic_parameters", "expectile_loss", "gaussian_nll",
-           "guidance_coefficient", "himari_register_models", "next_return_to_go", "parameter_count",
+           "guidance_coefficient", "guidance_coefficient_at", "himari_register_models", "next_return_to_go", "parameter_count",
            "policy_parameters", "rollout_targets", "window_start"]
 
 

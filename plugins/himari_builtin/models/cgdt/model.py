@@ -32,6 +32,18 @@ def guidance_coefficient(step: int, config: CGDTConfig) -> float:
     return float(config.guidance_weight) * min(1.0, step / config.guidance_warmup)
 
 
+def guidance_coefficient_at(steps: Any, config: CGDTConfig) -> Any:
+    """``guidance_coefficient`` of the step counter ``steps`` (an int64 tensor), computed where
+    the counter lives (float64, then float32): the loss never reads the counter on the host, so
+    a step replayed as a CUDA graph sees its clock advance."""
+    import torch
+
+    w = float(config.guidance_weight)
+    if config.guidance_warmup == 0:
+        return torch.full((), w, dtype=torch.float32, device=steps.device)
+    return (w * torch.clamp(steps.double() / config.guidance_warmup, max=1.0)).float()
+
+
 class _Windows:
     """Windows of ``L`` steps by tensor indexing: ``(obs [B, L, F+4], actions [B, L], rtg [B, L],
     rows [B, L])``, ``rows`` the prepared row of each step."""
@@ -54,6 +66,7 @@ class CGDT:
     """The model plugin instance (see ``himari.plugin.api.Model`` for the lifecycle)."""
 
     paradigm = "offline-rl"
+    cuda_graph_safe = True  # loss: the critic phase runs in the eager steps before a recording; no host reads
 
     def __init__(self, config: CGDTConfig, ctx: Any) -> None:
         from himari_builtin.models.cgdt.network import build_network
@@ -197,21 +210,20 @@ class CGDT:
 
         net = self.network
         training = net.training and torch.is_grad_enabled()
-        critic_ready, policy_steps = net.counters()  # host copies: no wait for the GPU
-        if training and not critic_ready and self._train is not None:
+        if training and not net.critic_is_ready() and self._train is not None:  # a host copy: no GPU wait
             self.train_critic(self._train, self.config.critic_steps, self._seed)
         obs, actions, rtg = batch[:3]
         actions = actions.long()
         logits = net.policy(rtg.float() / net.rtg_scale, net.states(obs.float()), actions)
         nll = F.cross_entropy(logits.float().reshape(-1, N_ACTIONS), actions.reshape(-1))
         guide, mu = self.guidance(obs.float(), actions, rtg, logits)
-        c = guidance_coefficient(policy_steps, self.config)
+        c = guidance_coefficient_at(net.policy_steps, self.config)
         loss = (nll + c * guide) / (1.0 + c)
         if training:
             net.count_policy_step()
         with torch.no_grad():  # logs stay on the device: the Trainer copies a step's logs at once
             acc = (logits.argmax(-1) == actions).float().mean()
-        return loss, {"action_nll": nll.detach(), "guidance": guide.detach(), "guidance_c": c,
+        return loss, {"action_nll": nll.detach(), "guidance": guide.detach(), "guidance_c": c.detach().clone(),
                       "critic_mu": mu.detach().mean(), "critic_nll": net.critic_nll.detach().clone(),
                       "action_accuracy": acc}
 

@@ -185,36 +185,33 @@ class CGDTNetwork(nn.Module):
         self.register_buffer("critic_ready", torch.tensor(0, dtype=torch.int64))
         self.register_buffer("critic_nll", torch.tensor(float("nan")))
         self.register_buffer("policy_steps", torch.tensor(0, dtype=torch.int64))
-        self._host_counters: list[int] | None = None  # [critic_ready, policy_steps], see counters()
-        self.register_load_state_dict_post_hook(CGDTNetwork._forget_host_counters)
+        self._critic_ready_host: bool | None = None  # see critic_is_ready()
+        self.register_load_state_dict_post_hook(CGDTNetwork._forget_host_copy)
 
     @staticmethod
-    def _forget_host_counters(module: CGDTNetwork, _incompatible: Any) -> None:
-        module._host_counters = None  # loaded buffers: read them again at the next step
+    def _forget_host_copy(module: CGDTNetwork, _incompatible: Any) -> None:
+        module._critic_ready_host = None  # loaded buffers: read the flag again at the next step
 
-    def counters(self) -> tuple[bool, int]:
-        """``(critic_ready, policy_steps)`` as Python values. The buffers are the state that
-        checkpoints keep; reading a CUDA buffer with ``int()`` waits for the GPU, and the loss
-        needs both at every step, so they are read once (and after each ``load_state_dict``)
-        and then kept on the host beside the buffers by ``set_critic_ready`` and
-        ``count_policy_step``."""
-        if self._host_counters is None:
-            self._host_counters = [int(self.critic_ready), int(self.policy_steps)]
-        return bool(self._host_counters[0]), self._host_counters[1]
+    def critic_is_ready(self) -> bool:
+        """Whether the critic's pre-training phase ran. The buffer is the state checkpoints
+        keep; reading a CUDA buffer waits for the GPU, and the loss asks at every step, so the
+        flag is read once (and again after each ``load_state_dict``) and then kept on the host
+        beside the buffer by ``set_critic_ready``."""
+        if self._critic_ready_host is None:
+            self._critic_ready_host = bool(int(self.critic_ready))
+        return self._critic_ready_host
 
     def set_critic_ready(self) -> None:
         """Record that the critic's pre-training phase ran."""
         with torch.no_grad():
             self.critic_ready.fill_(1)
-        if self._host_counters is not None:
-            self._host_counters[0] = 1
+        self._critic_ready_host = True
 
     def count_policy_step(self) -> None:
-        """One more policy training step (the guidance schedule's clock)."""
+        """One more policy training step (the guidance schedule's clock, on the device: the
+        loss reads it there, so a step replayed as a CUDA graph advances it too)."""
         with torch.no_grad():
             self.policy_steps += 1
-        if self._host_counters is not None:
-            self._host_counters[1] += 1
 
     def states(self, obs: Any) -> Any:
         """Features ++ scaled account columns (``obs [..., F + 4]``)."""
