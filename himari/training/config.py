@@ -56,7 +56,7 @@ class TrainConfig:
     cuda_graph: bool = False
     """Replay each optimiser step as CUDA graphs (recorded after two eager steps of each batch
     shape): for small networks, whose steps on a GPU are bound by launching kernels, not by
-    computing. For models that declare their loss graph-safe (baseline-mlp, cql, cgdt), without
+    computing. For models that declare their loss graph-safe (baseline-mlp, cql), without
     training methods that add loss terms or act before the optimiser step, one device, no
     gradient accumulation; another run with it is refused. Ignored on the CPU."""
     grad_clip: float = 1.0

@@ -183,8 +183,12 @@ class GraphedStep:
         static_batch = tree_unflatten([next(it) if isinstance(x, torch.Tensor) else x for x in leaves], spec)
         torch.cuda.synchronize()
         fb, opt = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-        with torch.cuda.graph(fb, pool=self.pool, stream=self.stream):
-            out, names = self._forward_backward(static_batch)
-        with torch.cuda.graph(opt, pool=self.pool, stream=self.stream):
-            self.optimizer.step()
+        try:
+            with torch.cuda.graph(fb, pool=self.pool, stream=self.stream):
+                out, names = self._forward_backward(static_batch)
+            with torch.cuda.graph(opt, pool=self.pool, stream=self.stream):
+                self.optimizer.step()
+        except RuntimeError as e:  # a loss that is not graph-safe after all: say so, not a traceback
+            raise TrainingError(f"train.cuda_graph: recording the step failed ({str(e).splitlines()[0]}); the "
+                                f"model's loss is not graph-safe: run without train.cuda_graph") from None
         return _Graphs(inputs, spec, fb, opt, out, names)

@@ -66,7 +66,6 @@ class CGDT:
     """The model plugin instance (see ``himari.plugin.api.Model`` for the lifecycle)."""
 
     paradigm = "offline-rl"
-    cuda_graph_safe = True  # loss: the critic phase runs in the eager steps before a recording; no host reads
 
     def __init__(self, config: CGDTConfig, ctx: Any) -> None:
         from himari_builtin.models.cgdt.network import build_network

@@ -160,8 +160,10 @@ class Critic(nn.Module):
         if query is not None:
             x = torch.cat([x, query.to(self.action_weight.dtype) @ self.action_weight + pos], dim=1)
             mask = self.query_mask(t, states.device)
-        rows = torch.arange(2 * t, 3 * t) if query is not None else torch.arange(1, 2 * t, 2)
-        h, _ = run_blocks(self.blocks, self.embed_ln(x), mask, None, rows.to(states.device))
+        # made on the device: a host tensor copied over each forward cannot be recorded in a CUDA graph
+        rows = (torch.arange(2 * t, 3 * t, device=states.device) if query is not None
+                else torch.arange(1, 2 * t, 2, device=states.device))
+        h, _ = run_blocks(self.blocks, self.embed_ln(x), mask, None, rows)
         out = self.head(self.ln_f(h)).float()
         return out[..., 0], out[..., 1].clamp(*LOG_SIGMA_RANGE)
 
