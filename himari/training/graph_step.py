@@ -67,6 +67,7 @@ class _Graphs:
     optimizer_step: Any
     out: Any  # float64 [1 + logs + norm]
     names: list[str]
+    grads: list[Any]  # the gradient tensors the graphs write (must stay the parameters' .grad)
 
 
 class GraphedStep:
@@ -147,6 +148,11 @@ class GraphedStep:
             graphs = self.graphs[key] = self._record(leaves, spec)
         import torch
 
+        if any(p.grad is not g for p, g in zip(self.parameters, graphs.grads)):
+            # something outside the step replaced or dropped a gradient (zero_grad(set_to_none=True)):
+            # a replay would write into memory that is no longer the gradient
+            raise TrainingError("train.cuda_graph: a parameter's gradient tensor changed between steps (something "
+                                "outside the training step reset gradients); run without train.cuda_graph")
         for dst, src in zip(graphs.inputs, (x for x in leaves if isinstance(x, torch.Tensor))):
             dst.copy_(src, non_blocking=True)
         graphs.forward_backward.replay()
@@ -191,4 +197,4 @@ class GraphedStep:
         except RuntimeError as e:  # a loss that is not graph-safe after all: say so, not a traceback
             raise TrainingError(f"train.cuda_graph: recording the step failed ({str(e).splitlines()[0]}); the "
                                 f"model's loss is not graph-safe: run without train.cuda_graph") from None
-        return _Graphs(inputs, spec, fb, opt, out, names)
+        return _Graphs(inputs, spec, fb, opt, out, names, [p.grad for p in self.parameters])

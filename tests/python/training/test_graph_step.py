@@ -72,8 +72,9 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 def _cql(target: str = "min") -> tuple[object, object]:
-    from himari.plugin.api import ModelContext
     from himari_builtin.models.cql import CQL, CQLConfig
+
+    from himari.plugin.api import ModelContext
 
     torch.manual_seed(0)
     model = CQL(CQLConfig(hidden_sizes=(32, 32), target=target), ModelContext(n_features=6))
@@ -182,9 +183,10 @@ def test_cgdt_replayed_steps_follow_its_guidance_clock() -> None:
     counter where it lives (a clock kept on the host would freeze at the recorded value). Eight
     steps with a 6-step warm-up, no dropout: the same logs (guidance_c among them) and weights
     as eager steps."""
+    from himari_builtin.models.cgdt import CGDT, CGDTConfig
+
     from himari.plugin.api import ModelContext
     from himari.training.graph_step import GraphedStep
-    from himari_builtin.models.cgdt import CGDT, CGDTConfig
 
     cfg = CGDTConfig(context_length=8, d_model=32, n_layers=2, n_heads=2, dropout=0.0, critic_dim=16, critic_layers=1,
                      critic_heads=2, guidance_warmup=6, guidance_weight=1.0)
@@ -233,3 +235,22 @@ def test_a_loss_that_cannot_be_recorded_is_a_clear_error() -> None:
     stepper.step(batches[1])  # the eager warm-up runs it fine
     with pytest.raises(TrainingError, match="run without train.cuda_graph"):
         stepper.step(batches[2])
+
+
+@pytest.mark.cuda
+@cuda
+def test_gradients_reset_outside_the_step_stop_the_replay() -> None:
+    """The graphs write into the gradient tensors they were recorded with; code that drops them
+    between steps (``zero_grad(set_to_none=True)``) would leave a replay writing into freed
+    memory. The step refuses instead."""
+    from himari.errors import TrainingError
+    from himari.training.graph_step import GraphedStep
+
+    model, opt = _cql()
+    stepper = GraphedStep(list(model.network.parameters()), lambda b: model.loss(b, None), opt, 1.0)
+    batches = _batches(5)
+    for b in batches[:4]:
+        stepper.step(b)
+    opt.zero_grad(set_to_none=True)
+    with pytest.raises(TrainingError, match="gradient tensor changed"):
+        stepper.step(batches[4])
