@@ -37,6 +37,11 @@ allocates the gradients, the optimiser's state and the libraries' workspaces, wh
 must not do."""
 
 
+MAX_SHAPES = 4
+"""Batch shapes recorded at most (each holds its graphs' memory); steps of further shapes run
+eagerly. An epoch has one shape, two when its last, smaller batch is kept (``drop_last=False``)."""
+
+
 def eligibility(model: Any, model_name: str, methods: list[tuple[str, Any]], grad_accum_steps: int,
                 distributed: bool, online: bool, scaler: bool = False) -> str | None:
     """Why a run cannot use ``train.cuda_graph`` (a sentence), or None when it can."""
@@ -120,8 +125,10 @@ class GraphedStep:
             values.append(torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip))
             names.append("grad_norm")
         device = loss.device
+        # a Python-number log becomes a fill on the device (torch.tensor(x, device=...) would copy
+        # from the host, which a recording refuses)
         out = torch.stack([v.detach().reshape(()).to(device=device, dtype=torch.float64)
-                           if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=torch.float64, device=device)
+                           if isinstance(v, torch.Tensor) else torch.full((), float(v), dtype=torch.float64, device=device)
                            for v in values])
         return out, names
 
@@ -142,7 +149,7 @@ class GraphedStep:
         key = self._key(leaves, spec)
         graphs = self.graphs.get(key)
         if graphs is None:
-            if self.eager_steps.get(key, 0) < WARMUP:
+            if self.eager_steps.get(key, 0) < WARMUP or len(self.graphs) >= MAX_SHAPES:
                 self.eager_steps[key] = self.eager_steps.get(key, 0) + 1
                 return self._eager(batch)
             graphs = self.graphs[key] = self._record(leaves, spec)

@@ -254,3 +254,30 @@ def test_gradients_reset_outside_the_step_stop_the_replay() -> None:
     opt.zero_grad(set_to_none=True)
     with pytest.raises(TrainingError, match="gradient tensor changed"):
         stepper.step(batches[4])
+
+
+@pytest.mark.cuda
+@cuda
+def test_a_constant_python_log_is_recorded_and_extra_shapes_run_eagerly() -> None:
+    """A loss may log a Python number that never changes (it becomes a device fill, not a host
+    copy a recording refuses); beyond ``MAX_SHAPES`` batch shapes, steps run eagerly rather than
+    holding ever more graphs, and still train."""
+    from himari.training import graph_step
+    from himari.training.graph_step import GraphedStep
+
+    model, opt = _cql()
+
+    def loss(b: tuple) -> tuple:
+        value, logs = model.loss(b, None)
+        return value, {**logs, "constant": 0.25}
+
+    stepper = GraphedStep(list(model.network.parameters()), loss, opt, 1.0)
+    sizes = [8 + i for i in range(graph_step.MAX_SHAPES + 1)]
+    for size in sizes:
+        for b in _batches(3, size=size):
+            logs = stepper.step(b)
+            assert logs["constant"] == 0.25
+    assert len(stepper.graphs) == graph_step.MAX_SHAPES
+    before = model.network.w0.detach().clone()
+    stepper.step(_batches(1, size=sizes[-1])[0])  # the extra shape: an ordinary step
+    assert not torch.equal(before, model.network.w0)
