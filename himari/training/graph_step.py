@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from himari.errors import TrainingError
+from himari.training.loop import float64_vector, non_finite_loss
 
 WARMUP = 2
 """Eager steps of a batch shape before its graphs are recorded: the first step of a shape
@@ -124,17 +125,11 @@ class GraphedStep:
         if self.grad_clip > 0:
             values.append(torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip))
             names.append("grad_norm")
-        device = loss.device
-        # a Python-number log becomes a fill on the device (torch.tensor(x, device=...) would copy
-        # from the host, which a recording refuses)
-        out = torch.stack([v.detach().reshape(()).to(device=device, dtype=torch.float64)
-                           if isinstance(v, torch.Tensor) else torch.full((), float(v), dtype=torch.float64, device=device)
-                           for v in values])
-        return out, names
+        return float64_vector(values, loss.device), names
 
     def _finish(self, out: list[float], names: list[str]) -> dict[str, float]:
         if not math.isfinite(out[0]):  # before the optimiser step: the weights stay as they were
-            raise TrainingError(f"loss is {out[0]} at {self.step_label()}; lower --lr or check the data")
+            raise non_finite_loss(out[0], self.step_label())
         logs = dict(zip(names, out[1:]))
         logs["loss"] = out[0]
         return logs

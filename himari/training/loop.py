@@ -67,10 +67,28 @@ def host_floats(values: dict[Any, Any]) -> dict[Any, float]:
     out = {k: float(v) for k, v in values.items() if k not in tensors}
     if tensors:
         device = next(iter(tensors.values())).device
-        flat = torch.stack([t.detach().reshape(()).to(device=device, dtype=torch.float64)
-                            for t in tensors.values()]).tolist()
-        out.update(zip(tensors, flat))
+        out.update(zip(tensors, float64_vector(list(tensors.values()), device).tolist()))
     return {k: out[k] for k in values}
+
+
+def float64_vector(values: list[Any], device: Any) -> Any:
+    """One-element tensors and Python numbers as one float64 vector on ``device``, so that a
+    single copy brings them all to the host. A number becomes a fill on the device, not a copy
+    from the host, so the vector can also be built inside a CUDA graph recording."""
+    import torch
+
+    return torch.stack([v.detach().reshape(()).to(device=device, dtype=torch.float64) if isinstance(v, torch.Tensor)
+                        else torch.full((), float(v), dtype=torch.float64, device=device) for v in values])
+
+
+def step_label(state: dict[str, Any]) -> str:
+    """The step a Trainer is about to take, for messages: ``step 12 (epoch 2)``."""
+    return f"step {state['step'] + 1} (epoch {state['epoch'] + 1})"
+
+
+def non_finite_loss(value: float, where: str) -> TrainingError:
+    """The error that stops a step whose loss is NaN or infinite, before the optimiser step."""
+    return TrainingError(f"loss is {value} at {where}; lower --lr or check the data")
 
 
 _LOSS = object()  # the key of a part's loss among its logs (no log name can equal it)
@@ -107,8 +125,7 @@ def train_step(trainer: Trainer, batch: Any, batch_axis: int = 0) -> dict[str, f
     loss_sum, logs_sum = 0.0, {}
     for i, share in enumerate(shares):
         if not math.isfinite(values[i, _LOSS]):  # before any hook or step: the weights stay as they were
-            raise TrainingError(f"loss is {values[i, _LOSS]} at step {trainer.state['step'] + 1} "
-                                f"(epoch {trainer.state['epoch'] + 1}); lower --lr or check the data")
+            raise non_finite_loss(values[i, _LOSS], step_label(trainer.state))
         loss_sum += values[i, _LOSS] * share
     for (i, k), v in values.items():
         if k is not _LOSS:

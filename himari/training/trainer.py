@@ -53,6 +53,7 @@ from himari.training.assemble import (
 from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state, save_checkpoint
 from himari.training.config import ExecutionConfig, RunConfig, check_splits, require_run_extras
 from himari.training.device import resolve_device, to_device
+from himari.training.loop import step_label
 from himari.training.preprocess import load_states, run_preprocessors, save_states
 from himari.training.rl import observation_filter
 from himari.training.seeding import rng_state, seed_everything, set_rng_state
@@ -225,18 +226,17 @@ class Trainer:
                                          self.dist.enabled, self.online, self.scaler is not None)
             if why:
                 raise ConfigError(f"train.cuda_graph: {why}; run without it")
-        self.graphed = cfg.cuda_graph and self.device.startswith("cuda")  # ignored on the CPU
+        graphed = cfg.cuda_graph and self.device.startswith("cuda")  # ignored on the CPU
         params = [*self.model.network.parameters(), *self.method_modules.parameters()]
         # a recorded optimiser step keeps its step counters on the device (capturable)
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                           **({"capturable": True} if self.graphed else {}))
+                                           **({"capturable": True} if graphed else {}))
         self.loss_fn = distributed.data_parallel(
             distributed.loss_module(self.model.network, self._loss, self.method_modules or None), self.dist)
         self.graph_step = None
-        if self.graphed:
-            self.graph_step = graph_step.GraphedStep(
-                params, self.loss_fn, self.optimizer, cfg.grad_clip, self.amp_dtype,
-                step_label=lambda: f"step {self.state['step'] + 1} (epoch {self.state['epoch'] + 1})")
+        if graphed:
+            self.graph_step = graph_step.GraphedStep(params, self.loss_fn, self.optimizer, cfg.grad_clip,
+                                                     self.amp_dtype, step_label=lambda: step_label(self.state))
         self.trackers = [(n, self.plugins.trackers().get(n).factory(run.plugin_configs[n])) for n in run.trackers
                          if self.dist.is_main]
         if self.dist.enabled:  # identical set-up above; from here each rank draws its own random numbers
