@@ -222,7 +222,7 @@ class CGDT:
             net.count_policy_step()
         with torch.no_grad():  # logs stay on the device: the Trainer copies a step's logs at once
             acc = (logits.argmax(-1) == actions).float().mean()
-        return loss, {"action_nll": nll.detach(), "guidance": guide.detach(), "guidance_c": c.detach().clone(),
+        return loss, {"action_nll": nll.detach(), "guidance": guide.detach(), "guidance_c": c,
                       "critic_mu": mu.detach().mean(), "critic_nll": net.critic_nll.detach().clone(),
                       "action_accuracy": acc}
 
