@@ -108,6 +108,18 @@ def _eager_step(model, opt, batch) -> dict[str, float]:
     return out
 
 
+def _assert_same_steps(eager_logs: list[dict], eager_model: object, logs: list[dict], model: object) -> None:
+    """Replayed steps logged what the eager steps logged (the same names, values to float
+    rounding) and left the same weights and buffers."""
+    assert len(logs) == len(eager_logs)
+    for want, got in zip(eager_logs, logs):
+        assert set(want) == set(got)
+        for k in want:
+            assert got[k] == pytest.approx(want[k], rel=1e-4, abs=1e-6), k
+    for (name, want), got in zip(eager_model.network.state_dict().items(), model.network.state_dict().values()):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)
+
+
 @pytest.mark.cuda
 @cuda
 def test_replayed_steps_equal_eager_steps() -> None:
@@ -125,12 +137,7 @@ def test_replayed_steps_equal_eager_steps() -> None:
     stepper = GraphedStep(list(model.network.parameters()), lambda b: model.loss(b, None), opt, 1.0)
     logs = [stepper.step(b) for b in order]
     assert len(stepper.graphs) == 2  # one recording per batch shape, after its eager warm-up
-    for want, got in zip(eager_logs, logs):
-        assert set(want) == set(got)
-        for k in want:
-            assert got[k] == pytest.approx(want[k], rel=1e-4, abs=1e-6), k
-    for (name, want), got in zip(eager_model.network.state_dict().items(), model.network.state_dict().values()):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)
+    _assert_same_steps(eager_logs, eager_model, logs, model)
 
 
 @pytest.mark.cuda
@@ -208,11 +215,7 @@ def test_cgdt_replayed_steps_follow_its_guidance_clock() -> None:
     got = [stepper.step(b) for b in batches]
     assert stepper.graphs
     assert [r["guidance_c"] for r in got] == pytest.approx([i / 6 if i < 6 else 1.0 for i in range(8)], rel=1e-6)
-    for w, r in zip(want, got):
-        for k in w:
-            assert r[k] == pytest.approx(w[k], rel=1e-4, abs=1e-6), k
-    for (name, w), r in zip(eager_model.network.state_dict().items(), model.network.state_dict().values()):
-        torch.testing.assert_close(r, w, rtol=1e-4, atol=1e-6, msg=name)
+    _assert_same_steps(want, eager_model, got, model)
 
 
 @pytest.mark.cuda
