@@ -98,24 +98,18 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
         batches.append((obs[k], act[k], rew[k], obs[k + 1], done[k]))
     opt = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=1e-4, **({"capturable": True} if graph else {}))
 
-    if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
-        from himari.training.graph_step import GraphedStep
-
-        stepper = GraphedStep(list(net.parameters()), lambda b: model.loss(b, None), opt, 1.0)
-
-        def update(b: tuple) -> None:
-            stepper.step(b)
-    else:
-        def update(b: tuple) -> None:
-            eager_update(b)
-
-    def eager_update(b: tuple) -> None:
+    def update(b: tuple) -> None:
         loss, logs = model.loss(b, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         host_floats({"loss": loss.detach(), **logs})  # as the Trainer's step: its logs, copied at once
         float(torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0))  # and its logged gradient norm
         opt.step()
+
+    if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
+        from himari.training.graph_step import GraphedStep
+
+        update = GraphedStep(list(net.parameters()), lambda b: model.loss(b, None), opt, 1.0).step
 
     for i in range(WARMUP):
         update(batches[i % N_BATCHES])
