@@ -53,7 +53,7 @@ def test_a_step_reads_the_device_twice(model: str, small_prepared: Path, tmp_pat
 
     for name in READS:
         monkeypatch.setattr(torch.Tensor, name, counting(name))
-    original, steps = loop.train_step, [0]
+    original = loop.train_step
 
     def counting_step(*args, **kwargs):
         inside[0] = True
@@ -62,7 +62,6 @@ def test_a_step_reads_the_device_twice(model: str, small_prepared: Path, tmp_pat
             return original(*args, **kwargs)
         finally:
             inside[0] = False
-            steps[0] += 1
 
     from himari.training import online
 
@@ -71,7 +70,7 @@ def test_a_step_reads_the_device_twice(model: str, small_prepared: Path, tmp_pat
     sets = [*(TINY_ONLINE(model) if model == "ppo-lstm" else []), *TINY_MODEL.get(model, [])]
     tiny_run(model, small_prepared, tmp_path / "run", sets=sets)
     counted = per_step[1:] if model == "cgdt" else per_step
-    assert len(counted) >= 5 and steps[0] == len(per_step)
+    assert len(counted) >= 5
     # ppo-lstm reads once more: where episodes start in the minibatch, which decides where its
     # LSTM is cut (control flow on the host, one tolist).
     reads = 2 if model == "ppo-lstm" else 1
