@@ -23,7 +23,7 @@ counterfactual price paths (``counterfactual_data``, ``counterfactual_context``,
 ``counterfactual_env_source``, ``CounterfactualMethod``, ``bar_offsets``, ``bars_from_offsets``),
 execution rules (``ExecutionConfig``, ``ExecutionFilter``),
 progress reporting (``phase``), synthetic data (``window_starts``, ``take_windows``, ``MinMaxScaler``,
-``QuantileNormal``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
+``QuantileNormal``), a step replayed as a CUDA graph (``GraphReplay``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
 """
 
 from __future__ import annotations
@@ -731,6 +731,8 @@ _HELPERS = {
     "require_windows": "himari.data.windows", "check_finite": "himari.data.windows",
     "MinMaxScaler": "himari.data.windows", "QuantileNormal": "himari.data.windows",
     "torch_generator": "himari.data.windows",
+    # a fixed-shape step replayed as a CUDA graph
+    "GraphReplay": "himari.training.graph_replay",
     # errors
     "HimariError": "himari.errors", "ConfigError": "himari.errors", "DataError": "himari.errors",
 }

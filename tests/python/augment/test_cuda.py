@@ -28,3 +28,24 @@ def test_fit_and_sample_on_cuda(method: str, small_prepared: Path, tmp_path: Pat
     assert windows.shape[0] == 20 and np.isfinite(windows).all()
     gen = load_generator(tmp_path / "s")
     assert next(gen.network.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("d_threshold", [0.0, 1e9])  # the discriminator steps every iteration / never
+def test_timegan_replayed_as_cuda_graphs_fits_what_the_eager_fit_does(d_threshold: float, small_prepared: Path,
+                                                                      tmp_path: Path, _generators: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six iterations per phase: two eager, four replayed. A replay that kept its first batch, skipped
+    an optimiser step, or stepped the discriminator regardless of its loss ends elsewhere."""
+    from himari.augment.run import AugmentRequest, load_generator, make_set
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    nets = {}
+    for graphs in (False, True):
+        settings = {"window": 8, "hidden": 8, "layers": 2, "iterations": 6, "batch_size": 16,
+                    "d_threshold": d_threshold, "cuda_graphs": graphs}
+        out = tmp_path / f"s-{graphs}"
+        make_set(AugmentRequest(data=small_prepared, method="timegan", out=out, windows=20, settings=settings,
+                                device="cuda"), plugins=_generators)
+        nets[graphs] = load_generator(out).network.state_dict()
+    for name, eager in nets[False].items():
+        torch.testing.assert_close(nets[True][name], eager, rtol=1e-4, atol=1e-5, msg=name)

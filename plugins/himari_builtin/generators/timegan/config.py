@@ -31,6 +31,9 @@ class TimeGANConfig:
     so the windows can train a classifier (himari train --augment)."""
     sample_batch: int = 4096
     """Windows generated per forward pass when sampling."""
+    cuda_graphs: bool = True
+    """On a GPU, record each phase's step once as a CUDA graph and replay it (the same arithmetic, one launch
+    instead of hundreds: the small networks leave the GPU waiting on Python otherwise); no effect on the CPU."""
 
     def __post_init__(self) -> None:
         for name in ("window", "hidden", "layers", "iterations", "batch_size", "sample_batch"):

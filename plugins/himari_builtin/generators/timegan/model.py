@@ -58,7 +58,8 @@ class TimeGAN:
         import torch
         import torch.nn.functional as F
 
-        from himari.plugin.api import MinMaxScaler, check_finite, phase, require_windows, torch_generator
+        from himari.plugin.api import (GraphReplay, MinMaxScaler, check_finite, phase, require_windows,
+                                       torch_generator)
         from himari_builtin.generators.timegan.network import TimeGANNetworks, moment_loss
 
         cfg, L = self.config, self.config.window
@@ -87,12 +88,21 @@ class TimeGAN:
         def params(*modules: Any) -> list[Any]:
             return [p for m in modules for p in m.parameters()]
 
+        def zero_grad() -> None:
+            # in place, not set_to_none: a replayed step writes into the gradients it was recorded with
+            # (and 0 + g is g, so the step is the same); gradients never computed stay None
+            for p in net.parameters():
+                if p.grad is not None:
+                    p.grad.zero_()
+
         def step(opt: Any, loss: Any) -> None:
-            net.zero_grad(set_to_none=True)
+            zero_grad()
             loss.backward()
             opt.step()
 
-        adam = lambda ps: torch.optim.Adam(ps, lr=cfg.lr)  # noqa: E731 - one optimiser per solver, as in the paper
+        # capturable: the step count lives on the device, so the optimiser step can be replayed
+        capturable = device.type == "cuda"
+        adam = lambda ps: torch.optim.Adam(ps, lr=cfg.lr, capturable=capturable)  # noqa: E731 - one per solver
         e0_opt = adam(params(net.embedder, net.recovery))
         e_opt = adam(params(net.embedder, net.recovery))
         gs_opt = adam(params(net.generator, net.supervisor))
@@ -103,51 +113,69 @@ class TimeGAN:
         def supervised(h: Any) -> Any:
             return F.mse_loss(net.supervisor(h)[:, :-1], h[:, 1:])
 
+        def autoencoder_step(xb: Any) -> Any:
+            step(e0_opt, 10 * torch.sqrt(F.mse_loss(net.recovery(net.embedder(xb)), xb)))
+
+        def supervised_step(xb: Any) -> Any:
+            with torch.no_grad():
+                h = net.embedder(xb)
+            step(gs_opt, supervised(h))
+
+        def joint_step(*batches: Any) -> tuple[Any, ...]:
+            """Two generator and embedder steps, then the discriminator's loss and gradients (its
+            optimiser step follows only while the loss exceeds the threshold, decided on the host)."""
+            for xb, z in (batches[0:2], batches[2:4]):
+                with torch.no_grad():
+                    h = net.embedder(xb)
+                e_hat = net.generator(z)
+                h_hat = net.supervisor(e_hat)
+                x_hat = net.recovery(h_hat)
+                y_fake, y_fake_e = net.discriminator(h_hat), net.discriminator(e_hat)
+                g_u = bce(y_fake, torch.ones_like(y_fake))
+                g_u_e = bce(y_fake_e, torch.ones_like(y_fake_e))
+                g_s = supervised(h)
+                g_v = moment_loss(x_hat, xb)
+                step(g_opt, g_u + cfg.gamma * g_u_e + 100 * torch.sqrt(g_s) + 100 * g_v)
+                h = net.embedder(xb)
+                rec = F.mse_loss(net.recovery(h), xb)
+                step(e_opt, 10 * torch.sqrt(rec) + 0.1 * supervised(h))
+            xb, z = batches[4:6]
+            with torch.no_grad():
+                h = net.embedder(xb)
+                e_hat = net.generator(z)
+                h_hat = net.supervisor(e_hat)
+            y_real, y_fake, y_fake_e = net.discriminator(h), net.discriminator(h_hat), net.discriminator(e_hat)
+            d_loss = (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
+                      + cfg.gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))
+            zero_grad()
+            d_loss.backward()
+            return tuple(t.detach() for t in (d_loss, g_u, g_s, g_v, rec))
+
+        def replayed(fn: Any, name: str) -> Any:
+            return GraphReplay(fn, device=device, name=f"timegan {name} step", off="set cuda_graphs=false",
+                               enabled=cfg.cuda_graphs)
+
+        autoencoder, supervisor_step = replayed(autoencoder_step, "autoencoder"), replayed(supervised_step, "supervised")
+        joint, discriminator_step = replayed(joint_step, "joint"), replayed(d_opt.step, "discriminator")
         with phase("TimeGAN autoencoder", total=cfg.iterations) as advance:
             for _ in range(cfg.iterations):
-                xb = batch()
-                step(e0_opt, 10 * torch.sqrt(F.mse_loss(net.recovery(net.embedder(xb)), xb)))
+                autoencoder(batch())
                 advance()
         with phase("TimeGAN supervised", total=cfg.iterations) as advance:
             for _ in range(cfg.iterations):
-                with torch.no_grad():
-                    h = net.embedder(batch())
-                step(gs_opt, supervised(h))
+                supervisor_step(batch())
                 advance()
-        log: dict[str, float] = {}
+        last: tuple[Any, ...] = ()
         with phase("TimeGAN joint", total=cfg.iterations) as advance:
             for _ in range(cfg.iterations):
-                for _k in range(2):
-                    xb, z = batch(), noise()
-                    with torch.no_grad():
-                        h = net.embedder(xb)
-                    e_hat = net.generator(z)
-                    h_hat = net.supervisor(e_hat)
-                    x_hat = net.recovery(h_hat)
-                    y_fake, y_fake_e = net.discriminator(h_hat), net.discriminator(e_hat)
-                    g_u = bce(y_fake, torch.ones_like(y_fake))
-                    g_u_e = bce(y_fake_e, torch.ones_like(y_fake_e))
-                    g_s = supervised(h)
-                    g_v = moment_loss(x_hat, xb)
-                    g_loss = g_u + cfg.gamma * g_u_e + 100 * torch.sqrt(g_s) + 100 * g_v
-                    step(g_opt, g_loss)
-                    h = net.embedder(xb)
-                    rec = F.mse_loss(net.recovery(h), xb)
-                    e_loss = 10 * torch.sqrt(rec) + 0.1 * supervised(h)
-                    step(e_opt, e_loss)
-                xb, z = batch(), noise()
-                with torch.no_grad():
-                    h = net.embedder(xb)
-                    e_hat = net.generator(z)
-                    h_hat = net.supervisor(e_hat)
-                y_real, y_fake, y_fake_e = net.discriminator(h), net.discriminator(h_hat), net.discriminator(e_hat)
-                d_loss = (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
-                          + cfg.gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))
-                if d_loss.item() > cfg.d_threshold:
-                    step(d_opt, d_loss)
+                # drawn in the order the steps use them: the same random stream replayed or not
+                inputs = [draw() for _k in range(3) for draw in (batch, noise)]
+                last = joint(*inputs)
+                if last[0].item() > cfg.d_threshold:  # the iteration's one wait for the GPU
+                    discriminator_step()
                 advance()
-                log = {"d_loss": d_loss.item(), "g_loss_u": g_u.item(), "g_loss_s": g_s.item(),
-                       "g_loss_v": g_v.item(), "e_loss_t0": rec.item()}
+        names = ("d_loss", "g_loss_u", "g_loss_s", "g_loss_v", "e_loss_t0")
+        log = {k: float(v) for k, v in zip(names, last)}
         self.network = net.eval()
         self.fit_log = log
 

@@ -1,0 +1,108 @@
+"""A step function of fixed-shape tensors replayed as one CUDA graph (``GraphReplay``).
+
+Why: plugins that train small networks for tens of thousands of steps (TimeGAN's five small
+GRUs, 150,000 optimiser steps at the paper's size) are bound by the host issuing kernels, not by
+the GPU: each kernel takes the GPU microseconds and Python several times that to launch. A CUDA
+graph records the kernels of one call once and replays them with one launch.
+
+What the function must do to be replayed (the same rules as ``Model.cuda_graph_safe``):
+
+- read its inputs only from the tensors it is given (a replay reads them where the recording
+  did: each call copies the new values there) and from tensors that live across calls
+  (parameters, optimiser state);
+- write its results only into the tensors it returns (the same tensors every replay: read or
+  copy them before the next call) or in place into tensors that live across calls;
+- zero gradients in place (``p.grad.zero_()``), not ``set_to_none``: a replay writes into the
+  gradient tensors that existed when it was recorded;
+- step optimisers built with ``capturable=True``;
+- never read a tensor's value on the host (``.item()``, ``float()``, a Python ``if`` on a tensor)
+  nor change Python state: the Python runs once, while recording.
+
+The first ``warmup`` calls run eagerly (they allocate gradients, optimiser state and the
+libraries' workspaces, which a recording must not do), on the side stream the recording uses.
+On a CPU ``device``, or with ``enabled=False``, every call is an ordinary call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from himari.errors import TrainingError
+
+WARMUP = 2
+"""Eager calls before the recording."""
+
+
+class GraphReplay:
+    """``fn(*inputs)`` recorded once as a CUDA graph after ``warmup`` eager calls, then replayed.
+
+    ``name`` names the step in errors, and ``off`` says how the user runs without replay (for
+    example ``"set cuda_graphs=false"``): a function that cannot be recorded is a ``TrainingError``
+    that says both, never a traceback from inside the recording.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, device: Any, name: str, off: str, enabled: bool = True,
+                 warmup: int = WARMUP) -> None:
+        if warmup < 1:
+            raise ValueError(f"warmup must be >= 1 (the first call allocates gradients and state), got {warmup}")
+        self.fn = fn
+        self.name = name
+        self.off = off
+        self.device = str(device)
+        self.enabled = enabled and self.device.startswith("cuda")
+        self.warmup = warmup
+        self.eager_calls = 0
+        self.graph: Any = None
+        self.inputs: list[Any] = []
+        self.outputs: Any = None
+        self.stream: Any = None
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the next call replays the recording."""
+        return self.graph is not None
+
+    def __call__(self, *inputs: Any) -> Any:
+        if not self.enabled:
+            return self.fn(*inputs)
+        import torch
+
+        if self.stream is None:
+            self.stream = torch.cuda.Stream(device=self.device)
+        if self.graph is None:
+            if self.eager_calls < self.warmup:
+                self.eager_calls += 1
+                return self._on_side_stream(inputs)
+            self._record(inputs)
+        if len(inputs) != len(self.inputs) or any(
+                a.shape != b.shape or a.dtype != b.dtype for a, b in zip(inputs, self.inputs)):
+            raise TrainingError(f"{self.name}: replayed with inputs {[tuple(x.shape) for x in inputs]} but recorded "
+                                f"with {[tuple(x.shape) for x in self.inputs]}")
+        for dst, src in zip(self.inputs, inputs):
+            dst.copy_(src, non_blocking=True)
+        self.graph.replay()
+        return self.outputs
+
+    def _on_side_stream(self, inputs: tuple[Any, ...]) -> Any:
+        import torch
+
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            out = self.fn(*inputs)
+        torch.cuda.current_stream().wait_stream(self.stream)
+        return out
+
+    def _record(self, inputs: tuple[Any, ...]) -> None:
+        import torch
+
+        self.inputs = [x.clone() for x in inputs]
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=self.stream):
+                self.outputs = self.fn(*self.inputs)
+        except RuntimeError as e:
+            raise TrainingError(f"{self.name}: recording it as a CUDA graph failed ({str(e).splitlines()[0]}); "
+                                f"{self.off} to run it eagerly") from None
+        self.graph = graph

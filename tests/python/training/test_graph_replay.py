@@ -1,0 +1,105 @@
+"""GraphReplay (a fixed-shape step replayed as a CUDA graph): an ordinary call on the CPU; on a GPU
+the replayed steps equal eager steps, a step that reads a value on the host or is called with
+other shapes is refused by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from himari.errors import TrainingError  # noqa: E402
+from himari.plugin.api import GraphReplay  # noqa: E402
+
+
+def _regression_step(device: str, capturable: bool) -> tuple[Any, Any]:
+    """A linear regression step (in-place zeroing, Adam): returns (step fn, model)."""
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Linear(5, 1).to(device)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(1, 5, generator=g))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05, capturable=capturable)
+
+    def step(x: Any, y: Any) -> Any:
+        for p in model.parameters():
+            if p.grad is not None:
+                p.grad.zero_()
+        loss = ((model(x).squeeze(-1) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return step, model
+
+
+def _batches(device: str, n: int) -> list[tuple[Any, Any]]:
+    g = torch.Generator().manual_seed(1)
+    w = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0])
+    out = []
+    for _ in range(n):
+        x = torch.randn(32, 5, generator=g)
+        out.append((x.to(device), (x @ w).to(device)))
+    return out
+
+
+def test_on_the_cpu_every_call_is_an_ordinary_call() -> None:
+    calls: list[int] = []
+    replay = GraphReplay(lambda x: calls.append(1) or x * 2, device="cpu", name="double", off="n/a")
+    assert not replay.enabled
+    for _ in range(5):
+        assert float(replay(torch.tensor(3.0))) == 6.0
+    assert len(calls) == 5 and not replay.replaying  # the Python ran every time: nothing was recorded
+
+
+def test_warmup_must_allocate_first() -> None:
+    with pytest.raises(ValueError, match="warmup must be >= 1"):
+        GraphReplay(lambda: None, device="cuda", name="s", off="n/a", warmup=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("warmup", [1, 3])
+def test_replayed_steps_equal_eager_steps(warmup: int) -> None:
+    batches = _batches("cuda", 10)
+    eager_step, eager_model = _regression_step("cuda", capturable=True)
+    eager_losses = [float(eager_step(x, y)) for x, y in batches]
+    step, model = _regression_step("cuda", capturable=True)
+    replay = GraphReplay(step, device="cuda", name="regression step", off="n/a", warmup=warmup)
+    losses = []
+    for i, (x, y) in enumerate(batches):
+        losses.append(float(replay(x, y)))  # a new batch each call: a replay that kept the first would drift
+        assert replay.replaying == (i >= warmup)
+    # the same kernels on the same values: equal to float32 rounding, and the loss fell (the step learned)
+    assert losses == pytest.approx(eager_losses, rel=1e-5)
+    assert losses[-1] < 0.5 * losses[0]
+    for a, b in zip(model.parameters(), eager_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_other_shapes_after_recording_are_refused() -> None:
+    step, _ = _regression_step("cuda", capturable=True)
+    replay = GraphReplay(step, device="cuda", name="regression step", off="n/a", warmup=1)
+    x, y = _batches("cuda", 1)[0]
+    replay(x, y)
+    replay(x, y)
+    with pytest.raises(TrainingError, match=r"regression step: replayed with inputs \[\(16, 5\), \(16,\)\]"):
+        replay(x[:16], y[:16])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_step_that_reads_a_value_on_the_host_is_refused_with_the_way_out() -> None:
+    def step(x: Any) -> Any:
+        if float(x.sum()) > 0:  # a host read: cannot be recorded
+            return x * 2
+        return x
+
+    replay = GraphReplay(step, device="cuda", name="host-reading step", off="set graphs=false", warmup=1)
+    x = torch.ones(4, device="cuda")
+    replay(x)
+    with pytest.raises(TrainingError, match="host-reading step: recording it as a CUDA graph failed .*set graphs=false"):
+        replay(x)
