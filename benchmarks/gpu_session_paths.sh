@@ -8,7 +8,8 @@
 #   PARTS=build,suite  then  PARTS=cuda-tests,train,bench,cpu-core  then  PARTS=adversarial,generators
 # (cards: each model's defaults trained once on the BTC bars, for the model cards' H200 cost;
 #  peers: CQL and CGDT updates/s against d3rlpy on the GPU, needs .whl-peers/: d3rlpy 2.8.1 and
-#  its dependencies as cp312 wheels, gymnasium 1.0.0 among them, installed apart from .whl/)
+#  its dependencies as cp312 wheels, gymnasium 1.0.0 among them, installed apart from .whl/;
+#  PEERS="cql cgdt" picks them; timegan-graphs: one TimeGAN fit eager and replayed as CUDA graphs)
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
 # scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and JSON go to $OUT.
 set -uo pipefail
@@ -128,10 +129,11 @@ if has peers; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/d3site .whl-peers/*.whl \
     || echo "no .whl-peers/ wheels: the d3rlpy rows are skipped"
   printf '#!/bin/sh\nPYTHONPATH=/tmp/d3site:$PYTHONPATH exec python3 "$@"\n' > /tmp/d3python && chmod +x /tmp/d3python
-  timeout ${PEERS_TIMEOUT:-200} python3 benchmarks/bench_cql.py --device cuda --repeats 3 --updates 500 \
-    --d3rlpy-python /tmp/d3python --json "$OUT/cql-$GPU-cuda.json" 2>&1 | tail -7
-  timeout ${PEERS_TIMEOUT:-200} python3 benchmarks/bench_cgdt.py --device cuda --repeats 3 --updates 30 --batch 64 \
-    --d3rlpy-python /tmp/d3python --json "$OUT/cgdt-$GPU-cuda.json" 2>&1 | tail -7
+  [[ " ${PEERS:-cql cgdt} " == *" cql "* ]] && timeout ${PEERS_TIMEOUT:-200} python3 benchmarks/bench_cql.py \
+    --device cuda --repeats 3 --updates 500 --d3rlpy-python /tmp/d3python --json "$OUT/cql-$GPU-cuda.json" 2>&1 | tail -7
+  [[ " ${PEERS:-cql cgdt} " == *" cgdt "* ]] && timeout ${PEERS_TIMEOUT:-200} python3 benchmarks/bench_cgdt.py \
+    --device cuda --repeats 3 --updates 30 --batch 64 --d3rlpy-python /tmp/d3python --json "$OUT/cgdt-$GPU-cuda.json" \
+    2>&1 | tail -8
 fi
 if has sanitizer; then
   step "compute-sanitizer memcheck on a small run of every kernel"
@@ -142,15 +144,23 @@ if has adversarial; then
   timeout ${COST_TIMEOUT:-300} python3 benchmarks/bench_online_methods_cost.py --model flag-trader --device cuda \
     --bars 12000 --cycles 1 --max-steps 4 --out "$OUT/online-methods-cost-flag-trader-cuda.json" 2>&1 | tail -14
 fi
+if has timegan-graphs; then
+  step "timegan on the GPU: the same fit eager and replayed as CUDA graphs (TIMEGAN_ITERATIONS per phase)"
+  btc_prepared
+  for graphs in false true; do
+    timeout ${GEN_TIMEOUT:-280} python3 benchmarks/bench_generators.py --data /tmp/btc-prepared --method timegan \
+      --windows 2000 --set iterations=${TIMEGAN_ITERATIONS:-300} --set cuda_graphs=$graphs --report-steps 50 \
+      --device cuda --out "$OUT/generator-timegan-btc-cuda-graphs-$graphs.json" 2>&1 | grep -iE "fit|seconds" | head -4
+  done
+fi
 if has generators; then
   step "generators on the GPU: default sizes, BTC train split, with the quality report"
   btc_prepared
-  # tab-ddpm at its default (the paper's) size; timegan at TIMEGAN_ITERATIONS per phase (the
-  # paper's 50,000 take longer than one call: its per-iteration time is in the JSON).
+  # tab-ddpm and timegan at their default (the papers') sizes, or TIMEGAN_ITERATIONS per phase.
   for g in ${GENERATORS:-tab-ddpm timegan}; do
     case $g in
       tab-ddpm) size=(--rows 50000) ;;
-      timegan) size=(--windows 20000 --set iterations=${TIMEGAN_ITERATIONS:-3000}) ;;
+      timegan) size=(--windows 20000 --set iterations=${TIMEGAN_ITERATIONS:-50000}) ;;
       *) size=() ;;
     esac
     timeout ${GEN_TIMEOUT:-280} python3 benchmarks/bench_generators.py --data /tmp/btc-prepared --method $g \
