@@ -22,6 +22,8 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,22 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import machine_info  # type: ignore[import-not-found]  # noqa: E402
+
+
+class PhaseTimer:
+    """A progress reporter that keeps each phase's seconds (the GPU's queue drained at its end, so
+    a phase that never waits for the GPU is not credited to the next)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, description: str, total: int | None = None) -> Iterator[Any]:
+        start = time.perf_counter()
+        yield lambda n=1: None
+        if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+            sys.modules["torch"].cuda.synchronize()
+        self.seconds[description] = self.seconds.get(description, 0.0) + time.perf_counter() - start
 
 
 def main() -> None:
@@ -50,6 +68,7 @@ def main() -> None:
 
     from himari.augment.run import AugmentRequest, make_set
     from himari.augment.report import render_report
+    from himari.progress import reporting
 
     settings: dict[str, Any] = {}
     for item in args.set:
@@ -58,20 +77,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) if args.keep else Path(tmp) / "set"
         t0 = time.perf_counter()
-        meta = make_set(AugmentRequest(data=Path(args.data), method=args.method, out=out, windows=args.windows,
-                                       rows=args.rows, features=args.features, seed=args.seed, device=args.device,
-                                       settings=settings, report=True, report_steps=args.report_steps,
-                                       force=bool(args.keep)))
+        timer = PhaseTimer()
+        with reporting(timer):
+            meta = make_set(AugmentRequest(data=Path(args.data), method=args.method, out=out, windows=args.windows,
+                                           rows=args.rows, features=args.features, seed=args.seed,
+                                           device=args.device, settings=settings, report=True,
+                                           report_steps=args.report_steps, force=bool(args.keep)))
         total = time.perf_counter() - t0
     report = meta.pop("report")
     result = {"machine": machine_info(), "method": args.method, "data": args.data, "device": meta["device"],
               "settings": meta["generator"]["config"], "channels": meta["channels"], "window": meta["window"],
               "n_windows": meta["n_windows"], "train_rows": sum(b - a for a, b in meta["source"]["train_ranges"]),
               "train_span": meta["source"]["train_span"], "fit_seconds": meta["fit_seconds"],
-              "sample_seconds": meta["sample_seconds"], "total_seconds": total, "fit_log": meta.get("fit_log"),
+              "sample_seconds": meta["sample_seconds"], "total_seconds": total, "phase_seconds": timer.seconds, "fit_log": meta.get("fit_log"),
               "classes": meta.get("classes"), "report": report, "set": args.keep}
     render_report(report, Console())
     print(f"{args.method}: fit {meta['fit_seconds']:.1f}s, sample {meta['sample_seconds']:.1f}s on {meta['device']}")
+    print("phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in timer.seconds.items()))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"written {args.out}")
 

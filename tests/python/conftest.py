@@ -34,6 +34,20 @@ def _cpu_module_unless_it_has_cuda_tests(request: pytest.FixtureRequest) -> Iter
         yield
 
 
+@pytest.fixture(autouse=True)
+def _torch_determinism_reset() -> Iterator[None]:
+    """A training run turns torch's deterministic algorithms on for the whole process (warn only);
+    the next test must not inherit that: on a GPU, attention's backward then warns, and warnings
+    are errors here (a cgdt test failed that way only after a Trainer test had run)."""
+    yield
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark = False
+
+
 def _hide_the_gpu(mp: pytest.MonkeyPatch) -> None:
     mp.setenv("CUDA_VISIBLE_DEVICES", "")
     try:

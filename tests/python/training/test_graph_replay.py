@@ -20,6 +20,7 @@ def _regression_step(device: str, capturable: bool) -> tuple[Any, Any]:
     model = torch.nn.Linear(5, 1).to(device)
     with torch.no_grad():
         model.weight.copy_(torch.randn(1, 5, generator=g))
+        model.bias.copy_(torch.randn(1, generator=g))
     opt = torch.optim.Adam(model.parameters(), lr=0.05, capturable=capturable)
 
     def step(x: Any, y: Any) -> Any:
