@@ -16,7 +16,9 @@ sample is one window of ``--context`` steps.
   the Trainer logs it) and an AdamW step. The critic's pre-training is not timed (marked done
   before the warm-up). ``guidance off`` sets ``guidance_weight=0`` and drops the critic pass
   (plain DT loss), i.e. the same work as the peer. On the GPU also with guidance as
-  ``train.cuda_graph`` runs the step (``himari.training.graph_step``: replayed as CUDA graphs).
+  ``train.cuda_graph`` runs the step (``himari.training.graph_step``: replayed as CUDA graphs),
+  and under bf16 autocast, as ``train.amp`` (the Trainer's default on a GPU) runs it, eager and
+  replayed; d3rlpy has no mixed precision, so its row stays float32.
 - d3rlpy: ``DiscreteDecisionTransformerConfig(context_size, num_heads, num_layers,
   encoder_factory=VectorEncoderFactory([d_model]), position_encoding_type=simple,
   max_timestep=context)``; one update = ``algo.update(batch)`` (its AdamW step, gradient clipping
@@ -111,7 +113,8 @@ def _timed(update: Any, batches: list[Any], updates: int, batch: int, device: st
     return updates * batch / (time.perf_counter() - t)
 
 
-def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bool = False) -> tuple[float, int]:
+def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bool = False,
+                  bf16: bool = False) -> tuple[float, int]:
     _pin(threads)
     import torch
 
@@ -136,12 +139,19 @@ def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bo
     if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
         from himari.training.graph_step import GraphedStep
 
-        stepper = GraphedStep(list(net.parameters()), lambda b: model.loss(b, None), opt, 1.0)
+        stepper = GraphedStep(list(net.parameters()), lambda b: model.loss(b, None), opt, 1.0,
+                              amp_dtype=torch.bfloat16 if bf16 else None)
         params = sum(p.numel() for p in net.policy.parameters())
         return _timed(stepper.step, batches, sizes["updates"], sizes["batch"], device), params
 
+    import contextlib
+
+    def autocast() -> Any:  # as the Trainer's step under train.amp (bf16 on a GPU)
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
     def update(b: tuple) -> None:
-        loss, logs = model.loss(b, None)
+        with autocast():
+            loss, logs = model.loss(b, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         host_floats({"loss": loss.detach(), **logs})  # as the Trainer's step: its logs, copied at once
@@ -228,8 +238,8 @@ def main() -> None:
     if a.worker is not None:
         kind, npz, sizes_json, *rest = a.worker
         s = json.loads(sizes_json)
-        rate, params = (worker_himari(npz, s, s["threads"], rest[0] == "guided", rest[1:] == ["graph"]) if kind == "himari"
-                        else worker_d3rlpy(npz, s, s["threads"]))
+        rate, params = (worker_himari(npz, s, s["threads"], rest[0] == "guided", "graph" in rest[1:], "bf16" in rest[1:])
+                        if kind == "himari" else worker_d3rlpy(npz, s, s["threads"]))
         print(rate, params)
         return
 
@@ -242,6 +252,10 @@ def main() -> None:
                   ("himari cgdt (guidance off: plain DT)", sys.executable, ["himari", npz, sj, "plain"])]
     if a.device.startswith("cuda"):
         contenders.append(("himari cgdt (guidance, cuda_graph)", sys.executable, ["himari", npz, sj, "guided", "graph"]))
+        # the Trainer's default on a GPU (train.amp): bf16 autocast; d3rlpy trains in float32 only
+        contenders.append(("himari cgdt (guidance, bf16 autocast)", sys.executable, ["himari", npz, sj, "guided", "bf16"]))
+        contenders.append(("himari cgdt (guidance, bf16, cuda_graph)", sys.executable,
+                           ["himari", npz, sj, "guided", "graph", "bf16"]))
     skipped = []
     if d3_version:
         contenders.append((f"d3rlpy {d3_version} DiscreteDecisionTransformer", a.d3rlpy_python, ["d3rlpy", npz, sj]))

@@ -66,8 +66,8 @@ def main() -> None:
 
     from rich.console import Console
 
-    from himari.augment.run import AugmentRequest, make_set
     from himari.augment.report import render_report
+    from himari.augment.run import AugmentRequest, make_set
     from himari.progress import reporting
 
     settings: dict[str, Any] = {}

@@ -58,8 +58,7 @@ class TimeGAN:
         import torch
         import torch.nn.functional as F
 
-        from himari.plugin.api import (GraphReplay, MinMaxScaler, check_finite, phase, require_windows,
-                                       torch_generator)
+        from himari.plugin.api import GraphReplay, MinMaxScaler, check_finite, phase, require_windows, torch_generator
         from himari_builtin.generators.timegan.network import TimeGANNetworks, moment_loss
 
         cfg, L = self.config, self.config.window
