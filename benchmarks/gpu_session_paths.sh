@@ -9,7 +9,9 @@
 # (cards: each model's defaults trained once on the BTC bars, for the model cards' H200 cost;
 #  peers: CQL and CGDT updates/s against d3rlpy on the GPU, needs .whl-peers/: d3rlpy 2.8.1 and
 #  its dependencies as cp312 wheels, gymnasium 1.0.0 among them, installed apart from .whl/;
-#  PEERS="cql cgdt" picks them; timegan-graphs: one TimeGAN fit eager and replayed as CUDA graphs)
+#  PEERS="cql cgdt" picks them; timegan-graphs: one TimeGAN fit eager and replayed as CUDA graphs;
+#  timegan-start, then timegan-wait in the following calls: TimeGAN's paper-size fit, which
+#  outlasts one call, in the background of the held machine)
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
 # scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and JSON go to $OUT.
 set -uo pipefail
@@ -152,6 +154,25 @@ if has timegan-graphs; then
       --windows 2000 --set iterations=${TIMEGAN_ITERATIONS:-300} --set cuda_graphs=$graphs --report-steps 50 \
       --device cuda --out "$OUT/generator-timegan-btc-cuda-graphs-$graphs.json" 2>&1 | grep -iE "fit|seconds" | head -4
   done
+fi
+if has timegan-start; then
+  # The paper-size fit outlasts one call: it runs in the background on the held machine, and
+  # PARTS=timegan-wait (the next calls, chained before the machine is released) waits for it.
+  step "timegan at the default (paper) size in the background: fit on the BTC train split, then the report"
+  btc_prepared
+  mkdir -p /tmp/timegan-full
+  setsid nohup python3 benchmarks/bench_generators.py --data /tmp/btc-prepared --method timegan --windows 20000 \
+    --report-steps ${TIMEGAN_REPORT_STEPS:-2000} --device cuda --out /tmp/timegan-full/generator-timegan-btc-cuda-$GPU.json \
+    > /tmp/timegan-full/log 2>&1 &
+  sleep 1; pgrep -f "timegan-full/generator-timegan" | head -1 > /tmp/timegan-full/pid
+fi
+if has timegan-wait; then
+  step "waiting up to ${TIMEGAN_WAIT:-540} s for the background timegan fit"
+  pid=$(cat /tmp/timegan-full/pid)
+  for _ in $(seq ${TIMEGAN_WAIT:-540}); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  kill -0 "$pid" 2>/dev/null && echo "still running (pid $pid)" || echo "finished"
+  tail -c 1500 /tmp/timegan-full/log
+  cp /tmp/timegan-full/*.json /tmp/timegan-full/log "$OUT"/ 2>/dev/null
 fi
 if has generators; then
   step "generators on the GPU: default sizes, BTC train split, with the quality report"
