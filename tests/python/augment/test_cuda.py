@@ -49,3 +49,23 @@ def test_timegan_replayed_as_cuda_graphs_fits_what_the_eager_fit_does(d_threshol
         nets[graphs] = load_generator(out).network.state_dict()
     for name, eager in nets[False].items():
         torch.testing.assert_close(nets[True][name], eager, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_tab_ddpm_replayed_as_a_cuda_graph_fits_what_the_eager_fit_does(small_prepared: Path, tmp_path: Path,
+                                                                       _generators: Any) -> None:
+    """Eight steps, two eager and six replayed, each on a new batch, new timesteps and new noise
+    (drawn outside the graph): a replay that kept the recorded draws or skipped the step ends
+    elsewhere."""
+    from himari.augment.run import AugmentRequest, load_generator, make_set
+
+    nets, logs = {}, {}
+    for graphs in (False, True):
+        settings = {"timesteps": 10, "layers": [16], "dim_t": 8, "steps": 8, "batch_size": 64, "crash_bars": 24,
+                    "n_quantiles": 50, "cuda_graphs": graphs}
+        out = tmp_path / f"s-{graphs}"
+        meta = make_set(AugmentRequest(data=small_prepared, method="tab-ddpm", out=out, rows=20, settings=settings,
+                                       device="cuda"), plugins=_generators)
+        nets[graphs], logs[graphs] = load_generator(out).network.state_dict(), meta["fit_log"]
+    assert logs[True] == pytest.approx(logs[False], rel=1e-4)
+    for name, eager in nets[False].items():
+        torch.testing.assert_close(nets[True][name], eager, rtol=1e-4, atol=1e-5, msg=name)

@@ -10,6 +10,7 @@ of the sample's last row; sampling draws exactly the asked mix of conditions.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from himari_builtin.generators.tab_ddpm import tails
@@ -68,7 +69,7 @@ class TabDDPM:
         import numpy as np
         import torch
 
-        from himari.plugin.api import DataError, QuantileNormal, check_finite, phase, torch_generator
+        from himari.plugin.api import DataError, GraphReplay, QuantileNormal, check_finite, phase, torch_generator
         from himari_builtin.generators.tab_ddpm.network import MLPDiffusion, Multinomial, Schedule, \
             gaussian_q_sample
 
@@ -95,30 +96,44 @@ class TabDDPM:
         sched = Schedule(cfg.timesteps, device)
         multi = Multinomial(sched, n_cat, K)
         g = torch_generator(data.seed + 1, str(device))
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # capturable: the step count lives on the device, so the optimiser step can be replayed
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                capturable=device.type == "cuda")
         b = min(cfg.batch_size, len(xn))
         net.train()
-        log: dict[str, float] = {}
+
+        def train_step(idx: Any, t: Any, eps: Any, u: Any) -> Any:
+            """One optimiser step on the rows ``idx`` at diffusion steps ``t`` with the drawn noise;
+            the two losses come back as one tensor."""
+            x0, c0, yb = xn[idx], xc[idx], yc[idx]
+            x_t = gaussian_q_sample(sched, x0, t, eps)
+            log_c0 = multi.log_onehot(c0)
+            log_c_t = multi.sample_with(multi.q_pred(log_c0, t), u)
+            out = net(torch.cat([x_t, log_c_t.exp()], dim=1), t, yb)
+            loss_gauss = ((out[:, :d_num] - eps) ** 2).mean()
+            loss_multi = multi.loss(log_c0, log_c_t, out[:, d_num:], t).mean()
+            for p in net.parameters():  # in place: a replayed step writes into the recorded gradients
+                if p.grad is not None:
+                    p.grad.zero_()
+            (loss_gauss + loss_multi).backward()
+            opt.step()
+            return torch.stack([loss_gauss.detach(), loss_multi.detach()])
+
+        step = GraphReplay(train_step, device=device, name="tab-ddpm training step", off="set cuda_graphs=false",
+                           enabled=cfg.cuda_graphs)
+        losses: list[float] = []
         with phase("Tab-DDPM training", total=cfg.steps) as advance:
             for _ in range(cfg.steps):
+                # drawn in the order the step uses them: the same random stream replayed or not
                 idx = torch.randint(len(xn), (b,), generator=g, device=device)
-                x0, c0, yb = xn[idx], xc[idx], yc[idx]
                 t = torch.randint(cfg.timesteps, (b,), generator=g, device=device)
-                eps = torch.randn(x0.shape, generator=g, device=device)
-                x_t = gaussian_q_sample(sched, x0, t, eps)
-                log_c0 = multi.log_onehot(c0)
-                log_c_t = multi.sample(multi.q_pred(log_c0, t), g)
-                out = net(torch.cat([x_t, log_c_t.exp()], dim=1), t, yb)
-                loss_gauss = ((out[:, :d_num] - eps) ** 2).mean()
-                loss_multi = multi.loss(log_c0, log_c_t, out[:, d_num:], t).mean()
-                loss = loss_gauss + loss_multi
-                if not torch.isfinite(loss.detach()):
+                eps = torch.randn((b, d_num), generator=g, device=device)
+                u = torch.rand((b, n_cat * K), generator=g, device=device)
+                losses = step(idx, t, eps, u).tolist()  # the step's one wait for the GPU
+                if not all(math.isfinite(v) for v in losses):
                     raise DataError("generator 'tab-ddpm': the loss is not finite; lower lr")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
                 advance()
-                log = {"loss_gauss": loss_gauss.item(), "loss_multi": loss_multi.item()}
+        log = {"loss_gauss": losses[0], "loss_multi": losses[1]}
         self.network = net.eval()
         self.fit_log = log
 

@@ -149,8 +149,12 @@ class Multinomial:
 
     def sample(self, log_p: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """One class per column drawn from ``log_p`` (Gumbel-max), returned as a log one-hot."""
+        return self.sample_with(log_p, torch.rand(log_p.shape, generator=g, device=log_p.device))
+
+    def sample_with(self, log_p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """``sample`` with its uniform noise ``u`` (shape of ``log_p``) drawn by the caller: a step
+        replayed as a CUDA graph draws its noise outside the graph."""
         b = log_p.shape[0]
-        u = torch.rand(log_p.shape, generator=g, device=log_p.device)
         gumbel = -torch.log(-torch.log(u + 1e-30) + 1e-30)
         idx = (log_p + gumbel).view(b, self.n, self.K).argmax(-1)
         return self.log_onehot(idx)
