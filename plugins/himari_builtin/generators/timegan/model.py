@@ -15,6 +15,12 @@ The schedule follows the paper and its reference implementation:
 Noise is uniform on [0, 1) (the reference implementation's), one vector per step. Windows are
 min-max scaled with the train rows' range and scaled back when sampled; with ``labels`` on, the
 label of each step rides along as three one-hot channels and is decoded by arg-max.
+
+On a GPU each phase's step runs as a CUDA graph (``GraphReplay``; ``cuda_graphs``): five GRUs this
+small leave the GPU waiting on Python's kernel launches, about 26 ms an iteration of the three
+phases on an H200 when run eagerly. The joint phase's step ends with the discriminator's loss and
+gradients; its optimiser step is a second graph, replayed only when the loss (the iteration's one
+read on the host) exceeds the threshold.
 """
 
 from __future__ import annotations
