@@ -68,8 +68,14 @@ class GraphReplay:
             return self.fn(*inputs)
         import torch
 
+        with torch.cuda.device(self.device):  # streams, recording and replay on this GPU, not the current one
+            return self._call(inputs)
+
+    def _call(self, inputs: tuple[Any, ...]) -> Any:
+        import torch
+
         if self.stream is None:
-            self.stream = torch.cuda.Stream(device=self.device)
+            self.stream = torch.cuda.Stream()
         if self.graph is None:
             if self.eager_calls < self.warmup:
                 self.eager_calls += 1
