@@ -28,8 +28,10 @@ def machine_info() -> dict:
                     break
     except OSError:
         cpu_model = platform.processor() or "unknown"
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    # "-dirty" when the files differ from the commit (on the GPU machine the checkout's commit is
+    # older than the working tree sent there, so the commit alone would misname the code)
+    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=7"],
+                            capture_output=True, text=True).stdout.strip()
     import torch
 
     return {"hostname": socket.gethostname(), "cpu_model": cpu_model, "cores": os.cpu_count(),
