@@ -193,3 +193,25 @@ def test_tab_ddpm_reverse_step_keeps_a_poor_noise_estimate_in_the_data_range() -
     assert 0.8 < float(first.std()) < 1.3
     last = gaussian_p_sample(s, 20 * x_t, torch.zeros(20_000, dtype=torch.long), eps_hat, noise)
     assert float(last.abs().max()) <= X0_BOUND + 1e-5
+
+
+def test_timegan_discriminator_steps_only_while_its_loss_exceeds_the_threshold(small_prepared: Path, make: Any,
+                                                                                tmp_path: Path) -> None:
+    """The joint phase computes the discriminator's gradients every iteration but steps its
+    optimiser only while the loss is above ``d_threshold``: with a threshold no loss reaches,
+    two and four joint iterations leave the same (initial) discriminator while every other
+    network moves; with threshold 0 the discriminator moves too."""
+    from himari.augment.run import load_generator
+
+    def networks(threshold: float, iterations: int) -> dict[str, Any]:
+        out = tmp_path / f"s-{threshold}-{iterations}"
+        make(small_prepared, out, "timegan", d_threshold=threshold, iterations=iterations)
+        return load_generator(out).network.state_dict()
+
+    never = {k: networks(1e9, k) for k in (2, 4)}
+    always = {k: networks(0.0, k) for k in (2, 4)}
+    for name, value in never[2].items():
+        same = bool((value == never[4][name]).all())
+        assert same == name.startswith("discriminator."), name
+        if name.startswith("discriminator."):
+            assert not (always[2][name] == always[4][name]).all(), name
