@@ -23,7 +23,8 @@ counterfactual price paths (``counterfactual_data``, ``counterfactual_context``,
 ``counterfactual_env_source``, ``CounterfactualMethod``, ``bar_offsets``, ``bars_from_offsets``),
 execution rules (``ExecutionConfig``, ``ExecutionFilter``),
 progress reporting (``phase``), synthetic data (``window_starts``, ``take_windows``, ``MinMaxScaler``,
-``QuantileNormal``), a step replayed as a CUDA graph (``GraphReplay``) and the errors (``HimariError``, ``ConfigError``, ``DataError``).
+``QuantileNormal``), a step replayed as a CUDA graph (``GraphReplay``) and the errors (``HimariError``,
+``ConfigError``, ``DataError``).
 """
 
 from __future__ import annotations

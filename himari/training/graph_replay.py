@@ -12,8 +12,8 @@ What the function must do to be replayed (the same rules as ``Model.cuda_graph_s
   (parameters, optimiser state);
 - write its results only into the tensors it returns (the same tensors every replay: read or
   copy them before the next call) or in place into tensors that live across calls;
-- zero gradients in place (``p.grad.zero_()``), not ``set_to_none``: a replay writes into the
-  gradient tensors that existed when it was recorded;
+- zero gradients in place (``GraphReplay.zero_grad(parameters)``), not ``set_to_none``: a replay
+  writes into the gradient tensors that existed when it was recorded;
 - step optimisers built with ``capturable=True``;
 - never read a tensor's value on the host (``.item()``, ``float()``, a Python ``if`` on a tensor)
   nor change Python state: the Python runs once, while recording.
@@ -57,6 +57,15 @@ class GraphReplay:
         self.inputs: list[Any] = []
         self.outputs: Any = None
         self.stream: Any = None
+
+    @staticmethod
+    def zero_grad(parameters: Any) -> None:
+        """Zero the existing gradients in place (what a replayed step must do instead of
+        ``zero_grad(set_to_none=True)``; ``0 + g`` is ``g``, so the step is the same). Gradients
+        never computed stay None, so an optimiser still skips their parameters."""
+        for p in parameters:
+            if p.grad is not None:
+                p.grad.zero_()
 
     @property
     def replaying(self) -> bool:

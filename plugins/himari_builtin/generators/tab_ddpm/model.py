@@ -112,9 +112,7 @@ class TabDDPM:
             out = net(torch.cat([x_t, log_c_t.exp()], dim=1), t, yb)
             loss_gauss = ((out[:, :d_num] - eps) ** 2).mean()
             loss_multi = multi.loss(log_c0, log_c_t, out[:, d_num:], t).mean()
-            for p in net.parameters():  # in place: a replayed step writes into the recorded gradients
-                if p.grad is not None:
-                    p.grad.zero_()
+            GraphReplay.zero_grad(net.parameters())
             (loss_gauss + loss_multi).backward()
             opt.step()
             return torch.stack([loss_gauss.detach(), loss_multi.detach()])

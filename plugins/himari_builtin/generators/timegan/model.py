@@ -93,15 +93,8 @@ class TimeGAN:
         def params(*modules: Any) -> list[Any]:
             return [p for m in modules for p in m.parameters()]
 
-        def zero_grad() -> None:
-            # in place, not set_to_none: a replayed step writes into the gradients it was recorded with
-            # (and 0 + g is g, so the step is the same); gradients never computed stay None
-            for p in net.parameters():
-                if p.grad is not None:
-                    p.grad.zero_()
-
         def step(opt: Any, loss: Any) -> None:
-            zero_grad()
+            GraphReplay.zero_grad(net.parameters())
             loss.backward()
             opt.step()
 
@@ -152,7 +145,7 @@ class TimeGAN:
             y_real, y_fake, y_fake_e = net.discriminator(h), net.discriminator(h_hat), net.discriminator(e_hat)
             d_loss = (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
                       + cfg.gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))
-            zero_grad()
+            GraphReplay.zero_grad(net.parameters())
             d_loss.backward()
             return tuple(t.detach() for t in (d_loss, g_u, g_s, g_v, rec))
 
