@@ -17,8 +17,11 @@ sample is one window of ``--context`` steps.
   before the warm-up). ``guidance off`` sets ``guidance_weight=0`` and drops the critic pass
   (plain DT loss), i.e. the same work as the peer. On the GPU also with guidance as
   ``train.cuda_graph`` runs the step (``himari.training.graph_step``: replayed as CUDA graphs),
-  and under bf16 autocast, as ``train.amp`` (the Trainer's default on a GPU) runs it, eager and
-  replayed; d3rlpy has no mixed precision, so its row stays float32.
+  with TF32 matmuls (below), and under bf16 autocast, as ``train.amp`` (the Trainer's default on
+  a GPU) runs it, eager and replayed; d3rlpy has no mixed precision.
+- Numerics: importing d3rlpy calls ``torch.set_float32_matmul_precision("high")``, so its float32
+  matmuls run on TF32 tensor cores (10-bit mantissa inputs). himari leaves torch's default
+  (full float32); the "TF32 matmuls" row sets what d3rlpy sets, for the like-for-like ratio.
 - d3rlpy: ``DiscreteDecisionTransformerConfig(context_size, num_heads, num_layers,
   encoder_factory=VectorEncoderFactory([d_model]), position_encoding_type=simple,
   max_timestep=context)``; one update = ``algo.update(batch)`` (its AdamW step, gradient clipping
@@ -114,9 +117,12 @@ def _timed(update: Any, batches: list[Any], updates: int, batch: int, device: st
 
 
 def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bool = False,
-                  bf16: bool = False) -> tuple[float, int]:
+                  bf16: bool = False, tf32: bool = False) -> tuple[float, int]:
     _pin(threads)
     import torch
+
+    if tf32:  # what importing d3rlpy does to its own process: float32 matmuls on TF32 tensor cores
+        torch.set_float32_matmul_precision("high")
 
     from himari.plugin.api import ModelContext
     from himari.training.loop import host_floats
@@ -238,7 +244,8 @@ def main() -> None:
     if a.worker is not None:
         kind, npz, sizes_json, *rest = a.worker
         s = json.loads(sizes_json)
-        rate, params = (worker_himari(npz, s, s["threads"], rest[0] == "guided", "graph" in rest[1:], "bf16" in rest[1:])
+        rate, params = (worker_himari(npz, s, s["threads"], rest[0] == "guided", "graph" in rest[1:], "bf16" in rest[1:],
+                                      "tf32" in rest[1:])
                         if kind == "himari" else worker_d3rlpy(npz, s, s["threads"]))
         print(rate, params)
         return
@@ -252,7 +259,9 @@ def main() -> None:
                   ("himari cgdt (guidance off: plain DT)", sys.executable, ["himari", npz, sj, "plain"])]
     if a.device.startswith("cuda"):
         contenders.append(("himari cgdt (guidance, cuda_graph)", sys.executable, ["himari", npz, sj, "guided", "graph"]))
-        # the Trainer's default on a GPU (train.amp): bf16 autocast; d3rlpy trains in float32 only
+        # d3rlpy's float32 is TF32 in its matmuls (set when it is imported): the same for himari
+        contenders.append(("himari cgdt (guidance, TF32 matmuls)", sys.executable, ["himari", npz, sj, "guided", "tf32"]))
+        # the Trainer's default on a GPU (train.amp): bf16 autocast, which d3rlpy does not offer
         contenders.append(("himari cgdt (guidance, bf16 autocast)", sys.executable, ["himari", npz, sj, "guided", "bf16"]))
         contenders.append(("himari cgdt (guidance, bf16, cuda_graph)", sys.executable,
                            ["himari", npz, sj, "guided", "graph", "bf16"]))

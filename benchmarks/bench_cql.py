@@ -17,7 +17,9 @@ device synchronisation).
   VectorEncoderFactory([210, 210]))``, one update = ``algo.update(batch)`` (its Adam step, hard
   target copy every ``target_update_interval`` updates; its TD target is Double-DQN with the
   min over critics). On the GPU also with its ``compile_graph=True`` (torch.compile and CUDA
-  graphs); ratios are against the default row.
+  graphs); ratios are against the default row. Importing d3rlpy calls
+  ``torch.set_float32_matmul_precision("high")``, so its float32 matmuls on the GPU run as TF32;
+  himari's stay full float32 (at 210 wide the matmuls are a small part of either step).
 - Batches are sampled before timing for both (20 pre-made batches, cycled), so the number is the
   update alone. Each repeat runs in a fresh process pinned to one core with one thread
   (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``), warms up for 30 updates, then times
