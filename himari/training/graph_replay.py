@@ -73,9 +73,15 @@ class GraphReplay:
         return self.graph is not None
 
     def __call__(self, *inputs: Any) -> Any:
+        import torch
+
+        # checked on the CPU too, so a step written there does not first fail on a GPU
+        wrong = [type(x).__name__ for x in inputs if not isinstance(x, torch.Tensor)]
+        if wrong:
+            raise TypeError(f"{self.name}: a replayed step takes tensors only (a replay reads them where the "
+                            f"recording did), got {', '.join(wrong)}; keep other values in the step's closure")
         if not self.enabled:
             return self.fn(*inputs)
-        import torch
 
         with torch.cuda.device(self.device):  # streams, recording and replay on this GPU, not the current one
             return self._call(inputs)

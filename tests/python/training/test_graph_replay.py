@@ -54,6 +54,12 @@ def test_on_the_cpu_every_call_is_an_ordinary_call() -> None:
     assert len(calls) == 5 and not replay.replaying  # the Python ran every time: nothing was recorded
 
 
+def test_inputs_other_than_tensors_are_refused_on_the_cpu_too() -> None:
+    replay = GraphReplay(lambda x, k: x * k, device="cpu", name="scaled step", off="n/a")
+    with pytest.raises(TypeError, match="scaled step: a replayed step takes tensors only .* got float"):
+        replay(torch.ones(2), 2.0)
+
+
 def test_warmup_must_allocate_first() -> None:
     with pytest.raises(ValueError, match="warmup must be >= 1"):
         GraphReplay(lambda: None, device="cuda", name="s", off="n/a", warmup=0)
