@@ -89,8 +89,8 @@ def main() -> None:
               "settings": meta["generator"]["config"], "channels": meta["channels"], "window": meta["window"],
               "n_windows": meta["n_windows"], "train_rows": sum(b - a for a, b in meta["source"]["train_ranges"]),
               "train_span": meta["source"]["train_span"], "fit_seconds": meta["fit_seconds"],
-              "sample_seconds": meta["sample_seconds"], "total_seconds": total, "phase_seconds": timer.seconds, "fit_log": meta.get("fit_log"),
-              "classes": meta.get("classes"), "report": report, "set": args.keep}
+              "sample_seconds": meta["sample_seconds"], "total_seconds": total, "phase_seconds": timer.seconds,
+              "fit_log": meta.get("fit_log"), "classes": meta.get("classes"), "report": report, "set": args.keep}
     render_report(report, Console())
     print(f"{args.method}: fit {meta['fit_seconds']:.1f}s, sample {meta['sample_seconds']:.1f}s on {meta['device']}")
     print("phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in timer.seconds.items()))
