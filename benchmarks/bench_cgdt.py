@@ -244,8 +244,9 @@ def main() -> None:
     if a.worker is not None:
         kind, npz, sizes_json, *rest = a.worker
         s = json.loads(sizes_json)
-        rate, params = (worker_himari(npz, s, s["threads"], rest[0] == "guided", "graph" in rest[1:], "bf16" in rest[1:],
-                                      "tf32" in rest[1:])
+        flags = rest[1:]
+        rate, params = (worker_himari(npz, s, s["threads"], rest[0] == "guided", "graph" in flags, "bf16" in flags,
+                                      "tf32" in flags)
                         if kind == "himari" else worker_d3rlpy(npz, s, s["threads"]))
         print(rate, params)
         return

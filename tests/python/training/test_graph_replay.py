@@ -108,5 +108,6 @@ def test_a_step_that_reads_a_value_on_the_host_is_refused_with_the_way_out() -> 
     replay = GraphReplay(step, device="cuda", name="host-reading step", off="set graphs=false", warmup=1)
     x = torch.ones(4, device="cuda")
     replay(x)
-    with pytest.raises(TrainingError, match="host-reading step: recording it as a CUDA graph failed .*set graphs=false"):
+    with pytest.raises(TrainingError,
+                       match="host-reading step: recording it as a CUDA graph failed .*set graphs=false"):
         replay(x)

@@ -153,7 +153,8 @@ class TimeGAN:
             return GraphReplay(fn, device=device, name=f"timegan {name} step", off="set cuda_graphs=false",
                                enabled=cfg.cuda_graphs)
 
-        autoencoder, supervisor_step = replayed(autoencoder_step, "autoencoder"), replayed(supervised_step, "supervised")
+        autoencoder = replayed(autoencoder_step, "autoencoder")
+        supervisor_step = replayed(supervised_step, "supervised")
         joint, discriminator_step = replayed(joint_step, "joint"), replayed(d_opt.step, "discriminator")
         with phase("TimeGAN autoencoder", total=cfg.iterations) as advance:
             for _ in range(cfg.iterations):
