@@ -67,8 +67,8 @@ from himari_builtin.models.cgdt.model import (CGDT, expectile_loss, gaussian_nll
                                               guidance_coefficient_at)
 
 __all__ = ["CGDT", "CGDTConfig", "Decoder", "build", "critic_parameters", "expectile_loss", "gaussian_nll",
-           "guidance_coefficient", "guidance_coefficient_at", "himari_register_models", "next_return_to_go", "parameter_count",
-           "policy_parameters", "rollout_targets", "window_start"]
+           "guidance_coefficient", "guidance_coefficient_at", "himari_register_models", "next_return_to_go",
+           "parameter_count", "policy_parameters", "rollout_targets", "window_start"]
 
 
 def __getattr__(name: str) -> Any:

@@ -26,16 +26,17 @@ def gaussian_nll(target: Any, mu: Any, log_sigma: Any) -> Any:
 
 
 def guidance_coefficient(step: int, config: CGDTConfig) -> float:
-    """c after ``step`` policy optimiser steps: linear from 0 to ``guidance_weight``."""
-    if config.guidance_warmup == 0:
-        return float(config.guidance_weight)
-    return float(config.guidance_weight) * min(1.0, step / config.guidance_warmup)
+    """c after ``step`` policy optimiser steps: linear from 0 to ``guidance_weight`` (the value the
+    loss uses, from ``guidance_coefficient_at``: one definition of the schedule)."""
+    import torch
+
+    return float(guidance_coefficient_at(torch.tensor(step, dtype=torch.int64), config))
 
 
 def guidance_coefficient_at(steps: Any, config: CGDTConfig) -> Any:
-    """``guidance_coefficient`` of the step counter ``steps`` (an int64 tensor), computed where
-    the counter lives (float64, then float32): the loss never reads the counter on the host, so
-    a step replayed as a CUDA graph sees its clock advance."""
+    """c of the step counter ``steps`` (an int64 tensor), computed where the counter lives
+    (float64, then float32): the loss never reads the counter on the host, so a step replayed as
+    a CUDA graph sees its clock advance."""
     import torch
 
     w = float(config.guidance_weight)
