@@ -9,9 +9,11 @@ Python and NumPy states are stored as JSON text because checkpoints are loaded w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,29 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def torch_process_settings_kept() -> Iterator[None]:
+    """Give the caller back torch's process-wide settings that a run changes: deterministic mode
+    (``seed_everything``), cuDNN autotuning and the CPU thread count (a model may set its own).
+
+    They belong to the process, not to the run: without this a notebook, a sweep's next trial or
+    any torch code after ``Trainer.fit`` kept deterministic mode on, and on a GPU then warned
+    about (or slowed down in) kernels of its own that have no deterministic version."""
+    import torch
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -56,7 +56,7 @@ from himari.training.device import resolve_device, to_device
 from himari.training.loop import step_label
 from himari.training.preprocess import load_states, run_preprocessors, save_states
 from himari.training.rl import observation_filter
-from himari.training.seeding import rng_state, seed_everything, set_rng_state
+from himari.training.seeding import rng_state, seed_everything, set_rng_state, torch_process_settings_kept
 
 __all__ = ["Trainer", "TrainingError"]
 
@@ -553,10 +553,11 @@ class Trainer:
         # process killed by Ctrl-C inside such code with SIGINT even when the KeyboardInterrupt
         # was caught and handled (the CLI's exit code 130 became a signal death).
         import rich.progress  # noqa: F401
-        import torch
 
-        t0 = time.perf_counter()
-        threads = torch.get_num_threads()
+        with torch_process_settings_kept():  # deterministic mode and threads are the caller's again after
+            return self._fit(time.perf_counter())
+
+    def _fit(self, t0: float) -> dict[str, Any]:
         try:
             if self.resuming:
                 distributed.main_then_broadcast(self.dist, self._take_lock)
@@ -574,8 +575,6 @@ class Trainer:
         finally:
             if self._lock is not None:
                 self._lock.release()
-            if torch.get_num_threads() != threads:  # a model may set its own (ppo-lstm); not for the caller
-                torch.set_num_threads(threads)
 
     def release_data_parallel(self) -> None:
         """Drop the DistributedDataParallel wrapper of the loss (keeping the module it wraps), so

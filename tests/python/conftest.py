@@ -36,9 +36,9 @@ def _cpu_module_unless_it_has_cuda_tests(request: pytest.FixtureRequest) -> Iter
 
 @pytest.fixture(autouse=True)
 def _torch_determinism_reset() -> Iterator[None]:
-    """A training run turns torch's deterministic algorithms on for the whole process (warn only);
-    the next test must not inherit that: on a GPU, attention's backward then warns, and warnings
-    are errors here (a cgdt test failed that way only after a Trainer test had run)."""
+    """No test inherits torch's deterministic mode from another: on a GPU attention's backward
+    then warns, and warnings are errors here. ``Trainer.fit`` gives the mode back itself (tested
+    in test_trainer.py); this also covers tests that call ``seed_everything`` directly."""
     yield
     try:
         import torch

@@ -205,6 +205,57 @@ def test_training_method_hook_points(small_prepared, tmp_path) -> None:
     assert base["costs"]["fee"] == EnvConfig().fee
 
 
+class SettingsProbe(Probe):
+    """Records torch's process-wide settings as the run sees them and changes the thread count."""
+
+    seen: list = []
+
+    def epoch_start(self, epoch, ctx):
+        import torch
+
+        SettingsProbe.seen.append((torch.are_deterministic_algorithms_enabled(),
+                                   torch.is_deterministic_algorithms_warn_only_enabled()))
+        torch.set_num_threads(1)
+
+
+class SettingsPlugin:
+    @hookimpl
+    def himari_register_training_methods(self, registry):
+        registry.add(TrainingMethodSpec(name="settings", summary="reads torch settings", config=ProbeConfig,
+                                        factory=SettingsProbe))
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_a_run_gives_torch_settings_back(small_prepared, tmp_path, deterministic) -> None:
+    """Deterministic mode is on inside a run that asks for it (warn only) and the caller's own
+    settings, deterministic mode, cuDNN autotuning and threads, are back after it, also when the
+    run fails."""
+    import torch
+
+    plugins = build_plugins()
+    plugins.register(SettingsPlugin(), name="settings-plugin")
+    threads = torch.get_num_threads()
+    torch.backends.cudnn.benchmark = True
+    try:
+        SettingsProbe.seen = []
+        train(plugins, small_prepared, tmp_path / "run", quiet(tmp_path), methods="settings",
+              sets=[f"train.deterministic={str(deterministic).lower()}"])
+        assert SettingsProbe.seen == [(deterministic, deterministic)] * 2
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.benchmark and torch.get_num_threads() == threads
+        torch.use_deterministic_algorithms(True)  # a caller's strict mode survives a run too
+        with pytest.raises(TrainingError, match="loss is nan"):
+            train(plugins, small_prepared, tmp_path / "nan", quiet(tmp_path), methods="settings",
+                  sets=["train.lr=1e30", "baseline-mlp.loss=cross-entropy", "train.grad_clip=0"])
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = False
+        torch.set_num_threads(threads)
+
+
 class Lazy(Probe):
     def outer_loop(self, fit, ctx):
         return None
