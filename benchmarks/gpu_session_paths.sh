@@ -11,7 +11,8 @@
 #  its dependencies as cp312 wheels, gymnasium 1.0.0 among them, installed apart from .whl/;
 #  PEERS="cql cgdt" picks them; timegan-graphs: one TimeGAN fit eager and replayed as CUDA graphs;
 #  timegan-start, then timegan-wait in the following calls: TimeGAN's paper-size fit, which
-#  outlasts one call, in the background of the held machine)
+#  outlasts one call, in the background of the held machine; replay-tests: the CUDA-graph tests only;
+#  graph-train: GRAPH_MODELS trained in float32 with and without train.cuda_graph)
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
 # scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and JSON go to $OUT.
 set -uo pipefail
@@ -70,7 +71,9 @@ row = {"run": name, "exit": rc, "wall_s": secs}
 try:
     s = json.load(open(path))
     row.update(device=s.get("device"), steps=s.get("steps"), seconds=s.get("seconds"),
-               validation_sharpe=(s.get("validation") or {}).get("sharpe"), test_sharpe=(s.get("test") or {}).get("sharpe"))
+               best_validation_sharpe=s.get("best_validation_sharpe"),
+               validation_sharpe=((s.get("validation") or {}).get("model") or {}).get("sharpe"),
+               test_sharpe=((s.get("test") or {}).get("model") or {}).get("sharpe"))
 except OSError:
     pass
 print(json.dumps(row))
@@ -81,6 +84,25 @@ if has cuda-tests; then
   step "the tests marked cuda (parity of the native kernels, EKF preprocessing, VecNormalize, generators)"
   HIMARI_SHARED_DATA="$ROOT/.devdata" PYTHONSAFEPATH=1 timeout 300 python3 -m pytest -q -p no:cacheprovider \
     -o addopts="" --import-mode=importlib -m cuda tests/python -rfEs 2>&1 | tail -15
+fi
+if has replay-tests; then
+  step "the CUDA-graph replay tests only (GraphReplay, the Trainer's GraphedStep, the generators' replayed fits)"
+  HIMARI_SHARED_DATA="$ROOT/.devdata" PYTHONSAFEPATH=1 timeout 240 python3 -m pytest -q -p no:cacheprovider \
+    -o addopts="" --import-mode=importlib -m cuda tests/python/training/test_graph_replay.py \
+    tests/python/training/test_graph_step.py tests/python/augment/test_cuda.py -rfEs 2>&1 | tail -15
+fi
+if has graph-train; then
+  # GRAPH_MODELS (default: cgdt) trained twice in float32, with and without train.cuda_graph: the two
+  # runs' validation metrics should agree to float rounding, and the summaries say how long each took
+  # (GRAPH_SETS: more --set options, e.g. "--set cgdt.critic_steps=200" to keep a call short).
+  step "training with and without train.cuda_graph (float32): ${GRAPH_MODELS:=cgdt}"
+  prepared
+  for m in $GRAPH_MODELS; do
+    for g in false true; do
+      timed_train $m-graph-$g $m --data /tmp/synth-prepared --device cuda --epochs 1 --set train.amp=false \
+        --set train.cuda_graph=$g --set train.max_steps_per_epoch=${GRAPH_STEPS:-200} ${GRAPH_SETS:-}
+    done
+  done
 fi
 if has train; then
   step "a short --device cuda training of each model (synthetic market, 20,000 bars)"
