@@ -206,6 +206,7 @@ def test_cgdt_replayed_steps_follow_its_guidance_clock() -> None:
         model = CGDT(cfg, ModelContext(n_features=6))
         model.network.to("cuda").train()
         model.network.set_critic_ready()  # the critic phase is its own loop, not a step
+        model.network.critic_nll.fill_(0.25)  # what the critic phase leaves (NaN before it, and NaN != NaN)
         return model, torch.optim.AdamW(model.network.parameters(), lr=1e-3, capturable=True)
 
     eager_model, eager_opt = build()
