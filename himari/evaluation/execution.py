@@ -19,7 +19,9 @@ change. Each range starts flat, with no change yet (the first trade is never hel
 
 ``ExecutionFilter`` steps a batch of envs bar by bar (a stateful model's sequential loop, where
 the account the model sees must follow the executed actions); ``apply`` filters the actions of a
-stateless model, range by range. Both use the same per-bar rule. The rules are any object with
+stateless model, range by range. Both use the same per-bar rule. ``RolloutExecutionFilter`` is
+that rule on torch tensors for online RL's training rollouts (``execution.in_rollouts``): every
+env's episode starts and ends on its own, and its rule state restarts with it. The rules are any object with
 ``decision_interval``, ``min_hold`` and ``confidence`` (the run config's ``ExecutionConfig``).
 """
 
@@ -149,6 +151,63 @@ class ExecutionFilter:
                                                               self.since[i], self.k, self.m, self.c, self.mode)
         self.bar += 1
         return out
+
+
+class RolloutExecutionFilter:
+    """The rules over ``n`` envs of a training rollout, on torch tensors of the envs' device
+    (no host read a step, so a GPU rollout stays asynchronous).
+
+    The same per-bar rule as ``_decide``, vectorised over envs. Each env's bar index, position
+    and bars since the last change restart (bar 0, flat, no change yet) where ``restart`` marks
+    a new episode, as an evaluation range starts flat: the policy trains under exactly the
+    execution it is evaluated with."""
+
+    def __init__(self, n: int, mode: str, rules: ExecutionRules, device: Any = "cpu") -> None:
+        import torch
+
+        _check_mode(mode)
+        self.k, self.m, self.c = _values(rules)
+        self.sell_target = 0 if mode == "long_flat" else -1
+        self.bar = torch.zeros(int(n), dtype=torch.long, device=device)
+        self.position = torch.zeros_like(self.bar)
+        self.since = torch.full_like(self.bar, _NEVER)
+
+    @property
+    def needs_probabilities(self) -> bool:
+        """Whether ``step`` needs the top action's probability (the confidence rule is on)."""
+        return self.c > 0
+
+    def step(self, raw_actions: Any, top_probability: Any = None) -> Any:
+        """The executed actions (``long``, the shape of ``raw_actions [n]``) of this step, from
+        the sampled ``raw_actions`` and, with the confidence rule, the top action's probability
+        ``[n]`` of each env's policy."""
+        import torch
+
+        raw = raw_actions.long()
+        hold = self.bar % self.k != 0
+        if self.c > 0:
+            if top_probability is None:
+                raise _no_probabilities()
+            hold = hold | ~(top_probability > self.c)
+        action = torch.where(hold, torch.full_like(raw, HOLD), raw)
+        target = torch.where(action == BUY, torch.ones_like(raw),
+                             torch.where(action == SELL, torch.full_like(raw, self.sell_target), self.position))
+        blocked = (target != self.position) & (self.since < self.m)
+        action = torch.where(blocked, torch.full_like(raw, HOLD), action)
+        changed = (target != self.position) & ~blocked
+        self.since = torch.where(changed, torch.ones_like(self.since), self.since + 1)
+        self.position = torch.where(changed, target, self.position)
+        self.bar = self.bar + 1
+        return action
+
+    def restart(self, new_episode: Any) -> None:
+        """Restart the rule state of the envs where ``new_episode [n]`` (bool) is set: their next
+        step is bar 0 of an episode that starts flat."""
+        import torch
+
+        self.bar = torch.where(new_episode, torch.zeros_like(self.bar), self.bar)
+        self.position = torch.where(new_episode, torch.zeros_like(self.position), self.position)
+        self.since = torch.where(new_episode, torch.full_like(self.since, _NEVER), self.since)
 
 
 def apply(actions: Any, probabilities: Any, ranges: Ranges, mode: str, rules: ExecutionRules) -> np.ndarray:

@@ -173,6 +173,9 @@ class TrainContext:
     """Online RL: ``f(obs, starts, state, policy) -> obs``, the methods' ``rollout_observations``
     hooks in ``--method`` order (None without one); ``EnvRollout`` passes every observation
     through it before the policy sees it, and stores what the policy saw."""
+    rollout_execution: Any = None
+    """Online RL: the run's execution rules when ``execution.in_rollouts`` is on (``EnvRollout``
+    sends each sampled action through them to the env), else None."""
     preprocess: Callable[[Any, np.ndarray], np.ndarray] | None = None
     """``preprocess(data, raw_features) -> features``: the run's preprocessors with their fitted
     states (never refitted) over a prepared data set shaped like ``data`` (a counterfactual view

@@ -114,6 +114,10 @@ class ExecutionConfig:
     confidence: float = 0.0
     """Act only when the top action's probability exceeds this (softmax of the model's action logits, or of
     its Q values for a Q-learning model such as cql), else HOLD; 0: off."""
+    in_rollouts: bool = False
+    """Online models (ppo-lstm, flag-trader): collect their training experience under these rules too, so the
+    policy learns in the market it is evaluated in (its sampled action is what it learns from; the env executes
+    the filtered one). Needs rules that change something, and not select (rules chosen after training)."""
     select: bool = False
     """After training, choose the three from the grids below by the best validation Sharpe after costs
     (ties: fewer trades, then smaller values); the test split and himari backtest then use the choice."""
@@ -128,6 +132,14 @@ class ExecutionConfig:
         _check_interval(self.decision_interval, "decision_interval")
         _check_hold(self.min_hold, "min_hold")
         _check_confidence(self.confidence, "confidence")
+        if self.in_rollouts not in (True, False):
+            raise ValueError(f"in_rollouts must be true or false, got {self.in_rollouts!r}")
+        if self.in_rollouts and self.select:
+            raise ValueError("in_rollouts: the rules must be fixed before training, and select chooses them after it; "
+                             "set decision_interval, min_hold or confidence and turn select off")
+        if self.in_rollouts and not self.active:
+            raise ValueError("in_rollouts: the rules change nothing (decision_interval 1, min_hold 0, confidence 0); "
+                             "set at least one of them")
         for name, check in (("grid_decision_interval", _check_interval), ("grid_min_hold", _check_hold),
                             ("grid_confidence", _check_confidence)):
             values = getattr(self, name)

@@ -96,6 +96,11 @@ def collect(trainer: Trainer, reset: bool) -> Any:
     """One rollout of the model, passed through the methods' ``on_rollout`` hooks; advantages
     are recomputed (``recompute_advantages``) when a hook ran, since it may change rewards."""
     buf = trainer.model.rollout(trainer.ctx, reset)
+    if trainer.ctx.rollout_execution is not None and "rules_overruled" not in (getattr(buf, "stats", None) or {}):
+        # a rollout of the model's own making would otherwise train without the rules, silently
+        raise TrainingError(f"execution.in_rollouts: model {trainer.run.model!r} collected a rollout without the "
+                            f"execution rules (its rollout() does not use EnvRollout, which applies "
+                            f"ctx.rollout_execution); drop the setting")
     hooks = trainer.with_hook("on_rollout")
     for _, m in hooks:
         m.on_rollout(buf, trainer.ctx)

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from himari.evaluation.execution import RolloutExecutionFilter
 from himari.training.rl import OnlineRLConfig, RolloutBuffer, train_env
 
 TERMS = ("log_return", "drawdown_penalty", "turnover_penalty", "dsr")
@@ -185,6 +186,9 @@ class EnvRollout:
             filter_.reset(cfg.n_envs)
             self._obs = filter_.observations(self._obs, update=True)
         self._bars = self._bar_tensor(info["bar"], device)
+        rules = getattr(ctx, "rollout_execution", None)
+        self._rules = (None if rules is None
+                       else RolloutExecutionFilter(cfg.n_envs, ctx.env_source.config.mode, rules, device))
         self._state = initial_state(cfg.n_envs, device)
         self._starts = torch.ones(cfg.n_envs, device=device)
         shape = (self.obs_dim,) if self.window == 1 else (self.window, self.obs_dim)
@@ -210,6 +214,7 @@ class EnvRollout:
         buf.state = tuple(s.clone() for s in self._state)
         obs_t, state, starts, bars = self._obs, self._state, self._starts, self._bars
         ended = torch.zeros((), device=device)
+        overruled = torch.zeros((), device=device)  # steps whose executed action is not the sampled one
         term_sum = torch.zeros(len(TERMS), dtype=torch.float64, device=device) if self._cuda else np.zeros(len(TERMS))
         return_sum = torch.zeros((), dtype=torch.float64, device=device)
         length_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -222,6 +227,11 @@ class EnvRollout:
                 logits, value, state = policy(obs_t, starts if any_start else None, state)
                 logp_all = torch.log_softmax(logits.float(), -1)
                 action = torch.multinomial(logp_all.exp(), 1)[:, 0]
+                executed = action
+                if self._rules is not None:  # the policy learns from its sample; the env gets the rules' action
+                    top = logp_all.max(-1).values.exp() if self._rules.needs_probabilities else None
+                    executed = self._rules.step(action, top)
+                    overruled += (executed != action).sum()
                 buf.obs[t] = obs_t
                 buf.rows[t] = self._row_of_bar[bars]
                 buf.starts[t] = starts
@@ -230,8 +240,10 @@ class EnvRollout:
                 buf.values[t] = value.float()
                 buf.bars[t] = bars
                 if self._cuda:
-                    obs, reward, _term, trunc, info = env.step(action)
+                    obs, reward, _term, trunc, info = env.step(executed)
                     done = info["episode_done"]
+                    if self._rules is not None:
+                        self._rules.restart(done.bool())
                     obs_t = obs[:, -1, :] if self.window == 1 else obs
                     final_obs = self._obs_tensor(info["final_obs"], device)
                     if filter_ is not None:  # obs first: the final obs is normalised with this step's update
@@ -250,10 +262,12 @@ class EnvRollout:
                     length_sum += (info["episode_length"] * done).sum()
                     any_start = True  # no host sync to find out
                 else:
-                    obs, reward, term, trunc, info = env.step(action.cpu().numpy())
+                    obs, reward, term, trunc, info = env.step(executed.cpu().numpy())
                     term_sum += [float(info[k].sum()) for k in TERMS]
                     bars = self._bar_tensor(info["bar"], device)
                     done = term | trunc
+                    if self._rules is not None:
+                        self._rules.restart(torch.from_numpy(done).to(device))
                     # A view of the env's buffer: used by the next policy call, before the next step.
                     obs_t = self._obs_tensor(obs, device)
                     reward_t = torch.from_numpy(reward).to(device)
@@ -282,11 +296,14 @@ class EnvRollout:
         counts = torch.bincount(buf.actions.flatten(), minlength=3).double() / buf.actions.numel()
         summary = torch.stack([raw_rewards.double().mean(), counts[0], counts[1], counts[2], ended.double(),
                                return_sum, length_sum, finals.overflowed().double(), buf.rewards.double().mean(),
+                               overruled.double(),
                                *torch.as_tensor(term_sum, dtype=torch.float64, device=device)]).cpu().tolist()  # the one host sync
         if summary[7]:
             raise RuntimeError("rollout: an env truncated more episodes than the env's episode_steps allow")
         buf.stats = {"reward_mean": summary[0], "action_sell": summary[1], "action_hold": summary[2],
-                     "action_buy": summary[3], **{f"reward_{k}": v / (T * cfg.n_envs) for k, v in zip(TERMS, summary[9:])}}
+                     "action_buy": summary[3], **{f"reward_{k}": v / (T * cfg.n_envs) for k, v in zip(TERMS, summary[10:])}}
+        if self._rules is not None:  # the share of sampled actions the execution rules turned into HOLD
+            buf.stats["rules_overruled"] = summary[9] / (T * cfg.n_envs)
         if filter_ is not None:
             buf.stats["reward_mean_filtered"] = summary[8]
         if summary[4] > 0:

@@ -204,7 +204,12 @@ class Trainer:
                                     f"OnlineRLConfig")
             self.rl_config, self.plan = rl_cfg, plan(rl_cfg, cfg.epochs)
             self.train_ds = self.val_ds = None
+            if run.execution.in_rollouts:
+                self.ctx.rollout_execution = run.execution
         else:
+            if run.execution.in_rollouts:
+                raise ConfigError(f"execution.in_rollouts: model {run.model!r} learns from a data set, not from "
+                                  f"rollouts; its training data has no executed actions to filter. Drop the setting")
             if self.ctx.observation_filter is not None:
                 owner = next(k.split("__", 1)[0] for k, m in self.method_modules.items()
                              if m is self.ctx.observation_filter)
@@ -641,6 +646,8 @@ class Trainer:
                     f"{self.rl_config.n_envs} envs x "
                     f"{self.rl_config.rollout_steps} steps ({self.plan.iterations * self.plan.env_steps_per_iteration:,} "
                     f"env steps)")
+            if self.ctx.rollout_execution is not None:
+                what += ", acting under the execution rules"
         else:
             what = f"{len(self.train_ds):,} train / {len(self.val_ds):,} validation examples"
         where = (f"{self.dist.world_size} processes, {self.dist.backend}, rank 0 on {self.device}" if self.dist.enabled
