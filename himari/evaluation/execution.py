@@ -21,8 +21,9 @@ change. Each range starts flat, with no change yet (the first trade is never hel
 the account the model sees must follow the executed actions); ``apply`` filters the actions of a
 stateless model, range by range. Both use the same per-bar rule. ``RolloutExecutionFilter`` is
 that rule on torch tensors for online RL's training rollouts (``execution.in_rollouts``): every
-env's episode starts and ends on its own, and its rule state restarts with it. The rules are any object with
-``decision_interval``, ``min_hold`` and ``confidence`` (the run config's ``ExecutionConfig``).
+env's episode starts and ends on its own, and its rule state restarts with it. The rules are any
+object with ``decision_interval``, ``min_hold`` and ``confidence`` (the run config's
+``ExecutionConfig``).
 """
 
 from __future__ import annotations
