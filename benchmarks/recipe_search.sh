@@ -9,7 +9,7 @@
 #
 # DATA_DIR holds btcusdt_5m.csv.gz and ethusdt_5m.csv.gz (the shared data). On a 2-core machine:
 # baseline-mlp about 10 minutes per market for its 28 configurations, cql about 8 minutes per
-# market per round, ppo-lstm about 25 minutes per market per round.
+# market per round, ppo-lstm about 20-25 minutes per market per round.
 set -euo pipefail
 data=${1:?DATA_DIR}
 out=${2:?OUT_DIR}
@@ -58,6 +58,11 @@ for m in btc eth; do
         # or by half (then neither a static long nor a static flat book is free reward)
         himari evaluate ppo-lstm --data "$out/$m" "${common[@]}" --set 'methods=[vec-normalize, reward-shaping]' \
           --set vec-normalize.norm_reward=false --grid reward-shaping.benchmark_weight=1.0,0.5 --out "$out/search-ppo2-$m"
+        # round 3 (after the final evaluation): the recipe with hourly decisions and a one-day minimum
+        # hold, the rules applied at evaluation only or in the training rollouts too
+        himari evaluate ppo-lstm --data "$out/$m" "${common[@]}" --set 'methods=[vec-normalize]' \
+          --set execution.decision_interval=12 --set execution.min_hold=288 --grid execution.in_rollouts=false,true \
+          --out "$out/search-ppo3-$m"
         ;;
     esac
   done
