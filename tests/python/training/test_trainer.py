@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -208,7 +209,7 @@ def test_training_method_hook_points(small_prepared, tmp_path) -> None:
 class SettingsProbe(Probe):
     """Records torch's process-wide settings as the run sees them and changes the thread count."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def epoch_start(self, epoch, ctx):
         import torch
