@@ -7,7 +7,6 @@ before a run directory exists."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -18,7 +17,6 @@ torch = pytest.importorskip("torch")
 
 from himari.errors import ConfigError
 from himari.evaluation.execution import _NEVER, RolloutExecutionFilter, _decide
-from himari.plugin.api import TrainingMethodSpec, hookimpl
 from himari.plugin.manager import build_plugins
 from himari.training import rollout as rollout_module
 from himari.training.config import ExecutionConfig, merge_run_config
@@ -89,11 +87,6 @@ class EnvRecorder:
         return self._env.step(actions)
 
 
-@dataclass(frozen=True)
-class NoSettings:
-    pass
-
-
 class RolloutKeeper:
     """A training method that keeps each rollout's sampled actions and episode starts."""
 
@@ -105,24 +98,12 @@ class RolloutKeeper:
                                        dict(buf.stats)))
 
 
-def plugins_with_keeper():
-    class Plugin:
-        @hookimpl
-        def himari_register_training_methods(self, registry):
-            registry.add(TrainingMethodSpec(name="keeper", summary="a test method", config=NoSettings,
-                                            factory=lambda c: RolloutKeeper(), paradigms=("online-rl",)))
-
-    plugins = build_plugins()
-    plugins.register(Plugin(), name="keeper-plugin")
-    return plugins
-
-
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])])
 def test_the_env_executes_what_the_rules_make_of_the_sampled_actions(small_prepared, tmp_path, monkeypatch,
-                                                                     device) -> None:
+                                                                     plugins_with_method, device) -> None:
     """decision interval 3 and minimum hold 5 in a ppo-lstm run: every action the env received
     is the scalar rule applied to the rollout's samples (restarted at each episode start, and the
     state carried from one rollout into the next); the rollout stores the samples themselves. On
@@ -130,7 +111,7 @@ def test_the_env_executes_what_the_rules_make_of_the_sampled_actions(small_prepa
     real_train_env = rollout_module.train_env
     monkeypatch.setattr(rollout_module, "train_env", lambda *a, **kw: EnvRecorder(real_train_env(*a, **kw)))
     EnvRecorder.received, RolloutKeeper.rollouts = [], []
-    run = merge_run_config(plugins=(plugins := plugins_with_keeper()),
+    run = merge_run_config(plugins=(plugins := plugins_with_method("keeper", lambda c: RolloutKeeper())),
                            overrides={"model": "ppo-lstm", "data": str(small_prepared), "methods": "keeper"},
                            sets=[*SETS, "execution.decision_interval=3", "execution.min_hold=5",
                                  "execution.in_rollouts=true", f"train.device={device}"])
@@ -149,11 +130,12 @@ def test_the_env_executes_what_the_rules_make_of_the_sampled_actions(small_prepa
     assert np.mean(stats) == pytest.approx(overruled)
 
 
-def test_without_the_setting_the_env_gets_the_samples(small_prepared, tmp_path, monkeypatch) -> None:
+def test_without_the_setting_the_env_gets_the_samples(small_prepared, tmp_path, monkeypatch,
+                                                      plugins_with_method) -> None:
     real_train_env = rollout_module.train_env
     monkeypatch.setattr(rollout_module, "train_env", lambda *a, **kw: EnvRecorder(real_train_env(*a, **kw)))
     EnvRecorder.received, RolloutKeeper.rollouts = [], []
-    run = merge_run_config(plugins=(plugins := plugins_with_keeper()),
+    run = merge_run_config(plugins=(plugins := plugins_with_method("keeper", lambda c: RolloutKeeper())),
                            overrides={"model": "ppo-lstm", "data": str(small_prepared), "methods": "keeper"},
                            sets=[*SETS, "execution.decision_interval=3", "execution.min_hold=5"])
     Trainer(run, plugins=plugins, run_dir=tmp_path / "run", console=Console(file=io.StringIO(), width=200)).fit()

@@ -5,7 +5,6 @@ given is differentiable in them, (every step of every rollout)."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
@@ -13,8 +12,6 @@ from rich.console import Console
 
 torch = pytest.importorskip("torch")
 
-from himari.plugin.api import TrainingMethodSpec, hookimpl
-from himari.plugin.manager import build_plugins
 from himari.training.config import merge_run_config
 from himari.training.trainer import Trainer
 
@@ -22,11 +19,6 @@ SETS = ["train.epochs=1", "train.batch_size=64", "train.progress=false", "train.
         "train.checkpoint_every=1000", "train.patience=0", "ppo-lstm.n_envs=4", "ppo-lstm.n_minibatches=2",
         "ppo-lstm.rollout_steps=16", "ppo-lstm.episode_length=64", "ppo-lstm.env_episodes=2",
         "ppo-lstm.update_epochs=1", "ppo-lstm.encoder_sizes=[16]", "ppo-lstm.lstm_hidden=8"]
-
-
-@dataclass(frozen=True)
-class NoSettings:
-    pass
 
 
 class Blind:
@@ -48,15 +40,8 @@ class Blind:
         Blind.stored.append(buf.obs.clone())
 
 
-def fit(tmp_path, data, methods: str | None):
-    class Plugin:
-        @hookimpl
-        def himari_register_training_methods(self, registry):
-            registry.add(TrainingMethodSpec(name="blind", summary="a test method", config=NoSettings,
-                                            factory=lambda c: Blind(), paradigms=("online-rl",)))
-
-    plugins = build_plugins()
-    plugins.register(Plugin(), name="blind-plugin")
+def fit(tmp_path, data, methods: str | None, plugins_with_method):
+    plugins = plugins_with_method("blind", lambda c: Blind())
     overrides = {"model": "ppo-lstm", "data": str(data), **({"methods": methods} if methods else {})}
     run = merge_run_config(plugins=plugins, overrides=overrides, sets=SETS)
     trainer = Trainer(run, plugins=plugins, run_dir=tmp_path, console=Console(file=io.StringIO(), width=200))
@@ -64,9 +49,10 @@ def fit(tmp_path, data, methods: str | None):
     return trainer
 
 
-def test_the_policy_acts_on_and_the_rollout_stores_what_the_hook_returns(small_prepared, tmp_path) -> None:
+def test_the_policy_acts_on_and_the_rollout_stores_what_the_hook_returns(small_prepared, tmp_path,
+                                                                         plugins_with_method) -> None:
     Blind.calls, Blind.stored = [], []
-    fit(tmp_path / "blind", small_prepared, "blind")
+    fit(tmp_path / "blind", small_prepared, "blind", plugins_with_method)
     assert Blind.stored and len(Blind.calls) == 16 * len(Blind.stored)  # every step of every rollout
     assert all(shape == (4, 64) and g > 0 for shape, g in Blind.calls)  # differentiable policy
     for obs in Blind.stored:
