@@ -35,9 +35,8 @@ def test_only_declared_offline_models_without_python_hooks_qualify() -> None:
 
 
 def test_the_builtin_declarations() -> None:
-    """baseline-mlp and cql compute their loss from tensors alone and their replays are checked
-    on a GPU; cgdt's is not declared until its replay (below) has passed on one; the online
-    models roll out between updates."""
+    """baseline-mlp, cql and cgdt compute their loss from tensors alone and their replays are
+    checked on a GPU (cgdt's guidance clock below); the online models roll out between updates."""
     from himari_builtin.models.baseline_mlp.model import BaselineMLP
     from himari_builtin.models.cgdt.model import CGDT
     from himari_builtin.models.cql.model import CQL
@@ -45,11 +44,10 @@ def test_the_builtin_declarations() -> None:
     from himari_builtin.models.ppo_lstm.model import PPOLSTM
 
     classes = (BaselineMLP, CQL, CGDT, PPOLSTM, FlagTrader)
-    assert {c for c in classes if getattr(c, "cuda_graph_safe", False)} == {BaselineMLP, CQL}
+    assert {c for c in classes if getattr(c, "cuda_graph_safe", False)} == {BaselineMLP, CQL, CGDT}
 
 
 @pytest.mark.parametrize(("model", "sets", "why"), [
-    ("cgdt", [], "does not declare"),
     ("ppo-lstm", [], "trains online"),
     ("baseline-mlp", ["train.grad_accum_steps=2"], "grad_accum_steps"),
     ("baseline-mlp", ["--method multi-task"], "'multi-task'"),

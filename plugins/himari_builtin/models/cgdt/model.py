@@ -67,6 +67,7 @@ class CGDT:
     """The model plugin instance (see ``himari.plugin.api.Model`` for the lifecycle)."""
 
     paradigm = "offline-rl"
+    cuda_graph_safe = True  # loss: no host reads; its guidance clock is a device buffer (train.cuda_graph)
 
     def __init__(self, config: CGDTConfig, ctx: Any) -> None:
         from himari_builtin.models.cgdt.network import build_network
