@@ -12,7 +12,8 @@
 #  PEERS="cql cgdt" picks them; timegan-graphs: one TimeGAN fit eager and replayed as CUDA graphs;
 #  timegan-start, then timegan-wait in the following calls: TimeGAN's paper-size fit, which
 #  outlasts one call, in the background of the held machine; replay-tests: the CUDA-graph tests only;
-#  graph-train: GRAPH_MODELS trained in float32 with and without train.cuda_graph)
+#  graph-train: GRAPH_MODELS trained in float32 with and without train.cuda_graph;
+#  cgdt-acting: cgdt's sequential acting replayed as CUDA graphs against eager, and its GPU tests)
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
 # scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and JSON go to $OUT.
 set -uo pipefail
@@ -103,6 +104,13 @@ if has graph-train; then
         --set train.cuda_graph=$g --set train.max_steps_per_epoch=${GRAPH_STEPS:-200} ${GRAPH_SETS:-}
     done
   done
+fi
+if has cgdt-acting; then
+  step "cgdt's acting step replayed as a CUDA graph against eager (decisions/s), and cgdt's GPU tests"
+  PYTHONSAFEPATH=1 timeout 200 python3 -m pytest -q -p no:cacheprovider -o addopts="" --import-mode=importlib \
+    -m cuda tests/python/builtin/test_cgdt.py -rfEs 2>&1 | tail -6
+  timeout ${ACTING_TIMEOUT:-240} python3 benchmarks/bench_cgdt_acting.py --device cuda --steps ${ACTING_STEPS:-3000} \
+    --targets 1,5 --out "$OUT/cgdt-acting-$GPU.json" 2>&1 | tail -8
 fi
 if has train; then
   step "a short --device cuda training of each model (synthetic market, 20,000 bars)"

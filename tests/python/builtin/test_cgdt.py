@@ -250,6 +250,61 @@ def test_cached_decoder_equals_the_full_forward_on_each_window() -> None:
             assert 3 <= t - ws + 1 <= 6 or t < 3
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_replayed_acting_steps_equal_eager_ones_and_the_full_forward() -> None:
+    """On a GPU the decoder's step is recorded once and replayed (its position read from the
+    input row); logits of every step, across window restarts, equal the eager decoder's and
+    the policy's full forward on the window, and a replay really ran."""
+    model = _tiny_model(context_length=6)
+    net = model.network.to("cuda").eval()
+    g = torch.Generator().manual_seed(5)
+    n, batch = 24, 3
+    rtg, states = torch.randn(batch, n, generator=g), torch.randn(batch, n, 64, generator=g)
+    actions = torch.randint(0, 3, (batch, n), generator=g)
+    replayed, eager = cgdt.Decoder(net, 6, n, batch, graphs=True), cgdt.Decoder(net, 6, n, batch, graphs=False)
+    with torch.no_grad():
+        for t in range(n):
+            prev = actions[:, t - 1] if t else None
+            got, plain = replayed.logits(rtg[:, t], states[:, t], prev), eager.logits(rtg[:, t], states[:, t], prev)
+            ws = cgdt.window_start(t, 6)
+            want = net.policy(rtg[:, ws:t + 1].cuda(), states[:, ws:t + 1].cuda(), actions[:, ws:t + 1].cuda())[:, -1]
+            assert torch.allclose(got, plain, atol=1e-5), t
+            assert torch.allclose(got, want.cpu(), atol=1e-4), t
+    assert replayed.step.replaying and not eager.step.replaying
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_acting_on_a_gpu_with_and_without_replay_takes_the_cpu_decisions(small_prepared: Path) -> None:
+    """rollout_targets on the GPU, replayed (the default) and eager (acting_cuda_graph=false),
+    decides what it decides on the CPU, under rules too."""
+    from himari.data import PreparedData
+    from himari.training.config import ExecutionConfig
+
+    data = PreparedData(small_prepared)
+    a, _ = data.split("test")[0]
+    b = a + 300
+    feats = np.nan_to_num(np.asarray(data.features[a:b], dtype=np.float32))
+    open_, close = np.asarray(data.open[a:b]), np.asarray(data.close[a:b])
+    env = EnvConfig(mode="long_short")
+    targets = [30.0, -30.0, 0.0]
+    rules = ExecutionConfig(decision_interval=2, min_hold=4, confidence=0.4)
+    for execution in (None, rules):
+        model = _tiny_model(context_length=8)
+        net = model.network.eval()
+        with torch.no_grad():
+            net.rtg_scale.fill_(2.0)
+            on_cpu = cgdt.rollout_targets(net, model.config, feats, open_, close, targets, env, execution=execution)
+            net.to("cuda")
+            replayed = cgdt.rollout_targets(net, model.config, feats, open_, close, targets, env, execution=execution)
+            eager_cfg = TinyCGDTConfig(context_length=8, acting_cuda_graph=False)
+            eager = cgdt.rollout_targets(net, eager_cfg, feats, open_, close, targets, env, execution=execution)
+        np.testing.assert_array_equal(replayed, eager)
+        assert (replayed != on_cpu).mean() < 0.01  # float rounding may flip a near tie, no more
+        assert len(np.unique(on_cpu)) > 1
+
+
 def test_no_look_ahead_in_act_sequence(trained: dict[str, Any]) -> None:
     """Rewriting features and prices after t leaves every action up to t unchanged (validation
     split here; the harness checked the test split)."""

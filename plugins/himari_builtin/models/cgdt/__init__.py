@@ -46,7 +46,9 @@ starts at the target and after each step becomes ``(R - r) / gamma`` with the re
 ``r`` (clipped to the train returns-to-go's 0.1%..99.9% quantiles, as discounting divides by
 gamma at every step). Windows restart every ``context_length // 2`` steps (the context then
 holds between half and all of ``context_length`` steps; training windows contain every shorter
-prefix, so this is in distribution) and a key/value cache makes each step cost three tokens.
+prefix, so this is in distribution) and a fixed-size key/value cache makes each step cost three
+tokens, with the same shapes at every step, so that on a GPU the step is replayed as a CUDA graph
+(``acting_cuda_graph``).
 
 The target return-to-go is chosen on the validation split: when the Trainer evaluates the
 validation ranges this model trained with, the actions of every target in ``target_quantiles``

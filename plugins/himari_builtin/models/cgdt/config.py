@@ -63,6 +63,9 @@ class CGDTConfig:
     """Train windows start every stride steps (validation windows every context_length)."""
     target_quantiles: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
     """Target returns-to-go tried on validation: these quantiles of the train returns-to-go."""
+    acting_cuda_graph: bool = True
+    """On CUDA, replay each acting step (three new tokens through the cached decoder) from a
+    recorded CUDA graph instead of launching its few hundred kernels one by one from Python."""
 
     def __post_init__(self) -> None:
         for name in ("context_length", "d_model", "n_layers", "n_heads", "critic_dim", "critic_layers",

@@ -44,6 +44,27 @@ class Block(nn.Module):
         x = x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
         return x, (k, v)
 
+    def forward_into_cache(self, x: Any, mask: Any, cache: tuple[Any, Any], slots: Any,
+                           first_row: int = 0) -> Any:
+        """The new tokens ``x [B, N, d]`` against a fixed-size key/value cache ``(k, v)
+        [B, H, C, d/H]``: their keys and values are written in place at ``slots [N]`` (a device
+        tensor), and their queries attend to all C slots under ``mask [N, C]`` (True attends:
+        the slots filled so far, causally). Returns the output of rows ``first_row:`` only.
+
+        Why a fixed size: every call then has the same shapes and reads its position from a
+        tensor, so the step can be replayed as one CUDA graph (``forward``'s growing cache
+        changes shape every step) and nothing is copied but the new tokens."""
+        b, n, d = x.shape
+        q, k, v = (t.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+                   for t in self.qkv(self.ln1(x)).split(d, dim=-1))
+        cache[0].index_copy_(2, slots, k)
+        cache[1].index_copy_(2, slots, v)
+        q, x = q[:, :, first_row:], x[:, first_row:]
+        p = self.p if self.training else 0.0
+        att = F.scaled_dot_product_attention(q, cache[0], cache[1], attn_mask=mask[first_row:], dropout_p=p)
+        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, x.shape[1], d)))
+        return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
+
 
 def run_blocks(blocks: Any, h: Any, mask: Any = None, caches: Any = None,
                rows: Any = None) -> tuple[Any, list[Any]]:
