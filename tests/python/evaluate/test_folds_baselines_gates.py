@@ -1,6 +1,6 @@
 """The pieces of an evaluation, against hand-worked cases: fold and CPCV plans (purging, embargo,
-paths), the validation carve, the baselines (moving-average cross, random at a trade rate) and the
-gates."""
+paths), the validation carve, the baselines (moving-average cross, random at a trade rate), the
+gates and the statistics summary (which series the PSR, DSR and p-values are computed on)."""
 
 from __future__ import annotations
 
@@ -135,3 +135,33 @@ def test_gates_parse_check_and_refuse_unknown() -> None:
     assert out["oos_sharpe"]["passed"] and not out["dsr"]["passed"] and out["p_vs_buy_and_hold"]["passed"]
     assert not out["no_collapse"]["passed"] and "fold-0/seed 1" in out["no_collapse"]["description"]
     assert not out["pbo"]["passed"] and out["pbo"]["value"] is None  # one configuration: no PBO to pass
+
+
+def test_statistics_summary_picks_the_best_trial_and_tests_the_ensemble_against_each_benchmark() -> None:
+    """``summarise``: the PSR is the ensemble's (here its closed form, computed apart), the DSR
+    deflates the best trial (not the first) by every trial's Sharpe, and the p-value is that of
+    "the ensemble beats the benchmark", not the reverse: one benchmark it clearly beats, one that
+    clearly beats it."""
+    from himari.evaluate.statistics import summarise
+    from himari.evaluation import stats
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    noise = rng.normal(0, 0.01, size=(3, n))
+    trials = [noise[0] - 0.0004, noise[1] + 0.0008, noise[2] + 0.0001]  # the best is the second
+    ensemble = np.mean(trials, axis=0)
+    worse, better = ensemble - 0.001 + rng.normal(0, 0.002, n), ensemble + 0.001 + rng.normal(0, 0.002, n)
+    out = summarise(ensemble=ensemble, trials=trials, bars_per_year=105120.0,
+                    benchmarks={"worse": worse, "better": better}, per_config=None, pbo_partitions=4,
+                    resamples=400, block_length=None, seed=0)
+    sr = ensemble.mean() / ensemble.std(ddof=1)
+    d = ensemble - ensemble.mean()
+    g3, g4 = np.mean(d**3) / np.mean(d**2) ** 1.5, np.mean(d**4) / np.mean(d**2) ** 2  # population moments
+    z = sr * math.sqrt(n - 1) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2)
+    psr = 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    assert out["psr"] == pytest.approx(psr, rel=1e-3)
+    sharpes = [t.mean() / t.std(ddof=1) for t in trials]
+    assert out["dsr"] == pytest.approx(stats.deflated_sharpe_ratio(trials[1], sharpes), rel=1e-9)
+    assert out["dsr"] != pytest.approx(stats.deflated_sharpe_ratio(trials[0], sharpes), rel=1e-3)
+    assert out["n_trials"] == 3 and out["prior_trials"] == 0
+    assert out["p_value"]["vs_worse"] < 0.01 and out["p_value"]["vs_better"] > 0.99
