@@ -1,6 +1,7 @@
 """``himari evaluate`` end to end on a small synthetic market: the files, the chained
-out-of-sample result against an independent recomputation, resuming a killed evaluation to the
-same result, ``--strict``, and bad input refused before anything is written."""
+out-of-sample result against an independent recomputation, the moving-average rule fitted before
+each test block and the action mix summed over folds, resuming a killed evaluation to the same
+result, ``--strict``, and bad input refused before anything is written."""
 
 from __future__ import annotations
 
@@ -70,6 +71,34 @@ def test_files_and_the_chained_result(evaluated: Path, small_prepared: Path) -> 
     assert ev["cpcv"]["splits"] == 3 and len(ev["cpcv"]["paths"]) == 2  # C(2, 0) = 1 path x 2 seeds
     assert {g["name"] for g in ev["gates"]} == {"oos_sharpe", "dsr", "p_vs_buy_and_hold", "no_collapse"}
     assert ev["statistics"]["n_trials"] == 2
+
+
+def test_ma_cross_fit_and_action_mix_of_each_fold(evaluated: Path, small_prepared: Path) -> None:
+    """Per fold, the moving-average rule is fitted on that fold's train and validation rows only
+    (never its test block); over the folds, each seed's decision counts and action mix are the
+    sums over its folds (the random baseline's rate: test_recipe_search, whose runs trade)."""
+    from himari.data import PreparedData
+    from himari.evaluate.baselines import fit_ma_cross
+    from himari.trading import EnvConfig
+
+    ev = json.loads((evaluated / "evaluation.json").read_text())
+    data = PreparedData(small_prepared)
+    bpy = ev["walk_forward"]["bars_per_year"]
+    moved = 0
+    for f in ev["folds"]:
+        fitted = [tuple(r) for r in (*f["train"], *f["validation"])]
+        fast, slow = fit_ma_cross(data.open, data.close, fitted, EnvConfig(), bpy)
+        assert f["baselines"]["ma-cross"]["params"] == {"fast": fast, "slow": slow}
+        moved += (fast, slow) != fit_ma_cross(data.open, data.close, [tuple(r) for r in f["test"]], EnvConfig(), bpy)
+    assert moved  # the test block alone would have fitted other windows
+    for s in ("0", "1"):
+        folds = [f["runs"][s]["metrics"] for f in ev["folds"]]
+        total = sum(m["decisions"] for m in folds)
+        chained = ev["walk_forward"]["seeds"][s]
+        assert chained["decisions"] == total
+        for a in ("SELL", "HOLD", "BUY"):
+            want = sum(m["model_decisions"][a] * m["decisions"] for m in folds) / total
+            assert chained["model_decisions"][a] == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 
 def test_strict_fails_when_a_gate_fails(evaluated: Path) -> None:

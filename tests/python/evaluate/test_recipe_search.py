@@ -163,6 +163,18 @@ def test_a_grids_report_shows_the_chosen_configurations_seeds(small_prepared: Pa
     other = next(c for c in ev["config"]["configurations"] if c != chosen)
     assert not any(name.startswith(other) for name in target.baselines)
     assert len(ev["walk_forward"]["trials"]) == 4  # 2 configurations x 2 seeds
+    # the configuration judged is the best by mean out-of-sample Sharpe over its seeds
+    means = {c: np.mean([ev["walk_forward"]["trials"][f"{c}/{s}"] for s in ("0", "1")])
+             for c in ev["config"]["configurations"]}
+    assert means[chosen] > means[other]
+    assert ev["walk_forward"]["configurations"][chosen]["sharpe"] == pytest.approx(means[chosen], rel=1e-12)
+    # the random baseline of each fold trades at the mean rate of the fold's runs
+    differ = 0
+    for f in ev["folds"]:
+        rates = [r["metrics"]["n_trades"] / r["metrics"]["decisions"] for r in f["runs"].values()]
+        differ += len(set(rates)) > 1
+        assert f["baselines"]["random"]["params"]["trade_rate"] == pytest.approx(np.mean(rates), rel=1e-12)
+    assert differ  # the runs traded at different rates, so a rate from one run would show
 
 
 def test_each_configuration_runs_once_before_the_rest(small_prepared: Path, tmp_path: Path) -> None:
