@@ -137,6 +137,26 @@ def test_gates_parse_check_and_refuse_unknown() -> None:
     assert not out["pbo"]["passed"] and out["pbo"]["value"] is None  # one configuration: no PBO to pass
 
 
+
+def test_each_gate_reads_its_own_value_and_a_non_finite_value_fails() -> None:
+    """Every gate against an evaluation whose values all differ, so a gate reading another's
+    value shows; a NaN value fails whatever the comparison."""
+    from himari.evaluate.gates import FLAGS, GATES
+
+    ev = {"walk_forward": {"mean": {"sharpe": 1.1, "total_return": 0.22}},
+          "statistics": {"psr": 0.73, "dsr": 0.31, "p_value": {"vs_buy_and_hold": 0.044, "vs_never_trade": 0.55},
+                         "pbo": 0.27},
+          "cpcv": {"sharpe": {"mean": 0.9}}, "folds": []}
+    want = {"oos_sharpe": 1.1, "oos_return": 0.22, "psr": 0.73, "dsr": 0.31, "p_vs_buy_and_hold": 0.044,
+            "p_vs_never_trade": 0.55, "cpcv_sharpe": 0.9, "pbo": 0.27}
+    assert set(want) == set(GATES) and set(FLAGS) == {"no_collapse"}
+    for name, value in want.items():
+        above, below = check_gates([parse_gate(f"{name}>={value}"), parse_gate(f"{name}<{value}")], ev)
+        assert above["value"] == value and above["passed"] and not below["passed"], name
+    ev["statistics"]["dsr"] = float("nan")
+    for spec in ("dsr>=0.5", "dsr<0.5"):
+        assert not check_gates([parse_gate(spec)], ev)[0]["passed"]
+
 def test_statistics_summary_picks_the_best_trial_and_tests_the_ensemble_against_each_benchmark() -> None:
     """``summarise``: the PSR is the ensemble's (here its closed form, computed apart), the DSR
     deflates the best trial (not the first) by every trial's Sharpe, and the p-value is that of
