@@ -1,5 +1,5 @@
 """The Trainer end to end on a small synthetic set: run directory, determinism, evaluation,
-collapse guard, and every training-method hook point."""
+collapse guard, early stopping and the best epoch kept, and every training-method hook point."""
 
 from __future__ import annotations
 
@@ -266,6 +266,42 @@ class LazyPlugin:
     @hookimpl
     def himari_register_training_methods(self, registry):
         registry.add(TrainingMethodSpec(name="lazy", summary="forgets to fit", config=ProbeConfig, factory=Lazy))
+
+
+def test_early_stopping_keeps_the_first_best_epoch(small_prepared, tmp_path, monkeypatch) -> None:
+    """Validation Sharpe ratios scripted per epoch (1.0, 0.5, 2.0, 2.0, 1.5, 0.5, 3.0, ...) with
+    patience 3: epoch 2 is bad, epoch 3 the best (which restarts the count; a tie does not
+    improve), epochs 4-6 the three bad ones, so the run stops after epoch 6, never sees the 3.0,
+    and scores the weights of epoch 3."""
+    script = [1.0, 0.5, 2.0, 2.0, 1.5, 0.5, 3.0, 3.5]
+    real_evaluate, real_score = Trainer.evaluate, Trainer._score_epoch
+    seen: list[dict] = []
+    in_epoch = [False]
+
+    def evaluate(self, split, execution=None):
+        out = real_evaluate(self, split, execution)
+        if in_epoch[0] and split == "validation":
+            seen.append(dict(out))
+            out = {**out, "sharpe": script[len(seen) - 1]}
+        return out
+
+    def score(self, epoch, train_loss):
+        in_epoch[0] = True
+        try:
+            return real_score(self, epoch, train_loss)
+        finally:
+            in_epoch[0] = False
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    monkeypatch.setattr(Trainer, "_score_epoch", score)
+    s = train(build_plugins(), small_prepared, tmp_path / "run", quiet(tmp_path),
+              sets=["recipe=none", "train.epochs=8", "train.patience=3", "train.max_steps_per_epoch=4"])
+    assert s["epochs_run"] == 6 and s["stopped_early"] and s["best_epoch"] == 3
+    assert s["best_validation_sharpe"] == 2.0 and [h["sharpe"] for h in s["history"]] == script[:6]
+    # best.pt holds epoch 3's weights: the final validation score is epoch 3's real one
+    assert seen[2]["actions"] != seen[3]["actions"]  # epochs 3 and 4 act differently
+    assert s["validation"]["model"]["actions"] == seen[2]["actions"]
+    assert s["validation"]["model"]["total_return"] == pytest.approx(seen[2]["total_return"], rel=1e-12)
 
 
 def test_outer_loop_that_skips_fit_is_an_error(small_prepared, tmp_path) -> None:
