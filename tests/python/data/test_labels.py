@@ -69,6 +69,46 @@ def test_triple_barrier_first_touch_and_pessimistic_tie():
     assert (res.labels[-6:] == UNDEFINED).all()
 
 
+
+def test_triple_barrier_width_is_the_causal_volatility_at_t_and_bar_t_itself_never_decides():
+    """The barriers sit at +/- sigma_t * sqrt(horizon) from the entry, sigma_t the population std
+    (ddof 0) of the ``vol_window`` log returns up to close[t]: a touch 0.5% beyond the barrier
+    decides, 0.5% short of it does not. Bar t's own range (before the entry at open[t+1]) never
+    decides."""
+    n = 80
+    rng = np.random.default_rng(3)
+    c = np.empty(n)
+    c[:60] = 100 * np.exp(np.cumsum(rng.normal(0, 0.001, 60)))
+    c[60:] = c[59] * 1.01  # a jump at close[t+1]: a volatility that read it would be far wider
+    o = c.copy()
+    h, l = c * 1.0000001, c * 0.9999999
+    t = 59
+    r = np.diff(np.log(c[:t + 1]))[-20:]
+    width = np.sqrt(np.mean((r - r.mean()) ** 2)) * np.sqrt(5)  # by hand, ddof 0
+    for factor, label in ((1.005, BUY), (0.995, HOLD)):
+        h2 = h.copy()
+        h2[62] = o[60] * np.exp(factor * width)
+        assert triple_barrier(o, h2, l, c, horizon=5, vol_window=20).labels[t] == label, factor
+        l2 = l.copy()
+        l2[62] = o[60] * np.exp(-factor * width)
+        assert triple_barrier(o, h, l2, c, horizon=5, vol_window=20).labels[t] == (SELL if label == BUY else HOLD)
+    h3, l3 = h.copy(), l.copy()
+    h3[t], l3[t] = o[60] * np.exp(3 * width), o[60] * np.exp(-3 * width)  # bar t touches both: not counted
+    assert triple_barrier(o, h3, l3, c, horizon=5, vol_window=20).labels[t] == HOLD
+
+
+def test_a_return_exactly_at_the_threshold_is_hold():
+    """BUY above +threshold and SELL below -threshold, strictly: a forward return equal to the
+    threshold (the same float) is HOLD."""
+    o = np.array([100.0, 100.0, 103.0, 100.0, 97.0, 97.0])
+    up = float(np.log(o[2]) - np.log(o[1]))  # t = 0: open[2] against open[1]
+    res = forward_return(o, o, o, o, horizon=1, threshold=up)
+    assert res.target[0] == up and res.labels[0] == HOLD
+    down = float(np.log(o[4]) - np.log(o[3]))  # t = 2: open[4] against open[3]
+    res = forward_return(o, o, o, o, horizon=1, threshold=-down)
+    assert res.target[2] == down and res.labels[2] == HOLD
+    assert forward_return(o, o, o, o, horizon=1, threshold=up * 0.999).labels[0] == BUY
+
 def test_risk_adjusted_scales_by_volatility():
     rng = np.random.default_rng(1)
     c = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, 400)))
@@ -79,6 +119,13 @@ def test_risk_adjusted_scales_by_volatility():
     assert ((y > 0.5) == (res.labels[valid] == BUY)).all()
     assert ((y < -0.5) == (res.labels[valid] == SELL)).all()
     assert 0.5 < np.std(y) < 2.0  # in volatility units
+    # by hand at a few rows: forward log return over sigma_t * sqrt(5), sigma_t the ddof-0 std of
+    # the 48 close-to-close log returns up to close[t]
+    r = np.diff(np.log(c))
+    for t in (60, 200, 390):
+        sigma = np.std(r[t - 48:t], ddof=0)
+        want = np.log(o[t + 6] / o[t + 1]) / (sigma * np.sqrt(5))
+        assert res.target[t] == pytest.approx(want, rel=1e-5)
 
 
 def test_errors_and_registry():
