@@ -56,6 +56,35 @@ def test_loss_logs_the_gap_and_alpha_weights_it() -> None:
     assert logs["alpha"] == pytest.approx(0.5)
 
 
+
+def test_td_loss_of_each_head_and_the_lagrangian_alpha_gradient_by_hand() -> None:
+    """The TD loss is each head's own squared error against the shared min target, summed; with
+    ``lagrangian`` the loss's gradient in log_alpha is ``-alpha (gap - target_gap)`` (alpha grows
+    while the gap is above its target), and the Q heads see ``alpha`` times both gaps."""
+    g = torch.Generator().manual_seed(1)
+    s, s2 = torch.randn(6, 64, generator=g), torch.randn(6, 64, generator=g)
+    a, r, d = torch.tensor([0, 1, 2, 1, 0, 2]), torch.randn(6, generator=g), torch.tensor([0., 0., 1., 0., 0., 0.])
+    for target_gap in (0.01, 50.0):  # the gap is above the first and below the second
+        cfg = CQLConfig(hidden_sizes=(8,), alpha=0.7, lagrangian=True, target_gap=target_gap, gamma=0.9)
+        torch.manual_seed(0)
+        model = CQL(cfg, ModelContext(n_features=60))
+        net = model.network.eval()
+        with torch.no_grad():  # targets apart from the online weights, so the heads' errors differ
+            for tw, _ in net.layers(True):
+                tw.mul_(1.5)
+        loss, logs = model.loss((s, a, r, s2, d), None)
+        with torch.no_grad():
+            q, tq = net(net.inputs(s)), net.target_forward(net.inputs(s2))
+            y = r + 0.9 * (1 - d) * torch.minimum(tq[0], tq[1]).max(dim=-1).values
+            td = sum(((q[h].gather(1, a[:, None])[:, 0] - y) ** 2).mean() for h in range(2))
+        assert float(logs["td_loss"]) == pytest.approx(float(td), rel=1e-5)
+        assert float((q[0].gather(1, a[:, None])[:, 0] - y).pow(2).mean()) != pytest.approx(
+            float((q[1].gather(1, a[:, None])[:, 0] - y).pow(2).mean()), rel=1e-3)
+        loss.backward()
+        gap = float(logs["cql_gap"])
+        assert net.log_alpha.grad.item() == pytest.approx(-0.7 * (gap - target_gap), rel=1e-5)
+        assert (net.log_alpha.grad.item() < 0) == (gap > target_gap)
+
 def test_polyak_update() -> None:
     t, s = torch.zeros(3), torch.ones(3)
     polyak_([t], [s], 0.1)
