@@ -207,6 +207,40 @@ def test_guidance_gradient_reaches_the_policy_through_the_predicted_action(relax
     assert not guide.requires_grad
 
 
+
+def test_policy_loss_by_hand() -> None:
+    """``(NLL + c G) / (1 + c)``: NLL the data actions' cross-entropy, G the mean expectile loss
+    (tau 0.9) of ``u = (R / rtg_scale - mu) / sigma`` at the softmax of the predicted actions, c
+    from the step clock (weight 1 over 4 steps: 0.5 after 2); a training step advances the clock,
+    an evaluation does not."""
+    import torch.nn.functional as F
+
+    model = _tiny_model(guidance_weight=1.0, guidance_warmup=4, guidance_expectile=0.9)
+    net = model.network
+    net.set_critic_ready()
+    g = torch.Generator().manual_seed(4)
+    obs, rtg = torch.randn(3, 8, 64, generator=g), 3.0 * torch.randn(3, 8, generator=g)
+    actions = torch.randint(0, 3, (3, 8), generator=g)
+    with torch.no_grad():
+        net.rtg_scale.fill_(2.5)
+        net.policy_steps.fill_(2)
+    net.eval()
+    with torch.no_grad():
+        loss, logs = model.loss((obs, actions, rtg), None)
+        logits = net.policy(rtg / 2.5, net.states(obs), actions)
+        nll = -F.log_softmax(logits, -1).gather(-1, actions[..., None]).mean()
+        mu, log_sigma = net.critic(net.states(obs), actions, torch.softmax(logits, -1))
+        u = (rtg / 2.5 - mu) / torch.exp(log_sigma)
+        guide = torch.where(u < 0, 0.1, 0.9).mul(u * u).mean()
+    assert float(logs["action_nll"]) == pytest.approx(float(nll), rel=1e-5)
+    assert float(logs["guidance"]) == pytest.approx(float(guide), rel=1e-5)
+    assert float(logs["guidance_c"]) == pytest.approx(0.5)
+    assert float(loss) == pytest.approx(float((nll + 0.5 * guide) / 1.5), rel=1e-5)
+    assert int(net.policy_steps) == 2  # evaluation: the clock stands
+    net.train()
+    model.loss((obs, actions, rtg), None)
+    assert int(net.policy_steps) == 3
+
 def test_critic_queries_see_the_data_history_and_the_predicted_action_only() -> None:
     """A query with the data action equals the critic at the data action token; changing the
     data at later steps or the predicted action at other steps leaves step t alone."""
