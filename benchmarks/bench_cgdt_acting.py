@@ -30,16 +30,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine_info, synchronize  # noqa: E402
+from bench_common import machine_info, synchronize
 
 N_FEATURES = 60
 
 
 def build(device: str, d_model: int, layers: int, context: int, graphs: bool) -> tuple[Any, Any]:
     import torch
+    from himari_builtin.models.cgdt import CGDT, CGDTConfig
 
     from himari.plugin.api import ModelContext
-    from himari_builtin.models.cgdt import CGDT, CGDTConfig
 
     torch.manual_seed(0)
     cfg = CGDTConfig(d_model=d_model, n_layers=layers, context_length=context, acting_cuda_graph=graphs)
@@ -59,9 +59,9 @@ def market(steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def timed(net: Any, cfg: Any, feats: np.ndarray, open_: np.ndarray, close: np.ndarray, targets: list[float],
           device: str, repeats: int) -> list[float]:
     import torch
+    from himari_builtin.models.cgdt.decoding import rollout_targets
 
     from himari.plugin.api import EnvConfig
-    from himari_builtin.models.cgdt.decoding import rollout_targets
 
     env = EnvConfig()
     seconds = []
@@ -103,7 +103,7 @@ def main() -> None:
           f"{args.steps:,} bars, median of {args.repeats}")
     print(f"{'targets':>8} {'graph':>6} {'ms/decision':>12} {'decisions/s':>12}")
     for r in rows:
-        print(f"{r['targets']:>8} {str(r['cuda_graph']):>6} {r['ms_per_decision']:>12.3f} {r['decisions_per_s']:>12.1f}")
+        print(f"{r['targets']:>8} {r['cuda_graph']!s:>6} {r['ms_per_decision']:>12.3f} {r['decisions_per_s']:>12.1f}")
     result = {"machine": machine_info(), "device": args.device, "steps": args.steps, "d_model": args.d_model,
               "layers": args.layers, "context": args.context, "rows": rows}
     if args.out:
