@@ -43,7 +43,7 @@ def _closes() -> np.ndarray:
 
 
 def _method(**kw):
-    cfg = SPEC.config(window_bars=W, medium_vol_quantile=0.5, **kw)
+    cfg = SPEC.config(window_bars=W, **{"medium_vol_quantile": 0.5, **kw})
     close = _closes()
     n = len(close)
     assert n == 4 * W
@@ -64,6 +64,11 @@ def test_window_difficulty_by_hand() -> None:
     for k, (vol, trend) in expect.items():
         assert got[k][0] == pytest.approx(vol, rel=1e-9) and got[k][1] == pytest.approx(trend, rel=1e-6, abs=1e-9)
     assert method.stages[1] == [(0, 11)] and method.stages[2] == [(0, 11), (22, 33)]
+    # stage 2 keeps stage 1's windows even where its own volatility bound would drop them
+    # (easy: any volatility, the trending half; medium: the calmest windows only)
+    loose, _ = _method(easy_vol_quantile=1.0, medium_vol_quantile=0.0)
+    assert loose.stages[1] == [(0, 11), (33, 44)]
+    assert loose.stages[2] == [(0, 11), (22, 33), (33, 44)]
 
 
 def test_supervised_stage_one_draws_only_easy_rows_and_stages_follow_epochs() -> None:
