@@ -70,6 +70,10 @@ def test_crash_squeeze_and_burst_shapes() -> None:
     r_b = np.diff(np.log(np.r_[100.0, before["close"]]))
     r_a = np.diff(np.log(np.r_[100.0, after["close"]]))
     np.testing.assert_allclose(r_a[120:140], 3.0 * r_b[120:140], atol=1e-12)  # returns 3x wider
+    range_b = np.log(before["high"] / before["low"])
+    range_a = np.log(after["high"] / after["low"])
+    np.testing.assert_allclose(range_a[120:140], 3.0 * range_b[120:140], rtol=1e-9)  # ranges 3x wider too
+    np.testing.assert_allclose(range_a[140:], range_b[140:], rtol=1e-9)
     np.testing.assert_allclose(r_a[140:], r_b[140:], atol=1e-12)
 
 
