@@ -130,6 +130,8 @@ def test_vol_rescaling_scales_every_return_by_one_factor_in_range(small_prepared
         r_old = np.diff(np.log(np.asarray(d.close[a - 1:b])))
         s = np.std(r_new) / np.std(r_old)
         np.testing.assert_allclose(r_new, s * r_old, atol=1e-12)
+        hl_new, hl_old = np.log(path["high"] / path["low"]), np.log(np.asarray(d.high[a:b]) / np.asarray(d.low[a:b]))
+        np.testing.assert_allclose(hl_new, s * hl_old, rtol=1e-9, atol=1e-12)  # the bars' ranges too
         factors.append(s)
     assert all(1 / 1.5 - 1e-9 <= s <= 1.5 + 1e-9 for s in factors) and len(set(np.round(factors, 6))) == 5
 
