@@ -126,6 +126,8 @@ def test_choose_by_sharpe_then_fewest_trades_then_simplest() -> None:
     assert choose(rows)["decision_interval"] == 6  # best Sharpe, fewer trades of the two
     rows = [row(6, 24, 0.5, 2.0, 30), row(6, 6, 0.5, 2.0, 30), row(6, 6, 0.0, 2.0, 30)]
     assert (choose(rows)["min_hold"], choose(rows)["confidence"]) == (6, 0.0)
+    rows = [row(12, 0, 0.0, 2.0, 30), row(3, 24, 0.6, 2.0, 30)]  # a full tie: the smaller interval first
+    assert choose(rows)["decision_interval"] == 3
 
 
 def test_run_config_execution_section(tmp_path) -> None:
