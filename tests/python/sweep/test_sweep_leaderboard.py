@@ -61,7 +61,10 @@ def sweep_result(small_prepared: Path) -> dict:
     # trials: lr=0.1 with seeds 0 and 1, lr=0.2 with seed 0 (seed 1 of lr=0.2 failed)
     trials = [_trial("trial-00000", 0.1, 0), _trial("trial-00001", 0.2, 0), _trial("trial-00002", 0.1, 1),
               _trial("trial-00003", 0.2, 1, "failed", "RuntimeError: boom")]
-    actions = {t.name: rng.choice([0, 1, 2], size=n, p=[0.3, 0.3, 0.4]).astype(np.int8) for t in trials[:3]}
+    draws = [rng.choice([0, 1, 2], size=n, p=[0.3, 0.3, 0.4]).astype(np.int8) for _ in range(3)]
+    draws.sort(key=lambda a: -evaluate_actions(data.open, data.close, ranges, a, env, bpy)["sharpe"])
+    # the best draw goes to lr=0.2's one scored seed: the incomplete configuration has the best mean
+    actions = {"trial-00000": draws[1], "trial-00001": draws[0], "trial-00002": draws[2]}
     hold = evaluate_actions(data.open, data.close, ranges, baseline_actions("buy-and-hold", ranges), env, bpy)
     scores = {name: {"epochs_run": 1, "best_epoch": 0, "best_validation_sharpe": 0.5 + i, "stopped_early": False,
                      "seconds": 1.0, "test": evaluate_actions(data.open, data.close, ranges, a, env, bpy),
@@ -101,6 +104,9 @@ def test_configurations_average_their_seeds(sweep_result: dict) -> None:
 
 def test_statistics_judge_the_complete_configurations_seed_ensemble(sweep_result: dict) -> None:
     s, returns, bpy = sweep_result["result"]["statistics"], sweep_result["returns"], sweep_result["bpy"]
+    configurations = sweep_result["result"]["configurations"]
+    assert [c["params"]["lr"] for c in configurations] == [0.2, 0.1]  # best mean test Sharpe first
+    assert configurations[0]["test_sharpe"] > configurations[1]["test_sharpe"]
     assert s["chosen"] == {"lr": 0.1}  # lr=0.2 lost a seed, so it cannot be the chosen configuration
     ensemble = (returns["trial-00000"] + returns["trial-00002"]) / 2
     assert s["sharpe"] == pytest.approx(ensemble.mean() / ensemble.std(ddof=1) * math.sqrt(bpy), rel=1e-9)
