@@ -13,7 +13,8 @@ from himari_builtin.models.cgdt.config import ACCOUNT_COLUMNS, ACCOUNT_SCALE, LO
 
 
 class Block(nn.Module):
-    """Pre-LN GPT block; ``forward`` takes an optional key/value cache of earlier tokens."""
+    """Pre-LN GPT block: ``forward`` over whole windows, ``forward_into_cache`` for acting's
+    new tokens against a fixed-size key/value cache."""
 
     def __init__(self, d: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -23,26 +24,33 @@ class Block(nn.Module):
         self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Any, mask: Any = None, cache: Any = None,
-                rows: Any = None) -> tuple[Any, tuple[Any, Any]]:
-        """``mask`` None: causal over x (no cache); else bool ``[Q, P + N]`` (True attends).
-        ``rows`` (optional): compute the output of these tokens of x only (their queries,
-        residuals and MLP; keys and values still come from every token)."""
+    def _heads(self, x: Any) -> tuple[Any, Any, Any]:
+        """Queries, keys and values ``[B, H, N, d/H]`` of ``x [B, N, d]``."""
         b, n, d = x.shape
         q, k, v = (t.view(b, n, self.heads, d // self.heads).transpose(1, 2)
                    for t in self.qkv(self.ln1(x)).split(d, dim=-1))
-        if rows is not None:
-            q, x = q[:, :, rows], x[:, rows]
-        if cache is not None:
-            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        return q, k, v
+
+    def _attend(self, x: Any, q: Any, k: Any, v: Any, mask: Any) -> Any:
+        """Attention of ``q`` over ``k, v`` (causal when ``mask`` is None, else the bool mask,
+        True attends), then the residual and the MLP on the rows ``x`` of those queries."""
         p = self.p if self.training else 0.0
         if mask is None:
             att = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         else:
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, x.shape[1], d)))
-        x = x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
-        return x, (k, v)
+        b, n, d = x.shape
+        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, n, d)))
+        return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
+
+    def forward(self, x: Any, mask: Any = None, rows: Any = None) -> tuple[Any, tuple[Any, Any]]:
+        """``mask`` None: causal over x; else bool ``[Q, N]`` (True attends). ``rows``
+        (optional): compute the output of these tokens of x only (their queries, residuals and
+        MLP; keys and values still come from every token). Returns the output and ``(k, v)``."""
+        q, k, v = self._heads(x)
+        if rows is not None:
+            q, x = q[:, :, rows], x[:, rows]
+        return self._attend(x, q, k, v, mask), (k, v)
 
     def forward_into_cache(self, x: Any, mask: Any, cache: tuple[Any, Any], slots: Any,
                            first_row: int = 0) -> Any:
@@ -52,36 +60,26 @@ class Block(nn.Module):
         the slots filled so far, causally). Returns the output of rows ``first_row:`` only.
 
         Why a fixed size: every call then has the same shapes and reads its position from a
-        tensor, so the step can be replayed as one CUDA graph (``forward``'s growing cache
-        changes shape every step) and nothing is copied but the new tokens."""
-        b, n, d = x.shape
-        q, k, v = (t.view(b, n, self.heads, d // self.heads).transpose(1, 2)
-                   for t in self.qkv(self.ln1(x)).split(d, dim=-1))
+        tensor, so the step can be replayed as one CUDA graph, and nothing is copied but the
+        new tokens."""
+        q, k, v = self._heads(x)
         cache[0].index_copy_(2, slots, k)
         cache[1].index_copy_(2, slots, v)
-        q, x = q[:, :, first_row:], x[:, first_row:]
-        p = self.p if self.training else 0.0
-        att = F.scaled_dot_product_attention(q, cache[0], cache[1], attn_mask=mask[first_row:], dropout_p=p)
-        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, x.shape[1], d)))
-        return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
+        return self._attend(x[:, first_row:], q[:, :, first_row:], cache[0], cache[1], mask[first_row:])
 
 
-def run_blocks(blocks: Any, h: Any, mask: Any = None, caches: Any = None,
-               rows: Any = None) -> tuple[Any, list[Any]]:
+def run_blocks(blocks: Any, h: Any, mask: Any = None, rows: Any = None) -> tuple[Any, list[Any]]:
     """The blocks in order; the last one computes only ``rows`` (the tokens whose output is
     read: a third of the tokens, so about a ninth of the work of a 6-block stack is saved).
-    Returns the hidden states (of ``rows`` when given) and the per-block key/value caches."""
+    Returns the hidden states (of ``rows`` when given) and the per-block keys and values."""
     n = h.shape[1]
-    past = 0 if caches is None else caches[0][0].shape[2]
     new = []
     for i, block in enumerate(blocks):
-        cache = None if caches is None else caches[i]
         if rows is not None and i == len(blocks) - 1:
-            full = mask if mask is not None else torch.ones(n, past + n, dtype=torch.bool,
-                                                            device=h.device).tril(diagonal=past)
-            h, kv = block(h, full[rows], cache, rows)
+            full = mask if mask is not None else torch.ones(n, n, dtype=torch.bool, device=h.device).tril()
+            h, kv = block(h, full[rows], rows)
         else:
-            h, kv = block(h, mask, cache)
+            h, kv = block(h, mask)
         new.append(kv)
     return h, new
 
@@ -122,10 +120,10 @@ class Policy(nn.Module):
                          self.token("action", actions, pos)], dim=2).reshape(b, 3 * t, -1)
         return x
 
-    def run(self, x: Any, mask: Any = None, caches: Any = None, rows: Any = None) -> tuple[Any, list[Any]]:
+    def run(self, x: Any, mask: Any = None, rows: Any = None) -> tuple[Any, list[Any]]:
         """The blocks over (normalised, dropped-out) token embeddings; returns the hidden
-        states (of ``rows``) and the new per-layer key/value caches."""
-        return run_blocks(self.blocks, self.drop(self.embed_ln(x)), mask, caches, rows)
+        states (of ``rows``) and the per-layer keys and values."""
+        return run_blocks(self.blocks, self.drop(self.embed_ln(x)), mask, rows)
 
     def logits(self, h: Any) -> Any:
         return self.head(self.ln_f(h))
@@ -184,7 +182,7 @@ class Critic(nn.Module):
         # made on the device: a host tensor copied over each forward cannot be recorded in a CUDA graph
         rows = (torch.arange(2 * t, 3 * t, device=states.device) if query is not None
                 else torch.arange(1, 2 * t, 2, device=states.device))
-        h, _ = run_blocks(self.blocks, self.embed_ln(x), mask, None, rows)
+        h, _ = run_blocks(self.blocks, self.embed_ln(x), mask, rows)
         out = self.head(self.ln_f(h)).float()
         return out[..., 0], out[..., 1].clamp(*LOG_SIGMA_RANGE)
 
