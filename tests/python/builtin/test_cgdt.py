@@ -310,17 +310,12 @@ def test_replayed_acting_steps_equal_eager_ones_and_the_full_forward() -> None:
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_acting_on_a_gpu_with_and_without_replay_takes_the_cpu_decisions(small_prepared: Path) -> None:
+def test_acting_on_a_gpu_with_and_without_replay_takes_the_cpu_decisions(first_test_bars: Any) -> None:
     """rollout_targets on the GPU, replayed (the default) and eager (acting_cuda_graph=false),
     decides what it decides on the CPU, under rules too."""
-    from himari.data import PreparedData
     from himari.training.config import ExecutionConfig
 
-    data = PreparedData(small_prepared)
-    a, _ = data.split("test")[0]
-    b = a + 300
-    feats = np.nan_to_num(np.asarray(data.features[a:b], dtype=np.float32))
-    open_, close = np.asarray(data.open[a:b]), np.asarray(data.close[a:b])
+    feats, open_, close = first_test_bars(300)
     env = EnvConfig(mode="long_short")
     targets = [30.0, -30.0, 0.0]
     rules = ExecutionConfig(decision_interval=2, min_hold=4, confidence=0.4)
@@ -368,10 +363,9 @@ def policy_features(policy: Any, data: Any) -> np.ndarray:
     return policy.features(data)
 
 
-def test_rtg_tokens_are_the_target_minus_realised_rewards(small_prepared: Path, monkeypatch) -> None:
+def test_rtg_tokens_are_the_target_minus_realised_rewards(first_test_bars: Any, monkeypatch) -> None:
     """With gamma 1 the return-to-go token at t is the target minus the env rewards of the
     decisions before t (times reward_scale), the rewards the backtester's account earns."""
-    from himari.data import PreparedData
     from himari.engine import replay_actions
 
     model = _tiny_model(gamma=1.0)
@@ -379,9 +373,6 @@ def test_rtg_tokens_are_the_target_minus_realised_rewards(small_prepared: Path, 
     with torch.no_grad():
         net.rtg_scale.fill_(2.0)
         net.rtg_bounds.copy_(torch.tensor([-1e6, 1e6]))
-    data = PreparedData(small_prepared)
-    a, b = data.split("test")[0]
-    b = a + 200
     seen: list[np.ndarray] = []
     real = cgdt.Decoder.logits
 
@@ -390,8 +381,7 @@ def test_rtg_tokens_are_the_target_minus_realised_rewards(small_prepared: Path, 
         return real(self, rtg, state, prev)
 
     monkeypatch.setattr(cgdt.Decoder, "logits", spy)
-    feats = np.nan_to_num(np.asarray(data.features[a:b], dtype=np.float32))
-    open_, close = np.asarray(data.open[a:b]), np.asarray(data.close[a:b])
+    feats, open_, close = first_test_bars(200)
     env = EnvConfig()
     with torch.no_grad():
         acts = cgdt.rollout_targets(net, model.config, feats, open_, close, [3.0, -1.0], env)

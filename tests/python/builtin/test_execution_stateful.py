@@ -171,13 +171,12 @@ def test_cql_confidence_reads_the_softmax_of_its_mean_q_values(small_prepared) -
     assert acts[-1] == 1
 
 
-def test_cgdt_filters_each_target_on_its_own(small_prepared, monkeypatch) -> None:
+def test_cgdt_filters_each_target_on_its_own(first_test_bars, monkeypatch) -> None:
     """cgdt's rollout over G targets under rules: each target's executed actions are the rules
     applied to its own logits (its own filter state); the action tokens of the history and the
     return-to-go tokens follow the executed actions."""
     import importlib
 
-    from himari.data import PreparedData
     from himari.plugin.api import ModelContext
 
     cgdt = importlib.import_module("himari_builtin.models.cgdt")
@@ -198,11 +197,7 @@ def test_cgdt_filters_each_target_on_its_own(small_prepared, monkeypatch) -> Non
         return out
 
     monkeypatch.setattr(cgdt.Decoder, "logits", spy)
-    data = PreparedData(small_prepared)
-    a, _ = data.split("test")[0]
-    b = a + 150
-    feats = np.nan_to_num(np.asarray(data.features[a:b], dtype=np.float32))
-    open_, close = np.asarray(data.open[a:b]), np.asarray(data.close[a:b])
+    feats, open_, close = first_test_bars(150)
     env = EnvConfig(mode="long_short")
     targets = [40.0, -40.0, 0.0]
     with torch.no_grad():
