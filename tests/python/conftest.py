@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,12 +48,26 @@ def _torch_determinism_reset() -> Iterator[None]:
     torch.backends.cudnn.benchmark = False
 
 
+@pytest.fixture(scope="session")
+def gpu_hider() -> Callable[[pytest.MonkeyPatch], None]:
+    """The hiding above, for a module-scoped fixture of a module that also has ``cuda`` tests
+    (the module keeps the GPU, but a model its CPU tests share must not train there)."""
+    return _hide_the_gpu
+
+
 def _hide_the_gpu(mp: pytest.MonkeyPatch) -> None:
-    mp.setenv("CUDA_VISIBLE_DEVICES", "")
     try:
         import torch
     except ImportError:  # the wheel's engine tests run where only the wheel is installed
+        mp.setenv("CUDA_VISIBLE_DEVICES", "")
         return
+    if torch.cuda.is_initialized():
+        # torch caches the device count on its first call after CUDA starts, and its own code
+        # (manual_seed_all, behind every seed) calls the real function, not the stand-in below:
+        # counted while CUDA_VISIBLE_DEVICES is empty, that cache would say 0 devices for the
+        # rest of the process and the GPU tests after this one would find no GPU.
+        torch.cuda.device_count()
+    mp.setenv("CUDA_VISIBLE_DEVICES", "")
     mp.setattr(torch.cuda, "is_available", lambda: False)
     mp.setattr(torch.cuda, "device_count", lambda: 0)
 

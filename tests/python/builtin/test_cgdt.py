@@ -90,11 +90,14 @@ def _plugins() -> Any:
 
 
 @pytest.fixture(scope="module")
-def trained(small_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One tiny run through the conformance harness, shared by the tests that need a trained model."""
+def trained(small_prepared: Path, tmp_path_factory: pytest.TempPathFactory, gpu_hider: Any) -> dict[str, Any]:
+    """One tiny run through the conformance harness, shared by the tests that need a trained model
+    (on the CPU: this module's ``cuda`` tests keep the GPU visible to its fixtures)."""
     plugins = _plugins()
     tmp = tmp_path_factory.mktemp("cgdt")
-    summary = check_model("cgdt-tiny", small_prepared, tmp, plugins)
+    with pytest.MonkeyPatch.context() as mp:
+        gpu_hider(mp)
+        summary = check_model("cgdt-tiny", small_prepared, tmp, plugins)
     return {"summary": summary, "run_dir": tmp / "run-cgdt-tiny", "plugins": plugins, "data": small_prepared}
 
 
