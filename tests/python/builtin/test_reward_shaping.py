@@ -112,8 +112,39 @@ def test_with_costs_always_long_pays_exactly_its_entry_fill() -> None:
 def test_weight_zero_leaves_the_env_reward_and_half_weight_halves_the_term() -> None:
     _, off, _ = _rollout(BULL, lambda bar: BUY, FREE, SPEC.factory(SPEC.config(benchmark_weight=0.0)))
     np.testing.assert_allclose(off, [math.log(1.1)] * 4, rtol=1e-6)
-    _, half, _ = _rollout(BULL, lambda bar: BUY, FREE, SPEC.factory(SPEC.config(benchmark_weight=0.5)))
+    _, half, stats = _rollout(BULL, lambda bar: BUY, FREE, SPEC.factory(SPEC.config(benchmark_weight=0.5)))
     np.testing.assert_allclose(half, [0.5 * math.log(1.1)] * 4, rtol=1e-5)
+    assert stats["reward_benchmark"] == pytest.approx(0.5 * math.log(1.1), rel=1e-9)  # the amount subtracted
+
+
+def test_every_shaping_coefficient_reaches_the_env_and_the_dsr_term_turns_on() -> None:
+    method = SPEC.factory(SPEC.config(drawdown_penalty=0.5, turnover_penalty=0.002, dsr_weight=0.3, dsr_decay=0.05))
+    env = method.env_config(EnvConfig(fee=1e-3), None)
+    assert (env.drawdown_penalty, env.turnover_penalty, env.dsr_weight, env.dsr_decay) == (0.5, 0.002, 0.3, 0.05)
+    assert env.fee == 1e-3  # the rest of the env is the run's
+    _, _, off = _rollout(TOP, lambda bar: BUY, FREE, SPEC.factory(SPEC.config(benchmark_weight=0.0)))
+    _, _, on = _rollout(TOP, lambda bar: BUY, FREE, SPEC.factory(SPEC.config(benchmark_weight=0.0, dsr_weight=1.0)))
+    assert off["reward_dsr"] == 0.0 and on["reward_dsr"] != 0.0
+    assert on["reward_mean"] - off["reward_mean"] == pytest.approx(on["reward_dsr"], rel=1e-5)
+
+
+@pytest.mark.parametrize("field, value", [("dsr_decay", 0.0), ("dsr_decay", 1.5), ("turnover_penalty", -0.1),
+                                          ("dsr_weight", math.inf), ("benchmark_weight", math.nan)])
+def test_bad_coefficients_are_refused(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        SPEC.config(**{field: value})
+
+
+def test_a_rollout_with_a_step_of_unknown_bar_is_refused() -> None:
+    from himari.errors import HimariError
+
+    method = SPEC.factory(SPEC.config())
+    bars = torch.tensor([[1], [-1]], dtype=torch.long)  # the second step's bar was not recorded
+    buf = SimpleNamespace(bars=bars, rewards=torch.zeros((2, 1)), stats={})
+    ctx = SimpleNamespace(env_source=EnvSource(open=np.ones(3), close=np.ones(3), features=np.zeros((3, 1)),
+                                               config=FREE, warmup=0))
+    with pytest.raises(HimariError, match="rollout.bars"):
+        method.on_rollout(buf, ctx)
 
 
 def test_env_terms_come_from_the_method_and_each_term_is_in_the_stats() -> None:
