@@ -43,6 +43,7 @@ class _Net(nn.Module):
         self.tall = nn.Linear(3, 5)  # [5, 3]
         self.gru = nn.GRU(4, 3)  # weight_ih [9, 4], weight_hh [9, 3]
         self.pi = nn.Linear(4, 3)
+        self.pi_aux = nn.Linear(4, 2)  # a name that starts like "pi" but is another layer
         self.v = nn.Linear(4, 1)
         self.norm = nn.LayerNorm(4)
         self.kept = nn.Linear(4, 4)
@@ -145,6 +146,15 @@ def test_longest_name_wins_and_a_named_frozen_layer_is_initialised() -> None:
     assert _orthonormal(net.frozen.weight, math.sqrt(2)) and _orthonormal(net.pi.weight, math.sqrt(2))
 
 
+def test_a_recurrent_layer_with_a_head_role_takes_that_gain_and_a_key_covers_whole_name_parts() -> None:
+    model = _Model({"gru": "value", "pi": "policy"})
+    _apply(model, value_gain=0.7, recurrent_gain=0.3)
+    net = model.network
+    assert _orthonormal(net.gru.weight_ih_l0, 0.7) and _orthonormal(net.gru.weight_hh_l0, 0.7)
+    assert _orthonormal(net.pi.weight, 0.01)
+    assert _orthonormal(net.pi_aux.weight, math.sqrt(2))  # "pi" names pi and pi.*, not pi_aux
+
+
 def test_seeded_by_the_run_seed_and_leaves_the_global_generator_alone() -> None:
     a, b, c = _Model(), _Model(), _Model()
     state = torch.get_rng_state()
@@ -178,12 +188,13 @@ def test_bad_roles_are_refused(roles: Any, message: str) -> None:
         _apply(_Model(roles))
 
 
+@pytest.mark.parametrize("value", [-1.0, 0.0])
 @pytest.mark.parametrize("field", ["hidden_gain", "recurrent_gain", "policy_gain", "value_gain"])
-def test_bad_gains_are_refused(field: str) -> None:
+def test_bad_gains_are_refused(field: str, value: float) -> None:
     from himari.plugin.config import build_config
 
-    with pytest.raises(ConfigError, match=f"{field} must be a finite number > 0, got -1"):
-        build_config(SPEC.config, {field: -1.0}, "orthogonal-init")
+    with pytest.raises(ConfigError, match=f"{field} must be a finite number > 0, got {value}"):
+        build_config(SPEC.config, {field: value}, "orthogonal-init")
 
 
 # ---------------------------------------------------------------------------- built-in models
