@@ -80,9 +80,10 @@ def test_scaling_multiplies_each_feature_of_a_sample_by_one_factor() -> None:
     assert float(np.corrcoef(r[:, 0], r[:, 1])[0, 1]) ** 2 < 0.001  # one factor per feature
 
 
-def test_probability_picks_samples_and_leaves_the_others_exactly() -> None:
+@pytest.mark.parametrize("transform", ["scaling", "warp", "jitter", "noise"])
+def test_probability_picks_samples_and_leaves_the_others_exactly(transform: str) -> None:
     x = torch.rand(20_000, 4, 3) + 1.0
-    out = _augment(x, scaling_p=0.3, scaling_std=0.1)
+    out = _augment(x, **{f"{transform}_p": 0.3, f"{transform}_std": 0.1})
     changed = (out != x).flatten(1).any(1)
     assert abs(float(changed.double().mean()) - 0.3) < 0.015
     assert torch.equal(out[~changed], x[~changed])
@@ -117,6 +118,10 @@ def test_magnitude_warping_is_a_smooth_curve_through_random_knots() -> None:
     assert float(one_step) < 0.2 * float(ten_steps)
     second = (curve[:, 2:] - 2 * curve[:, 1:-1] + curve[:, :-2]).abs().mean()
     assert float(second) < 0.3 * float(one_step)  # no kinks (i.i.d. steps: 1.7 times the first differences)
+    # cubic pieces, not straight lines: it bends between knots too (straight lines joined at the
+    # knots: no bend between them, about 1e-6 of the bend at the knots; cubic: about a quarter)
+    bend = (curve[:, 2:] - 2 * curve[:, 1:-1] + curve[:, :-2]).abs()  # column j: step j + 1
+    assert float(bend[:, [4, 14, 24, 34, 44]].mean()) > 0.1 * float(bend[:, [9, 19, 29, 39]].mean())
     # multiplicative: on another input the output is that input times the same curve
     y = torch.rand(20_000, 51, 2) + 0.5
     torch.testing.assert_close(_augment(y, warp_p=1.0, warp_std=0.2, warp_knots=4), y * curve.float())
@@ -158,6 +163,8 @@ def test_transitions_augment_s_and_next_s_consistently() -> None:
     a, r, d = torch.randint(0, 3, (4096,)), torch.randn(4096), torch.zeros(4096)
     out = _method("offline-rl", scaling_p=1.0, scaling_std=0.1).augment_batch((s, a, r, s2, d), _ctx(F))
     torch.testing.assert_close(out[0][:, :F] / s[:, :F], out[3][:, :F] / s2[:, :F])
+    warped = _method("offline-rl", warp_p=1.0, warp_std=0.5).augment_batch((s, a, r, s2, d), _ctx(F))
+    assert torch.equal(warped[0], s) and torch.equal(warped[3], s2)  # s and s' are no time axis: no warping
     assert float((out[0][:, :F] / s[:, :F]).std()) > 0.05
     assert torch.equal(out[0][:, F:], s[:, F:]) and torch.equal(out[3][:, F:], s2[:, F:])
     assert out[1] is a and out[2] is r and out[4] is d
@@ -213,6 +220,26 @@ def test_draws_follow_the_counter_and_the_seed() -> None:
     assert torch.equal(c.augment_batch(x, _ctx(5))[0], first)
     d = _method("supervised", jitter_p=1.0)
     assert not torch.equal(d.augment_batch(x, _ctx(5, seed=1))[0], first)
+    e, other_rank = _method("supervised", jitter_p=1.0), _ctx(5)
+    other_rank.rank = 1  # data-parallel ranks draw their own numbers
+    assert not torch.equal(e.augment_batch(x, other_rank)[0], first)
+
+
+def test_rollouts_and_batches_draw_from_streams_of_their_own() -> None:
+    """A rollout of one step ([1, N, D]: N samples of one step) and a batch of N rows are the same
+    input to the transforms, both at counter 0: their draws differ."""
+    rows = torch.rand(32, 5) + 1.0
+    batch = _method("online-rl", jitter_p=1.0).augment_batch((rows, torch.zeros(32)), _ctx(5))[0]
+    buf = SimpleNamespace(obs=rows[None].clone())
+    _method("online-rl", jitter_p=1.0).on_rollout(buf, _ctx(5))
+    assert not torch.equal(buf.obs[0], batch) and not torch.equal(buf.obs[0], rows)
+
+
+def test_feature_std_is_of_the_train_rows_only() -> None:
+    f = np.concatenate([np.tile([[-1.0], [1.0]], (50, 1)), np.tile([[-100.0], [100.0]], (50, 1))]).astype(np.float32)
+    ctx = _ctx(1, f)
+    ctx.splits = {"train": [(0, 100)], "validation": [(100, 200)]}
+    np.testing.assert_allclose(_method("supervised")._feature_std(ctx, "cpu").numpy(), [1.0])
 
 
 def test_feature_std_skips_non_finite_values() -> None:
