@@ -193,6 +193,53 @@ def test_ekf_estimates_its_noise_from_the_train_returns() -> None:
     assert calm.state_dict()["params"]["mu"] < p["mu"] - 2
 
 
+def _returns_close(r: np.ndarray) -> np.ndarray:
+    return 30_000.0 * np.exp(np.r_[0.0, np.cumsum(r)])
+
+
+def test_ekf_estimate_without_noise_or_with_more_than_a_random_walk_allows() -> None:
+    """By hand: trending returns (lag-1 autocovariance > 0: no sign of noise) give r_level at its
+    floor, 1e-4 of the return variance, and q_level the rest; returns that flip sign bar to bar
+    (lag-1 correlation below -0.5, more than a random walk plus noise can make) fall back to
+    r_level = var / 4 and q_level = var / 2."""
+    rng = np.random.default_rng(12)
+    e = rng.normal(0, 0.001, 5000)
+    trend = np.empty(5000)
+    trend[0] = e[0]
+    for t in range(1, 5000):
+        trend[t] = 0.6 * trend[t - 1] + e[t]
+    flip = 0.002 * (-1.0) ** np.arange(5000) + rng.normal(0, 0.0002, 5000)
+    for r, expect in ((trend, "floor"), (flip, "fallback")):
+        pre = build("ekf")
+        pre.fit(make_data(_returns_close(r)))
+        got = pre.state_dict()["params"]
+        rr = np.diff(np.log(_returns_close(r)))
+        d = rr - rr.mean()
+        var = np.mean(d * d)
+        if expect == "floor":
+            assert np.mean(d[1:] * d[:-1]) > 0
+            assert got["r_level"] == pytest.approx(1e-4 * var, rel=1e-9)
+            assert got["q_level"] == pytest.approx(var - 2e-4 * var, rel=1e-9)
+        else:
+            assert np.mean(d[1:] * d[:-1]) / var < -0.5
+            assert got["r_level"] == pytest.approx(var / 4, rel=1e-9)
+            assert got["q_level"] == pytest.approx(var / 2, rel=1e-9)
+
+
+def test_ekf_estimate_pairs_returns_within_a_segment_only() -> None:
+    """Two segments (a gap between them): the lag-1 autocovariance pairs returns inside each
+    segment, never the last return of one with the first of the next."""
+    close = random_walk(6000, 13, sigma=0.001, noise=0.001)
+    close[3000:] *= 1.3  # the gap: the second segment opens elsewhere
+    pre = build("ekf")
+    pre.fit(make_data(close, segments=[(0, 3000), (3000, 6000)]))
+    pieces = [np.diff(np.log(close[a:b])) for a, b in ((0, 3000), (3000, 6000))]
+    mean = np.concatenate(pieces).mean()
+    d = [x - mean for x in pieces]
+    cov1 = sum(np.dot(x[1:], x[:-1]) for x in d) / sum(len(x) - 1 for x in d)
+    assert pre.state_dict()["params"]["r_level"] == pytest.approx(-cov1, rel=1e-9)
+
+
 def test_ekf_standardises_with_the_train_rows_statistics() -> None:
     close = random_walk(1200, 6, noise=0.0003)
     data = make_data(close, train=[(0, 800)])
@@ -207,6 +254,18 @@ def test_ekf_standardises_with_the_train_rows_statistics() -> None:
     out = pre.transform(data)
     np.testing.assert_allclose(out[800:], (unscaled[800:] - state["mean"]) / state["std"], rtol=1e-4, atol=1e-4)
     assert abs(out[:800].mean(axis=0)).max() < 1e-4 and abs(out[:800].std(axis=0) - 1).max() < 1e-3
+    # clipped on both sides: a crash and a spike after the train rows push the gap past +-3
+    shocked = close.copy()
+    shocked[900:] *= 0.9
+    shocked[1000:] *= 1.25
+    clipped = build("ekf", mode="replace", clip=3.0)
+    clipped.fit(make_data(close[:800]))
+    free = build("ekf", mode="replace", clip=0.0)
+    free.load_state_dict(clipped.state_dict())
+    wide = free.transform(make_data(shocked, train=[(0, 800)])).astype(np.float64)
+    assert wide[:, 0].min() < -3 and wide[:, 0].max() > 3
+    np.testing.assert_allclose(clipped.transform(make_data(shocked, train=[(0, 800)])), np.clip(wide, -3, 3),
+                               rtol=1e-6)
 
 
 def test_ekf_train_rows_come_from_train_bars_only() -> None:
