@@ -215,3 +215,46 @@ def test_timegan_discriminator_steps_only_while_its_loss_exceeds_the_threshold(s
         assert same == name.startswith("discriminator."), name
         if name.startswith("discriminator."):
             assert not (always[2][name] == always[4][name]).all(), name
+
+
+def test_block_bootstrap_windows_by_hand() -> None:
+    """Rows carry their own index (channel 0) and label (index mod 3): every synthetic window is
+    blocks of consecutive train rows in order, no block crosses the gap between segments, labels
+    travel with their rows, each block start is drawn on its own and every start can be drawn."""
+    from types import SimpleNamespace
+
+    from himari_builtin.generators.block_bootstrap import BlockBootstrap, BlockBootstrapConfig
+
+    rows = np.arange(100)
+    data = SimpleNamespace(features=np.stack([rows, -rows], axis=1).astype(np.float32), labels=rows % 3,
+                           segments=[(0, 40), (40, 100)])
+    gen = BlockBootstrap(BlockBootstrapConfig(window=10, block=4))
+    gen.fit(data)
+    out = gen.sample(4000, seed=1)
+    idx = out.windows[:, :, 0].astype(np.int64)
+    assert out.windows.shape == (4000, 10, 2) and np.array_equal(out.windows[:, :, 1], -idx)
+    np.testing.assert_array_equal(out.labels, idx % 3)
+    blocks = [idx[:, 0:4], idx[:, 4:8], idx[:, 8:10]]  # ceil(10 / 4) = 3 blocks, the last cut to 2 rows
+    for b in blocks:
+        assert (np.diff(b, axis=1) == 1).all()  # consecutive rows, in order
+        assert ((b < 40).all(axis=1) | (b >= 40).all(axis=1)).all()  # never across the gap
+    starts = np.concatenate([b[:, 0] for b in blocks])
+    valid = set(range(0, 37)) | set(range(40, 97))  # 4 rows fit from each of these
+    assert set(starts.tolist()) == valid  # every start drawn (12,000 draws of 94), none other
+    follows = (blocks[1][:, 0] == blocks[0][:, -1] + 1).mean()
+    assert follows < 0.05  # blocks drawn independently (about 1 in 94 continue the previous one)
+    assert abs(np.corrcoef(blocks[0][:, 0], blocks[1][:, 0])[0, 1]) < 0.1  # not one start for the window
+
+
+def test_block_bootstrap_bad_config_and_state_are_refused() -> None:
+    from himari_builtin.generators.block_bootstrap import BlockBootstrap, BlockBootstrapConfig
+
+    with pytest.raises(ValueError, match="window and block must be >= 1, got 0 and 6"):
+        BlockBootstrapConfig(window=0)
+    gen = BlockBootstrap(BlockBootstrapConfig(window=10, block=4))
+    good = {"features": np.zeros((20, 2)), "labels": np.zeros(20), "starts": np.arange(17)}
+    gen.load_state_dict(good)
+    for bad in ({**good, "starts": np.arange(18)}, {**good, "labels": np.zeros(19)}, {**good, "starts": np.array([-1])},
+                {**good, "features": np.zeros(20)}):
+        with pytest.raises(ValueError, match="do not fit together"):
+            gen.load_state_dict(bad)
