@@ -55,6 +55,24 @@ def test_a_gap_inside_a_split_masks_the_rows_whose_horizon_crosses_it() -> None:
     np.testing.assert_allclose(out[defined, 1], math.sqrt(2) * 0.01)
 
 
+def test_standardisation_masked_error_and_correlation_by_hand() -> None:
+    from himari_builtin.training.multi_task.heads import masked_mse, pearson
+    from himari_builtin.training.multi_task.targets import standardise
+
+    targets = np.array([[1.0, np.nan], [3.0, 5.0], [np.nan, 5.0], [2.0, np.nan]])
+    mean, std = standardise(targets)
+    np.testing.assert_allclose(mean, [2.0, 0.0])  # column 1 is constant where defined: 0 and 1
+    np.testing.assert_allclose(std, [math.sqrt(2 / 3), 1.0])  # population std of 1, 3, 2
+    pred, target = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, float("nan"), 1.0, 8.0])
+    valid = torch.tensor([True, False, True, False])
+    assert float(masked_mse(pred, target, valid)) == pytest.approx((1 + 4) / 2)  # mean over the valid two
+    assert float(masked_mse(pred, target, torch.zeros(4, dtype=torch.bool))) == 0.0
+    assert math.isnan(pearson(np.array([1.0, 2.0, 3.0]), np.array([4.0, 4.0, 4.0])))
+    assert pearson(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 7.0])) == pytest.approx(0.9933992677987828)
+    with pytest.raises(ValueError, match="horizon must be >= 1, got 0"):
+        horizon_targets(np.ones(5), [(0, 5)], horizon=0)
+
+
 # ------------------------------------------------------------------------------ fixtures
 
 
