@@ -116,8 +116,30 @@ def test_windows_support_then_embargo_then_query() -> None:
         (10, 16, 18, 20), (20, 26, 28, 30), (30, 36, 38, 40), (50, 56, 58, 60)]
 
 
+def test_windows_must_leave_query_bars() -> None:
+    with pytest.raises(ValueError, match="leaves no query bars after support 6 \\+ embargo 4"):
+        windows([(0, 40)], window=10, support=6, embargo=4)
+
+
 def test_terciles_by_hand() -> None:
     assert terciles(np.array([5.0, 1.0, 3.0, 2.0, 6.0, 4.0])).tolist() == [2, 0, 1, 0, 2, 1]
+    # boundaries 0 and 1/3 (numpy's linear quantiles): a value at a boundary stays below it
+    assert terciles(np.array([0.0, 0.0, 0.0, 0.0, 1.0, 1.0])).tolist() == [0, 0, 0, 0, 2, 2]
+
+
+def test_regime_is_three_times_the_volatility_tercile_plus_the_trend_tercile() -> None:
+    """Nine support sets made by hand: calm, middling and wild volatility (alternating returns of
+    0.1%, 1% and 5%) crossed with a falling, flat and rising trend (the support's last close
+    against its first): window k gets regime k, the falling ones the lowest trend tercile."""
+    window, support = 20, 11  # 10 support returns: the alternation sums to 0
+    close = []
+    for vol in (0.001, 0.01, 0.05):
+        for drift in (-0.02, 0.0, 0.02):
+            steps = vol * (-1.0) ** np.arange(support - 1) + drift / (support - 1)
+            logc = np.r_[0.0, np.cumsum(steps)]
+            close.extend(np.exp(np.r_[logc, np.full(window - support, logc[-1])]))
+    tasks = regime_tasks(np.array(close), [(0, len(close))], window=window, support=support, embargo=2)
+    assert [t.regime for t in tasks] == list(range(9))
 
 
 def test_regimes_come_from_the_support_closes_only() -> None:

@@ -46,7 +46,8 @@ def windows(ranges: list[tuple[int, int]], window: int, support: int, embargo: i
 
 
 def terciles(values: np.ndarray) -> np.ndarray:
-    """0, 1 or 2: below the first tercile boundary, between, at or above the second."""
+    """0, 1 or 2: at or below the first tercile boundary, above it up to the second, above the
+    second (a value at a boundary stays below it)."""
     if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
     lo, hi = np.quantile(values, [1 / 3, 2 / 3])
