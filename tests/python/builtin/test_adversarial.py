@@ -301,3 +301,26 @@ def test_adversarial_training_moves_weight_to_robust_features_and_flips_less() -
         flips[adversarial] = next(r["flip_rate"] for r in out["results"] if r["attack"] == "fgsm")
     assert share[True] > 2 * share[False]
     assert flips[True] < 0.8 * flips[False]
+
+
+def test_ratio_rounds_the_rows_and_a_set_step_size_is_the_step() -> None:
+    """round(0.3 x 5) = 2 rows move (not int's 1); one PGD step of the configured 0.01 from the
+    clean input moves each weighted market column by exactly 0.01 (the default step, 2.5 eps, would
+    reach the box's edge), toward the lower s for BUY rows and the higher for SELL rows."""
+    x, y = batch(5)
+    cfg = AdversarialConfig(attack="pgd", epsilon=0.05, steps=1, step_size=0.01, ratio=0.3, random_start=False)
+    out = perturb_batch(LinearModel(), (x, y), Ctx(), cfg)[0]
+    moved = (out != x).any(dim=1)
+    assert moved.tolist() == [True, True, False, False, False]
+    step = np.where(y.numpy()[:2, None] == 2, -1.0, 1.0) * np.sign(W)[None, :] * 0.01
+    np.testing.assert_allclose((out - x)[:2, :F].numpy(), step, atol=1e-7)
+    assert torch.equal(out[:2, F:], x[:2, F:])  # account columns stay
+
+
+def test_the_rollout_counter_restarts_every_epoch() -> None:
+    """The counter seeds PGD's random start of each rollout: a resumed run redoes its epoch from
+    rollout 0 and draws what the uninterrupted run drew."""
+    method = Adversarial(AdversarialConfig(rollouts=True))
+    method.rollouts = 7
+    method.epoch_start(3, None)
+    assert method.rollouts == 0

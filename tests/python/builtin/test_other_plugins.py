@@ -133,4 +133,6 @@ def test_confidence_penalty_term_pushes_towards_higher_entropy() -> None:
         probs = torch.softmax(stepped, -1)
         entropy_after = float(-(probs[0] * probs[0].log()).sum())
     assert entropy_after > entropy_confident  # minimising the term spreads the confident row
+    with pytest.raises(ValueError, match="beta must be >= 0, got -0.1"):
+        spec.config(beta=-0.1)  # a negative beta would reward collapse
     assert torch.allclose(model.logits.grad[1], torch.zeros(3), atol=1e-7)  # the uniform row is at the maximum
