@@ -239,7 +239,7 @@ def test_block_bootstrap_windows_by_hand() -> None:
         assert (np.diff(b, axis=1) == 1).all()  # consecutive rows, in order
         assert ((b < 40).all(axis=1) | (b >= 40).all(axis=1)).all()  # never across the gap
     starts = np.concatenate([b[:, 0] for b in blocks])
-    valid = set(range(0, 37)) | set(range(40, 97))  # 4 rows fit from each of these
+    valid = set(range(37)) | set(range(40, 97))  # 4 rows fit from each of these
     assert set(starts.tolist()) == valid  # every start drawn (12,000 draws of 94), none other
     follows = (blocks[1][:, 0] == blocks[0][:, -1] + 1).mean()
     assert follows < 0.05  # blocks drawn independently (about 1 in 94 continue the previous one)

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from himari_builtin.generators.tab_ddpm.network import (  # noqa: E402
+from himari_builtin.generators.tab_ddpm.network import (
     Multinomial,
     Schedule,
     cosine_betas,
