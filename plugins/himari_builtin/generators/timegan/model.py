@@ -65,7 +65,14 @@ class TimeGAN:
         import torch.nn.functional as F
 
         from himari.plugin.api import GraphReplay, MinMaxScaler, check_finite, phase, require_windows, torch_generator
-        from himari_builtin.generators.timegan.network import TimeGANNetworks, moment_loss
+        from himari_builtin.generators.timegan.network import (
+            TimeGANNetworks,
+            autoencoder_loss,
+            discriminator_loss,
+            embedder_loss,
+            generator_loss,
+            moment_loss,
+        )
 
         cfg, L = self.config, self.config.window
         check_finite("timegan", np.asarray(data.features), "the train features")
@@ -106,13 +113,12 @@ class TimeGAN:
         gs_opt = adam(params(net.generator, net.supervisor))
         g_opt = adam(params(net.generator, net.supervisor))
         d_opt = adam(params(net.discriminator))
-        bce = F.binary_cross_entropy_with_logits
 
         def supervised(h: Any) -> Any:
             return F.mse_loss(net.supervisor(h)[:, :-1], h[:, 1:])
 
         def autoencoder_step(xb: Any) -> Any:
-            step(e0_opt, 10 * torch.sqrt(F.mse_loss(net.recovery(net.embedder(xb)), xb)))
+            step(e0_opt, autoencoder_loss(F.mse_loss(net.recovery(net.embedder(xb)), xb)))
 
         def supervised_step(xb: Any) -> Any:
             with torch.no_grad():
@@ -129,22 +135,20 @@ class TimeGAN:
                 h_hat = net.supervisor(e_hat)
                 x_hat = net.recovery(h_hat)
                 y_fake, y_fake_e = net.discriminator(h_hat), net.discriminator(e_hat)
-                g_u = bce(y_fake, torch.ones_like(y_fake))
-                g_u_e = bce(y_fake_e, torch.ones_like(y_fake_e))
+                g_u = F.binary_cross_entropy_with_logits(y_fake, torch.ones_like(y_fake))  # logged
                 g_s = supervised(h)
                 g_v = moment_loss(x_hat, xb)
-                step(g_opt, g_u + cfg.gamma * g_u_e + 100 * torch.sqrt(g_s) + 100 * g_v)
+                step(g_opt, generator_loss(y_fake, y_fake_e, g_s, g_v, cfg.gamma))
                 h = net.embedder(xb)
                 rec = F.mse_loss(net.recovery(h), xb)
-                step(e_opt, 10 * torch.sqrt(rec) + 0.1 * supervised(h))
+                step(e_opt, embedder_loss(rec, supervised(h)))
             xb, z = batches[4:6]
             with torch.no_grad():
                 h = net.embedder(xb)
                 e_hat = net.generator(z)
                 h_hat = net.supervisor(e_hat)
             y_real, y_fake, y_fake_e = net.discriminator(h), net.discriminator(h_hat), net.discriminator(e_hat)
-            d_loss = (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
-                      + cfg.gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))
+            d_loss = discriminator_loss(y_real, y_fake, y_fake_e, cfg.gamma)
             GraphReplay.zero_grad(net.parameters())
             d_loss.backward()
             return tuple(t.detach() for t in (d_loss, g_u, g_s, g_v, rec))

@@ -47,3 +47,36 @@ def moment_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     std_hat = torch.sqrt(x_hat.var(dim=0, unbiased=False) + 1e-6)
     std = torch.sqrt(x.var(dim=0, unbiased=False) + 1e-6)
     return (std_hat - std).abs().mean() + (x_hat.mean(dim=0) - x.mean(dim=0)).abs().mean()
+
+
+# ------------------------------------------------------------------------------ the losses
+# The paper's objectives with its weights (the authors' reference code), written apart so that
+# each can be checked by hand; ``*_mse`` are mean squared errors, ``y_*`` discriminator logits.
+
+
+def autoencoder_loss(reconstruction_mse: torch.Tensor) -> torch.Tensor:
+    """Phase 1, embedder and recovery: ``10 sqrt(MSE(x, x~))``."""
+    return 10 * torch.sqrt(reconstruction_mse)
+
+
+def generator_loss(y_fake: torch.Tensor, y_fake_e: torch.Tensor, supervised_mse: torch.Tensor,
+                   moments: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Joint phase, generator and supervisor: the discriminator fooled on the supervised latents
+    h^ and (times ``gamma``) on the generator's own e^, ``100 sqrt(supervised)`` and
+    ``100 moments``."""
+    bce = nn.functional.binary_cross_entropy_with_logits
+    return (bce(y_fake, torch.ones_like(y_fake)) + gamma * bce(y_fake_e, torch.ones_like(y_fake_e))
+            + 100 * torch.sqrt(supervised_mse) + 100 * moments)
+
+
+def embedder_loss(reconstruction_mse: torch.Tensor, supervised_mse: torch.Tensor) -> torch.Tensor:
+    """Joint phase, embedder and recovery: ``10 sqrt(reconstruction) + 0.1 supervised``."""
+    return 10 * torch.sqrt(reconstruction_mse) + 0.1 * supervised_mse
+
+
+def discriminator_loss(y_real: torch.Tensor, y_fake: torch.Tensor, y_fake_e: torch.Tensor,
+                       gamma: float) -> torch.Tensor:
+    """Real latents scored real, h^ and (times ``gamma``) e^ scored fake."""
+    bce = nn.functional.binary_cross_entropy_with_logits
+    return (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
+            + gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))

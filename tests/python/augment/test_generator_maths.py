@@ -1,8 +1,9 @@
-"""Tab-DDPM's diffusion arithmetic against the papers' formulas, each worked out here on its own:
-the cosine schedule (Nichol and Dhariwal 2021) through its telescoping product, the Gaussian
-posterior (Ho et al. 2020) by conditioning the joint Gaussian of x_{t-1} and x_t, the sampler's
-"fixed large" variance of Tab-DDPM's reference code, and the multinomial posterior and loss
-(Hoogeboom et al. 2021) by Bayes' rule on a hand-picked batch."""
+"""The generators' arithmetic against the papers' formulas, each worked out here on its own:
+Tab-DDPM's cosine schedule (Nichol and Dhariwal 2021) through its telescoping product, the
+Gaussian posterior (Ho et al. 2020) by conditioning the joint Gaussian of x_{t-1} and x_t, the
+sampler's "fixed large" variance of Tab-DDPM's reference code, the multinomial posterior and
+loss (Hoogeboom et al. 2021) by Bayes' rule on a hand-picked batch, and TimeGAN's losses with
+their weights."""
 
 from __future__ import annotations
 
@@ -106,3 +107,46 @@ def test_multinomial_posterior_and_loss_by_bayes_rule() -> None:
             prior += float((q_last * np.log(q_last * K)).sum())  # KL(q(x_T | x_0) || uniform)
         assert loss[i] == pytest.approx((T * lt + prior) / n, rel=2e-3, abs=1e-4), i  # float32 in the model
     assert loss[3] > 0 and loss[1] > 0
+
+
+def test_timegan_losses_carry_the_paper_s_weights() -> None:
+    """TimeGAN's objectives by hand on picked logits and errors: BCE with logits is
+    log(1 + e^-y) for a "real" target and log(1 + e^y) for a "fake" one; the weights are the
+    reference code's (10 sqrt(reconstruction), 100 sqrt(supervised), 100 moments, 0.1 supervised
+    for the embedder, gamma on the generator's own latents)."""
+    from himari_builtin.generators.timegan.network import (
+        autoencoder_loss,
+        discriminator_loss,
+        embedder_loss,
+        generator_loss,
+    )
+
+    def real(y: list[float]) -> float:
+        return float(np.mean([math.log1p(math.exp(-v)) for v in y]))
+
+    def fake(y: list[float]) -> float:
+        return float(np.mean([math.log1p(math.exp(v)) for v in y]))
+
+    y_real, y_fake, y_fake_e = [0.5, -1.0, 2.0], [1.5, 0.0, -0.5], [-2.0, 0.3, 1.0]
+    t = lambda v: torch.tensor(v, dtype=torch.float64)
+    gamma, sup, mom, rec = 0.7, t(0.04), t(0.02), t(0.09)
+    assert float(autoencoder_loss(rec)) == pytest.approx(10 * 0.3)
+    assert float(embedder_loss(rec, sup)) == pytest.approx(10 * 0.3 + 0.1 * 0.04)
+    assert float(generator_loss(t(y_fake), t(y_fake_e), sup, mom, gamma)) == pytest.approx(
+        real(y_fake) + gamma * real(y_fake_e) + 100 * 0.2 + 100 * 0.02)
+    assert float(discriminator_loss(t(y_real), t(y_fake), t(y_fake_e), gamma)) == pytest.approx(
+        real(y_real) + fake(y_fake) + gamma * fake(y_fake_e))
+
+
+def test_timegan_moment_loss_by_hand() -> None:
+    """Mean absolute gap of the batch's standard deviations (population, with 1e-6 under the root)
+    and of its means, at each step and channel."""
+    from himari_builtin.generators.timegan.network import moment_loss
+
+    x = torch.tensor([[[0.0, 1.0]], [[2.0, 1.0]], [[4.0, 4.0]]], dtype=torch.float64)  # [batch 3, step 1, 2]
+    x_hat = torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]], [[1.0, 3.0]]], dtype=torch.float64)
+    std = [math.sqrt(8 / 3 + 1e-6), math.sqrt(2 + 1e-6)]
+    std_hat = [math.sqrt(0 + 1e-6), math.sqrt(2 + 1e-6)]
+    means, means_hat = [2.0, 2.0], [1.0, 1.0]
+    want = np.mean(np.abs(np.subtract(std_hat, std))) + np.mean(np.abs(np.subtract(means_hat, means)))
+    assert float(moment_loss(x_hat, x)) == pytest.approx(want, rel=1e-12)
