@@ -53,6 +53,14 @@ def test_exact_duplicates_dropped_and_reported(write_csv):
     assert loaded.report.symbols[0].duplicates_dropped == 2
 
 
+def test_the_same_timestamp_in_two_symbols_is_no_duplicate(write_csv):
+    a = write_csv("a.csv", _good(10))
+    b = write_csv("b.csv", HEADER + "".join(_row(i) for i in range(9, 19)))  # starts at a's last bar
+    loaded = load_bars([a, b])
+    assert loaded.frame.groupby("symbol").size().tolist() == [10, 10]
+    assert all(s.duplicates_dropped == 0 for s in loaded.report.symbols)
+
+
 def test_conflicting_duplicates_error_names_both_rows(write_csv):
     p = write_csv("dup.csv", _good(5) + _row(2, c=123.0))
     msg = _expect_error(p, "dup.csv: line 4", "dup.csv: line 7", "column 'close'", "duplicate timestamp", "100.5", "123.0")
@@ -150,11 +158,14 @@ def test_ohlc_inconsistency_reported_and_repaired(write_csv):
     assert fixed.report.symbols[0].ohlc_inconsistent == 0
     assert fixed.report.symbols[0].ohlc_repaired == 1
     assert fixed.frame["high"].iat[3] == 100.5
+    low = write_csv("l.csv", _good(3) + _row(3, o=100.0, h=101.0, l=100.2, c=99.8) + _row(4))
+    fixed = load_bars([low], options=ImportOptions(repair_ohlc=True))
+    assert fixed.frame["low"].iat[3] == 99.8 and fixed.frame["high"].iat[3] == 101.0  # the low clamped down
 
 
 def test_fill_gaps_forward_marks_filled_bars(write_csv):
-    rows = [_row(i) for i in range(10) if i not in (4, 5, 6)]
-    p = write_csv("g.csv", HEADER + "".join(rows))
+    rows = [_row(i) if i < 7 else _row(i, o=120.0, h=121.0, l=119.0, c=120.0) for i in range(10) if i not in (4, 5, 6)]
+    p = write_csv("g.csv", HEADER + "".join(rows))  # the close jumps to 120 after the gap
     plain = load_bars([p])
     assert plain.report.symbols[0].gaps == 1 and plain.report.symbols[0].missing_bars == 3
     assert plain.report.symbols[0].longest_gap_bars == 3
@@ -163,7 +174,7 @@ def test_fill_gaps_forward_marks_filled_bars(write_csv):
     assert len(f) == 10 and f["filled"].sum() == 3
     gap = f.iloc[4:7]
     assert (gap["volume"] == 0).all()
-    assert (gap[["open", "high", "low", "close"]].to_numpy() == f["close"].iat[3]).all()
+    assert (gap[["open", "high", "low", "close"]].to_numpy() == 100.5).all()  # the close before the gap, never after
     assert filled.report.symbols[0].filled_bars == 3
 
 
