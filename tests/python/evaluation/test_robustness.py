@@ -110,6 +110,8 @@ def test_models_that_cannot_be_attacked_are_refused() -> None:
                         (Lying(), "is not the action it takes")):
         with pytest.raises(ConfigError, match=text):
             measure(model, "m", features, open_, close, [(0, 50)], EnvConfig(), None, [0.1], pgd_steps=2)
+    with pytest.raises(ConfigError, match="--pgd-steps 0: expected an integer >= 1"):
+        measure(SignPolicy(), "m", features, open_, close, [(0, 50)], EnvConfig(), None, [0.1], pgd_steps=0)
 
 
 @pytest.mark.parametrize("text", ["", "0.1,x", "-0.1", "0", "nan", "0.1,0.1"])
