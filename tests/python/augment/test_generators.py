@@ -137,6 +137,16 @@ def test_tail_rules_on_a_hand_worked_price_path() -> None:
     # crash: 3-bar return <= -0.05; flash crash: 1-bar return <= -0.05 (wins over crash)
     out = tails.classify(r3, r1, -0.05, -0.05)
     assert out.tolist() == [0, 0, 0, 0, 0, 0, tails.FLASH, tails.CRASH]
+    # a return exactly at a threshold meets the rule (<=)
+    assert tails.classify(np.array([-0.03]), np.array([0.0]), -0.03, -0.05).tolist() == [tails.CRASH]
+    # two runs of bars: no return reaches across the gap; a run of k + 1 bars has one k-bar return
+    two = tails.segment_returns(close, [(0, 4), (4, 8)], 3)
+    assert np.isnan(two[:3]).all() and np.isnan(two[4:7]).all()
+    np.testing.assert_allclose(two[[3, 7]], [-0.03, -0.07], atol=1e-12)
+    # thresholds: the crash quantile of the 3-bar returns, the flash quantile of the 1-bar returns
+    crash_at, flash_at = tails.thresholds(close, segments, 3, 0.1, 1, 0.4)
+    assert crash_at == pytest.approx(np.quantile([-0.03, -0.03, -0.02, -0.07, -0.07], 0.1))
+    assert flash_at == pytest.approx(np.quantile([0, -0.01, -0.02, 0, 0, -0.07, 0], 0.4))
 
 
 def test_window_longer_than_the_train_split_is_refused_naming_the_generator(small_prepared: Path, make: Any,
