@@ -135,10 +135,10 @@ class TimeGAN:
                 h_hat = net.supervisor(e_hat)
                 x_hat = net.recovery(h_hat)
                 y_fake, y_fake_e = net.discriminator(h_hat), net.discriminator(e_hat)
-                g_u = F.binary_cross_entropy_with_logits(y_fake, torch.ones_like(y_fake))  # logged
                 g_s = supervised(h)
                 g_v = moment_loss(x_hat, xb)
-                step(g_opt, generator_loss(y_fake, y_fake_e, g_s, g_v, cfg.gamma))
+                g_loss, g_u = generator_loss(y_fake, y_fake_e, g_s, g_v, cfg.gamma)
+                step(g_opt, g_loss)
                 h = net.embedder(xb)
                 rec = F.mse_loss(net.recovery(h), xb)
                 step(e_opt, embedder_loss(rec, supervised(h)))

@@ -60,13 +60,14 @@ def autoencoder_loss(reconstruction_mse: torch.Tensor) -> torch.Tensor:
 
 
 def generator_loss(y_fake: torch.Tensor, y_fake_e: torch.Tensor, supervised_mse: torch.Tensor,
-                   moments: torch.Tensor, gamma: float) -> torch.Tensor:
+                   moments: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Joint phase, generator and supervisor: the discriminator fooled on the supervised latents
     h^ and (times ``gamma``) on the generator's own e^, ``100 sqrt(supervised)`` and
-    ``100 moments``."""
+    ``100 moments``. Returns the loss and its first term (logged as the unsupervised loss)."""
     bce = nn.functional.binary_cross_entropy_with_logits
-    return (bce(y_fake, torch.ones_like(y_fake)) + gamma * bce(y_fake_e, torch.ones_like(y_fake_e))
-            + 100 * torch.sqrt(supervised_mse) + 100 * moments)
+    fooled = bce(y_fake, torch.ones_like(y_fake))
+    return (fooled + gamma * bce(y_fake_e, torch.ones_like(y_fake_e)) + 100 * torch.sqrt(supervised_mse)
+            + 100 * moments), fooled
 
 
 def embedder_loss(reconstruction_mse: torch.Tensor, supervised_mse: torch.Tensor) -> torch.Tensor:
