@@ -210,7 +210,6 @@ def test_guidance_gradient_reaches_the_policy_through_the_predicted_action(relax
     assert not guide.requires_grad
 
 
-
 def test_policy_loss_by_hand() -> None:
     """``(NLL + c G) / (1 + c)``: NLL the data actions' cross-entropy, G the mean expectile loss
     (tau 0.9) of ``u = (R / rtg_scale - mu) / sigma`` at the softmax of the predicted actions, c
@@ -243,6 +242,7 @@ def test_policy_loss_by_hand() -> None:
     net.train()
     model.loss((obs, actions, rtg), None)
     assert int(net.policy_steps) == 3
+
 
 def test_critic_queries_see_the_data_history_and_the_predicted_action_only() -> None:
     """A query with the data action equals the critic at the data action token; changing the
