@@ -56,7 +56,6 @@ def test_loss_logs_the_gap_and_alpha_weights_it() -> None:
     assert logs["alpha"] == pytest.approx(0.5)
 
 
-
 def test_td_loss_of_each_head_and_the_lagrangian_alpha_gradient_by_hand() -> None:
     """The TD loss is each head's own squared error against the shared min target, summed; with
     ``lagrangian`` the loss's gradient in log_alpha is ``-alpha (gap - target_gap)`` (alpha grows
@@ -84,6 +83,7 @@ def test_td_loss_of_each_head_and_the_lagrangian_alpha_gradient_by_hand() -> Non
         gap = float(logs["cql_gap"])
         assert net.log_alpha.grad.item() == pytest.approx(-0.7 * (gap - target_gap), rel=1e-5)
         assert (net.log_alpha.grad.item() < 0) == (gap > target_gap)
+
 
 def test_polyak_update() -> None:
     t, s = torch.zeros(3), torch.ones(3)

@@ -69,7 +69,6 @@ def test_triple_barrier_first_touch_and_pessimistic_tie():
     assert (res.labels[-6:] == UNDEFINED).all()
 
 
-
 def test_triple_barrier_width_is_the_causal_volatility_at_t_and_bar_t_itself_never_decides():
     """The barriers sit at +/- sigma_t * sqrt(horizon) from the entry, sigma_t the population std
     (ddof 0) of the ``vol_window`` log returns up to close[t]: a touch 0.5% beyond the barrier
@@ -108,6 +107,7 @@ def test_a_return_exactly_at_the_threshold_is_hold():
     res = forward_return(o, o, o, o, horizon=1, threshold=-down)
     assert res.target[2] == down and res.labels[2] == HOLD
     assert forward_return(o, o, o, o, horizon=1, threshold=up * 0.999).labels[0] == BUY
+
 
 def test_risk_adjusted_scales_by_volatility():
     rng = np.random.default_rng(1)
