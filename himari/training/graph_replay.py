@@ -25,13 +25,35 @@ On a CPU ``device``, or with ``enabled=False``, every call is an ordinary call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from himari.errors import TrainingError
 
 WARMUP = 2
 """Eager calls before the recording."""
+
+
+@contextmanager
+def rng_kept_if_recording_fails() -> Iterator[None]:
+    """Give the current GPU's default random generator back its state if a recording fails.
+
+    Why: starting a recording puts the generator in capture mode and only a recording that ends
+    cleanly takes it out, so after a failed one (a step that reads a value on the host, say)
+    every later random draw on that GPU (``torch.multinomial`` in a rollout, dropout) raises
+    "Offset increment outside graph capture". The state is cloned before the recording and put
+    back on failure: seed and offset as they were, as if the recording had never started.
+    """
+    import torch
+
+    generator = torch.cuda.default_generators[torch.cuda.current_device()]
+    saved = generator.clone_state()
+    try:
+        yield
+    except BaseException:
+        generator.graphsafe_set_state(saved)
+        raise
 
 
 class GraphReplay:
@@ -121,7 +143,7 @@ class GraphReplay:
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph, stream=self.stream):
+            with rng_kept_if_recording_fails(), torch.cuda.graph(graph, stream=self.stream):
                 self.outputs = self.fn(*self.inputs)
         except RuntimeError as e:
             raise TrainingError(f"{self.name}: recording it as a CUDA graph failed ({str(e).splitlines()[0]}); "

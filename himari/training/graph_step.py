@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from himari.errors import TrainingError
+from himari.training.graph_replay import rng_kept_if_recording_fails
 from himari.training.loop import float64_vector, non_finite_loss
 
 WARMUP = 2
@@ -192,9 +193,9 @@ class GraphedStep:
         torch.cuda.synchronize()
         fb, opt = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(fb, pool=self.pool, stream=self.stream):
+            with rng_kept_if_recording_fails(), torch.cuda.graph(fb, pool=self.pool, stream=self.stream):
                 out, names = self._forward_backward(static_batch)
-            with torch.cuda.graph(opt, pool=self.pool, stream=self.stream):
+            with rng_kept_if_recording_fails(), torch.cuda.graph(opt, pool=self.pool, stream=self.stream):
                 self.optimizer.step()
         except RuntimeError as e:  # a loss that is not graph-safe after all: say so, not a traceback
             raise TrainingError(f"train.cuda_graph: recording the step failed ({str(e).splitlines()[0]}); the "

@@ -108,6 +108,13 @@ def test_a_step_that_reads_a_value_on_the_host_is_refused_with_the_way_out() -> 
     replay = GraphReplay(step, device="cuda", name="host-reading step", off="set graphs=false", warmup=1)
     x = torch.ones(4, device="cuda")
     replay(x)
+    before = torch.cuda.get_rng_state()
     with pytest.raises(TrainingError,
                        match="host-reading step: recording it as a CUDA graph failed .*set graphs=false"):
         replay(x)
+    # the failed recording left the GPU's random generator as it was and out of capture mode:
+    # a later draw (a rollout's torch.multinomial) works instead of raising "Offset increment
+    # outside graph capture"
+    assert torch.equal(torch.cuda.get_rng_state(), before)
+    draws = torch.multinomial(torch.ones(2, 3, device="cuda"), 1)
+    assert draws.shape == (2, 1)

@@ -235,8 +235,12 @@ def test_a_loss_that_cannot_be_recorded_is_a_clear_error() -> None:
     batches = _batches(3)
     stepper.step(batches[0])
     stepper.step(batches[1])  # the eager warm-up runs it fine
+    before = torch.cuda.get_rng_state()
     with pytest.raises(TrainingError, match="run without train.cuda_graph"):
         stepper.step(batches[2])
+    # the failed recording left the GPU's random generator as it was, usable (a rollout samples)
+    assert torch.equal(torch.cuda.get_rng_state(), before)
+    assert torch.multinomial(torch.ones(2, 3, device="cuda"), 1).shape == (2, 1)
 
 
 @pytest.mark.cuda
