@@ -184,6 +184,27 @@ py::tuple backtest(const py::handle& open, const py::handle& close, const py::ha
   return py::make_tuple(metrics, equity);
 }
 
+// Long-flat, metrics only, by held runs (held_runs.h); the arguments are checked as for backtest.
+py::array_t<double> backtest_held_runs(const py::handle& open, const py::handle& close, const py::handle& signals,
+                                       double fee, double slippage, const std::string& mode, double bars_per_year,
+                                       int threads) {
+  HIMARI_CHECK(std::isfinite(bars_per_year) && bars_per_year > 0.0,
+               "bars_per_year: expected a finite value > 0, got ", bars_per_year);
+  HIMARI_CHECK(threads >= 0, "threads: expected 0 (every hardware thread) or a count >= 1, got ", threads);
+  BacktestArgs args = backtest_args(open, close, signals, fee, slippage, mode, "signals");
+  HIMARI_CHECK(args.in.costs.mode == PositionMode::kLongFlat,
+               "method='held_runs' backtests long_flat signals only, got mode=", mode);
+  args.in.bars_per_year = bars_per_year;
+  const py::ssize_t m = args.in.n_strategies;
+  py::array_t<double> metrics({m, static_cast<py::ssize_t>(sizeof(Metrics) / sizeof(double))});
+  auto* met = reinterpret_cast<Metrics*>(metrics.mutable_data());
+  bind::with_action_type(bind::action_dtype(args.signals), args.signals.data(), [&](auto* p) {
+    py::gil_scoped_release release;
+    backtest_signals_runs_cpu(args.in, p, met, threads);
+  });
+  return metrics;
+}
+
 py::tuple replay(const py::handle& open, const py::handle& close, const py::handle& actions, double fee,
                  double slippage, const std::string& mode, const RewardConfig& reward) {
   validate_reward(reward);
@@ -431,6 +452,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("backtest_signals", &backtest, py::arg("open"), py::arg("close"), py::arg("signals"), py::arg("fee"),
         py::arg("slippage"), py::arg("mode"), py::arg("bars_per_year"), py::arg("return_equity"),
         py::arg("device") = "cpu", py::arg("threads") = 1);
+  m.def("backtest_signals_held_runs", &backtest_held_runs, py::arg("open"), py::arg("close"), py::arg("signals"),
+        py::arg("fee"), py::arg("slippage"), py::arg("mode"), py::arg("bars_per_year"), py::arg("threads") = 1);
   m.def("hardware_threads", &hardware_threads);
   m.def(
       "backtest_plan",

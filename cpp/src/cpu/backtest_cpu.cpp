@@ -30,8 +30,6 @@ void backtest(const BacktestInputs& in, const A* signals, std::int64_t m_begin, 
 }  // namespace avx2
 #endif
 
-namespace {
-
 // Strategies [m_begin, m_end) with the widest kernel this CPU runs.
 template <typename A>
 void backtest_range(const BacktestInputs& in, const A* signals, std::int64_t m_begin, std::int64_t m_end,
@@ -44,6 +42,8 @@ void backtest_range(const BacktestInputs& in, const A* signals, std::int64_t m_b
 #endif
   baseline::run_range<Vec2d>(in, signals, m_begin, m_end, metrics, equity);
 }
+
+namespace {
 
 // Strategy ranges start at multiples of this: whole AVX2 groups (and SSE2 pairs) per thread.
 constexpr std::int64_t kStrategyAlign = 4;
@@ -136,6 +136,7 @@ void replay_actions_cpu(const BacktestInputs& in, const RewardConfig& reward, co
 
 #define HIMARI_INSTANTIATE_BACKTEST(A)                                                                  \
   template void backtest_signals_cpu<A>(const BacktestInputs&, const A*, Metrics*, double*, int);       \
+  template void backtest_range<A>(const BacktestInputs&, const A*, std::int64_t, std::int64_t, Metrics*, double*); \
   template void replay_actions_cpu<A>(const BacktestInputs&, const RewardConfig&, const A*, double*, double*, \
                                       double*, float*);
 HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE_BACKTEST)

@@ -32,6 +32,12 @@ template <typename A>
 void backtest_signals_cpu(const BacktestInputs& in, const A* signals, Metrics* metrics, double* equity,
                           int threads = 1);
 
+// The sequential kernel over strategies [m_begin, m_end) of `signals` (row stride n_strategies),
+// on the calling thread: what threads = 1 runs, for callers that split the strategies themselves.
+template <typename A>
+void backtest_range(const BacktestInputs& in, const A* signals, std::int64_t m_begin, std::int64_t m_end,
+                    Metrics* metrics, double* equity);
+
 // How a threaded CPU backtest shares its work.
 enum class BacktestSplit { kSequential, kStrategies, kTimeScan };
 struct BacktestPlan {
@@ -56,6 +62,15 @@ BacktestPlan plan_backtest_threads(std::int64_t n_bars, std::int64_t n_strategie
 template <typename A>
 void backtest_signals_scan_cpu(const BacktestInputs& in, const A* signals, Metrics* metrics, std::int64_t chunk,
                                int threads);
+
+// Long-flat mode, metrics only, by held runs (held_runs.h): per bar a strategy only checks
+// whether its action changes its position, and does account maths at its fills; held runs use
+// prefix sums and a range tree over the closes shared by every strategy. Counts, fills and the
+// final equity bit for bit as the sequential kernel, return sums and drawdown to rounding.
+// Blocks of 64 strategies over `threads` threads (0: every hardware thread). Throws
+// std::invalid_argument in long-short mode.
+template <typename A>
+void backtest_signals_runs_cpu(const BacktestInputs& in, const A* signals, Metrics* metrics, int threads);
 
 // The CPUs this process may run on (its affinity mask on Linux, else
 // std::thread::hardware_concurrency()), at least 1: what threads = 0 means.
