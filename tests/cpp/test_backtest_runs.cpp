@@ -15,71 +15,33 @@
 
 #include "himari/backtest/backtest.h"
 #include "himari/backtest/held_runs.h"
+#include "backtest_cases.h"
 
 using namespace himari;
+using namespace himari::backtest_cases;
 
 namespace {
 
-struct Case {
-  std::vector<double> open, close;
-  std::vector<std::int8_t> signals;  // [T, M]
-  std::int64_t m = 0;
-  BacktestInputs in(const CostConfig& costs) const {
-    BacktestInputs b;
-    b.open = open.data();
-    b.close = close.data();
-    b.n_bars = static_cast<std::int64_t>(close.size());
-    b.n_strategies = m;
-    b.bars_per_year = 252.0;
-    b.costs = costs;
-    return b;
-  }
-};
-
-// A random walk (vol per bar `vol`, drift per bar `drift`), opens near the previous close.
+// A random walk and the six habits of random_signals: an action every bar, one every ~10 or
+// ~50 bars, never, BUY once then HOLD, SELL once then HOLD.
 Case random_case(std::int64_t t, std::int64_t m, double vol, double drift, unsigned seed) {
   Case c;
-  std::mt19937_64 gen(seed);
-  std::normal_distribution<double> z(0.0, 1.0);
-  std::uniform_int_distribution<int> action(0, 2);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  double p = 100.0;
-  for (std::int64_t i = 0; i < t; ++i) {
-    c.open.push_back(p * std::exp(0.2 * vol * z(gen)));
-    p *= std::exp(drift + vol * z(gen));
-    c.close.push_back(p);
-  }
-  // habits: an action every bar, one every ~10 or ~50 bars, never, BUY once then HOLD, SELL once
-  c.m = m;
-  c.signals.assign(static_cast<std::size_t>(t * m), 1);
-  for (std::int64_t j = 0; j < m; ++j) {
-    const int habit = static_cast<int>(j % 6);
-    const double p_act = habit == 0 ? 1.0 : habit == 1 ? 0.1 : habit == 2 ? 0.02 : 0.0;
-    for (std::int64_t i = 0; i < t; ++i) {
-      std::int8_t a = 1;
-      if (habit == 4 && i == 0) a = 2;
-      if (habit == 5 && i == 0) a = 0;
-      if (u(gen) < p_act) a = static_cast<std::int8_t>(action(gen));
-      c.signals[static_cast<std::size_t>(i * m + j)] = a;
-    }
-  }
+  random_prices(c, t, vol, drift, seed);
+  random_signals(c, m, seed + 1);
   return c;
 }
 
-CostConfig costs_of(double fee, double slippage) {
-  CostConfig c;
-  c.fee = fee;
-  c.slippage = slippage;
-  c.mode = PositionMode::kLongFlat;
-  return c;
+BacktestInputs with_costs(const Case& c, const CostConfig& costs) {
+  BacktestInputs in = c.in();
+  in.costs = costs;
+  return in;
 }
 
-bool close_enough(double got, double want) {
-  return std::fabs(got - want) <= 1e-9 * std::max(std::fabs(got), std::fabs(want)) + 1e-12;
-}
+CostConfig costs_of(double fee, double slippage) { return backtest_cases::costs_of(fee, slippage, PositionMode::kLongFlat); }
 
 void expect_matches(const Case& c, const CostConfig& costs, int threads = 1) {
-  const BacktestInputs in = c.in(costs);
+  BacktestInputs in = c.in();
+  in.costs = costs;
   std::vector<Metrics> want(static_cast<std::size_t>(c.m)), got(static_cast<std::size_t>(c.m));
   backtest_signals_cpu(in, c.signals.data(), want.data(), nullptr);
   backtest_signals_runs_cpu(in, c.signals.data(), got.data(), threads);
@@ -142,7 +104,7 @@ TEST(HeldRuns, ADrawdownFromAnOlderPeakAndOneInsideARunAreBothFound) {
   c.signals[static_cast<std::size_t>(39 * 2 + 1)] = 2;  // BUY at bar 39 (the trough), hold to the end
   expect_matches(c, costs_of(0.0, 0.0));
   expect_matches(c, costs_of(1e-3, 5e-4));
-  const BacktestInputs in = c.in(costs_of(0.0, 0.0));
+  const BacktestInputs in = with_costs(c, costs_of(0.0, 0.0));
   std::vector<Metrics> got(2);
   backtest_signals_runs_cpu(in, c.signals.data(), got.data(), 1);
   // Strategy 0, without costs, is the price: its worst fall is from 160 (bar 60) to 62.5 (bar 99).
@@ -163,7 +125,7 @@ TEST(HeldRuns, BlocksThatTradeOnMostBarsGoBackToThePerBarKernel) {
 
 TEST(HeldRuns, ThreadsGiveTheSameBitsAsOne) {
   const Case c = random_case(3000, 300, 0.01, 0.0, 11);
-  const BacktestInputs in = c.in(costs_of(1e-3, 5e-4));
+  const BacktestInputs in = with_costs(c, costs_of(1e-3, 5e-4));
   std::vector<Metrics> one(300), four(300);
   backtest_signals_runs_cpu(in, c.signals.data(), one.data(), 1);
   backtest_signals_runs_cpu(in, c.signals.data(), four.data(), 4);
@@ -180,7 +142,7 @@ TEST(HeldRuns, StrategiesThatReachTheBankruptcyFloorAreTheReferences) {
   // sequential loop, so even their return sums agree bit for bit.
   Case c = random_case(40000, 12, 0.0005, -0.001, 3);
   expect_matches(c, costs_of(0.1, 5e-4));
-  const BacktestInputs in = c.in(costs_of(0.1, 5e-4));
+  const BacktestInputs in = with_costs(c, costs_of(0.1, 5e-4));
   std::vector<Metrics> want(12), got(12);
   backtest_signals_cpu(in, c.signals.data(), want.data(), nullptr);
   backtest_signals_runs_cpu(in, c.signals.data(), got.data(), 1);
@@ -208,7 +170,7 @@ TEST(HeldRuns, AHeldRunWithNoCashBesideThePositionFallingToTheFloor) {
   c.m = 1;
   c.signals.assign(static_cast<std::size_t>(t), 1);
   c.signals[0] = 2;
-  const BacktestInputs in = c.in(costs_of(0.0, 0.0));
+  const BacktestInputs in = with_costs(c, costs_of(0.0, 0.0));
   std::vector<Metrics> want(1), got(1);
   backtest_signals_cpu(in, c.signals.data(), want.data(), nullptr);
   backtest_signals_runs_cpu(in, c.signals.data(), got.data(), 1);
@@ -222,7 +184,7 @@ TEST(HeldRuns, LongShortIsRefused) {
   const Case c = random_case(10, 1, 0.01, 0.0, 1);
   CostConfig costs = costs_of(1e-3, 5e-4);
   costs.mode = PositionMode::kLongShort;
-  const BacktestInputs in = c.in(costs);
+  const BacktestInputs in = with_costs(c, costs);
   std::vector<Metrics> got(1);
   EXPECT_THROW(backtest_signals_runs_cpu(in, c.signals.data(), got.data(), 1), std::invalid_argument);
 }

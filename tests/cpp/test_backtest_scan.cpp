@@ -12,63 +12,12 @@
 
 #include "himari/backtest/backtest.h"
 #include "himari/backtest/chunked_scan.h"
+#include "backtest_cases.h"
 
 using namespace himari;
+using namespace himari::backtest_cases;
 
 namespace {
-
-struct Case {
-  std::vector<double> open, close;
-  std::vector<std::int8_t> signals;  // [T, M]
-  std::int64_t m = 0;
-  BacktestInputs in() const {
-    BacktestInputs b;
-    b.open = open.data();
-    b.close = close.data();
-    b.n_bars = static_cast<std::int64_t>(close.size());
-    b.n_strategies = m;
-    b.bars_per_year = 252.0;
-    return b;
-  }
-};
-
-// A random walk (vol per bar `vol`, drift `drift`), opens near the previous close.
-void random_prices(Case& c, std::int64_t t, double vol, double drift, unsigned seed) {
-  std::mt19937_64 gen(seed);
-  std::normal_distribution<double> z(0.0, 1.0);
-  double p = 100.0;
-  for (std::int64_t i = 0; i < t; ++i) {
-    c.open.push_back(p * std::exp(0.2 * vol * z(gen)));
-    p *= std::exp(drift + vol * z(gen));
-    c.close.push_back(p);
-  }
-}
-
-// Strategies with different habits: uniform actions, sticky runs, mostly HOLD, all HOLD, one
-// BUY or SELL then HOLD forever.
-void random_signals(Case& c, std::int64_t m, unsigned seed) {
-  const auto t = static_cast<std::int64_t>(c.close.size());
-  c.m = m;
-  c.signals.assign(static_cast<std::size_t>(t * m), 1);
-  std::mt19937_64 gen(seed);
-  std::uniform_int_distribution<int> action(0, 2);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  for (std::int64_t j = 0; j < m; ++j) {
-    const int habit = static_cast<int>(j % 6);
-    const double p_act = habit == 0 ? 1.0 : habit == 1 ? 0.1 : habit == 2 ? 0.02 : 0.0;
-    for (std::int64_t i = 0; i < t; ++i) {
-      std::int8_t a = 1;
-      if (habit == 4 && i == 0) a = 2;
-      if (habit == 5 && i == 0) a = 0;
-      if (u(gen) < p_act) a = static_cast<std::int8_t>(action(gen));
-      c.signals[static_cast<std::size_t>(i * m + j)] = a;
-    }
-  }
-}
-
-bool close_enough(double got, double want) {
-  return std::fabs(got - want) <= 1e-9 * std::max(std::fabs(got), std::fabs(want)) + 1e-12;
-}
 
 // Compares the chunked run with the sequential kernel: counts bit for bit, the rest to 1e-9.
 // threads > 0 runs the library's threaded CPU scan (backtest_signals_scan_cpu) instead of the
@@ -100,14 +49,6 @@ void expect_matches(const Case& c, const CostConfig& costs, std::int64_t chunk, 
     ASSERT_PRED2(close_enough, g.max_drawdown, w.max_drawdown) << where;
     ASSERT_PRED2(close_enough, g.calmar, w.calmar) << where;
   }
-}
-
-CostConfig costs_of(double fee, double slip, PositionMode mode) {
-  CostConfig c;
-  c.fee = fee;
-  c.slippage = slip;
-  c.mode = mode;
-  return c;
 }
 
 // Bars (1-based step count) at which each strategy's equity first sits on the floor, -1 if never.
