@@ -76,6 +76,20 @@ def backtest_signals(
     len(METRIC_NAMES)]`` and, when ``return_equity``, equity ``[T, M]``; on up to ``threads``
     threads (0: every hardware thread)."""
 
+def backtest_signals_held_runs(
+    open: ArrayLike,
+    close: ArrayLike,
+    signals: ArrayLike,
+    fee: float,
+    slippage: float,
+    mode: str,
+    bars_per_year: float,
+    threads: int = 1,
+) -> NDArray[numpy.float64]:
+    """Long-flat metrics ``[M, len(METRIC_NAMES)]`` of ``signals [T, M]`` with account maths only
+    at fills (held runs through prefix sums and a range tree over the closes); on up to
+    ``threads`` threads (0: every hardware thread)."""
+
 def hardware_threads() -> int:
     """The CPUs this process may run on (at least 1): what ``threads=0`` means."""
 
