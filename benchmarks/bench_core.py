@@ -1026,8 +1026,17 @@ def bench_env(he, res: Results, cfg):
 # ============================================================================================
 
 
-def himari_backtest(he, open_, close, signals, threads=1):
-    return he.backtest_signals(open_, close, signals, fee=FEE, slippage=SLIPPAGE, mode="long_flat", threads=threads)
+def himari_backtest(he, open_, close, signals, threads=1, method="per_bar"):
+    kwargs = {} if method == "per_bar" else {"method": method}  # builds without `method` run per bar
+    return he.backtest_signals(open_, close, signals, fee=FEE, slippage=SLIPPAGE, mode="long_flat", threads=threads,
+                               **kwargs)
+
+
+def held_runs_available(he) -> bool:
+    """Whether this build has backtest_signals(method="held_runs")."""
+    import inspect
+
+    return "method" in inspect.signature(he.backtest_signals).parameters
 
 
 def himari_backtest_all_cores(he, open_, close, signals):
@@ -1105,6 +1114,9 @@ def bench_backtest(he, res: Results, cfg):
                 sig_dtype = "int32"
             fns["himari"] = lambda: himari_backtest(he, open_, close, arr)
             reps["himari"] = cfg["repeats"]
+            if held_runs_available(he):  # account maths at fills only, one thread like "himari"
+                fns["himari_held_runs"] = lambda: himari_backtest(he, open_, close, arr, method="held_runs")
+                reps["himari_held_runs"] = cfg["repeats"]
             if _ALL_CPUS is not None and len(_ALL_CPUS) > 1:  # the same call on every core, same numbers
                 fns["himari_all_threads"] = lambda: himari_backtest_all_cores(he, open_, close, arr)
                 reps["himari_all_threads"] = cfg["repeats"]
@@ -1140,6 +1152,19 @@ def bench_backtest(he, res: Results, cfg):
                 extra["himari_all_threads_vs_vectorbt"] = peer_s / ours_s
             log(f"[backtest] himari on {len(_ALL_CPUS)} threads {name}: {extra['himari_all_threads_speedup']:.2f}x "
                 "one thread")
+        if times.get("himari_held_runs"):
+            per_bar, held = fns["himari"](), fns["himari_held_runs"]()
+            same = bool(np.array_equal(per_bar.total_return, held.total_return)
+                        and np.array_equal(per_bar.n_trades, held.n_trades))
+            rel = float(np.max(np.abs(held.sharpe - per_bar.sharpe) / np.maximum(np.abs(per_bar.sharpe), 1e-12)))
+            res.checks[f"backtest_{name}_held_runs_vs_per_bar"] = {
+                "total_return_and_trades_bit_equal": same, "max_rel_sharpe": rel}
+            extra.update(himari_held_runs_s=median(times["himari_held_runs"]),
+                         held_runs_vs_per_bar=median(times["himari"]) / median(times["himari_held_runs"]))
+            if times.get("vectorbt"):
+                extra["held_runs_vs_vectorbt"] = median(times["vectorbt"]) / median(times["himari_held_runs"])
+            log(f"[backtest] held runs {name}: {extra['held_runs_vs_per_bar']:.2f}x the per-bar kernel; total "
+                f"returns and trades bit-equal {same}, max rel Sharpe {rel:.2g}")
         for k, v in times.items():
             log(f"[backtest] {k} {name}: {median(v):.3f} s")
         if nat is not None and peer is not None:

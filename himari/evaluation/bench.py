@@ -106,6 +106,17 @@ def run_bench(suites: tuple[str, ...] = SUITES, *, device: str = "cpu", quick: b
         med, times = _median_seconds(lambda: backtest_signals(open_, close, sig, device=device), repeats)
         results.append({"suite": "backtest", "what": f"backtest_signals, {n:,} bars x {m} strategies",
                         "rate": n * m / med, "unit": "bar-strategies/s", "seconds": times})
+        if not on_gpu:  # signals that act on ~2% of bars: the per-bar kernel against held runs
+            sticky = np.ones((n, m), dtype=np.int8)
+            acts = np.random.default_rng(seed + 2).random((n, m)) < 0.02
+            sticky[acts] = np.where(np.random.default_rng(seed + 3).random(int(acts.sum())) < 0.5, 0, 2)
+            for method in ("per_bar", "held_runs"):
+                med, times = _median_seconds(
+                    lambda method=method: backtest_signals(open_, close, sticky, method=method), repeats)
+                results.append({"suite": "backtest",
+                                "what": f"backtest_signals(method='{method}'), {n:,} bars x {m} strategies acting "
+                                        "on 2% of bars",
+                                "rate": n * m / med, "unit": "bar-strategies/s", "seconds": times})
         split, workers = backtest_plan(n, m, threads=0)
         if not on_gpu and workers > 1:  # the same call spread over the CPUs (the same numbers)
             med, times = _median_seconds(lambda: backtest_signals(open_, close, sig, threads=0), repeats)

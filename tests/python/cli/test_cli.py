@@ -130,6 +130,8 @@ def test_bench_quick_json(tmp_path) -> None:
     assert out.exit_code == 0, out.output
     data = json.loads(path.read_text())
     assert {r["suite"] for r in data["results"]} == {"env", "backtest", "ekf"}
+    whats = [r["what"] for r in data["results"]]
+    assert any("method='held_runs'" in w for w in whats) and any("method='per_bar'" in w for w in whats), whats
     assert all(r["rate"] > 0 for r in data["results"]) and data["machine"]["cpu"]
     assert invoke("bench", "gpu").exit_code == 2
 

@@ -49,15 +49,14 @@ struct RangeSummary {
   double low = std::numeric_limits<double>::infinity();
   double high = -std::numeric_limits<double>::infinity();
   double fall = 0.0;
-  bool empty = true;
+  bool empty() const { return !(low <= high); }  // no bar (+inf, -inf); closes are finite
 };
 
 // `first` followed by `second` in time.
 inline RangeSummary then(const RangeSummary& first, const RangeSummary& second) {
-  if (first.empty) return second;
-  if (second.empty) return first;
+  if (first.empty()) return second;
+  if (second.empty()) return first;
   RangeSummary r;
-  r.empty = false;
   r.low = std::min(first.low, second.low);
   r.high = std::max(first.high, second.high);
   r.fall = std::max({first.fall, second.fall, 1.0 - second.low / first.high});
@@ -84,16 +83,12 @@ class MarketTables {
         v[static_cast<std::size_t>(2 * (t + 1) + 1)] = acc[q][1];
       }
     }
+    close_ = close;
+    n_bars_ = n_bars;
     size_ = 1;
     while (size_ < n_bars) size_ *= 2;
-    tree_.assign(static_cast<std::size_t>(2 * size_), RangeSummary{});
-    for (std::int64_t i = 0; i < n_bars; ++i) {
-      RangeSummary& leaf = tree_[static_cast<std::size_t>(size_ + i)];
-      leaf.low = leaf.high = close[i];
-      leaf.empty = false;
-    }
-    for (std::int64_t i = size_ - 1; i >= 1; --i)
-      tree_[static_cast<std::size_t>(i)] = then(tree_[static_cast<std::size_t>(2 * i)], tree_[static_cast<std::size_t>(2 * i + 1)]);
+    tree_.assign(static_cast<std::size_t>(size_), RangeSummary{});  // inner nodes; the leaves are the closes
+    for (std::int64_t i = size_ - 1; i >= 1; --i) tree_[static_cast<std::size_t>(i)] = then(node(2 * i), node(2 * i + 1));
   }
 
   // Sums over steps [a, b] of the market return r, r^2 and min(r, 0)^2.
@@ -112,8 +107,8 @@ class MarketTables {
     RangeSummary left, right;
     std::int64_t lo = a + size_, hi = b + size_ + 1;
     while (lo < hi) {
-      if (lo & 1) left = then(left, tree_[static_cast<std::size_t>(lo++)]);
-      if (hi & 1) right = then(tree_[static_cast<std::size_t>(--hi)], right);
+      if (lo & 1) left = then(left, node(lo++));
+      if (hi & 1) right = then(node(--hi), right);
       lo >>= 1;
       hi >>= 1;
     }
@@ -121,6 +116,14 @@ class MarketTables {
   }
 
  private:
+  // Node i of the complete tree: an inner node, or (i >= size_) the close of bar i - size_.
+  RangeSummary node(std::int64_t i) const {
+    if (i < size_) return tree_[static_cast<std::size_t>(i)];
+    RangeSummary leaf;
+    if (i - size_ < n_bars_) leaf.low = leaf.high = close_[i - size_];
+    return leaf;
+  }
+
   // Neumaier's compensated sum: acc[0] the sum, acc[1] the rounding it lost.
   static void add(double acc[2], double x) {
     const double s = acc[0] + x;
@@ -129,8 +132,9 @@ class MarketTables {
   }
 
   std::vector<double> sum_, sq_, down_;  // [steps + 1] pairs (sum, compensation) of steps before
-  std::vector<RangeSummary> tree_;       // a complete binary tree over the closes
-  std::int64_t size_ = 1;
+  std::vector<RangeSummary> tree_;       // inner nodes of a complete binary tree over the closes
+  const double* close_ = nullptr;
+  std::int64_t n_bars_ = 0, size_ = 1;
 };
 
 // One strategy's account between fills, in long-flat mode.
@@ -168,7 +172,7 @@ inline void hold(HeldRunAccount& s, std::int64_t a, std::int64_t b, const double
   // The market's returns are the account's only while the cash left by the opening fill (a
   // rounding residue, ~1e-17 of the equity then) stays negligible against the equity: not so
   // after a fall of many orders of magnitude towards the floor. Short runs and those go bar by bar.
-  if (run.empty || std::fabs(s.cash) > kResidueShare * low) {
+  if (run.empty() || std::fabs(s.cash) > kResidueShare * low) {
     for (std::int64_t t = a; t <= b; ++t) detail::mark(s, s.cash + s.units * close[t + 1]);
     return;
   }
