@@ -107,7 +107,12 @@ void backtest_signals_runs_cpu(const BacktestInputs& in, const A* signals, Metri
   }
   const runs::MarketTables tables(in.close, in.n_bars);
   const std::int64_t blocks = (in.n_strategies + kRunsBlock - 1) / kRunsBlock;
-  parallel_parts(blocks, threads < 1 ? hardware_threads() : threads, 1, [&](std::int64_t first, std::int64_t last) {
+  // Threads as the per-bar kernel decides them (none for small work), each taking whole blocks.
+  std::int64_t workers = threads < 1 ? hardware_threads() : threads;
+  const std::int64_t by_work = (in.n_bars - 1) * in.n_strategies / kMinStepsPerThread;
+  workers = workers < by_work ? workers : by_work;
+  workers = workers < 1 ? 1 : workers;
+  parallel_parts(blocks, static_cast<int>(workers), 1, [&](std::int64_t first, std::int64_t last) {
     for (std::int64_t b = first; b < last; ++b) {
       const std::int64_t m0 = b * kRunsBlock;
       const std::int64_t nb = in.n_strategies - m0 < kRunsBlock ? in.n_strategies - m0 : kRunsBlock;
