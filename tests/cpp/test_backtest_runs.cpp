@@ -194,15 +194,41 @@ TEST(HeldRuns, TheRangeTreeComposesFallsInTimeOrder) {
   // rises); over [3, 4] 8 -> 2 (0.75); a fall from a later high to an earlier low never counts.
   const std::vector<double> close = {5.0, 10.0, 4.0, 8.0, 2.0};
   const runs::MarketTables tables(close.data(), 5);
-  EXPECT_DOUBLE_EQ(tables.closes(0, 4).fall, 0.8);
-  EXPECT_DOUBLE_EQ(tables.closes(2, 3).fall, 0.0);
-  EXPECT_DOUBLE_EQ(tables.closes(3, 4).fall, 0.75);
-  EXPECT_DOUBLE_EQ(tables.closes(0, 2).fall, 0.6);
-  EXPECT_DOUBLE_EQ(tables.closes(1, 3).low, 4.0);
-  EXPECT_DOUBLE_EQ(tables.closes(1, 3).high, 10.0);
+  EXPECT_DOUBLE_EQ(runs::range_closes(tables.view(), 0, 4).fall, 0.8);
+  EXPECT_DOUBLE_EQ(runs::range_closes(tables.view(), 2, 3).fall, 0.0);
+  EXPECT_DOUBLE_EQ(runs::range_closes(tables.view(), 3, 4).fall, 0.75);
+  EXPECT_DOUBLE_EQ(runs::range_closes(tables.view(), 0, 2).fall, 0.6);
+  EXPECT_DOUBLE_EQ(runs::range_closes(tables.view(), 1, 3).low, 4.0);
+  EXPECT_DOUBLE_EQ(runs::range_closes(tables.view(), 1, 3).high, 10.0);
   double sums[3];
-  tables.sums(1, 2, sums);  // steps 1 and 2: returns 4/10 - 1 = -0.6 and 8/4 - 1 = +1
+  runs::range_sums(tables.view(), 1, 2, sums);  // steps 1 and 2: returns 4/10 - 1 = -0.6 and 8/4 - 1 = +1
   EXPECT_NEAR(sums[0], 0.4, 1e-15);
   EXPECT_NEAR(sums[1], 0.36 + 1.0, 1e-15);
   EXPECT_NEAR(sums[2], 0.36, 1e-15);
+}
+
+TEST(HeldRuns, TheRangeTreeOverBlocksAgreesWithABruteForceForEveryRange) {
+  // 203 closes: 13 blocks of 16 bars (the last partial), so ranges start and end inside blocks,
+  // on block edges, and span whole blocks through the tree.
+  std::mt19937_64 gen(4);
+  std::normal_distribution<double> z(0.0, 0.02);
+  std::vector<double> close(203);
+  double p = 100.0;
+  for (double& x : close) x = p *= std::exp(z(gen));
+  const runs::MarketTables tables(close.data(), static_cast<std::int64_t>(close.size()));
+  for (std::int64_t a = 0; a < 203; a += 3)
+    for (std::int64_t b = a; b < 203; b += 5) {
+      double low = close[static_cast<std::size_t>(a)], high = low, fall = 0.0;
+      for (std::int64_t t = a; t <= b; ++t)  // the largest fall to bar t from any earlier bar of the range
+        for (std::int64_t u = a; u < t; ++u)
+          fall = std::max(fall, 1.0 - close[static_cast<std::size_t>(t)] / close[static_cast<std::size_t>(u)]);
+      for (std::int64_t t = a; t <= b; ++t) {
+        low = std::min(low, close[static_cast<std::size_t>(t)]);
+        high = std::max(high, close[static_cast<std::size_t>(t)]);
+      }
+      const runs::RangeSummary got = runs::range_closes(tables.view(), a, b);
+      ASSERT_EQ(got.low, low) << a << ".." << b;
+      ASSERT_EQ(got.high, high) << a << ".." << b;
+      ASSERT_EQ(got.fall, fall) << a << ".." << b;
+    }
 }

@@ -28,16 +28,19 @@ void expect_matches(const Case& c, const CostConfig& costs, std::int64_t chunk, 
   in.costs = costs;
   std::vector<Metrics> want(static_cast<std::size_t>(c.m)), got(static_cast<std::size_t>(c.m));
   backtest_signals_cpu(in, c.signals.data(), want.data(), nullptr);
+  // the test driver twice in long-flat mode: phase 2 per bar, then by held runs
+  for (const bool held_runs : {false, true}) {
+  if (held_runs && (threads > 0 || costs.mode != PositionMode::kLongFlat)) break;
   if (threads > 0)
     backtest_signals_scan_cpu(in, c.signals.data(), got.data(), chunk, threads);
   else
-    scan::chunked_backtest(in, c.signals.data(), got.data(), chunk, sub_chunk);
+    scan::chunked_backtest(in, c.signals.data(), got.data(), chunk, sub_chunk, held_runs);
   for (std::int64_t j = 0; j < c.m; ++j) {
     const Metrics& w = want[static_cast<std::size_t>(j)];
     const Metrics& g = got[static_cast<std::size_t>(j)];
     const std::string where = "strategy " + std::to_string(j) + " chunk " + std::to_string(chunk) + " sub " +
                               std::to_string(sub_chunk) + " threads " + std::to_string(threads) + " T " +
-                              std::to_string(in.n_bars);
+                              std::to_string(in.n_bars) + (held_runs ? " held runs" : "");
     ASSERT_EQ(g.n_trades, w.n_trades) << where;
     ASSERT_EQ(g.turnover, w.turnover) << where;
     ASSERT_EQ(g.exposure, w.exposure) << where;
@@ -48,6 +51,7 @@ void expect_matches(const Case& c, const CostConfig& costs, std::int64_t chunk, 
     ASSERT_PRED2(close_enough, g.sortino, w.sortino) << where;
     ASSERT_PRED2(close_enough, g.max_drawdown, w.max_drawdown) << where;
     ASSERT_PRED2(close_enough, g.calmar, w.calmar) << where;
+  }
   }
 }
 

@@ -63,7 +63,7 @@ constexpr std::int64_t kDensityCheck = 2048;  // bars between density checks
 
 template <typename A>
 void run_block(const BacktestInputs& in, const A* signals, std::int64_t m0, std::int64_t nb,
-               const runs::MarketTables& tables, Metrics* metrics) {
+               const runs::TablesView& tables, Metrics* metrics) {
   runs::HeldRunAccount accounts[kRunsBlock];
   // The action that changes each position: BUY (2) when flat, SELL (0) when long; 3 (never an
   // action) for lanes past the block and for strategies left to the sequential loop.
@@ -116,7 +116,7 @@ void backtest_signals_runs_cpu(const BacktestInputs& in, const A* signals, Metri
     for (std::int64_t b = first; b < last; ++b) {
       const std::int64_t m0 = b * kRunsBlock;
       const std::int64_t nb = in.n_strategies - m0 < kRunsBlock ? in.n_strategies - m0 : kRunsBlock;
-      run_block(in, signals, m0, nb, tables, metrics);
+      run_block(in, signals, m0, nb, tables.view(), metrics);
     }
   });
 }

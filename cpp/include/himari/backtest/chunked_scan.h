@@ -25,10 +25,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "himari/backtest/backtest.h"
 #include "himari/backtest/backtest_math.h"
+#include "himari/backtest/held_runs.h"
 #include "himari/common/hd.h"
 #include "himari/env/account_math.h"
 #include "himari/env/env_config.h"
@@ -236,6 +238,66 @@ HIMARI_HD ChunkSummary summarize_chunk(const A* signals, std::int64_t n_strategi
   return out;
 }
 
+// Steps [a, b] of a long held with no fill, in the chunk's relative account: the summary
+// relative_step would build bar by bar, from the shared tables (held_runs.h) when the run is
+// long enough and the cash beside the position negligible, else bar by bar.
+HIMARI_HD void hold_relative(RelativeAccount& s, ChunkSummary& out, std::int64_t a, std::int64_t b,
+                             const double* open, const double* close, const CostConfig& costs,
+                             const runs::TablesView& tables) {
+  if (a > b) return;
+  const std::int64_t n = b - a + 1;
+  runs::RangeSummary run;
+  if (n >= runs::kExactRun) run = runs::range_closes(tables, a + 1, b + 1);
+  const double low = s.cash + s.units * run.low, high = s.cash + s.units * run.high;
+  if (runs::is_empty(run) || std::fabs(s.cash) > runs::kResidueShare * low) {
+    for (std::int64_t t = a; t <= b; ++t) relative_step(s, out, 1, open[t + 1], close[t + 1], costs);
+    return;
+  }
+  double sums[3];
+  runs::range_sums(tables, a, b, sums);
+  out.sum += sums[0];
+  out.sum_sq += sums[1];
+  out.down_sq += sums[2];
+  out.exposed += static_cast<std::uint32_t>(n);
+  out.low = low < out.low ? low : out.low;
+  out.high = high > out.high ? high : out.high;
+  // drawdown at a step: max(1 - mark / peak before the run, 1 - mark / highest mark of the run so far)
+  const double from_peak = 1.0 - low / s.peak;
+  const double worst = from_peak > run.fall ? from_peak : run.fall;
+  out.drawdown = worst > out.drawdown ? worst : out.drawdown;
+  s.peak = high > s.peak ? high : s.peak;
+  s.equity = s.cash + s.units * close[b + 1];
+}
+
+// Phase 2 in long-flat mode by held runs: the summary summarize_chunk builds, with account maths
+// only at fills (relative_step, the same expressions), flat bars skipped (they change nothing:
+// their mark is the fill's) and held runs through hold_relative. Per bar a strategy only checks
+// whether its action changes its position.
+template <typename A>
+HIMARI_HD ChunkSummary summarize_chunk_runs(const A* signals, std::int64_t n_strategies, std::int64_t m,
+                                            std::int64_t t0, std::int64_t t1, PositionCarry carry, const double* open,
+                                            const double* close, const CostConfig& costs,
+                                            const runs::TablesView& tables, std::int64_t* first_bad) {
+  ChunkSummary out;
+  RelativeAccount s = start_account(carry, open, close, t0, costs);
+  *first_bad = -1;
+  std::int64_t held_from = s.position != 0 ? t0 : -1;
+  for (std::int64_t t = t0; t < t1; ++t) {
+    const long long v = static_cast<long long>(signals[t * n_strategies + m]);
+    if (!valid_action(v)) {  // read as HOLD, reported
+      if (*first_bad < 0) *first_bad = t * n_strategies + m;
+      continue;
+    }
+    if (v != (s.position == 0 ? 2 : 0)) continue;  // BUY opens when flat, SELL closes when long
+    if (held_from >= 0) hold_relative(s, out, held_from, t - 1, open, close, costs, tables);
+    relative_step(s, out, v, open[t + 1], close[t + 1], costs);
+    held_from = s.position != 0 ? t + 1 : -1;
+  }
+  if (held_from >= 0) hold_relative(s, out, held_from, t1 - 1, open, close, costs, tables);
+  out.growth = s.equity;
+  return out;
+}
+
 // ---- phase 3: chunks in order, in absolute equity ------------------------------------------
 
 struct Composer {
@@ -329,9 +391,11 @@ HIMARI_HD Metrics finish(const Composer& c, std::int64_t n_bars, double bars_per
 // touch the floor is run again the same way with `sub_chunk` (0: sequentially), its sub-chunks
 // sequentially. The CUDA kernel does the same with one thread per chunk and, for a chunk near
 // the floor, one warp lane per sub-chunk.
+// With `tables` (long-flat mode only), phase 2 runs by held runs (summarize_chunk_runs).
 template <typename A>
 void chunked_range(const BacktestInputs& in, const A* signals, std::int64_t m, std::int64_t t0, std::int64_t t1,
-                   std::int64_t chunk, std::int64_t sub_chunk, Composer& c, PositionCarry carry) {
+                   std::int64_t chunk, std::int64_t sub_chunk, Composer& c, PositionCarry carry,
+                   const runs::TablesView* tables = nullptr) {
   if (chunk <= 0) {
     exact_run(c, carry, signals, in.n_strategies, m, t0, t1, in.open, in.close, in.costs);
     return;
@@ -349,25 +413,33 @@ void chunked_range(const BacktestInputs& in, const A* signals, std::int64_t m, s
     const std::int64_t a = t0 + k * chunk, b = a + chunk < t1 ? a + chunk : t1;
     std::int64_t bad;
     sums[static_cast<std::size_t>(k)] =
-        summarize_chunk(signals, in.n_strategies, m, a, b, carries[static_cast<std::size_t>(k)], in.open, in.close,
-                        in.costs, &bad);
+        tables != nullptr
+            ? summarize_chunk_runs(signals, in.n_strategies, m, a, b, carries[static_cast<std::size_t>(k)], in.open,
+                                   in.close, in.costs, *tables, &bad)
+            : summarize_chunk(signals, in.n_strategies, m, a, b, carries[static_cast<std::size_t>(k)], in.open,
+                              in.close, in.costs, &bad);
   }
   for (std::int64_t k = 0; k < n_chunks && c.bankrupt == 0; ++k) {  // phase 3
     const std::int64_t a = t0 + k * chunk, b = a + chunk < t1 ? a + chunk : t1;
     const auto i = static_cast<std::size_t>(k);
     if (needs_exact_run(c, sums[i]))
-      chunked_range(in, signals, m, a, b, sub_chunk, 0, c, carries[i]);
+      chunked_range(in, signals, m, a, b, sub_chunk, 0, c, carries[i], tables);
     else
       compose(c, sums[i]);
   }
 }
 
+// held_runs (long-flat mode): phase 2 by held runs over tables built here.
 template <typename A>
 void chunked_backtest(const BacktestInputs& in, const A* signals, Metrics* metrics, std::int64_t chunk,
-                      std::int64_t sub_chunk) {
+                      std::int64_t sub_chunk, bool held_runs = false) {
+  const bool by_runs = held_runs && in.costs.mode == PositionMode::kLongFlat && in.n_bars > 1;
+  std::unique_ptr<runs::MarketTables> tables;  // the one set every strategy reads
+  if (by_runs) tables = std::make_unique<runs::MarketTables>(in.close, in.n_bars);
   for (std::int64_t m = 0; m < in.n_strategies; ++m) {
     Composer c;
-    chunked_range(in, signals, m, 0, in.n_bars - 1, chunk, sub_chunk, c, PositionCarry{});
+    chunked_range(in, signals, m, 0, in.n_bars - 1, chunk, sub_chunk, c, PositionCarry{},
+                  by_runs ? &tables->view() : nullptr);
     metrics[m] = finish(c, in.n_bars, in.bars_per_year);
   }
 }

@@ -26,10 +26,12 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "himari/backtest/backtest.h"
 #include "himari/backtest/backtest_math.h"
+#include "himari/common/hd.h"
 #include "himari/env/account_math.h"
 
 namespace himari::runs {
@@ -44,86 +46,132 @@ constexpr double kResidueShare = 1e-13;
 // sequential loop.
 constexpr double kFloorMargin = 1e-6;
 
-// min, max and largest fall (1 - later / earlier peak) of closes over a range of bars.
+// min, max and largest fall (1 - later / earlier peak) of closes over a range of bars; no bar is
+// (+inf, -inf, 0).
 struct RangeSummary {
-  double low = std::numeric_limits<double>::infinity();
-  double high = -std::numeric_limits<double>::infinity();
+  double low = HUGE_VAL;
+  double high = -HUGE_VAL;
   double fall = 0.0;
-  bool empty() const { return !(low <= high); }  // no bar (+inf, -inf); closes are finite
 };
 
+HIMARI_HD bool is_empty(const RangeSummary& r) { return !(r.low <= r.high); }  // closes are finite
+
 // `first` followed by `second` in time.
-inline RangeSummary then(const RangeSummary& first, const RangeSummary& second) {
-  if (first.empty()) return second;
-  if (second.empty()) return first;
+HIMARI_HD RangeSummary then(const RangeSummary& first, const RangeSummary& second) {
+  if (is_empty(first)) return second;
+  if (is_empty(second)) return first;
   RangeSummary r;
-  r.low = std::min(first.low, second.low);
-  r.high = std::max(first.high, second.high);
-  r.fall = std::max({first.fall, second.fall, 1.0 - second.low / first.high});
+  r.low = first.low < second.low ? first.low : second.low;
+  r.high = first.high > second.high ? first.high : second.high;
+  const double across = 1.0 - second.low / first.high;
+  const double inside = first.fall > second.fall ? first.fall : second.fall;
+  r.fall = across > inside ? across : inside;
   return r;
 }
 
-// What every strategy shares: prefix sums of the market's close-to-close returns (compensated)
-// and a range tree over the closes. Step t (decided at bar t) marks at close[t + 1]; its market
-// return is close[t + 1] / close[t] - 1.
+// Bars per leaf of the range tree: the tree takes about 3 bytes a bar, and a query scans at most
+// kLeafBars - 1 closes at each end of its range.
+constexpr std::int64_t kLeafBars = 16;
+
+// The shared tables as plain pointers (host or device memory). `sums` holds, for each step count
+// k = 0..steps, the sums over steps 0..k-1 of the market's return r, r^2 and min(r, 0)^2, each as
+// a (sum, compensation) pair: 6 doubles per k. Step t (decided at bar t) marks at close[t + 1];
+// its market return is close[t + 1] / close[t] - 1. `tree` is a complete binary tree over blocks
+// of kLeafBars bars: node 1 the root, nodes size.. the blocks.
+struct TablesView {
+  const double* sums = nullptr;        // [6 * (steps + 1)]
+  const RangeSummary* tree = nullptr;  // [2 * size]
+  const double* close = nullptr;
+  std::int64_t n_bars = 0;
+  std::int64_t size = 1;  // the smallest power of two >= the number of blocks
+};
+
+// Sums over steps [a, b] of the market return r, r^2 and min(r, 0)^2.
+HIMARI_HD void range_sums(const TablesView& v, std::int64_t a, std::int64_t b, double out[3]) {
+  const double* hi = v.sums + 6 * (b + 1);
+  const double* lo = v.sums + 6 * a;
+  for (int k = 0; k < 3; ++k) out[k] = (hi[2 * k] - lo[2 * k]) + (hi[2 * k + 1] - lo[2 * k + 1]);
+}
+
+// The closes of bars [a, b] one by one.
+HIMARI_HD RangeSummary scan_closes(const double* close, std::int64_t a, std::int64_t b) {
+  RangeSummary r;
+  for (std::int64_t i = a; i <= b; ++i) {
+    const double x = close[i];
+    if (i == a) {
+      r.low = r.high = x;
+      continue;
+    }
+    const double fall = 1.0 - x / r.high;
+    r.fall = fall > r.fall ? fall : r.fall;
+    r.low = x < r.low ? x : r.low;
+    r.high = x > r.high ? x : r.high;
+  }
+  return r;
+}
+
+// The closes of bars [a, b] (inclusive), in time order: the partial blocks at its ends scanned,
+// the whole blocks between them from the tree.
+HIMARI_HD RangeSummary range_closes(const TablesView& v, std::int64_t a, std::int64_t b) {
+  const std::int64_t first = a / kLeafBars, last = b / kLeafBars;
+  if (first == last) return scan_closes(v.close, a, b);
+  const RangeSummary head = scan_closes(v.close, a, first * kLeafBars + kLeafBars - 1);
+  const RangeSummary tail = scan_closes(v.close, last * kLeafBars, b);
+  RangeSummary left, right;
+  std::int64_t lo = first + 1 + v.size, hi = last + v.size;  // blocks [first + 1, last)
+  while (lo < hi) {
+    if (lo & 1) left = then(left, v.tree[lo++]);
+    if (hi & 1) right = then(v.tree[--hi], right);
+    lo >>= 1;
+    hi >>= 1;
+  }
+  return then(then(head, then(left, right)), tail);
+}
+
+// The tables of one price series, built on the host (about 50 bytes a bar).
 class MarketTables {
  public:
   MarketTables(const double* close, std::int64_t n_bars) {
     const std::int64_t steps = n_bars > 1 ? n_bars - 1 : 0;
-    for (auto* v : {&sum_, &sq_, &down_}) v->assign(static_cast<std::size_t>(2 * (steps + 1)), 0.0);
+    sums_count_ = static_cast<std::size_t>(6 * (steps + 1));
+    sums_.reset(new double[sums_count_]);  // every element written below
     double acc[3][2] = {{0.0, 0.0}, {0.0, 0.0}, {0.0, 0.0}};  // (sum, compensation) per quantity
+    for (int k = 0; k < 6; ++k) sums_[static_cast<std::size_t>(k)] = 0.0;
     for (std::int64_t t = 0; t < steps; ++t) {
       const double r = close[t + 1] / close[t] - 1.0;
       const double d = r < 0.0 ? r : 0.0;
       const double x[3] = {r, r * r, d * d};
-      for (int q = 0; q < 3; ++q) add(acc[q], x[q]);
+      double* row = sums_.get() + 6 * (t + 1);
       for (int q = 0; q < 3; ++q) {
-        std::vector<double>& v = q == 0 ? sum_ : q == 1 ? sq_ : down_;
-        v[static_cast<std::size_t>(2 * (t + 1))] = acc[q][0];
-        v[static_cast<std::size_t>(2 * (t + 1) + 1)] = acc[q][1];
+        add(acc[q], x[q]);
+        row[2 * q] = acc[q][0];
+        row[2 * q + 1] = acc[q][1];
       }
     }
-    close_ = close;
-    n_bars_ = n_bars;
-    size_ = 1;
-    while (size_ < n_bars) size_ *= 2;
-    tree_.assign(static_cast<std::size_t>(size_), RangeSummary{});  // inner nodes; the leaves are the closes
-    for (std::int64_t i = size_ - 1; i >= 1; --i) tree_[static_cast<std::size_t>(i)] = then(node(2 * i), node(2 * i + 1));
-  }
-
-  // Sums over steps [a, b] of the market return r, r^2 and min(r, 0)^2.
-  void sums(std::int64_t a, std::int64_t b, double out[3]) const {
-    const auto diff = [&](const std::vector<double>& v) {
-      const std::size_t hi = static_cast<std::size_t>(2 * (b + 1)), lo = static_cast<std::size_t>(2 * a);
-      return (v[hi] - v[lo]) + (v[hi + 1] - v[lo + 1]);
-    };
-    out[0] = diff(sum_);
-    out[1] = diff(sq_);
-    out[2] = diff(down_);
-  }
-
-  // The closes of bars [a, b] (inclusive), in time order.
-  RangeSummary closes(std::int64_t a, std::int64_t b) const {
-    RangeSummary left, right;
-    std::int64_t lo = a + size_, hi = b + size_ + 1;
-    while (lo < hi) {
-      if (lo & 1) left = then(left, node(lo++));
-      if (hi & 1) right = then(node(--hi), right);
-      lo >>= 1;
-      hi >>= 1;
+    const std::int64_t blocks = (n_bars + kLeafBars - 1) / kLeafBars;
+    while (view_.size < blocks) view_.size *= 2;
+    tree_count_ = static_cast<std::size_t>(2 * view_.size);
+    tree_.reset(new RangeSummary[tree_count_]);  // default: empty
+    for (std::int64_t j = 0; j < blocks; ++j) {
+      const std::int64_t last = (j + 1) * kLeafBars < n_bars ? (j + 1) * kLeafBars - 1 : n_bars - 1;
+      tree_[static_cast<std::size_t>(view_.size + j)] = scan_closes(close, j * kLeafBars, last);
     }
-    return then(left, right);
+    for (std::int64_t i = view_.size - 1; i >= 1; --i)
+      tree_[static_cast<std::size_t>(i)] =
+          then(tree_[static_cast<std::size_t>(2 * i)], tree_[static_cast<std::size_t>(2 * i + 1)]);
+    view_.sums = sums_.get();
+    view_.tree = tree_.get();
+    view_.close = close;
+    view_.n_bars = n_bars;
   }
+  MarketTables(const MarketTables&) = delete;  // the view points into this object
+  MarketTables& operator=(const MarketTables&) = delete;
+
+  const TablesView& view() const { return view_; }
+  std::size_t sums_bytes() const { return sums_count_ * sizeof(double); }
+  std::size_t tree_bytes() const { return tree_count_ * sizeof(RangeSummary); }
 
  private:
-  // Node i of the complete tree: an inner node, or (i >= size_) the close of bar i - size_.
-  RangeSummary node(std::int64_t i) const {
-    if (i < size_) return tree_[static_cast<std::size_t>(i)];
-    RangeSummary leaf;
-    if (i - size_ < n_bars_) leaf.low = leaf.high = close_[i - size_];
-    return leaf;
-  }
-
   // Neumaier's compensated sum: acc[0] the sum, acc[1] the rounding it lost.
   static void add(double acc[2], double x) {
     const double s = acc[0] + x;
@@ -131,10 +179,10 @@ class MarketTables {
     acc[0] = s;
   }
 
-  std::vector<double> sum_, sq_, down_;  // [steps + 1] pairs (sum, compensation) of steps before
-  std::vector<RangeSummary> tree_;       // inner nodes of a complete binary tree over the closes
-  const double* close_ = nullptr;
-  std::int64_t n_bars_ = 0, size_ = 1;
+  std::unique_ptr<double[]> sums_;
+  std::unique_ptr<RangeSummary[]> tree_;
+  std::size_t sums_count_ = 0, tree_count_ = 0;
+  TablesView view_;
 };
 
 // One strategy's account between fills, in long-flat mode.
@@ -164,21 +212,21 @@ inline void mark(HeldRunAccount& s, double marked) {
 }  // namespace detail
 
 // Steps [a, b] held long with no fill: marked at close[a + 1] .. close[b + 1].
-inline void hold(HeldRunAccount& s, std::int64_t a, std::int64_t b, const double* close, const MarketTables& tables) {
+inline void hold(HeldRunAccount& s, std::int64_t a, std::int64_t b, const double* close, const TablesView& tables) {
   if (a > b) return;
   s.acc.exposed += static_cast<double>(b - a + 1);
-  const RangeSummary run = b - a + 1 < kExactRun ? RangeSummary{} : tables.closes(a + 1, b + 1);
+  const RangeSummary run = b - a + 1 < kExactRun ? RangeSummary{} : range_closes(tables, a + 1, b + 1);
   const double low = s.cash + s.units * run.low, high = s.cash + s.units * run.high;
   // The market's returns are the account's only while the cash left by the opening fill (a
   // rounding residue, ~1e-17 of the equity then) stays negligible against the equity: not so
   // after a fall of many orders of magnitude towards the floor. Short runs and those go bar by bar.
-  if (run.empty() || std::fabs(s.cash) > kResidueShare * low) {
+  if (is_empty(run) || std::fabs(s.cash) > kResidueShare * low) {
     for (std::int64_t t = a; t <= b; ++t) detail::mark(s, s.cash + s.units * close[t + 1]);
     return;
   }
   if (low <= kBankruptEquity * (1.0 + kFloorMargin)) s.near_floor = true;
   double sums[3];
-  tables.sums(a, b, sums);
+  range_sums(tables, a, b, sums);
   s.acc.sum += sums[0];
   s.acc.sum_sq += sums[1];
   s.acc.down_sq += sums[2];
@@ -218,7 +266,7 @@ inline void fill(HeldRunAccount& s, std::int64_t t, const double* open, const do
 }
 
 // The metrics once every step is accounted for (a long still open is marked to the last close).
-inline Metrics finish(HeldRunAccount& s, std::int64_t n_bars, const double* close, const MarketTables& tables,
+inline Metrics finish(HeldRunAccount& s, std::int64_t n_bars, const double* close, const TablesView& tables,
                       double bars_per_year) {
   const std::int64_t steps = n_bars > 1 ? n_bars - 1 : 0;
   if (s.held_from >= 0) hold(s, s.held_from, steps - 1, close, tables);
