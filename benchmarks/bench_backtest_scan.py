@@ -15,6 +15,11 @@ Times (medians of CUDA-event timings of whole calls, prices passed from the host
 ``kernels`` is the sum of the backtester's kernel durations from the torch profiler (absent
 when the profiler is not available).
 
+``held_runs`` (where the build has it) is the scan with long-flat chunks summarised by held runs
+(a compare per bar, account maths at fills, held runs from prefix sums and a range tree of the
+closes built on the host and copied with the prices: about 50 bytes a bar, in the call time, not
+in the kernels'); its bytes are counted as the scan's.
+
 Bytes counted (``bytes_moved``): the scan reads the signals once in its summary pass, and
 writes and reads back per (chunk, strategy) a position summary (8 B), a carry (16 B) and a chunk
 summary (76 B), and writes the metrics (80 B per strategy); the sequential kernel reads the
@@ -116,11 +121,14 @@ def run_case(bars: int, m: int, kind: str, copy_bw: float, quick: bool) -> dict:
 
     row: dict = {"bars": bars, "strategies": m, "signals": kind, "signal_bytes": bars * m}
     reps = 3 if quick else 5
-    for kernel in ("scan", "sequential"):
+    for kernel in ("scan", "held_runs", "sequential"):
+        if kernel == "held_runs" and not held_runs_available(o, c):
+            continue
         slow = kernel == "sequential" and bars * m >= 10**9
         t = time_cuda(call(kernel), iters=1, repeats=1 if slow else reps, warmup=0 if slow else 1)
         k = None if slow else kernel_seconds(call(kernel), repeats=2)
-        moved = scan_bytes(bars, m, auto_chunk(bars - 1, m)) if kernel == "scan" else (bars - 1) * m + m * METRIC_BYTES
+        moved = (scan_bytes(bars, m, auto_chunk(bars - 1, m)) if kernel != "sequential"
+                 else (bars - 1) * m + m * METRIC_BYTES)
         best = k if k else t
         row[kernel] = {"call_seconds": t, "kernel_seconds": k, "bytes_moved": moved,
                        "signals_once_fraction": bars * m / best / copy_bw, "moved_fraction": moved / best / copy_bw}
@@ -133,7 +141,28 @@ def run_case(bars: int, m: int, kind: str, copy_bw: float, quick: bool) -> dict:
     row["max_rel_diff"] = float(np.max(np.abs(got - ref) / scale))
     row["bankrupt_fraction"] = float(np.mean(ref[:, 0] <= -1 + 1e-9))
     row["speedup"] = row["sequential"]["call_seconds"] / row["scan"]["call_seconds"]
+    if "held_runs" in row:
+        held = np.asarray(_core.backtest_signals_cuda(o, c, sig, 1e-3, 5e-4, "long_flat", 105120.0, False, 0, 0,
+                                                      kernel="held_runs")[0])
+        row["held_runs"].update(trades_equal=bool(np.array_equal(held[:, 7], ref[:, 7])),
+                                max_rel_diff=float(np.max(np.abs(held - ref) / scale)),
+                                speedup_vs_scan=row["scan"]["call_seconds"] / row["held_runs"]["call_seconds"])
     return row
+
+
+def held_runs_available(o: np.ndarray, c: np.ndarray) -> bool:
+    """Whether this build's CUDA backtester has the held-run summaries (kernel="held_runs")."""
+    import torch
+
+    from himari import _core
+    from himari.errors import InvalidArgumentError
+
+    try:
+        _core.backtest_signals_cuda(o[:3], c[:3], torch.ones((3, 1), dtype=torch.int8, device="cuda"), 1e-3, 5e-4,
+                                    "long_flat", 105120.0, False, 0, 0, kernel="held_runs")
+        return True
+    except InvalidArgumentError:
+        return False
 
 
 def main() -> None:
@@ -162,6 +191,12 @@ def main() -> None:
               f"{(s['kernel_seconds'] or float('nan')) * 1e3:.2f} ms), sequential {q['call_seconds'] * 1e3:9.2f} ms, "
               f"x{row['speedup']:.0f}, trades equal {row['trades_equal']}, max rel diff {row['max_rel_diff']:.1e}",
               flush=True)
+        if "held_runs" in row:
+            h = row["held_runs"]
+            print(f"{'':27s}held runs {h['call_seconds'] * 1e3:8.2f} ms (kernels "
+                  f"{(h['kernel_seconds'] or float('nan')) * 1e3:.2f} ms, signals once "
+                  f"{h['signals_once_fraction']:.1%} of copy BW), trades equal {h['trades_equal']}, "
+                  f"max rel diff {h['max_rel_diff']:.1e}", flush=True)
         if args.out:
             args.out.write_text(json.dumps(result, indent=2))
     print("\n| bars x strategies | signals | scan call | scan kernels | signals-once BW | moved BW | sequential | speed-up |"
@@ -172,6 +207,15 @@ def main() -> None:
         print(f"| {row['bars']:,} x {row['strategies']:,} | {row['signals']} | {s['call_seconds'] * 1e3:.2f} ms | {k} "
               f"| {s['signals_once_fraction']:.1%} | {s['moved_fraction']:.1%} | {q['call_seconds'] * 1e3:.1f} ms "
               f"| x{row['speedup']:.0f} |")
+    held_rows = [row for row in result["cases"] if "held_runs" in row]
+    if held_rows:
+        print("\n| bars x strategies | signals | held-runs call | held-runs kernels | signals-once BW | vs scan call |"
+              "\n|---|---|---|---|---|---|")
+        for row in held_rows:
+            h = row["held_runs"]
+            k = f"{h['kernel_seconds'] * 1e3:.2f} ms" if h["kernel_seconds"] else "-"
+            print(f"| {row['bars']:,} x {row['strategies']:,} | {row['signals']} | {h['call_seconds'] * 1e3:.2f} ms "
+                  f"| {k} | {h['signals_once_fraction']:.1%} | x{h['speedup_vs_scan']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 #include "array_interop.h"
 #include "device_arrays.h"
 #include "himari/backtest/backtest.h"
+#include "himari/backtest/held_runs.h"
 #include "himari/cuda/bad_index.h"
 #include "himari/env/cuda_trading_env.h"
 #include "himari/filters/ekf.h"
@@ -88,10 +89,13 @@ py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const p
                         double slippage, const std::string& mode, double bars_per_year, bool return_equity, int device,
                         std::uintptr_t stream, const std::string& kernel, std::int64_t chunk) {
   cuda::require(device);
-  HIMARI_CHECK(kernel == "auto" || kernel == "scan" || kernel == "sequential",
-               "kernel: expected 'auto', 'scan' or 'sequential', got '", kernel, "'");
+  HIMARI_CHECK(kernel == "auto" || kernel == "scan" || kernel == "sequential" || kernel == "held_runs",
+               "kernel: expected 'auto', 'scan', 'sequential' or 'held_runs', got '", kernel, "'");
   HIMARI_CHECK(chunk >= 0, "chunk: expected a number of bars >= 0 (0 sizes chunks automatically), got ", chunk);
-  const bool scan = kernel == "scan" || (kernel == "auto" && chunk > 0);
+  const bool held_runs = kernel == "held_runs";
+  HIMARI_CHECK(!held_runs || mode == "long_flat", "kernel: 'held_runs' backtests long_flat signals only, got mode=",
+               mode);
+  const bool scan = kernel == "scan" || held_runs || (kernel == "auto" && chunk > 0);
   HIMARI_CHECK(!(scan && return_equity),
                "kernel: the scan kernel computes metrics only; use 'auto' or 'sequential' with return_equity");
   HIMARI_CHECK(!(kernel == "sequential" && chunk > 0), "chunk: only the scan kernel works in chunks");
@@ -123,6 +127,22 @@ py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const p
   std::shared_ptr<void> metrics = cuda::allocate(static_cast<std::size_t>(m) * sizeof(Metrics), device);
   std::shared_ptr<void> equity;
   if (return_equity) equity = cuda::allocate(static_cast<std::size_t>(t_bars * m) * sizeof(double), device);
+  // held runs: the shared tables (held_runs.h) built here and copied next to the prices
+  std::unique_ptr<runs::MarketTables> tables;
+  std::shared_ptr<void> table_memory;
+  runs::TablesView device_tables;
+  if (held_runs) {
+    tables = std::make_unique<runs::MarketTables>(c.data(), t_bars);
+    const std::size_t sums = tables->sums_bytes(), tree = tables->tree_bytes();
+    table_memory = cuda::allocate(sums + tree, device);
+    auto* base = static_cast<char*>(table_memory.get());
+    cuda::copy_to_device(base, tables->view().sums, sums, device, stream);
+    cuda::copy_to_device(base + sums, tables->view().tree, tree, device, stream);
+    device_tables = tables->view();
+    device_tables.sums = reinterpret_cast<const double*>(base);
+    device_tables.tree = reinterpret_cast<const runs::RangeSummary*>(base + sums);
+    device_tables.close = in.close;
+  }
   cuda::BadIndex bad_signal(device, stream);
   with_action_type(s.dtype, s.data, [&](auto* p) {
     auto* met = static_cast<Metrics*>(metrics.get());
@@ -130,7 +150,8 @@ py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const p
       cuda::backtest_signals_sequential(in, p, met, static_cast<double*>(equity.get()), bad_signal.get(), device,
                                         stream);
     else if (scan)
-      cuda::backtest_signals_scan(in, p, met, bad_signal.get(), chunk, device, stream);
+      cuda::backtest_signals_scan(in, p, met, bad_signal.get(), chunk, device, stream,
+                                  held_runs ? &device_tables : nullptr);
     else
       cuda::backtest_signals(in, p, met, static_cast<double*>(equity.get()), bad_signal.get(), device, stream);
   });

@@ -114,6 +114,23 @@ __global__ void summary_kernel(BacktestInputs in, Plan plan, const A* __restrict
   if (bad >= 0) atomicMin(error, static_cast<unsigned long long>(bad));
 }
 
+// The same summaries by held runs (long-flat mode): per bar a compare, account maths at fills,
+// held runs from the shared tables (device memory).
+template <typename A>
+__global__ void summary_runs_kernel(BacktestInputs in, Plan plan, const A* __restrict__ signals,
+                                    const PositionCarry* __restrict__ carries, SummaryArrays out,
+                                    unsigned long long* error, runs::TablesView tables) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t m_total = in.n_strategies;
+  if (i >= plan.n_chunks * m_total) return;
+  const std::int64_t k = i / m_total, m = i - k * m_total;
+  std::int64_t bad;
+  store(out, i,
+        scan::summarize_chunk_runs(signals, m_total, m, plan.begin(k), plan.end(k), carries[i], in.open, in.close,
+                                   in.costs, tables, &bad));
+  if (bad >= 0) atomicMin(error, static_cast<unsigned long long>(bad));
+}
+
 // Composes chunks k0.. of strategy m; returns the first chunk that needs an exact run, or -1
 // after writing the metrics.
 __device__ std::int64_t compose_from(const BacktestInputs& in, const Plan& plan, const SummaryArrays& sums,
@@ -209,7 +226,7 @@ std::int64_t auto_chunk(std::int64_t steps, std::int64_t strategies) {
 
 template <typename A>
 void backtest_signals_scan(const BacktestInputs& in, const A* signals, Metrics* metrics, unsigned long long* error,
-                           std::int64_t chunk, int device, Stream stream) {
+                           std::int64_t chunk, int device, Stream stream, const runs::TablesView* tables) {
   const std::int64_t m = in.n_strategies;
   if (m <= 0) return;
   detail::DeviceGuard guard(device);
@@ -249,8 +266,13 @@ void backtest_signals_scan(const BacktestInputs& in, const A* signals, Metrics* 
     HIMARI_CUDA_CHECK_LAUNCH("positions_kernel");
     carry_kernel<<<blocks_for(m), kThreads, 0, s>>>(in, plan, positions, carries);
     HIMARI_CUDA_CHECK_LAUNCH("carry_kernel");
-    summary_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, carries, sums, error);
-    HIMARI_CUDA_CHECK_LAUNCH("summary_kernel");
+    if (tables != nullptr) {
+      summary_runs_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, carries, sums, error, *tables);
+      HIMARI_CUDA_CHECK_LAUNCH("summary_runs_kernel");
+    } else {
+      summary_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, carries, sums, error);
+      HIMARI_CUDA_CHECK_LAUNCH("summary_kernel");
+    }
   }
   compose_kernel<<<blocks_for(m), kThreads, 0, s>>>(in, plan, sums, composers, flagged, metrics);
   HIMARI_CUDA_CHECK_LAUNCH("compose_kernel");
@@ -262,7 +284,7 @@ void backtest_signals_scan(const BacktestInputs& in, const A* signals, Metrics* 
 
 #define HIMARI_INSTANTIATE(A)                                                                                 \
   template void backtest_signals_scan<A>(const BacktestInputs&, const A*, Metrics*, unsigned long long*, \
-                                         std::int64_t, int, Stream);
+                                         std::int64_t, int, Stream, const runs::TablesView*);
 HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
 #undef HIMARI_INSTANTIATE
 

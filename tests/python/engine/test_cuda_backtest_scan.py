@@ -47,18 +47,20 @@ def signals(t: int, m: int, seed: int) -> np.ndarray:
     return sig
 
 
-def scan(open_, close, sig, *, fee: float, slippage: float, mode: str, chunk: int) -> dict[str, np.ndarray]:
+def scan(open_, close, sig, *, fee: float, slippage: float, mode: str, chunk: int,
+         kernel: str = "scan") -> dict[str, np.ndarray]:
     metrics, _ = _core.backtest_signals_cuda(open_, close, torch.from_numpy(sig).cuda(), fee, slippage, mode, 252.0,
-                                             False, 0, 0, kernel="scan", chunk=chunk)
+                                             False, 0, 0, kernel=kernel, chunk=chunk)
     from himari.engine.backtest import BacktestResult
 
     return {n: metrics[:, i] for i, n in enumerate(BacktestResult.metric_names())}
 
 
-def expect_parity(open_, close, sig, *, fee: float, slippage: float, mode: str, chunk: int) -> None:
+def expect_parity(open_, close, sig, *, fee: float, slippage: float, mode: str, chunk: int,
+                  kernel: str = "scan") -> None:
     ref = backtest_signals(open_, close, sig, fee=fee, slippage=slippage, mode=mode, bars_per_year=252.0)
-    got = scan(open_, close, sig, fee=fee, slippage=slippage, mode=mode, chunk=chunk)
-    where = f"T={len(close)} M={sig.shape[1]} {mode} fee={fee} chunk={chunk}"
+    got = scan(open_, close, sig, fee=fee, slippage=slippage, mode=mode, chunk=chunk, kernel=kernel)
+    where = f"T={len(close)} M={sig.shape[1]} {mode} fee={fee} chunk={chunk} kernel={kernel}"
     for name in ref.metric_names():
         if name in COUNTS:
             np.testing.assert_array_equal(got[name], getattr(ref, name), err_msg=f"{name} {where}")
@@ -124,6 +126,33 @@ def test_scan_reports_the_first_invalid_action() -> None:
         scan(o, c, sig, fee=1e-3, slippage=5e-4, mode="long_flat", chunk=3)
 
 
+@pytest.mark.parametrize("t", [2, 3, 66, 1001])
+def test_held_run_summaries_match_cpu_for_chunk_sizes(t: int) -> None:
+    # Long-flat chunks summarised by held runs (a compare per bar, account maths at fills, runs
+    # from the shared tables on the device) against the CPU's per-bar kernel.
+    o, c = prices(t, t)
+    for m in (1, 37, 130):
+        sig = signals(t, m, t + m)
+        for chunk in (1, 2, 7, 64, 0):
+            expect_parity(o, c, sig, fee=1e-3, slippage=5e-4, mode="long_flat", chunk=chunk, kernel="held_runs")
+
+
+def test_held_run_summaries_over_a_long_series_and_at_the_floor() -> None:
+    o, c = prices(20001, 3, vol=0.004)
+    sig = signals(20001, 300, 4)
+    for chunk in (0, 257, 4096):
+        expect_parity(o, c, sig, fee=1e-3, slippage=5e-4, mode="long_flat", chunk=chunk, kernel="held_runs")
+    o, c = prices(700, 5, drift=0.002)
+    for chunk in (1, 3, 40, 699):
+        expect_parity(o, c, signals(700, 96, 6), fee=0.3, slippage=0.01, mode="long_flat", chunk=chunk,
+                      kernel="held_runs")
+    o, c = prices(100, 1)
+    bad = np.ones((100, 8), dtype=np.int8)
+    bad[5, 3] = 7
+    with pytest.raises(InvalidArgumentError, match=r"\[5, 3\]"):
+        scan(o, c, bad, fee=1e-3, slippage=5e-4, mode="long_flat", chunk=3, kernel="held_runs")
+
+
 def test_kernel_and_chunk_are_checked() -> None:
     o, c = prices(10, 1)
     sig = torch.ones((10, 2), dtype=torch.int8, device="cuda")
@@ -134,3 +163,7 @@ def test_kernel_and_chunk_are_checked() -> None:
         _core.backtest_signals_cuda(*args, True, 0, 0, kernel="scan")
     with pytest.raises(InvalidArgumentError, match="chunk"):
         _core.backtest_signals_cuda(*args, False, 0, 0, kernel="scan", chunk=-1)
+    with pytest.raises(InvalidArgumentError, match="long_flat signals only"):
+        _core.backtest_signals_cuda(o, c, sig, 1e-3, 5e-4, "long_short", 252.0, False, 0, 0, kernel="held_runs")
+    with pytest.raises(InvalidArgumentError, match="metrics only"):
+        _core.backtest_signals_cuda(*args, True, 0, 0, kernel="held_runs")
