@@ -24,18 +24,10 @@
 #include "himari/backtest/backtest.h"
 
 using namespace himari;
-
-using bench::inputs;
-using bench::make_market;
-using bench::Market;
-using bench::median_ms;
+using namespace bench;
 
 int main(int argc, char** argv) {
   const int repeats = argc > 1 ? std::atoi(argv[1]) : 5;
-  struct Shape {
-    std::int64_t bars, strategies;
-    double p_act;
-  };
   const Shape cases[] = {{100000, 1000, 1.0},  {100000, 1000, 0.1},   {100000, 1000, 0.02},
                          {100000, 1000, 0.002}, {1000000, 64, 0.02},  {10000, 10000, 0.02}};
   std::printf("held runs vs the sequential CPU kernel, one thread each, median of %d\n", repeats);

@@ -26,20 +26,12 @@
 #include "himari/backtest/backtest.h"
 
 using namespace himari;
-
-using bench::inputs;
-using bench::make_market;
-using bench::Market;
-using bench::median_ms;
+using namespace bench;
 
 int main(int argc, char** argv) {
   const int repeats = argc > 1 ? std::atoi(argv[1]) : 5;
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::int64_t chunk = 2048;
-  struct Shape {
-    std::int64_t bars, strategies;
-    double p_act;
-  };
   const Shape cases[] = {{1000000, 1, 0.02}, {1000000, 4, 0.02}, {100000, 64, 0.02}, {100000, 1000, 0.02},
                          {1000000, 1, 1.0}, {100000, 1000, 1.0}};
   std::vector<int> thread_counts;

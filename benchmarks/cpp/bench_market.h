@@ -16,6 +16,12 @@ namespace bench {
 using namespace himari;
 
 
+// A benchmark case: bars, strategies and the share of bars with a BUY or SELL.
+struct Shape {
+  std::int64_t bars, strategies;
+  double p_act;
+};
+
 struct Market {
   std::vector<double> open, close;
   std::vector<std::int8_t> signals;  // [T, M], bar-major like the kernels read it

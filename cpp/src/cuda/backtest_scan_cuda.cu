@@ -99,35 +99,25 @@ __global__ void carry_kernel(BacktestInputs in, Plan plan, const PositionSummary
   }
 }
 
-template <typename A>
+// Phase 2: a chunk summary per (chunk, strategy) thread; with kHeldRuns (long-flat mode) by held
+// runs over the shared tables in device memory: per bar a compare, account maths at fills.
+template <typename A, bool kHeldRuns>
 __global__ void summary_kernel(BacktestInputs in, Plan plan, const A* __restrict__ signals,
                                const PositionCarry* __restrict__ carries, SummaryArrays out,
-                               unsigned long long* error) {
+                               unsigned long long* error, runs::TablesView tables) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const std::int64_t m_total = in.n_strategies;
   if (i >= plan.n_chunks * m_total) return;
   const std::int64_t k = i / m_total, m = i - k * m_total;
   std::int64_t bad;
-  store(out, i,
-        scan::summarize_chunk(signals, m_total, m, plan.begin(k), plan.end(k), carries[i], in.open, in.close,
-                              in.costs, &bad));
-  if (bad >= 0) atomicMin(error, static_cast<unsigned long long>(bad));
-}
-
-// The same summaries by held runs (long-flat mode): per bar a compare, account maths at fills,
-// held runs from the shared tables (device memory).
-template <typename A>
-__global__ void summary_runs_kernel(BacktestInputs in, Plan plan, const A* __restrict__ signals,
-                                    const PositionCarry* __restrict__ carries, SummaryArrays out,
-                                    unsigned long long* error, runs::TablesView tables) {
-  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const std::int64_t m_total = in.n_strategies;
-  if (i >= plan.n_chunks * m_total) return;
-  const std::int64_t k = i / m_total, m = i - k * m_total;
-  std::int64_t bad;
-  store(out, i,
-        scan::summarize_chunk_runs(signals, m_total, m, plan.begin(k), plan.end(k), carries[i], in.open, in.close,
-                                   in.costs, tables, &bad));
+  if constexpr (kHeldRuns)
+    store(out, i,
+          scan::summarize_chunk_runs(signals, m_total, m, plan.begin(k), plan.end(k), carries[i], in.open, in.close,
+                                     in.costs, tables, &bad));
+  else
+    store(out, i,
+          scan::summarize_chunk(signals, m_total, m, plan.begin(k), plan.end(k), carries[i], in.open, in.close,
+                                in.costs, &bad));
   if (bad >= 0) atomicMin(error, static_cast<unsigned long long>(bad));
 }
 
@@ -266,13 +256,11 @@ void backtest_signals_scan(const BacktestInputs& in, const A* signals, Metrics* 
     HIMARI_CUDA_CHECK_LAUNCH("positions_kernel");
     carry_kernel<<<blocks_for(m), kThreads, 0, s>>>(in, plan, positions, carries);
     HIMARI_CUDA_CHECK_LAUNCH("carry_kernel");
-    if (tables != nullptr) {
-      summary_runs_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, carries, sums, error, *tables);
-      HIMARI_CUDA_CHECK_LAUNCH("summary_runs_kernel");
-    } else {
-      summary_kernel<A><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, carries, sums, error);
-      HIMARI_CUDA_CHECK_LAUNCH("summary_kernel");
-    }
+    if (tables != nullptr)
+      summary_kernel<A, true><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, carries, sums, error, *tables);
+    else
+      summary_kernel<A, false><<<blocks_for(pairs), kThreads, 0, s>>>(in, plan, signals, carries, sums, error, {});
+    HIMARI_CUDA_CHECK_LAUNCH("summary_kernel");
   }
   compose_kernel<<<blocks_for(m), kThreads, 0, s>>>(in, plan, sums, composers, flagged, metrics);
   HIMARI_CUDA_CHECK_LAUNCH("compose_kernel");
