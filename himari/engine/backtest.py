@@ -122,7 +122,8 @@ def backtest_signals(
     Trades, fills and total returns come out bit for bit as ``"per_bar"``'s, Sharpe, Sortino and
     drawdown to rounding (~1e-12 relative); it pays for strategies that change position on a
     small share of the bars (several times faster at one change in 50 bars; blocks that trade
-    on more than an eighth of their bars go back to the per-bar kernel).
+    on more than an eighth of their bars go back to the per-bar kernel). Its tables (about 50
+    bytes a bar) cost what three or four strategies do per bar: for a handful, ``"per_bar"``.
     """
     from himari.engine.device import as_framework_array, check_device, current_stream, device_index
 
