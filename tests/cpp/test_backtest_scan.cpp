@@ -106,6 +106,14 @@ TEST(ChunkedScan, CarryIsTheLastNonHoldActionAndItsRunStart) {
   EXPECT_EQ(bad, 2);
   scan::summarize_chunk(two.data(), 2, 1, 0, 3, scan::PositionCarry{}, px.data(), px.data(), CostConfig{}, &bad);
   EXPECT_EQ(bad, -1);
+  // the held-run summary reports the same
+  const runs::MarketTables tables(px.data(), 4);
+  scan::summarize_chunk_runs(two.data(), 2, 0, 0, 3, scan::PositionCarry{}, px.data(), px.data(), CostConfig{},
+                             tables.view(), &bad);
+  EXPECT_EQ(bad, 2);
+  scan::summarize_chunk_runs(two.data(), 2, 1, 0, 3, scan::PositionCarry{}, px.data(), px.data(), CostConfig{},
+                             tables.view(), &bad);
+  EXPECT_EQ(bad, -1);
 }
 
 TEST(ChunkedScan, BackwardPositionSummaryMatchesAForwardWalk) {

@@ -278,20 +278,29 @@ HIMARI_HD ChunkSummary summarize_chunk_runs(const A* signals, std::int64_t n_str
                                             std::int64_t t0, std::int64_t t1, PositionCarry carry, const double* open,
                                             const double* close, const CostConfig& costs,
                                             const runs::TablesView& tables, std::int64_t* first_bad) {
+  constexpr int kAhead = 8;  // loads issued before the compares that use them, as summarize_chunk
   ChunkSummary out;
   RelativeAccount s = start_account(carry, open, close, t0, costs);
   *first_bad = -1;
   std::int64_t held_from = s.position != 0 ? t0 : -1;
-  for (std::int64_t t = t0; t < t1; ++t) {
-    const long long v = static_cast<long long>(signals[t * n_strategies + m]);
-    if (!valid_action(v)) {  // read as HOLD, reported
-      if (*first_bad < 0) *first_bad = t * n_strategies + m;
-      continue;
+  for (std::int64_t u = t0; u < t1; u += kAhead) {
+    long long a[kAhead];
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+    for (int j = 0; j < kAhead; ++j) a[j] = u + j < t1 ? static_cast<long long>(signals[(u + j) * n_strategies + m]) : 1;
+    for (int j = 0; j < kAhead; ++j) {
+      const std::int64_t t = u + j;
+      const long long v = a[j];
+      if (!valid_action(v)) {  // read as HOLD, reported
+        if (*first_bad < 0) *first_bad = t * n_strategies + m;
+        continue;
+      }
+      if (v != (s.position == 0 ? 2 : 0)) continue;  // BUY opens when flat, SELL closes when long
+      if (held_from >= 0) hold_relative(s, out, held_from, t - 1, open, close, costs, tables);
+      relative_step(s, out, v, open[t + 1], close[t + 1], costs);
+      held_from = s.position != 0 ? t + 1 : -1;
     }
-    if (v != (s.position == 0 ? 2 : 0)) continue;  // BUY opens when flat, SELL closes when long
-    if (held_from >= 0) hold_relative(s, out, held_from, t - 1, open, close, costs, tables);
-    relative_step(s, out, v, open[t + 1], close[t + 1], costs);
-    held_from = s.position != 0 ? t + 1 : -1;
   }
   if (held_from >= 0) hold_relative(s, out, held_from, t1 - 1, open, close, costs, tables);
   out.growth = s.equity;
