@@ -88,3 +88,23 @@ def test_an_unknown_method_and_bad_actions_are_refused() -> None:
     bad[4, 1] = 3
     with pytest.raises(ValueError, match=r"\[4, 1\]"):
         engine.backtest_signals(o, c, bad, method="held_runs")
+
+
+_C = np.full(10, 100.0)
+_S = np.ones((10, 3), np.int8)
+
+
+@pytest.mark.parametrize("open_, close, signals", [
+    (np.r_[_C[:5], np.nan, _C[6:]], _C, _S),
+    (_C, np.r_[_C[:5], 0.0, _C[6:]], _S),
+    (_C[:9], _C, _S),
+    (_C[:1], _C[:1], _S[:1]),
+    (_C, _C, np.ones((10, 0), np.int8)),
+    (_C, _C, _S.astype(float)),
+], ids=["nan-open", "zero-close", "lengths", "one-bar", "no-strategy", "float-signals"])
+def test_bad_input_gets_the_per_bar_methods_error(open_, close, signals) -> None:
+    with pytest.raises(ValueError) as per_bar:
+        engine.backtest_signals(open_, close, signals)
+    with pytest.raises(type(per_bar.value)) as held:
+        engine.backtest_signals(open_, close, signals, method="held_runs")
+    assert str(held.value) == str(per_bar.value)
