@@ -15,6 +15,21 @@ from himari.errors import InvalidArgumentError
 BARS_PER_YEAR_5M = 105_120
 """5-minute bars in a 365-day year of 24/7 trading."""
 
+HELD_RUNS_MIN_STRATEGIES = 64
+"""From this many strategies ``backtest_signals(method="auto")`` backtests long-flat metrics on the
+CPU by held runs: their shared tables then cost a few percent of the per-bar kernel's time at
+worst (signals that act on every bar, which go back to the per-bar kernel) and save 3-17x when
+positions change on 10% down to 0.2% of the bars (docs/engine-api.md)."""
+
+
+def _strategies(signals: Any) -> int:
+    """M of signals ``[T, M]`` (1 for ``[T]``), without converting them; 0 when the shape is not
+    one the backtester takes (it then says why)."""
+    shape = getattr(signals, "shape", None)
+    if shape is None:
+        shape = np.shape(signals)
+    return 1 if len(shape) == 1 else int(shape[1]) if len(shape) == 2 else 0
+
 
 @dataclass(frozen=True)
 class BacktestResult:
@@ -94,7 +109,7 @@ def backtest_signals(
     return_equity: bool = False,
     device: str = "cpu",
     threads: int = 1,
-    method: str = "per_bar",
+    method: str = "auto",
 ) -> BacktestResult:
     """Backtest M action sequences over one price series in a single native pass.
 
@@ -116,7 +131,9 @@ def backtest_signals(
     metrics only, run as a scan over time (the same positions and counts, equity-derived metrics
     to rounding, ~1e-12 relative); small backtests stay on one thread (docs/engine-api.md).
 
-    ``method="held_runs"`` (CPU, ``long_flat``, metrics only) does account maths only at each
+    ``method``: ``"auto"`` (the default) takes ``"held_runs"`` for long-flat metrics of at least
+    ``HELD_RUNS_MIN_STRATEGIES`` strategies on the CPU, else ``"per_bar"``, the kernel every
+    path is pinned to. ``"held_runs"`` (CPU, ``long_flat``, metrics only) does account maths only at each
     strategy's fills: per bar it checks whether the action changes the position, and a held run
     is summed through prefix sums and a range tree over the closes that every strategy shares.
     Trades, fills and total returns come out bit for bit as ``"per_bar"``'s, Sharpe, Sortino and
@@ -128,8 +145,11 @@ def backtest_signals(
     from himari.engine.device import as_framework_array, check_device, current_stream, device_index
 
     mode = check_mode(mode)
-    if method not in ("per_bar", "held_runs"):
-        raise InvalidArgumentError(f"method: expected 'per_bar' or 'held_runs', got {method!r}")
+    if method not in ("auto", "per_bar", "held_runs"):
+        raise InvalidArgumentError(f"method: expected 'auto', 'per_bar' or 'held_runs', got {method!r}")
+    if method == "auto":
+        method = "held_runs" if (device == "cpu" and mode == "long_flat" and not return_equity
+                                 and _strategies(signals) >= HELD_RUNS_MIN_STRATEGIES) else "per_bar"
     if method == "held_runs" and (device != "cpu" or return_equity or mode != "long_flat"):
         raise InvalidArgumentError(
             "method='held_runs' computes the metrics of long_flat signals on the CPU: it needs device='cpu', "

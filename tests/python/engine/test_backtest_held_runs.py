@@ -82,7 +82,7 @@ def test_what_it_does_not_do_is_refused(kwargs: dict, words: str) -> None:
 
 def test_an_unknown_method_and_bad_actions_are_refused() -> None:
     o = c = np.full(10, 100.0)
-    with pytest.raises(InvalidArgumentError, match="method: expected 'per_bar' or 'held_runs', got 'fast'"):
+    with pytest.raises(InvalidArgumentError, match="method: expected 'auto', 'per_bar' or 'held_runs', got 'fast'"):
         engine.backtest_signals(o, c, np.ones((10, 2), np.int8), method="fast")
     bad = np.ones((10, 2), np.int8)
     bad[4, 1] = 3
@@ -108,3 +108,25 @@ def test_bad_input_gets_the_per_bar_methods_error(open_, close, signals) -> None
     with pytest.raises(type(per_bar.value)) as held:
         engine.backtest_signals(open_, close, signals, method="held_runs")
     assert str(held.value) == str(per_bar.value)
+
+
+def test_auto_takes_held_runs_from_64_long_flat_strategies_on_the_cpu() -> None:
+    from himari.engine.backtest import HELD_RUNS_MIN_STRATEGIES
+
+    assert HELD_RUNS_MIN_STRATEGIES == 64
+    rng = np.random.default_rng(11)
+    o, c = ref.random_walk_prices(rng, 5000, vol=0.003)
+    sig = _sticky_signals(rng, 5000, 64, 0.01)
+    per_bar = engine.backtest_signals(o, c, sig, method="per_bar")
+    held = engine.backtest_signals(o, c, sig, method="held_runs")
+    # the two methods differ in the last bits here, so the test can tell which one ran
+    assert not np.array_equal(per_bar.sharpe, held.sharpe)
+    auto = engine.backtest_signals(o, c, sig)
+    np.testing.assert_array_equal(auto.sharpe, held.sharpe)
+    np.testing.assert_array_equal(auto.max_drawdown, held.max_drawdown)
+    few = np.ascontiguousarray(sig[:, :63])  # one strategy short: the per-bar kernel
+    np.testing.assert_array_equal(engine.backtest_signals(o, c, few).sharpe,
+                                  engine.backtest_signals(o, c, few, method="per_bar").sharpe)
+    for kwargs in ({"mode": "long_short"}, {"return_equity": True}):  # not held runs' work: per bar
+        np.testing.assert_array_equal(engine.backtest_signals(o, c, sig, **kwargs).sharpe,
+                                      engine.backtest_signals(o, c, sig, method="per_bar", **kwargs).sharpe)
