@@ -60,8 +60,11 @@ def test_resume_after_sigkill_matches_uninterrupted(medium_prepared, tmp_path) -
     a = json.loads((full / "summary.json").read_text())
     b = json.loads((killed / "summary.json").read_text())
     assert b["resumed_from_step"] == state["step"] > 0
+    # on a mismatch, say where the kill landed and how the two runs' epochs went
+    where = (f"killed at epoch {state['epoch']}, batch {state['batch']}, step {state['step']}; best epoch "
+             f"{a['best_epoch']} uninterrupted, {b['best_epoch']} resumed; histories\n{a['history']}\n{b['history']}")
     for key in ("validation", "test", "history", "best_epoch", "best_validation_sharpe", "steps"):
-        assert a[key] == b[key], key
+        assert a[key] == b[key], f"{key}: {where}"
     assert (full / "metrics.jsonl").read_text() == (killed / "metrics.jsonl").read_text()
     wa = torch.load(full / "checkpoints" / "best.pt", weights_only=True)["network"]
     wb = torch.load(killed / "checkpoints" / "best.pt", weights_only=True)["network"]
