@@ -1,15 +1,17 @@
-// The long-flat, metrics-only signal backtest by held runs (himari/backtest/held_runs.h) on the
-// CPU. Strategies go in blocks of 64: for each bar the block's 64 actions (one cache line of
-// int8 signals) are compared with the one action that would change each strategy's position
-// (BUY when flat, SELL when long) into a bit mask, and only the set bits do account maths.
+// The long-flat, metrics-only signal backtest by held runs on the CPU: the scan's held-run
+// account (chunked_scan.h: relative_step at fills, hold_relative for held runs over the shared
+// tables of held_runs.h), each strategy as one chunk of all its bars. Strategies go in blocks of
+// 64: for each bar the block's 64 actions (one cache line of int8 signals) are compared with the
+// one action that would change each strategy's position (BUY when flat, SELL when long) into a
+// bit mask, and only the set bits do account maths.
 #include <cstdint>
 #include <stdexcept>
-#include <vector>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
 #include "himari/backtest/backtest.h"
+#include "himari/backtest/chunked_scan.h"
 #include "himari/backtest/held_runs.h"
 #include "thread_parts.h"
 
@@ -17,21 +19,6 @@ namespace himari {
 namespace {
 
 constexpr std::int64_t kRunsBlock = 64;
-
-// The sequential kernel's loop for one strategy (a strategy near the bankruptcy floor).
-template <typename A>
-Metrics sequential_strategy(const BacktestInputs& in, const A* signals, std::int64_t m) {
-  AccountState a{};
-  MetricAccumulator acc{};
-  const std::int64_t steps = in.n_bars - 1;
-  for (std::int64_t t = 0; t < steps; ++t) {
-    const StepOutcome o = account_step(a, static_cast<double>(signals[t * in.n_strategies + m]), in.open[t + 1],
-                                       in.close[t + 1], in.costs);
-    accumulate(acc, o.prev_equity, a.equity, a.drawdown, a.position);
-  }
-  return finalize_metrics(acc, a.equity, a.turnover, a.trades, a.closed_trades, a.wins, static_cast<double>(steps),
-                          in.bars_per_year);
-}
 
 // Bit j set where row[j] == wanted[j], for j < nb.
 template <typename A>
@@ -61,12 +48,21 @@ std::uint64_t changes_of(const A* row, const A* wanted, std::int64_t nb) {
 constexpr double kDenseFills = 0.125;
 constexpr std::int64_t kDensityCheck = 2048;  // bars between density checks
 
+// One strategy of a block: its account in units of its starting equity (1, so the units are
+// the account's own) and the summary of its bars so far.
+struct Lane {
+  scan::RelativeAccount account;
+  scan::ChunkSummary summary;
+  std::int64_t held_from = -1;  // first step after the opening fill while long, else -1
+};
+
 template <typename A>
 void run_block(const BacktestInputs& in, const A* signals, std::int64_t m0, std::int64_t nb,
                const runs::TablesView& tables, Metrics* metrics) {
-  runs::HeldRunAccount accounts[kRunsBlock];
+  Lane lanes[kRunsBlock];
   // The action that changes each position: BUY (2) when flat, SELL (0) when long; 3 (never an
-  // action) for lanes past the block and for strategies left to the sequential loop.
+  // action) for lanes past the block and for strategies that may reach the bankruptcy floor
+  // (the sequential loop re-runs them below).
   alignas(16) A wanted[kRunsBlock];
   for (std::int64_t j = 0; j < kRunsBlock; ++j) wanted[j] = static_cast<A>(j < nb ? 2 : 3);
   const std::int64_t steps = in.n_bars - 1;
@@ -76,11 +72,14 @@ void run_block(const BacktestInputs& in, const A* signals, std::int64_t m0, std:
     while (changes != 0) {
       const int j = __builtin_ctzll(changes);
       changes &= changes - 1;
-      runs::HeldRunAccount& s = accounts[j];
-      if (s.held_from >= 0) runs::hold(s, s.held_from, t - 1, in.close, tables);
-      runs::fill(s, t, in.open, in.close, in.costs);
+      Lane& l = lanes[j];
+      if (l.held_from >= 0) scan::hold_relative(l.account, l.summary, l.held_from, t - 1, in.open, in.close, in.costs,
+                                                tables);
+      scan::relative_step(l.account, l.summary, static_cast<long long>(wanted[j]), in.open[t + 1], in.close[t + 1],
+                          in.costs);
       ++fills;
-      wanted[j] = static_cast<A>(s.near_floor ? 3 : s.held_from >= 0 ? 0 : 2);
+      l.held_from = l.account.position != 0 ? t + 1 : -1;
+      wanted[j] = static_cast<A>(scan::needs_exact_run(scan::Composer{}, l.summary) ? 3 : l.held_from >= 0 ? 0 : 2);
     }
     if ((t + 1) % kDensityCheck == 0 && static_cast<double>(fills) > kDenseFills * static_cast<double>((t + 1) * nb)) {
       backtest_range(in, signals, m0, m0 + nb, metrics, nullptr);
@@ -88,9 +87,17 @@ void run_block(const BacktestInputs& in, const A* signals, std::int64_t m0, std:
     }
   }
   for (std::int64_t j = 0; j < nb; ++j) {
-    runs::HeldRunAccount& s = accounts[j];
-    if (!s.near_floor) metrics[m0 + j] = runs::finish(s, in.n_bars, in.close, tables, in.bars_per_year);
-    if (s.near_floor) metrics[m0 + j] = sequential_strategy(in, signals, m0 + j);
+    Lane& l = lanes[j];
+    scan::Composer c;
+    if (l.held_from >= 0 && wanted[j] != 3)
+      scan::hold_relative(l.account, l.summary, l.held_from, steps - 1, in.open, in.close, in.costs, tables);
+    l.summary.growth = l.account.equity;
+    if (scan::needs_exact_run(c, l.summary))  // may touch the floor: the sequential kernel's loop
+      scan::exact_run(c, scan::PositionCarry{}, signals, in.n_strategies, m0 + j, 0, steps, in.open, in.close,
+                      in.costs);
+    else
+      scan::compose(c, l.summary);
+    metrics[m0 + j] = scan::finish(c, in.n_bars, in.bars_per_year);
   }
 }
 
@@ -101,8 +108,8 @@ void backtest_signals_runs_cpu(const BacktestInputs& in, const A* signals, Metri
   if (in.costs.mode != PositionMode::kLongFlat)
     throw std::invalid_argument("the held-run backtest is long-flat only");
   if (in.n_strategies < 1) return;
-  if (in.n_bars < 2) {  // no step: what every kernel reports for an empty run
-    for (std::int64_t m = 0; m < in.n_strategies; ++m) metrics[m] = sequential_strategy(in, signals, m);
+  if (in.n_bars < 2) {  // no step: what the per-bar kernel reports for an empty run
+    backtest_range(in, signals, 0, in.n_strategies, metrics, nullptr);
     return;
   }
   const runs::MarketTables tables(in.close, in.n_bars);

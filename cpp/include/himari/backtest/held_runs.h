@@ -1,4 +1,5 @@
-// The long-flat signal backtest by held runs: work per position change, not per bar.
+// The shared tables of the long-flat signal backtest by held runs: work per position change, not
+// per bar.
 //
 // Why: the per-bar kernels spend ~20 double-precision instructions on every bar of every
 // strategy, HOLD or not (the mark, the return's division, the sums, the drawdown). In long-flat
@@ -10,16 +11,11 @@
 //     shared by every strategy; the run's lowest and highest equity are cash + units * (the
 //     lowest, highest close), exact, since rounding is monotone; its drawdown inside the run
 //     is the close series' own, from a range tree shared by every strategy.
-// So a strategy reads one byte per bar (is this the action that changes my position?) and does
-// the account maths only at its fills. Fills, fees, cash, units, trades, round trips and wins are
-// computed with the sequential kernel's own expressions in the same order (account_math.h), so
-// they, the final equity and the total return agree bit for bit; the return sums and the drawdown
-// agree to rounding (~1e-15 relative per held run). Runs shorter than kExactRun bars are marked
-// bar by bar exactly as the sequential kernel does.
-//
-// The bankruptcy floor: a strategy whose equity could come within kFloorMargin of the floor
-// (its lowest equity over a run, or the cash after a fill) is run again from the start by the
-// sequential per-bar loop, so its numbers are the reference's.
+// This header holds those tables; the account that uses them is the scan's relative account
+// (chunked_scan.h: summarize_chunk_runs, hold_relative), on the GPU per (chunk, strategy) and on
+// the CPU (backtest_runs_cpu.cpp) per strategy over all its bars. Fills use the sequential
+// kernel's own expressions, so fills, counts and the final equity agree with it bit for bit; the
+// return sums and the drawdown to rounding (~1e-15 relative per held run).
 #pragma once
 
 #include <algorithm>
@@ -42,9 +38,6 @@ constexpr std::int64_t kExactRun = 16;
 // Held runs take the market's returns for the account's while the cash beside the position is
 // below this share of the run's lowest equity (the difference is at most about this, relative).
 constexpr double kResidueShare = 1e-13;
-// A strategy whose equity may come within this factor of the bankruptcy floor is re-run by the
-// sequential loop.
-constexpr double kFloorMargin = 1e-6;
 
 // min, max and largest fall (1 - later / earlier peak) of closes over a range of bars; no bar is
 // (+inf, -inf, 0).
@@ -184,94 +177,5 @@ class MarketTables {
   std::size_t sums_count_ = 0, tree_count_ = 0;
   TablesView view_;
 };
-
-// One strategy's account between fills, in long-flat mode.
-struct HeldRunAccount {
-  double cash = 1.0, units = 0.0, equity = 1.0, peak = 1.0, entry_equity = 1.0;
-  double trades = 0.0, closed_trades = 0.0, wins = 0.0;
-  MetricAccumulator acc{};
-  std::int64_t held_from = -1;  // first step after the opening fill while long, else -1
-  bool near_floor = false;      // equity may reach the bankruptcy floor: re-run sequentially
-};
-
-namespace detail {
-
-inline void mark(HeldRunAccount& s, double marked) {
-  if (marked <= kBankruptEquity * (1.0 + kFloorMargin)) s.near_floor = true;
-  const double r = marked / s.equity - 1.0;
-  s.acc.sum += r;
-  s.acc.sum_sq += r * r;
-  const double down = r < 0.0 ? r : 0.0;
-  s.acc.down_sq += down * down;
-  s.equity = marked;
-  s.peak = marked > s.peak ? marked : s.peak;
-  const double drawdown = 1.0 - s.equity / s.peak;
-  s.acc.max_dd = drawdown > s.acc.max_dd ? drawdown : s.acc.max_dd;
-}
-
-}  // namespace detail
-
-// Steps [a, b] held long with no fill: marked at close[a + 1] .. close[b + 1].
-inline void hold(HeldRunAccount& s, std::int64_t a, std::int64_t b, const double* close, const TablesView& tables) {
-  if (a > b) return;
-  s.acc.exposed += static_cast<double>(b - a + 1);
-  const RangeSummary run = b - a + 1 < kExactRun ? RangeSummary{} : range_closes(tables, a + 1, b + 1);
-  const double low = s.cash + s.units * run.low, high = s.cash + s.units * run.high;
-  // The market's returns are the account's only while the cash left by the opening fill (a
-  // rounding residue, ~1e-17 of the equity then) stays negligible against the equity: not so
-  // after a fall of many orders of magnitude towards the floor. Short runs and those go bar by bar.
-  if (is_empty(run) || std::fabs(s.cash) > kResidueShare * low) {
-    for (std::int64_t t = a; t <= b; ++t) detail::mark(s, s.cash + s.units * close[t + 1]);
-    return;
-  }
-  if (low <= kBankruptEquity * (1.0 + kFloorMargin)) s.near_floor = true;
-  double sums[3];
-  range_sums(tables, a, b, sums);
-  s.acc.sum += sums[0];
-  s.acc.sum_sq += sums[1];
-  s.acc.down_sq += sums[2];
-  // drawdown at step t: 1 - E_t / max(peak before the run, highest E of the run so far)
-  //                   = max(1 - E_t / peak before, 1 - E_t / highest so far)
-  const double from_peak = 1.0 - low / s.peak;
-  const double worst = std::max(from_peak, run.fall);
-  s.acc.max_dd = worst > s.acc.max_dd ? worst : s.acc.max_dd;
-  s.peak = high > s.peak ? high : s.peak;
-  s.equity = s.cash + s.units * close[b + 1];
-}
-
-// The fill of step t (decided at bar t, at open[t + 1], marked at close[t + 1]): opening a long
-// when flat, closing it when long. The expressions are account_step's with target 1 or 0.
-inline void fill(HeldRunAccount& s, std::int64_t t, const double* open, const double* close, const CostConfig& costs) {
-  const double next_open = open[t + 1];
-  if (s.held_from < 0) {  // open long with all equity: qty * px * (1 + fee) == cash
-    const double open_px = next_open * (1.0 + costs.slippage * 1.0);
-    const double qty = s.cash / (open_px * (1.0 + costs.fee));
-    const double notional = qty * open_px;
-    s.entry_equity = s.cash;
-    s.cash = s.cash - 1.0 * notional - costs.fee * notional;
-    s.units = 1.0 * qty;
-    s.held_from = t + 1;
-    s.acc.exposed += 1.0;
-  } else {  // close the long in full
-    const double close_px = next_open * (1.0 - costs.slippage * 1.0);
-    const double cash_after = s.cash + s.units * close_px - costs.fee * std::fabs(s.units) * close_px;
-    s.closed_trades += 1.0;
-    s.wins += cash_after > s.entry_equity ? 1.0 : 0.0;
-    s.cash = cash_after;
-    s.units = 0.0;
-    s.held_from = -1;
-  }
-  s.trades += 1.0;
-  detail::mark(s, s.cash + s.units * close[t + 1]);
-}
-
-// The metrics once every step is accounted for (a long still open is marked to the last close).
-inline Metrics finish(HeldRunAccount& s, std::int64_t n_bars, const double* close, const TablesView& tables,
-                      double bars_per_year) {
-  const std::int64_t steps = n_bars > 1 ? n_bars - 1 : 0;
-  if (s.held_from >= 0) hold(s, s.held_from, steps - 1, close, tables);
-  return finalize_metrics(s.acc, s.equity, s.trades, s.trades, s.closed_trades, s.wins, static_cast<double>(steps),
-                          bars_per_year);
-}
 
 }  // namespace himari::runs
