@@ -9,6 +9,9 @@ Sizes: 1k, 10k, 100k strategies x 10k, 100k, 1M bars of int8 signals already on 
 leaving out combinations over 4 GB of signals. Signals are uniform random actions (most
 strategies trade a third of their bars and hit the bankruptcy floor half way, so the scan's
 floor path is in the timing), plus "sticky" signals (an action on 1% of bars) for 100k x 10k.
+``--held-sweep`` times 100k x 10k only, from all-HOLD signals (the floor of a pass that reads
+every signal) through actions on 1%, 0.1% and 0.01% of bars, drawn per strategy or shared by
+each warp of 32 strategies.
 
 Times (medians of CUDA-event timings of whole calls, prices passed from the host as users do):
 ``call`` is the whole backtest_signals call (price upload, scratch, kernels, metrics download);
@@ -50,18 +53,21 @@ MAX_SIGNAL_BYTES = 4 << 30
 METRIC_BYTES = 80
 
 
-def kernel_seconds(fn, repeats: int = 3) -> float | None:
-    """Median over calls of the summed durations of the backtester's kernels (torch profiler)."""
+def kernel_seconds(fn, repeats: int = 3) -> tuple[float | None, dict[str, float]]:
+    """Median over calls of the summed durations of the backtester's kernels (torch profiler),
+    and the median of each kernel's own (by the kernel's short name, e.g. ``summary_kernel``)."""
     try:
         import torch
         from torch.profiler import ProfilerActivity, profile
 
-        totals = []
+        totals: list[float] = []
+        each: dict[str, list[float]] = {}
         for _ in range(repeats):
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 fn()
                 torch.cuda.synchronize()
             total = 0.0
+            this_call: dict[str, float] = {}
             for evt in prof.events():
                 name = evt.name
                 if ("himari" in name or "_kernel" in name) and "Memcpy" not in name and "Memset" not in name:
@@ -69,11 +75,18 @@ def kernel_seconds(fn, repeats: int = 3) -> float | None:
                     if dt is None:
                         dt = getattr(evt, "cuda_time", 0.0)
                     total += float(dt) * 1e-6
+                    short = next((w for w in name.replace("<", " ").replace("(", " ").split()
+                                  if w.endswith("_kernel")), name[:40])
+                    short = short.rsplit("::", 1)[-1]
+                    this_call[short] = this_call.get(short, 0.0) + float(dt) * 1e-6
             totals.append(total)
-        return statistics.median(totals) if any(totals) else None
+            for k, v in this_call.items():
+                each.setdefault(k, []).append(v)
+        per_kernel = {k: statistics.median(v) for k, v in each.items()}
+        return (statistics.median(totals) if any(totals) else None), per_kernel
     except Exception as exc:  # noqa: BLE001 - the profiler is optional here
         print(f"(no kernel times: {exc})", file=sys.stderr)
-        return None
+        return None, {}
 
 
 def copy_bandwidth(n_bytes: int) -> float:
@@ -102,18 +115,34 @@ def auto_chunk(steps: int, m: int) -> int:
     return int(min(max(-(-steps * m // (1 << 19)), 64), 16384))
 
 
+def make_signals(bars: int, m: int, kind: str):
+    """int8 signals [bars, m] on the GPU: "uniform" random actions, "hold" (all HOLD), or
+    "sticky:RATE" / "coherent:RATE" (an action, uniform over SELL/HOLD/BUY, on RATE of bars, HOLD
+    elsewhere; "coherent" gives each group of 32 neighbouring strategies, one CUDA warp, the same
+    signals)."""
+    import torch
+
+    gen = torch.Generator(device="cuda").manual_seed(bars + m)
+    name, _, rate = kind.partition(":")
+    if name == "uniform":
+        return torch.randint(0, 3, (bars, m), device="cuda", dtype=torch.int8, generator=gen)
+    if name == "hold":
+        return torch.ones((bars, m), device="cuda", dtype=torch.int8)
+    if name not in ("sticky", "coherent"):
+        raise ValueError(f"unknown signals {kind!r}")
+    cols = m if name == "sticky" else -(-m // 32)
+    acts = torch.randint(0, 3, (bars, cols), device="cuda", dtype=torch.int8, generator=gen)
+    acts[torch.rand((bars, cols), device="cuda", generator=gen) >= float(rate or 0.01)] = 1
+    return acts if name == "sticky" else acts.repeat_interleave(32, dim=1)[:, :m].contiguous()
+
+
 def run_case(bars: int, m: int, kind: str, copy_bw: float, quick: bool) -> dict:
     import torch
 
     from himari import _core
 
     o, c = prices(bars)
-    gen = torch.Generator(device="cuda").manual_seed(bars + m)
-    sig = torch.randint(0, 3, (bars, m), device="cuda", dtype=torch.int8, generator=gen)
-    if kind == "sticky":
-        keep = torch.rand((bars, m), device="cuda", generator=gen) >= 0.01
-        sig[keep] = 1
-        del keep
+    sig = make_signals(bars, m, kind)
 
     def call(kernel: str):
         return lambda: _core.backtest_signals_cuda(o, c, sig, 1e-3, 5e-4, "long_flat", 105120.0, False, 0, 0,
@@ -126,12 +155,13 @@ def run_case(bars: int, m: int, kind: str, copy_bw: float, quick: bool) -> dict:
             continue
         slow = kernel == "sequential" and bars * m >= 10**9
         t = time_cuda(call(kernel), iters=1, repeats=1 if slow else reps, warmup=0 if slow else 1)
-        k = None if slow else kernel_seconds(call(kernel), repeats=2)
+        k, per_kernel = (None, {}) if slow else kernel_seconds(call(kernel), repeats=2)
         moved = (scan_bytes(bars, m, auto_chunk(bars - 1, m)) if kernel != "sequential"
                  else (bars - 1) * m + m * METRIC_BYTES)
         best = k if k else t
         row[kernel] = {"call_seconds": t, "kernel_seconds": k, "bytes_moved": moved,
-                       "signals_once_fraction": bars * m / best / copy_bw, "moved_fraction": moved / best / copy_bw}
+                       "signals_once_fraction": bars * m / best / copy_bw, "moved_fraction": moved / best / copy_bw,
+                       "kernels": per_kernel}
     ref = np.asarray(_core.backtest_signals_cuda(o, c, sig, 1e-3, 5e-4, "long_flat", 105120.0, False, 0, 0,
                                                  kernel="sequential")[0])
     got = np.asarray(_core.backtest_signals_cuda(o, c, sig, 1e-3, 5e-4, "long_flat", 105120.0, False, 0, 0,
@@ -169,6 +199,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="only the sizes up to 10^8 signals")
+    ap.add_argument("--held-sweep", action="store_true",
+                    help="only 100k x 10k with all-HOLD signals and actions on 1%%, 0.1%% and 0.01%% of bars, "
+                         "per strategy and shared by each warp of 32 (where the held-run summaries pay)")
     args = ap.parse_args()
     import torch
 
@@ -182,6 +215,9 @@ def main() -> None:
     print(f"copy bandwidth {copy_bw / 1e12:.2f} TB/s (read + write)")
     cases = [(b, m, "uniform") for b, m in SIZES if b * m <= MAX_SIGNAL_BYTES and (not args.quick or b * m <= 10**8)]
     cases.append((100_000, 10_000, "sticky") if not args.quick else (10_000, 10_000, "sticky"))
+    if args.held_sweep:
+        cases = [(100_000, 10_000, kind) for kind in ("hold", "sticky:0.01", "sticky:0.001", "sticky:0.0001",
+                                                      "coherent:0.01", "coherent:0.001")]
     for bars, m, kind in cases:
         row = run_case(bars, m, kind, copy_bw, args.quick)
         torch.cuda.empty_cache()
@@ -191,6 +227,10 @@ def main() -> None:
               f"{(s['kernel_seconds'] or float('nan')) * 1e3:.2f} ms), sequential {q['call_seconds'] * 1e3:9.2f} ms, "
               f"x{row['speedup']:.0f}, trades equal {row['trades_equal']}, max rel diff {row['max_rel_diff']:.1e}",
               flush=True)
+        for name in ("scan", "held_runs"):
+            if row.get(name, {}).get("kernels"):
+                print(f"{'':27s}{name} kernels: " + ", ".join(
+                    f"{k} {v * 1e3:.2f} ms" for k, v in sorted(row[name]["kernels"].items(), key=lambda kv: -kv[1])))
         if "held_runs" in row:
             h = row["held_runs"]
             print(f"{'':27s}held runs {h['call_seconds'] * 1e3:8.2f} ms (kernels "

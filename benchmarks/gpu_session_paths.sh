@@ -13,7 +13,9 @@
 #  timegan-start, then timegan-wait in the following calls: TimeGAN's paper-size fit, which
 #  outlasts one call, in the background of the held machine; replay-tests: the CUDA-graph tests only;
 #  graph-train: GRAPH_MODELS trained in float32 with and without train.cuda_graph;
-#  cgdt-acting: cgdt's sequential acting replayed as CUDA graphs against eager, and its GPU tests)
+#  cgdt-acting: cgdt's sequential acting replayed as CUDA graphs against eager, and its GPU tests;
+#  scan: the scan backtester's table, or with SCAN_ARGS=--held-sweep where held runs pay;
+#  scan-ncu: Nsight Compute on the scan's kernels)
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
 # scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and JSON go to $OUT.
 set -uo pipefail
@@ -149,7 +151,18 @@ if has cpu-core; then
 fi
 if has scan; then
   step "the chunked-scan backtester against the sequential kernel (time, bytes, copy bandwidth)"
-  timeout ${SCAN_TIMEOUT:-150} python3 benchmarks/bench_backtest_scan.py --out "$OUT/backtest-scan-$GPU.json" 2>&1 | tail -20
+  timeout ${SCAN_TIMEOUT:-150} python3 benchmarks/bench_backtest_scan.py ${SCAN_ARGS:-} --out "$OUT/backtest-scan${SCAN_ARGS:+-sweep}-$GPU.json" 2>&1 | tail -20
+fi
+if has scan-ncu; then
+  # Nsight Compute on one call of each scan variant (SCAN_NCU_SIGNALS, default sticky:0.01):
+  # throughput against the ceilings, warp stalls, memory traffic; the full report goes to $OUT.
+  step "Nsight Compute on the scan backtester's kernels (${SCAN_NCU_SIGNALS:=sticky:0.01})"
+  timeout ${SCAN_NCU_TIMEOUT:-240} ncu --clock-control none -k regex:"summary_kernel|positions_kernel" \
+    --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis --section Occupancy \
+    --section LaunchStats -c 4 python3 benchmarks/profile_backtest_scan.py --signals "$SCAN_NCU_SIGNALS" \
+    > "$OUT/scan-ncu-$GPU.txt" 2>&1
+  grep -E "^  [a-z_]+kernel|Duration|Throughput|Registers Per|Achieved Occupancy|Theoretical Occupancy|Stall|Warp Cycles Per Issued|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth" \
+    "$OUT/scan-ncu-$GPU.txt" | head -120
 fi
 if has flag-bench; then
   step "flag-trader: update MFU, where its GPU time goes, compiled; end to end at 8, 64, 256 envs, eager and graphed"

@@ -70,29 +70,36 @@ struct PositionCarry {
 // Phase 1 over steps [t0, t1) of strategy m. It reads backwards from the chunk's end and stops
 // at the first action before the last run of equal targets: with signals that act often that
 // is a few bars, so this pass costs little next to phase 2, which reads every bar (and reports
-// actions outside {0, 1, 2}; both read them as HOLD, as the sequential kernels do).
+// actions outside {0, 1, 2}; both read them as HOLD, as the sequential kernels do). Loads go
+// out kPositionsAhead bars at a time before any is tested: with sparse signals the walk covers
+// most of the chunk, and one dependent load per bar left a GPU thread waiting on memory for
+// each (it was the scan's largest kernel on signals acting on 0.1% of bars).
+constexpr int kPositionsAhead = 8;
+
 template <typename A>
 HIMARI_HD PositionSummary summarize_positions(const A* signals, std::int64_t n_strategies, std::int64_t m,
                                               std::int64_t t0, std::int64_t t1, PositionMode mode) {
   PositionSummary s;
-  std::int64_t t = t1 - 1;
-  long long a = 1;
-  for (; t >= t0; --t) {
-    a = static_cast<long long>(signals[t * n_strategies + m]);
-    if (valid_action(a) && a != 1) break;
-  }
-  if (t < t0) return s;
-  const int target = action_target(a, mode);
-  s.last_target = static_cast<std::int16_t>(target);
-  s.run_start = static_cast<std::int32_t>(t - t0);
-  for (--t; t >= t0; --t) {
-    a = static_cast<long long>(signals[t * n_strategies + m]);
-    if (!valid_action(a) || a == 1) continue;
-    if (action_target(a, mode) != target) {
-      s.first_run = 0;
-      return s;
+  int target = kNoTarget;  // of the last non-HOLD action, once found
+  for (std::int64_t u = t1 - 1; u >= t0; u -= kPositionsAhead) {
+    long long a[kPositionsAhead];
+    const A* row = signals + u * n_strategies + m;
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+    for (int j = 0; j < kPositionsAhead; ++j) a[j] = u - j >= t0 ? static_cast<long long>(row[-j * n_strategies]) : 1;
+    for (int j = 0; j < kPositionsAhead; ++j) {
+      if (!valid_action(a[j]) || a[j] == 1) continue;
+      const int at = action_target(a[j], mode);
+      if (target == kNoTarget) {
+        target = at;
+        s.last_target = static_cast<std::int16_t>(target);
+      } else if (at != target) {
+        s.first_run = 0;
+        return s;
+      }
+      s.run_start = static_cast<std::int32_t>(u - j - t0);
     }
-    s.run_start = static_cast<std::int32_t>(t - t0);
   }
   return s;
 }
@@ -215,13 +222,15 @@ HIMARI_HD ChunkSummary summarize_chunk(const A* signals, std::int64_t n_strategi
   ChunkSummary out;
   RelativeAccount s = start_account(carry, open, close, t0, costs);
   *first_bad = -1;
+  const int opens_from_flat = costs.mode == PositionMode::kLongShort ? 1 : 0;  // SELL opens a short too
   for (std::int64_t u = t0; u < t1; u += kAhead) {
+    const A* row = signals + u * n_strategies + m;  // bar u; bar u + j is j rows on
     int a[kAhead];  // the action, or -1 for a value outside {0, 1, 2}
 #if defined(__CUDACC__)
 #pragma unroll
 #endif
     for (int j = 0; j < kAhead; ++j) {
-      const long long v = u + j < t1 ? static_cast<long long>(signals[(u + j) * n_strategies + m]) : 1;
+      const long long v = u + j < t1 ? static_cast<long long>(row[j * n_strategies]) : 1;
       a[j] = valid_action(v) ? static_cast<int>(v) : -1;
     }
 #if defined(__CUDACC__)
@@ -231,6 +240,8 @@ HIMARI_HD ChunkSummary summarize_chunk(const A* signals, std::int64_t n_strategi
       const std::int64_t t = u + j;
       if (t >= t1) break;
       if (a[j] < 0 && *first_bad < 0) *first_bad = t * n_strategies + m;
+      // A flat bar that stays flat changes nothing: its mark is the cash, its return exactly 0.
+      if (s.position == 0 && a[j] != 2 && (a[j] != 0 || opens_from_flat == 0)) continue;
       relative_step(s, out, a[j], open[t + 1], close[t + 1], costs);
     }
   }
@@ -284,11 +295,12 @@ HIMARI_HD ChunkSummary summarize_chunk_runs(const A* signals, std::int64_t n_str
   *first_bad = -1;
   std::int64_t held_from = s.position != 0 ? t0 : -1;
   for (std::int64_t u = t0; u < t1; u += kAhead) {
+    const A* row = signals + u * n_strategies + m;  // bar u; bar u + j is j rows on
     long long a[kAhead];
 #if defined(__CUDACC__)
 #pragma unroll
 #endif
-    for (int j = 0; j < kAhead; ++j) a[j] = u + j < t1 ? static_cast<long long>(signals[(u + j) * n_strategies + m]) : 1;
+    for (int j = 0; j < kAhead; ++j) a[j] = u + j < t1 ? static_cast<long long>(row[j * n_strategies]) : 1;
     for (int j = 0; j < kAhead; ++j) {
       const std::int64_t t = u + j;
       const long long v = a[j];
