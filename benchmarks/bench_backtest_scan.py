@@ -18,6 +18,9 @@ Times (medians of CUDA-event timings of whole calls, prices passed from the host
 ``kernels`` is the sum of the backtester's kernel durations from the torch profiler (absent
 when the profiler is not available).
 
+``*_untiled``: the same kernels reading one action per thread per bar instead of staging the
+signals in shared-memory tiles (``tiles=False``; the same results to the bit).
+
 ``held_runs`` (where the build has it) is the scan with long-flat chunks summarised by held runs
 (a compare per bar, account maths at fills, held runs from prefix sums and a range tree of the
 closes built on the host and copied with the prices: about 50 bytes a bar, in the call time, not
@@ -144,14 +147,15 @@ def run_case(bars: int, m: int, kind: str, copy_bw: float, quick: bool) -> dict:
     o, c = prices(bars)
     sig = make_signals(bars, m, kind)
 
-    def call(kernel: str):
+    def call(variant: str):
+        kernel, tiles = variant.removesuffix("_untiled"), not variant.endswith("_untiled")
         return lambda: _core.backtest_signals_cuda(o, c, sig, 1e-3, 5e-4, "long_flat", 105120.0, False, 0, 0,
-                                                   kernel=kernel)
+                                                   kernel=kernel, tiles=tiles)
 
     row: dict = {"bars": bars, "strategies": m, "signals": kind, "signal_bytes": bars * m}
     reps = 3 if quick else 5
-    for kernel in ("scan", "held_runs", "sequential"):
-        if kernel == "held_runs" and not held_runs_available(o, c):
+    for kernel in ("scan", "held_runs", "sequential", "scan_untiled", "held_runs_untiled"):
+        if kernel.startswith("held_runs") and not held_runs_available(o, c):
             continue
         slow = kernel == "sequential" and bars * m >= 10**9
         t = time_cuda(call(kernel), iters=1, repeats=1 if slow else reps, warmup=0 if slow else 1)
@@ -256,6 +260,20 @@ def main() -> None:
             k = f"{h['kernel_seconds'] * 1e3:.2f} ms" if h["kernel_seconds"] else "-"
             print(f"| {row['bars']:,} x {row['strategies']:,} | {row['signals']} | {h['call_seconds'] * 1e3:.2f} ms "
                   f"| {k} | {h['signals_once_fraction']:.1%} | x{h['speedup_vs_scan']:.1f} |")
+    print("\nSignals staged in shared-memory tiles against one action per thread per bar (kernel times):"
+          "\n| bars x strategies | signals | scan tiled | untiled | speed-up | held runs tiled | untiled | speed-up |"
+          "\n|---|---|---|---|---|---|---|---|")
+
+    def ms(row: dict, key: str) -> tuple[str, float | None]:
+        t = row.get(key, {}).get("kernel_seconds")
+        return (f"{t * 1e3:.2f} ms" if t else "-"), t
+
+    for row in result["cases"]:
+        cells = []
+        for name in ("scan", "held_runs"):
+            (a, ta), (b, tb) = ms(row, name), ms(row, name + "_untiled")
+            cells += [a, b, f"x{tb / ta:.2f}" if ta and tb else "-"]
+        print(f"| {row['bars']:,} x {row['strategies']:,} | {row['signals']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -157,11 +157,11 @@ if has scan-ncu; then
   # Nsight Compute on one call of each scan variant (SCAN_NCU_SIGNALS, default sticky:0.01):
   # throughput against the ceilings, warp stalls, memory traffic; the full report goes to $OUT.
   step "Nsight Compute on the scan backtester's kernels (${SCAN_NCU_SIGNALS:=sticky:0.01})"
-  timeout ${SCAN_NCU_TIMEOUT:-240} ncu --clock-control none -k regex:"summary_kernel|positions_kernel" \
+  timeout ${SCAN_NCU_TIMEOUT:-240} ncu --clock-control none -k regex:"summary|positions" \
     --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis --section Occupancy \
     --section LaunchStats -c 4 python3 benchmarks/profile_backtest_scan.py --signals "$SCAN_NCU_SIGNALS" \
     > "$OUT/scan-ncu-$GPU.txt" 2>&1
-  grep -E "^  [a-z_]+kernel|Duration|Throughput|Registers Per|Achieved Occupancy|Theoretical Occupancy|Stall|Warp Cycles Per Issued|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth" \
+  grep -E "_kernel<|Duration|Throughput|Registers Per|Achieved Occupancy|Theoretical Occupancy|Stall|Warp Cycles Per Issued|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Block Limit|Stall" \
     "$OUT/scan-ncu-$GPU.txt" | head -120
 fi
 if has flag-bench; then
@@ -183,6 +183,11 @@ fi
 if has sanitizer; then
   step "compute-sanitizer memcheck on a small run of every kernel"
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 python3 benchmarks/cuda_sanitize_run.py 2>&1 | tail -8
+  step "compute-sanitizer racecheck and synccheck on the scan's shared-memory tiles"
+  for tool in racecheck synccheck; do
+    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 python3 benchmarks/cuda_sanitize_run.py --tiles-only \
+      2>&1 | tail -4
+  done
 fi
 if has adversarial; then
   step "flag-trader --device cuda: cost of maml (first-order, reptile) and adversarial against a plain run"

@@ -2,7 +2,7 @@
 """One call of each CUDA scan backtester variant on one signal set, for Nsight Compute (NOT a
 test, no timing of its own): where the scan's kernels spend their time.
 
-    ncu --clock-control none -k regex:"summary_kernel|positions_kernel" --section SpeedOfLight \\
+    ncu --clock-control none -k regex:"summary|positions" --section SpeedOfLight \\
         --section WarpStateStats --section MemoryWorkloadAnalysis -c 4 \\
         python benchmarks/profile_backtest_scan.py --signals sticky:0.01
 

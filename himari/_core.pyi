@@ -138,12 +138,15 @@ def backtest_signals_cuda(
     stream: int = 0,
     kernel: str = "auto",
     chunk: int = 0,
+    tiles: bool = True,
 ) -> tuple[NDArray[numpy.float64], DeviceArray | None]:
     """``backtest_signals`` on CUDA device ``device``: ``signals`` may be device memory (read in
     place) or a host array (copied once); the equity stays on the device. ``kernel``: ``auto``
     (the chunked scan over time unless the equity curve is asked for), ``scan``, ``held_runs``
     (the scan with long-flat chunks summarised by held runs: metrics only) or ``sequential`` (one
-    thread per strategy); ``chunk``: bars per scan chunk, 0 to choose."""
+    thread per strategy); ``chunk``: bars per scan chunk, 0 to choose; ``tiles``: let the scan stage
+    signals in shared memory where their rows allow (False: one action per thread per bar, the
+    same results to the bit)."""
 
 def ekf_cuda(
     prices: ArrayLike | _DeviceArrayLike, params: EkfParams, return_innovations: bool, device: int, stream: int = 0

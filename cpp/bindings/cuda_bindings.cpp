@@ -87,7 +87,7 @@ py::dict env_buffers(py::object self) {
 
 py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const py::handle& signals, double fee,
                         double slippage, const std::string& mode, double bars_per_year, bool return_equity, int device,
-                        std::uintptr_t stream, const std::string& kernel, std::int64_t chunk) {
+                        std::uintptr_t stream, const std::string& kernel, std::int64_t chunk, bool tiles) {
   cuda::require(device);
   HIMARI_CHECK(kernel == "auto" || kernel == "scan" || kernel == "sequential" || kernel == "held_runs",
                "kernel: expected 'auto', 'scan', 'sequential' or 'held_runs', got '", kernel, "'");
@@ -151,7 +151,7 @@ py::tuple backtest_cuda(const py::handle& open, const py::handle& close, const p
                                         stream);
     else if (scan)
       cuda::backtest_signals_scan(in, p, met, bad_signal.get(), chunk, device, stream,
-                                  held_runs ? &device_tables : nullptr);
+                                  held_runs ? &device_tables : nullptr, tiles);
     else
       cuda::backtest_signals(in, p, met, static_cast<double*>(equity.get()), bad_signal.get(), device, stream);
   });
@@ -237,7 +237,7 @@ void register_cuda(py::module_& m) {
 
   m.def("backtest_signals_cuda", &backtest_cuda, py::arg("open"), py::arg("close"), py::arg("signals"), py::arg("fee"),
         py::arg("slippage"), py::arg("mode"), py::arg("bars_per_year"), py::arg("return_equity"), py::arg("device"),
-        py::arg("stream") = 0, py::arg("kernel") = "auto", py::arg("chunk") = 0);
+        py::arg("stream") = 0, py::arg("kernel") = "auto", py::arg("chunk") = 0, py::arg("tiles") = true);
   m.def("ekf_cuda", &ekf_cuda, py::arg("prices"), py::arg("params"), py::arg("return_innovations"), py::arg("device"),
         py::arg("stream") = 0);
 }

@@ -47,7 +47,7 @@ void backtest_signals_sequential(const BacktestInputs&, const A*, Metrics*, doub
 }
 template <typename A>
 void backtest_signals_scan(const BacktestInputs&, const A*, Metrics*, unsigned long long*, std::int64_t, int, Stream,
-                           const runs::TablesView*) {
+                           const runs::TablesView*, bool) {
   unavailable();
 }
 template <typename P>
@@ -62,7 +62,7 @@ void ekf(const P*, std::int64_t, std::int64_t, const EkfParams&, double*, double
   template void backtest_signals_sequential<A>(const BacktestInputs&, const A*, Metrics*, double*,             \
                                                unsigned long long*, int, Stream);                             \
   template void backtest_signals_scan<A>(const BacktestInputs&, const A*, Metrics*, unsigned long long*,       \
-                                         std::int64_t, int, Stream, const runs::TablesView*);
+                                         std::int64_t, int, Stream, const runs::TablesView*, bool);
 HIMARI_FOR_EACH_ACTION_TYPE(HIMARI_INSTANTIATE)
 #undef HIMARI_INSTANTIATE
 template void ekf<float>(const float*, std::int64_t, std::int64_t, const EkfParams&, double*, double*, unsigned long long*,

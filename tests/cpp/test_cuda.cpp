@@ -112,8 +112,9 @@ TEST(CudaEnv, RejectsHostMemoryAsDevicePointer) {
 // The chunked-scan backtester against the CPU kernel: counts identical, the rest to 1e-9
 // relative, over chunk sizes from 1 up, with heavy fees and a rally that drive strategies to the
 // bankruptcy floor (inside chunks, at their edges, and in the warp's sub-chunk re-run).
+// tiles: let the scan stage signals in shared memory where rows allow (M % 4 == 0 for int8).
 void expect_scan_matches_cpu(std::int64_t t, std::int64_t m, const CostConfig& costs, double drift,
-                             std::int64_t chunk) {
+                             std::int64_t chunk, bool tiles = true) {
   std::mt19937_64 gen(static_cast<unsigned>(t * 131 + m));
   std::normal_distribution<double> z(0.0, 0.01);
   std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -152,21 +153,21 @@ void expect_scan_matches_cpu(std::int64_t t, std::int64_t m, const CostConfig& c
   in.open = dp;
   in.close = dp + open.size();
   cuda::backtest_signals_scan(in, static_cast<const std::int8_t*>(d_sig.get()), static_cast<Metrics*>(d_met.get()),
-                              static_cast<unsigned long long*>(d_err.get()), chunk, 0, 0);
+                              static_cast<unsigned long long*>(d_err.get()), chunk, 0, 0, nullptr, tiles);
   const auto got = to_host(static_cast<const Metrics*>(d_met.get()), want.size(), 0);
   EXPECT_EQ(to_host(static_cast<const unsigned long long*>(d_err.get()), 1, 0)[0], none);
   auto close_enough = [](double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(std::fabs(a), std::fabs(b)) + 1e-12; };
   for (std::size_t j = 0; j < want.size(); ++j) {
     const Metrics& g = got[j];
     const Metrics& w = want[j];
-    ASSERT_EQ(g.n_trades, w.n_trades) << "strategy " << j << " chunk " << chunk;
-    ASSERT_EQ(g.turnover, w.turnover) << "strategy " << j << " chunk " << chunk;
-    ASSERT_EQ(g.exposure, w.exposure) << "strategy " << j << " chunk " << chunk;
-    ASSERT_EQ(g.win_rate, w.win_rate) << "strategy " << j << " chunk " << chunk;
+    ASSERT_EQ(g.n_trades, w.n_trades) << "strategy " << j << " chunk " << chunk << " tiles " << tiles;
+    ASSERT_EQ(g.turnover, w.turnover) << "strategy " << j << " chunk " << chunk << " tiles " << tiles;
+    ASSERT_EQ(g.exposure, w.exposure) << "strategy " << j << " chunk " << chunk << " tiles " << tiles;
+    ASSERT_EQ(g.win_rate, w.win_rate) << "strategy " << j << " chunk " << chunk << " tiles " << tiles;
     for (auto [a, b] : {std::pair{g.total_return, w.total_return}, std::pair{g.sharpe, w.sharpe},
                         std::pair{g.sortino, w.sortino}, std::pair{g.max_drawdown, w.max_drawdown},
                         std::pair{g.calmar, w.calmar}, std::pair{g.annual_return, w.annual_return}})
-      ASSERT_TRUE(close_enough(a, b)) << a << " vs " << b << " strategy " << j << " chunk " << chunk;
+      ASSERT_TRUE(close_enough(a, b)) << a << " vs " << b << " strategy " << j << " chunk " << chunk << " tiles " << tiles;
   }
 }
 
@@ -182,7 +183,11 @@ TEST(CudaBacktestScan, MatchesCpuForChunkSizes) {
   if (!have_device()) GTEST_SKIP() << "no CUDA device";
   for (PositionMode mode : {PositionMode::kLongFlat, PositionMode::kLongShort})
     for (std::int64_t t : {2, 9, 300, 2049})
-      for (std::int64_t chunk : {1, 2, 7, 64, 0}) expect_scan_matches_cpu(t, 45, scan_costs(1e-3, 5e-4, mode), 0.0, chunk);
+      for (std::int64_t chunk : {1, 2, 7, 64, 0}) {
+        expect_scan_matches_cpu(t, 45, scan_costs(1e-3, 5e-4, mode), 0.0, chunk);  // rows not in 4-byte words
+        // staged in tiles (a last block of 4 strategies), and the same signals one action at a time
+        for (bool tiles : {true, false}) expect_scan_matches_cpu(t, 132, scan_costs(1e-3, 5e-4, mode), 0.0, chunk, tiles);
+      }
 }
 
 TEST(CudaBacktestScan, MatchesCpuWhenStrategiesHitTheFloor) {

@@ -48,19 +48,20 @@ def signals(t: int, m: int, seed: int) -> np.ndarray:
 
 
 def scan(open_, close, sig, *, fee: float, slippage: float, mode: str, chunk: int,
-         kernel: str = "scan") -> dict[str, np.ndarray]:
-    metrics, _ = _core.backtest_signals_cuda(open_, close, torch.from_numpy(sig).cuda(), fee, slippage, mode, 252.0,
-                                             False, 0, 0, kernel=kernel, chunk=chunk)
+         kernel: str = "scan", tiles: bool = True) -> dict[str, np.ndarray]:
+    device_sig = sig if isinstance(sig, torch.Tensor) else torch.from_numpy(sig).cuda()
+    metrics, _ = _core.backtest_signals_cuda(open_, close, device_sig, fee, slippage, mode, 252.0,
+                                             False, 0, 0, kernel=kernel, chunk=chunk, tiles=tiles)
     from himari.engine.backtest import BacktestResult
 
     return {n: metrics[:, i] for i, n in enumerate(BacktestResult.metric_names())}
 
 
 def expect_parity(open_, close, sig, *, fee: float, slippage: float, mode: str, chunk: int,
-                  kernel: str = "scan") -> None:
+                  kernel: str = "scan", tiles: bool = True) -> None:
     ref = backtest_signals(open_, close, sig, fee=fee, slippage=slippage, mode=mode, bars_per_year=252.0)
-    got = scan(open_, close, sig, fee=fee, slippage=slippage, mode=mode, chunk=chunk, kernel=kernel)
-    where = f"T={len(close)} M={sig.shape[1]} {mode} fee={fee} chunk={chunk} kernel={kernel}"
+    got = scan(open_, close, sig, fee=fee, slippage=slippage, mode=mode, chunk=chunk, kernel=kernel, tiles=tiles)
+    where = f"T={len(close)} M={sig.shape[1]} {mode} fee={fee} chunk={chunk} kernel={kernel} tiles={tiles}"
     for name in ref.metric_names():
         if name in COUNTS:
             np.testing.assert_array_equal(got[name], getattr(ref, name), err_msg=f"{name} {where}")
@@ -115,6 +116,51 @@ def test_default_cuda_path_matches_cpu_for_every_dtype(dtype) -> None:
             np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
         else:
             np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("kernel,mode", [("scan", "long_flat"), ("scan", "long_short"), ("held_runs", "long_flat")])
+@pytest.mark.parametrize("t", [66, 1001])
+def test_tiled_signals_match_cpu_and_the_untiled_kernel_to_the_bit(kernel: str, mode: str, t: int) -> None:
+    # Rows of 4, 132 (a last block of 4 strategies) and 256 int8 actions are staged in shared
+    # memory, 64 bars a tile: chunks of 1, 7, 64, 65 and 100 bars cut tiles short or split them.
+    # The untiled kernel feeds the same walks one action at a time, so the two agree to the bit.
+    o, c = prices(t, t + 5)
+    for m in (4, 132, 256):
+        sig = signals(t, m, t + m + 5)
+        for chunk in (1, 7, 64, 65, 100, 0):
+            expect_parity(o, c, sig, fee=1e-3, slippage=5e-4, mode=mode, chunk=chunk, kernel=kernel)
+            tiled = scan(o, c, sig, fee=1e-3, slippage=5e-4, mode=mode, chunk=chunk, kernel=kernel)
+            untiled = scan(o, c, sig, fee=1e-3, slippage=5e-4, mode=mode, chunk=chunk, kernel=kernel, tiles=False)
+            for name, values in tiled.items():
+                np.testing.assert_array_equal(values, untiled[name], err_msg=f"{name} M={m} chunk={chunk}")
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_tiles_for_every_dtype_and_a_misaligned_start(dtype) -> None:
+    # Rows of 72 actions fit 4-byte copies for every width; a view starting one element into its
+    # buffer does not (for 1- and 2-byte actions) and must fall back, not fault or misread.
+    o, c = prices(700, 13)
+    sig = signals(700, 72, 14).astype(dtype)
+    expect_parity(o, c, sig, fee=1e-3, slippage=5e-4, mode="long_short", chunk=0)
+    flat = torch.empty(sig.size + 1, dtype=torch.from_numpy(sig).dtype, device="cuda")
+    shifted = flat[1:].view(sig.shape)
+    shifted.copy_(torch.from_numpy(sig))
+    got = scan(o, c, shifted, fee=1e-3, slippage=5e-4, mode="long_short", chunk=0)
+    want = scan(o, c, sig, fee=1e-3, slippage=5e-4, mode="long_short", chunk=0)
+    for name, values in got.items():
+        np.testing.assert_array_equal(values, want[name], err_msg=name)
+
+
+@pytest.mark.parametrize("tiles", [True, False])
+@pytest.mark.parametrize("kernel", ["scan", "held_runs"])
+def test_first_invalid_action_is_reported_with_and_without_tiles(kernel: str, tiles: bool) -> None:
+    o, c = prices(300, 3)
+    bad = np.ones((300, 136), dtype=np.int8)
+    bad[::17, :] = 2
+    bad[200, 133] = 9  # in the last block, after a tile edge
+    bad[250, 5] = -1
+    with pytest.raises(InvalidArgumentError, match=r"\[200, 133\]"):
+        scan(o, c, bad, fee=1e-3, slippage=5e-4, mode="long_flat", chunk=70, kernel=kernel, tiles=tiles)
 
 
 def test_scan_reports_the_first_invalid_action() -> None:

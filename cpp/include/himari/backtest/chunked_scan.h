@@ -67,41 +67,73 @@ struct PositionCarry {
   std::int32_t pad = 0;
 };
 
-// Phase 1 over steps [t0, t1) of strategy m. It reads backwards from the chunk's end and stops
-// at the first action before the last run of equal targets: with signals that act often that
-// is a few bars, so this pass costs little next to phase 2, which reads every bar (and reports
-// actions outside {0, 1, 2}; both read them as HOLD, as the sequential kernels do). Loads go
-// out kPositionsAhead bars at a time before any is tested: with sparse signals the walk covers
-// most of the chunk, and one dependent load per bar left a GPU thread waiting on memory for
-// each (it was the scan's largest kernel on signals acting on 0.1% of bars).
-constexpr int kPositionsAhead = 8;
+// Feeds the actions of steps [t0, t1) of strategy m to `walk.feed(action, step)` in order, the
+// loads kAhead bars ahead of the feeds that use them (the CPU's and the scalar GPU path; the
+// CUDA kernels feed the same walks from tiles staged in shared memory).
+constexpr int kAhead = 8;
+
+template <typename A, typename Walk>
+HIMARI_HD void feed_forward(const A* signals, std::int64_t n_strategies, std::int64_t m, std::int64_t t0,
+                            std::int64_t t1, Walk& walk) {
+  for (std::int64_t u = t0; u < t1; u += kAhead) {
+    const A* row = signals + u * n_strategies + m;  // bar u; bar u + j is j rows on
+    long long a[kAhead];
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+    for (int j = 0; j < kAhead; ++j) a[j] = u + j < t1 ? static_cast<long long>(row[j * n_strategies]) : 1;
+    for (int j = 0; j < kAhead && u + j < t1; ++j) walk.feed(a[j], u + j);
+  }
+}
+
+// The same backwards from step t1 - 1, stopping once `walk.feed` returns false.
+template <typename A, typename Walk>
+HIMARI_HD void feed_backward(const A* signals, std::int64_t n_strategies, std::int64_t m, std::int64_t t0,
+                             std::int64_t t1, Walk& walk) {
+  for (std::int64_t u = t1 - 1; u >= t0; u -= kAhead) {
+    const A* row = signals + u * n_strategies + m;
+    long long a[kAhead];
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+    for (int j = 0; j < kAhead; ++j) a[j] = u - j >= t0 ? static_cast<long long>(row[-j * n_strategies]) : 1;
+    for (int j = 0; j < kAhead && u - j >= t0; ++j)
+      if (!walk.feed(a[j], u - j)) return;
+  }
+}
+
+// Phase 1 of one chunk, fed its actions backwards from its end: it stops at the first action
+// before the last run of equal targets. With signals that act often that is a few bars, so
+// this pass costs little next to phase 2, which reads every bar (and reports actions outside
+// {0, 1, 2}; both read them as HOLD, as the sequential kernels do). With sparse signals the walk
+// covers most of the chunk, which is why its loads go out ahead of the tests (one dependent load
+// per bar left a GPU thread waiting on memory for each).
+struct PositionWalk {
+  PositionSummary s;
+  std::int64_t t0;
+  PositionMode mode;
+  HIMARI_HD_METHOD PositionWalk(std::int64_t chunk_start, PositionMode position_mode) : t0(chunk_start), mode(position_mode) {}
+  // The action at step t (descending); false once the summary is final.
+  HIMARI_HD_METHOD bool feed(long long a, std::int64_t t) {
+    if (!valid_action(a) || a == 1) return true;
+    const int target = action_target(a, mode);
+    if (s.last_target == kNoTarget) {
+      s.last_target = static_cast<std::int16_t>(target);
+    } else if (target != s.last_target) {
+      s.first_run = 0;
+      return false;
+    }
+    s.run_start = static_cast<std::int32_t>(t - t0);
+    return true;
+  }
+};
 
 template <typename A>
 HIMARI_HD PositionSummary summarize_positions(const A* signals, std::int64_t n_strategies, std::int64_t m,
                                               std::int64_t t0, std::int64_t t1, PositionMode mode) {
-  PositionSummary s;
-  int target = kNoTarget;  // of the last non-HOLD action, once found
-  for (std::int64_t u = t1 - 1; u >= t0; u -= kPositionsAhead) {
-    long long a[kPositionsAhead];
-    const A* row = signals + u * n_strategies + m;
-#if defined(__CUDACC__)
-#pragma unroll
-#endif
-    for (int j = 0; j < kPositionsAhead; ++j) a[j] = u - j >= t0 ? static_cast<long long>(row[-j * n_strategies]) : 1;
-    for (int j = 0; j < kPositionsAhead; ++j) {
-      if (!valid_action(a[j]) || a[j] == 1) continue;
-      const int at = action_target(a[j], mode);
-      if (target == kNoTarget) {
-        target = at;
-        s.last_target = static_cast<std::int16_t>(target);
-      } else if (at != target) {
-        s.first_run = 0;
-        return s;
-      }
-      s.run_start = static_cast<std::int32_t>(u - j - t0);
-    }
-  }
-  return s;
+  PositionWalk walk(t0, mode);
+  feed_backward(signals, n_strategies, m, t0, t1, walk);
+  return walk.s;
 }
 
 // The carry after a chunk starting at step t0, from the carry before it (the scan's operator).
@@ -212,41 +244,41 @@ HIMARI_HD void relative_step(RelativeAccount& s, ChunkSummary& out, long long ac
   }
 }
 
-// Phase 2 over steps [t0, t1) of strategy m, entering with `carry`. `first_bad` gets the flat
-// index (t * M + m) of the first action outside {0, 1, 2}, else -1.
+// Phase 2 of one chunk, fed its actions in order, entering with `carry`: relative_step per bar,
+// except bars flat that stay flat, which change nothing (their mark is the cash, their return
+// exactly 0). `first_bad` is the first step with an action outside {0, 1, 2}, else -1.
+struct ChunkWalk {
+  ChunkSummary out;
+  RelativeAccount s;
+  std::int64_t first_bad = -1;
+  const double* open;
+  const double* close;
+  CostConfig costs;
+  HIMARI_HD_METHOD ChunkWalk(PositionCarry carry, const double* open_px, const double* close_px, std::int64_t t0,
+                      const CostConfig& cost_config)
+      : s(start_account(carry, open_px, close_px, t0, cost_config)), open(open_px), close(close_px), costs(cost_config) {}
+  HIMARI_HD_METHOD void feed(long long v, std::int64_t t) {
+    const int a = valid_action(v) ? static_cast<int>(v) : -1;
+    if (a < 0 && first_bad < 0) first_bad = t;
+    if (s.position == 0 && a != 2 && (a != 0 || costs.mode != PositionMode::kLongShort)) return;
+    relative_step(s, out, a, open[t + 1], close[t + 1], costs);
+  }
+  HIMARI_HD_METHOD ChunkSummary finish() {
+    out.growth = s.equity;
+    return out;
+  }
+};
+
+// Phase 2 over steps [t0, t1) of strategy m. `first_bad` gets the flat index (t * M + m) of the
+// first action outside {0, 1, 2}, else -1.
 template <typename A>
 HIMARI_HD ChunkSummary summarize_chunk(const A* signals, std::int64_t n_strategies, std::int64_t m, std::int64_t t0,
                                        std::int64_t t1, PositionCarry carry, const double* open, const double* close,
                                        const CostConfig& costs, std::int64_t* first_bad) {
-  constexpr int kAhead = 8;  // loads issued before the dependent steps that use them
-  ChunkSummary out;
-  RelativeAccount s = start_account(carry, open, close, t0, costs);
-  *first_bad = -1;
-  const int opens_from_flat = costs.mode == PositionMode::kLongShort ? 1 : 0;  // SELL opens a short too
-  for (std::int64_t u = t0; u < t1; u += kAhead) {
-    const A* row = signals + u * n_strategies + m;  // bar u; bar u + j is j rows on
-    int a[kAhead];  // the action, or -1 for a value outside {0, 1, 2}
-#if defined(__CUDACC__)
-#pragma unroll
-#endif
-    for (int j = 0; j < kAhead; ++j) {
-      const long long v = u + j < t1 ? static_cast<long long>(row[j * n_strategies]) : 1;
-      a[j] = valid_action(v) ? static_cast<int>(v) : -1;
-    }
-#if defined(__CUDACC__)
-#pragma unroll
-#endif
-    for (int j = 0; j < kAhead; ++j) {
-      const std::int64_t t = u + j;
-      if (t >= t1) break;
-      if (a[j] < 0 && *first_bad < 0) *first_bad = t * n_strategies + m;
-      // A flat bar that stays flat changes nothing: its mark is the cash, its return exactly 0.
-      if (s.position == 0 && a[j] != 2 && (a[j] != 0 || opens_from_flat == 0)) continue;
-      relative_step(s, out, a[j], open[t + 1], close[t + 1], costs);
-    }
-  }
-  out.growth = s.equity;
-  return out;
+  ChunkWalk walk(carry, open, close, t0, costs);
+  feed_forward(signals, n_strategies, m, t0, t1, walk);
+  *first_bad = walk.first_bad < 0 ? -1 : walk.first_bad * n_strategies + m;
+  return walk.finish();
 }
 
 // Steps [a, b] of a long held with no fill, in the chunk's relative account: the summary
@@ -280,43 +312,54 @@ HIMARI_HD void hold_relative(RelativeAccount& s, ChunkSummary& out, std::int64_t
   s.equity = s.cash + s.units * close[b + 1];
 }
 
-// Phase 2 in long-flat mode by held runs: the summary summarize_chunk builds, with account maths
-// only at fills (relative_step, the same expressions), flat bars skipped (they change nothing:
-// their mark is the fill's) and held runs through hold_relative. Per bar a strategy only checks
+// Phase 2 in long-flat mode by held runs: the summary ChunkWalk builds, with account maths only
+// at fills (relative_step, the same expressions), flat bars skipped (they change nothing: their
+// mark is the fill's) and held runs through hold_relative. Per bar a strategy only checks
 // whether its action changes its position.
+struct HeldRunWalk {
+  ChunkSummary out;
+  RelativeAccount s;
+  std::int64_t first_bad = -1;
+  std::int64_t held_from;  // first step of the long being held, -1 when flat
+  const double* open;
+  const double* close;
+  CostConfig costs;
+  runs::TablesView tables;
+  HIMARI_HD_METHOD HeldRunWalk(PositionCarry carry, const double* open_px, const double* close_px, std::int64_t t0,
+                        const CostConfig& cost_config, const runs::TablesView& market)
+      : s(start_account(carry, open_px, close_px, t0, cost_config)),
+        open(open_px),
+        close(close_px),
+        costs(cost_config),
+        tables(market) {
+    held_from = s.position != 0 ? t0 : -1;
+  }
+  HIMARI_HD_METHOD void feed(long long v, std::int64_t t) {
+    if (!valid_action(v)) {  // read as HOLD, reported
+      if (first_bad < 0) first_bad = t;
+      return;
+    }
+    if (v != (s.position == 0 ? 2 : 0)) return;  // BUY opens when flat, SELL closes when long
+    if (held_from >= 0) hold_relative(s, out, held_from, t - 1, open, close, costs, tables);
+    relative_step(s, out, v, open[t + 1], close[t + 1], costs);
+    held_from = s.position != 0 ? t + 1 : -1;
+  }
+  HIMARI_HD_METHOD ChunkSummary finish(std::int64_t t1) {
+    if (held_from >= 0) hold_relative(s, out, held_from, t1 - 1, open, close, costs, tables);
+    out.growth = s.equity;
+    return out;
+  }
+};
+
 template <typename A>
 HIMARI_HD ChunkSummary summarize_chunk_runs(const A* signals, std::int64_t n_strategies, std::int64_t m,
                                             std::int64_t t0, std::int64_t t1, PositionCarry carry, const double* open,
                                             const double* close, const CostConfig& costs,
                                             const runs::TablesView& tables, std::int64_t* first_bad) {
-  constexpr int kAhead = 8;  // loads issued before the compares that use them, as summarize_chunk
-  ChunkSummary out;
-  RelativeAccount s = start_account(carry, open, close, t0, costs);
-  *first_bad = -1;
-  std::int64_t held_from = s.position != 0 ? t0 : -1;
-  for (std::int64_t u = t0; u < t1; u += kAhead) {
-    const A* row = signals + u * n_strategies + m;  // bar u; bar u + j is j rows on
-    long long a[kAhead];
-#if defined(__CUDACC__)
-#pragma unroll
-#endif
-    for (int j = 0; j < kAhead; ++j) a[j] = u + j < t1 ? static_cast<long long>(row[j * n_strategies]) : 1;
-    for (int j = 0; j < kAhead; ++j) {
-      const std::int64_t t = u + j;
-      const long long v = a[j];
-      if (!valid_action(v)) {  // read as HOLD, reported
-        if (*first_bad < 0) *first_bad = t * n_strategies + m;
-        continue;
-      }
-      if (v != (s.position == 0 ? 2 : 0)) continue;  // BUY opens when flat, SELL closes when long
-      if (held_from >= 0) hold_relative(s, out, held_from, t - 1, open, close, costs, tables);
-      relative_step(s, out, v, open[t + 1], close[t + 1], costs);
-      held_from = s.position != 0 ? t + 1 : -1;
-    }
-  }
-  if (held_from >= 0) hold_relative(s, out, held_from, t1 - 1, open, close, costs, tables);
-  out.growth = s.equity;
-  return out;
+  HeldRunWalk walk(carry, open, close, t0, costs, tables);
+  feed_forward(signals, n_strategies, m, t0, t1, walk);
+  *first_bad = walk.first_bad < 0 ? -1 : walk.first_bad * n_strategies + m;
+  return walk.finish(t1);
 }
 
 // ---- phase 3: chunks in order, in absolute equity ------------------------------------------

@@ -10,3 +10,12 @@
 #else
 #define HIMARI_HD static inline
 #endif
+
+// The same for member functions, which cannot be static: they keep C++'s inline linkage, so a
+// header whose types use it must stay out of the AVX2 translation units (chunked_scan.h is
+// compiled for the baseline ISA only).
+#if defined(__CUDACC__)
+#define HIMARI_HD_METHOD __host__ __device__ __forceinline__
+#else
+#define HIMARI_HD_METHOD inline
+#endif

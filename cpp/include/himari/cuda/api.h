@@ -78,10 +78,14 @@ void backtest_signals_sequential(const BacktestInputs& in, const A* signals, Met
 // The chunked scan over time (himari/backtest/chunked_scan.h): metrics only, the same positions
 // and counts as the sequential kernel and its equity-derived metrics to rounding. `chunk` steps
 // per chunk, or 0 to size chunks from T and M. With `tables` (long-flat mode; its pointers in
-// this device's memory) each chunk is summarised by held runs (summarize_chunk_runs).
+// this device's memory) each chunk is summarised by held runs (summarize_chunk_runs). `tiles`:
+// stage the signals in shared memory where rows allow it (see backtest_scan_cuda.cu); false
+// reads them one action per thread per bar (the same results to the bit, kept to measure and
+// test against).
 template <typename A>
 void backtest_signals_scan(const BacktestInputs& in, const A* signals, Metrics* metrics, unsigned long long* error,
-                           std::int64_t chunk, int device, Stream stream, const runs::TablesView* tables = nullptr);
+                           std::int64_t chunk, int device, Stream stream, const runs::TablesView* tables = nullptr,
+                           bool tiles = true);
 
 // Batched EKF over device prices [B, T]: states [B, T, 4], innovations [B, T, 2] or nullptr. A
 // price that is not finite and > 0 is recorded in *error (flat index, lowest wins).
