@@ -24,7 +24,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <type_traits>
 
 #include "check.cuh"
 #include "himari/backtest/chunked_scan.h"
@@ -247,12 +246,6 @@ __device__ __forceinline__ void stage_tile(unsigned char* stage, const A* signal
   __pipeline_commit();
 }
 
-// Whether feeds are unrolled 8 bars at a time. Not the held-run walk: each of its feeds may run
-// a held run's range-tree queries, and with eight inlined copies of those the tiled kernel ran
-// 7x slower than the untiled one on uniform signals (220 ms against 32 ms, 100k x 10k, H100).
-template <typename Walk>
-constexpr bool kUnrollFeeds = !std::is_same_v<Walk, scan::HeldRunWalk>;
-
 // Feeds this thread's strategy the actions of steps [t0, t1) in order (`live`: a strategy of
 // this block; the others only help stage). Every thread of the block must call it with the same
 // range: the tiles are shared.
@@ -274,13 +267,8 @@ __device__ void feed_forward_tiled(unsigned char (*stages)[kTileBytes], const A*
       const A* column = reinterpret_cast<const A*>(stages[i & 1]) + threadIdx.x;
       const int rows = rows_of(i);
       const std::int64_t first = t0 + i * kBars;
-      if constexpr (kUnrollFeeds<Walk>) {
 #pragma unroll 8
-        for (int r = 0; r < rows; ++r) walk.feed(static_cast<long long>(column[r * kThreads]), first + r);
-      } else {
-#pragma unroll 1
-        for (int r = 0; r < rows; ++r) walk.feed(static_cast<long long>(column[r * kThreads]), first + r);
-      }
+      for (int r = 0; r < rows; ++r) walk.feed(static_cast<long long>(column[r * kThreads]), first + r);
     }
     __syncthreads();  // every thread is done with this stage before tile i + 2 lands in it
   }

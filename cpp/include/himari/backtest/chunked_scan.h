@@ -340,6 +340,10 @@ struct HeldRunWalk {
       return;
     }
     if (v != (s.position == 0 ? 2 : 0)) return;  // BUY opens when flat, SELL closes when long
+    fill(v, t);
+  }
+  // The held run before step t, then the fill at t.
+  HIMARI_HD_METHOD_OUTLINED void fill(long long v, std::int64_t t) {
     if (held_from >= 0) hold_relative(s, out, held_from, t - 1, open, close, costs, tables);
     relative_step(s, out, v, open[t + 1], close[t + 1], costs);
     held_from = s.position != 0 ? t + 1 : -1;

@@ -19,3 +19,11 @@
 #else
 #define HIMARI_HD_METHOD inline
 #endif
+
+// A member function kept out of line on the device: a rare, large path (a fill, a held run's
+// queries) called from a loop that is unrolled, so that the loop's copies share one body.
+#if defined(__CUDACC__)
+#define HIMARI_HD_METHOD_OUTLINED __host__ __device__ __noinline__
+#else
+#define HIMARI_HD_METHOD_OUTLINED inline
+#endif
