@@ -466,5 +466,34 @@ def test_graph_captured_rollout_equals_the_eager_one() -> None:
     assert not torch.equal(buffers[True][0]["values"], buffers[True][1]["values"])  # the weights did change
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_policy_that_cannot_be_recorded_is_refused_and_random_draws_still_work() -> None:
+    """A policy that reads a value on the host cannot be captured: the refusal names the switch,
+    and the GPU's random generator is as it was and out of capture mode (a rollout's
+    torch.multinomial would otherwise raise "Offset increment outside graph capture")."""
+    from himari_builtin.models.flag_trader.model import GraphedPolicy
+
+    from himari.errors import TrainingError
+
+    class HostReading(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(3, 3)
+
+        def policy(self, x: Any, starts: Any, state: tuple) -> tuple[Any, Any, tuple]:
+            logits = self.head(x)
+            if float(logits.sum()) > -1e30:  # a host read: cannot be recorded
+                logits = logits * 2
+            return logits, logits.sum(-1), state
+
+    net = HostReading().cuda()
+    before = torch.cuda.get_rng_state()
+    with pytest.raises(TrainingError, match="recording the policy as a CUDA graph failed.*rollout_cuda_graph=false"):
+        GraphedPolicy(net, (2, 3), torch.device("cuda"))
+    assert torch.equal(torch.cuda.get_rng_state(), before)
+    assert torch.multinomial(torch.ones(2, 3, device="cuda"), 1).shape == (2, 1)
+
+
 def _rollout_copy(buf) -> dict:
     return {name: getattr(buf, name).clone() for name in ("values", "logprobs", "actions")}

@@ -40,8 +40,9 @@ class FlagTraderConfig(PPOConfig):
     bf16: bool = True
     """bf16 autocast of rollouts, warm start and evaluation on CUDA (updates follow train.amp)."""
     rollout_cuda_graph: bool = True
-    """On CUDA, replay each rollout step's policy call from a captured CUDA graph (the same
-    kernels, launched at once) instead of launching its ~600 kernels one by one from Python."""
+    """On CUDA, replay each policy call of the rollouts and of the bar-by-bar evaluation from a
+    captured CUDA graph (the same kernels, launched at once) instead of launching its ~600 kernels
+    one by one from Python."""
     warm_start_epochs: int = 0
     """Supervised passes over the train split's labelled windows before the first rollout; 0: none."""
     warm_start_lr: float = 1e-4

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from himari.plugin.api import ppo_loss
+from himari.plugin.api import TrainingError, ppo_loss, rng_kept_if_recording_fails
 from himari_builtin.models.flag_trader.config import ACCOUNT_COLUMNS, FlagTraderConfig
 
 
@@ -290,7 +290,7 @@ class FlagTrader:
         def step(obs: np.ndarray, starts: np.ndarray) -> Any:
             # a copy: the env's observation is a read-only view (torch warns on those)
             x = torch.from_numpy(np.array(obs, dtype=np.float32)).to(device, non_blocking=True)
-            if device.type == "cuda":
+            if device.type == "cuda" and self.config.rollout_cuda_graph:
                 if "run" not in graphed:
                     graphed["run"] = GraphedPolicy(net, tuple(x.shape), device)
                 return decide(graphed["run"](x, None, ())[0])
@@ -332,8 +332,13 @@ class GraphedPolicy:
                 net.policy(self._in, None, ())
         torch.cuda.current_stream().wait_stream(side)
         self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph), torch.no_grad():
-            self._logits, self._value, _ = net.policy(self._in, None, ())
+        try:
+            with rng_kept_if_recording_fails(), torch.cuda.graph(self._graph), torch.no_grad():
+                self._logits, self._value, _ = net.policy(self._in, None, ())
+        except RuntimeError as exc:  # e.g. a policy that reads a value on the host
+            raise TrainingError(f"flag-trader: recording the policy as a CUDA graph failed "
+                                f"({str(exc).splitlines()[0]}); set flag-trader.rollout_cuda_graph=false "
+                                "to run it eagerly") from None
 
     def valid_for(self, shape: tuple[int, ...]) -> bool:
         """Captured at ``shape`` and every parameter still at the storage the graph reads."""
