@@ -61,7 +61,10 @@ inline void random_signals(Case& c, std::int64_t m, unsigned seed) {
   }
 }
 
+// 1e-9 relative (1e-12 absolute near zero); infinities and NaNs only equal themselves (a
+// relative bound would take inf against a finite value, and refuse inf against inf).
 inline bool close_enough(double got, double want) {
+  if (!std::isfinite(got) || !std::isfinite(want)) return got == want || (std::isnan(got) && std::isnan(want));
   return std::fabs(got - want) <= 1e-9 * std::max(std::fabs(got), std::fabs(want)) + 1e-12;
 }
 

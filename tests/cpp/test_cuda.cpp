@@ -12,6 +12,7 @@
 #include "himari/cuda/api.h"
 #include "himari/env/cuda_trading_env.h"
 #include "himari/env/trading_env.h"
+#include "backtest_cases.h"
 
 namespace himari {
 namespace {
@@ -156,7 +157,6 @@ void expect_scan_matches_cpu(std::int64_t t, std::int64_t m, const CostConfig& c
                               static_cast<unsigned long long*>(d_err.get()), chunk, 0, 0, nullptr, tiles);
   const auto got = to_host(static_cast<const Metrics*>(d_met.get()), want.size(), 0);
   EXPECT_EQ(to_host(static_cast<const unsigned long long*>(d_err.get()), 1, 0)[0], none);
-  auto close_enough = [](double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(std::fabs(a), std::fabs(b)) + 1e-12; };
   for (std::size_t j = 0; j < want.size(); ++j) {
     const Metrics& g = got[j];
     const Metrics& w = want[j];
@@ -167,7 +167,8 @@ void expect_scan_matches_cpu(std::int64_t t, std::int64_t m, const CostConfig& c
     for (auto [a, b] : {std::pair{g.total_return, w.total_return}, std::pair{g.sharpe, w.sharpe},
                         std::pair{g.sortino, w.sortino}, std::pair{g.max_drawdown, w.max_drawdown},
                         std::pair{g.calmar, w.calmar}, std::pair{g.annual_return, w.annual_return}})
-      ASSERT_TRUE(close_enough(a, b)) << a << " vs " << b << " strategy " << j << " chunk " << chunk << " tiles " << tiles;
+      ASSERT_TRUE(backtest_cases::close_enough(a, b))
+          << a << " vs " << b << " strategy " << j << " of " << m << ", T " << t << ", chunk " << chunk << " tiles " << tiles;
   }
 }
 
