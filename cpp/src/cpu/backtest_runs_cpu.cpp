@@ -6,6 +6,7 @@
 // bit mask, and only the set bits do account maths.
 #include <cstdint>
 #include <stdexcept>
+#include <vector>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -48,18 +49,13 @@ std::uint64_t changes_of(const A* row, const A* wanted, std::int64_t nb) {
 constexpr double kDenseFills = 0.125;
 constexpr std::int64_t kDensityCheck = 2048;  // bars between density checks
 
-// One strategy of a block: its account in units of its starting equity (1, so the units are
-// the account's own) and the summary of its bars so far.
-struct Lane {
-  scan::RelativeAccount account;
-  scan::ChunkSummary summary;
-  std::int64_t held_from = -1;  // first step after the opening fill while long, else -1
-};
-
 template <typename A>
 void run_block(const BacktestInputs& in, const A* signals, std::int64_t m0, std::int64_t nb,
                const runs::TablesView& tables, Metrics* metrics) {
-  Lane lanes[kRunsBlock];
+  // Each strategy of the block as one chunk of all its bars, entering flat: its account in units
+  // of its starting equity (1, so the units are the account's own) and the summary so far.
+  const scan::HeldRunWalk flat(scan::PositionCarry{}, in.open, in.close, 0, in.costs, tables);
+  std::vector<scan::HeldRunWalk> lanes(static_cast<std::size_t>(nb), flat);
   // The action that changes each position: BUY (2) when flat, SELL (0) when long; 3 (never an
   // action) for lanes past the block and for strategies that may reach the bankruptcy floor
   // (the sequential loop re-runs them below).
@@ -72,14 +68,10 @@ void run_block(const BacktestInputs& in, const A* signals, std::int64_t m0, std:
     while (changes != 0) {
       const int j = __builtin_ctzll(changes);
       changes &= changes - 1;
-      Lane& l = lanes[j];
-      if (l.held_from >= 0) scan::hold_relative(l.account, l.summary, l.held_from, t - 1, in.open, in.close, in.costs,
-                                                tables);
-      scan::relative_step(l.account, l.summary, static_cast<long long>(wanted[j]), in.open[t + 1], in.close[t + 1],
-                          in.costs);
+      scan::HeldRunWalk& l = lanes[static_cast<std::size_t>(j)];
+      l.fill(static_cast<long long>(wanted[j]), t);
       ++fills;
-      l.held_from = l.account.position != 0 ? t + 1 : -1;
-      wanted[j] = static_cast<A>(scan::needs_exact_run(scan::Composer{}, l.summary) ? 3 : l.held_from >= 0 ? 0 : 2);
+      wanted[j] = static_cast<A>(scan::needs_exact_run(scan::Composer{}, l.out) ? 3 : l.held_from >= 0 ? 0 : 2);
     }
     if ((t + 1) % kDensityCheck == 0 && static_cast<double>(fills) > kDenseFills * static_cast<double>((t + 1) * nb)) {
       backtest_range(in, signals, m0, m0 + nb, metrics, nullptr);
@@ -87,16 +79,16 @@ void run_block(const BacktestInputs& in, const A* signals, std::int64_t m0, std:
     }
   }
   for (std::int64_t j = 0; j < nb; ++j) {
-    Lane& l = lanes[j];
     scan::Composer c;
-    if (l.held_from >= 0 && wanted[j] != 3)
-      scan::hold_relative(l.account, l.summary, l.held_from, steps - 1, in.open, in.close, in.costs, tables);
-    l.summary.growth = l.account.equity;
-    if (scan::needs_exact_run(c, l.summary))  // may touch the floor: the sequential kernel's loop
+    // a strategy that may touch the floor (wanted 3) is re-run by the sequential kernel's loop
+    // whatever its summary says, so its last held run is not summed
+    scan::HeldRunWalk& l = lanes[static_cast<std::size_t>(j)];
+    const scan::ChunkSummary summary = wanted[j] != 3 ? l.finish(steps) : l.out;
+    if (scan::needs_exact_run(c, summary))
       scan::exact_run(c, scan::PositionCarry{}, signals, in.n_strategies, m0 + j, 0, steps, in.open, in.close,
                       in.costs);
     else
-      scan::compose(c, l.summary);
+      scan::compose(c, summary);
     metrics[m0 + j] = scan::finish(c, in.n_bars, in.bars_per_year);
   }
 }
