@@ -736,7 +736,7 @@ _HELPERS = {
     "MinMaxScaler": "himari.data.windows", "QuantileNormal": "himari.data.windows",
     "torch_generator": "himari.data.windows",
     # a fixed-shape step replayed as a CUDA graph
-    "GraphReplay": "himari.training.graph_replay", "rng_kept_if_recording_fails": "himari.training.graph_replay",
+    "GraphReplay": "himari.training.graph_replay", "graph_recording": "himari.training.graph_replay",
     # errors
     "HimariError": "himari.errors", "ConfigError": "himari.errors", "DataError": "himari.errors",
     "TrainingError": "himari.errors",

@@ -56,6 +56,19 @@ def rng_kept_if_recording_fails() -> Iterator[None]:
         raise
 
 
+@contextmanager
+def graph_recording(what: str, way_out: str) -> Iterator[None]:
+    """Around one CUDA-graph recording (``with graph_recording(...), torch.cuda.graph(g): ...``):
+    a recording that fails (a step that reads a value on the host, say) leaves the GPU's random
+    generator as it was (``rng_kept_if_recording_fails``) and becomes a ``TrainingError``
+    "<what> failed (<torch's first line>); <way_out>" rather than a traceback."""
+    try:
+        with rng_kept_if_recording_fails():
+            yield
+    except RuntimeError as e:
+        raise TrainingError(f"{what} failed ({str(e).splitlines()[0]}); {way_out}") from None
+
+
 class GraphReplay:
     """``fn(*inputs)`` recorded once as a CUDA graph after ``warmup`` eager calls, then replayed.
 
@@ -142,10 +155,7 @@ class GraphReplay:
         self.inputs = [x.clone() for x in inputs]
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        try:
-            with rng_kept_if_recording_fails(), torch.cuda.graph(graph, stream=self.stream):
-                self.outputs = self.fn(*self.inputs)
-        except RuntimeError as e:
-            raise TrainingError(f"{self.name}: recording it as a CUDA graph failed ({str(e).splitlines()[0]}); "
-                                f"{self.off} to run it eagerly") from None
+        with (graph_recording(f"{self.name}: recording it as a CUDA graph", f"{self.off} to run it eagerly"),
+              torch.cuda.graph(graph, stream=self.stream)):
+            self.outputs = self.fn(*self.inputs)
         self.graph = graph

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from himari.errors import TrainingError
-from himari.training.graph_replay import rng_kept_if_recording_fails
+from himari.training.graph_replay import graph_recording
 from himari.training.loop import float64_vector, non_finite_loss
 
 WARMUP = 2
@@ -192,12 +192,11 @@ class GraphedStep:
         static_batch = tree_unflatten([next(it) if isinstance(x, torch.Tensor) else x for x in leaves], spec)
         torch.cuda.synchronize()
         fb, opt = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-        try:
-            with rng_kept_if_recording_fails(), torch.cuda.graph(fb, pool=self.pool, stream=self.stream):
-                out, names = self._forward_backward(static_batch)
-            with rng_kept_if_recording_fails(), torch.cuda.graph(opt, pool=self.pool, stream=self.stream):
-                self.optimizer.step()
-        except RuntimeError as e:  # a loss that is not graph-safe after all: say so, not a traceback
-            raise TrainingError(f"train.cuda_graph: recording the step failed ({str(e).splitlines()[0]}); the "
-                                f"model's loss is not graph-safe: run without train.cuda_graph") from None
+        # a loss that is not graph-safe after all: say so, not a traceback
+        what, way_out = ("train.cuda_graph: recording the step",
+                         "the model's loss is not graph-safe: run without train.cuda_graph")
+        with graph_recording(what, way_out), torch.cuda.graph(fb, pool=self.pool, stream=self.stream):
+            out, names = self._forward_backward(static_batch)
+        with graph_recording(what, way_out), torch.cuda.graph(opt, pool=self.pool, stream=self.stream):
+            self.optimizer.step()
         return _Graphs(inputs, spec, fb, opt, out, names, [p.grad for p in self.parameters])

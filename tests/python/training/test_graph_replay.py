@@ -118,3 +118,21 @@ def test_a_step_that_reads_a_value_on_the_host_is_refused_with_the_way_out() -> 
     assert torch.equal(torch.cuda.get_rng_state(), before)
     draws = torch.multinomial(torch.ones(2, 3, device="cuda"), 1)
     assert draws.shape == (2, 1)
+
+
+def test_a_failed_recording_becomes_a_training_error_with_the_way_out(monkeypatch) -> None:
+    # graph_recording, what GraphReplay, the Trainer's graphed step and flag-trader's policy
+    # record under: torch's first line between what failed and the way out; other errors pass.
+    # (The generator guard needs a GPU: the CUDA tests above check it.)
+    import contextlib
+
+    from himari.plugin.api import graph_recording
+    from himari.training import graph_replay
+
+    monkeypatch.setattr(graph_replay, "rng_kept_if_recording_fails", contextlib.nullcontext)
+    with pytest.raises(TrainingError, match=r"^my step: recording it failed \(operation not permitted when stream "
+                                            r"is capturing\); set graphs=false to run it eagerly$"):
+        with graph_recording("my step: recording it", "set graphs=false to run it eagerly"):
+            raise RuntimeError("operation not permitted when stream is capturing\nCUDA kernel errors ...")
+    with pytest.raises(KeyError), graph_recording("my step", "set graphs=false"):
+        raise KeyError("not a recording failure")

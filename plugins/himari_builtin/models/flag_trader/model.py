@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from himari.plugin.api import TrainingError, ppo_loss, rng_kept_if_recording_fails
+from himari.plugin.api import graph_recording, ppo_loss
 from himari_builtin.models.flag_trader.config import ACCOUNT_COLUMNS, FlagTraderConfig
 
 
@@ -332,13 +332,10 @@ class GraphedPolicy:
                 net.policy(self._in, None, ())
         torch.cuda.current_stream().wait_stream(side)
         self._graph = torch.cuda.CUDAGraph()
-        try:
-            with rng_kept_if_recording_fails(), torch.cuda.graph(self._graph), torch.no_grad():
-                self._logits, self._value, _ = net.policy(self._in, None, ())
-        except RuntimeError as exc:  # e.g. a policy that reads a value on the host
-            raise TrainingError(f"flag-trader: recording the policy as a CUDA graph failed "
-                                f"({str(exc).splitlines()[0]}); set flag-trader.rollout_cuda_graph=false "
-                                "to run it eagerly") from None
+        with (graph_recording("flag-trader: recording the policy as a CUDA graph",
+                              "set flag-trader.rollout_cuda_graph=false to run it eagerly"),
+              torch.cuda.graph(self._graph), torch.no_grad()):
+            self._logits, self._value, _ = net.policy(self._in, None, ())
 
     def valid_for(self, shape: tuple[int, ...]) -> bool:
         """Captured at ``shape`` and every parameter still at the storage the graph reads."""
