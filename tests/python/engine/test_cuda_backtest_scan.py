@@ -58,7 +58,8 @@ def scan(open_, close, sig, *, fee: float, slippage: float, mode: str, chunk: in
 
 
 def expect_parity(open_, close, sig, *, fee: float, slippage: float, mode: str, chunk: int,
-                  kernel: str = "scan", tiles: bool = True) -> None:
+                  kernel: str = "scan", tiles: bool = True) -> dict[str, np.ndarray]:
+    """The CUDA metrics, checked against the CPU backtester's."""
     ref = backtest_signals(open_, close, sig, fee=fee, slippage=slippage, mode=mode, bars_per_year=252.0)
     got = scan(open_, close, sig, fee=fee, slippage=slippage, mode=mode, chunk=chunk, kernel=kernel, tiles=tiles)
     where = f"T={len(close)} M={sig.shape[1]} {mode} fee={fee} chunk={chunk} kernel={kernel} tiles={tiles}"
@@ -67,6 +68,7 @@ def expect_parity(open_, close, sig, *, fee: float, slippage: float, mode: str, 
             np.testing.assert_array_equal(got[name], getattr(ref, name), err_msg=f"{name} {where}")
         else:
             np.testing.assert_allclose(got[name], getattr(ref, name), rtol=1e-9, atol=1e-12, err_msg=f"{name} {where}")
+    return got
 
 
 @pytest.mark.parametrize("mode", ["long_flat", "long_short"])
@@ -128,8 +130,7 @@ def test_tiled_signals_match_cpu_and_the_untiled_kernel_to_the_bit(kernel: str, 
     for m in (4, 132, 256):
         sig = signals(t, m, t + m + 5)
         for chunk in (1, 7, 64, 65, 100, 0):
-            expect_parity(o, c, sig, fee=1e-3, slippage=5e-4, mode=mode, chunk=chunk, kernel=kernel)
-            tiled = scan(o, c, sig, fee=1e-3, slippage=5e-4, mode=mode, chunk=chunk, kernel=kernel)
+            tiled = expect_parity(o, c, sig, fee=1e-3, slippage=5e-4, mode=mode, chunk=chunk, kernel=kernel)
             untiled = scan(o, c, sig, fee=1e-3, slippage=5e-4, mode=mode, chunk=chunk, kernel=kernel, tiles=False)
             for name, values in tiled.items():
                 np.testing.assert_array_equal(values, untiled[name], err_msg=f"{name} M={m} chunk={chunk}")
@@ -141,12 +142,11 @@ def test_tiles_for_every_dtype_and_a_misaligned_start(dtype) -> None:
     # buffer does not (for 1- and 2-byte actions) and must fall back, not fault or misread.
     o, c = prices(700, 13)
     sig = signals(700, 72, 14).astype(dtype)
-    expect_parity(o, c, sig, fee=1e-3, slippage=5e-4, mode="long_short", chunk=0)
+    want = expect_parity(o, c, sig, fee=1e-3, slippage=5e-4, mode="long_short", chunk=0)
     flat = torch.empty(sig.size + 1, dtype=torch.from_numpy(sig).dtype, device="cuda")
     shifted = flat[1:].view(sig.shape)
     shifted.copy_(torch.from_numpy(sig))
     got = scan(o, c, shifted, fee=1e-3, slippage=5e-4, mode="long_short", chunk=0)
-    want = scan(o, c, sig, fee=1e-3, slippage=5e-4, mode="long_short", chunk=0)
     for name, values in got.items():
         np.testing.assert_array_equal(values, want[name], err_msg=name)
 
