@@ -5,20 +5,24 @@ networks) are tiny for a GPU. An eager step launches a few hundred kernels, each
 the GPU microseconds and the host several times that to issue, so the GPU waits on Python. A
 CUDA graph records the kernels of one step once and replays them with one launch.
 
-What is recorded, per batch shape, after ``WARMUP`` ordinary (eager) steps of that shape:
+What is recorded, per batch shape, after ``WARMUP`` ordinary (eager) steps of that shape, as
+one graph: gradients zeroed in place, the loss and its logs (under autocast when the run uses
+mixed precision), backward, gradient-norm clipping, the loss, every log and the norm written into
+one float64 vector, then the optimiser's step (an AdamW built with ``fused=True`` and
+``capturable=True``) told on the device whether the loss was finite.
 
-1. ``forward_backward``: gradients zeroed in place, the loss and its logs (under autocast when
-   the run uses mixed precision), backward, gradient-norm clipping; the loss, every log and the
-   norm are written into one float64 vector.
-2. ``optimizer_step``: the optimiser's step (an AdamW built with ``capturable=True``).
+A step copies the batch into the graph's input tensors, replays it and reads the vector to the
+host (the step's one wait for the GPU). A non-finite loss stops the run as the eager step does,
+and as there the weights stay as they were: the fused optimiser reads the graph's ``found_inf``
+flag and skips its update, moments and step count (the mechanism ``torch.amp.GradScaler`` uses).
+Recording the guard on the device, instead of checking on the host between two graphs, makes
+the step one launch with no round trip to the host in its middle.
 
-A step copies the batch into the graph's input tensors, replays (1), reads the vector to the host
-(the step's one wait for the GPU), refuses a non-finite loss before anything changes the
-weights (as the eager step does), then replays (2). The arithmetic is the eager step's, kernel
-for kernel; what a replay cannot do is run Python, so only models that declare their ``loss``
-graph-safe (``Model.cuda_graph_safe``: no reads of tensor values on the host, no Python state
-that changes between steps, a Python-number log only if it never changes) and runs without
-hooks that run Python between backward and the step qualify (``eligibility``).
+The arithmetic is the eager step's, kernel for kernel; what a replay cannot do is run Python,
+so only models that declare their ``loss`` graph-safe (``Model.cuda_graph_safe``: no reads of
+tensor values on the host, no Python state that changes between steps, a Python-number log only
+if it never changes) and runs without hooks that run Python between backward and the step
+qualify (``eligibility``).
 """
 
 from __future__ import annotations
@@ -70,8 +74,7 @@ def eligibility(model: Any, model_name: str, methods: list[tuple[str, Any]], gra
 class _Graphs:
     inputs: list[Any]  # the batch's tensors, where each replay reads them
     spec: Any  # the batch's structure (pytree spec) and non-tensor leaves
-    forward_backward: Any
-    optimizer_step: Any
+    step: Any
     out: Any  # float64 [1 + logs + norm]
     names: list[str]
     grads: list[Any]  # the gradient tensors the graphs write (must stay the parameters' .grad)
@@ -97,8 +100,10 @@ class GraphedStep:
         self.eager_steps: dict[Any, int] = {}
         self.stream = torch.cuda.Stream()
         self.pool = torch.cuda.graph_pool_handle()
-        if not all(g.get("capturable", False) for g in optimizer.param_groups):
-            raise ValueError("a graph-replayed step needs an optimiser built with capturable=True")
+        if not all(g.get("fused") and g.get("capturable") for g in optimizer.param_groups):
+            raise ValueError("a graph-replayed step needs an optimiser built with fused=True (it skips its own "
+                             "update on the device when the loss is not finite) and capturable=True")
+        self.found_inf = torch.zeros((), device=self.parameters[0].device)
 
     # --------------------------------------------------------------------- the step's parts
 
@@ -129,7 +134,9 @@ class GraphedStep:
         return float64_vector(values, loss.device), names
 
     def _finish(self, out: list[float], names: list[str]) -> dict[str, float]:
-        if not math.isfinite(out[0]):  # before the optimiser step: the weights stay as they were
+        # the weights stay as they were: an eager step checks before its optimiser step, a replayed
+        # one skipped its update on the device (guarded_optimizer_step)
+        if not math.isfinite(out[0]):
             raise non_finite_loss(out[0], self.step_label())
         logs = dict(zip(names, out[1:]))
         logs["loss"] = out[0]
@@ -158,10 +165,8 @@ class GraphedStep:
                                 "outside the training step reset gradients); run without train.cuda_graph")
         for dst, src in zip(graphs.inputs, (x for x in leaves if isinstance(x, torch.Tensor))):
             dst.copy_(src, non_blocking=True)
-        graphs.forward_backward.replay()
-        logs = self._finish(graphs.out.tolist(), graphs.names)  # the step's one wait for the GPU
-        graphs.optimizer_step.replay()
-        return logs
+        graphs.step.replay()
+        return self._finish(graphs.out.tolist(), graphs.names)  # the step's one wait for the GPU
 
     @staticmethod
     def _key(leaves: list[Any], spec: Any) -> Any:
@@ -191,12 +196,27 @@ class GraphedStep:
         it = iter(inputs)
         static_batch = tree_unflatten([next(it) if isinstance(x, torch.Tensor) else x for x in leaves], spec)
         torch.cuda.synchronize()
-        fb, opt = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        graph = torch.cuda.CUDAGraph()
         # a loss that is not graph-safe after all: say so, not a traceback
         what, way_out = ("train.cuda_graph: recording the step",
                          "the model's loss is not graph-safe: run without train.cuda_graph")
-        with graph_recording(what, way_out), torch.cuda.graph(fb, pool=self.pool, stream=self.stream):
+        with graph_recording(what, way_out), torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
             out, names = self._forward_backward(static_batch)
-        with graph_recording(what, way_out), torch.cuda.graph(opt, pool=self.pool, stream=self.stream):
-            self.optimizer.step()
-        return _Graphs(inputs, spec, fb, opt, out, names, [p.grad for p in self.parameters])
+            guarded_optimizer_step(self.optimizer, out[0], self.found_inf)
+        return _Graphs(inputs, spec, graph, out, names, [p.grad for p in self.parameters])
+
+
+def guarded_optimizer_step(optimizer: Any, loss: Any, found_inf: Any) -> None:
+    """``optimizer.step()`` that changes nothing (weights, moments, step count) when ``loss`` is
+    not finite, decided on the device: ``found_inf`` (a 0-d float tensor) is set from the loss and
+    handed to the fused optimiser for this one call, as ``torch.amp.GradScaler`` hands it its own.
+    Inside a recording the optimiser's kernels keep reading ``found_inf``, so every replay guards
+    itself; outside one the eager step's host check has already refused a non-finite loss."""
+    import torch
+
+    found_inf.copy_(torch.logical_not(torch.isfinite(loss)))
+    optimizer.found_inf = found_inf
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.found_inf

@@ -64,6 +64,38 @@ def test_a_run_that_cannot_be_replayed_is_refused_and_leaves_nothing(model: str,
     assert not run_dir.exists()
 
 
+def test_the_guarded_optimizer_step_skips_a_non_finite_loss_on_the_device() -> None:
+    """What a replayed step relies on to keep the weights of a non-finite step, checked with the
+    fused AdamW on the CPU: after a NaN (or inf) loss nothing moved (weights, both moments, step
+    count), a finite loss steps exactly as a plain ``step()``, and the flag does not outlive the
+    call (a later eager step must not read it). Wrong guards this catches: the flag's sense
+    inverted, no flag handed over, the flag left on the optimiser."""
+    from himari.training.graph_step import guarded_optimizer_step
+
+    def fresh() -> tuple[torch.nn.Parameter, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(7))
+        return w, torch.optim.AdamW([w], lr=0.1, weight_decay=0.01, fused=True)
+
+    w, opt = fresh()
+    ref_w, ref_opt = fresh()
+    found_inf = torch.zeros(())
+    for loss in (1.5, float("nan"), 0.25, float("inf"), -2.0):
+        grad = torch.linspace(-1.0, 1.0, 7) * (1.0 if loss == loss else float("nan"))
+        w.grad = grad.clone()
+        before = (w.detach().clone(), {k: v.clone() for k, v in opt.state[w].items()})
+        guarded_optimizer_step(opt, torch.tensor(loss, dtype=torch.float64), found_inf)
+        assert not hasattr(opt, "found_inf")
+        if not torch.isfinite(torch.tensor(loss)):
+            assert torch.equal(w.detach(), before[0])
+            assert all(torch.equal(v, opt.state[w][k]) for k, v in before[1].items())
+            continue
+        ref_w.grad = grad.clone()
+        ref_opt.step()
+        assert torch.equal(w.detach(), ref_w.detach())
+    assert int(opt.state[w]["step"]) == 3 == int(ref_opt.state[ref_w]["step"])
+
+
 # ------------------------------------------------------------------------------- on a GPU
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -77,7 +109,8 @@ def _cql(target: str = "min") -> tuple[object, object]:
     torch.manual_seed(0)
     model = CQL(CQLConfig(hidden_sizes=(32, 32), target=target), ModelContext(n_features=6))
     model.network.to("cuda").train()
-    return model, torch.optim.AdamW(model.network.parameters(), lr=1e-2, weight_decay=1e-4, capturable=True)
+    return model, torch.optim.AdamW(model.network.parameters(), lr=1e-2, weight_decay=1e-4, fused=True,
+                                       capturable=True)
 
 
 def _batches(n: int, size: int = 64, nan_at: int | None = None) -> list[tuple]:
@@ -151,12 +184,16 @@ def test_a_non_finite_loss_stops_before_the_weights_change() -> None:
         stepper.step(b)
     assert stepper.graphs
     before = {k: v.clone() for k, v in model.network.state_dict().items()}
+    moments = {id(p): {k: v.clone() for k, v in opt.state[p].items()} for p in model.network.parameters()}
     with pytest.raises(TrainingError, match="loss is nan"):
         stepper.step(batches[5])
     after = model.network.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
-    # the Polyak update is part of the loss (it runs first, as in an eager step); nothing else moved
+    # the Polyak update is part of the loss (it runs first, as in an eager step); nothing else moved,
+    # the optimiser's moments and step counts neither (the replayed AdamW skipped itself)
     assert all(k.startswith("target_") for k in changed), changed
+    for p in model.network.parameters():
+        assert all(torch.equal(v, opt.state[p][k]) for k, v in moments[id(p)].items())
 
 
 @pytest.mark.cuda
@@ -205,7 +242,7 @@ def test_cgdt_replayed_steps_follow_its_guidance_clock() -> None:
         model.network.to("cuda").train()
         model.network.set_critic_ready()  # the critic phase is its own loop, not a step
         model.network.critic_nll.fill_(0.25)  # what the critic phase leaves (NaN before it, and NaN != NaN)
-        return model, torch.optim.AdamW(model.network.parameters(), lr=1e-3, capturable=True)
+        return model, torch.optim.AdamW(model.network.parameters(), lr=1e-3, fused=True, capturable=True)
 
     eager_model, eager_opt = build()
     want = [_eager_step(eager_model, eager_opt, b) for b in batches]
