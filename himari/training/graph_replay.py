@@ -97,10 +97,13 @@ class GraphReplay:
     def zero_grad(parameters: Any) -> None:
         """Zero the existing gradients in place (what a replayed step must do instead of
         ``zero_grad(set_to_none=True)``; ``0 + g`` is ``g``, so the step is the same). Gradients
-        never computed stay None, so an optimiser still skips their parameters."""
-        for p in parameters:
-            if p.grad is not None:
-                p.grad.zero_()
+        never computed stay None, so an optimiser still skips their parameters. One foreach
+        kernel zeroes them all (a loop would record one kernel per parameter in every replay)."""
+        import torch
+
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if grads:
+            torch._foreach_zero_(grads)
 
     @property
     def replaying(self) -> bool:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from himari.errors import TrainingError
-from himari.training.graph_replay import graph_recording
+from himari.training.graph_replay import GraphReplay, graph_recording
 from himari.training.loop import float64_vector, non_finite_loss
 
 WARMUP = 2
@@ -120,9 +120,7 @@ class GraphedStep:
         clipping; the loss, logs and norm in one float64 vector."""
         import torch
 
-        for p in self.parameters:
-            if p.grad is not None:
-                p.grad.zero_()
+        GraphReplay.zero_grad(self.parameters)
         with self._autocast():
             loss, logs = self.loss_fn(batch)
         loss.backward()

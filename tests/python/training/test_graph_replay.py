@@ -60,6 +60,19 @@ def test_inputs_other_than_tensors_are_refused_on_the_cpu_too() -> None:
         replay(torch.ones(2), 2.0)
 
 
+def test_zero_grad_zeroes_the_gradient_tensors_in_place_and_leaves_missing_ones_missing() -> None:
+    """A replay writes into the gradient tensors that existed when it was recorded, so zeroing
+    must keep them (not set them to None), and a parameter without a gradient must stay without
+    one (an optimiser then skips it, as after an eager ``zero_grad``)."""
+    a, b = (torch.nn.Parameter(torch.ones(n)) for n in (3, 5))
+    c = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    a.grad, c.grad = torch.full((3,), 2.0), torch.full((2,), -1.5, dtype=torch.float64)
+    kept = (a.grad, c.grad)
+    GraphReplay.zero_grad([a, b, c])
+    assert a.grad is kept[0] and c.grad is kept[1] and b.grad is None
+    assert torch.equal(a.grad, torch.zeros(3)) and torch.equal(c.grad, torch.zeros(2, dtype=torch.float64))
+
+
 def test_warmup_must_allocate_first() -> None:
     with pytest.raises(ValueError, match="warmup must be >= 1"):
         GraphReplay(lambda: None, device="cuda", name="s", off="n/a", warmup=0)
