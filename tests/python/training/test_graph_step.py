@@ -4,6 +4,7 @@ checked on a GPU against the eager step, step for step."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -81,7 +82,7 @@ def test_the_guarded_optimizer_step_skips_a_non_finite_loss_on_the_device() -> N
     ref_w, ref_opt = fresh()
     found_inf = torch.zeros(())
     for loss in (1.5, float("nan"), 0.25, float("inf"), -2.0):
-        grad = torch.linspace(-1.0, 1.0, 7) * (1.0 if loss == loss else float("nan"))
+        grad = torch.linspace(-1.0, 1.0, 7) * (float("nan") if math.isnan(loss) else 1.0)
         w.grad = grad.clone()
         before = (w.detach().clone(), {k: v.clone() for k, v in opt.state[w].items()})
         guarded_optimizer_step(opt, torch.tensor(loss, dtype=torch.float64), found_inf)
