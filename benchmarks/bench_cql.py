@@ -10,9 +10,10 @@ device synchronisation).
 - himari: one update is exactly what ``himari.training.Trainer`` does per step: ``model.loss``
   (Polyak update, TD targets, the conservative term), ``zero_grad``, ``backward``, the one copy
   of the step's loss and logs to the host, gradient-norm clipping at 1.0 (its norm read back, as
-  the Trainer logs it) and an AdamW step. Targets ``min`` (default) and ``double-dqn`` both timed;
-  on the GPU also the step as ``train.cuda_graph`` runs it (``himari.training.graph_step``: the
-  same kernels replayed as two CUDA graphs, the one copy of the loss, logs and norm between them).
+  the Trainer logs it) and an AdamW step (fused on the GPU, as the Trainer builds it). Targets
+  ``min`` (default) and ``double-dqn`` both timed; on the GPU also the step as
+  ``train.cuda_graph`` runs it (``himari.training.graph_step``: the same kernels replayed as one
+  CUDA graph, the one copy of the loss, logs and norm after it).
 - d3rlpy: ``DiscreteCQLConfig(batch_size=256, n_critics=2, encoder_factory=
   VectorEncoderFactory([210, 210]))``, one update = ``algo.update(batch)`` (its Adam step, hard
   target copy every ``target_update_interval`` updates; its TD target is Double-DQN with the
@@ -33,6 +34,7 @@ himari's env needs, so install it in a separate virtual environment with
 row is skipped. Writes ``benchmarks/results/cql-<hostname>.json`` (or ``--json``).
 
     python benchmarks/bench_cql.py [--repeats 5] [--updates 300] [--cpu 0] [--d3rlpy-python PY] [--device cuda]
+        [--compiled] [--profile]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -79,8 +82,12 @@ def _batches(data: dict, rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.integers(0, len(data["index"]), size=BATCH) for _ in range(N_BATCHES)]
 
 
-def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "cpu", graph: bool = False) -> float:
-    _pin(cpu)
+def himari_update(npz: str, target: str, device: str, graph: bool,
+                  compiled: bool = False) -> tuple[Any, list[tuple]]:
+    """The Trainer's step as ``update(batch)`` and the pre-made batches it cycles over.
+    ``compiled``: an experiment the Trainer does not offer, the replayed step with the loss (and
+    its backward) compiled by ``torch.compile`` first, so its elementwise kernels are fused before
+    the graph records them."""
     import torch
 
     from himari.plugin.api import ModelContext
@@ -98,7 +105,10 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
     for idx in _batches(d, np.random.default_rng(0)):
         k = k_all[torch.from_numpy(idx).to(device)]
         batches.append((obs[k], act[k], rew[k], obs[k + 1], done[k]))
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=1e-4, **({"capturable": True} if graph else {}))
+    # the Trainer's optimiser: the fused AdamW on a GPU (capturable when replayed), torch's default on the CPU
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=1e-4,
+                            **({"fused": True} if device.startswith("cuda") else {}),
+                            **({"capturable": True} if graph else {}))
 
     def update(b: tuple) -> None:
         loss, logs = model.loss(b, None)
@@ -111,8 +121,18 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
     if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
         from himari.training.graph_step import GraphedStep
 
-        update = GraphedStep(list(net.parameters()), lambda b: model.loss(b, None), opt, 1.0).step
+        def loss(b: tuple) -> Any:
+            return model.loss(b, None)
 
+        update = GraphedStep(list(net.parameters()), torch.compile(loss, dynamic=False) if compiled else loss,
+                             opt, 1.0).step
+    return update, batches
+
+
+def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "cpu", graph: bool = False,
+                  compiled: bool = False) -> float:
+    _pin(cpu)
+    update, batches = himari_update(npz, target, device, graph, compiled)
     for i in range(WARMUP):
         update(batches[i % N_BATCHES])
     synchronize(device)
@@ -121,6 +141,38 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
         update(batches[i % N_BATCHES])
     synchronize(device)
     return updates / (time.perf_counter() - t)
+
+
+def profile_himari(npz: str, updates: int, cpu: int, device: str, graph: bool, compiled: bool = False) -> dict:
+    """Where a GPU step's time goes: kernels per step and the GPU's busy time per step (the sum of
+    its kernels' durations, from the torch profiler). Compare the busy time with the step's
+    unprofiled time (1 / the table's updates/s): close to it, the step is bound by the GPU's own
+    work (kernel count and size), not by the host launching it. The wall time recorded here is
+    under the profiler, which inflates it."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    _pin(cpu)
+    update, batches = himari_update(npz, "min", device, graph, compiled)
+    for i in range(WARMUP):
+        update(batches[i % N_BATCHES])
+    synchronize(device)
+    t = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for i in range(updates):
+            update(batches[i % N_BATCHES])
+        synchronize(device)
+    wall = time.perf_counter() - t
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy_us = sum(e.device_time for e in kernels)
+    by_name: dict[str, float] = {}
+    for e in kernels:
+        by_name[e.name] = by_name.get(e.name, 0.0) + e.device_time
+    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:8]
+    return {"graph": graph, "compiled": compiled, "kernels_per_step": len(kernels) / updates,
+            "gpu_busy_us_per_step": busy_us / updates,
+            "wall_us_per_step": wall / updates * 1e6,
+            "top_kernels_us_per_step": [[name[:60], us / updates] for name, us in top]}
 
 
 def worker_d3rlpy(npz: str, updates: int, cpu: int, device: str = "cpu", compile_graph: bool = False) -> float:
@@ -179,12 +231,19 @@ def main() -> None:
     p.add_argument("--d3rlpy-python", default=sys.executable)
     p.add_argument("--device", default="cpu", help="cpu or cuda (both contenders)")
     p.add_argument("--json", default=None)
+    p.add_argument("--compiled", action="store_true",
+                   help="on the GPU also the replayed step with its loss compiled by torch.compile (an experiment)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the table: kernels and GPU busy time per himari step, eager and replayed (GPU)")
     p.add_argument("--worker", nargs="*")
     a = p.parse_args()
     if a.worker is not None:
         kind, npz, updates, cpu, device, *rest = a.worker
-        if kind == "himari":
-            print(worker_himari(npz, int(updates), int(cpu), rest[0], device, rest[1:] == ["graph"]))
+        if kind == "profile":
+            print(json.dumps(profile_himari(npz, int(updates), int(cpu), device, "graph" in rest, "compile" in rest)))
+        elif kind == "himari":
+            flags = rest[1:]
+            print(worker_himari(npz, int(updates), int(cpu), rest[0], device, "graph" in flags, "compile" in flags))
         else:
             print(worker_d3rlpy(npz, int(updates), int(cpu), device, rest == ["graph"]))
         return
@@ -197,10 +256,22 @@ def main() -> None:
                    "repeats": a.repeats, "warmup": WARMUP, "cpu": a.cpu, "device": a.device})
     d3_version = package_version(a.d3rlpy_python, "d3rlpy")
     common = [npz, str(a.updates), str(a.cpu), a.device]
+    if a.profile:  # one process each, eager and replayed, the first updates after warm-up
+        rows = [json.loads(" ".join(worker_result(sys.executable, __file__, ["profile", *common, *graph])))
+                for graph in ([], ["graph"], *([["graph", "compile"]] if a.compiled else []))]
+        for row in rows:
+            print(json.dumps(row))
+        out = Path(a.json or REPO / "benchmarks" / "results" / f"cql-profile-{socket.gethostname()}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"machine": machine, "config": config, "profile": rows}, indent=2))
+        return
     contenders = [("himari cql (target min)", sys.executable, ["himari", *common, "min"]),
                   ("himari cql (target double-dqn)", sys.executable, ["himari", *common, "double-dqn"])]
     if a.device.startswith("cuda"):
         contenders.append(("himari cql (target min, cuda_graph)", sys.executable, ["himari", *common, "min", "graph"]))
+        if a.compiled:
+            contenders.append(("himari cql (min, cuda_graph, compiled loss)", sys.executable,
+                               ["himari", *common, "min", "graph", "compile"]))
     skipped = []
     if d3_version:
         contenders.append((f"d3rlpy {d3_version} DiscreteCQL", a.d3rlpy_python,
