@@ -158,6 +158,8 @@ def walk_forward_folds(timestamps: np.ndarray, segments: Sequence[Segment], *, n
     """
     if mode not in ("expanding", "rolling"):
         raise DataError(f"fold mode: expected 'expanding' or 'rolling', got {mode!r}")
+    if embargo < 0:
+        raise DataError(f"embargo: must be >= 0, got {embargo}")
     times = _usable_times(timestamps, segments)
     check_fold_count(n_folds, len(times), embargo=embargo, train_blocks=train_blocks)
     k = n_folds + train_blocks
@@ -167,7 +169,7 @@ def walk_forward_folds(timestamps: np.ndarray, segments: Sequence[Segment], *, n
     for i in range(n_folds):
         test_block = train_blocks + i
         first = 0 if mode == "expanding" else test_block - train_blocks
-        train: Ranges = _merge([r for b in blocks[first:test_block] for r in b])
+        train: Ranges = _merge([r for b in blocks[first:test_block] for r in b], segments)
         train = _drop_tail(train, embargo, segments)
         test = list(blocks[test_block])
         for name, ranges in (("train", train), ("test", test)):
@@ -178,11 +180,14 @@ def walk_forward_folds(timestamps: np.ndarray, segments: Sequence[Segment], *, n
     return folds
 
 
-def _merge(ranges: Ranges) -> Ranges:
-    """Join touching ranges (adjacent blocks of one segment)."""
+def _merge(ranges: Ranges, segments: Sequence[Segment]) -> Ranges:
+    """Join touching ranges of one segment (its adjacent blocks). Ranges of two segments stay
+    apart even where one symbol's rows end on the row the next symbol's begin (a symbol without
+    warm-up rows): a range never spans two symbols, and the embargo comes off each one's end."""
+    starts = {s.start for s in segments}
     out: Ranges = []
     for a, b in sorted(ranges):
-        if out and out[-1][1] == a:
+        if out and out[-1][1] == a and a not in starts:
             out[-1] = (out[-1][0], b)
         else:
             out.append((a, b))

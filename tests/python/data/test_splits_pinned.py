@@ -140,3 +140,29 @@ def test_an_unknown_fold_mode_is_refused() -> None:
     with pytest.raises(DataError, match="fold mode: expected 'expanding' or 'rolling', got 'roling'"):
         walk_forward_folds(ts, segs, n_folds=2, mode="roling", embargo=1)  # type: ignore[arg-type]
 
+
+def test_a_fold_never_joins_two_symbols_and_embargoes_each() -> None:
+    """A: rows 0 .. 5 at times 0 .. 5; B: rows 6 .. 17 at times 3 .. 14; neither has warm-up
+    rows, so A's last row (5) touches B's first (6). One fold, embargo 1: the 18 pooled times
+    sorted are 0 1 2 3 3 4 4 5 5 6 7 ... 14, cut in two at index 9, time 6.
+
+    train: A's times 0 .. 5 -> [0, 6) - 1 = [0, 5);  B's times 3 .. 5 -> [6, 9) - 1 = [6, 8)
+    test:  B's times 6 .. 14 -> [9, 18)
+
+    Catches: joining touching ranges across the symbol boundary before the embargo, which gave
+    one range [0, 8) spanning both symbols, with A's last row kept and B's embargo taken off the
+    joined range's end only.
+    """
+    ts = np.array([*range(6), *range(3, 15)], dtype=np.int64) * STEP + T0
+    segs = [Segment("A", 0, 6, 0), Segment("B", 6, 18, 6)]
+    assert walk_forward_folds(ts, segs, n_folds=1, embargo=1) == [{"train": [(0, 5), (6, 8)], "test": [(9, 18)]}]
+
+
+def test_walk_forward_refuses_a_negative_embargo() -> None:
+    """With an embargo of -1 a fold's training range would reach one row into its test block.
+
+    Catches: walk_forward_folds without the embargo check chronological_split has.
+    """
+    ts, segs = _twelve_usable()
+    with pytest.raises(DataError, match="embargo: must be >= 0"):
+        walk_forward_folds(ts, segs, n_folds=2, embargo=-1)
