@@ -147,7 +147,9 @@ def moments(returns: Any) -> ReturnMoments:
     d = r - mean
     d2 = d * d
     m2 = float(np.mean(d2))
-    if m2 == 0.0:
+    # constant means every value equal, not m2 == 0: the float mean of equal values can miss them by
+    # an ulp, and that residue (1e-20 for 3 bp) would read as a Sharpe of 1e15
+    if m2 == 0.0 or r.min() == r.max():
         return ReturnMoments(n, mean, 0.0, 0.0, 0.0, 3.0)
     std = math.sqrt(m2 * n / (n - 1))
     m3 = float(np.dot(d2, d)) / n
@@ -363,6 +365,8 @@ def _additive_metric(m: np.ndarray, bounds: np.ndarray, in_mask: np.ndarray,
     counts = np.diff(bounds).astype(np.float64)
     sums = np.add.reduceat(d, bounds[:-1], axis=0)              # [S, N]
     halves = (in_mask.astype(np.float64), (~in_mask).astype(np.float64))
+    part_min = np.minimum.reduceat(m, bounds[:-1], axis=0)      # [S, N]
+    part_max = np.maximum.reduceat(m, bounds[:-1], axis=0)
     out = []
     for h in halves:
         k = h @ counts                                            # rows in the half, [C]
@@ -375,12 +379,32 @@ def _additive_metric(m: np.ndarray, bounds: np.ndarray, in_mask: np.ndarray,
             raise InvalidArgumentError("n_partitions: with metric='sharpe' each half needs at least 2 periods "
                                        f"(have {int(k.min())}); use fewer partitions or more periods")
         sq = h @ np.add.reduceat(d * d, bounds[:-1], axis=0)      # sum of (x - centre)^2 over the half
-        var = np.maximum(sq - dsum * dsum / k[:, None], 0.0) / (k[:, None] - 1.0)
-        raw_sq = (sq + 2.0 * centre * dsum) / k[:, None] + centre * centre   # mean of x^2 over the half
-        flat = var <= 1e-20 * raw_sq                              # constant within rounding: Sharpe 0
-        sd = np.sqrt(np.where(flat, 1.0, var))
-        out.append(np.where(flat, 0.0, mean / sd))
+        spread = sq - dsum * dsum / k[:, None]                    # (k - 1) x the half's variance
+        var = np.maximum(spread, 0.0) / (k[:, None] - 1.0)
+        sd = np.sqrt(np.where(var > 0.0, var, 1.0))
+        sharpe = np.where(var > 0.0, mean / sd, 0.0)
+        # Where the spread is within rounding of the cancellation (a half constant, or nearly, away
+        # from the column's overall mean: a configuration idle there), the difference above is
+        # noise. A half whose partitions' minima and maxima are all one value is constant: Sharpe 0;
+        # any other such half is read again from its rows.
+        cs, js = np.nonzero(spread <= 1e-9 * sq)
+        if len(cs):
+            inside = h[cs] > 0                                     # [F, S] the half's partitions
+            lo = np.where(inside, part_min[:, js].T, np.inf).min(axis=1)
+            hi = np.where(inside, part_max[:, js].T, -np.inf).max(axis=1)
+            sharpe[cs[lo == hi], js[lo == hi]] = 0.0
+            for c, j in zip(cs[lo != hi], js[lo != hi]):
+                rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in np.flatnonzero(h[c] > 0)])
+                sharpe[c, j] = _sharpe_of_rows(m[rows, j])
+        out.append(sharpe)
     return out[0], out[1]
+
+
+def _sharpe_of_rows(x: np.ndarray) -> float:
+    """Per-bar Sharpe ``mean / std(ddof=1)`` of one half's rows, 0 when they are all equal."""
+    if x.min() == x.max():
+        return 0.0
+    return float(x.mean() / x.std(ddof=1))
 
 
 def _custom_metric(m: np.ndarray, bounds: np.ndarray, in_mask: np.ndarray,
