@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,38 +41,6 @@ def exact_sign_flip_p(values: list[Fraction], block_length: int) -> Fraction:
     return Fraction(hits, 2 ** len(sums))
 
 
-def reference_cscv_sharpe(m: np.ndarray, s: int) -> tuple[list[int], list[float], list[float], list[float]]:
-    """CSCV as in the paper with the per-bar Sharpe ``fmean / stdev`` (ddof = 1; ``statistics``
-    computes the variance exactly, so a constant column has std 0 and Sharpe 0). Returns, per split
-    in ``itertools.combinations`` order: the selected configuration (first on a tie), its in-sample
-    and out-of-sample Sharpe ratio, and the logit of its out-of-sample rank (ties: average rank)."""
-    t, n = m.shape
-    sizes = [t // s + (1 if i < t % s else 0) for i in range(s)]
-    starts = [sum(sizes[:i]) for i in range(s)]
-    part_rows = [list(range(starts[i], starts[i] + sizes[i])) for i in range(s)]
-
-    def score(rows: list[int], j: int) -> float:
-        col = [float(m[r, j]) for r in rows]
-        sd = statistics.stdev(col)
-        return statistics.fmean(col) / sd if sd > 0 else 0.0
-
-    selected, ins, outs, logits = [], [], [], []
-    for combo in itertools.combinations(range(s), s // 2):
-        in_rows = [r for p in combo for r in part_rows[p]]
-        out_rows = [r for p in range(s) if p not in combo for r in part_rows[p]]
-        is_scores = [score(in_rows, j) for j in range(n)]
-        best = max(range(n), key=lambda j: (is_scores[j], -j))
-        oos = [score(out_rows, j) for j in range(n)]
-        below = sum(1 for j in range(n) if oos[j] < oos[best])
-        tied = sum(1 for j in range(n) if oos[j] == oos[best])
-        w = (below + (tied + 1) / 2) / (n + 1)
-        selected.append(best)
-        ins.append(is_scores[best])
-        outs.append(oos[best])
-        logits.append(math.log(w / (1 - w)))
-    return selected, ins, outs, logits
-
-
 # --------------------------------------------------------------------------- PBO
 
 
@@ -92,7 +62,8 @@ def test_pbo_selects_the_first_configuration_on_an_in_sample_tie() -> None:
     assert res.pbo == 0.5
 
 
-def test_pbo_reports_in_and_out_of_sample_sharpe_with_the_sample_std() -> None:
+def test_pbo_reports_in_and_out_of_sample_sharpe_with_the_sample_std(
+        reference_cscv_sharpe: Callable[..., Any]) -> None:
     """Catches the per-half Sharpe ratio of the default metric divided by the population std
     (ddof = 0) instead of the sample std: every column of a half shares the factor, so the ranks,
     logits and PBO are unchanged and only the reported ``in_sample``/``out_of_sample`` values
@@ -108,7 +79,8 @@ def test_pbo_reports_in_and_out_of_sample_sharpe_with_the_sample_std() -> None:
     np.testing.assert_allclose(res.logits, logits, rtol=0, atol=1e-12)
 
 
-def test_pbo_gives_a_column_constant_within_a_half_sharpe_zero() -> None:
+def test_pbo_gives_a_column_constant_within_a_half_sharpe_zero(
+        reference_cscv_sharpe: Callable[..., Any]) -> None:
     """Catches a column that is constant within a half scored by anything but Sharpe 0 in the
     default metric: by its mean when its std is 0, or by ``mean / tiny`` when the float variance
     of the half is a rounding residue rather than exactly 0 (a zero-only flatness test). Columns:
@@ -266,7 +238,8 @@ def test_a_constant_series_whose_mean_is_inexact_has_sharpe_zero() -> None:
     assert sharpe(r, 105_120) == 0.0
 
 
-def test_pbo_a_configuration_idle_for_half_the_periods_has_sharpe_zero_there() -> None:
+def test_pbo_a_configuration_idle_for_half_the_periods_has_sharpe_zero_there(
+        reference_cscv_sharpe: Callable[..., Any]) -> None:
     """A configuration that never trades in the first 12 of 24 periods (returns exactly 0 there)
     has, by the metric's definition (0 for a constant column), Sharpe 0 in any half made of those
     periods. The exact ``statistics`` reference selects among finite Sharpe ratios. Catches: a
@@ -287,7 +260,8 @@ def test_pbo_a_configuration_idle_for_half_the_periods_has_sharpe_zero_there() -
     np.testing.assert_allclose(res.logits, logits, rtol=0, atol=1e-12)
 
 
-def test_pbo_reads_a_nearly_constant_half_from_its_rows() -> None:
+def test_pbo_reads_a_nearly_constant_half_from_its_rows(
+        reference_cscv_sharpe: Callable[..., Any]) -> None:
     """A configuration earning 1% a period with a spread of 1e-12 over the first 12 of 24
     periods, then noise: in a half made of those periods its Sharpe is about 1e10 (the exact
     ``statistics`` reference), so it is selected there. Its spread is far below the rounding of
