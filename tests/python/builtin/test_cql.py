@@ -171,6 +171,33 @@ def test_act_feeds_back_its_own_position(small_prepared) -> None:
         model.act(feats, np.arange(a, a + 3))
 
 
+def test_decisions_counted_under_rules_exclude_each_ranges_last_row(small_prepared) -> None:
+    """Under execution rules the decisions cql counts (the action mix judged for collapse) are
+    the rows that decide: a range of 10 rows decides 9, two of 4 decide 3 each, as for every
+    other policy (the stateless filter and the online models never count a range's last row).
+    Catches: stepping the filter on the last row too, one phantom decision per range."""
+    from types import SimpleNamespace
+
+    from himari.data import PreparedData
+    from himari.evaluation.execution import model_actions
+    from himari.trading import EnvConfig
+
+    model = CQL(CQLConfig(hidden_sizes=(1,)), ModelContext(n_features=60))
+    with torch.no_grad():
+        for p in model.network.parameters():
+            p.zero_()
+        model.network.b1[:, 0, :] = torch.tensor([0.0, 0.0, 1.0])  # always BUY
+    data = PreparedData(small_prepared)
+    (a, _), = data.split("test")
+    feats, o, c = np.asarray(data.features), np.asarray(data.open), np.asarray(data.close)
+    rules = SimpleNamespace(decision_interval=1, min_hold=3, confidence=0.0)
+    for ranges, decided in (([(a, a + 10)], 9), ([(a, a + 4), (a + 5, a + 9)], 6)):
+        counts = np.zeros(3, dtype=np.int64)
+        acts = model_actions(model, feats, o, c, ranges, EnvConfig(), rules, decision_counts=counts)
+        assert counts.tolist() == [0, 0, decided]
+        assert acts[-1] == 1 and len(acts) == decided + len(ranges)
+
+
 def test_training_is_deterministic(small_prepared, tmp_path) -> None:
     from himari.training.checkpoint import load_checkpoint
 

@@ -165,7 +165,9 @@ class CQL:
         """Greedy actions along one episode of consecutive rows, from a flat account, stepping a
         one-env VecTradingEnv on ``open_``/``close`` (any common scale). With ``execution`` the
         greedy action passes through an ``ExecutionFilter`` before it reaches the env; its
-        confidence threshold reads ``q_probabilities`` of the row's Q values."""
+        confidence threshold reads ``q_probabilities`` of the row's Q values. The last row decides
+        nothing (HOLD, as every policy's last row of a range): it is neither computed nor counted
+        among the filter's decisions."""
         import numpy as np
 
         from himari.plugin.api import ExecutionFilter, Market, VecTradingEnv
@@ -174,7 +176,7 @@ class CQL:
         xf = np.nan_to_num(np.asarray(features, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         pre = [xf @ wf + b for wf, _, b, _ in heads]
         open_, close = np.asarray(open_, dtype=np.float64), np.asarray(close, dtype=np.float64)
-        # one dummy bar at the end so the episode covers all n decisions without truncating
+        # one dummy bar at the end so an episode of n rows fits without truncating
         market = Market(np.append(open_, close[-1]), np.append(close, close[-1]), np.zeros((n + 1, 1), np.float32))
         env = VecTradingEnv(market, n_envs=1, episode_length=n, mode=env_cfg.mode, fee=env_cfg.fee,
                             slippage=env_cfg.slippage, window=1, seed=0, random_start=False, warmup=0)
@@ -183,7 +185,8 @@ class CQL:
         step_action = np.zeros(1, dtype=np.int8)
         rules = None if execution is None else ExecutionFilter(1, env_cfg.mode, execution)
         confidence = execution is not None and execution.confidence > 0
-        for t in range(n):
+        out[n - 1:] = 1
+        for t in range(n - 1):
             acc = obs[0, 0, 1:1 + ACCOUNT_COLUMNS]
             q = np.zeros(3, dtype=np.float32)
             for (wf, wa, b, rest), p in zip(heads, pre):
@@ -197,9 +200,8 @@ class CQL:
             if rules is not None:
                 a = int(rules.step([a], q_probabilities(q)[None] if confidence else None)[0])
             out[t] = a
-            if t < n - 1:
-                step_action[0] = a
-                obs, *_ = env.step(step_action)
+            step_action[0] = a
+            obs, *_ = env.step(step_action)
         return out
 
     def act(self, features: Any, rows: Any) -> Any:
