@@ -301,3 +301,24 @@ def test_the_ensemble_is_the_chosen_configurations_seeds_averaged_bar_by_bar(
         assert st["p_value"][f"vs_{name}"] == pytest.approx(want, abs=1e-12), name
     per_config = np.stack([(returns[(c, 0)] + returns[(c, 1)]) / 2 for c in ("c0", "c1")], axis=1)
     assert st["pbo"] == pytest.approx(stats.probability_of_backtest_overfitting(per_config, 4).pbo)
+
+
+def test_the_pbo_judges_each_configurations_seed_mean(monkeypatch: pytest.MonkeyPatch,
+                                                       independent: dict[str, Any]) -> None:
+    """Catches a PBO matrix built from one seed per configuration instead of the mean of its
+    seeds (in this small grid both give the same PBO value, so the matrix itself is checked):
+    column c is the bar-by-bar mean of c's two seeds' returns, each block's first bar dropped."""
+    import himari.evaluate.runner as runner
+
+    seen: dict[str, Any] = {}
+    original = runner.statistics.summarise
+
+    def spy(**kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(runner.statistics, "summarise", spy)
+    _analysed([0.3, -0.2])
+    returns = independent["returns"]
+    want = np.stack([(returns[(c, 0)] + returns[(c, 1)]) / 2 for c in ("c0", "c1")], axis=1)
+    np.testing.assert_allclose(seen["per_config"], want, rtol=0, atol=1e-15)
