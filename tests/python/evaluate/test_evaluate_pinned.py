@@ -308,7 +308,7 @@ def test_the_pbo_judges_each_configurations_seed_mean(monkeypatch: pytest.Monkey
     """Catches a PBO matrix built from one seed per configuration instead of the mean of its
     seeds (in this small grid both give the same PBO value, so the matrix itself is checked):
     column c is the bar-by-bar mean of c's two seeds' returns, each block's first bar dropped."""
-    import himari.evaluate.runner as runner
+    from himari.evaluate import runner
 
     seen: dict[str, Any] = {}
     original = runner.statistics.summarise
