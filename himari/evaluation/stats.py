@@ -365,8 +365,6 @@ def _additive_metric(m: np.ndarray, bounds: np.ndarray, in_mask: np.ndarray,
     counts = np.diff(bounds).astype(np.float64)
     sums = np.add.reduceat(d, bounds[:-1], axis=0)              # [S, N]
     halves = (in_mask.astype(np.float64), (~in_mask).astype(np.float64))
-    part_min = np.minimum.reduceat(m, bounds[:-1], axis=0)      # [S, N]
-    part_max = np.maximum.reduceat(m, bounds[:-1], axis=0)
     out = []
     for h in halves:
         k = h @ counts                                            # rows in the half, [C]
@@ -389,22 +387,18 @@ def _additive_metric(m: np.ndarray, bounds: np.ndarray, in_mask: np.ndarray,
         # any other such half is read again from its rows.
         cs, js = np.nonzero(spread <= 1e-9 * sq)
         if len(cs):
+            cols, col_of = np.unique(js, return_inverse=True)      # only the columns concerned
+            part_min = np.minimum.reduceat(m[:, cols], bounds[:-1], axis=0)[:, col_of].T   # [F, S]
+            part_max = np.maximum.reduceat(m[:, cols], bounds[:-1], axis=0)[:, col_of].T
             inside = h[cs] > 0                                     # [F, S] the half's partitions
-            lo = np.where(inside, part_min[:, js].T, np.inf).min(axis=1)
-            hi = np.where(inside, part_max[:, js].T, -np.inf).max(axis=1)
+            lo = np.where(inside, part_min, np.inf).min(axis=1)
+            hi = np.where(inside, part_max, -np.inf).max(axis=1)
             sharpe[cs[lo == hi], js[lo == hi]] = 0.0
             for c, j in zip(cs[lo != hi], js[lo != hi]):
                 rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in np.flatnonzero(h[c] > 0)])
-                sharpe[c, j] = _sharpe_of_rows(m[rows, j])
+                sharpe[c, j] = moments(m[rows, j]).sharpe
         out.append(sharpe)
     return out[0], out[1]
-
-
-def _sharpe_of_rows(x: np.ndarray) -> float:
-    """Per-bar Sharpe ``mean / std(ddof=1)`` of one half's rows, 0 when they are all equal."""
-    if x.min() == x.max():
-        return 0.0
-    return float(x.mean() / x.std(ddof=1))
 
 
 def _custom_metric(m: np.ndarray, bounds: np.ndarray, in_mask: np.ndarray,
