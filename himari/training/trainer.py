@@ -231,13 +231,13 @@ class Trainer:
                                          self.dist.enabled, self.online, self.scaler is not None)
             if why:
                 raise ConfigError(f"train.cuda_graph: {why}; run without it")
-        graphed = cfg.cuda_graph and self.device.startswith("cuda")  # ignored on the CPU
+        on_gpu = self.device.startswith("cuda")
+        graphed = cfg.cuda_graph and on_gpu  # ignored on the CPU
         params = [*self.model.network.parameters(), *self.method_modules.parameters()]
         # On a GPU the fused AdamW (one kernel for all parameters; runs with and without
         # train.cuda_graph share it), and when recorded also capturable (its step counters on the
         # device); fused is what lets a recorded step skip itself on the device when the loss is
         # not finite (graph_step.guarded_optimizer_step). The CPU keeps torch's default.
-        on_gpu = self.device.startswith("cuda")
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            **({"fused": True} if on_gpu else {}),
                                            **({"capturable": True} if graphed else {}))
