@@ -84,7 +84,8 @@ def _batches(data: dict, rng: np.random.Generator) -> list[np.ndarray]:
 
 def himari_update(npz: str, target: str, device: str, graph: bool,
                   compiled: bool = False) -> tuple[Any, list[tuple]]:
-    """The Trainer's step as ``update(batch)`` and the pre-made batches it cycles over.
+    """The Trainer's step as ``update(batch)``, already warmed up, and the pre-made batches it
+    cycles over.
     ``compiled``: an experiment the Trainer does not offer, the replayed step with the loss (and
     its backward) compiled by ``torch.compile`` first, so its elementwise kernels are fused before
     the graph records them."""
@@ -126,6 +127,9 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
 
         update = GraphedStep(list(net.parameters()), torch.compile(loss, dynamic=False) if compiled else loss,
                              opt, 1.0).step
+    for i in range(WARMUP):  # warm: the first steps allocate, record graphs or compile
+        update(batches[i % N_BATCHES])
+    synchronize(device)
     return update, batches
 
 
@@ -133,9 +137,6 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
                   compiled: bool = False) -> float:
     _pin(cpu)
     update, batches = himari_update(npz, target, device, graph, compiled)
-    for i in range(WARMUP):
-        update(batches[i % N_BATCHES])
-    synchronize(device)
     t = time.perf_counter()
     for i in range(updates):
         update(batches[i % N_BATCHES])
@@ -154,9 +155,6 @@ def profile_himari(npz: str, updates: int, cpu: int, device: str, graph: bool, c
 
     _pin(cpu)
     update, batches = himari_update(npz, "min", device, graph, compiled)
-    for i in range(WARMUP):
-        update(batches[i % N_BATCHES])
-    synchronize(device)
     t = time.perf_counter()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for i in range(updates):
