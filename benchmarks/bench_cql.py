@@ -86,9 +86,9 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
                   compiled: bool = False) -> tuple[Any, list[tuple]]:
     """The Trainer's step as ``update(batch)``, already warmed up, and the pre-made batches it
     cycles over.
-    ``compiled``: an experiment the Trainer does not offer, the replayed step with the loss (and
-    its backward) compiled by ``torch.compile`` first, so its elementwise kernels are fused before
-    the graph records them."""
+    ``compiled``: the replayed step with the loss (and its backward) compiled first as the
+    Trainer's ``train.compile`` does (``CompiledLoss``), so its elementwise kernels are fused
+    before the graph records them."""
     import torch
 
     from himari.plugin.api import ModelContext
@@ -125,8 +125,9 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
         def loss(b: tuple) -> Any:
             return model.loss(b, None)
 
-        update = GraphedStep(list(net.parameters()), torch.compile(loss, dynamic=False) if compiled else loss,
-                             opt, 1.0).step
+        from himari.training.compiled_loss import CompiledLoss
+
+        update = GraphedStep(list(net.parameters()), CompiledLoss(loss) if compiled else loss, opt, 1.0).step
     for i in range(WARMUP):  # warm: the first steps allocate, record graphs or compile
         update(batches[i % N_BATCHES])
     synchronize(device)
@@ -230,7 +231,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (both contenders)")
     p.add_argument("--json", default=None)
     p.add_argument("--compiled", action="store_true",
-                   help="on the GPU also the replayed step with its loss compiled by torch.compile (an experiment)")
+                   help="on the GPU also the replayed step with its loss compiled (train.compile)")
     p.add_argument("--profile", action="store_true",
                    help="instead of the table: kernels and GPU busy time per himari step, eager and replayed (GPU)")
     p.add_argument("--worker", nargs="*")

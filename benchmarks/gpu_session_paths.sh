@@ -11,7 +11,7 @@
 #  its dependencies as cp312 wheels, gymnasium 1.0.0 among them, installed apart from .whl/;
 #  PEERS="cql cgdt" picks them; timegan-graphs: one TimeGAN fit eager and replayed as CUDA graphs;
 #  timegan-start, then timegan-wait in the following calls: TimeGAN's paper-size fit, which
-#  outlasts one call, in the background of the held machine; replay-tests: the CUDA-graph tests only;
+#  outlasts one call, in the background of the held machine; replay-tests: the CUDA-graph and compiled-loss tests only;
 #  graph-train: GRAPH_MODELS trained in float32 with and without train.cuda_graph;
 #  cgdt-acting: cgdt's sequential acting replayed as CUDA graphs against eager, and its GPU tests;
 #  scan: the scan backtester's table, or with SCAN_ARGS=--held-sweep where held runs pay;
@@ -89,10 +89,11 @@ if has cuda-tests; then
     -o addopts="" --import-mode=importlib -m cuda tests/python -rfEs 2>&1 | tail -15
 fi
 if has replay-tests; then
-  step "the CUDA-graph replay tests only (GraphReplay, the Trainer's GraphedStep, the generators' replayed fits)"
+  step "the CUDA-graph replay tests only (GraphReplay, the Trainer's GraphedStep and compiled loss, the generators' replayed fits)"
   HIMARI_SHARED_DATA="$ROOT/.devdata" PYTHONSAFEPATH=1 timeout 240 python3 -m pytest -q -p no:cacheprovider \
     -o addopts="" --import-mode=importlib -m cuda tests/python/training/test_graph_replay.py \
-    tests/python/training/test_graph_step.py tests/python/augment/test_cuda.py -rfEs 2>&1 | tail -15
+    tests/python/training/test_graph_step.py tests/python/training/test_compiled_loss.py tests/python/augment/test_cuda.py \
+    -rfEs 2>&1 | tail -15
 fi
 if has graph-train; then
   # GRAPH_MODELS (default: cgdt) trained twice in float32, with and without train.cuda_graph: the two

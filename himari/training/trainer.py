@@ -43,6 +43,7 @@ from himari.evaluation.policy import baseline_actions, evaluate_actions, judged_
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
 from himari.training import console as report
 from himari.training import distributed, graph_step, rundir
+from himari.training.compiled_loss import CompiledLoss
 from himari.training.assemble import (
     TrainedPolicy,
     built_modules,
@@ -231,6 +232,11 @@ class Trainer:
                                          self.dist.enabled, self.online, self.scaler is not None)
             if why:
                 raise ConfigError(f"train.cuda_graph: {why}; run without it")
+        if cfg.compile:  # the loss compiled whole needs what a recorded one needs (compiled_loss)
+            why = graph_step.eligibility(self.model, run.model, self.methods, cfg.grad_accum_steps,
+                                         self.dist.enabled, self.online)
+            if why:
+                raise ConfigError(f"train.compile: {why}; run without it")
         on_gpu = self.device.startswith("cuda")
         graphed = cfg.cuda_graph and on_gpu  # ignored on the CPU
         params = [*self.model.network.parameters(), *self.method_modules.parameters()]
@@ -243,6 +249,8 @@ class Trainer:
                                            **({"capturable": True} if graphed else {}))
         self.loss_fn = distributed.data_parallel(
             distributed.loss_module(self.model.network, self._loss, self.method_modules or None), self.dist)
+        if cfg.compile:
+            self.loss_fn = CompiledLoss(self.loss_fn)
         self.graph_step = None
         if graphed:
             self.graph_step = graph_step.GraphedStep(params, self.loss_fn, self.optimizer, cfg.grad_clip,
