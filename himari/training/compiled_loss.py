@@ -21,6 +21,7 @@ bit-identical to the eager run.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,11 @@ class CompiledLoss:
         import torch._dynamo.exc as dynamo_exc
 
         try:
-            return self._compiled(batch)
+            with warnings.catch_warnings():
+                # Inductor's advice to let float32 matmuls run in TF32: the run's precision is
+                # train.amp's choice, not the compiler's
+                warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores", category=UserWarning)
+                return self._compiled(batch)
         except (dynamo_exc.Unsupported, dynamo_exc.BackendCompilerFailed, dynamo_exc.TorchRuntimeError) as e:
             cause = getattr(e, "inner_exception", None) or e  # the code generator's own error
             text = str(cause).strip()

@@ -30,9 +30,14 @@ def _tiny_run(data: Path, run_dir: Path, sets: list[str]) -> dict:
 
 
 def _assert_same_training(a: dict, b: dict) -> None:
+    """The same 12 steps and the same weights to float rounding as AdamW amplifies it: where a
+    gradient is about zero, its first update is about +-lr whatever the rounding (on an H100 one
+    element of cql's w1 ended 7e-6 apart after one step, every other within 1e-7). An update
+    moves a weight by up to lr = 1e-3 a step, so a run that trains differently (another loss,
+    no steps, other parameters) ends orders of magnitude further apart than ``atol``."""
     assert json.loads(a["trainer"])["step"] == json.loads(b["trainer"])["step"] == 12  # the same steps
     for k, v in a["network"].items():
-        torch.testing.assert_close(b["network"][k], v, rtol=1e-4, atol=1e-6, msg=k)
+        torch.testing.assert_close(b["network"][k], v, rtol=1e-4, atol=2e-5, msg=k)
 
 
 def test_a_compiled_run_trains_the_weights_of_an_uncompiled_one(small_prepared: Path, tmp_path: Path) -> None:
