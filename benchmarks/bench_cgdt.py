@@ -141,7 +141,10 @@ def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bo
         model.guidance = lambda obs, actions, rtg, logits: (torch.zeros((), device=device), torch.zeros((), device=device))
     net.train()
     batches = [tuple(torch.from_numpy(x).to(device) for x in _windows(d, s, L)) for s in _batch_starts(d, sizes["batch"])]
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=1e-4, **({"capturable": True} if graph else {}))
+    # the Trainer's optimiser: the fused AdamW on a GPU (capturable when replayed), torch's default on the CPU
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=1e-4,
+                            **({"fused": True} if device.startswith("cuda") else {}),
+                            **({"capturable": True} if graph else {}))
     if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
         from himari.training.graph_step import GraphedStep
 

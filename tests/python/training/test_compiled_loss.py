@@ -94,3 +94,22 @@ def test_compiled_and_replayed_on_a_gpu_matches_an_eager_run(small_prepared: Pat
     eager = _tiny_run(small_prepared, tmp_path / "eager", sets)
     both = _tiny_run(small_prepared, tmp_path / "both", [*sets, "train.compile=true", "train.cuda_graph=true"])
     _assert_same_training(eager, both)
+
+
+def test_cgdt_whose_loss_cannot_be_compiled_whole_stops_and_leaves_nothing(small_prepared: Path,
+                                                                          tmp_path: Path) -> None:
+    """cgdt's critic guidance takes a gradient inside its loss (``requires_grad_`` on the predicted
+    actions), which Dynamo cannot trace in one piece: the run stops at its first step with the
+    setting named and no run directory is left behind."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builtin"))
+    from conformance import TINY_MODEL  # type: ignore[import-not-found]
+
+    run_dir = tmp_path / "run"
+    sets = [x for s in [*TINY_MODEL.get("cgdt", []), "train.compile=true", "train.max_steps_per_epoch=2"]
+            for x in ("--set", s)]
+    res = runner.invoke(app, ["train", "cgdt", "--data", str(small_prepared), "--run-dir", str(run_dir),
+                              "--epochs", "1", *sets], env={"COLUMNS": "200"})
+    assert res.exit_code != 0
+    text = " ".join(res.output.split())
+    assert "train.compile" in text and "run without train.compile" in text, text
+    assert not run_dir.exists()
