@@ -531,3 +531,33 @@ def test_a_run_killed_before_its_preprocessing_state_resumes_and_loads(small_pre
     a = load_trained(whole, plugins=plugins).actions(data, ranges)
     b = load_trained(cut, plugins=plugins).actions(data, ranges)  # refused ("state is for []") before the fix
     assert (a == b).all()
+
+
+def test_a_config_temporary_left_by_a_killed_run_does_not_block_a_new_run(tmp_path: Path) -> None:
+    """A run killed while writing its config (its first file) leaves the lock and the config's
+    temporary, nothing to resume. A new run there (an evaluation resumed after such a kill starts
+    the run again) may go ahead and the dead process's temporary is removed; a temporary of a
+    live writer, or any other file, still refuses the directory."""
+    from himari.data.atomic import _HOST_TAG
+    from himari.errors import ConfigError
+    from himari.training import rundir
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / rundir.LOCK).write_text("")
+    stale = run_dir / f".{rundir.CONFIG}.{_HOST_TAG}-{dead_pid}.abcd1234.tmp"
+    stale.write_text("model: baseline-")
+    rundir.check_run_dir_target(run_dir, resume=False)
+    assert sorted(p.name for p in run_dir.iterdir()) == [rundir.LOCK]
+
+    live = run_dir / f".{rundir.CONFIG}.{_HOST_TAG}-{os.getpid()}.live1234.tmp"
+    live.write_text("")
+    with pytest.raises(ConfigError, match="exists and is not empty"):
+        rundir.check_run_dir_target(run_dir, resume=False)
+    live.unlink()
+    (run_dir / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="exists and is not empty"):
+        rundir.check_run_dir_target(run_dir, resume=False)
