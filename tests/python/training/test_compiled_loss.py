@@ -1,7 +1,8 @@
 """``train.compile``: the Trainer's loss compiled by torch.compile. A compiled run trains the same
 weights as an uncompiled one to float rounding (on the CPU here, on a GPU with its steps replayed
-as CUDA graphs too), compilation really happens, and runs that cannot be compiled are refused
-before anything is written or fail with a sentence that names the setting."""
+as CUDA graphs too), compilation really happens, and a loss that cannot be compiled whole fails
+with a sentence that names the setting. Runs refused before they start (the rules
+``train.cuda_graph`` shares): test_graph_step.py."""
 
 from __future__ import annotations
 
@@ -52,21 +53,6 @@ def test_a_compiled_run_trains_the_weights_of_an_uncompiled_one(small_prepared: 
     compiled = _tiny_run(small_prepared, tmp_path / "compiled", [*STEPS, "train.compile=true"])
     assert counters["stats"]["unique_graphs"] > before
     _assert_same_training(eager, compiled)
-
-
-@pytest.mark.parametrize(("model", "sets", "why"), [
-    ("ppo-lstm", [], "trains online"),
-    ("baseline-mlp", ["--method", "multi-task"], "'multi-task'"),
-])
-def test_a_run_that_cannot_be_compiled_is_refused_and_leaves_nothing(model: str, sets: list[str], why: str,
-                                                                     small_prepared: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    res = runner.invoke(app, ["train", model, "--data", str(small_prepared), "--run-dir", str(run_dir),
-                              "--epochs", "1", "--set", "train.compile=true", *sets], env={"COLUMNS": "200"})
-    assert res.exit_code != 0
-    text = " ".join(res.output.split())
-    assert "train.compile" in text and why in text, text
-    assert not run_dir.exists()
 
 
 def test_a_loss_that_cannot_be_compiled_whole_is_a_clear_error() -> None:

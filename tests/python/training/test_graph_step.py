@@ -53,15 +53,17 @@ def test_the_builtin_declarations() -> None:
     ("baseline-mlp", ["train.grad_accum_steps=2"], "grad_accum_steps"),
     ("baseline-mlp", ["--method multi-task"], "'multi-task'"),
 ])
+@pytest.mark.parametrize("setting", ["cuda_graph", "compile"])  # train.compile takes the same runs
 def test_a_run_that_cannot_be_replayed_is_refused_and_leaves_nothing(model: str, sets: list[str], why: str,
-                                                                     small_prepared: Path, tmp_path: Path) -> None:
+                                                                     setting: str, small_prepared: Path,
+                                                                     tmp_path: Path) -> None:
     extra = [x for s in sets for x in (s.split() if s.startswith("--") else ["--set", s])]
     run_dir = tmp_path / "run"
     res = runner.invoke(app, ["train", model, "--data", str(small_prepared), "--run-dir", str(run_dir),
-                              "--epochs", "1", "--set", "train.cuda_graph=true", *extra], env={"COLUMNS": "200"})
+                              "--epochs", "1", "--set", f"train.{setting}=true", *extra], env={"COLUMNS": "200"})
     assert res.exit_code != 0
     text = " ".join(res.output.split())
-    assert "train.cuda_graph" in text and why in text, text
+    assert f"train.{setting}" in text and why in text, text
     assert not run_dir.exists()
 
 
