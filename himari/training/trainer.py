@@ -43,7 +43,6 @@ from himari.evaluation.policy import baseline_actions, evaluate_actions, judged_
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
 from himari.training import console as report
 from himari.training import distributed, graph_step, rundir
-from himari.training.compiled_loss import CompiledLoss
 from himari.training.assemble import (
     TrainedPolicy,
     built_modules,
@@ -52,6 +51,7 @@ from himari.training.assemble import (
     observation_filter_of,
 )
 from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state, save_checkpoint
+from himari.training.compiled_loss import CompiledLoss
 from himari.training.config import ExecutionConfig, RunConfig, check_splits, require_run_extras
 from himari.training.device import resolve_device, to_device
 from himari.training.loop import step_label
