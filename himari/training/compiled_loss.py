@@ -16,7 +16,9 @@ compiled once, and each run compiles afresh (``CompiledLoss``).
 
 The numerics are float rounding away from the eager loss (fused kernels may sum in another
 order); a run with it is deterministic for its seed on the CPU, as an eager run is, but not
-bit-identical to the eager run.
+bit-identical to the eager run. Random operations (dropout) draw from torch's generator as the
+eager loss does (Inductor's ``fallback_random``), not from Inductor's own generator, whose
+different masks would make a compiled run train another network.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class CompiledLoss:
         # failing. Each run starts from an empty cache instead and pays its own compilation.
         torch._dynamo.reset()
         self.module = loss_fn
-        self._compiled: Callable[[Any], Any] = torch.compile(loss_fn, fullgraph=True, dynamic=False)
+        self._compiled: Callable[[Any], Any] = torch.compile(loss_fn, fullgraph=True, dynamic=False,
+                                                                     options={"fallback_random": True})
 
     def __call__(self, batch: Any) -> tuple[Any, dict[str, Any]]:
         import torch._dynamo.exc as dynamo_exc
