@@ -126,9 +126,9 @@ def test_wheel(wheel: Path, *, system_site: bool, cuda: bool, engine_tests: bool
         results["plugins"] = len(plugins)
 
         if engine_tests:
-            if not system_site:
-                run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "pytest", "hypothesis"],
-                    env=env, cwd=work)
+            if not system_site:  # pytest-timeout: the project's pytest config sets its `timeout` (strict config)
+                run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "pytest", "pytest-timeout",
+                     "hypothesis"], env=env, cwd=work)
             started = time.perf_counter()
             args = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
                     "-c", str(ROOT / "pyproject.toml"), str(ROOT / "tests/python/engine")]
