@@ -120,12 +120,11 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
         opt.step()
 
     if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
+        from himari.training.compiled_loss import CompiledLoss
         from himari.training.graph_step import GraphedStep
 
         def loss(b: tuple) -> Any:
             return model.loss(b, None)
-
-        from himari.training.compiled_loss import CompiledLoss
 
         update = GraphedStep(list(net.parameters()), CompiledLoss(loss) if compiled else loss, opt, 1.0).step
     for i in range(WARMUP):  # warm: the first steps allocate, record graphs or compile

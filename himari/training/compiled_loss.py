@@ -45,7 +45,6 @@ class CompiledLoss:
         # seeds) would pile up recompilations until its limit, after which it runs eagerly without
         # failing. Each run starts from an empty cache instead and pays its own compilation.
         torch._dynamo.reset()
-        self.module = loss_fn
         self._compiled: Callable[[Any], Any] = torch.compile(loss_fn, fullgraph=True, dynamic=False,
                                                                      options={"fallback_random": True})
 

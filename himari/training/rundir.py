@@ -61,13 +61,16 @@ def check_run_dir_target(path: Path, *, resume: bool) -> None:
     if resume:
         if not is_run_dir(path):
             raise ConfigError(f"{path}: not a himari run directory (no {CONFIG}); nothing to resume")
-    elif path.exists() and not is_run_dir(path):
+        return
+    if not path.exists():
+        return
+    if not is_run_dir(path):
         # A run killed while writing its config (its first file) left the config's temporary and
         # nothing it could resume from: that temporary, of a process of this host that has died,
         # does not make the directory a run (an evaluation resumed after such a kill starts that
         # run again instead of refusing its directory). A live writer's temporary still counts.
         remove_stale_temporaries(path / CONFIG)
-    if not resume and path.exists() and any(p.name != LOCK for p in path.iterdir()):
+    if any(p.name != LOCK for p in path.iterdir()):
         raise ConfigError(f"{path}: run directory exists and is not empty (use --resume {path} to continue it)")
 
 

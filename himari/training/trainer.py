@@ -227,16 +227,16 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             if self.amp_dtype is torch.float16:
                 self.scaler = torch.amp.GradScaler("cuda")
-        if cfg.cuda_graph:
+        # a loss compiled whole needs what a recorded one needs (compiled_loss); only a recorded
+        # step cannot take a loss scaler, which decides on the host
+        for setting, wanted, scaler in (("cuda_graph", cfg.cuda_graph, self.scaler is not None),
+                                        ("compile", cfg.compile, False)):
+            if not wanted:
+                continue
             why = graph_step.eligibility(self.model, run.model, self.methods, cfg.grad_accum_steps,
-                                         self.dist.enabled, self.online, self.scaler is not None)
+                                         self.dist.enabled, self.online, scaler)
             if why:
-                raise ConfigError(f"train.cuda_graph: {why}; run without it")
-        if cfg.compile:  # the loss compiled whole needs what a recorded one needs (compiled_loss)
-            why = graph_step.eligibility(self.model, run.model, self.methods, cfg.grad_accum_steps,
-                                         self.dist.enabled, self.online)
-            if why:
-                raise ConfigError(f"train.compile: {why}; run without it")
+                raise ConfigError(f"train.{setting}: {why}; run without it")
         on_gpu = self.device.startswith("cuda")
         graphed = cfg.cuda_graph and on_gpu  # ignored on the CPU
         params = [*self.model.network.parameters(), *self.method_modules.parameters()]
