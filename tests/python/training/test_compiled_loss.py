@@ -22,12 +22,14 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 STEPS = ["train.max_steps_per_epoch=12", "train.patience=0"]
 
 
-def _tiny_run(data: Path, run_dir: Path, sets: list[str]) -> dict:
+def _tiny_run(data: Path, run_dir: Path, sets: list[str], model: str = "cql") -> dict:
+    """The run's last checkpoint, with its summary under ``"summary"``."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builtin"))
     from conformance import tiny_run  # type: ignore[import-not-found]
 
-    tiny_run("cql", data, run_dir, sets=sets)
-    return torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    summary = tiny_run(model, data, run_dir, sets=sets)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    return {**checkpoint, "summary": summary}
 
 
 def _assert_same_training(a: dict, b: dict, skip: tuple[str, ...] = ()) -> None:
@@ -67,17 +69,12 @@ def test_baseline_mlp_compiles_whole_with_the_uncompiled_dropout_masks(small_pre
     as an uncompiled run does (Inductor's own random numbers would train with other masks: every
     weight 1e-2 apart after 12 steps), so the weights match to float rounding and the validation
     decisions are the same."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builtin"))
-    from conformance import tiny_run  # type: ignore[import-not-found]
-
-    eager = tiny_run("baseline-mlp", small_prepared, tmp_path / "eager", sets=STEPS)
-    compiled = tiny_run("baseline-mlp", small_prepared, tmp_path / "compiled", sets=[*STEPS, "train.compile=true"])
-    a, b = (torch.load(tmp_path / r / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
-            for r in ("eager", "compiled"))
+    eager = _tiny_run(small_prepared, tmp_path / "eager", STEPS, "baseline-mlp")
+    compiled = _tiny_run(small_prepared, tmp_path / "compiled", [*STEPS, "train.compile=true"], "baseline-mlp")
     # the biases of the two Linear layers that feed a BatchNorm (which subtracts the batch mean,
     # so their gradient is zero) and the running means that follow them
-    _assert_same_training(a, b, skip=("0.bias", "4.bias", "1.running_mean", "5.running_mean"))
-    assert compiled["validation"]["model"] == eager["validation"]["model"]
+    _assert_same_training(eager, compiled, skip=("0.bias", "4.bias", "1.running_mean", "5.running_mean"))
+    assert compiled["summary"]["validation"]["model"] == eager["summary"]["validation"]["model"]
 
 
 def test_a_loss_that_cannot_be_compiled_whole_is_a_clear_error() -> None:
