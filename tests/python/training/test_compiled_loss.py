@@ -68,13 +68,18 @@ def test_baseline_mlp_compiles_whole_with_the_uncompiled_dropout_masks(small_pre
     """The other model whose loss the docs say compiles. Its dropout draws from torch's generator
     as an uncompiled run does (Inductor's own random numbers would train with other masks: every
     weight 1e-2 apart after 12 steps), so the weights match to float rounding and the validation
-    decisions are the same."""
+    decisions nearly all agree: rounding may flip a decision whose two best scores nearly tie (on
+    an AMD EPYC, one of 677 flipped; Inductor's generated code differs by the CPU's vector
+    instructions), so up to 0.5% of them may differ."""
     eager = _tiny_run(small_prepared, tmp_path / "eager", STEPS, "baseline-mlp")
     compiled = _tiny_run(small_prepared, tmp_path / "compiled", [*STEPS, "train.compile=true"], "baseline-mlp")
     # the biases of the two Linear layers that feed a BatchNorm (which subtracts the batch mean,
     # so their gradient is zero) and the running means that follow them
     _assert_same_training(eager, compiled, skip=("0.bias", "4.bias", "1.running_mean", "5.running_mean"))
-    assert compiled["summary"]["validation"]["model"] == eager["summary"]["validation"]["model"]
+    got, want = compiled["summary"]["validation"]["model"], eager["summary"]["validation"]["model"]
+    assert got["decisions"] == want["decisions"] > 500
+    for action, share in want["actions"].items():
+        assert abs(got["actions"][action] - share) <= 0.005, action
 
 
 def test_a_loss_that_cannot_be_compiled_whole_is_a_clear_error() -> None:
