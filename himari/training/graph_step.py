@@ -11,12 +11,21 @@ mixed precision), backward, gradient-norm clipping, the loss, every log and the 
 one float64 vector, then the optimiser's step (an AdamW built with ``fused=True`` and
 ``capturable=True``) told on the device whether the loss was finite.
 
-A step copies the batch into the graph's input tensors, replays it and reads the vector to the
-host (the step's one wait for the GPU). A non-finite loss stops the run as the eager step does,
-and as there the weights stay as they were: the fused optimiser reads the graph's ``found_inf``
-flag and skips its update, moments and step count (the mechanism ``torch.amp.GradScaler`` uses).
-Recording the guard on the device, instead of checking on the host between two graphs, makes
-the step one launch with no round trip to the host in its middle.
+A step copies the batch into the graph's input tensors, replays it and queues a copy of the
+vector to the host; the caller reads it later (``launch`` returns the reader), so the host queues
+the next steps while the GPU runs this one. A read waits for the GPU: reading after every step
+would make the host and the GPU take turns, and at CQL's size the host's part is about a fifth of
+the step. The Trainer's loop reads every ``loop.READ_EVERY`` steps and before a checkpoint.
+
+A non-finite loss stops the run as the eager step does, and as there the weights stay as they
+were before that step: the fused optimiser reads the graph's ``found_inf`` flag and skips its
+update, moments and step count (the mechanism ``torch.amp.GradScaler`` uses). The flag is set on
+the device and stays set, so the steps queued after that one, before the host reads its loss,
+skip their updates too; the error then names the step whose loss was not finite, and nothing
+is saved after it. (What a loss changes itself, CQL's Polyak targets, is not the optimiser's to
+skip; an eager step makes that change once before it stops too.) Recording the
+guard on the device, instead of checking on the host between two graphs, makes the step one
+launch with no round trip to the host in its middle.
 
 The arithmetic is the eager step's, kernel for kernel; what a replay cannot do is run Python,
 so only models that declare their ``loss`` graph-safe (``Model.cuda_graph_safe``: no reads of
@@ -87,7 +96,7 @@ class GraphedStep:
 
     def __init__(self, parameters: list[Any], loss_fn: Callable[[Any], tuple[Any, dict[str, Any]]],
                  optimizer: Any, grad_clip: float, amp_dtype: Any = None,
-                 step_label: Callable[[], str] | None = None) -> None:
+                 step_label: Callable[[], str] | None = None, compiled_optimizer: bool = False) -> None:
         import torch
 
         self.parameters = [p for p in parameters if p.requires_grad]
@@ -104,6 +113,13 @@ class GraphedStep:
             raise ValueError("a graph-replayed step needs an optimiser built with fused=True (it skips its own "
                              "update on the device when the loss is not finite) and capturable=True")
         self.found_inf = torch.zeros((), device=self.parameters[0].device)
+        # train.compile: AdamW's update compiled too (compiled_optimizer's docstring says why); the
+        # fused step still makes the optimiser's state on the first step
+        self.compiled_update = None
+        if compiled_optimizer:
+            from himari.training.compiled_optimizer import CompiledAdamW
+
+            self.compiled_update = CompiledAdamW(optimizer)
 
     # --------------------------------------------------------------------- the step's parts
 
@@ -131,19 +147,38 @@ class GraphedStep:
             names.append("grad_norm")
         return float64_vector(values, loss.device), names
 
-    def _finish(self, out: list[float], names: list[str]) -> dict[str, float]:
-        # the weights stay as they were: an eager step checks before its optimiser step, a replayed
-        # one skipped its update on the device (guarded_optimizer_step)
-        if not math.isfinite(out[0]):
-            raise non_finite_loss(out[0], self.step_label())
-        logs = dict(zip(names, out[1:]))
-        logs["loss"] = out[0]
-        return logs
+    def _reader(self, out: Any, names: list[str]) -> Callable[[], dict[str, float]]:
+        """Queue the copy of ``out`` (the step's loss, logs and norm) to the host and return what
+        reads it: waits for the copy, then stops the run if the loss was not finite (the weights
+        stayed as they were: ``guarded_optimizer_step``) or returns the step's logs."""
+        import torch
+
+        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+
+        def read() -> dict[str, float]:
+            done.synchronize()
+            values = host.tolist()
+            if not math.isfinite(values[0]):
+                raise non_finite_loss(values[0], self.step_label())
+            logs = dict(zip(names, values[1:]))
+            logs["loss"] = values[0]
+            return logs
+
+        return read
 
     # ------------------------------------------------------------------------------ steps
 
     def step(self, batch: Any) -> dict[str, float]:
-        """One optimiser step over ``batch`` (already on the device)."""
+        """One optimiser step over ``batch`` (already on the device), its logs read at once."""
+        return self.launch(batch)()
+
+    def launch(self, batch: Any) -> Callable[[], dict[str, float]]:
+        """Queue one optimiser step over ``batch`` (already on the device) and return the reader
+        of its logs (see the module docstring). Readers must be called in the order of their
+        steps: a reader's error names the step ``step_label`` gives when it is called."""
         from torch.utils._pytree import tree_flatten
 
         leaves, spec = tree_flatten(batch)
@@ -164,7 +199,7 @@ class GraphedStep:
         for dst, src in zip(graphs.inputs, (x for x in leaves if isinstance(x, torch.Tensor))):
             dst.copy_(src, non_blocking=True)
         graphs.step.replay()
-        return self._finish(graphs.out.tolist(), graphs.names)  # the step's one wait for the GPU
+        return self._reader(graphs.out, graphs.names)
 
     @staticmethod
     def _key(leaves: list[Any], spec: Any) -> Any:
@@ -173,18 +208,22 @@ class GraphedStep:
         return (str(spec), tuple((tuple(x.shape), x.dtype, str(x.device)) if isinstance(x, torch.Tensor) else repr(x)
                                  for x in leaves))
 
-    def _eager(self, batch: Any) -> dict[str, float]:
+    def _eager(self, batch: Any) -> Callable[[], dict[str, float]]:
         """An ordinary step, on the side stream the recordings use (so that what the first steps
-        initialise lazily belongs to that stream)."""
+        initialise lazily belongs to that stream), guarded on the device as a replay is: a step
+        queued after a replayed one whose loss the host has not read yet must not move the weights
+        if that loss was not finite."""
         import torch
 
         self.stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.stream):
             out, names = self._forward_backward(batch)
-            logs = self._finish(out.tolist(), names)
-            self.optimizer.step()
+            # the compiled update once the state exists: compiled here, before a recording
+            update = self.compiled_update if self.compiled_update and self.optimizer.state else None
+            guarded_optimizer_step(self.optimizer, out[0], self.found_inf, update)
+            read = self._reader(out, names)  # its copy on the stream that owns ``out``
         torch.cuda.current_stream().wait_stream(self.stream)
-        return logs
+        return read
 
     def _record(self, leaves: list[Any], spec: Any) -> _Graphs:
         import torch
@@ -200,19 +239,27 @@ class GraphedStep:
                          "the model's loss is not graph-safe: run without train.cuda_graph")
         with graph_recording(what, way_out), torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
             out, names = self._forward_backward(static_batch)
-            guarded_optimizer_step(self.optimizer, out[0], self.found_inf)
+            guarded_optimizer_step(self.optimizer, out[0], self.found_inf, self.compiled_update)
         return _Graphs(inputs, spec, graph, out, names, [p.grad for p in self.parameters])
 
 
-def guarded_optimizer_step(optimizer: Any, loss: Any, found_inf: Any) -> None:
+def guarded_optimizer_step(optimizer: Any, loss: Any, found_inf: Any,
+                           update: Callable[[Any], None] | None = None) -> None:
     """``optimizer.step()`` that changes nothing (weights, moments, step count) when ``loss`` is
-    not finite, decided on the device: ``found_inf`` (a 0-d float tensor) is set from the loss and
-    handed to the fused optimiser for this one call, as ``torch.amp.GradScaler`` hands it its own.
-    Inside a recording the optimiser's kernels keep reading ``found_inf``, so every replay guards
-    itself; outside one the eager step's host check has already refused a non-finite loss."""
+    not finite or an earlier guarded step's loss was not (``found_inf`` stays set), decided on the
+    device: ``found_inf`` (a 0-d float tensor) is handed to the fused optimiser for this one call,
+    as ``torch.amp.GradScaler`` hands it its own. Inside a recording the optimiser's kernels keep
+    reading ``found_inf``, so every replay guards itself. It stays set because the host reads a
+    step's loss only after it has queued the next steps (``GraphedStep.launch``), and those must
+    leave the weights of the step that failed; the run stops when the host reads it. ``update``
+    (``compiled_optimizer.CompiledAdamW``) replaces the optimiser's own step and reads the flag
+    the same way."""
     import torch
 
-    found_inf.copy_(torch.logical_not(torch.isfinite(loss)))
+    found_inf.copy_(torch.logical_or(found_inf, torch.logical_not(torch.isfinite(loss))))
+    if update is not None:
+        update(found_inf)
+        return
     optimizer.found_inf = found_inf
     try:
         optimizer.step()

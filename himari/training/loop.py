@@ -10,7 +10,9 @@ epoch's dataset from the restored method states and continues at the saved batch
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from himari.errors import TrainingError
@@ -19,6 +21,11 @@ from himari.training.device import to_device
 
 if TYPE_CHECKING:
     from himari.training.trainer import Trainer
+
+READ_EVERY = 32
+"""Replayed steps (``train.cuda_graph``) the loop launches before it reads their logs: one wait
+for the GPU per that many steps, and the host queues steps while the GPU runs earlier ones. It
+also reads before every checkpoint and at the end of an epoch."""
 
 
 def split_batch(batch: Any, parts: int, axis: int) -> list[tuple[Any, int]]:
@@ -160,6 +167,20 @@ def epoch_dataset(trainer: Trainer) -> Any:
     return ds
 
 
+def _count_steps(trainer: Trainer, epoch: int, unread: list[Callable[[], dict[str, float]]], progress: Any,
+                 task: Any) -> None:
+    """Read the launched steps' logs in their order and book each step: a non-finite loss stops
+    the run at its step; ``last.pt`` at every ``checkpoint_every``-th."""
+    st = trainer.state
+    while unread:
+        logs = unread.pop(0)()
+        st["batch"] += 1
+        trainer.count_step(epoch, logs)
+        progress.update(task, advance=1, info=f"loss {st['loss_sum'] / st['loss_n']:.4f}")
+        if st["step"] % trainer.run.train.checkpoint_every == 0:
+            trainer.save(rundir.LAST)
+
+
 def run_offline_epochs(trainer: Trainer) -> None:
     import torch
 
@@ -182,18 +203,23 @@ def run_offline_epochs(trainer: Trainer) -> None:
             if cfg.max_steps_per_epoch:
                 per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
             task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=per_epoch, completed=st["batch"], info="")
-            while st["batch"] < per_epoch:
-                idx = torch.from_numpy(sampler.indices(epoch, st["batch"]))  # this rank's shard of the global batch
+            # Steps launched whose logs are not read yet (train.cuda_graph reads every READ_EVERY
+            # steps; graph_step's docstring says why); counted in order, and always before a
+            # checkpoint, so a checkpoint holds the state after the steps it counts.
+            unread: list[Callable[[], dict[str, float]]] = []
+            count_unread = functools.partial(_count_steps, trainer, epoch, unread, progress, task)
+            while st["batch"] + len(unread) < per_epoch:
+                # this rank's shard of the global batch
+                idx = torch.from_numpy(sampler.indices(epoch, st["batch"] + len(unread)))
                 batch = to_device(data[idx], trainer.device)
                 if trainer.graph_step is not None:  # train.cuda_graph: the same step, replayed
                     trainer.model.network.train()
-                    logs = trainer.graph_step.step(batch)
+                    unread.append(trainer.graph_step.launch(batch))
                 else:
-                    logs = train_step(trainer, batch)
-                st["batch"] += 1
-                trainer.count_step(epoch, logs)
-                progress.update(task, advance=1, info=f"loss {st['loss_sum'] / st['loss_n']:.4f}")
-                if st["step"] % cfg.checkpoint_every == 0:
-                    trainer.save(rundir.LAST)
+                    unread.append(functools.partial(dict, train_step(trainer, batch)))
+                if (trainer.graph_step is None or len(unread) >= READ_EVERY
+                        or (st["step"] + len(unread)) % cfg.checkpoint_every == 0):
+                    count_unread()
+            count_unread()
             progress.remove_task(task)
             trainer.end_epoch(epoch)

@@ -69,10 +69,12 @@ def test_a_run_that_cannot_be_replayed_is_refused_and_leaves_nothing(model: str,
 
 def test_the_guarded_optimizer_step_skips_a_non_finite_loss_on_the_device() -> None:
     """What a replayed step relies on to keep the weights of a non-finite step, checked with the
-    fused AdamW on the CPU: after a NaN (or inf) loss nothing moved (weights, both moments, step
-    count), a finite loss steps exactly as a plain ``step()``, and the flag does not outlive the
-    call (a later eager step must not read it). Wrong guards this catches: the flag's sense
-    inverted, no flag handed over, the flag left on the optimiser."""
+    fused AdamW on the CPU: finite losses step exactly as a plain ``step()``; from a NaN (or inf)
+    loss on nothing moves (weights, both moments, step count), finite losses after it included,
+    because the host reads a step's loss only after it has queued the next ones; clearing the flag
+    lets steps through again. The flag does not outlive the call (a later plain step must not read
+    it). Wrong guards this catches: the flag's sense inverted, no flag handed over, a flag that
+    a later finite loss clears, the flag left on the optimiser."""
     from himari.training.graph_step import guarded_optimizer_step
 
     def fresh() -> tuple[torch.nn.Parameter, torch.optim.Optimizer]:
@@ -83,20 +85,24 @@ def test_the_guarded_optimizer_step_skips_a_non_finite_loss_on_the_device() -> N
     w, opt = fresh()
     ref_w, ref_opt = fresh()
     found_inf = torch.zeros(())
-    for loss in (1.5, float("nan"), 0.25, float("inf"), -2.0):
+    losses = (1.5, 0.5, float("nan"), 0.25, float("inf"), -2.0, "clear", 0.75, -1.0)
+    for loss in losses:
+        if loss == "clear":
+            found_inf.zero_()
+            continue
         grad = torch.linspace(-1.0, 1.0, 7) * (float("nan") if math.isnan(loss) else 1.0)
         w.grad = grad.clone()
         before = (w.detach().clone(), {k: v.clone() for k, v in opt.state[w].items()})
         guarded_optimizer_step(opt, torch.tensor(loss, dtype=torch.float64), found_inf)
         assert not hasattr(opt, "found_inf")
-        if not torch.isfinite(torch.tensor(loss)):
+        if float(found_inf):  # this loss or an earlier one was not finite
             assert torch.equal(w.detach(), before[0])
             assert all(torch.equal(v, opt.state[w][k]) for k, v in before[1].items())
             continue
         ref_w.grad = grad.clone()
         ref_opt.step()
         assert torch.equal(w.detach(), ref_w.detach())
-    assert int(opt.state[w]["step"]) == 3 == int(ref_opt.state[ref_w]["step"])
+    assert int(opt.state[w]["step"]) == 4 == int(ref_opt.state[ref_w]["step"])  # 1.5, 0.5, 0.75, -1.0
 
 
 # ------------------------------------------------------------------------------- on a GPU
@@ -197,6 +203,44 @@ def test_a_non_finite_loss_stops_before_the_weights_change() -> None:
     assert all(k.startswith("target_") for k in changed), changed
     for p in model.network.parameters():
         assert all(torch.equal(v, opt.state[p][k]) for k, v in moments[id(p)].items())
+
+
+@pytest.mark.cuda
+@cuda
+def test_steps_queued_after_a_non_finite_loss_leave_its_weights() -> None:
+    """Steps launched before their logs are read, as the Trainer's loop launches them: a NaN
+    loss at the sixth step (a replay) and two finite steps queued after it, before any read.
+    Read in order, five steps give the eager steps' logs, the sixth raises naming itself, and the
+    networks and AdamW's moments and step counts are those of five eager steps: the two queued
+    steps skipped their updates too. Wrong guards this catches: a flag each step resets (the
+    seventh and eighth steps would train), a reader that does not raise, readers that read
+    another step's vector."""
+    from himari.errors import TrainingError
+    from himari.training.graph_step import GraphedStep
+
+    batches = _batches(8, nan_at=5)
+    eager_model, eager_opt = _cql()
+    want = [_eager_step(eager_model, eager_opt, b) for b in batches[:5]]
+    model, opt = _cql()
+    got: list[dict] = []
+    stepper = GraphedStep(list(model.network.parameters()), lambda b: model.loss(b, None), opt, 1.0,
+                          step_label=lambda: f"step {len(got) + 1}")
+    readers = [stepper.launch(b) for b in batches]
+    assert stepper.graphs  # steps 3 to 8 replayed
+    got.extend(read() for read in readers[:5])
+    with pytest.raises(TrainingError, match="loss is nan at step 6"):
+        readers[5]()
+    assert len(got) == len(want)
+    for w, g in zip(want, got):
+        assert g == pytest.approx(w, rel=1e-4, abs=1e-6)
+    online = {k: v for k, v in eager_model.network.state_dict().items() if not k.startswith("target_")}
+    after = model.network.state_dict()
+    for k, v in online.items():  # (the Polyak targets move in every loss, queued steps' included)
+        torch.testing.assert_close(after[k], v, rtol=1e-4, atol=1e-6, msg=k)
+    for p, ref in zip(model.network.parameters(), eager_model.network.parameters()):
+        assert int(opt.state[p]["step"]) == int(eager_opt.state[ref]["step"]) == 5
+        for k in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(opt.state[p][k], eager_opt.state[ref][k], rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.cuda
