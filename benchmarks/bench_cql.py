@@ -13,7 +13,9 @@ device synchronisation).
   the Trainer logs it) and an AdamW step (fused on the GPU, as the Trainer builds it). Targets
   ``min`` (default) and ``double-dqn`` both timed; on the GPU also the step as
   ``train.cuda_graph`` runs it (``himari.training.graph_step``: the same kernels replayed as one
-  CUDA graph, the one copy of the loss, logs and norm after it).
+  CUDA graph, the one copy of the loss, logs and norm after it, read every ``loop.READ_EVERY``
+  steps as the Trainer reads them; with ``--compiled`` also read after every step, to show
+  what the later read is worth).
 - d3rlpy: ``DiscreteCQLConfig(batch_size=256, n_critics=2, encoder_factory=
   VectorEncoderFactory([210, 210]))``, one update = ``algo.update(batch)`` (its Adam step, hard
   target copy every ``target_update_interval`` updates; its TD target is Double-DQN with the
@@ -83,12 +85,17 @@ def _batches(data: dict, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def himari_update(npz: str, target: str, device: str, graph: bool,
-                  compiled: bool = False) -> tuple[Any, list[tuple]]:
+                  compiled: bool = False, read_every: int | None = None,
+                  compiled_adamw: bool = False) -> tuple[Any, list[tuple]]:
     """The Trainer's step as ``update(batch)``, already warmed up, and the pre-made batches it
     cycles over.
     ``compiled``: the replayed step with the loss (and its backward) compiled first as the
     Trainer's ``train.compile`` does (``CompiledLoss``), so its elementwise kernels are fused
-    before the graph records them."""
+    before the graph records them.
+    ``read_every``: replayed steps launched before their logs are read, as the Trainer's loop
+    does (``loop.READ_EVERY``, the default); 1 reads after every step.
+    ``compiled_adamw``: AdamW's update compiled as well (``compiled_optimizer``), as the
+    Trainer's ``train.compile`` does in a replayed step."""
     import torch
 
     from himari.plugin.api import ModelContext
@@ -126,7 +133,19 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
         def loss(b: tuple) -> Any:
             return model.loss(b, None)
 
-        update = GraphedStep(list(net.parameters()), CompiledLoss(loss) if compiled else loss, opt, 1.0).step
+        from himari.training.loop import READ_EVERY
+
+        stepper = GraphedStep(list(net.parameters()), CompiledLoss(loss) if compiled else loss, opt, 1.0,
+                              compiled_optimizer=compiled_adamw)
+        unread: list[Any] = []
+        every = read_every or READ_EVERY
+
+        def update(b: tuple) -> None:  # the replayed step replaces the eager one
+            unread.append(stepper.launch(b))
+            if len(unread) >= every:
+                for read in unread:
+                    read()
+                unread.clear()
     for i in range(WARMUP):  # warm: the first steps allocate, record graphs or compile
         update(batches[i % N_BATCHES])
     synchronize(device)
@@ -134,9 +153,9 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
 
 
 def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "cpu", graph: bool = False,
-                  compiled: bool = False) -> float:
+                  compiled: bool = False, read_every: int | None = None, compiled_adamw: bool = False) -> float:
     _pin(cpu)
-    update, batches = himari_update(npz, target, device, graph, compiled)
+    update, batches = himari_update(npz, target, device, graph, compiled, read_every, compiled_adamw)
     t = time.perf_counter()
     for i in range(updates):
         update(batches[i % N_BATCHES])
@@ -144,7 +163,8 @@ def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "
     return updates / (time.perf_counter() - t)
 
 
-def profile_himari(npz: str, updates: int, cpu: int, device: str, graph: bool, compiled: bool = False) -> dict:
+def profile_himari(npz: str, updates: int, cpu: int, device: str, graph: bool, compiled: bool = False,
+                   compiled_adamw: bool = False) -> dict:
     """Where a GPU step's time goes: kernels per step and the GPU's busy time per step (the sum of
     its kernels' durations, from the torch profiler). Compare the busy time with the step's
     unprofiled time (1 / the table's updates/s): close to it, the step is bound by the GPU's own
@@ -154,7 +174,7 @@ def profile_himari(npz: str, updates: int, cpu: int, device: str, graph: bool, c
     from torch.profiler import ProfilerActivity, profile
 
     _pin(cpu)
-    update, batches = himari_update(npz, "min", device, graph, compiled)
+    update, batches = himari_update(npz, "min", device, graph, compiled, compiled_adamw=compiled_adamw)
     t = time.perf_counter()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for i in range(updates):
@@ -167,10 +187,10 @@ def profile_himari(npz: str, updates: int, cpu: int, device: str, graph: bool, c
     for e in kernels:
         by_name[e.name] = by_name.get(e.name, 0.0) + e.device_time
     top = sorted(by_name.items(), key=lambda kv: -kv[1])[:8]
-    return {"graph": graph, "compiled": compiled, "kernels_per_step": len(kernels) / updates,
+    return {"graph": graph, "compiled": compiled, "compiled_adamw": compiled_adamw, "kernels_per_step": len(kernels) / updates,
             "gpu_busy_us_per_step": busy_us / updates,
             "wall_us_per_step": wall / updates * 1e6,
-            "top_kernels_us_per_step": [[name[:60], us / updates] for name, us in top]}
+            "top_kernels_us_per_step": [[name[:160], us / updates] for name, us in top]}
 
 
 def worker_d3rlpy(npz: str, updates: int, cpu: int, device: str = "cpu", compile_graph: bool = False) -> float:
@@ -238,10 +258,12 @@ def main() -> None:
     if a.worker is not None:
         kind, npz, updates, cpu, device, *rest = a.worker
         if kind == "profile":
-            print(json.dumps(profile_himari(npz, int(updates), int(cpu), device, "graph" in rest, "compile" in rest)))
+            print(json.dumps(profile_himari(npz, int(updates), int(cpu), device, "graph" in rest, "compile" in rest,
+                                            "adamw" in rest)))
         elif kind == "himari":
             flags = rest[1:]
-            print(worker_himari(npz, int(updates), int(cpu), rest[0], device, "graph" in flags, "compile" in flags))
+            print(worker_himari(npz, int(updates), int(cpu), rest[0], device, "graph" in flags, "compile" in flags,
+                                1 if "read1" in flags else None, "adamw" in flags))
         else:
             print(worker_d3rlpy(npz, int(updates), int(cpu), device, rest == ["graph"]))
         return
@@ -256,7 +278,8 @@ def main() -> None:
     common = [npz, str(a.updates), str(a.cpu), a.device]
     if a.profile:  # one process each, eager and replayed, the first updates after warm-up
         rows = [json.loads(" ".join(worker_result(sys.executable, __file__, ["profile", *common, *graph])))
-                for graph in ([], ["graph"], *([["graph", "compile"]] if a.compiled else []))]
+                for graph in ([], ["graph"], *([["graph", "compile"], ["graph", "compile", "adamw"]] if a.compiled
+                                               else []))]
         for row in rows:
             print(json.dumps(row))
         out = Path(a.json or REPO / "benchmarks" / "results" / f"cql-profile-{socket.gethostname()}.json")
@@ -268,8 +291,14 @@ def main() -> None:
     if a.device.startswith("cuda"):
         contenders.append(("himari cql (target min, cuda_graph)", sys.executable, ["himari", *common, "min", "graph"]))
         if a.compiled:
-            contenders.append(("himari cql (min, cuda_graph, compiled loss)", sys.executable,
+            # the compiled loss with torch's fused AdamW, read after every step and every
+            # READ_EVERY steps, then with AdamW compiled too: what train.compile runs
+            contenders.append(("himari cql (graph, loss compiled, read 1)", sys.executable,
+                               ["himari", *common, "min", "graph", "compile", "read1"]))
+            contenders.append(("himari cql (graph, loss compiled)", sys.executable,
                                ["himari", *common, "min", "graph", "compile"]))
+            contenders.append(("himari cql (graph, train.compile)", sys.executable,
+                               ["himari", *common, "min", "graph", "compile", "adamw"]))
     skipped = []
     if d3_version:
         contenders.append((f"d3rlpy {d3_version} DiscreteCQL", a.d3rlpy_python,

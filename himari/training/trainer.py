@@ -254,7 +254,8 @@ class Trainer:
         self.graph_step = None
         if graphed:
             self.graph_step = graph_step.GraphedStep(params, self.loss_fn, self.optimizer, cfg.grad_clip,
-                                                     self.amp_dtype, step_label=lambda: step_label(self.state))
+                                                     self.amp_dtype, step_label=lambda: step_label(self.state),
+                                                     compiled_optimizer=cfg.compile)
         self.trackers = [(n, self.plugins.trackers().get(n).factory(run.plugin_configs[n])) for n in run.trackers
                          if self.dist.is_main]
         if self.dist.enabled:  # identical set-up above; from here each rank draws its own random numbers
