@@ -176,7 +176,8 @@ if has peers; then
     || echo "no .whl-peers/ wheels: the d3rlpy rows are skipped"
   printf '#!/bin/sh\nPYTHONPATH=/tmp/d3site:$PYTHONPATH exec python3 "$@"\n' > /tmp/d3python && chmod +x /tmp/d3python
   [[ " ${PEERS:-cql cgdt} " == *" cql "* ]] && timeout ${PEERS_TIMEOUT:-300} python3 benchmarks/bench_cql.py \
-    --device cuda --repeats 3 --updates 500 --d3rlpy-python /tmp/d3python --json "$OUT/cql-$GPU-cuda.json" 2>&1 | tail -7
+    --device cuda --compiled --repeats 3 --updates 500 --d3rlpy-python /tmp/d3python --json "$OUT/cql-$GPU-cuda.json" \
+    2>&1 | tail -11
   [[ " ${PEERS:-cql cgdt} " == *" cgdt "* ]] && timeout ${PEERS_TIMEOUT:-300} python3 benchmarks/bench_cgdt.py \
     --device cuda --repeats 3 --updates 30 --batch 64 --d3rlpy-python /tmp/d3python --json "$OUT/cgdt-$GPU-cuda.json" \
     2>&1 | tail -8

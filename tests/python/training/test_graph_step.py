@@ -162,11 +162,16 @@ def _assert_same_steps(eager_logs: list[dict], eager_model: object, logs: list[d
 
 @pytest.mark.cuda
 @cuda
-def test_replayed_steps_equal_eager_steps() -> None:
+@pytest.mark.parametrize("compiled_optimizer", [False, True])
+def test_replayed_steps_equal_eager_steps(compiled_optimizer: bool) -> None:
     """Twelve CQL steps over batches of two shapes (the last, smaller batch of an epoch gets
-    graphs of its own): the same weights, Polyak targets and logs as eager steps. Wrong
-    replays this catches: inputs not copied in (the recorded batch every time), gradients
-    accumulated over replays (no zeroing), the optimiser step or the Polyak update not replayed."""
+    graphs of its own): the same weights, Polyak targets and logs as eager steps, with torch's
+    fused AdamW replayed or with the compiled update ``train.compile`` replays (which must then
+    have been compiled). Wrong replays this catches: inputs not copied in (the recorded batch
+    every time), gradients accumulated over replays (no zeroing), the optimiser step or the
+    Polyak update not replayed, the compiled update's arithmetic off on the GPU."""
+    from torch._dynamo.utils import counters
+
     from himari.training.graph_step import GraphedStep
 
     big, small = _batches(9), _batches(3, size=17)
@@ -174,9 +179,13 @@ def test_replayed_steps_equal_eager_steps() -> None:
     eager_model, eager_opt = _cql()
     eager_logs = [_eager_step(eager_model, eager_opt, b) for b in order]
     model, opt = _cql()
-    stepper = GraphedStep(list(model.network.parameters()), lambda b: model.loss(b, None), opt, 1.0)
+    torch._dynamo.reset()
+    before = counters["stats"]["unique_graphs"]
+    stepper = GraphedStep(list(model.network.parameters()), lambda b: model.loss(b, None), opt, 1.0,
+                          compiled_optimizer=compiled_optimizer)
     logs = [stepper.step(b) for b in order]
     assert len(stepper.graphs) == 2  # one recording per batch shape, after its eager warm-up
+    assert (counters["stats"]["unique_graphs"] > before) == compiled_optimizer
     _assert_same_steps(eager_logs, eager_model, logs, model)
 
 
@@ -207,14 +216,16 @@ def test_a_non_finite_loss_stops_before_the_weights_change() -> None:
 
 @pytest.mark.cuda
 @cuda
-def test_steps_queued_after_a_non_finite_loss_leave_its_weights() -> None:
+@pytest.mark.parametrize("compiled_optimizer", [False, True])
+def test_steps_queued_after_a_non_finite_loss_leave_its_weights(compiled_optimizer: bool) -> None:
     """Steps launched before their logs are read, as the Trainer's loop launches them: a NaN
     loss at the sixth step (a replay) and two finite steps queued after it, before any read.
     Read in order, five steps give the eager steps' logs, the sixth raises naming itself, and the
     networks and AdamW's moments and step counts are those of five eager steps: the two queued
     steps skipped their updates too. Wrong guards this catches: a flag each step resets (the
     seventh and eighth steps would train), a reader that does not raise, readers that read
-    another step's vector."""
+    another step's vector; with the compiled update (``train.compile``), one that ignores the
+    flag."""
     from himari.errors import TrainingError
     from himari.training.graph_step import GraphedStep
 
@@ -224,7 +235,7 @@ def test_steps_queued_after_a_non_finite_loss_leave_its_weights() -> None:
     model, opt = _cql()
     got: list[dict] = []
     stepper = GraphedStep(list(model.network.parameters()), lambda b: model.loss(b, None), opt, 1.0,
-                          step_label=lambda: f"step {len(got) + 1}")
+                          step_label=lambda: f"step {len(got) + 1}", compiled_optimizer=compiled_optimizer)
     readers = [stepper.launch(b) for b in batches]
     assert stepper.graphs  # steps 3 to 8 replayed
     got.extend(read() for read in readers[:5])
