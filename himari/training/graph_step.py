@@ -11,9 +11,9 @@ mixed precision), backward, gradient-norm clipping, the loss, every log and the 
 one float64 vector, then the optimiser's step (an AdamW built with ``fused=True`` and
 ``capturable=True``) told on the device whether the loss was finite.
 
-A step copies the batch into the graph's input tensors, replays it and queues a copy of the
-vector to the host; the caller reads it later (``launch`` returns the reader), so the host queues
-the next steps while the GPU runs this one. A read waits for the GPU: reading after every step
+A step copies the batch into the graph's input tensors, replays it and keeps the vector on the
+device; the caller reads it later (``launch`` returns the reader), so the host queues the next
+steps while the GPU runs this one. A read waits for the GPU: reading after every step
 would make the host and the GPU take turns, and at CQL's size the host's part is about a fifth of
 the step. The Trainer's loop reads every ``loop.READ_EVERY`` steps and before a checkpoint.
 
@@ -50,6 +50,11 @@ WARMUP = 2
 """Eager steps of a batch shape before its graphs are recorded: the first step of a shape
 allocates the gradients, the optimiser's state and the libraries' workspaces, which a recording
 must not do."""
+
+
+RING = 256
+"""Steps whose log vectors stay on the device until read (``_reader``); a reader called later
+than that is an error. The Trainer's loop reads every ``loop.READ_EVERY`` (32) steps."""
 
 
 MAX_SHAPES = 4
@@ -113,6 +118,9 @@ class GraphedStep:
             raise ValueError("a graph-replayed step needs an optimiser built with fused=True (it skips its own "
                              "update on the device when the loss is not finite) and capturable=True")
         self.found_inf = torch.zeros((), device=self.parameters[0].device)
+        self.rings: dict[int, Any] = {}  # per log-vector length: the last RING steps' vectors (_reader)
+        self.launched = 0
+        self.unread_values: dict[int, list[float]] = {}  # copied to the host, not read yet
         # train.compile: AdamW's update compiled too (compiled_optimizer's docstring says why); the
         # fused step still makes the optimiser's state on the first step
         self.compiled_update = None
@@ -148,19 +156,31 @@ class GraphedStep:
         return float64_vector(values, loss.device), names
 
     def _reader(self, out: Any, names: list[str]) -> Callable[[], dict[str, float]]:
-        """Queue the copy of ``out`` (the step's loss, logs and norm) to the host and return what
-        reads it: waits for the copy, then stops the run if the loss was not finite (the weights
-        stayed as they were: ``guarded_optimizer_step``) or returns the step's logs."""
+        """Keep ``out`` (the step's loss, logs and norm) in the ring of unread steps on the device
+        and return what reads it: the first read copies the whole ring to the host (one wait for
+        the GPU for all the steps queued so far), then stops the run if the loss was not finite
+        (the weights stayed as they were: ``guarded_optimizer_step``) or returns the step's logs.
+
+        The ring is one tensor on the device that lives as long as this object. A pinned host
+        buffer per step would have been simpler, but torch's pinned-memory allocator records an
+        event on the copy's stream when such a buffer is freed, and a free that the garbage
+        collector makes while another step is being recorded breaks that recording."""
         import torch
 
-        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
-        host.copy_(out, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
+        ring = self.rings.get(out.numel())
+        if ring is None:
+            ring = self.rings[out.numel()] = torch.empty((RING, out.numel()), dtype=out.dtype, device=out.device)
+        seq = self.launched
+        self.launched += 1
+        ring[seq % RING].copy_(out)
 
         def read() -> dict[str, float]:
-            done.synchronize()
-            values = host.tolist()
+            if seq not in self.unread_values:
+                if self.launched - seq > RING:
+                    raise RuntimeError(f"step {seq}'s logs were overwritten: read them within {RING} steps")
+                rows = ring.tolist()
+                self.unread_values.update((s, rows[s % RING]) for s in range(seq, self.launched))
+            values = self.unread_values.pop(seq)
             if not math.isfinite(values[0]):
                 raise non_finite_loss(values[0], self.step_label())
             logs = dict(zip(names, values[1:]))
