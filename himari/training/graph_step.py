@@ -52,11 +52,6 @@ allocates the gradients, the optimiser's state and the libraries' workspaces, wh
 must not do."""
 
 
-RING = 256
-"""Steps whose log vectors stay on the device until read (``_reader``); a reader called later
-than that is an error. The Trainer's loop reads every ``loop.READ_EVERY`` (32) steps."""
-
-
 MAX_SHAPES = 4
 """Batch shapes recorded at most (each holds its graphs' memory); steps of further shapes run
 eagerly. An epoch has one shape, two when its last, smaller batch is kept (``drop_last=False``)."""
@@ -118,9 +113,7 @@ class GraphedStep:
             raise ValueError("a graph-replayed step needs an optimiser built with fused=True (it skips its own "
                              "update on the device when the loss is not finite) and capturable=True")
         self.found_inf = torch.zeros((), device=self.parameters[0].device)
-        self.rings: dict[int, Any] = {}  # per log-vector length: the last RING steps' vectors (_reader)
-        self.launched = 0
-        self.unread_values: dict[int, list[float]] = {}  # copied to the host, not read yet
+        self.logs = LogRing()
         # train.compile: AdamW's update compiled too (compiled_optimizer's docstring says why); the
         # fused step still makes the optimiser's state on the first step
         self.compiled_update = None
@@ -156,31 +149,13 @@ class GraphedStep:
         return float64_vector(values, loss.device), names
 
     def _reader(self, out: Any, names: list[str]) -> Callable[[], dict[str, float]]:
-        """Keep ``out`` (the step's loss, logs and norm) in the ring of unread steps on the device
-        and return what reads it: the first read copies the whole ring to the host (one wait for
-        the GPU for all the steps queued so far), then stops the run if the loss was not finite
-        (the weights stayed as they were: ``guarded_optimizer_step``) or returns the step's logs.
-
-        The ring is one tensor on the device that lives as long as this object. A pinned host
-        buffer per step would have been simpler, but torch's pinned-memory allocator records an
-        event on the copy's stream when such a buffer is freed, and a free that the garbage
-        collector makes while another step is being recorded breaks that recording."""
-        import torch
-
-        ring = self.rings.get(out.numel())
-        if ring is None:
-            ring = self.rings[out.numel()] = torch.empty((RING, out.numel()), dtype=out.dtype, device=out.device)
-        seq = self.launched
-        self.launched += 1
-        ring[seq % RING].copy_(out)
+        """Keep ``out`` (the step's loss, logs and norm) on the device (``LogRing``) and return
+        what reads it: stops the run if the loss was not finite (the weights stayed as they were:
+        ``guarded_optimizer_step``) or returns the step's logs."""
+        seq = self.logs.push(out)
 
         def read() -> dict[str, float]:
-            if seq not in self.unread_values:
-                if self.launched - seq > RING:
-                    raise RuntimeError(f"step {seq}'s logs were overwritten: read them within {RING} steps")
-                rows = ring.tolist()
-                self.unread_values.update((s, rows[s % RING]) for s in range(seq, self.launched))
-            values = self.unread_values.pop(seq)
+            values = self.logs.read(seq)
             if not math.isfinite(values[0]):
                 raise non_finite_loss(values[0], self.step_label())
             logs = dict(zip(names, values[1:]))
@@ -261,6 +236,59 @@ class GraphedStep:
             out, names = self._forward_backward(static_batch)
             guarded_optimizer_step(self.optimizer, out[0], self.found_inf, self.compiled_update)
         return _Graphs(inputs, spec, graph, out, names, [p.grad for p in self.parameters])
+
+
+class LogRing:
+    """The log vectors of the last ``size`` launched steps, kept on the device until they are read.
+
+    ``push(vector)`` queues a device copy into the ring and returns the step's number;
+    ``read(number)`` returns that step's values, copying it and every later step's to the host in
+    one go (one wait for the device for all the steps queued since the last read). Steps are read
+    in order, each once, within ``size`` steps of its push; anything else is an error, not a
+    wrong value.
+
+    Why not a pinned host buffer per step, copied asynchronously: torch's pinned-memory allocator
+    records an event on the copy's stream when such a buffer is freed, and a free that the
+    garbage collector makes while another step is being recorded as a CUDA graph breaks that
+    recording. The ring is one device tensor that lives as long as its owner."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.ring: Any = None
+        self.launched = 0
+        self.copied_upto = 0  # steps before this number are on the host (or were read)
+        self.on_host: dict[int, list[float]] = {}
+
+    def push(self, vector: Any) -> int:
+        import torch
+
+        if self.ring is None or self.ring.shape[1] != vector.numel():
+            self._copy_to_host(self.copied_upto)  # what the old ring holds, before it goes
+            self.ring = torch.empty((self.size, vector.numel()), dtype=vector.dtype, device=vector.device)
+        seq = self.launched
+        self.launched += 1
+        self.ring[seq % self.size].copy_(vector.reshape(-1))
+        return seq
+
+    def read(self, seq: int) -> list[float]:
+        if seq not in self.on_host:
+            if seq < self.copied_upto or seq >= self.launched:
+                raise RuntimeError(f"step {seq}'s logs were read already, or never pushed")
+            if self.launched - seq > self.size:
+                raise RuntimeError(f"step {seq}'s logs were overwritten: read a step within {self.size} steps")
+            self._copy_to_host(seq)
+        return self.on_host.pop(seq)
+
+    def _copy_to_host(self, first: int) -> None:
+        """Steps ``first`` .. the last pushed, from the ring (one or two slices) to ``on_host``."""
+        first = max(first, self.launched - self.size)
+        if self.ring is not None and first < self.launched:
+            start, count = first % self.size, self.launched - first
+            rows = self.ring[start:start + count].tolist()
+            if start + count > self.size:  # wrapped round the end of the ring
+                rows += self.ring[:start + count - self.size].tolist()
+            self.on_host.update(zip(range(first, self.launched), rows))
+        self.copied_upto = self.launched
 
 
 def guarded_optimizer_step(optimizer: Any, loss: Any, found_inf: Any,

@@ -105,6 +105,43 @@ def test_the_guarded_optimizer_step_skips_a_non_finite_loss_on_the_device() -> N
     assert int(opt.state[w]["step"]) == 4 == int(ref_opt.state[ref_w]["step"])  # 1.5, 0.5, 0.75, -1.0
 
 
+def test_the_log_ring_gives_each_step_its_values_across_wraps_and_refuses_the_rest() -> None:
+    """A ring of 5 (on the CPU; the same tensor operations on a GPU): steps read one at a time,
+    in runs of 3, after the ring wrapped round its end, and across a change of the vector's
+    length give exactly the values pushed; a read twice, a read of a step never pushed and a read
+    of an overwritten step are errors. Wrong rings this catches: the wrapped part taken from the
+    wrong end, a step's row confused with another's, an old ring dropped before its unread rows
+    were copied, an overwritten row returned as if it were the step's."""
+    from himari.training.graph_step import LogRing
+
+    ring = LogRing(size=5)
+
+    def vector(i: int, width: int = 3) -> torch.Tensor:
+        return torch.arange(width, dtype=torch.float64) + 10.0 * i
+
+    def values(i: int, width: int = 3) -> list[float]:
+        return vector(i, width).tolist()
+
+    seqs = [ring.push(vector(i)) for i in range(3)]
+    assert seqs == [0, 1, 2]
+    assert [ring.read(s) for s in seqs] == [values(i) for i in range(3)]
+    for start in (3, 6, 9):  # runs of 3 pushes, then 3 reads: rows wrap at 5 and 10
+        got = [ring.push(vector(i)) for i in range(start, start + 3)]
+        assert [ring.read(s) for s in got] == [values(i) for i in range(start, start + 3)]
+    pushed = [ring.push(vector(i)) for i in range(12, 16)]  # four queued, then the width changes
+    wide = ring.push(vector(16, width=4))
+    assert [ring.read(s) for s in pushed] == [values(i) for i in range(12, 16)]
+    assert ring.read(wide) == values(16, width=4)
+    with pytest.raises(RuntimeError, match="read already"):
+        ring.read(wide)
+    with pytest.raises(RuntimeError, match="never pushed"):
+        ring.read(wide + 1)
+    late = [ring.push(vector(i, width=4)) for i in range(17, 23)]  # 6 pushed into a ring of 5
+    with pytest.raises(RuntimeError, match="overwritten"):
+        ring.read(late[0])
+    assert [ring.read(s) for s in late[1:]] == [values(i, width=4) for i in range(18, 23)]
+
+
 # ------------------------------------------------------------------------------- on a GPU
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
