@@ -25,6 +25,7 @@ On a CPU ``device``, or with ``enabled=False``, every call is an ordinary call.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -57,13 +58,34 @@ def rng_kept_if_recording_fails() -> Iterator[None]:
 
 
 @contextmanager
+def garbage_collector_paused() -> Iterator[None]:
+    """Collect garbage now, then keep Python's cycle collector off until the block ends.
+
+    Why: a recording must not meet a CUDA call that is not part of it, and the cycle collector
+    runs finalisers wherever it happens to run. A dead CUDA graph left in a reference cycle (a
+    failed recording's, kept by its exception's traceback) was destroyed in the middle of the
+    next recording, and its ``reset`` broke that recording ("operation not permitted when stream
+    is capturing"), which then looked like a loss that is not graph-safe. torch collects before a
+    recording only under ``torch.compiler.config.force_cudagraph_gc``."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
 def graph_recording(what: str, way_out: str) -> Iterator[None]:
     """Around one CUDA-graph recording (``with graph_recording(...), torch.cuda.graph(g): ...``):
-    a recording that fails (a step that reads a value on the host, say) leaves the GPU's random
-    generator as it was (``rng_kept_if_recording_fails``) and becomes a ``TrainingError``
-    "<what> failed (<torch's first line>); <way_out>" rather than a traceback."""
+    no garbage collection while it records (``garbage_collector_paused``); a recording that fails
+    (a step that reads a value on the host, say) leaves the GPU's random generator as it was
+    (``rng_kept_if_recording_fails``) and becomes a ``TrainingError`` "<what> failed (<torch's
+    first line>); <way_out>" rather than a traceback."""
     try:
-        with rng_kept_if_recording_fails():
+        with garbage_collector_paused(), rng_kept_if_recording_fails():
             yield
     except RuntimeError as e:
         raise TrainingError(f"{what} failed ({str(e).splitlines()[0]}); {way_out}") from None

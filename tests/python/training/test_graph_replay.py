@@ -73,6 +73,48 @@ def test_zero_grad_zeroes_the_gradient_tensors_in_place_and_leaves_missing_ones_
     assert torch.equal(a.grad, torch.zeros(3)) and torch.equal(c.grad, torch.zeros(2, dtype=torch.float64))
 
 
+def test_recordings_run_with_dead_cycles_collected_and_the_collector_off() -> None:
+    """What a recording is wrapped in (``garbage_collector_paused``): a dead reference cycle
+    whose finaliser would make a CUDA call (a failed recording's graph, in a traceback's cycle)
+    is finalised before the block, none is finalised inside it, and the collector is on again
+    after it, also when the block raises; one that was off stays off. Wrong pauses this catches:
+    no collection first (the finaliser would run mid-recording), the collector left off after a
+    failure, the caller's choice to keep it off overridden."""
+    import gc
+
+    from himari.training.graph_replay import garbage_collector_paused
+
+    finalised: list[str] = []
+
+    class HoldsAGraph:
+        def __init__(self, name: str) -> None:
+            self.name, self.me = name, self  # a cycle: only the cycle collector frees it
+
+        def __del__(self) -> None:
+            finalised.append(self.name)
+
+    HoldsAGraph("before")
+    assert gc.isenabled()
+    with garbage_collector_paused():
+        assert finalised == ["before"] and not gc.isenabled()
+        HoldsAGraph("inside")
+        for _ in range(100_000):  # allocations that would trigger a collection if it were on
+            [[]]
+        assert finalised == ["before"]
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), garbage_collector_paused():
+        raise RuntimeError("a recording that fails")
+    assert gc.isenabled()
+    assert "inside" in finalised  # collected by the pause that followed
+    gc.disable()
+    try:
+        with garbage_collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_warmup_must_allocate_first() -> None:
     with pytest.raises(ValueError, match="warmup must be >= 1"):
         GraphReplay(lambda: None, device="cuda", name="s", off="n/a", warmup=0)
