@@ -247,10 +247,10 @@ class LogRing:
     in order, each once, within ``size`` steps of its push; anything else is an error, not a
     wrong value.
 
-    Why not a pinned host buffer per step, copied asynchronously: torch's pinned-memory allocator
-    records an event on the copy's stream when such a buffer is freed, and a free that the
-    garbage collector makes while another step is being recorded as a CUDA graph breaks that
-    recording. The ring is one device tensor that lives as long as its owner."""
+    Why not a pinned host buffer per step, copied asynchronously: that is an allocation per step,
+    and torch's pinned-memory allocator records an event on the copy's stream when such a buffer
+    is freed, a CUDA call that must not fall inside a recording. The ring is one device tensor
+    that lives as long as its owner."""
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
