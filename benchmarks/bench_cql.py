@@ -129,11 +129,10 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
     if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
         from himari.training.compiled_loss import CompiledLoss
         from himari.training.graph_step import GraphedStep
+        from himari.training.loop import READ_EVERY
 
         def loss(b: tuple) -> Any:
             return model.loss(b, None)
-
-        from himari.training.loop import READ_EVERY
 
         stepper = GraphedStep(list(net.parameters()), CompiledLoss(loss) if compiled else loss, opt, 1.0,
                               compiled_optimizer=compiled_adamw)
@@ -187,8 +186,8 @@ def profile_himari(npz: str, updates: int, cpu: int, device: str, graph: bool, c
     for e in kernels:
         by_name[e.name] = by_name.get(e.name, 0.0) + e.device_time
     top = sorted(by_name.items(), key=lambda kv: -kv[1])[:8]
-    return {"graph": graph, "compiled": compiled, "compiled_adamw": compiled_adamw, "kernels_per_step": len(kernels) / updates,
-            "gpu_busy_us_per_step": busy_us / updates,
+    return {"graph": graph, "compiled": compiled, "compiled_adamw": compiled_adamw,
+            "kernels_per_step": len(kernels) / updates, "gpu_busy_us_per_step": busy_us / updates,
             "wall_us_per_step": wall / updates * 1e6,
             "top_kernels_us_per_step": [[name[:160], us / updates] for name, us in top]}
 

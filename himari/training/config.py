@@ -62,10 +62,10 @@ class TrainConfig:
     compile: bool = False
     """Compile the loss and its backward with torch.compile before the first step, fusing its
     small elementwise operations into fewer kernels; with cuda_graph the compiled step is what is
-    recorded, AdamW's update compiled too. Costs seconds of compilation at the start of each run; float rounding away from an
-    uncompiled run. For the same models and runs as cuda_graph (another run is refused; cgdt's
-    loss, which takes a gradient inside itself, stops at its first step), on the GPU or the CPU
-    (which needs a C++ compiler)."""
+    recorded, AdamW's update compiled too. Costs seconds of compilation at the start of each
+    run; float rounding away from an uncompiled run. For the same models and runs as cuda_graph
+    (another run is refused; cgdt's loss, which takes a gradient inside itself, stops at its
+    first step), on the GPU or the CPU (which needs a C++ compiler)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables."""
     grad_accum_steps: int = 1
