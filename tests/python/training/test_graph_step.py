@@ -105,6 +105,41 @@ def test_the_guarded_optimizer_step_skips_a_non_finite_loss_on_the_device() -> N
     assert int(opt.state[w]["step"]) == 4 == int(ref_opt.state[ref_w]["step"])  # 1.5, 0.5, 0.75, -1.0
 
 
+def test_a_step_logs_vector_is_exact_and_casts_once_when_the_logs_share_a_dtype() -> None:
+    """``float64_vector`` builds the vector a step's logs reach the host in. Nine float32 values
+    (CQL's count) must come out as their exact float64 widenings, with one cast for all of them:
+    a cast per value is a kernel per value inside a replayed step. Mixed inputs (a bf16 tensor,
+    a float64 one, a Python number) still give each value exactly. Wrong versions this catches:
+    a cast per value, a vector built in float32 (a float64 log rounded), numbers dropped or
+    reordered."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from himari.training.loop import float64_vector
+
+    class CountCasts(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.casts = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func.overloadpacket in (torch.ops.aten._to_copy, torch.ops.aten.copy_):
+                self.casts += 1
+            return func(*args, **(kwargs or {}))
+
+    gen = torch.Generator().manual_seed(3)
+    logs = [torch.randn((), generator=gen) / 7 for _ in range(9)]
+    with CountCasts() as counter:
+        vec = float64_vector(logs, torch.device("cpu"))
+    assert counter.casts == 1
+    assert vec.dtype == torch.float64
+    assert vec.tolist() == [float(v) for v in logs]
+
+    tiny = 1.0 + 2.0 ** -40  # rounds away in float32
+    mixed = [torch.tensor(0.1, dtype=torch.bfloat16), torch.tensor(tiny, dtype=torch.float64), 2.5,
+             torch.tensor([-3.25])]
+    assert float64_vector(mixed, torch.device("cpu")).tolist() == [float(mixed[0]), tiny, 2.5, -3.25]
+
+
 def test_the_log_ring_gives_each_step_its_values_across_wraps_and_refuses_the_rest() -> None:
     """A ring of 5 (on the CPU; the same tensor operations on a GPU): steps read one at a time,
     in runs of 3, after the ring wrapped round its end, and across a change of the vector's
