@@ -14,15 +14,17 @@ device synchronisation).
   ``min`` (default) and ``double-dqn`` both timed; on the GPU also the step as
   ``train.cuda_graph`` runs it (``himari.training.graph_step``: the same kernels replayed as one
   CUDA graph, the one copy of the loss, logs and norm after it, read every ``loop.READ_EVERY``
-  steps as the Trainer reads them; with ``--compiled`` also read after every step, to show
-  what the later read is worth).
+  steps as the Trainer reads them); with ``--compiled`` also the replayed step under
+  ``train.compile`` (the loss and AdamW's update compiled) in float32, under bf16 autocast (the
+  Trainer's ``train.amp``, its default on a GPU) and with TF32 matmuls (d3rlpy's numerics).
 - d3rlpy: ``DiscreteCQLConfig(batch_size=256, n_critics=2, encoder_factory=
   VectorEncoderFactory([210, 210]))``, one update = ``algo.update(batch)`` (its Adam step, hard
   target copy every ``target_update_interval`` updates; its TD target is Double-DQN with the
   min over critics). On the GPU also with its ``compile_graph=True`` (torch.compile and CUDA
   graphs); ratios are against the default row. Importing d3rlpy calls
   ``torch.set_float32_matmul_precision("high")``, so its float32 matmuls on the GPU run as TF32;
-  himari's stay full float32 (at 210 wide the matmuls are a small part of either step).
+  himari's stay full float32 except in the TF32 row, which does the same in its process (a user
+  gets it with ``TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1``), and the bf16 row.
 - Batches are sampled before timing for both (20 pre-made batches, cycled), so the number is the
   update alone. Each repeat runs in a fresh process pinned to one core with one thread
   (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``), warms up for 30 updates, then times
@@ -86,7 +88,7 @@ def _batches(data: dict, rng: np.random.Generator) -> list[np.ndarray]:
 
 def himari_update(npz: str, target: str, device: str, graph: bool,
                   compiled: bool = False, read_every: int | None = None,
-                  compiled_adamw: bool = False) -> tuple[Any, list[tuple]]:
+                  compiled_adamw: bool = False, bf16: bool = False, tf32: bool = False) -> tuple[Any, list[tuple]]:
     """The Trainer's step as ``update(batch)``, already warmed up, and the pre-made batches it
     cycles over.
     ``compiled``: the replayed step with the loss (and its backward) compiled first as the
@@ -95,8 +97,15 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
     ``read_every``: replayed steps launched before their logs are read, as the Trainer's loop
     does (``loop.READ_EVERY``, the default); 1 reads after every step.
     ``compiled_adamw``: AdamW's update compiled as well (``compiled_optimizer``), as the
-    Trainer's ``train.compile`` does in a replayed step."""
+    Trainer's ``train.compile`` does in a replayed step.
+    ``bf16``: the replayed step under bf16 autocast, as the Trainer runs it on a GPU by default
+    (``train.amp``). ``tf32``: float32 matmuls on TF32 tensor cores, what importing d3rlpy does
+    to its own process (``torch.set_float32_matmul_precision("high")``; a himari user gets the same
+    with the environment variable ``TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1``)."""
     import torch
+
+    if tf32:
+        torch.set_float32_matmul_precision("high")
 
     from himari.plugin.api import ModelContext
     from himari.training.loop import host_floats
@@ -135,7 +144,7 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
             return model.loss(b, None)
 
         stepper = GraphedStep(list(net.parameters()), CompiledLoss(loss) if compiled else loss, opt, 1.0,
-                              compiled_optimizer=compiled_adamw)
+                              torch.bfloat16 if bf16 else None, compiled_optimizer=compiled_adamw)
         unread: list[Any] = []
         every = read_every or READ_EVERY
 
@@ -152,9 +161,10 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
 
 
 def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "cpu", graph: bool = False,
-                  compiled: bool = False, read_every: int | None = None, compiled_adamw: bool = False) -> float:
+                  compiled: bool = False, read_every: int | None = None, compiled_adamw: bool = False,
+                  bf16: bool = False, tf32: bool = False) -> float:
     _pin(cpu)
-    update, batches = himari_update(npz, target, device, graph, compiled, read_every, compiled_adamw)
+    update, batches = himari_update(npz, target, device, graph, compiled, read_every, compiled_adamw, bf16, tf32)
     t = time.perf_counter()
     for i in range(updates):
         update(batches[i % N_BATCHES])
@@ -262,7 +272,7 @@ def main() -> None:
         elif kind == "himari":
             flags = rest[1:]
             print(worker_himari(npz, int(updates), int(cpu), rest[0], device, "graph" in flags, "compile" in flags,
-                                1 if "read1" in flags else None, "adamw" in flags))
+                                1 if "read1" in flags else None, "adamw" in flags, "bf16" in flags, "tf32" in flags))
         else:
             print(worker_d3rlpy(npz, int(updates), int(cpu), device, rest == ["graph"]))
         return
@@ -290,14 +300,13 @@ def main() -> None:
     if a.device.startswith("cuda"):
         contenders.append(("himari cql (target min, cuda_graph)", sys.executable, ["himari", *common, "min", "graph"]))
         if a.compiled:
-            # the compiled loss with torch's fused AdamW, read after every step and every
-            # READ_EVERY steps, then with AdamW compiled too: what train.compile runs
-            contenders.append(("himari cql (graph, loss compiled, read 1)", sys.executable,
-                               ["himari", *common, "min", "graph", "compile", "read1"]))
-            contenders.append(("himari cql (graph, loss compiled)", sys.executable,
-                               ["himari", *common, "min", "graph", "compile"]))
-            contenders.append(("himari cql (graph, train.compile)", sys.executable,
-                               ["himari", *common, "min", "graph", "compile", "adamw"]))
+            # what train.compile runs in a replayed step (the loss and AdamW's update compiled) in
+            # float32, under bf16 autocast (train.amp, the Trainer's default on a GPU) and with
+            # TF32 matmuls (d3rlpy's numerics: importing it switches them on)
+            compiled_step = ["himari", *common, "min", "graph", "compile", "adamw"]
+            contenders.append(("himari cql (graph, train.compile)", sys.executable, compiled_step))
+            contenders.append(("himari cql (graph, train.compile, bf16)", sys.executable, [*compiled_step, "bf16"]))
+            contenders.append(("himari cql (graph, train.compile, TF32)", sys.executable, [*compiled_step, "tf32"]))
     skipped = []
     if d3_version:
         contenders.append((f"d3rlpy {d3_version} DiscreteCQL", a.d3rlpy_python,
