@@ -64,7 +64,10 @@ from bench_common import machine_info, package_version, synchronize, worker_resu
 
 REPO = Path(__file__).resolve().parents[1]
 N_BATCHES = 4
-WARMUP = 2
+WARMUP = 5
+"""Untimed updates first. The replayed rows run two eager steps, then record (after a full
+garbage collection: about 0.1 s in this process), so fewer than four put the recording inside the
+timed window: at 30 updates that hid a third of the replayed bf16 rate."""
 
 
 # ---------------------------------------------------------------------------------- workers
