@@ -9,7 +9,7 @@
 #
 # DATA_DIR holds btcusdt_5m.csv.gz and ethusdt_5m.csv.gz (the shared data). On a 2-core machine:
 # baseline-mlp about 10 minutes per market for its 28 configurations, cql about 8 minutes per
-# market per round, ppo-lstm about 20-25 minutes per market per round, the small cgdt about 40
+# market per round, ppo-lstm about 20-25 minutes per market per round, the small cgdt about 45
 # minutes per market.
 set -euo pipefail
 data=${1:?DATA_DIR}
@@ -67,7 +67,7 @@ for m in btc eth; do
         ;;
       cgdt)
         # round 0, on a 2-core CPU: a small CGDT (64 wide, 2 blocks, 16-step windows, a 400-step
-        # critic, 3 epochs; about 4.4 minutes a run, against tens of minutes at the default size)
+        # critic, 3 epochs; 4 to 5.5 minutes a run, against tens of minutes at the default size)
         himari evaluate cgdt --data "$out/$m" "${common[@]}" --set cgdt.d_model=64 --set cgdt.n_layers=2 \
           --set cgdt.n_heads=4 --set cgdt.context_length=16 --set cgdt.critic_steps=400 --set train.epochs=3 \
           --out "$out/search-cgdt0-$m"
