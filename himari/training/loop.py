@@ -85,12 +85,11 @@ def float64_vector(values: list[Any], device: Any) -> Any:
     import torch
 
     tensors = [v.detach().reshape(()) for v in values if isinstance(v, torch.Tensor)]
-    if (len(tensors) == len(values) and len({(t.dtype, t.device) for t in tensors}) == 1
-            and tensors[0].device == torch.device(device)):
+    if len(tensors) == len(values) and len({(t.dtype, t.device) for t in tensors}) == 1:
         # One stack, then one cast: a cast per value is a kernel per value, which showed in a
         # replayed CQL step's profile (nine logs, nine kernels). Widening to float64 is exact
         # either way, so both paths give the same numbers.
-        return torch.stack(tensors).to(torch.float64)
+        return torch.stack(tensors).to(device=device, dtype=torch.float64)
     return torch.stack([v.detach().reshape(()).to(device=device, dtype=torch.float64) if isinstance(v, torch.Tensor)
                         else torch.full((), float(v), dtype=torch.float64, device=device) for v in values])
 
