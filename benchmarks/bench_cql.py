@@ -86,16 +86,14 @@ def _batches(data: dict, rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.integers(0, len(data["index"]), size=BATCH) for _ in range(N_BATCHES)]
 
 
-def himari_update(npz: str, target: str, device: str, graph: bool,
-                  compiled: bool = False, read_every: int | None = None,
+def himari_update(npz: str, target: str, device: str, graph: bool, compiled: bool = False,
                   compiled_adamw: bool = False, bf16: bool = False, tf32: bool = False) -> tuple[Any, list[tuple]]:
     """The Trainer's step as ``update(batch)``, already warmed up, and the pre-made batches it
     cycles over.
     ``compiled``: the replayed step with the loss (and its backward) compiled first as the
     Trainer's ``train.compile`` does (``CompiledLoss``), so its elementwise kernels are fused
     before the graph records them.
-    ``read_every``: replayed steps launched before their logs are read, as the Trainer's loop
-    does (``loop.READ_EVERY``, the default); 1 reads after every step.
+    Replayed steps are read every ``loop.READ_EVERY`` steps, as the Trainer's loop reads them.
     ``compiled_adamw``: AdamW's update compiled as well (``compiled_optimizer``), as the
     Trainer's ``train.compile`` does in a replayed step.
     ``bf16``: the replayed step under bf16 autocast, as the Trainer runs it on a GPU by default
@@ -146,11 +144,10 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
         stepper = GraphedStep(list(net.parameters()), CompiledLoss(loss) if compiled else loss, opt, 1.0,
                               torch.bfloat16 if bf16 else None, compiled_optimizer=compiled_adamw)
         unread: list[Any] = []
-        every = read_every or READ_EVERY
 
         def update(b: tuple) -> None:  # the replayed step replaces the eager one
             unread.append(stepper.launch(b))
-            if len(unread) >= every:
+            if len(unread) >= READ_EVERY:
                 for read in unread:
                     read()
                 unread.clear()
@@ -161,10 +158,10 @@ def himari_update(npz: str, target: str, device: str, graph: bool,
 
 
 def worker_himari(npz: str, updates: int, cpu: int, target: str, device: str = "cpu", graph: bool = False,
-                  compiled: bool = False, read_every: int | None = None, compiled_adamw: bool = False,
-                  bf16: bool = False, tf32: bool = False) -> float:
+                  compiled: bool = False, compiled_adamw: bool = False, bf16: bool = False,
+                  tf32: bool = False) -> float:
     _pin(cpu)
-    update, batches = himari_update(npz, target, device, graph, compiled, read_every, compiled_adamw, bf16, tf32)
+    update, batches = himari_update(npz, target, device, graph, compiled, compiled_adamw, bf16, tf32)
     t = time.perf_counter()
     for i in range(updates):
         update(batches[i % N_BATCHES])
@@ -272,7 +269,7 @@ def main() -> None:
         elif kind == "himari":
             flags = rest[1:]
             print(worker_himari(npz, int(updates), int(cpu), rest[0], device, "graph" in flags, "compile" in flags,
-                                1 if "read1" in flags else None, "adamw" in flags, "bf16" in flags, "tf32" in flags))
+                                "adamw" in flags, "bf16" in flags, "tf32" in flags))
         else:
             print(worker_d3rlpy(npz, int(updates), int(cpu), device, rest == ["graph"]))
         return
