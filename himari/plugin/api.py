@@ -450,6 +450,12 @@ class Model(Protocol):
       ``float()``, ``.item()``, ``if tensor``), its Python control flow and any Python-number log
       depend only on the config and the batch's shapes, and it changes no Python state between
       steps (in-place updates of tensors, such as a target network's Polyak average, are fine).
+    - ``before_training(ctx) -> None``: one-off work before the first training step, called
+      by the Trainer once per run (again when the run resumes, after its checkpoint is loaded),
+      outside the loss that ``train.compile`` compiles and ``train.cuda_graph`` records: a
+      phase that trains with an optimiser of its own or toggles ``requires_grad`` (cgdt
+      pre-trains its critic here). Skip what the network's state says is done, so a resumed run
+      does not redo it.
     - ``act_sequence(features, open, close, ranges, env, execution=None) -> actions``: for
       policies whose decision depends on the account state or on recurrent state. The policy
       decides along each ``(a, b)`` range in order, from a flat account and a fresh state, and

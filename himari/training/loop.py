@@ -192,6 +192,7 @@ def run_offline_epochs(trainer: Trainer) -> None:
 
     cfg, st = trainer.run.train, trainer.state
     with trainer.progress() as progress:
+        trainer.before_training()
         while not st["done"] and st["epoch"] < cfg.epochs:
             epoch = st["epoch"]
             trainer.ctx.epoch = epoch

@@ -54,6 +54,7 @@ def run_online_epochs(trainer: Trainer) -> None:
 
     cfg, st, plan, rl_cfg = trainer.run.train, trainer.state, trainer.plan, trainer.rl_config
     with trainer.progress() as progress:
+        trainer.before_training()
         while not st["done"] and st["epoch"] < cfg.epochs:
             epoch = st["epoch"]
             first = epoch * plan.iterations_per_epoch

@@ -485,6 +485,13 @@ class Trainer:
                 **{f"train/{k}": v for k, v in logs.items() if k != "loss"},
                 **{f"rollout/{k}": v for k, v in (rollout or {}).items()}}))
 
+    def before_training(self) -> None:
+        """The model's one-off work before its first step (``Model.before_training``), called by
+        the loops inside their progress display (its phases show there), after any restore (the
+        network's state says what is done), and outside the loss that train.compile compiles."""
+        if hasattr(self.model, "before_training"):
+            self.model.before_training(self.ctx)
+
     def _run_epochs(self) -> None:
         from himari.training.loop import run_offline_epochs
         from himari.training.online import run_online_epochs

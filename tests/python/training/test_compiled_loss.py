@@ -100,29 +100,79 @@ def test_a_loss_that_cannot_be_compiled_whole_is_a_clear_error() -> None:
 
 @pytest.mark.cuda
 @cuda
-def test_compiled_and_replayed_on_a_gpu_matches_an_eager_run(small_prepared: Path, tmp_path: Path) -> None:
-    """The combination the GPU benchmark measures: float32 steps compiled and replayed as CUDA
-    graphs end with the weights of the eager run."""
-    sets = [*STEPS, "train.device=cuda", "train.amp=false"]
-    eager = _tiny_run(small_prepared, tmp_path / "eager", sets)
-    both = _tiny_run(small_prepared, tmp_path / "both", [*sets, "train.compile=true", "train.cuda_graph=true"])
-    _assert_same_training(eager, both)
+@pytest.mark.parametrize("model", ["cql", "cgdt"])
+def test_compiled_and_replayed_on_a_gpu_matches_an_eager_run(model: str, small_prepared: Path, tmp_path: Path) -> None:
+    """The combination the GPU benchmarks measure: float32 steps compiled and replayed as CUDA
+    graphs end with the weights of the eager run (cgdt's guidance clock included; without
+    dropout, whose masks a recorded step draws from the graph's own generator state)."""
+    sets = [*STEPS, "train.device=cuda", "train.amp=false",
+            *([*_cgdt_sets(), "cgdt.guidance_warmup=6", "cgdt.dropout=0.0"] if model == "cgdt" else [])]
+    eager = _tiny_run(small_prepared, tmp_path / "eager", sets, model)
+    both = _tiny_run(small_prepared, tmp_path / "both", [*sets, "train.compile=true", "train.cuda_graph=true"], model)
+    if model == "cgdt":
+        _assert_same_cgdt_training(eager, both)
+    else:
+        _assert_same_training(eager, both)
 
 
-def test_cgdt_whose_loss_cannot_be_compiled_whole_stops_and_leaves_nothing(small_prepared: Path,
-                                                                          tmp_path: Path) -> None:
-    """cgdt's critic guidance takes a gradient inside its loss (``requires_grad_`` on the predicted
-    actions), which Dynamo cannot trace in one piece: the run stops at its first step with the
-    setting named and no run directory is left behind."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builtin"))
-    from conformance import TINY_MODEL  # type: ignore[import-not-found]
+def test_cgdt_compiles_whole_once_its_critic_is_pre_trained_outside_the_loss(small_prepared: Path,
+                                                                           tmp_path: Path) -> None:
+    """cgdt pre-trains its critic with an optimiser of its own and ``requires_grad_``, which Dynamo
+    cannot trace; its ``before_training`` does it before the first step, so the compiled loss is
+    the policy's alone. 12 steps with a 6-step guidance warm-up: the compiled run trains the eager
+    run's weights (the critic's, pre-trained the same, and the policy's). Wrong wirings this
+    catches: the critic pre-trained inside the compiled loss (the run stops), not at all (no
+    critic NLL recorded), or the guidance clock compiled as the constant it was when traced (the
+    guidance term would stay off while the eager run's rises to full weight)."""
+    sets = [*_cgdt_sets(), "cgdt.guidance_warmup=6", *STEPS]
+    eager = _tiny_run(small_prepared, tmp_path / "eager", sets, "cgdt")
+    compiled = _tiny_run(small_prepared, tmp_path / "compiled", [*sets, "train.compile=true"], "cgdt")
+    _assert_same_cgdt_training(eager, compiled)
 
+
+def test_a_run_whose_loss_cannot_be_compiled_whole_stops_and_leaves_nothing(small_prepared: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose loss Dynamo cannot trace in one piece (here cql's, made to branch on a tensor's
+    value): the run stops at its first step with the setting named, and no run directory is left
+    behind."""
+    from himari_builtin.models.cql.model import CQL
+
+    plain = CQL.loss
+
+    def branching(self: CQL, batch: object, ctx: object) -> tuple:
+        loss, logs = plain(self, batch, ctx)
+        return (loss if loss > 0 else -loss), logs  # decided on the host from a value on the device
+
+    monkeypatch.setattr(CQL, "loss", branching)
     run_dir = tmp_path / "run"
-    sets = [x for s in [*TINY_MODEL.get("cgdt", []), "train.compile=true", "train.max_steps_per_epoch=2"]
-            for x in ("--set", s)]
-    res = runner.invoke(app, ["train", "cgdt", "--data", str(small_prepared), "--run-dir", str(run_dir),
-                              "--epochs", "1", *sets], env={"COLUMNS": "200"})
+    res = runner.invoke(app, ["train", "cql", "--data", str(small_prepared), "--run-dir", str(run_dir),
+                              "--epochs", "1", "--set", "train.compile=true", "--set", "train.max_steps_per_epoch=2"],
+                        env={"COLUMNS": "200"})
     assert res.exit_code != 0
     text = " ".join(res.output.split())
     assert "train.compile" in text and "run without train.compile" in text, text
     assert not run_dir.exists()
+
+
+def _cgdt_sets() -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builtin"))
+    from conformance import TINY_MODEL  # type: ignore[import-not-found]
+
+    return list(TINY_MODEL["cgdt"])
+
+
+def _assert_same_cgdt_training(eager: dict, compiled: dict) -> None:
+    """``_assert_same_training`` for cgdt runs, which both pre-trained their critic and took 12
+    policy steps. A key's bias shifts every score of a query alike, which the softmax ignores:
+    its gradient is zero in exact arithmetic, so AdamW moves it by +-lr on rounding noise; of
+    the attention's qkv biases, the query and value thirds are compared."""
+    for run in (eager, compiled):
+        assert int(run["network"]["critic_ready"]) == 1 and torch.isfinite(run["network"]["critic_nll"])
+        assert int(run["network"]["policy_steps"]) == 12
+    qkv_biases = [k for k in eager["network"] if k.endswith("qkv.bias")]
+    assert qkv_biases
+    _assert_same_training(eager, compiled, skip=tuple(qkv_biases))
+    for k in qkv_biases:
+        d = eager["network"][k].shape[0] // 3
+        for part in (slice(0, d), slice(2 * d, 3 * d)):
+            torch.testing.assert_close(compiled["network"][k][part], eager["network"][k][part], rtol=1e-4, atol=2e-5)

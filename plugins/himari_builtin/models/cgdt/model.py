@@ -133,6 +133,14 @@ class CGDT:
 
     # ---------------------------------------------------------------- critic
 
+    def before_training(self, ctx: Any) -> None:
+        """Pre-train the critic before the first policy step, outside the loss: its phase
+        toggles ``requires_grad`` and steps an optimiser of its own, which ``train.compile``
+        cannot trace and ``train.cuda_graph`` must not record. A run resumed after the phase
+        finds the flag set in its checkpoint and skips it."""
+        if not self.network.critic_is_ready() and self._train is not None:
+            self.train_critic(self._train, self.config.critic_steps, self._seed)
+
     def critic_loss(self, obs: Any, actions: Any, rtg: Any) -> Any:
         """Expectile-weighted Gaussian NLL of the normalised return-to-go at the data actions
         (weight ``2 |tau - 1(R < mu)|``: 1 everywhere at tau = 0.5)."""
@@ -212,6 +220,8 @@ class CGDT:
         net = self.network
         training = net.training and torch.is_grad_enabled()
         if training and not net.critic_is_ready() and self._train is not None:  # a host copy: no GPU wait
+            # callers without the Trainer (which runs before_training first); a compiled loss
+            # is traced with the flag set, so this branch is not part of its graph
             self.train_critic(self._train, self.config.critic_steps, self._seed)
         obs, actions, rtg = batch[:3]
         actions = actions.long()
