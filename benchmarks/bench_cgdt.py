@@ -18,7 +18,10 @@ sample is one window of ``--context`` steps.
   (plain DT loss), i.e. the same work as the peer. On the GPU also with guidance as
   ``train.cuda_graph`` runs the step (``himari.training.graph_step``: replayed as CUDA graphs),
   with TF32 matmuls (below), and under bf16 autocast, as ``train.amp`` (the Trainer's default on
-  a GPU) runs it, eager and replayed; d3rlpy has no mixed precision.
+  a GPU) runs it, eager and replayed; d3rlpy has no mixed precision. A replayed step's logs are
+  read every ``READ_EVERY`` steps, as the Trainer reads them. With ``--compiled`` also the
+  replayed step under ``train.compile`` (the loss and AdamW's update compiled) in float32 and
+  bf16, and d3rlpy with its own ``compile_graph=True`` (torch.compile and CUDA graphs).
 - Numerics: importing d3rlpy calls ``torch.set_float32_matmul_precision("high")``, so its float32
   matmuls run on TF32 tensor cores (10-bit mantissa inputs). himari leaves torch's default
   (full float32); the "TF32 matmuls" row sets what d3rlpy sets, for the like-for-like ratio.
@@ -37,6 +40,7 @@ in a separate virtual environment (``python3 -m venv /tmp/d3venv --system-site-p
 d3rlpy the row is skipped. Writes ``benchmarks/results/cgdt-<hostname>.json`` (or ``--json``).
 
     python benchmarks/bench_cgdt.py [--repeats 3] [--updates 5] [--batch 16] [--d3rlpy-python PY] [--device cuda]
+        [--compiled]
 """
 
 from __future__ import annotations
@@ -120,7 +124,7 @@ def _timed(update: Any, batches: list[Any], updates: int, batch: int, device: st
 
 
 def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bool = False,
-                  bf16: bool = False, tf32: bool = False) -> tuple[float, int]:
+                  bf16: bool = False, tf32: bool = False, compiled: bool = False) -> tuple[float, int]:
     _pin(threads)
     import torch
 
@@ -149,12 +153,27 @@ def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bo
                             **({"fused": True} if device.startswith("cuda") else {}),
                             **({"capturable": True} if graph else {}))
     if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
+        from himari.training.compiled_loss import CompiledLoss
         from himari.training.graph_step import GraphedStep
+        from himari.training.loop import READ_EVERY
 
-        stepper = GraphedStep(list(net.parameters()), lambda b: model.loss(b, None), opt, 1.0,
-                              amp_dtype=torch.bfloat16 if bf16 else None)
+        def loss(b: tuple) -> Any:
+            return model.loss(b, None)
+
+        # under train.compile the loss and AdamW's update are compiled, then recorded
+        stepper = GraphedStep(list(net.parameters()), CompiledLoss(loss) if compiled else loss, opt, 1.0,
+                              amp_dtype=torch.bfloat16 if bf16 else None, compiled_optimizer=compiled)
+        unread: list[Any] = []
+
+        def replayed(b: tuple) -> None:  # as the Trainer: launched, its logs read every READ_EVERY steps
+            unread.append(stepper.launch(b))
+            if len(unread) >= READ_EVERY:
+                for read in unread:
+                    read()
+                unread.clear()
+
         params = sum(p.numel() for p in net.policy.parameters())
-        return _timed(stepper.step, batches, sizes["updates"], sizes["batch"], device), params
+        return _timed(replayed, batches, sizes["updates"], sizes["batch"], device), params
 
     import contextlib
 
@@ -174,7 +193,7 @@ def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bo
     return _timed(update, batches, sizes["updates"], sizes["batch"], device), params
 
 
-def worker_d3rlpy(npz: str, sizes: dict, threads: int) -> tuple[float, int]:
+def worker_d3rlpy(npz: str, sizes: dict, threads: int, compile_graph: bool = False) -> tuple[float, int]:
     _pin(threads)
     import d3rlpy
     from d3rlpy.dataset import TrajectoryMiniBatch
@@ -184,7 +203,8 @@ def worker_d3rlpy(npz: str, sizes: dict, threads: int) -> tuple[float, int]:
     cfg = d3rlpy.algos.DiscreteDecisionTransformerConfig(
         batch_size=B, context_size=L, num_heads=sizes["heads"], num_layers=sizes["layers"], max_timestep=L,
         encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=[sizes["d_model"]]),
-        position_encoding_type=d3rlpy.PositionEncodingType.SIMPLE)
+        position_encoding_type=d3rlpy.PositionEncodingType.SIMPLE,
+        **({"compile_graph": True} if compile_graph else {}))
     device = sizes.get("device", "cpu")
     algo = cfg.create(device="cuda:0" if device.startswith("cuda") else "cpu:0")
     algo.create_impl((d["obs"].shape[1],), 3)
@@ -226,8 +246,10 @@ def _table(rows: list[dict], sizes: dict, machine: dict) -> None:
     for row in rows:
         ratio = "" if row["ratio_vs_d3rlpy"] is None else f"{row['ratio_vs_d3rlpy']:.2f}x"
         met = "" if row["ratio_vs_d3rlpy"] is None else ("met" if row["ratio_vs_d3rlpy"] >= goal else "not met")
+        vs_compiled = row["ratio_vs_d3rlpy_compile_graph"]
         print(f"{row['contender']:40s} {row['parameters']:10,d} {row['samples_per_s']:9.2f} "
-              f"{row['best_samples_per_s']:8.2f} {ratio:>10s}  {met}")
+              f"{row['best_samples_per_s']:8.2f} {ratio:>10s}  {met}"
+              + ("" if vs_compiled is None else f"  ({vs_compiled:.2f}x its compile_graph)"))
 
 
 def main() -> None:
@@ -242,6 +264,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--d3rlpy-python", default=sys.executable)
     p.add_argument("--device", default="cpu", help="cpu or cuda (both contenders)")
+    p.add_argument("--compiled", action="store_true",
+                   help="on the GPU also the replayed step under train.compile, and d3rlpy's compile_graph")
     p.add_argument("--json", default=None)
     p.add_argument("--worker", nargs="*")
     a = p.parse_args()
@@ -252,8 +276,8 @@ def main() -> None:
         s = json.loads(sizes_json)
         flags = rest[1:]
         rate, params = (worker_himari(npz, s, s["threads"], rest[0] == "guided", "graph" in flags, "bf16" in flags,
-                                      "tf32" in flags)
-                        if kind == "himari" else worker_d3rlpy(npz, s, s["threads"]))
+                                      "tf32" in flags, "compile" in flags)
+                        if kind == "himari" else worker_d3rlpy(npz, s, s["threads"], "compile_graph" in rest))
         print(rate, params)
         return
 
@@ -272,9 +296,17 @@ def main() -> None:
         contenders.append(("himari cgdt (guidance, bf16 autocast)", sys.executable, ["himari", npz, sj, "guided", "bf16"]))
         contenders.append(("himari cgdt (guidance, bf16, cuda_graph)", sys.executable,
                            ["himari", npz, sj, "guided", "graph", "bf16"]))
+        if a.compiled:  # what train.compile runs in a replayed step, float32 and under train.amp
+            contenders.append(("himari cgdt (graph, train.compile)", sys.executable,
+                               ["himari", npz, sj, "guided", "graph", "compile"]))
+            contenders.append(("himari cgdt (graph, train.compile, bf16)", sys.executable,
+                               ["himari", npz, sj, "guided", "graph", "compile", "bf16"]))
     skipped = []
     if d3_version:
         contenders.append((f"d3rlpy {d3_version} DiscreteDecisionTransformer", a.d3rlpy_python, ["d3rlpy", npz, sj]))
+        if a.compiled and a.device.startswith("cuda"):  # its own torch.compile + CUDA graph option
+            contenders.append((f"d3rlpy {d3_version} DiscreteDecisionTransformer compile_graph", a.d3rlpy_python,
+                               ["d3rlpy", npz, sj, "compile_graph"]))
     else:
         skipped.append("d3rlpy (not installed for --d3rlpy-python)")
     times: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
@@ -286,10 +318,12 @@ def main() -> None:
             times[name].append(rate)
             print(f"repeat {r + 1}/{a.repeats}  {name}: {rate:.2f} windows/s", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
-    peer = next((k for k in med if k.startswith("d3rlpy")), None)
+    peer = next((k for k in med if k.startswith("d3rlpy") and "compile_graph" not in k), None)
+    compiled = next((k for k in med if k.startswith("d3rlpy") and "compile_graph" in k), None)
     rows = [{"contender": k, "parameters": params[k], "samples_per_s": v, "best_samples_per_s": max(times[k]),
-             "runs": times[k], "ratio_vs_d3rlpy": v / med[peer] if peer and k != peer else None,
-             "best_ratio_vs_d3rlpy": max(times[k]) / max(times[peer]) if peer and k != peer else None}
+             "runs": times[k], "ratio_vs_d3rlpy": v / med[peer] if peer and not k.startswith("d3rlpy") else None,
+             "best_ratio_vs_d3rlpy": max(times[k]) / max(times[peer]) if peer and not k.startswith("d3rlpy") else None,
+             "ratio_vs_d3rlpy_compile_graph": v / med[compiled] if compiled and not k.startswith("d3rlpy") else None}
             for k, v in med.items()]
     _table(rows, sizes, machine)
     machine["load_avg_end"] = os.getloadavg()

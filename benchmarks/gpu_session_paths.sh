@@ -179,8 +179,8 @@ if has peers; then
     --device cuda --compiled --repeats ${PEERS_REPEATS:-3} --updates 500 --d3rlpy-python /tmp/d3python --json "$OUT/cql-$GPU-cuda.json" \
     2>&1 | tail -11
   [[ " ${PEERS:-cql cgdt} " == *" cgdt "* ]] && timeout ${PEERS_TIMEOUT:-300} python3 benchmarks/bench_cgdt.py \
-    --device cuda --repeats ${PEERS_REPEATS:-3} --updates 30 --batch 64 --d3rlpy-python /tmp/d3python --json "$OUT/cgdt-$GPU-cuda.json" \
-    2>&1 | tail -8
+    --device cuda --compiled --repeats ${PEERS_REPEATS:-3} --updates 100 --batch 64 --d3rlpy-python /tmp/d3python \
+    --json "$OUT/cgdt-$GPU-cuda.json" 2>&1 | tail -11
 fi
 if has sanitizer; then
   step "compute-sanitizer memcheck on a small run of every kernel"
