@@ -451,8 +451,9 @@ class Model(Protocol):
       depend only on the config and the batch's shapes, and it changes no Python state between
       steps (in-place updates of tensors, such as a target network's Polyak average, are fine).
     - ``before_training(ctx) -> None``: one-off work before the first training step, called
-      by the Trainer once per run (again when the run resumes, after its checkpoint is loaded),
-      outside the loss that ``train.compile`` compiles and ``train.cuda_graph`` records: a
+      by the Trainer each time its training loop starts (so again when a run resumes, after its
+      checkpoint is loaded), outside the loss that ``train.compile`` compiles and
+      ``train.cuda_graph`` records, with its progress phases shown in the loop's display: a
       phase that trains with an optimiser of its own or toggles ``requires_grad`` (cgdt
       pre-trains its critic here). Skip what the network's state says is done, so a resumed run
       does not redo it.
