@@ -20,8 +20,9 @@ sample is one window of ``--context`` steps.
   with TF32 matmuls (below), and under bf16 autocast, as ``train.amp`` (the Trainer's default on
   a GPU) runs it, eager and replayed; d3rlpy has no mixed precision. A replayed step's logs are
   read every ``READ_EVERY`` steps, as the Trainer reads them. With ``--compiled`` also the
-  replayed step under ``train.compile`` (the loss and AdamW's update compiled) in float32 and
-  bf16, and d3rlpy with its own ``compile_graph=True`` (torch.compile and CUDA graphs).
+  replayed step under ``train.compile`` (the loss and AdamW's update compiled) in float32, TF32
+  and bf16, and d3rlpy with its own ``compile_graph=True`` (torch.compile and CUDA graphs).
+  ``--only TEXT`` keeps the himari rows whose name contains TEXT.
 - Numerics: importing d3rlpy calls ``torch.set_float32_matmul_precision("high")``, so its float32
   matmuls run on TF32 tensor cores (10-bit mantissa inputs). himari leaves torch's default
   (full float32); the "TF32 matmuls" row sets what d3rlpy sets, for the like-for-like ratio.
@@ -264,6 +265,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--d3rlpy-python", default=sys.executable)
     p.add_argument("--device", default="cpu", help="cpu or cuda (both contenders)")
+    p.add_argument("--only", action="append", default=[], metavar="TEXT",
+                   help="run only the himari rows whose name contains TEXT (repeatable; d3rlpy's rows always run)")
     p.add_argument("--compiled", action="store_true",
                    help="on the GPU also the replayed step under train.compile, and d3rlpy's compile_graph")
     p.add_argument("--json", default=None)
@@ -296,11 +299,15 @@ def main() -> None:
         contenders.append(("himari cgdt (guidance, bf16 autocast)", sys.executable, ["himari", npz, sj, "guided", "bf16"]))
         contenders.append(("himari cgdt (guidance, bf16, cuda_graph)", sys.executable,
                            ["himari", npz, sj, "guided", "graph", "bf16"]))
-        if a.compiled:  # what train.compile runs in a replayed step, float32 and under train.amp
+        if a.compiled:  # what train.compile runs in a replayed step: float32, TF32 (d3rlpy's numerics), bf16
             contenders.append(("himari cgdt (graph, train.compile)", sys.executable,
                                ["himari", npz, sj, "guided", "graph", "compile"]))
+            contenders.append(("himari cgdt (graph, train.compile, TF32)", sys.executable,
+                               ["himari", npz, sj, "guided", "graph", "compile", "tf32"]))
             contenders.append(("himari cgdt (graph, train.compile, bf16)", sys.executable,
                                ["himari", npz, sj, "guided", "graph", "compile", "bf16"]))
+    if a.only:
+        contenders = [c for c in contenders if any(text in c[0] for text in a.only)]
     skipped = []
     if d3_version:
         contenders.append((f"d3rlpy {d3_version} DiscreteDecisionTransformer", a.d3rlpy_python, ["d3rlpy", npz, sj]))

@@ -9,7 +9,8 @@
 # (cards: each model's defaults trained once on the BTC bars, for the model cards' H200 cost;
 #  peers: CQL and CGDT updates/s against d3rlpy on the GPU, needs .whl-peers/: d3rlpy 2.8.1 and
 #  its dependencies as cp312 wheels, gymnasium 1.0.0 among them, installed apart from .whl/;
-#  PEERS="cql cgdt" picks them, PEERS_REPEATS the repeats (3); timegan-graphs: one TimeGAN fit eager and replayed as CUDA graphs;
+#  PEERS="cql cgdt" picks them, PEERS_REPEATS the repeats (3), CGDT_ARGS more bench_cgdt options
+#  (--only TEXT: some rows); timegan-graphs: one TimeGAN fit eager and replayed as CUDA graphs;
 #  timegan-start, then timegan-wait in the following calls: TimeGAN's paper-size fit, which
 #  outlasts one call, in the background of the held machine; replay-tests: the CUDA-graph and compiled-loss tests only;
 #  graph-train: GRAPH_MODELS trained in float32 with and without train.cuda_graph;
@@ -180,7 +181,7 @@ if has peers; then
     2>&1 | tail -11
   [[ " ${PEERS:-cql cgdt} " == *" cgdt "* ]] && timeout ${PEERS_TIMEOUT:-300} python3 benchmarks/bench_cgdt.py \
     --device cuda --compiled --repeats ${PEERS_REPEATS:-3} --updates 100 --batch 64 --d3rlpy-python /tmp/d3python \
-    --json "$OUT/cgdt-$GPU-cuda.json" 2>&1 | tail -11
+    --json "$OUT/cgdt-$GPU-cuda.json" ${CGDT_ARGS:-} 2>&1 | tail -14
 fi
 if has sanitizer; then
   step "compute-sanitizer memcheck on a small run of every kernel"
