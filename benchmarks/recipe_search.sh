@@ -10,7 +10,7 @@
 # DATA_DIR holds btcusdt_5m.csv.gz and ethusdt_5m.csv.gz (the shared data). On a 2-core machine:
 # baseline-mlp about 10 minutes per market for its 28 configurations, cql about 8 minutes per
 # market per round, ppo-lstm about 20-25 minutes per market per round, the small cgdt about 45
-# minutes per market.
+# minutes per market per round.
 set -euo pipefail
 data=${1:?DATA_DIR}
 out=${2:?OUT_DIR}
@@ -71,6 +71,12 @@ for m in btc eth; do
         himari evaluate cgdt --data "$out/$m" "${common[@]}" --set cgdt.d_model=64 --set cgdt.n_layers=2 \
           --set cgdt.n_heads=4 --set cgdt.context_length=16 --set cgdt.critic_steps=400 --set train.epochs=3 \
           --out "$out/search-cgdt0-$m"
+        # round 1: the same small CGDT deciding hourly (every 12 bars), its target return-to-go
+        # chosen on validation among lower quantiles of the train returns-to-go
+        himari evaluate cgdt --data "$out/$m" "${common[@]}" --set cgdt.d_model=64 --set cgdt.n_layers=2 \
+          --set cgdt.n_heads=4 --set cgdt.context_length=16 --set cgdt.critic_steps=400 --set train.epochs=3 \
+          --set execution.decision_interval=12 --set 'cgdt.target_quantiles=[0.1, 0.25, 0.5, 0.75]' \
+          --out "$out/search-cgdt1-$m"
         ;;
     esac
   done
