@@ -65,7 +65,13 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench_common import machine_info, package_version, synchronize, worker_result  # noqa: E402
+from bench_common import (  # noqa: E402
+    machine_info,
+    package_version,
+    read_as_the_trainer_reads,
+    synchronize,
+    worker_result,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 N_BATCHES = 4
@@ -156,7 +162,6 @@ def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bo
     if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
         from himari.training.compiled_loss import CompiledLoss
         from himari.training.graph_step import GraphedStep
-        from himari.training.loop import READ_EVERY
 
         def loss(b: tuple) -> Any:
             return model.loss(b, None)
@@ -164,17 +169,8 @@ def worker_himari(npz: str, sizes: dict, threads: int, guidance: bool, graph: bo
         # under train.compile the loss and AdamW's update are compiled, then recorded
         stepper = GraphedStep(list(net.parameters()), CompiledLoss(loss) if compiled else loss, opt, 1.0,
                               amp_dtype=torch.bfloat16 if bf16 else None, compiled_optimizer=compiled)
-        unread: list[Any] = []
-
-        def replayed(b: tuple) -> None:  # as the Trainer: launched, its logs read every READ_EVERY steps
-            unread.append(stepper.launch(b))
-            if len(unread) >= READ_EVERY:
-                for read in unread:
-                    read()
-                unread.clear()
-
         params = sum(p.numel() for p in net.policy.parameters())
-        return _timed(replayed, batches, sizes["updates"], sizes["batch"], device), params
+        return _timed(read_as_the_trainer_reads(stepper), batches, sizes["updates"], sizes["batch"], device), params
 
     import contextlib
 

@@ -1,5 +1,6 @@
 """Pieces shared by the benchmarks that time himari against a peer in worker processes
-(bench_cql.py, bench_cgdt.py): the machine record, the peer's version, and a worker's result.
+(bench_cql.py, bench_cgdt.py): the machine record, the peer's version, a worker's result, and a
+replayed step driven as the Trainer drives it.
 Imported as a sibling module (the scripts run as ``python benchmarks/bench_x.py``)."""
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ import platform
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,3 +68,21 @@ def synchronize(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
+
+
+def read_as_the_trainer_reads(stepper: Any) -> Callable[[Any], None]:
+    """``update(batch)`` for a ``GraphedStep``: launched, its logs read every ``loop.READ_EVERY``
+    steps, as the Trainer's loop reads them (a read waits for the GPU, so reading every step
+    would time a wait the Trainer does not make)."""
+    from himari.training.loop import READ_EVERY
+
+    unread: list[Any] = []
+
+    def update(batch: Any) -> None:
+        unread.append(stepper.launch(batch))
+        if len(unread) >= READ_EVERY:
+            for read in unread:
+                read()
+            unread.clear()
+
+    return update

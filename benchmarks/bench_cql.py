@@ -60,7 +60,13 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench_common import machine_info, package_version, synchronize, worker_result  # noqa: E402
+from bench_common import (  # noqa: E402
+    machine_info,
+    package_version,
+    read_as_the_trainer_reads,
+    synchronize,
+    worker_result,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 256
@@ -136,21 +142,13 @@ def himari_update(npz: str, target: str, device: str, graph: bool, compiled: boo
     if graph:  # the Trainer's step under train.cuda_graph: the same work, replayed as CUDA graphs
         from himari.training.compiled_loss import CompiledLoss
         from himari.training.graph_step import GraphedStep
-        from himari.training.loop import READ_EVERY
 
         def loss(b: tuple) -> Any:
             return model.loss(b, None)
 
         stepper = GraphedStep(list(net.parameters()), CompiledLoss(loss) if compiled else loss, opt, 1.0,
                               torch.bfloat16 if bf16 else None, compiled_optimizer=compiled_adamw)
-        unread: list[Any] = []
-
-        def update(b: tuple) -> None:  # the replayed step replaces the eager one
-            unread.append(stepper.launch(b))
-            if len(unread) >= READ_EVERY:
-                for read in unread:
-                    read()
-                unread.clear()
+        update = read_as_the_trainer_reads(stepper)  # the replayed step replaces the eager one
     for i in range(WARMUP):  # warm: the first steps allocate, record graphs or compile
         update(batches[i % N_BATCHES])
     synchronize(device)

@@ -219,10 +219,9 @@ class CGDT:
 
         net = self.network
         training = net.training and torch.is_grad_enabled()
-        if training and not net.critic_is_ready() and self._train is not None:  # a host copy: no GPU wait
-            # callers without the Trainer (which runs before_training first); a compiled loss
-            # is traced with the flag set, so this branch is not part of its graph
-            self.train_critic(self._train, self.config.critic_steps, self._seed)
+        if training:  # for callers without the Trainer, which runs it first; the flag is a host
+            # copy (no GPU wait), set when a compiled loss is traced, so the phase is not in its graph
+            self.before_training(ctx)
         obs, actions, rtg = batch[:3]
         actions = actions.long()
         logits = net.policy(rtg.float() / net.rtg_scale, net.states(obs.float()), actions)
