@@ -101,6 +101,12 @@ def test_a_loss_that_cannot_be_compiled_whole_is_a_clear_error() -> None:
 @pytest.mark.cuda
 @cuda
 @pytest.mark.parametrize("model", ["cql", "cgdt"])
+# Two advisories, not faults, on a GPU: float32 attention runs torch's memory-efficient kernel,
+# whose backward has no deterministic version (under train.deterministic torch says so, and the
+# weights may differ from the eager run's by rounding, which the tolerance allows); and Inductor
+# notes that it splits the tiny batch's softmax reduction instead of fusing it.
+@pytest.mark.filterwarnings("ignore:Memory Efficient attention defaults to a non-deterministic algorithm:UserWarning")
+@pytest.mark.filterwarnings(r"ignore:\s*Online softmax is disabled:UserWarning")
 def test_compiled_and_replayed_on_a_gpu_matches_an_eager_run(model: str, small_prepared: Path, tmp_path: Path) -> None:
     """The combination the GPU benchmarks measure: float32 steps compiled and replayed as CUDA
     graphs end with the weights of the eager run (cgdt's guidance clock included; without
