@@ -77,6 +77,11 @@ for m in btc eth; do
           --set cgdt.n_heads=4 --set cgdt.context_length=16 --set cgdt.critic_steps=400 --set train.epochs=3 \
           --set execution.decision_interval=12 --set 'cgdt.target_quantiles=[0.1, 0.25, 0.5, 0.75]' \
           --out "$out/search-cgdt1-$m"
+        # round 2: round 1 holding every position a day or more (the lever that helped baseline-mlp most)
+        himari evaluate cgdt --data "$out/$m" "${common[@]}" --set cgdt.d_model=64 --set cgdt.n_layers=2 \
+          --set cgdt.n_heads=4 --set cgdt.context_length=16 --set cgdt.critic_steps=400 --set train.epochs=3 \
+          --set execution.decision_interval=12 --set 'cgdt.target_quantiles=[0.1, 0.25, 0.5, 0.75]' \
+          --set execution.min_hold=288 --out "$out/search-cgdt2-$m"
         ;;
     esac
   done
