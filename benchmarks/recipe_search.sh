@@ -66,22 +66,19 @@ for m in btc eth; do
           --out "$out/search-ppo3-$m"
         ;;
       cgdt)
-        # round 0, on a 2-core CPU: a small CGDT (64 wide, 2 blocks, 16-step windows, a 400-step
-        # critic, 3 epochs; 4 to 5.5 minutes a run, against tens of minutes at the default size)
-        himari evaluate cgdt --data "$out/$m" "${common[@]}" --set cgdt.d_model=64 --set cgdt.n_layers=2 \
-          --set cgdt.n_heads=4 --set cgdt.context_length=16 --set cgdt.critic_steps=400 --set train.epochs=3 \
-          --out "$out/search-cgdt0-$m"
-        # round 1: the same small CGDT deciding hourly (every 12 bars), its target return-to-go
-        # chosen on validation among lower quantiles of the train returns-to-go
-        himari evaluate cgdt --data "$out/$m" "${common[@]}" --set cgdt.d_model=64 --set cgdt.n_layers=2 \
-          --set cgdt.n_heads=4 --set cgdt.context_length=16 --set cgdt.critic_steps=400 --set train.epochs=3 \
-          --set execution.decision_interval=12 --set 'cgdt.target_quantiles=[0.1, 0.25, 0.5, 0.75]' \
-          --out "$out/search-cgdt1-$m"
+        # a small CGDT for a 2-core CPU (64 wide, 2 blocks, 16-step windows, a 400-step critic, 3 epochs;
+        # 4 to 5.5 minutes a run, against tens of minutes at the default size), and its hourly decisions
+        # with the target return-to-go chosen on validation among lower quantiles of the train returns-to-go
+        small=(--set cgdt.d_model=64 --set cgdt.n_layers=2 --set cgdt.n_heads=4 --set cgdt.context_length=16
+               --set cgdt.critic_steps=400 --set train.epochs=3)
+        hourly=(--set execution.decision_interval=12 --set 'cgdt.target_quantiles=[0.1, 0.25, 0.5, 0.75]')
+        # round 0: the small CGDT as it is
+        himari evaluate cgdt --data "$out/$m" "${common[@]}" "${small[@]}" --out "$out/search-cgdt0-$m"
+        # round 1: deciding hourly
+        himari evaluate cgdt --data "$out/$m" "${common[@]}" "${small[@]}" "${hourly[@]}" --out "$out/search-cgdt1-$m"
         # round 2: round 1 holding every position a day or more (the lever that helped baseline-mlp most)
-        himari evaluate cgdt --data "$out/$m" "${common[@]}" --set cgdt.d_model=64 --set cgdt.n_layers=2 \
-          --set cgdt.n_heads=4 --set cgdt.context_length=16 --set cgdt.critic_steps=400 --set train.epochs=3 \
-          --set execution.decision_interval=12 --set 'cgdt.target_quantiles=[0.1, 0.25, 0.5, 0.75]' \
-          --set execution.min_hold=288 --out "$out/search-cgdt2-$m"
+        himari evaluate cgdt --data "$out/$m" "${common[@]}" "${small[@]}" "${hourly[@]}" --set execution.min_hold=288 \
+          --out "$out/search-cgdt2-$m"
         ;;
     esac
   done
