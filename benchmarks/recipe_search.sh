@@ -79,6 +79,10 @@ for m in btc eth; do
         # round 2: round 1 holding every position a day or more (the lever that helped baseline-mlp most)
         himari evaluate cgdt --data "$out/$m" "${common[@]}" "${small[@]}" "${hourly[@]}" --set execution.min_hold=288 \
           --out "$out/search-cgdt2-$m"
+        # round 3: round 1 with returns-to-go in excess of holding the asset (a high target no longer
+        # asks for "stay long in a rising market")
+        himari evaluate cgdt --data "$out/$m" "${common[@]}" "${small[@]}" "${hourly[@]}" --set cgdt.benchmark_weight=1 \
+          --out "$out/search-cgdt3-$m"
         ;;
     esac
   done

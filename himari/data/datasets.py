@@ -133,16 +133,23 @@ class TransitionDataset(_Base):
     all prepared rows, or a callable mapping a range's features ``[n, F]`` to actions ``[n]``;
     ``epsilon`` mixes in seeded uniform actions. Rewards and account columns come from
     ``himari.engine.replay_actions`` with ``fee``, ``slippage``, ``mode`` and ``reward``
-    (a ``RewardConfig``), i.e. from the same code the env runs. ``done`` is True on the last
+    (a ``RewardConfig``), i.e. from the same code the env runs. ``benchmark_weight`` (>= 0)
+    subtracts that many times the log return of holding the asset over each step
+    (``holding_log_returns``): at 1 a reward is the excess log return over buy-and-hold, so in a
+    rising market staying long is no longer high reward by itself. ``done`` is True on the last
     transition of a range and on a bankruptcy (which ends the episode, as in the env).
     """
 
     def __init__(self, data: PreparedData | str | os.PathLike[str], split: str = "train", *,
                  fold: int | None = None, actions: ActionSource = "labels", epsilon: float = 0.0,
                  fee: float = 1e-3, slippage: float = 5e-4, mode: str = "long_flat",
-                 reward: Any = None, features: np.ndarray | None = None, seed: int = 0) -> None:
+                 reward: Any = None, features: np.ndarray | None = None, seed: int = 0,
+                 benchmark_weight: float = 0.0) -> None:
         super().__init__(data, split, fold, features, seed)
         from himari import engine
+
+        if not (np.isfinite(benchmark_weight) and benchmark_weight >= 0):
+            raise DataError(f"benchmark_weight must be finite and >= 0, got {benchmark_weight}")
 
         reward = reward if reward is not None else engine.RewardConfig()
         rng = np.random.default_rng(self.seed)
@@ -163,7 +170,7 @@ class TransitionDataset(_Base):
             f = np.asarray(feats[rows], dtype=np.float32)
             obs = np.concatenate([f, np.asarray(rep.account, dtype=np.float32)], axis=1)
             rew = np.zeros(n, dtype=np.float32)
-            rew[:n - 1] = np.asarray(rep.reward, dtype=np.float32)
+            rew[:n - 1] = np.asarray(rep.reward, dtype=np.float64) - benchmark_weight * holding_log_returns(close[rows])
             done = np.zeros(n, dtype=bool)
             done[n_trans - 1] = True
             obs_parts.append(obs)
@@ -198,6 +205,14 @@ class TransitionDataset(_Base):
         return (torch.from_numpy(self.observations[k]), torch.tensor(int(self.actions[k])),
                 torch.tensor(float(self.rewards[k])), torch.from_numpy(self.observations[k + 1]),
                 torch.tensor(bool(self.dones[k])))
+
+
+def holding_log_returns(close: np.ndarray) -> np.ndarray:
+    """``log(close[t+1] / close[t])`` for each step decided at bar t: what holding the asset
+    earned over the step, the benchmark an excess-return reward subtracts. It is known at the
+    close of bar t+1, when the step's own reward is."""
+    c = np.asarray(close, dtype=np.float64)
+    return np.log(c[1:] / c[:-1])
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:

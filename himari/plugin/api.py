@@ -708,7 +708,8 @@ _HELPERS = {
     "rows_of": "himari.data.splits", "FEATURE_NAMES": "himari.data.features",
     "TabularDataset": "himari.data.datasets", "TransitionDataset": "himari.data.datasets",
     "TrajectoryDataset": "himari.data.datasets", "SequenceDataset": "himari.data.datasets",
-    "discounted_returns": "himari.data.datasets", "fit_zscore": "himari.data.normalize",
+    "discounted_returns": "himari.data.datasets", "holding_log_returns": "himari.data.datasets",
+    "fit_zscore": "himari.data.normalize",
     "apply_zscore": "himari.data.normalize",
     # preprocessors over time: where a filter restarts, refused input
     "filter_ranges": "himari.training.preprocess", "require_finite": "himari.training.preprocess",

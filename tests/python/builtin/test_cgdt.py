@@ -143,6 +143,8 @@ def test_config_rejects_bad_values() -> None:
         cgdt.CGDTConfig(d_model=30, n_heads=8)
     with pytest.raises(ValueError, match="action_relaxation"):
         cgdt.CGDTConfig(action_relaxation="argmax")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="benchmark_weight"):
+        cgdt.CGDTConfig(benchmark_weight=-0.5)
 
 
 # ------------------------------------------------------------------------------ the pieces
@@ -188,6 +190,22 @@ def test_critic_trains_first_then_stays_frozen(small_prepared: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(trained, net.critic.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(policy_before, net.policy.parameters()))
     assert not any(p.requires_grad for p in net.critic.parameters())
+
+
+def test_benchmark_weight_trains_on_excess_returns_to_go(small_prepared: Path) -> None:
+    """The model's train windows carry the returns-to-go of the excess rewards: with gamma 1, the
+    plain ones less the asset's log return from each step to the end of its range (scaled)."""
+    ctx = _context(small_prepared)
+    plain = _tiny_model(gamma=1.0).dataset(ctx, "train")
+    excess = _tiny_model(gamma=1.0, benchmark_weight=1.0).dataset(ctx, "train")
+    close = np.asarray(ctx.data.close, dtype=np.float64)
+    rows = plain.rows.numpy()
+    (_, b), = ctx.splits["train"]
+    steps = rows < b - 1  # the range's last row takes no decision
+    to_end = np.log(close[b - 1] / close[rows[steps]]) * 100.0  # reward_scale
+    got = (plain.rtg.numpy().astype(np.float64) - excess.rtg.numpy())[steps]
+    np.testing.assert_allclose(got, to_end, rtol=1e-4, atol=2e-3)
+    assert np.abs(to_end).max() > 1.0  # the market moved: the two really differ
 
 
 @pytest.mark.parametrize("relaxation", ["softmax", "gumbel-st"])
@@ -366,12 +384,15 @@ def policy_features(policy: Any, data: Any) -> np.ndarray:
     return policy.features(data)
 
 
-def test_rtg_tokens_are_the_target_minus_realised_rewards(first_test_bars: Any, monkeypatch) -> None:
+@pytest.mark.parametrize("benchmark_weight", [0.0, 1.0])
+def test_rtg_tokens_are_the_target_minus_realised_rewards(first_test_bars: Any, monkeypatch,
+                                                          benchmark_weight: float) -> None:
     """With gamma 1 the return-to-go token at t is the target minus the env rewards of the
-    decisions before t (times reward_scale), the rewards the backtester's account earns."""
+    decisions before t (times reward_scale), the rewards the backtester's account earns; with
+    ``benchmark_weight`` 1, minus the excess of each over holding the asset, as in training."""
     from himari.engine import replay_actions
 
-    model = _tiny_model(gamma=1.0)
+    model = _tiny_model(gamma=1.0, benchmark_weight=benchmark_weight)
     net = model.network.eval()
     with torch.no_grad():
         net.rtg_scale.fill_(2.0)
@@ -389,7 +410,8 @@ def test_rtg_tokens_are_the_target_minus_realised_rewards(first_test_bars: Any, 
     with torch.no_grad():
         acts = cgdt.rollout_targets(net, model.config, feats, open_, close, [3.0, -1.0], env)
     rep = replay_actions(open_, close, acts.T.astype(np.int64), fee=env.fee, slippage=env.slippage, mode=env.mode)
-    realised = np.asarray(rep.reward).T * model.config.reward_scale  # [G, n - 1]
+    held = np.log(np.asarray(close[1:], dtype=np.float64) / np.asarray(close[:-1], dtype=np.float64))
+    realised = (np.asarray(rep.reward).T - benchmark_weight * held) * model.config.reward_scale  # [G, n - 1]
     tokens = np.stack(seen, axis=1) * 2.0  # back from rtg / rtg_scale
     want = np.array([[3.0], [-1.0]]) - np.concatenate([np.zeros((2, 1)), np.cumsum(realised, axis=1)[:, :-1]], 1)
     np.testing.assert_allclose(tokens, want, rtol=1e-4, atol=1e-4)

@@ -144,3 +144,24 @@ def test_behaviour_policy_callable_and_epsilon(prepared_dir):
 
     with pytest.raises(DataError):
         TransitionDataset(d, "test", actions=lambda f: np.full(len(f), 5))
+
+
+def test_benchmark_weight_makes_rewards_excess_returns_over_holding(prepared_dir):
+    """Worked by hand, without costs: always long, the first step earns ``log(close[1] / open[1])``
+    (filled at the next open) and each later one the asset's own ``log(close[t+1] / close[t])``,
+    so the excess over holding is ``log(close[0] / open[1])`` and then exactly 0; never in the
+    market, the excess is minus the asset's return. The returns-to-go follow the excess rewards."""
+    d = PreparedData(prepared_dir)
+    (a, b), = d.split("validation")
+    close, open_ = np.asarray(d.close[a:b], dtype=np.float64), np.asarray(d.open[a:b], dtype=np.float64)
+    held = np.log(close[1:] / close[:-1])
+    for action, want in ((2, np.r_[np.log(close[0] / open_[1]), np.zeros(b - a - 2)]), (1, -held)):
+        acts = np.full(d.num_samples, action, dtype=np.int64)
+        kw = {"actions": acts, "fee": 0.0, "slippage": 0.0, "context_length": 16, "gamma": 1.0}
+        plain = TrajectoryDataset(d, "validation", **kw)
+        excess = TrajectoryDataset(d, "validation", benchmark_weight=1.0, **kw)
+        np.testing.assert_allclose(excess.rewards[: b - a - 1], want, atol=1e-7)
+        np.testing.assert_allclose(plain.rewards[: b - a - 1] - excess.rewards[: b - a - 1], held, atol=1e-7)
+        np.testing.assert_allclose(excess.returns_to_go[: b - a - 1], np.cumsum(want[::-1])[::-1], atol=1e-5)
+    with pytest.raises(DataError, match="benchmark_weight"):
+        TransitionDataset(d, "validation", benchmark_weight=-1.0)

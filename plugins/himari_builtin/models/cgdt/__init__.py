@@ -36,7 +36,8 @@ Data: ``himari.data.TrajectoryDataset`` per split. States are the run's (preproc
 ``zscore`` by default) features of bar t ++ the env's 4 account columns at decision t (from the
 behaviour actions up to t-1: no look-ahead); behaviour actions are the labels (``behaviour``)
 mixed with ``epsilon`` seeded uniform actions; rewards are the env's own (``replay_actions``:
-fee, slippage, mode and the run's reward shaping), times ``reward_scale``; returns-to-go are
+fee, slippage, mode and the run's reward shaping), less ``benchmark_weight`` times the log return
+of holding the asset over the step (acting subtracts the same), times ``reward_scale``; returns-to-go are
 discounted with ``gamma`` to the end of the split range. The reward of decision t is known at the
 close of bar t+1, i.e. at decision t+1: ``R_{t+1} = (R_t - r_t) / gamma``.
 

@@ -3,6 +3,7 @@ it)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,6 +56,10 @@ class CGDTConfig:
     """Discount of the returns-to-go."""
     reward_scale: float = 100.0
     """Rewards (5-minute log returns) are multiplied by this."""
+    benchmark_weight: float = 0.0
+    """Times the log return of holding the asset over a step, subtracted from its reward in the
+    trajectories and in acting alike (1: returns-to-go are excess returns over buy-and-hold, so
+    a high target no longer asks for "stay long in a rising market"; 0: off)."""
     behaviour: Literal["labels", "random"] = "labels"
     """Behaviour actions of the trajectories: the labels or seeded uniform actions."""
     epsilon: float = 0.2
@@ -82,6 +87,8 @@ class CGDTConfig:
             raise ValueError("critic_expectile and guidance_expectile must be in (0, 1)")
         if self.guidance_weight < 0 or self.critic_lr <= 0 or self.reward_scale <= 0:
             raise ValueError("guidance_weight must be >= 0, critic_lr and reward_scale > 0")
+        if not (math.isfinite(self.benchmark_weight) and self.benchmark_weight >= 0):
+            raise ValueError(f"benchmark_weight must be finite and >= 0, got {self.benchmark_weight}")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.epsilon <= 1.0:

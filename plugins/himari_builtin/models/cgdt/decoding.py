@@ -137,7 +137,12 @@ def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any,
     import numpy as np
     import torch
 
-    from himari.plugin.api import ExecutionFilter, Market, VecTradingEnv
+    from himari.plugin.api import (
+        ExecutionFilter,
+        Market,
+        VecTradingEnv,
+        holding_log_returns,
+    )
 
     n, g = len(features), len(targets)
     out = np.ones((g, n), dtype=np.int8)
@@ -153,6 +158,7 @@ def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any,
     scale = float(network.rtg_scale)
     low, high = (float(x) for x in network.rtg_bounds)
     rtg = np.asarray(targets, dtype=np.float64)
+    held = holding_log_returns(close)  # step t's benchmark, known at bar t+1 like its reward
     graphs = config.acting_cuda_graph and network.rtg_scale.device.type == "cuda"
     decoder = Decoder(network, config.context_length, n, g, graphs=graphs)
     rules = None if execution is None else ExecutionFilter(g, env.mode, execution)
@@ -170,8 +176,8 @@ def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any,
             out[:, t] = rules.step(act.numpy(), probs)
             act = torch.from_numpy(out[:, t].astype(np.int64))
         obs, reward, *_ = venv.step(out[:, t].astype(np.int64))
-        rtg = next_return_to_go(rtg, np.asarray(reward, dtype=np.float64) * config.reward_scale, config.gamma,
-                                low, high)
+        realised = np.asarray(reward, dtype=np.float64) - config.benchmark_weight * held[t]  # as in training
+        rtg = next_return_to_go(rtg, realised * config.reward_scale, config.gamma, low, high)
         prev = act
         if on_step is not None:
             on_step()

@@ -103,7 +103,8 @@ class CGDT:
         ds = TrajectoryDataset(ctx.data, split, context_length=c.context_length, gamma=c.gamma,
                                stride=c.stride if train else c.context_length, actions=c.behaviour,
                                epsilon=c.epsilon, fee=ctx.env.fee, slippage=ctx.env.slippage, mode=ctx.env.mode,
-                               reward=ctx.env, features=ctx.features, seed=ctx.seed * 2 + (0 if train else 1))
+                               reward=ctx.env, features=ctx.features, seed=ctx.seed * 2 + (0 if train else 1),
+                               benchmark_weight=c.benchmark_weight)
         obs = np.nan_to_num(np.asarray(ds.observations, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         rtg = ds.returns_to_go.astype(np.float32) * np.float32(c.reward_scale)
         if train:
