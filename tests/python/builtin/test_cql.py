@@ -239,3 +239,24 @@ def test_states_are_the_runs_features_and_rewards_the_runs_shaping(small_prepare
                          slippage=env.slippage, reward=env.reward())
     np.testing.assert_allclose(r.numpy(), 10.0 * np.asarray(ref.reward[:50], dtype=np.float32), rtol=1e-6)
     np.testing.assert_array_equal(act.numpy(), behaviour[:50])
+
+
+def test_benchmark_weight_subtracts_holding_the_asset_from_each_reward(small_prepared) -> None:
+    """With ``benchmark_weight`` 1 each reward is the plain one less ``log(close[t+1] / close[t])``
+    (times reward_scale): the excess over holding the asset over the same step."""
+    from himari.data import PreparedData
+    from himari.plugin.api import TrainContext
+    from himari.trading import EnvConfig
+
+    data = PreparedData(small_prepared)
+    splits = {k: data.split(k) for k in ("train", "validation", "test")}
+    feats = np.asarray(data.features, dtype=np.float32)
+    ctx = TrainContext(data=data, features=feats, labels=np.asarray(data.labels), splits=splits, env=EnvConfig())
+    (a, b), = splits["train"]
+    steps = torch.arange(0, b - a - 1)
+    plain = CQL(CQLConfig(), ModelContext()).dataset(ctx, "train")[steps][2].numpy().astype(np.float64)
+    excess = CQL(CQLConfig(benchmark_weight=1.0), ModelContext()).dataset(ctx, "train")[steps][2].numpy()
+    close = np.asarray(data.close[a:b], dtype=np.float64)
+    np.testing.assert_allclose(plain - excess, 100.0 * np.log(close[1:] / close[:-1]), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="benchmark_weight"):
+        CQLConfig(benchmark_weight=float("nan"))

@@ -16,7 +16,9 @@ Data: a ``TransitionDataset`` over each split, built from the run's preprocessed
 (``behaviour``) mixed with ``epsilon`` seeded uniform actions for coverage; rewards and account
 columns come from ``replay_actions``, i.e. the native env's reward function with the run's fee,
 slippage, mode and reward shaping (the ``env:`` section), so the model optimises what the
-backtester measures. Rewards are multiplied by ``reward_scale`` (5-minute log returns are ~1e-3).
+backtester measures. ``benchmark_weight`` subtracts that many times the log return of holding the
+asset over each step (1: excess returns over buy-and-hold). Rewards are multiplied by
+``reward_scale`` (5-minute log returns are ~1e-3).
 
 Acting is sequential because the account state depends on the policy's own earlier actions:
 ``act_sequence(features, open, close, ranges, env)`` steps a one-env ``VecTradingEnv``

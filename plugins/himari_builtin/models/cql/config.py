@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +31,10 @@ class CQLConfig:
     """Target of logsumexp_a Q(s, a) - Q(s, a_data) for the Lagrangian alpha."""
     reward_scale: float = 100.0
     """Rewards (5-minute log returns) are multiplied by this."""
+    benchmark_weight: float = 0.0
+    """Times the log return of holding the asset over a step, subtracted from its reward (1: the
+    reward is the excess log return over buy-and-hold, so a Q-value no longer rises for being
+    long in a rising market by itself; 0: off)."""
     behaviour: Literal["labels", "random"] = "labels"
     """Behaviour actions of the transitions dataset: the labels or seeded uniform actions."""
     epsilon: float = 0.2
@@ -49,6 +54,8 @@ class CQLConfig:
             raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
         if self.reward_scale <= 0:
             raise ValueError("reward_scale must be > 0")
+        if not (math.isfinite(self.benchmark_weight) and self.benchmark_weight >= 0):
+            raise ValueError(f"benchmark_weight must be finite and >= 0, got {self.benchmark_weight}")
 
 
 def parameter_count(config: CQLConfig, n_features: int) -> ParamCount:

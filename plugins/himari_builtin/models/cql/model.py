@@ -101,7 +101,7 @@ class CQL:
         c = self.config
         ds = TransitionDataset(ctx.data, split, actions=c.behaviour, epsilon=c.epsilon, fee=ctx.env.fee,
                                slippage=ctx.env.slippage, mode=ctx.env.mode, reward=ctx.env, features=ctx.features,
-                               seed=ctx.seed * 2 + (0 if split == "train" else 1))
+                               seed=ctx.seed * 2 + (0 if split == "train" else 1), benchmark_weight=c.benchmark_weight)
         obs = np.nan_to_num(np.asarray(ds.observations, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         return _Transitions(torch.from_numpy(obs), torch.from_numpy(ds.index.astype(np.int64)),
                             torch.from_numpy(ds.actions.astype(np.int64)),
