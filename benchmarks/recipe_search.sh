@@ -50,6 +50,10 @@ for m in btc eth; do
         # round 2: seeded uniform behaviour actions and a weaker conservative term
         himari evaluate cql --data "$out/$m" "${common[@]}" --set execution.decision_interval=12 \
           --grid cql.behaviour=labels,random --grid cql.alpha=0.1,1.0 --out "$out/search-cql2-$m"
+        # round 3: rewards in excess of holding the asset (being long in a rising market is no longer
+        # high value by itself), deciding every bar or every hour
+        himari evaluate cql --data "$out/$m" "${common[@]}" --set cql.benchmark_weight=1 \
+          --grid execution.decision_interval=1,12 --out "$out/search-cql3-$m"
         ;;
       ppo-lstm)
         # round 1: observation and reward normalisation against the benchmark-relative reward

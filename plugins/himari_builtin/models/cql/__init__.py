@@ -41,7 +41,7 @@ from himari.plugin.api import ModelSpec, hookimpl
 from himari_builtin.models.cql.config import CQLConfig, parameter_count
 from himari_builtin.models.cql.model import CQL, conservative_gap, td_targets
 
-__all__ = ["CQL", "CQLConfig", "build", "conservative_gap", "himari_register_models", "parameter_count", "td_targets"]
+__all__ = ["CQL", "CQLConfig", "RECIPE", "build", "conservative_gap", "himari_register_models", "parameter_count", "td_targets"]
 
 
 def __getattr__(name: str) -> Any:
@@ -53,6 +53,13 @@ def __getattr__(name: str) -> Any:
 
         return polyak_
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+RECIPE = {"plugins": {"cql": {"benchmark_weight": 1.0}}}
+"""The default recipe (docs/model-cards.md): rewards in excess of holding the asset, so that being
+long in a rising market is not worth a high Q-value by itself. The best mean walk-forward Sharpe
+over BTC and ETH 2023 of the configurations searched, though none of them made the model trade
+on its own signal: most of its runs stay out of the market or hold one position per test block."""
 
 
 def build(config: CQLConfig, ctx: Any) -> CQL:
@@ -70,4 +77,5 @@ def himari_register_models(registry: Any) -> None:
         paradigm="offline-rl",
         parameter_count=parameter_count,
         default_preprocess=("zscore",),
+        recipe=RECIPE,
     ))
