@@ -4,7 +4,7 @@
 # shared BTC and ETH 2023 bars, fee 0.1% + slippage 0.05%, the searches' every configuration
 # counted as a trial in the deflated Sharpe, then one HTML report of them all.
 #
-#   bash benchmarks/recipe_final.sh DATA_DIR OUT_DIR [baseline-mlp|cql|ppo-lstm ...]
+#   bash benchmarks/recipe_final.sh DATA_DIR OUT_DIR [baseline-mlp|cql|ppo-lstm|cgdt ...]
 #
 # Run benchmarks/recipe_search.sh DATA_DIR OUT_DIR first (the same OUT_DIR): it prepares the data
 # and leaves the search directories this script counts.
@@ -13,7 +13,7 @@ data=${1:?DATA_DIR}
 out=${2:?OUT_DIR}
 shift 2
 models=${*:-baseline-mlp cql ppo-lstm}
-declare -A prefix=([baseline-mlp]=search-mlp [cql]=search-cql [ppo-lstm]=search-ppo)
+declare -A prefix=([baseline-mlp]=search-mlp [cql]=search-cql [ppo-lstm]=search-ppo [cgdt]=search-cgdt)
 
 for model in $models; do
   prior=()
