@@ -15,6 +15,7 @@
 #  outlasts one call, in the background of the held machine; replay-tests: the CUDA-graph and compiled-loss tests only;
 #  graph-train: GRAPH_MODELS trained in float32 with and without train.cuda_graph;
 #  cgdt-acting: cgdt's sequential acting replayed as CUDA graphs against eager, and its GPU tests;
+#  cgdt-concurrent: CONC_N (4) runs of cgdt's recipe at once on the card, then one alone;
 #  scan: the scan backtester's table, or with SCAN_ARGS=--held-sweep where held runs pay;
 #  scan-ncu: Nsight Compute on the scan's kernels)
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
@@ -131,6 +132,20 @@ if has cards; then
   for m in ${CARD_MODELS:-baseline-mlp cql ppo-lstm cgdt}; do
     TRAIN_TIMEOUT=${CARD_TIMEOUT:-240} timed_train card-$m $m --data /tmp/btc-prepared --device cuda
   done
+fi
+if has cgdt-concurrent; then
+  # CONC_N runs of cgdt's default recipe trained at once on the card (seeds 0..CONC_N-1), then seed 0
+  # alone: whether sharing the card raises throughput, and the recipe's cost per run
+  step "cgdt's recipe: ${CONC_N:=4} runs at once on the BTC bars, then one alone"
+  btc_prepared
+  start=$(date +%s)
+  for i in $(seq 0 $((CONC_N - 1))); do
+    TRAIN_TIMEOUT=${CONC_TIMEOUT:-400} timed_train cgdt-at-once-$i cgdt --data /tmp/btc-prepared --device cuda \
+      --set train.seed=$i &
+  done
+  wait
+  echo "$CONC_N at once: $(( $(date +%s) - start )) s"
+  timed_train cgdt-alone cgdt --data /tmp/btc-prepared --device cuda --set train.seed=0
 fi
 if has bench; then
   step "himari bench --device cuda"
