@@ -17,7 +17,8 @@
 #  cgdt-acting: cgdt's sequential acting replayed as CUDA graphs against eager, and its GPU tests;
 #  cgdt-concurrent: CONC_N (4) runs of cgdt's recipe at once on the card, then one alone;
 #  scan: the scan backtester's table, or with SCAN_ARGS=--held-sweep where held runs pay;
-#  scan-ncu: Nsight Compute on the scan's kernels)
+#  scan-ncu: Nsight Compute on the scan's kernels;
+#  cgdt-full-start, then cgdt-full-wait: cgdt's recipe at full size, walk-forward, in the background)
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
 # scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and JSON go to $OUT.
 set -uo pipefail
@@ -239,6 +240,27 @@ if has timegan-wait; then
   kill -0 "$pid" 2>/dev/null && echo "still running (pid $pid)" || echo "finished"
   tail -c 1500 /tmp/timegan-full/log
   cp /tmp/timegan-full/*.json /tmp/timegan-full/log "$OUT"/ 2>/dev/null
+fi
+if has cgdt-full-start; then
+  # cgdt's recipe at the model's full size (d_model 256, 6 layers, 8 heads, 64-step windows): the
+  # search protocol (folds 0-2, the last fold held out) with CGDT_FULL_SEEDS seeds, in the background
+  # of the held machine; PARTS=cgdt-full-wait in the next calls waits for it and copies the results.
+  step "cgdt's recipe at full size, walk-forward on BTC in the background (${CGDT_FULL_SEEDS:=1} seeds)"
+  btc_prepared
+  mkdir -p /tmp/cgdt-full
+  (cd /tmp && setsid nohup himari evaluate cgdt --data /tmp/btc-prepared --walk-forward 4 --hold-out-last \
+    --seeds "$CGDT_FULL_SEEDS" --fee 0.001 --slippage 0.0005 --set train.device=cuda --set cgdt.d_model=256 \
+    --set cgdt.n_layers=6 --set cgdt.n_heads=8 --set cgdt.context_length=64 --out /tmp/cgdt-full/search-cgdt4-btc \
+    > /tmp/cgdt-full/log 2>&1 &)
+  sleep 2; pgrep -f "cgdt-full/search-cgdt4" | head -1 > /tmp/cgdt-full/pid
+fi
+if has cgdt-full-wait; then
+  step "waiting up to ${CGDT_FULL_WAIT:-540} s for the background full-size cgdt evaluation"
+  pid=$(cat /tmp/cgdt-full/pid)
+  for _ in $(seq ${CGDT_FULL_WAIT:-540}); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  kill -0 "$pid" 2>/dev/null && echo "still running (pid $pid)" || echo "finished"
+  tail -c 1500 /tmp/cgdt-full/log
+  (cd /tmp/cgdt-full && tar czf "$OUT/cgdt-full-$GPU.tgz" --exclude=checkpoints --exclude=series log search-cgdt4-btc 2>/dev/null)
 fi
 if has generators; then
   step "generators on the GPU: default sizes, BTC train split, with the quality report"
