@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,18 @@ class PreparedData:
     @property
     def segments(self) -> list[Segment]:
         return [Segment(**s) for s in self.metadata["segments"]]
+
+    def with_splits(self, splits: Mapping[str, Ranges]) -> PreparedData:
+        """A view of this data (the same arrays; nothing copied or written) whose ``split(name)``
+        gives ``splits[name]``. A run trained on row ranges of its own (a walk-forward fold, or
+        ``splits`` in its config) hands its model and training methods this view, so that data
+        built with ``split("train")`` holds the run's train rows, never the data set's default
+        ones, which overlap a fold's test block."""
+        view = object.__new__(PreparedData)
+        view.path, view._arrays = self.path, self._arrays
+        view.metadata = {**self.metadata, "splits": {name: [[int(a), int(b)] for a, b in ranges]
+                                                     for name, ranges in splits.items()}}
+        return view
 
     def split(self, name: str, fold: int | None = None) -> Ranges:
         """Row ranges of ``train``/``validation``/``test``, or of a walk-forward fold's

@@ -146,7 +146,8 @@ class TrainContext:
     """
 
     data: Any
-    """The prepared data set (``open``, ``close``, ``timestamps``, ``labels`` ... arrays, ``metadata``)."""
+    """The prepared data set (``open``, ``close``, ``timestamps``, ``labels`` ... arrays, ``metadata``);
+    its ``split(name)`` gives the run's ``splits`` (a walk-forward fold's when the run has its own)."""
     features: np.ndarray
     labels: np.ndarray
     splits: dict[str, list[tuple[int, int]]]

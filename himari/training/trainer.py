@@ -126,6 +126,9 @@ class Trainer:
             self.splits = {name: list(ranges) for name, ranges in run.splits.items()}
         else:
             self.splits = {name: self.data.split(name) for name in ("train", "validation", "test")}
+        # The model and the methods read the run's splits from the data too (``split("train")``,
+        # a dataset built from it): never the data set's default ones, which overlap a fold's test.
+        self.data = self.data.with_splits(self.splits)
         if run.labels is not None:  # the run's own labels, never reading across a split's end
             from himari.training.relabel import relabelled
 
