@@ -14,7 +14,9 @@ Common rules: items are views (``torch.from_numpy`` of memory-mapped or once-com
 per-item copies); ``features`` (default: the prepared raw features) is what the states are built
 from, so a model passes its run's preprocessed features (``ctx.features``) and nothing is
 overwritten afterwards; an item never spans two ranges of its split (so never a split boundary,
-an embargo gap or two symbols); everything random is driven by ``seed``.
+an embargo gap or two symbols); everything random is driven by ``seed``. A split's ranges are
+the data's ``split(name)``, or ``ranges=`` when given: inside a run, a model passes the run's own
+(``ranges=ctx.splits[split]``), which a walk-forward fold sets.
 torch is imported only when an item is built, so importing this module stays cheap.
 
 The classes implement the map-style dataset protocol (``__len__``/``__getitem__``) that
@@ -48,15 +50,25 @@ def _open(data: PreparedData | str | os.PathLike[str]) -> PreparedData:
     return data if isinstance(data, PreparedData) else PreparedData(data)
 
 
+def _checked(ranges: Ranges, data: PreparedData) -> Ranges:
+    """``ranges`` given in place of a named split (a run's own, ``ctx.splits[split]``): row
+    ranges ``[a, b)`` inside the data."""
+    out = [(int(a), int(b)) for a, b in ranges]
+    for a, b in out:
+        if not 0 <= a <= b <= data.num_samples:
+            raise DataError(f"ranges: [{a}, {b}) is not a range of rows of {data.path} (0 .. {data.num_samples})")
+    return out
+
+
 class _Base:
     """Shared plumbing: the split's ranges, the feature array, seed and the seeded shuffle."""
 
     def __init__(self, data: PreparedData | str | os.PathLike[str], split: str, fold: int | None,
-                 features: np.ndarray | None, seed: int) -> None:
+                 features: np.ndarray | None, seed: int, ranges: Ranges | None = None) -> None:
         self.data = _open(data)
         self.split = split
         self.fold = fold
-        self.ranges: Ranges = self.data.split(split, fold)
+        self.ranges: Ranges = self.data.split(split, fold) if ranges is None else _checked(ranges, self.data)
         self.seed = int(seed)
         if features is None:
             features = self.data.features
@@ -77,8 +89,9 @@ class TabularDataset(_Base):
     """``(features[t], label[t])`` for every labelled row t of the split (float32 [F], int64)."""
 
     def __init__(self, data: PreparedData | str | os.PathLike[str], split: str = "train", *,
-                 fold: int | None = None, features: np.ndarray | None = None, seed: int = 0) -> None:
-        super().__init__(data, split, fold, features, seed)
+                 fold: int | None = None, features: np.ndarray | None = None, seed: int = 0,
+                 ranges: Ranges | None = None) -> None:
+        super().__init__(data, split, fold, features, seed, ranges)
         rows = rows_of(self.ranges)
         self.index = rows[np.asarray(self.data.labels)[rows] >= 0]
 
@@ -144,8 +157,8 @@ class TransitionDataset(_Base):
                  fold: int | None = None, actions: ActionSource = "labels", epsilon: float = 0.0,
                  fee: float = 1e-3, slippage: float = 5e-4, mode: str = "long_flat",
                  reward: Any = None, features: np.ndarray | None = None, seed: int = 0,
-                 benchmark_weight: float = 0.0) -> None:
-        super().__init__(data, split, fold, features, seed)
+                 benchmark_weight: float = 0.0, ranges: Ranges | None = None) -> None:
+        super().__init__(data, split, fold, features, seed, ranges)
         from himari import engine
 
         if not (np.isfinite(benchmark_weight) and benchmark_weight >= 0):
@@ -285,8 +298,8 @@ class SequenceDataset(_Base):
 
     def __init__(self, data: PreparedData | str | os.PathLike[str], split: str = "train", *,
                  length: int = 256, stride: int = 1, fold: int | None = None,
-                 features: np.ndarray | None = None, seed: int = 0) -> None:
-        super().__init__(data, split, fold, features, seed)
+                 features: np.ndarray | None = None, seed: int = 0, ranges: Ranges | None = None) -> None:
+        super().__init__(data, split, fold, features, seed, ranges)
         if length < 1 or stride < 1:
             raise DataError(f"length and stride must be >= 1, got {length}, {stride}")
         self.length = int(length)

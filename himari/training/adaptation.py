@@ -81,8 +81,8 @@ def adapted_actions(policy: Any, prepared: Any, ranges: list[tuple[int, int]], n
             lookahead = int(data.lookahead)
             check_adapt_bars(n, [(a, b)], lookahead)
             labels = np.asarray(data.labels)
-            ctx = TrainContext(data=data, features=features, labels=labels,
-                               splits={"adapt": [(a, a + n - lookahead)], "adapt_bars": [(a, a + n)]},
+            splits = {"adapt": [(a, a + n - lookahead)], "adapt_bars": [(a, a + n)]}
+            ctx = TrainContext(data=data.with_splits(splits), features=features, labels=labels, splits=splits,
                                env=policy.context.env, model=policy.context, device="cpu",
                                seed=policy.run.train.seed, observation_filter=policy.observation_filter)
             with torch.random.fork_rng(devices=[]):

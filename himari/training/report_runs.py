@@ -31,13 +31,15 @@ def _time(timestamps: Any, row: int) -> str:
 
 def score_run(run_dir: str | Path, *, data: str | None = None, split: str = "test",
               label: str | None = None) -> ReportTarget:
-    """The ``ReportTarget`` of a trained run on ``split`` of its data (or of ``data``)."""
+    """The ``ReportTarget`` of a trained run on ``split`` of its data (or of ``data``): the run's
+    own ranges when it trained on ranges of its own on that data (a walk-forward fold's test block,
+    as ``himari backtest`` scores it), else the data set's split."""
     from himari.data import PreparedData, resolve_prepared
     from himari.training.assemble import load_trained
 
     policy = load_trained(run_dir)
     prepared = PreparedData(resolve_prepared(data if data is not None else policy.run.data))
-    ranges = prepared.split(split)
+    ranges = [tuple(r) for r in policy.splits_of(prepared)[split]]
     if not ranges or sum(b - a for a, b in ranges) == 0:
         raise DataError(f"split {split!r} of {prepared.path} is empty")
     env = policy.run.env

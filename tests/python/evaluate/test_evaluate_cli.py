@@ -181,6 +181,21 @@ def test_a_fold_run_is_backtested_on_its_own_test_block(evaluated: Path, tmp_pat
     assert both.exit_code == 2 and "different rows" in both.output
 
 
+def test_a_fold_run_is_reported_on_its_own_test_block(evaluated: Path) -> None:
+    """`himari report` of a fold's run scores the fold's test block, as the evaluation did; the
+    data set's own test split is other bars, so its Sharpe would differ."""
+    from himari.data import PreparedData
+    from himari.training.report_runs import score_run
+
+    ev = json.loads((evaluated / "evaluation.json").read_text())
+    run = ev["folds"][0]["runs"]["0"]
+    target = score_run(run["run_dir"])
+    assert target.summary["sharpe"] == pytest.approx(run["metrics"]["sharpe"], rel=1e-12)
+    (a, b), = ev["folds"][0]["test"]
+    assert target.scope == f"test split, {b - a:,} bars"
+    assert PreparedData(ev["data"]).split("test") != [(a, b)]
+
+
 def test_drawdown_durations_of_the_chained_curve(evaluated: Path) -> None:
     """Bars under water, counted by hand on the saved series."""
     import pandas as pd

@@ -90,7 +90,8 @@ class CGDT:
     # ------------------------------------------------------------------ data
 
     def dataset(self, ctx: Any, split: str) -> Any:
-        """Trajectory windows of the split (``TrajectoryDataset``) with the run's features in the
+        """Trajectory windows of the run's ranges of the split (``ctx.splits[split]``, a fold's in a
+        walk-forward evaluation; ``TrajectoryDataset``) with the run's features in the
         state; the train split also fits the return-to-go buffers, and the validation split's
         ranges are remembered as the ones the target is tuned on."""
         import numpy as np
@@ -104,7 +105,7 @@ class CGDT:
                                stride=c.stride if train else c.context_length, actions=c.behaviour,
                                epsilon=c.epsilon, fee=ctx.env.fee, slippage=ctx.env.slippage, mode=ctx.env.mode,
                                reward=ctx.env, features=ctx.features, seed=ctx.seed * 2 + (0 if train else 1),
-                               benchmark_weight=c.benchmark_weight)
+                               benchmark_weight=c.benchmark_weight, ranges=ctx.splits[split])
         obs = np.nan_to_num(np.asarray(ds.observations, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         rtg = ds.returns_to_go.astype(np.float32) * np.float32(c.reward_scale)
         if train:

@@ -91,7 +91,8 @@ class CQL:
     # ------------------------------------------------------------------ data
 
     def dataset(self, ctx: Any, split: str) -> Any:
-        """Transitions of the split's ranges (``TransitionDataset``): states are the run's
+        """Transitions of the run's ranges of the split (``ctx.splits[split]``, a fold's in a
+        walk-forward evaluation; ``TransitionDataset``): states are the run's
         features ++ the env's account columns along the behaviour policy's path."""
         import numpy as np
         import torch
@@ -101,7 +102,8 @@ class CQL:
         c = self.config
         ds = TransitionDataset(ctx.data, split, actions=c.behaviour, epsilon=c.epsilon, fee=ctx.env.fee,
                                slippage=ctx.env.slippage, mode=ctx.env.mode, reward=ctx.env, features=ctx.features,
-                               seed=ctx.seed * 2 + (0 if split == "train" else 1), benchmark_weight=c.benchmark_weight)
+                               seed=ctx.seed * 2 + (0 if split == "train" else 1), benchmark_weight=c.benchmark_weight,
+                               ranges=ctx.splits[split])
         obs = np.nan_to_num(np.asarray(ds.observations, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         return _Transitions(torch.from_numpy(obs), torch.from_numpy(ds.index.astype(np.int64)),
                             torch.from_numpy(ds.actions.astype(np.int64)),
