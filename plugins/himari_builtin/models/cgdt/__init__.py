@@ -82,9 +82,9 @@ RECIPE = {
 """The default recipe (docs/model-cards.md): a small CGDT (64 wide, 2 blocks, 16-step windows, a
 400-step critic, 3 epochs) that decides once an hour, picks its target return-to-go on validation
 among the lower quantiles of the train returns-to-go, and holds a new position at least a day.
-The best mean walk-forward Sharpe over BTC and ETH 2023 of the configurations searched, all of
-them at this size because the default size is too slow to search on a CPU; none of them made the
-model trade on its own signal in every run. ``--set recipe=none`` trains the full-size model."""
+Small so that a walk-forward search runs on a CPU, where the default size is too slow to search;
+the model card says what that search has measured. ``--set recipe=none`` trains the full-size
+model."""
 
 
 def __getattr__(name: str) -> Any:
