@@ -262,18 +262,20 @@ def test_benchmark_weight_subtracts_holding_the_asset_from_each_reward(small_pre
         CQLConfig(benchmark_weight=float("nan"))
 
 
-def test_the_default_recipe_trains_on_excess_rewards(small_prepared, tmp_path) -> None:
-    """``himari train cql`` with no options trains with its recipe's excess rewards, and
-    ``--set recipe=none`` without them; the run's config records which."""
+def test_the_default_recipe_decides_hourly(small_prepared, tmp_path) -> None:
+    """``himari train cql`` with no options decides every 12 bars with the model's own rewards,
+    ``--set recipe=none`` every bar; the run's config records which, and a user's own
+    ``execution.decision_interval`` wins over the recipe's."""
     import yaml
     from typer.testing import CliRunner
 
     from himari.cli import app
 
-    for extra, want in (((), 1.0), (("--set", "recipe=none"), 0.0)):
-        run_dir = tmp_path / f"run-{want}"
+    for extra, want in (((), 12), (("--set", "recipe=none"), 1), (("--set", "execution.decision_interval=3"), 3)):
+        run_dir = tmp_path / f"run-{len(extra)}-{want}"
         res = CliRunner().invoke(app, ["train", "cql", "--data", str(small_prepared), "--run-dir", str(run_dir),
                                        "--epochs", "1", "--set", "train.max_steps_per_epoch=2", *extra])
         assert res.exit_code == 0, res.output
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
-        assert config["plugins"]["cql"]["benchmark_weight"] == want
+        assert config["execution"]["decision_interval"] == want
+        assert config["plugins"]["cql"]["benchmark_weight"] == 0.0

@@ -56,12 +56,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-RECIPE = {"plugins": {"cql": {"benchmark_weight": 1.0}}}
-"""The default recipe (docs/model-cards.md): rewards in excess of holding the asset, so that being
-long in a rising market is not worth a high Q-value by itself. The best mean walk-forward Sharpe
-over BTC and ETH 2023 of the configurations searched, though none of them made the model trade
-on its own signal: it decides HOLD on about 90% of the bars and half of its runs stay out of the
-market."""
+RECIPE = {"execution": {"decision_interval": 12}}
+"""The default recipe (docs/model-cards.md): the model's own settings deciding once an hour (every
+12 five-minute bars), a position held until the next decision at least. The best mean
+walk-forward Sharpe over BTC and ETH 2023 of the configurations searched, though none of them
+made the model trade on its own signal in every run: most runs keep one action or one side of
+the market."""
 
 
 def build(config: CQLConfig, ctx: Any) -> CQL:
