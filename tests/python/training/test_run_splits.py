@@ -114,3 +114,26 @@ def test_ranges_outside_the_data_are_refused(small_prepared: Path) -> None:
         TabularDataset(data, "train", ranges=[(10, 99_999)])
     (a, b), = data.split("validation")
     assert TabularDataset(data, "train", ranges=[(a, b)]).ranges == [(a, b)]
+
+
+def test_baseline_mlp_reads_the_context_splits(small_prepared: Path) -> None:
+    """baseline-mlp's examples are the labelled rows of the context's train block, not of the data
+    set's default train split."""
+    from himari.data import PreparedData
+    from himari.plugin.api import ModelContext, TrainContext
+    from himari.trading import EnvConfig
+
+    data = PreparedData(small_prepared)
+    fold = _fold_splits(len(data.close), data.split("train")[0])
+    feats = np.nan_to_num(np.asarray(data.features, dtype=np.float32))
+    labels = np.asarray(data.labels)
+    run = merge_run_config(plugins=P, overrides={"model": "baseline-mlp"}, sets=["recipe=none"])
+    context = ModelContext(n_features=feats.shape[1], class_counts=(1, 1, 1), env=EnvConfig())
+    model = P.models().get("baseline-mlp").factory(run.plugin_configs["baseline-mlp"], context)
+    ctx = TrainContext(data=data, features=feats, labels=labels, splits=fold, env=EnvConfig(), model=context)
+    x, y, r = model.dataset(ctx, "train")[:]
+    (a, b), = fold["train"]
+    rows = np.arange(a, b)[labels[a:b] >= 0]
+    np.testing.assert_array_equal(r.numpy(), rows)
+    np.testing.assert_array_equal(x.numpy(), feats[rows])
+    np.testing.assert_array_equal(y.numpy(), labels[rows])
