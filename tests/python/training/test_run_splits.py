@@ -40,7 +40,7 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 def _fold_splits(n: int, default_train: tuple[int, int]) -> dict[str, list[tuple[int, int]]]:
-    """A fold that trains on a late block: its test block lies where the default train split ends."""
+    """A fold that trains on a late block, across the end of the data set's default train split."""
     _, b = default_train
     return {"train": [(b - 1200, b + 600)], "validation": [(b + 610, b + 1000)], "test": [(b + 1010, n)]}
 
