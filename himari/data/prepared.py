@@ -228,11 +228,17 @@ class PreparedData:
         ``splits`` in its config) hands its model and training methods this view, so that data
         built with ``split("train")`` holds the run's train rows, never the data set's default
         ones, which overlap a fold's test block."""
-        view = object.__new__(PreparedData)
-        view.path, view._arrays = self.path, self._arrays
-        view.metadata = {**self.metadata, "splits": {name: [[int(a), int(b)] for a, b in ranges]
-                                                     for name, ranges in splits.items()}}
-        return view
+        return self.view(metadata={**self.metadata, "splits": {name: [[int(a), int(b)] for a, b in ranges]
+                                                               for name, ranges in splits.items()}})
+
+    def view(self, metadata: dict[str, Any] | None = None, **arrays: np.ndarray) -> PreparedData:
+        """This data with ``metadata`` and the named ``arrays`` (``features``, ``labels``, ``open``
+        ...) in place of its own, sharing everything else; nothing is read or written."""
+        out = object.__new__(PreparedData)
+        out.path = self.path
+        out.metadata = self.metadata if metadata is None else metadata
+        out._arrays = {**self._arrays, **arrays}
+        return out
 
     def split(self, name: str, fold: int | None = None) -> Ranges:
         """Row ranges of ``train``/``validation``/``test``, or of a walk-forward fold's

@@ -77,12 +77,7 @@ def bars_from_offsets(offsets: np.ndarray, prev_close: float) -> dict[str, np.nd
 def with_arrays(data: Any, **arrays: np.ndarray) -> Any:
     """A ``PreparedData`` sharing ``data``'s metadata and arrays except ``arrays`` (by name:
     ``features``, ``labels``, ``open`` ...), which replace its own. Nothing is written."""
-    from himari.data.prepared import PreparedData
-
-    view = object.__new__(PreparedData)
-    view.path, view.metadata = data.path, data.metadata
-    view._arrays = {**data._arrays, **arrays}
-    return view
+    return data.view(**arrays)
 
 
 def _segment_of(data: Any, a: int, b: int) -> Any:
