@@ -57,8 +57,19 @@ if has suite; then
   grep -hE "^=+ .*(passed|failed).* in " "$OUT"/suite-*.log
   for f in "$OUT"/suite-*.log; do grep -qE "^=+ .* in [0-9.]+s" "$f" || echo "cut short by the timeout: $f"; done
 fi
-btc_prepared() {  # the shared BTC bars, prepared once
-  [[ -d /tmp/btc-prepared ]] || (cd /tmp && himari data prepare "$ROOT/.devdata/btcusdt_5m.csv.gz" --out /tmp/btc-prepared > /dev/null)
+market_prepared() {  # MARKET (btc or eth): the shared bars of that market, prepared once in /tmp/MARKET-prepared
+  [[ -d /tmp/$1-prepared ]] || (cd /tmp && himari data prepare "$ROOT/.devdata/${1}usdt_5m.csv.gz" --out /tmp/$1-prepared > /dev/null)
+}
+btc_prepared() { market_prepared btc; }
+wait_background() {  # SECONDS PIDS...: wait up to SECONDS for background jobs of an earlier call, then say which still run
+  local limit=$1; shift
+  for _ in $(seq "$limit"); do
+    local alive=0
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 1
+  done
+  for pid in "$@"; do kill -0 "$pid" 2>/dev/null && echo "still running (pid $pid)" || echo "finished (pid $pid)"; done
 }
 prepared() {  # a small synthetic market, prepared once
   [[ -d /tmp/synth-prepared ]] && return
@@ -235,32 +246,35 @@ if has timegan-start; then
 fi
 if has timegan-wait; then
   step "waiting up to ${TIMEGAN_WAIT:-540} s for the background timegan fit"
-  pid=$(cat /tmp/timegan-full/pid)
-  for _ in $(seq ${TIMEGAN_WAIT:-540}); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  kill -0 "$pid" 2>/dev/null && echo "still running (pid $pid)" || echo "finished"
+  wait_background "${TIMEGAN_WAIT:-540}" "$(cat /tmp/timegan-full/pid)"
   tail -c 1500 /tmp/timegan-full/log
   cp /tmp/timegan-full/*.json /tmp/timegan-full/log "$OUT"/ 2>/dev/null
 fi
 if has cgdt-full-start; then
   # cgdt's recipe at the model's full size (d_model 256, 6 layers, 8 heads, 64-step windows): the
-  # search protocol (folds 0-2, the last fold held out) with CGDT_FULL_SEEDS seeds, in the background
-  # of the held machine; PARTS=cgdt-full-wait in the next calls waits for it and copies the results.
-  step "cgdt's recipe at full size, walk-forward on BTC in the background (${CGDT_FULL_SEEDS:=1} seeds)"
-  btc_prepared
-  mkdir -p /tmp/cgdt-full
-  (cd /tmp && setsid nohup himari evaluate cgdt --data /tmp/btc-prepared --walk-forward 4 --hold-out-last \
-    --seeds "$CGDT_FULL_SEEDS" --fee 0.001 --slippage 0.0005 --set train.device=cuda --set cgdt.d_model=256 \
-    --set cgdt.n_layers=6 --set cgdt.n_heads=8 --set cgdt.context_length=64 --out /tmp/cgdt-full/search-cgdt4-btc \
-    > /tmp/cgdt-full/log 2>&1 &)
-  sleep 2; pgrep -f "cgdt-full/search-cgdt4" | head -1 > /tmp/cgdt-full/pid
+  # search protocol (folds 0-2, the last fold held out) with CGDT_FULL_SEEDS seeds on each of
+  # CGDT_FULL_MARKETS at once on the card, in the background of the held machine; the scoring runs
+  # there too (the checkpoints stay on the machine). PARTS=cgdt-full-wait in the next calls waits.
+  step "cgdt's recipe at full size, walk-forward on ${CGDT_FULL_MARKETS:=btc eth} in the background (${CGDT_FULL_SEEDS:=1} seeds)"
+  mkdir -p /tmp/cgdt-full; : > /tmp/cgdt-full/pid
+  # each evaluation gets its share of the CPU cores: scoring runs on the CPU, and two processes with
+  # a thread per core each (the default) had not scored their 3 runs after 20 minutes on an H100
+  # machine's 16 cores, where one alone took 2-4 minutes
+  markets=($CGDT_FULL_MARKETS); threads=$(( $(nproc) / ${#markets[@]} ))
+  for m in "${markets[@]}"; do
+    market_prepared "$m"
+    (cd /tmp && OMP_NUM_THREADS=$threads setsid nohup himari evaluate cgdt --data /tmp/$m-prepared --walk-forward 4 --hold-out-last \
+      --seeds "$CGDT_FULL_SEEDS" --fee 0.001 --slippage 0.0005 --set train.device=cuda --set cgdt.d_model=256 \
+      --set cgdt.n_layers=6 --set cgdt.n_heads=8 --set cgdt.context_length=64 --out /tmp/cgdt-full/search-cgdt4-$m \
+      > /tmp/cgdt-full/log-$m 2>&1 &)
+    sleep 2; pgrep -f "cgdt-full/search-cgdt4-$m" | head -1 >> /tmp/cgdt-full/pid
+  done
 fi
 if has cgdt-full-wait; then
-  step "waiting up to ${CGDT_FULL_WAIT:-540} s for the background full-size cgdt evaluation"
-  pid=$(cat /tmp/cgdt-full/pid)
-  for _ in $(seq ${CGDT_FULL_WAIT:-540}); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  kill -0 "$pid" 2>/dev/null && echo "still running (pid $pid)" || echo "finished"
-  tail -c 1500 /tmp/cgdt-full/log
-  (cd /tmp/cgdt-full && tar czf "$OUT/cgdt-full-$GPU.tgz" --exclude=checkpoints --exclude=series log search-cgdt4-btc 2>/dev/null)
+  step "waiting up to ${CGDT_FULL_WAIT:-540} s for the background full-size cgdt evaluations"
+  wait_background "${CGDT_FULL_WAIT:-540}" $(cat /tmp/cgdt-full/pid)
+  for log in /tmp/cgdt-full/log-*; do echo "--- $log"; tail -c 1200 "$log"; done
+  (cd /tmp/cgdt-full && tar czf "$OUT/cgdt-full-$GPU.tgz" --exclude=checkpoints --exclude=series log-* search-cgdt4-* 2>/dev/null)
 fi
 if has generators; then
   step "generators on the GPU: default sizes, BTC train split, with the quality report"
