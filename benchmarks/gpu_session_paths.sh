@@ -257,9 +257,9 @@ if has cgdt-full-start; then
   # there too (the checkpoints stay on the machine). PARTS=cgdt-full-wait in the next calls waits.
   step "cgdt's recipe at full size, walk-forward on ${CGDT_FULL_MARKETS:=btc eth} in the background (${CGDT_FULL_SEEDS:=1} seeds)"
   mkdir -p /tmp/cgdt-full; : > /tmp/cgdt-full/pid
-  # each evaluation gets its share of the CPU cores: scoring runs on the CPU, and two processes with
-  # a thread per core each (the default) had not scored their 3 runs after 20 minutes on an H100
-  # machine's 16 cores, where one alone took 2-4 minutes
+  # each evaluation gets its share of the CPU cores: two processes with a thread per core each (the
+  # default) had not scored their 3 runs after 20 minutes on an H100 machine's 16 cores, where one
+  # alone took 2-4 minutes (a himari that scored every run on the CPU; runs now act on their GPU)
   markets=($CGDT_FULL_MARKETS); threads=$(( $(nproc) / ${#markets[@]} ))
   for m in "${markets[@]}"; do
     market_prepared "$m"

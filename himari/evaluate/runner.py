@@ -202,9 +202,10 @@ class Evaluation:
     def _actions(self, run: _Run, ranges: list[tuple[int, int]], decision_counts: np.ndarray | None = None
                  ) -> np.ndarray:
         from himari.training.assemble import load_trained
+        from himari.training.device import scoring_device
 
-        return load_trained(run.directory, plugins=self.plugins).actions(self.data, ranges,
-                                                                         decision_counts=decision_counts)
+        policy = load_trained(run.directory, plugins=self.plugins, device=scoring_device(run.directory))
+        return policy.actions(self.data, ranges, decision_counts=decision_counts)
 
     def _score(self, ranges: list[tuple[int, int]], actions: np.ndarray, env: EnvConfig) -> dict[str, Any]:
         return evaluate_actions(self.data.open, self.data.close, ranges, actions, env, self.bars_per_year)

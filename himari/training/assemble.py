@@ -215,8 +215,11 @@ def rebuild_method_modules(model: Any, run: Any, plugins: Any, context: ModelCon
     return built_modules(methods, model, ctx)
 
 
-def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = None) -> TrainedPolicy:
-    """Restore ``checkpoints/<which>.pt`` of a run (falls back to last.pt when no best.pt)."""
+def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = None,
+                 device: str = "cpu") -> TrainedPolicy:
+    """Restore ``checkpoints/<which>.pt`` of a run (falls back to last.pt when no best.pt), its
+    network and the training methods' modules on ``device``: the CPU by default, so a run acts
+    the same on any machine; ``scoring_device(run_dir)`` where it trained, when that is faster."""
     from himari.plugin.extras import require_modules, require_spec
     from himari.plugin.manager import get_plugins
     from himari.training import rundir
@@ -244,8 +247,8 @@ def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = Non
     model = spec.factory(run.plugin_configs[run.model], context)
     modules = rebuild_method_modules(model, run, plugins, context)
     load_network_state(model.network, payload, path, modules)
-    model.network.to("cpu")
-    modules = modules.to("cpu")
+    model.network.to(device)
+    modules = modules.to(device)
     return TrainedPolicy(run_dir, run.model, model, run, states, path.name, plugins, context, modules,
                          execution=load_execution(run_dir, run.execution),
                          observation_filter=observation_filter_of(modules))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from himari.errors import CudaUnavailableError
 
 
@@ -18,6 +21,28 @@ def resolve_device(name: str) -> str:
         if index >= torch.cuda.device_count():
             raise CudaUnavailableError(f"device {name!r}: only {torch.cuda.device_count()} CUDA devices")
     return name
+
+
+def scoring_device(run_dir: str | os.PathLike[str]) -> str:
+    """Where to act when scoring a finished run: the device it trained on (its summary's
+    ``device``) when torch sees that device here, else the CPU.
+
+    A full-size model acts several times faster on the GPU it trained on than on the CPU, and
+    its decisions then match the run's own end-of-training scores, which were made there. A run
+    trained on a GPU and scored on a machine without one acts on the CPU, whose logits can differ
+    in the last bits, so a decision on the edge of a tie can come out the other way."""
+    import json
+
+    import torch
+
+    try:
+        trained = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8")).get("device", "cpu")
+    except (OSError, ValueError, AttributeError):
+        return "cpu"
+    if not isinstance(trained, str) or not trained.startswith("cuda") or not torch.cuda.is_available():
+        return "cpu"
+    index = int(trained.split(":")[1]) if trained[4:5] == ":" and trained[5:].isdigit() else 0
+    return trained if index < torch.cuda.device_count() else "cuda"
 
 
 def why_no_cuda() -> str:
