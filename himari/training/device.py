@@ -1,4 +1,4 @@
-"""Picking the torch device a run trains on."""
+"""Picking the torch device a run trains on, and the one it is scored on."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ def scoring_device(run_dir: str | os.PathLike[str]) -> str:
     """Where to act when scoring a finished run: the device it trained on (its summary's
     ``device``) when torch sees that device here, else the CPU.
 
-    A full-size model acts several times faster on the GPU it trained on than on the CPU, and
-    its decisions then match the run's own end-of-training scores, which were made there. A run
+    A large model (FLAG-TRADER's language model, a full-size CGDT) is slow to act bar by bar on
+    the CPU, and on its own GPU its decisions match the run's end-of-training scores, which were
+    made there. A run
     trained on a GPU and scored on a machine without one acts on the CPU, whose logits can differ
     in the last bits, so a decision on the edge of a tie can come out the other way."""
     import json
