@@ -9,8 +9,8 @@
 #
 # DATA_DIR holds btcusdt_5m.csv.gz and ethusdt_5m.csv.gz (the shared data). On a 2-core machine:
 # baseline-mlp about 10 minutes per market for its 28 configurations, cql about 8 minutes per
-# market per round, ppo-lstm about 20-25 minutes per market per round, the small cgdt about 45
-# minutes per market per round.
+# market per round, ppo-lstm about 20-25 minutes per market per round, the small cgdt about 35
+# minutes per market per round (one thread each, both markets side by side).
 set -euo pipefail
 data=${1:?DATA_DIR}
 out=${2:?OUT_DIR}
@@ -76,7 +76,7 @@ for m in btc eth; do
         small=(--set cgdt.d_model=64 --set cgdt.n_layers=2 --set cgdt.n_heads=4 --set cgdt.context_length=16
                --set cgdt.critic_steps=400 --set train.epochs=3)
         hourly=(--set execution.decision_interval=12 --set 'cgdt.target_quantiles=[0.1, 0.25, 0.5, 0.75]')
-        # round 0: the small CGDT as it is
+        # round 0: the small CGDT as it is (the recipe: the highest mean Sharpe; no round qualified)
         himari evaluate cgdt --data "$out/$m" "${common[@]}" "${small[@]}" --out "$out/search-cgdt0-$m"
         # round 1: deciding hourly
         himari evaluate cgdt --data "$out/$m" "${common[@]}" "${small[@]}" "${hourly[@]}" --out "$out/search-cgdt1-$m"

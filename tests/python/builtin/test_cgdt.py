@@ -495,11 +495,11 @@ def test_the_guidance_clock_is_read_on_the_device() -> None:
     assert float(third) == float(torch.tensor(1 / 3, dtype=torch.float32))
 
 
-def test_the_default_recipe_is_the_small_hourly_cgdt(small_prepared: Path, tmp_path: Path, monkeypatch) -> None:
+def test_the_default_recipe_is_the_small_cgdt(small_prepared: Path, tmp_path: Path, monkeypatch) -> None:
     """``himari train cgdt`` with no model options trains the recipe's small CGDT (64 wide, 2
-    blocks, 16-step windows, lower target quantiles, 3 epochs) deciding hourly and holding a day;
-    a user's own setting wins over the recipe, and ``--set recipe=none`` is the full-size model
-    deciding every bar. The run's config records which."""
+    blocks, 16-step windows, a 400-step critic, 3 epochs) deciding every bar with the default
+    target quantiles; a user's own setting wins over the recipe, and ``--set recipe=none`` is the
+    full-size model. The run's config records which."""
     import yaml
     from typer.testing import CliRunner
 
@@ -517,9 +517,9 @@ def test_the_default_recipe_is_the_small_hourly_cgdt(small_prepared: Path, tmp_p
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     own = config["plugins"]["cgdt"]
     assert (own["d_model"], own["n_layers"], own["n_heads"], own["context_length"]) == (64, 2, 4, 16)
-    assert list(own["target_quantiles"]) == [0.1, 0.25, 0.5, 0.75]
+    assert list(own["target_quantiles"]) == list(cgdt.CGDTConfig().target_quantiles) == [0.5, 0.75, 0.9, 0.95, 0.99]
     assert own["critic_steps"] == 2 and config["train"]["epochs"] == 1  # the user's settings win
-    assert (config["execution"]["decision_interval"], config["execution"]["min_hold"]) == (12, 288)
+    assert (config["execution"]["decision_interval"], config["execution"]["min_hold"]) == (1, 0)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
 
     recipe = merge_run_config(plugins=plugins, overrides={"model": "cgdt", "data": str(small_prepared)})
@@ -528,4 +528,5 @@ def test_the_default_recipe_is_the_small_hourly_cgdt(small_prepared: Path, tmp_p
     assert recipe.train.epochs == 3 and recipe.plugin_configs["cgdt"].critic_steps == 400
     defaults = cgdt.CGDTConfig()
     assert plain.plugin_configs["cgdt"] == defaults and defaults.d_model != 64 and defaults.context_length == 64
+    assert plain.train.epochs != 3 and defaults.critic_steps != 400
     assert (plain.execution.decision_interval, plain.execution.min_hold) == (1, 0)

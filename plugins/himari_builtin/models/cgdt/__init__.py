@@ -74,17 +74,15 @@ __all__ = ["CGDT", "RECIPE", "CGDTConfig", "Decoder", "build", "critic_parameter
            "parameter_count", "policy_parameters", "rollout_targets", "window_start"]
 
 RECIPE = {
-    "plugins": {"cgdt": {"d_model": 64, "n_layers": 2, "n_heads": 4, "context_length": 16, "critic_steps": 400,
-                         "target_quantiles": [0.1, 0.25, 0.5, 0.75]}},
+    "plugins": {"cgdt": {"d_model": 64, "n_layers": 2, "n_heads": 4, "context_length": 16, "critic_steps": 400}},
     "train": {"epochs": 3},
-    "execution": {"decision_interval": 12, "min_hold": 288},
 }
 """The default recipe (docs/model-cards.md): a small CGDT (64 wide, 2 blocks, 16-step windows, a
-400-step critic, 3 epochs) that decides once an hour, picks its target return-to-go on validation
-among the lower quantiles of the train returns-to-go, and holds a new position at least a day.
-Small so that a walk-forward search runs on a CPU, where the default size is too slow to search;
-the model card says what that search has measured. ``--set recipe=none`` trains the full-size
-model."""
+400-step critic, 3 epochs) deciding every bar. Small so that a walk-forward search runs on a CPU,
+where the default size is too slow to search; of the four configurations searched (this one,
+hourly decisions, hourly held a day or more, returns-to-go in excess of holding the asset) it
+had the highest mean out-of-sample Sharpe over BTC and ETH, and none traded without collapsed
+or static runs. ``--set recipe=none`` trains the full-size model."""
 
 
 def __getattr__(name: str) -> Any:
