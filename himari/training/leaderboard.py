@@ -93,6 +93,7 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
     from himari.data.splits import SELECTIONS, time_window
     from himari.evaluation.export import FORMATS, check_export_dir, write_export
     from himari.training.assemble import load_trained
+    from himari.training.device import scoring_device
 
     if not targets:
         raise ConfigError("give at least one RUN_DIR or baseline (buy-and-hold, never-trade, random)")
@@ -116,7 +117,8 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
             continue
         if not Path(t).is_dir():
             raise ConfigError(f"{t!r}: neither a run directory nor a baseline ({', '.join(BASELINES)})")
-        policies.append(load_trained(t))
+        # scored where it trained, as an evaluation scores it; adapting (``adapt`` hooks) runs on the CPU
+        policies.append(load_trained(t, device="cpu" if adapt_bars is not None else scoring_device(t)))
     prepared = PreparedData(resolve_prepared(data if data is not None else _run_data(policies)))
     if export is not None:
         check_export_dir(export, [prepared.path, *(p.run_dir for p in policies)])

@@ -36,8 +36,9 @@ def score_run(run_dir: str | Path, *, data: str | None = None, split: str = "tes
     as ``himari backtest`` scores it), else the data set's split."""
     from himari.data import PreparedData, resolve_prepared
     from himari.training.assemble import load_trained
+    from himari.training.device import scoring_device
 
-    policy = load_trained(run_dir)
+    policy = load_trained(run_dir, device=scoring_device(run_dir))  # where its evaluation scored it
     prepared = PreparedData(resolve_prepared(data if data is not None else policy.run.data))
     ranges = [tuple(r) for r in policy.splits_of(prepared)[split]]
     if not ranges or sum(b - a for a, b in ranges) == 0:

@@ -113,3 +113,26 @@ def test_runs_trained_on_a_gpu_are_scored_on_it_as_they_scored_themselves(small_
     assert res.exit_code == 0, res.output
     assert loaded and set(loaded) == {"cuda"}
     _assert_folds_scored_as_the_runs_scored_themselves(json.loads((out / "evaluation.json").read_text()))
+
+
+def test_report_and_backtest_load_a_run_where_its_evaluation_scores_it(small_prepared: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``himari report RUN`` and ``himari backtest RUN`` ask ``scoring_device`` too, so on a GPU
+    machine they score a GPU run as its evaluation did (here the answer is faked and the load done
+    on the CPU: this machine may have no GPU)."""
+    from himari.training import assemble, device
+    from himari.training.report_runs import score_run
+
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", "baseline-mlp", "--data", str(small_prepared), "--run-dir", str(run),
+                              "--epochs", "1", "--set", "train.max_steps_per_epoch=2", "--set", "progress=false"])
+    assert res.exit_code == 0, res.output
+    loaded = []
+    real_load = assemble.load_trained
+    monkeypatch.setattr(device, "scoring_device", lambda d: "cuda:7")
+    monkeypatch.setattr(assemble, "load_trained",
+                        lambda d, **kw: loaded.append(kw.get("device")) or real_load(d, **{**kw, "device": "cpu"}))
+    score_run(run)
+    res = runner.invoke(app, ["backtest", str(run), "--out", str(tmp_path / "bt.html")])
+    assert res.exit_code == 0, res.output
+    assert loaded == ["cuda:7", "cuda:7"]

@@ -154,3 +154,21 @@ def test_a_run_without_an_adapting_method_is_refused(runs, use) -> None:
     use(plugins)
     with pytest.raises(ConfigError, match="without a training method that adapts"):
         backtest([str(run_dir)], split="test", adapt_bars=100)
+
+
+def test_adapting_runs_on_the_cpu_wherever_the_run_trained(runs, use, monkeypatch) -> None:
+    """A run is loaded where its evaluation would score it (``scoring_device``), except when it
+    adapts: the adaptation context is a CPU one, so the network must be there too."""
+    from himari.training import assemble, device
+    from himari.training.leaderboard import backtest
+
+    run_dir, plugins = runs["buy-after-adapting"]
+    use(plugins)
+    loaded = []
+    real_load = assemble.load_trained
+    monkeypatch.setattr(device, "scoring_device", lambda d: "cuda:7")  # as if it trained on a GPU that is here
+    monkeypatch.setattr(assemble, "load_trained",
+                        lambda d, **kw: loaded.append(kw.get("device")) or real_load(d, **{**kw, "device": "cpu"}))
+    backtest([str(run_dir)], split="test")
+    backtest([str(run_dir)], split="test", adapt_bars=200)
+    assert loaded == ["cuda:7", "cpu"]
