@@ -219,7 +219,8 @@ def load_trained(run_dir: str | Path, *, which: str = "best", plugins: Any = Non
                  device: str = "cpu") -> TrainedPolicy:
     """Restore ``checkpoints/<which>.pt`` of a run (falls back to last.pt when no best.pt), its
     network and the training methods' modules on ``device``: the CPU by default, so a run acts
-    the same on any machine; ``scoring_device(run_dir)`` where it trained, when that is faster."""
+    the same on any machine; ``scoring_device(run_dir)`` names the device it trained on when that
+    device is here."""
     from himari.plugin.extras import require_modules, require_spec
     from himari.plugin.manager import get_plugins
     from himari.training import rundir

@@ -29,21 +29,23 @@ def scoring_device(run_dir: str | os.PathLike[str]) -> str:
 
     A large model (FLAG-TRADER's language model, a full-size CGDT) is slow to act bar by bar on
     the CPU, and on its own GPU its decisions match the run's end-of-training scores, which were
-    made there. A run
-    trained on a GPU and scored on a machine without one acts on the CPU, whose logits can differ
-    in the last bits, so a decision on the edge of a tie can come out the other way."""
+    made there. A run trained on a GPU and scored on a machine without one acts on the CPU, whose
+    logits can differ in the last bits, so a decision on the edge of a tie can come out the other
+    way."""
     import json
 
     import torch
 
+    from himari.training.rundir import SUMMARY
+
     try:
-        trained = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8")).get("device", "cpu")
-    except (OSError, ValueError, AttributeError):
+        trained = json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8")).get("device", "cpu")
+        device = torch.device(trained) if isinstance(trained, str) else None
+    except (OSError, ValueError, AttributeError, RuntimeError):  # no summary, a damaged one, no device name
         return "cpu"
-    if not isinstance(trained, str) or not trained.startswith("cuda") or not torch.cuda.is_available():
+    if device is None or device.type != "cuda" or not torch.cuda.is_available():
         return "cpu"
-    index = int(trained.split(":")[1]) if trained[4:5] == ":" and trained[5:].isdigit() else 0
-    return trained if index < torch.cuda.device_count() else "cuda"
+    return trained if (device.index or 0) < torch.cuda.device_count() else "cuda"
 
 
 def why_no_cuda() -> str:

@@ -1,5 +1,5 @@
 """Where ``himari evaluate`` scores its runs: each on the device it trained on when that device is
-here (a full-size model acts far faster on its GPU), else on the CPU, with the same result."""
+here (a large model is slow to act on the CPU), else on the CPU, with the same result."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def test_a_run_is_scored_where_it_trained_when_that_device_is_here(tmp_path: Pat
     assert scoring_device(_run_dir(tmp_path, {"device": trained})) == expected
 
 
-@pytest.mark.parametrize("summary", ["{not json", "[1, 2]", json.dumps({"device": 3}), json.dumps({})])
+@pytest.mark.parametrize("summary", ["{not json", "[1, 2]", json.dumps({"device": 3}), json.dumps({}),
+                                     json.dumps({"device": "cuda:x"})])
 def test_a_missing_or_damaged_summary_scores_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         summary: str) -> None:
     from himari.training.device import scoring_device
