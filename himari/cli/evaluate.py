@@ -30,9 +30,9 @@ def evaluate(
                                        help="Leave the last fold out: its test block is neither trained on nor "
                                             "scored (choose a recipe on the others, test it there once)."),
     prior_trials: list[Path] = typer.Option(None, "--prior-trials",
-                                            help="An earlier evaluation directory whose configurations and seeds "
-                                                 "count as trials in the deflated Sharpe (a recipe search; "
-                                                 "repeatable)."),
+                                            help="An earlier evaluation directory (or a trials file summarising "
+                                                 "one) whose configurations and seeds count as trials in the "
+                                                 "deflated Sharpe (a recipe search; repeatable)."),
     validation_fraction: float = typer.Option(0.2, "--validation-fraction",
                                               help="Share of each fold's training rows kept to pick best.pt."),
     grid: list[str] = typer.Option(None, "--grid", help="Compare configurations: KEY=V1,V2 (a run-config key, e.g. "

@@ -36,11 +36,12 @@ from himari.evaluate import statistics
 from himari.evaluate.baselines import fit_ma_cross, ma_cross, random_like, trade_rate
 from himari.evaluate.folds import Fold, cpcv, walk_forward
 from himari.evaluate.gates import DEFAULT_GATES, check_gates, parse_gate
+from himari.evaluate.prior_trials import EVALUATION_FORMAT, EVALUATION_RESULT, read_prior_trials
 from himari.evaluation.policy import baseline_actions, evaluate_actions, judged_on_decisions
 from himari.trading import EnvConfig
 
-FORMAT, VERSION = "himari-evaluation", 1
-SETTINGS, RESULT = "evaluation.yaml", "evaluation.json"
+FORMAT, VERSION = EVALUATION_FORMAT, 1
+SETTINGS, RESULT = "evaluation.yaml", EVALUATION_RESULT
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,9 @@ class EvaluationConfig:
     block_length: int | None = None
     pbo_partitions: int = 8
     prior_trials: tuple[str, ...] = ()
-    """Evaluation directories of configurations tried before this one (a recipe search): every
-    (configuration, seed) they scored counts as a trial in this evaluation's deflated Sharpe."""
+    """Evaluation directories of configurations tried before this one (a recipe search), or
+    trials files summarising them (``himari.evaluate.prior_trials``): every (configuration, seed)
+    they scored counts as a trial in this evaluation's deflated Sharpe."""
     hold_out_last: bool = False
     """Train and score every walk-forward fold but the last, whose test block stays unseen (to
     choose a recipe now and test it once, later, on that block)."""
@@ -142,7 +144,7 @@ class Evaluation:
         self.cpcv_folds, self.paths = ([], []) if config.cpcv is None else cpcv(
             self.data, *config.cpcv, embargo=embargo, validation_fraction=config.validation_fraction)
         self.bars_per_year = float(self.data.metadata.get("bars_per_year", 105_120))
-        self.prior_sharpes = prior_trial_sharpes(config.prior_trials)  # read now: a bad path fails before training
+        self.prior_trials = read_prior_trials(config.prior_trials)  # read now: a bad path fails before training
         self.configs = config.configurations()
         for name, sets in self.configs:  # a misspelt setting fails now, not after hours of training
             self._run_config(name, sets, self.folds[0], config.seeds[0])
@@ -292,7 +294,7 @@ class Evaluation:
             ensemble=ensemble[stepped], trials=[returns[k][stepped] for k in returns], bars_per_year=self.bars_per_year,
             benchmarks={"buy_and_hold": series["buy-and-hold"]["return"].to_numpy()[stepped],
                         "never_trade": series["never-trade"]["return"].to_numpy()[stepped]},
-            per_config=per_config, prior_trial_sharpes=self.prior_sharpes,
+            per_config=per_config, prior_trials=self.prior_trials,
             pbo_partitions=self.config.pbo_partitions, resamples=self.config.resamples,
             block_length=self.config.block_length, seed=self.config.seeds[0])
         result = {
@@ -374,27 +376,6 @@ class Evaluation:
             with atomic_path(self.directory / "series" / f"{name}.parquet") as tmp:
                 table.to_parquet(tmp, index=False)
         write_text_atomic(self.directory / RESULT, json.dumps(result, indent=2) + "\n")
-
-
-def prior_trial_sharpes(directories: tuple[str, ...]) -> list[float]:
-    """The per-bar Sharpe ratio of every (configuration, seed) the evaluations in ``directories``
-    scored on their chained out-of-sample blocks: trials tried before, for the deflated Sharpe."""
-    out: list[float] = []
-    for d in directories:
-        path = Path(d) / RESULT
-        try:
-            ev = json.loads(path.read_text(encoding="utf-8"))
-            wf = ev["walk_forward"]
-            trials, per_year = wf["trials"], float(wf["bars_per_year"])
-        except FileNotFoundError:
-            raise ConfigError(f"--prior-trials {d}: no {RESULT} (not a finished evaluation)") from None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"--prior-trials {d}: cannot read its trials from {RESULT} ({e!r}); an evaluation "
-                              f"written by an older himari: continue it once with --resume to rewrite it") from None
-        if ev.get("format") != FORMAT:
-            raise ConfigError(f"--prior-trials {d}: {RESULT} is not a himari evaluation")
-        out += [float(v) / float(np.sqrt(per_year)) for v in trials.values()]
-    return out
 
 
 def _durations(equity: np.ndarray) -> dict[str, Any]:

@@ -16,30 +16,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from himari.evaluate.prior_trials import TrialGroup, pooled, variance
 from himari.evaluation import stats
 
 
 def summarise(*, ensemble: np.ndarray, trials: list[np.ndarray], bars_per_year: float,
               benchmarks: dict[str, np.ndarray], per_config: np.ndarray | None, pbo_partitions: int,
               resamples: int, block_length: int | None, seed: int,
-              prior_trial_sharpes: list[float] | None = None) -> dict[str, Any]:
+              prior_trials: Sequence[TrialGroup] = ()) -> dict[str, Any]:
     """The statistics of an evaluation. Every series holds the per-bar returns of the same
     out-of-sample bars, each range's first bar (where no step is taken) already dropped.
-    ``prior_trial_sharpes`` are the per-bar Sharpe ratios of trials scored before (a recipe
-    search): they add to the number of trials and to their variance in the deflated Sharpe."""
+    ``prior_trials`` are groups of trials scored before (a recipe search), in per-bar Sharpe
+    ratios: they add to the number of trials and to their variance in the deflated Sharpe."""
     trial_sharpes = [stats.moments(r).sharpe for r in trials]
     best = trials[int(np.argmax(trial_sharpes))]
-    prior = list(prior_trial_sharpes or [])
+    prior = pooled(prior_trials)
+    every = pooled([TrialGroup.of(trial_sharpes), prior])
     out: dict[str, Any] = {
-        "n_trials": len(trials) + len(prior),
-        "prior_trials": len(prior),
+        "n_trials": every.count,
+        "prior_trials": prior.count,
         "sharpe": stats.sharpe(ensemble, bars_per_year),
         "psr": stats.probabilistic_sharpe_ratio(ensemble),
-        "dsr": stats.deflated_sharpe_ratio(best, trial_sharpes + prior),
+        "dsr": stats.deflated_sharpe_ratio(best, n_trials=every.count, trial_variance=variance(every)),
         "best_trial_sharpe": stats.sharpe(best, bars_per_year),
         "p_value": {},
     }

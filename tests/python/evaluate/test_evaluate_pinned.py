@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from himari.evaluate.gates import check_gates, parse_gate
+from himari.evaluate.prior_trials import TrialGroup
 from himari.evaluate.statistics import summarise
 from himari.evaluation import stats
 
@@ -118,7 +119,7 @@ def test_prior_trials_add_to_the_count_and_to_the_deflation() -> None:
     prior = [0.2, -0.1, 0.05]  # per-bar Sharpe ratios
     out = summarise(ensemble=np.mean(trials, axis=0), trials=trials, bars_per_year=BARS_PER_YEAR, benchmarks={},
                     per_config=None, pbo_partitions=4, resamples=100, block_length=None, seed=0,
-                    prior_trial_sharpes=prior)
+                    prior_trials=[TrialGroup.of(prior[:1]), TrialGroup.of(prior[1:])])
     assert out["n_trials"] == 5 and out["prior_trials"] == 3
     own = [float(t.mean() / t.std(ddof=1)) for t in trials]
     want = stats.deflated_sharpe_ratio(trials[1], own + prior)
@@ -155,12 +156,16 @@ def test_prior_trials_are_every_configuration_and_seed_of_every_directory(tmp_pa
     grid, keeping only the last directory given, or leaving the annualised Sharpe ratios
     un-scaled: a grid of 2 configurations x 2 seeds at 100 bars a year plus one single
     configuration of 1 seed at 400 give 5 per-bar Sharpe ratios (annual / sqrt(bars a year))."""
-    from himari.evaluate.runner import prior_trial_sharpes
+    from himari.evaluate.prior_trials import pooled, read_prior_trials, variance
 
     grid = _write_evaluation(tmp_path / "grid", {"c0/0": 1.0, "c0/1": 2.0, "c1/0": -3.0, "c1/1": 4.0},
                              {"0": 1.0, "1": 2.0}, 100.0)
     single = _write_evaluation(tmp_path / "single", {"default/0": 6.0}, {"0": 6.0}, 400.0)
-    assert prior_trial_sharpes((grid, single)) == pytest.approx([0.1, 0.2, -0.3, 0.4, 0.3], rel=1e-12)
+    every = pooled(read_prior_trials((grid, single)))
+    want = np.array([0.1, 0.2, -0.3, 0.4, 0.3])
+    assert every.count == 5
+    assert every.mean == pytest.approx(want.mean(), rel=1e-12)
+    assert variance(every) == pytest.approx(np.var(want, ddof=1), rel=1e-12)
 
 
 # ------------------------------------------------------------ the whole analysis
@@ -210,7 +215,8 @@ def _analysed(prior: list[float]) -> dict[str, Any]:
     ev.cpcv_folds, ev.paths, ev.held_out = [], [], None
     ev.runs = [_Run(c, f, s, Path(f"/nowhere/{c}/{f.name}/seed-{s}")) for c, _ in ev.configs for f in ev.folds
                for s in ev.config.seeds]
-    ev.data, ev.data_path, ev.bars_per_year, ev.prior_sharpes = data, Path("/nowhere/data"), BARS_PER_YEAR, prior
+    ev.data, ev.data_path, ev.bars_per_year = data, Path("/nowhere/data"), BARS_PER_YEAR
+    ev.prior_trials = [TrialGroup.of(prior)]
     ev.embargo = 10
     ev.gates = [parse_gate(g) for g in ev.config.gates]
     ev._env = lambda: EnvConfig()

@@ -130,7 +130,7 @@ def test_earlier_trials_count_in_the_deflated_sharpe(held_out: Path, small_prepa
 @pytest.mark.parametrize("args, message", [
     (["--walk-forward", "1", "--hold-out-last"], "at least 2 walk-forward folds"),
     (["--walk-forward", "2", "--hold-out-last", "--cpcv", "3,1"], "drop --cpcv"),
-    (["--walk-forward", "2", "--prior-trials", "/nonexistent/ev"], "not a finished evaluation"),
+    (["--walk-forward", "2", "--prior-trials", "/nonexistent/ev"], "no such evaluation directory or trials file"),
     (["--walk-forward", "2", "--grid", "labels={name: forward-return,1"], "not a comma-separated YAML list"),
     (["--walk-forward", "2", "--grid", "labels=null,{name: no-such}"], "labeler 'no-such' is unknown"),
 ])
