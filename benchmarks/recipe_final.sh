@@ -7,17 +7,24 @@
 #   bash benchmarks/recipe_final.sh DATA_DIR OUT_DIR [baseline-mlp|cql|ppo-lstm|cgdt ...]
 #
 # Run benchmarks/recipe_search.sh DATA_DIR OUT_DIR first (the same OUT_DIR): it prepares the data
-# and leaves the search directories this script counts.
+# and leaves the search directories this script counts. Where a model's search directories are not
+# in OUT_DIR, its search's summary in benchmarks/results/recipes/search-MODEL.json (a trials file)
+# counts the same trials.
 set -euo pipefail
 data=${1:?DATA_DIR}
 out=${2:?OUT_DIR}
 shift 2
 models=${*:-baseline-mlp cql ppo-lstm}
 declare -A prefix=([baseline-mlp]=search-mlp [cql]=search-cql [ppo-lstm]=search-ppo [cgdt]=search-cgdt)
+summaries=$(cd "$(dirname "$0")" && pwd)/results/recipes
 
 for model in $models; do
   prior=()
-  for d in "$out/${prefix[$model]}"*; do prior+=(--prior-trials "$d"); done
+  for d in "$out/${prefix[$model]}"*; do [ -d "$d" ] && prior+=(--prior-trials "$d"); done
+  if [ ${#prior[@]} -eq 0 ]; then
+    [ -f "$summaries/search-$model.json" ] || { echo "no search of $model in $out nor $summaries/search-$model.json" >&2; exit 2; }
+    prior=(--prior-trials "$summaries/search-$model.json")
+  fi
   for m in btc eth; do
     [ -d "$out/$m" ] || himari data prepare "$data/${m}usdt_5m.csv.gz" --out "$out/$m" > /dev/null
     himari evaluate "$model" --data "$out/$m" --walk-forward 4 --seeds 5 --fee 0.001 --slippage 0.0005 \

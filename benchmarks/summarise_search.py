@@ -2,7 +2,9 @@
 (by hand, not a test): one row per (evaluation, configuration) with the settings that differ, the
 walk-forward out-of-sample Sharpe (mean and sd over seeds), return, trades, exposure, and how many
 of its (fold, seed) runs collapsed onto one action or sat static. The trial count is what the
-final evaluation's deflated Sharpe must count (`himari evaluate --prior-trials DIR ...`).
+final evaluation's deflated Sharpe must count (`himari evaluate --prior-trials DIR ...`); the JSON
+written with `--out` is also a trials file (`"format": "himari-trials"`, one group of trials per
+row) that `--prior-trials` takes where the search's directories are gone.
 
     python benchmarks/summarise_search.py LABEL=EVAL_DIR ... --out search.json [--markdown] [--rank]
 
@@ -41,6 +43,7 @@ def rows_of(label: str, path: Path) -> list[dict[str, Any]]:
             "common_sets": cfg["sets"], "model": d["model"], "data": d["data"],
             "held_out": d.get("held_out"), "test_span": wf["test_span"], "folds": len(d["folds"]), "seeds": len(seeds),
             "sharpe_mean": mean["sharpe"], "sharpe_sd": statistics.stdev(sharpes) if len(sharpes) > 1 else None,
+            "sharpes": sharpes, "bars_per_year": wf["bars_per_year"],
             "return_mean": mean["total_return"], "trades_mean": mean["n_trades"], "exposure_mean": mean["exposure"],
             "collapsed_runs": sum(bool(m.get("collapsed")) for m in runs),
             "static_runs": sum(m.get("static_position") is not None for m in runs), "runs": len(runs),
@@ -73,6 +76,17 @@ def ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                       -r["sharpe_mean"]))
 
 
+def trials_file(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The keys that make the summary a trials file for `himari evaluate --prior-trials`: each
+    row's seeds as one group (count, mean and sample sd of their annualised Sharpe ratios)."""
+    per_year = {r["bars_per_year"] for r in rows}
+    if len(per_year) != 1:
+        raise SystemExit(f"the searches annualise at different bars per year ({sorted(per_year)}): summarise them apart")
+    return {"format": "himari-trials", "bars_per_year": per_year.pop(),
+            "groups": [{"label": f"{r['search']}/{r['configuration']}", "trials": r["seeds"],
+                        "sharpe_mean": r["sharpe_mean"], "sharpe_sd": r["sharpe_sd"]} for r in rows]}
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| search | settings | OOS Sharpe | return | trades | in market | collapsed / static runs | B&H |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -97,7 +111,7 @@ def main() -> None:
         label, _, where = item.partition("=")
         rows += rows_of(label, Path(where))
     trials = sum(r["seeds"] for r in rows)
-    doc = {"trials": trials, "configurations": len(rows), "rows": rows, "ranked": ranked(rows)}
+    doc = {**trials_file(rows), "trials": trials, "configurations": len(rows), "rows": rows, "ranked": ranked(rows)}
     if args.out:
         Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     if args.rank:
