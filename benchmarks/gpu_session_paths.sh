@@ -19,8 +19,9 @@
 #  scan: the scan backtester's table, or with SCAN_ARGS=--held-sweep where held runs pay;
 #  scan-ncu: Nsight Compute on the scan's kernels;
 #  cgdt-full-start, then cgdt-full-wait: cgdt's recipe at full size, walk-forward, in the background)
-# Needs in the checkout: .whl/ (offline wheels: gymnasium and its dependencies, hypothesis,
-# scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and JSON go to $OUT.
+# Needs in the checkout: .whl/ (offline wheels: gymnasium and farama-notifications; the GPU image
+# has hypothesis, scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and
+# JSON go to $OUT.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HOME=/tmp HIMARI_CACHE_DIR=/tmp/cache
 OUT=${OUT:-/tmp/himari-out}; mkdir -p "$OUT"
