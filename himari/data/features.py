@@ -190,8 +190,11 @@ def compute_features(open: np.ndarray, high: np.ndarray, low: np.ndarray, close:
     rv = {w: _np(_roll(r, w).std(ddof=0)) for w in (12, 48, 288, 1440)}
     f["ret_1_z"] = _div(r, rv[48])
     rr = _roll(r, 288)
+    # a window of equal returns has no skew or kurtosis: 0 here, whatever pandas' version gives
+    # (NaN in pandas 3, -3 for the kurtosis in some 2.x releases)
+    flat = _np(rr.max()) == _np(rr.min())
     for name, vals in (("skew_288", _np(rr.skew())), ("kurt_288", _np(rr.kurt()))):
-        vals[288:][~np.isfinite(vals[288:])] = 0.0  # zero-variance windows: undefined -> 0
+        vals[288:][~np.isfinite(vals[288:]) | flat[288:]] = 0.0
         f[name] = vals
     for w in (12, 48, 288, 1440):
         f[f"rv_{w}"] = rv[w]
