@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,12 +56,36 @@ def gpu_hider() -> Callable[[pytest.MonkeyPatch], None]:
     return _hide_the_gpu
 
 
+_gpu_answers_settled = False
+
+
+def _settle_gpu_answers(torch: Any) -> None:
+    """Ask torch, once and with the GPU visible, what it then remembers for the whole process.
+    Whether triton can compile for a GPU (``has_triton``) is cached on its first call: asked first
+    by ``torch.compile`` in a CPU test, while the GPU is hidden, it said no, and every later GPU
+    test that compiles failed (TritonMissing, or 'Invalid device id'). Starting CUDA here also
+    lets the device count below be cached with the GPU counted."""
+    global _gpu_answers_settled
+    if _gpu_answers_settled:
+        return
+    _gpu_answers_settled = True
+    if not torch.cuda.is_available():  # the real one: nothing is hidden before the first hiding
+        return
+    torch.cuda.init()
+    try:
+        from torch.utils._triton import has_triton
+    except ImportError:  # a torch without this private helper has no such cache
+        return
+    has_triton()
+
+
 def _hide_the_gpu(mp: pytest.MonkeyPatch) -> None:
     try:
         import torch
     except ImportError:  # the wheel's engine tests run where only the wheel is installed
         mp.setenv("CUDA_VISIBLE_DEVICES", "")
         return
+    _settle_gpu_answers(torch)
     if torch.cuda.is_initialized():
         # torch caches the device count on its first call after CUDA starts, and its own code
         # (manual_seed_all, behind every seed) calls the real function, not the stand-in below:
