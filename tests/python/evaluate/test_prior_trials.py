@@ -91,3 +91,17 @@ def test_a_bad_trials_file_is_refused_with_the_reason(tmp_path: Path, content: s
     with pytest.raises(ConfigError, match="--prior-trials") as caught:
         read_prior_trials([str(path)])
     assert message in str(caught.value)
+
+
+def test_the_cgdt_search_summary_counts_every_trial_it_lists() -> None:
+    """The summary the cgdt model card's final evaluation counted its search through: it reads
+    as a trials file, with as many trials as its rows' seeds and their seed-weighted mean."""
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "recipes" / "search-cgdt.json"
+    if not path.exists():
+        pytest.skip("the benchmarks' results are not in this checkout")
+    doc = json.loads(path.read_text())
+    every = pooled(read_prior_trials([str(path)]))
+    rows = doc["rows"]
+    assert every.count == doc["trials"] == sum(r["seeds"] for r in rows) == 24
+    weighted = sum(r["seeds"] * r["sharpe_mean"] for r in rows) / 24 / np.sqrt(doc["bars_per_year"])
+    assert every.mean == pytest.approx(weighted, rel=1e-12)
