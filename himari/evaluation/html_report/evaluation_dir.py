@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from himari.errors import DataError
+from himari.evaluate.prior_trials import EVALUATION_FORMAT as FORMAT
+from himari.evaluate.prior_trials import EVALUATION_RESULT as FILE
 from himari.evaluation.html_report.target import BUY_AND_HOLD, FoldRow, ReportTarget, strategy_label
 from himari.evaluation.series import COLUMNS
 
-FILE = "evaluation.json"
-FORMAT = "himari-evaluation"
 VERSION = 1
 
 
