@@ -47,21 +47,21 @@ class TinyFlagTraderConfig(FlagTraderConfig):
 class _Register:
     """An in-memory plugin registering flag-trader with a given config class."""
 
-    def __init__(self, config: type) -> None:
-        self.config = config
+    def __init__(self, config: type, recipe: dict[str, Any] | None) -> None:
+        self.config, self.recipe = config, recipe
 
     @hookimpl
     def himari_register_models(self, registry: Any) -> None:
-        registry.add(flag_trader.model_spec(self.config))
+        registry.add(flag_trader.model_spec(self.config, recipe=self.recipe))
 
 
-def _plugins(config: type = FlagTraderConfig) -> Any:
+def _plugins(config: type = FlagTraderConfig, recipe: dict[str, Any] | None = None) -> Any:
     """The installed plugins with flag-trader registered from this module (its entry point, once
-    declared, blocked so it does not register twice)."""
+    declared, blocked so it does not register twice); no recipe unless asked."""
     from himari.plugin.manager import build_plugins
 
     plugins = build_plugins(disable=ENTRY_POINT)
-    plugins.register(_Register(config), name="flag-trader-under-test")
+    plugins.register(_Register(config, recipe), name="flag-trader-under-test")
     return plugins
 
 
@@ -377,6 +377,46 @@ def test_cli_train_and_plugins_list(small_prepared, tmp_path, monkeypatch) -> No
     assert listed.exit_code == 0 and "87,957,892 (2,940,292)" in listed.output
     shown = CliRunner().invoke(app, ["plugins", "show", "flag-trader"], env={"COLUMNS": "250"})
     assert "lora_rank" in shown.output and "context_length" in shown.output
+
+
+def test_the_default_recipe_is_the_small_flag_trader(small_prepared, tmp_path, monkeypatch) -> None:
+    """``himari train flag-trader`` with no model options trains the recipe: a GPT-2 of 2 blocks,
+    64 wide, 4 heads, over 32-bar windows, LoRA rank 8, heads 64 wide, 32 episodes, 3 epochs, with
+    vec-normalize; a user's own settings win over it, and ``--set recipe=none`` is the full-size
+    model on the full budget with no method. The run's config records which."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from himari.cli import app
+    from himari.plugin import manager
+    from himari.training.config import merge_run_config
+
+    plugins = _plugins(recipe=flag_trader.RECIPE)
+    monkeypatch.setattr(manager, "get_plugins", lambda: plugins)
+    run_dir = tmp_path / "run"
+    args = ["train", "flag-trader", "--data", str(small_prepared), "--run-dir", str(run_dir), "--epochs", "1",
+            "--env-episodes", "1", "--n-envs", "2", "--rollout-steps", "8", "--device", "cpu",
+            "--set", "flag-trader.episode_length=16", "--set", "flag-trader.n_minibatches=2",
+            "--set", "train.progress=false"]
+    out = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    own = config["plugins"]["flag-trader"]
+    shape = ("n_layer", "n_head", "n_embd", "context_length", "lora_rank", "head_hidden")
+    assert tuple(own[k] for k in shape) == (2, 4, 64, 32, 8, 64)
+    assert config["methods"] == ["vec-normalize"] and config["recipe"] == "default"
+    assert own["env_episodes"] == 1 and config["train"]["epochs"] == 1  # the user's settings win
+    steps = json.loads((run_dir / "summary.json").read_text())["methods"]["vec-normalize"]["env_steps"]
+    assert steps == 8  # the filter saw the run's one rollout: 8 steps of its 2 envs
+
+    recipe = merge_run_config(plugins=plugins, overrides={"model": "flag-trader", "data": str(small_prepared)})
+    plain = merge_run_config(plugins=plugins, overrides={"model": "flag-trader", "data": str(small_prepared)},
+                             sets=["recipe=none"])
+    assert recipe.plugin_configs["flag-trader"].env_episodes == 32 and recipe.train.epochs == 3
+    defaults = FlagTraderConfig()
+    assert plain.plugin_configs["flag-trader"] == defaults and list(plain.methods) == []
+    assert (defaults.n_layer, defaults.n_embd, defaults.context_length, defaults.env_episodes) == (12, 768, 256, 200)
+    assert plain.train.epochs != 3
 
 
 def test_missing_rows_for_windows_is_a_clear_error(small_prepared, tmp_path) -> None:

@@ -43,8 +43,22 @@ from himari.plugin.api import ModelSpec, hookimpl
 from himari_builtin.models.flag_trader.config import BackboneShape, FlagTraderConfig, backbone_shape, parameter_count
 from himari_builtin.models.flag_trader.model import FlagTrader
 
-__all__ = ["BackboneShape", "FlagTrader", "FlagTraderConfig", "backbone_shape", "build", "himari_register_models",
+__all__ = ["RECIPE", "BackboneShape", "FlagTrader", "FlagTraderConfig", "backbone_shape", "build", "himari_register_models",
            "model_spec", "parameter_count"]
+
+
+RECIPE = {
+    "plugins": {"flag-trader": {"n_layer": 2, "n_head": 4, "n_embd": 64, "context_length": 32, "lora_rank": 8,
+                                "head_hidden": 64, "env_episodes": 32}},
+    "train": {"epochs": 3},
+    "methods": ["vec-normalize"],
+}
+"""The default recipe (docs/model-cards.md): a small FLAG-TRADER (a GPT-2 of 2 blocks, 64 wide, 4
+heads, over 32-bar windows; LoRA rank 8; heads 64 wide) trained on 32 episodes of experience
+(65,536 env steps) with observations and rewards normalised (ppo-lstm's recipe, the same PPO), 3
+validation passes. Small so that one run takes minutes of one CPU core, where the default size
+needs hours of a GPU; it was not searched (one configuration, evaluated walk-forward as it is).
+``--set recipe=none`` trains the full-size model on the full experience budget."""
 
 
 def __getattr__(name: str) -> Any:
@@ -63,8 +77,8 @@ def build(config: FlagTraderConfig, ctx: Any) -> FlagTrader:
     return FlagTrader(config, ctx)
 
 
-def model_spec(config: type = FlagTraderConfig) -> ModelSpec:
-    """The registered spec; tests pass a config subclass with tiny defaults."""
+def model_spec(config: type = FlagTraderConfig, recipe: dict[str, Any] | None = RECIPE) -> ModelSpec:
+    """The registered spec; tests pass a config subclass with tiny defaults and no recipe."""
     return ModelSpec(
         name="flag-trader",
         summary="GPT-2 backbone with LoRA shared by policy and value heads, trained online by PPO (FLAG-TRADER)",
@@ -74,6 +88,7 @@ def model_spec(config: type = FlagTraderConfig) -> ModelSpec:
         parameter_count=parameter_count,
         default_preprocess=("zscore",),
         extras=("torch", "transformers", "peft"),
+        recipe=recipe,
     )
 
 
