@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from himari.errors import ConfigError
+from himari.evaluation.evaluation_file import EVALUATION_FORMAT, EVALUATION_RESULT
 
-EVALUATION_FORMAT, EVALUATION_RESULT = "himari-evaluation", "evaluation.json"
 TRIALS_FORMAT = "himari-trials"
 Complaint = Callable[[str], ConfigError]
 

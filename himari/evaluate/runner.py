@@ -36,7 +36,8 @@ from himari.evaluate import statistics
 from himari.evaluate.baselines import fit_ma_cross, ma_cross, random_like, trade_rate
 from himari.evaluate.folds import Fold, cpcv, walk_forward
 from himari.evaluate.gates import DEFAULT_GATES, check_gates, parse_gate
-from himari.evaluate.prior_trials import EVALUATION_FORMAT, EVALUATION_RESULT, read_prior_trials
+from himari.evaluate.prior_trials import read_prior_trials
+from himari.evaluation.evaluation_file import EVALUATION_FORMAT, EVALUATION_RESULT
 from himari.evaluation.policy import baseline_actions, evaluate_actions, judged_on_decisions
 from himari.trading import EnvConfig
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from himari.errors import DataError
-from himari.evaluate.prior_trials import EVALUATION_FORMAT as FORMAT
-from himari.evaluate.prior_trials import EVALUATION_RESULT as FILE
+from himari.evaluation.evaluation_file import EVALUATION_FORMAT as FORMAT
+from himari.evaluation.evaluation_file import EVALUATION_RESULT as FILE
 from himari.evaluation.html_report.target import BUY_AND_HOLD, FoldRow, ReportTarget, strategy_label
 from himari.evaluation.series import COLUMNS
 
