@@ -7,6 +7,11 @@ written with `--out` is also a trials file (`"format": "himari-trials"`, one gro
 row) that `--prior-trials` takes where the search's directories are gone.
 
     python benchmarks/summarise_search.py LABEL=EVAL_DIR ... --out search.json [--markdown] [--rank]
+    python benchmarks/summarise_search.py SUMMARY.json ... --model ppo-lstm --out search-ppo-lstm.json
+
+A summary written earlier (a JSON with "rows") can stand in for its directories, with `--model`
+keeping one model's rows: that is how a model's trials file is made once the directories are
+gone (summaries written before rows recorded their bars per year take `--bars-per-year`).
 
 `--rank` pairs each configuration's BTC and ETH rows (labels ending in `-btc` and `-eth`, the same
 settings) and ranks them by the rule the model cards use: the highest mean out-of-sample Sharpe
@@ -52,6 +57,18 @@ def rows_of(label: str, path: Path) -> list[dict[str, Any]]:
             "chosen": name == cfg.get("chosen"),
         })
     return out
+
+
+def summary_rows(path: Path, bars_per_year: float | None) -> list[dict[str, Any]]:
+    """The rows of a summary this script wrote earlier; ``bars_per_year`` fills the rows that
+    do not record it (summaries written before they did)."""
+    rows = json.loads(path.read_text())["rows"]
+    for r in rows:
+        if "bars_per_year" not in r:
+            if bars_per_year is None:
+                raise SystemExit(f"{path}: its rows do not record their bars per year: give --bars-per-year")
+            r["bars_per_year"] = bars_per_year
+    return rows
 
 
 def ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -101,7 +118,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("searches", nargs="+", help="LABEL=EVALUATION_DIR")
+    p.add_argument("searches", nargs="+", help="LABEL=EVALUATION_DIR, or an earlier summary's JSON")
+    p.add_argument("--model", help="keep only this model's rows")
+    p.add_argument("--bars-per-year", type=float, help="for summary rows that do not record theirs")
     p.add_argument("--out", help="JSON output")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.add_argument("--rank", action="store_true", help="rank the configurations over BTC and ETH")
@@ -109,7 +128,11 @@ def main() -> None:
     rows = []
     for item in args.searches:
         label, _, where = item.partition("=")
-        rows += rows_of(label, Path(where))
+        rows += rows_of(label, Path(where)) if where else summary_rows(Path(item), args.bars_per_year)
+    if args.model:
+        rows = [r for r in rows if r["model"] == args.model]
+    if not rows:
+        raise SystemExit("no configurations to summarise")
     trials = sum(r["seeds"] for r in rows)
     doc = {**trials_file(rows), "trials": trials, "configurations": len(rows), "rows": rows, "ranked": ranked(rows)}
     if args.out:
