@@ -34,7 +34,7 @@ def report(
         from himari.errors import ConfigError
 
         raise ConfigError(f"--window: a rolling Sharpe ratio needs at least 2 bars, got {window}")
-    check_output(out)  # before minutes of scoring
+    check_output(out, [*(targets or []), *([data] if data else [])])  # before minutes of scoring
     console = Console()
     with reporting(ConsoleReporter(console)):
         loaded = load_targets(list(targets or []), data=data, split=split)

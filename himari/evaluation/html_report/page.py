@@ -44,12 +44,26 @@ nav { font-size: 0.9em; margin: 8px 0 0; } nav a { margin-right: 14px; color: #1
 """
 
 
-def check_output(path: str | Path) -> Path:
+REPORT_SUFFIXES = (".html", ".htm")
+
+
+def check_output(path: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
     """The report's absolute path, refused at once (before any scoring) when it cannot be
-    written: a directory, or a path under a file."""
+    written: a directory, a path under a file, or one that could replace what the report reads:
+    an input file itself, or a file inside an input directory other than an HTML page (a run's
+    ``config.yaml`` or an evaluation's ``evaluation.json`` written over would destroy it, while
+    an evaluation's own ``report.html`` may be written again)."""
     target = output_target(path)
     if target.is_dir():
         raise DataError(f"--out {path}: is a directory; give the report's file name (report.html)")
+    for source in inputs:
+        where = output_target(source)
+        inside = where.is_dir() and where in target.parents
+        if target == where:
+            raise DataError(f"--out {path}: is the input {source}; write the report elsewhere")
+        if inside and target.suffix.lower() not in REPORT_SUFFIXES:
+            raise DataError(f"--out {path}: inside the input {source} only an .html page may be written (this "
+                            f"name could replace a file the report reads)")
     for ancestor in target.parents:
         if ancestor.exists():
             if not ancestor.is_dir():

@@ -430,6 +430,40 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, evaluat
     assert sorted(p.relative_to(work) for p in work.rglob("*")) == before  # no report, no temporary
 
 
+@pytest.mark.parametrize("where", ["run-config", "evaluation-json", "run-dir-new-file", "data-file"])
+def test_a_report_never_writes_over_what_it_reads(tmp_path: Path, trained_run: Path, evaluation: Path,
+                                                  small_prepared: Path, where: str) -> None:
+    """--out naming an input, or any non-HTML file inside an input directory, is refused before
+    scoring and leaves every input byte for byte as it was (a report written over a run's
+    config.yaml or an evaluation's evaluation.json would destroy them)."""
+    run, ev = tmp_path / "run", tmp_path / "evaluation"
+    shutil.copytree(trained_run, run)
+    shutil.copytree(evaluation, ev)
+    bars = tmp_path / "bars.parquet"
+    bars.write_bytes(b"not read before the refusal")
+    targets: list[Any] = [run, ev]
+    extra: list[Any] = []
+    out = {"run-config": run / "config.yaml", "evaluation-json": ev / "evaluation.json",
+           "run-dir-new-file": run / "report.txt", "data-file": bars}[where]
+    if where == "data-file":
+        targets, extra = [run], ["--data", bars]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = invoke("report", *targets, "--out", out, *extra)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert ("is the input" if where == "data-file" else "only an .html page may be written") in message, message
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_an_evaluations_own_report_page_may_be_written_again(tmp_path: Path, evaluation: Path) -> None:
+    ev = tmp_path / "evaluation"
+    shutil.copytree(evaluation, ev)
+    (ev / "report.html").write_text("old page")
+    result = invoke("report", ev, "--out", ev / "report.html")
+    assert result.exit_code == 0, result.output
+    assert (ev / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
 def test_without_plotly_the_command_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                            evaluation: Path) -> None:
     import himari.plugin.extras as extras
