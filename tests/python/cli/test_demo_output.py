@@ -66,3 +66,12 @@ def test_demo_table_matches_run_demo() -> None:
                          f"{100 * float(r['exposure']):.1f}%"]
     drag = [str(r["strategy"]) for r in res.table if r["sharpe"] > 0 and r["total_return"] < 0]
     assert ("volatility drag" in out.output) == bool(drag)
+
+
+def test_demo_refuses_a_negative_seed_and_no_random_policies_by_option() -> None:
+    """Out-of-range options stop at the option (exit 2, naming it) before any work, instead of
+    NumPy's errors from deep inside (a negative seed, an arg-max over zero random policies)."""
+    for option, value in (("--seed", "-1"), ("--random-strategies", "0")):
+        result = CliRunner().invoke(app, ["demo", "--bars", "3000", option, value])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '{option}'" in result.output and "ValueError" not in result.output
