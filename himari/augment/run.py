@@ -119,6 +119,7 @@ def make_set(req: AugmentRequest, *, plugins: Any = None) -> dict[str, Any]:
     from himari.plugin.config import build_config, config_to_dict
     from himari.plugin.extras import require_spec
     from himari.plugin.manager import get_plugins
+    from himari.training.device import DEVICE_NAMES, is_device_name
 
     plugins = plugins or get_plugins()
     entry = plugins.generators().entry(req.method)
@@ -127,6 +128,8 @@ def make_set(req: AugmentRequest, *, plugins: Any = None) -> dict[str, Any]:
     require_spec(spec)
     target = check_directory_output(req.out, [req.data], format_name=SET_FORMAT, allowed_files=SET_FILES,
                                     force=req.force, what="synthetic set")
+    if not is_device_name(req.device):
+        raise ConfigError(f"--device {req.device}: expected {DEVICE_NAMES}")
     device = "cpu"
     if "torch" in spec.extras:
         from himari.training.device import resolve_device

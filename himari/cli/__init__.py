@@ -51,7 +51,7 @@ class _HimariGroup(TyperGroup):
             from rich.console import Console
             from rich.markup import escape
 
-            console = Console(stderr=True, highlight=False, soft_wrap=True)
+            console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)  # "cuda:x:" is no emoji
             if ctx.meta.get(_VERBOSE_KEY):
                 console.print_exception()
             message = str(e) or type(e).__name__

@@ -120,7 +120,7 @@ def sweep(
         result = run_sweep(settings, directory, plugins=plugins, console=console, address=address,
                            retry_failed=retry_failed)
     except SweepInterrupted as e:
-        Console(stderr=True).print(str(e), soft_wrap=True, highlight=False)
+        Console(stderr=True).print(str(e), soft_wrap=True, highlight=False, emoji=False)
         raise typer.Exit(INTERRUPTED_EXIT) from None
     if json_out:
         print(json.dumps(result, indent=2))

@@ -189,7 +189,7 @@ def _fit(trainer: object) -> None:
         trainer.fit()  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         run_dir = trainer.run_dir  # type: ignore[attr-defined]
-        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         if (run_dir / rundir.LAST).exists():
             console.print(f"interrupted; the last checkpoint is kept. Continue with: "
                           f"himari train --resume {run_dir}")

@@ -32,6 +32,7 @@ import yaml
 from himari.errors import ConfigError
 from himari.plugin.api import EnvConfig
 from himari.plugin.config import build_config, config_to_dict, unknown_key_error
+from himari.training.device import DEVICE_NAMES, is_device_name
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,8 @@ class TrainConfig:
             raise ValueError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
         if self.patience < 0 or self.max_steps_per_epoch < 0:
             raise ValueError("patience and max_steps_per_epoch must be >= 0")
-        dev = self.device
-        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
+        if not is_device_name(self.device):
+            raise ValueError(f"device must be {DEVICE_NAMES}, got {self.device!r}")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,14 @@ from pathlib import Path
 
 from himari.errors import CudaUnavailableError
 
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
+
+
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` is one of ``DEVICE_NAMES`` (checked before torch is imported, so a typo
+    fails as a setting, not as torch's error about device types it knows)."""
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
+
 
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda[:N]`` must exist."""

@@ -102,6 +102,9 @@ def _assert_refused(r: Any, *words: str) -> None:
     (["--method", "timegan", "--windows", "5", "--set", "window=1"], ["window"]),
     (["--method", "tab-ddpm", "--rows", "5", "--set", "mix=crash=-1"], ["mix"]),
     (["--method", "block-bootstrap", "--windows", "5", "--device", "cuda"], ["--device", "CPU only"]),
+    (["--method", "timegan", "--windows", "5", "--device", "tpu"], ["--device tpu", "auto, cpu, cuda or cuda:N"]),
+    (["--method", "timegan", "--windows", "5", "--device", "cuda:x"], ["--device cuda:x", "cuda:N"]),
+    (["--method", "block-bootstrap", "--windows", "5", "--device", "tpu"], ["--device tpu", "auto, cpu"]),
     (["--method", "timegan", "--windows", "5", "--set", "window=100000"], ["timegan", "consecutive bars"]),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_output(args: list[str], words: list[str], small_prepared: Path,
