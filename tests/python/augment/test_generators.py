@@ -166,7 +166,6 @@ def test_tab_ddpm_reverse_process_with_the_exact_noise_predictor_recovers_gaussi
     x_0 clip) must return samples of the data's spread: a wrong coefficient, variance or
     timestep offset shows here. (The generator's own tails are the network's, not the sampler's.)"""
     import torch
-
     from himari_builtin.generators.tab_ddpm.network import Schedule, gaussian_p_sample
 
     s = Schedule(1000, torch.device("cpu"))
@@ -189,7 +188,6 @@ def test_tab_ddpm_reverse_step_keeps_a_poor_noise_estimate_in_the_data_range() -
     to the quantile transform's range the step stays near unit scale, and the last step (t = 0)
     returns values inside that range."""
     import torch
-
     from himari_builtin.generators.tab_ddpm.network import X0_BOUND, Schedule, gaussian_p_sample
 
     assert X0_BOUND == pytest.approx(5.199337582, abs=1e-8)  # scikit-learn's 1e-7 tail clip
@@ -268,3 +266,32 @@ def test_block_bootstrap_bad_config_and_state_are_refused() -> None:
                 {**good, "features": np.zeros(20)}):
         with pytest.raises(ValueError, match="do not fit together"):
             gen.load_state_dict(bad)
+
+
+
+@pytest.mark.parametrize("method", ["timegan", "tab-ddpm"])
+def test_a_label_aware_fit_refuses_train_rows_with_no_known_label(method: str, small_prepared: Path,
+                                                                 _generators: Any) -> None:
+    """With every train label unknown (-1), a generator that models labels has nothing to learn
+    them from: TimeGAN would fit all-zero label channels and still decode a class by arg-max for
+    every generated step. Both refuse with the same words; TimeGAN without labels still fits."""
+    import dataclasses
+
+    from himari.augment.source import generator_data, resolve_channels
+    from himari.data import PreparedData
+    from himari.errors import DataError
+    from himari.plugin.config import build_config
+
+    tiny = {"timegan": {"window": 8, "hidden": 4, "layers": 2, "iterations": 4, "batch_size": 16},
+            "tab-ddpm": {"timesteps": 10, "layers": [16], "dim_t": 8, "steps": 4, "batch_size": 64,
+                         "crash_bars": 24, "n_quantiles": 50}}
+    spec = _generators.generators().entry(method).spec
+    data = PreparedData(small_prepared)
+    gd = generator_data(data, resolve_channels(None, spec.default_features, list(data.feature_names)))
+    unknown = dataclasses.replace(gd, labels=np.full_like(np.asarray(gd.labels), -1))
+    with pytest.raises(DataError, match=f"generator '{method}': no train window has known labels"):
+        spec.factory(build_config(spec.config, tiny[method], method)).fit(unknown)
+    if method == "timegan":
+        plain = spec.factory(build_config(spec.config, {**tiny[method], "labels": False}, method))
+        plain.fit(unknown)
+        assert (plain.sample(4, seed=0).labels == -1).all()

@@ -64,7 +64,16 @@ class TimeGAN:
         import torch
         import torch.nn.functional as F
 
-        from himari.plugin.api import GraphReplay, MinMaxScaler, check_finite, phase, require_windows, torch_generator
+        from himari.plugin.api import (
+            DataError,
+            GraphReplay,
+            MinMaxScaler,
+            check_finite,
+            phase,
+            require_windows,
+            take_windows,
+            torch_generator,
+        )
         from himari_builtin.generators.timegan.network import (
             TimeGANNetworks,
             autoencoder_loss,
@@ -77,6 +86,11 @@ class TimeGAN:
         cfg, L = self.config, self.config.window
         check_finite("timegan", np.asarray(data.features), "the train features")
         starts_np = require_windows("timegan", data.segments, L)
+        if cfg.labels and not (take_windows(np.asarray(data.labels), starts_np, L) >= 0).all(axis=1).any():
+            # a label channel that is all zero on every step would teach the generator nothing
+            # about labels, and arg-max would still decode one for every generated step
+            raise DataError("generator 'timegan': no train window has known labels (set labels=false to generate "
+                            "features only)")
         x = self._channels(data)
         self.n_features = int(np.asarray(data.features).shape[1])
         self.scaler = MinMaxScaler().fit(x)
