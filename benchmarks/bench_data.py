@@ -3,7 +3,7 @@
     python benchmarks/bench_data.py [--bars 1000000] [--json benchmarks/results/bench_data.json]
 
 Times synthesis, the bars Parquet write, features, labels and the full ``prepare`` (read bars,
-features, labels, splits, normalisation, atomic write) on ``--bars`` synthetic bars, plus the real
+features, labels, splits, atomic write) on ``--bars`` synthetic bars, plus the real
 BTC/USDT year when ../shared/data is present. Runs pinned to one CPU with single-threaded BLAS.
 Prints a table and writes JSON that names the machine. Target: prepare 1M bars in < 10 s.
 """

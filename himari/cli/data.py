@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from himari.data.frame import ImportOptions
 
 app = typer.Typer(no_args_is_help=True, help="Import, synthesise and prepare bar data.")
 
@@ -48,26 +51,47 @@ def _console() -> Any:
     return Console()
 
 
+# import's reading options, shared with ``report`` (which checks the files as import would)
+_FORMAT = typer.Option(Format.auto, "--format", "-f", help="Input format; auto sniffs name and first line.")
+_SYMBOL = typer.Option(None, "--symbol", help="Symbol for all inputs (default: a 'symbol' column or the file name).")
+_INTERVAL = typer.Option(None, "--interval", help="Expected interval, e.g. 5m (default: inferred).")
+_FILL_GAPS = typer.Option(GapFill.none, "--fill-gaps",
+                          help="forward: insert missing bars flat at the previous close, volume 0, marked filled.")
+_DUPLICATES = typer.Option(Duplicates.error, "--duplicates",
+                           help="Same timestamp, different values: error, or keep first/last.")
+_DROP_INVALID = typer.Option(False, "--drop-invalid",
+                             help="Drop rows with NaN/inf/non-positive prices, negative volume or high < low.")
+_REPAIR_OHLC = typer.Option(False, "--repair-ohlc", help="Clamp high/low to contain open and close.")
+_BARS_OUT_HELP = "Output bars file, a name ending in .parquet (its report goes to <name>.report.json)."
+
+
+def _import_options(interval: str | None, fill_gaps: GapFill, duplicates: Duplicates, drop_invalid: bool,
+                    repair_ohlc: bool) -> ImportOptions:
+    """The ImportOptions that import's flags describe (``report`` checks with the same)."""
+    from himari.data.frame import ImportOptions
+
+    return ImportOptions(interval=interval, fill_gaps=fill_gaps.value, duplicates=duplicates.value,  # type: ignore[arg-type]
+                         drop_invalid=drop_invalid, repair_ohlc=repair_ohlc)
+
+
 @app.command("import")
 def import_(
     paths: list[Path] = typer.Argument(..., help="Input files (CSV, Binance klines, freqtrade .feather/.json, Parquet; .gz/.zip ok)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output Parquet file (its report goes to <name>.report.json)."),
-    format: Format = typer.Option(Format.auto, "--format", "-f", help="Input format; auto sniffs name and first line."),
-    symbol: str | None = typer.Option(None, "--symbol", help="Symbol for all inputs (default: a 'symbol' column or the file name)."),
-    interval: str | None = typer.Option(None, "--interval", help="Expected interval, e.g. 5m (default: inferred)."),
-    fill_gaps: GapFill = typer.Option(GapFill.none, "--fill-gaps", help="forward: insert missing bars flat at the previous close, volume 0, marked filled."),
-    duplicates: Duplicates = typer.Option(Duplicates.error, "--duplicates", help="Same timestamp, different values: error, or keep first/last."),
-    drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Drop rows with NaN/inf/non-positive prices, negative volume or high < low."),
-    repair_ohlc: bool = typer.Option(False, "--repair-ohlc", help="Clamp high/low to contain open and close."),
+    out: str = typer.Option(..., "--out", "-o", metavar="<path>", help=_BARS_OUT_HELP),
+    format: Format = _FORMAT,
+    symbol: str | None = _SYMBOL,
+    interval: str | None = _INTERVAL,
+    fill_gaps: GapFill = _FILL_GAPS,
+    duplicates: Duplicates = _DUPLICATES,
+    drop_invalid: bool = _DROP_INVALID,
+    repair_ohlc: bool = _REPAIR_OHLC,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
 ) -> None:
     """Import bar files into one canonical bars Parquet and print the data report."""
-    from himari.data.frame import ImportOptions
     from himari.data.ingest import import_bars
     from himari.data.report import report_path_for
 
-    options = ImportOptions(interval=interval, fill_gaps=fill_gaps.value, duplicates=duplicates.value,  # type: ignore[arg-type]
-                            drop_invalid=drop_invalid, repair_ohlc=repair_ohlc)
+    options = _import_options(interval, fill_gaps, duplicates, drop_invalid, repair_ohlc)
     loaded = import_bars(paths, out, format=format.value, symbol=symbol, options=options)
     if as_json:
         typer.echo(json.dumps(loaded.report.to_dict(), indent=2))
@@ -80,13 +104,27 @@ def import_(
 @app.command("report")
 def report(
     paths: list[Path] = typer.Argument(..., help="Bars files to check (any importable format)."),
-    format: Format = typer.Option(Format.auto, "--format", "-f"),
+    format: Format = _FORMAT,
+    symbol: str | None = _SYMBOL,
+    interval: str | None = _INTERVAL,
+    fill_gaps: GapFill = _FILL_GAPS,
+    duplicates: Duplicates = _DUPLICATES,
+    drop_invalid: bool = _DROP_INVALID,
+    repair_ohlc: bool = _REPAIR_OHLC,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Validate files and print the data report without writing anything."""
+    """Validate files and print the data report without writing anything.
+
+    Checks the files as himari data import with the same options would; one bars file without options is shown as stored.
+    """
+    from himari.data.frame import ImportOptions
     from himari.data.ingest import load_bars, read_bars
 
-    loaded = read_bars(paths[0], format=format.value) if len(paths) == 1 else load_bars(paths, format=format.value)
+    options = _import_options(interval, fill_gaps, duplicates, drop_invalid, repair_ohlc)
+    if len(paths) == 1 and symbol is None and options == ImportOptions():
+        loaded = read_bars(paths[0], format=format.value)
+    else:
+        loaded = load_bars(paths, format=format.value, symbol=symbol, options=options)
     if as_json:
         typer.echo(json.dumps(loaded.report.to_dict(), indent=2))
     else:
@@ -95,12 +133,13 @@ def report(
 
 @app.command("synth")
 def synth(
-    out: Path = typer.Option(..., "--out", "-o", help="Output Parquet file."),
+    out: str = typer.Option(..., "--out", "-o", metavar="<path>", help=_BARS_OUT_HELP),
     bars: int = typer.Option(200_000, "--bars", min=2, help="Number of bars."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same bars)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (same seed, same bars)."),
     symbol: str = typer.Option("SYNTH", "--symbol"),
     interval: str = typer.Option("5m", "--interval"),
-    start: str = typer.Option("2023-01-01T00:00:00Z", "--start", help="Open time of the first bar (UTC)."),
+    start: str = typer.Option("2023-01-01T00:00:00Z", "--start",
+                              help="Open time of the first bar (UTC); every bar must open in 1900-01-01 .. 2199-12-31."),
 ) -> None:
     """Write a synthetic market (regimes, volatility clustering, fat tails, seasonality)."""
     from himari.data.intervals import parse_interval
@@ -125,18 +164,23 @@ def prepare_(
     stop_loss: float | None = typer.Option(None, "--stop-loss", help="triple-barrier: lower barrier in volatility units (default 1)."),
     z: float | None = typer.Option(None, "--z", help="risk-adjusted: class threshold in volatility units (default 0.5)."),
     vol_window: int | None = typer.Option(None, "--vol-window", help="triple-barrier/risk-adjusted: volatility window (default 48)."),
-    train: float = typer.Option(0.7, "--train", help="Train fraction of the rows after warm-up."),
-    validation: float = typer.Option(0.15, "--validation", help="Validation fraction (test gets the rest)."),
-    split_dates: str | None = typer.Option(None, "--split-dates", help="VALIDATION_START,TEST_START (UTC dates) instead of fractions."),
+    train: float | None = typer.Option(None, "--train", help="Train fraction of the rows after warm-up (default 0.7)."),
+    validation: float | None = typer.Option(None, "--validation",
+                                            help="Validation fraction (default 0.15; test gets the rest)."),
+    split_dates: str | None = typer.Option(None, "--split-dates",
+                                           help="VALIDATION_START,TEST_START (UTC dates) instead of --train/--validation."),
     embargo: int | None = typer.Option(None, "--embargo", help="Bars dropped before each split boundary (default and minimum: the label lookahead)."),
     folds: int = typer.Option(0, "--folds", min=0, help="Also compute N walk-forward folds."),
     fold_mode: FoldMode = typer.Option(FoldMode.expanding, "--fold-mode"),
     symbol: list[str] | None = typer.Option(None, "--symbol", help="Only this symbol (repeatable)."),
     synth_bars: int = typer.Option(200_000, "--synth-bars", help="Without BARS: size of the synthetic market."),
-    seed: int = typer.Option(0, "--seed", help="Without BARS: seed of the synthetic market."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Without BARS: seed of the synthetic market."),
     force: bool = typer.Option(False, "--force", help="Replace OUT when it holds an earlier prepared data set (never any other directory)."),
 ) -> None:
-    """Compute the 60 features, labels, splits and normalisation into OUT (a new or empty directory)."""
+    """Compute the 60 features, labels and splits into OUT (a new or empty directory).
+
+    Other files than himari bars are read with the strict defaults of himari data import; to use its options, import first.
+    """
     from himari.data.pipeline import PrepareConfig, prepare
     from himari.data.prepared import render_summary
     from himari.errors import DataError
@@ -149,7 +193,14 @@ def prepare_(
         dates = tuple(d.strip() for d in split_dates.split(","))
         if len(dates) != 2:
             raise DataError(f"--split-dates: expected VALIDATION_START,TEST_START, got {split_dates!r}")
-    config = PrepareConfig(labeler=labels.value, label_params=params, train=train, validation=validation,
+        given_fractions = [o for o, v in (("--train", train), ("--validation", validation)) if v is not None]
+        if given_fractions:
+            raise DataError(f"--split-dates and {' and '.join(given_fractions)}: the dates already set the splits; "
+                            "give either the dates or the fractions")
+    fractions = PrepareConfig()
+    config = PrepareConfig(labeler=labels.value, label_params=params,
+                           train=fractions.train if train is None else train,
+                           validation=fractions.validation if validation is None else validation,
                            split_dates=dates, embargo=embargo, folds=folds, fold_mode=fold_mode.value,  # type: ignore[arg-type]
                            symbols=tuple(symbol) if symbol else None)
     source: Any = bars
@@ -195,7 +246,7 @@ def augment(
                                                                "or 'all' (needed to train a model on the set). "
                                                                "Default: the generator's (timegan: ret_1, hl_range, "
                                                                "vol_rel_1, rv_48; tab-ddpm: all)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the fit and of the sampling (same seed, same set on the CPU)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the fit and of the sampling (same seed, same set on the CPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     set_: list[str] = typer.Option(None, "--set", help="A generator setting KEY=VALUE (iterations=2000); "
                                                        "repeatable. Settings are options too: --condition tail."),

@@ -25,7 +25,7 @@ import pandas as pd
 
 from himari.data.atomic import atomic_path
 from himari.data.intervals import format_interval, parse_interval
-from himari.data.readers import is_line_based
+from himari.data.readers import EARLIEST_TIME, LATEST_TIME, SUPPORTED_RANGE_TEXT, is_blank, is_line_based, option_hint
 from himari.errors import DataError
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -102,7 +102,7 @@ def _where(raw: pd.DataFrame, i: int) -> str:
     return f"{name}: {unit} {int(raw['_line'].iat[i])}"
 
 
-def _check_values(raw: pd.DataFrame, options: ImportOptions, log: ImportLog) -> pd.DataFrame:
+def _check_values(raw: pd.DataFrame, options: ImportOptions, log: ImportLog, import_options: bool) -> pd.DataFrame:
     """Reject (or drop, with ``drop_invalid``) rows whose values cannot be prices."""
     bad = np.zeros(len(raw), dtype=bool)
     problems: list[tuple[int, str, str]] = []  # (first position, column, what)
@@ -131,7 +131,7 @@ def _check_values(raw: pd.DataFrame, options: ImportOptions, log: ImportLog) -> 
         detail = f"high={float(raw['high'].iat[pos])!r} < low={float(raw['low'].iat[pos])!r}" if what.startswith("high is") else f"value {val!r}"
         raise DataError(
             f"{_where(raw, pos)}, column '{col}': {what} ({detail}){more}; "
-            "fix the source or pass --drop-invalid to drop such rows"
+            f"fix the source or {option_hint('--drop-invalid', 'to drop such rows', import_options)}"
         )
     for sym, n in raw.loc[bad, "symbol"].value_counts().items():
         log.symbols[str(sym)].invalid_rows_dropped += int(n)
@@ -149,7 +149,8 @@ def _count_unsorted(raw: pd.DataFrame, log: ImportLog) -> None:
             log.symbols[str(sym)].unsorted_rows += int(n)
 
 
-def _resolve_duplicates(df: pd.DataFrame, options: ImportOptions, log: ImportLog) -> pd.DataFrame:
+def _resolve_duplicates(df: pd.DataFrame, options: ImportOptions, log: ImportLog,
+                        import_options: bool) -> pd.DataFrame:
     """Drop exact duplicates (counted); conflicting ones are an error unless a policy is chosen."""
     sym = df["symbol"].to_numpy()
     ts = ts_ns(df["timestamp"])
@@ -170,7 +171,7 @@ def _resolve_duplicates(df: pd.DataFrame, options: ImportOptions, log: ImportLog
                 f"{_where(df, pos - 1)} and {_where(df, pos)}: duplicate timestamp {stamp} "
                 f"with different values (column '{diff_col}': {float(vals[pos - 1, j])!r} vs "
                 f"{float(vals[pos, j])!r}, {int(conflict.sum())} such rows); "
-                "pass --duplicates first|last to keep one"
+                f"{option_hint('--duplicates first|last', 'to keep one', import_options)}"
             )
     for s, n in pd.Series(sym[exact]).value_counts().items():
         log.symbols[str(s)].exact_duplicates_dropped += int(n)
@@ -186,7 +187,7 @@ def _resolve_duplicates(df: pd.DataFrame, options: ImportOptions, log: ImportLog
     return df
 
 
-def _infer_interval(df: pd.DataFrame, options: ImportOptions) -> int:
+def _infer_interval(df: pd.DataFrame, options: ImportOptions, import_options: bool) -> int:
     """The bar interval: the most common spacing in every (file, symbol), which must agree."""
     found: dict[str, int] = {}
     for (fname, _sym), g in df.groupby(["_file", "symbol"], sort=False):
@@ -204,7 +205,8 @@ def _infer_interval(df: pd.DataFrame, options: ImportOptions) -> int:
                 raise DataError(
                     f"{fname}: mixed intervals: {counts[order[0]]} steps of "
                     f"{format_interval(mode)} and {counts[order[1]]} of "
-                    f"{format_interval(second)}; pass --interval if the larger steps are gaps"
+                    f"{format_interval(second)}; "
+                    f"{option_hint('--interval', 'if the larger steps are gaps', import_options)}"
                 )
     if options.interval is not None:
         want = parse_interval(options.interval)
@@ -221,7 +223,8 @@ def _infer_interval(df: pd.DataFrame, options: ImportOptions) -> int:
                 )
         return want
     if not found:
-        raise DataError("cannot infer the interval from fewer than 2 bars; pass --interval")
+        raise DataError("cannot infer the interval from fewer than 2 bars; "
+                        f"{option_hint('--interval', 'to state it', import_options)}")
     if len(set(found.values())) > 1:
         listing = ", ".join(f"{f}: {format_interval(s)}" for f, s in found.items())
         raise DataError(f"mixed intervals across files ({listing})")
@@ -312,11 +315,14 @@ def _fill_forward(df: pd.DataFrame, interval: int, log: ImportLog) -> pd.DataFra
     return pd.concat(parts, ignore_index=True)
 
 
-def build_canonical(raws: Sequence[pd.DataFrame], options: ImportOptions | None = None) -> tuple[pd.DataFrame, ImportLog]:
+def build_canonical(raws: Sequence[pd.DataFrame], options: ImportOptions | None = None, *,
+                    import_options: bool = True) -> tuple[pd.DataFrame, ImportLog]:
     """Validate, sort, de-duplicate and grid-check raw frames from the readers.
 
     Returns the canonical frame and the log of everything done to it. Raises ``DataError``
-    naming file, line and column for the first defect not covered by an option.
+    naming file, line and column for the first defect not covered by an option; its hint names
+    the option (``import_options``: the command has import's options) or says to import with it
+    first (see ``himari.data.readers.option_hint``).
     """
     options = options or ImportOptions()
     if options.fill_gaps not in ("none", "forward"):
@@ -331,13 +337,13 @@ def build_canonical(raws: Sequence[pd.DataFrame], options: ImportOptions | None 
     raw["symbol"] = raw["symbol"].astype(str)
     for sym, g in raw.groupby("symbol", sort=False):
         log.symbols[str(sym)] = SymbolLog(input_rows=len(g), files=list(dict.fromkeys(g["_file"].astype(str))))
-    raw = _check_values(raw, options, log)
+    raw = _check_values(raw, options, log, import_options)
     if raw.empty:
         raise DataError("no bars left after dropping invalid rows")
     _count_unsorted(raw, log)
     df = raw.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
-    df = _resolve_duplicates(df, options, log).reset_index(drop=True)
-    interval = _infer_interval(df, options)
+    df = _resolve_duplicates(df, options, log, import_options).reset_index(drop=True)
+    interval = _infer_interval(df, options, import_options)
     _check_grid(df, interval)
     df = _repair_ohlc(df, options, log)
     df["filled"] = False
@@ -366,8 +372,18 @@ def validate_canonical(df: pd.DataFrame, where: str = "bars") -> None:
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise DataError(f"{where}: row {i}, column '{VALUE_COLUMNS[j]}': invalid value {float(vals[i, j])!r}")
-    ts = ts_ns(df["timestamp"])
     sym = df["symbol"].to_numpy()
+    if any(is_blank(v) for v in pd.unique(sym)):
+        blank = pd.isna(sym) | (df["symbol"].astype(str).str.strip() == "").to_numpy()
+        raise DataError(f"{where}: row {int(np.argmax(blank))}, column 'symbol': the symbol is missing or blank")
+    times = df["timestamp"].astype("datetime64[ns, UTC]")
+    # the range import enforces: a file written by an older himari or edited since must not pass
+    outside = ~(times.ge(EARLIEST_TIME) & times.lt(LATEST_TIME)).to_numpy()
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise DataError(f"{where}: row {i}, column 'timestamp': {times.iat[i].isoformat()} is outside the "
+                        f"supported range {SUPPORTED_RANGE_TEXT}")
+    ts = ts_ns(df["timestamp"])
     same = sym[1:] == sym[:-1]
     if (same & (ts[1:] <= ts[:-1])).any():
         i = int(np.argmax(same & (ts[1:] <= ts[:-1]))) + 1

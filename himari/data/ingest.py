@@ -23,7 +23,7 @@ from himari.data.frame import (
     validate_canonical,
     write_bars,
 )
-from himari.data.readers import read_source
+from himari.data.readers import PARQUET_SUFFIXES, read_source
 from himari.data.report import DataReport, build_report, report_path_for
 from himari.errors import DataError
 
@@ -40,16 +40,20 @@ class LoadedBars:
 
 
 def load_bars(paths: Sequence[str | Path], *, format: str = "auto", symbol: str | None = None,
-              options: ImportOptions | None = None) -> LoadedBars:
-    """Read, validate and merge files (monthly dumps concatenate; symbols stack)."""
+              options: ImportOptions | None = None, import_options: bool = True) -> LoadedBars:
+    """Read, validate and merge files (monthly dumps concatenate; symbols stack).
+
+    ``import_options``: whether the calling command offers import's options; errors then say
+    ``pass --interval``, else to run ``himari data import`` with it first.
+    """
     if not paths:
         raise DataError("no input files given")
     raws, sources = [], []
     for p in paths:
-        raw, info = read_source(p, format=format, symbol=symbol)
+        raw, info = read_source(p, format=format, symbol=symbol, import_options=import_options)
         raws.append(raw)
         sources.append(info)
-    frame, log = build_canonical(raws, options)
+    frame, log = build_canonical(raws, options, import_options=import_options)
     log.sources = sources
     report = build_report(frame, log.interval_seconds, log)
     return LoadedBars(frame, log.interval_seconds, log, report, sources)
@@ -61,12 +65,13 @@ def import_bars(paths: Sequence[str | Path], out: str | Path, *, format: str = "
 
     Nothing is written when any step fails: both files are written under temporary names in the
     output directory and renamed into place only at the end. An output (or its report) that is
-    one of the inputs, a directory or under a file is refused before anything is read.
+    one of the inputs, a directory, under a file or not named ``.parquet`` is refused before
+    anything is read.
     """
-    from himari.data.outputs import check_file_outputs
+    from himari.data.outputs import check_bars_output
 
+    check_bars_output(out, paths)
     out = Path(out)
-    check_file_outputs([out, report_path_for(out)], paths)
     loaded = load_bars(paths, format=format, symbol=symbol, options=options)
     extra = {"sources": loaded.sources, "import_log": loaded.log.to_dict(), "report": loaded.report.to_dict()}
     write_bars(loaded.frame, out, loaded.interval_seconds, extra)
@@ -75,19 +80,20 @@ def import_bars(paths: Sequence[str | Path], out: str | Path, *, format: str = "
 
 
 def read_bars(path: str | Path, *, format: str = "auto", symbol: str | None = None,
-              options: ImportOptions | None = None) -> LoadedBars:
-    """Open bars for a later stage: a himari bars Parquet as is, anything else via ``load_bars``."""
+              options: ImportOptions | None = None, import_options: bool = True) -> LoadedBars:
+    """Open bars for a later stage: a himari bars Parquet as is, anything else via ``load_bars``
+    (``import_options`` as there)."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file")
     meta = None
-    if p.suffix in (".parquet", ".pq") and p.is_file():
+    if p.suffix.lower() in PARQUET_SUFFIXES and p.is_file():
         try:
             meta = read_bars_metadata(p)
         except Exception as e:  # not a Parquet file at all
             raise DataError(f"{p}: cannot read Parquet ({e})") from e
     if meta is None or meta.get("format") != FORMAT_NAME:
-        return load_bars([p], format=format, symbol=symbol, options=options)
+        return load_bars([p], format=format, symbol=symbol, options=options, import_options=import_options)
     frame = pd.read_parquet(p)
     validate_canonical(frame, str(p))
     frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")

@@ -4,7 +4,9 @@ ever overwritten or deleted by mistake.
 
 - A file output (``import``, ``synth``) must not be an existing directory, must not lie under a
   file, and must not be one of the inputs (the same file after resolving symlinks and relative
-  paths, or a hard link to it): writing it would replace the data being read.
+  paths, or a hard link to it): writing it would replace the data being read. A bars file's
+  name must end in ``.parquet``: later stages pick the reader by the name, so a bars file under
+  another name could not be read back (and ``bars.parquet``'s report is ``bars.report.json``).
 - A directory output (``prepare``) replaces its target as a whole, so the target must not be
   or contain an input, must not be or contain the working directory, and, when it exists and is
   not empty, must be a previous himari prepared directory holding only the files ``prepare``
@@ -58,6 +60,23 @@ def check_file_outputs(outputs: Sequence[PathLike], inputs: Iterable[PathLike] =
     return resolved
 
 
+def check_bars_output(out: PathLike, inputs: Iterable[PathLike] = (), *, option: str = "--out") -> list[Path]:
+    """Check a bars file output and its ``<name>.report.json`` (see ``check_file_outputs``) and
+    that its name ends in ``.parquet``; returns the resolved paths of both."""
+    from himari.data.report import report_path_for
+
+    text = os.fspath(out)
+    if text.endswith(("/", os.sep)):  # a Path would drop the slash and write a file of that name
+        raise DataError(f"{option} {text}: names a directory; give a file name such as {text}bars.parquet")
+    resolved = check_file_outputs([out, report_path_for(out)], inputs, option=option)
+    name = Path(text).name
+    if not name.endswith(".parquet") or name == ".parquet":
+        suggestion = Path(text).with_name(f"{Path(text).stem or 'bars'}.parquet")
+        raise DataError(f"{option} {text}: a bars file is Parquet and its name must end in .parquet, "
+                        f"e.g. {suggestion} (later commands choose the reader by the name)")
+    return resolved
+
+
 def prepared_format_of(directory: Path) -> str | None:
     """The ``format`` recorded in ``directory/metadata.json``, or None when there is no readable
     JSON object there."""
@@ -85,7 +104,10 @@ def check_directory_output(out: PathLike, inputs: Iterable[PathLike] = (), *, fo
     _check_not_under_a_file(target, option)
     for src in inputs:
         s = output_target(src)
-        if s == target or target in s.parents:
+        if s == target:
+            raise DataError(f"{option} {out}: is the input file {src}; the output is a directory, which would "
+                            "replace the file, so choose a new directory name such as prepared/")
+        if target in s.parents:
             raise DataError(f"{option} {out}: contains the input {src}; replacing the directory would delete it, "
                             "so choose a new directory")
     try:

@@ -7,7 +7,8 @@ Output directory (written atomically: built under a temporary name, then renamed
 | ``features.npy`` | float32 [N, 60] | the default features; rows before each symbol's warm-up are 0 |
 | ``labels.npy`` | int8 [N] | SELL=0 / HOLD=1 / BUY=2, -1 where undefined (end of a series) |
 | ``targets.npy`` | float32 [N] | the labeler's continuous forward measure (NaN where undefined) |
-| ``open.npy``, ``close.npy`` | float64 [N] | prices for the env and for offline rewards |
+| ``open.npy``, ``high.npy``, ``low.npy``, ``close.npy`` | float64 [N] | prices for the env, offline rewards and preprocessors |
+| ``volume.npy`` | float64 [N] | volume |
 | ``timestamps.npy`` | int64 [N] | bar open time, ns since the epoch (UTC) |
 | ``metadata.json`` | | everything needed to use and to reproduce the arrays |
 
@@ -114,6 +115,25 @@ def check_prepare_config(config: PrepareConfig) -> dict[str, Any]:
     return params
 
 
+def _check_labelled_train(labels: np.ndarray, train: list[tuple[int, int]], folds: list[dict[str, Any]],
+                          labeler: str, params: dict[str, Any]) -> None:
+    """Refuse labels that leave a training range without a single labelled row.
+
+    Supervised models learn from the train split's labelled rows, label-driven behaviour
+    policies and generators read them too; a data set whose train rows are all undefined (-1),
+    e.g. a volatility window longer than the series, would only fail later, in every run.
+    """
+    blocks = [("the train split", train)] + [(f"the train block of fold {i}", f["train"]) for i, f in enumerate(folds)]
+    for what, ranges in blocks:
+        rows = sum(b - a for a, b in ranges)
+        if not any((labels[a:b] >= 0).any() for a, b in ranges):
+            shown = ", ".join(f"{k}={v}" for k, v in params.items())
+            knobs = " or ".join(f"--{k.replace('_', '-')}" for k in ("vol_window", "horizon") if k in params)
+            raise DataError(f"labels: the {labeler} labeler ({shown}) labels none of the {rows:,} rows of {what} "
+                            "(a row without a known future or volatility estimate gets no label); use "
+                            f"{'a smaller ' + knobs + ', or ' if knobs else ''}more bars")
+
+
 def _input_paths(bars: str | os.PathLike[str] | LoadedBars) -> list[Path]:
     """The files a prepare reads, which its output must never contain."""
     if isinstance(bars, LoadedBars):
@@ -130,7 +150,7 @@ def check_prepare_output(out: str | os.PathLike[str], inputs: list[Path] | None 
 
 def prepare(bars: str | os.PathLike[str] | LoadedBars, out: str | os.PathLike[str],
             config: PrepareConfig | None = None, *, force: bool = False) -> dict[str, Any]:
-    """Compute features, labels, splits and normalisation; write the directory; return metadata.
+    """Compute features, labels and splits; write the directory; return metadata.
 
     The configuration and the output are checked before anything is read, and the splits and
     folds before the (expensive) features. ``out`` must be new or empty; an existing prepared
@@ -142,7 +162,7 @@ def prepare(bars: str | os.PathLike[str] | LoadedBars, out: str | os.PathLike[st
     inputs = _input_paths(bars)
     target = check_prepare_output(out, inputs, force=force)
     t0 = time.perf_counter()
-    loaded = bars if isinstance(bars, LoadedBars) else read_bars(bars)
+    loaded = bars if isinstance(bars, LoadedBars) else read_bars(bars, import_options=False)
     frame = loaded.frame
     symbols = symbols_of(frame)
     if config.symbols:
@@ -179,14 +199,18 @@ def prepare(bars: str | os.PathLike[str] | LoadedBars, out: str | os.PathLike[st
                                  dates=config.split_dates, embargo=embargo)
     folds = (walk_forward_folds(timestamps, segments, n_folds=config.folds, mode=config.fold_mode,  # type: ignore[arg-type]
                                 embargo=embargo) if config.folds else [])
+    labels = np.concatenate([r.labels for r in label_results])
+    _check_labelled_train(labels, splits["train"], folds, label_result.name, label_result.params)
 
     feature_parts = []
     for sym, seg, s in zip(symbols, seg_frames, segments, strict=True):
         o, h, l, c, v = (seg[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume"))
-        feats = compute_features(o, h, l, c, v, timestamps[s.start: s.stop])
+        # extreme prices overflow to inf or NaN here; _sanitize_features refuses any such value
+        # after the warm-up with a message naming it, so numpy's warnings would only add noise
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            feats = compute_features(o, h, l, c, v, timestamps[s.start: s.stop])
         feature_parts.append(_sanitize_features(feats, sym, timestamps[s.start: s.stop]))
     features = np.concatenate(feature_parts) if len(feature_parts) > 1 else feature_parts[0]
-    labels = np.concatenate([r.labels for r in label_results])
     targets = np.concatenate([r.target for r in label_results])
     bars_out = {k: np.concatenate([seg[k].to_numpy(dtype=np.float64) for seg in seg_frames])
                 for k in ("open", "high", "low", "close", "volume")}

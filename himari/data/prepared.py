@@ -321,14 +321,20 @@ def render_summary(metadata: dict[str, Any], console: Any = None, title: str = "
     for k, v in rows:
         t.add_row(k, str(v))
     console.print(t)
-    d = Table(title="Labels")
-    for col in ("split", "rows", "SELL", "HOLD", "BUY"):
+    # rows: every row of the split (or after each symbol's warm-up); labelled: those with a label,
+    # the base of the class percentages (the last bars of a series, and bars without a volatility
+    # estimate, have none)
+    d = Table(title="Labels", caption="rows: all rows of the split; labelled: rows with a label; "
+                                      "class shares are of the labelled rows")
+    for col in ("split", "rows", "labelled", "SELL", "HOLD", "BUY"):
         d.add_column(col, justify="right" if col != "split" else "left")
+    rows_of = {name: sum(b - a for a, b in ranges) for name, ranges in metadata["splits"].items()}
     by_split = dict(metadata["label_distribution_by_split"])
     by_split["all (after warm-up)"] = metadata["label_distribution"]
+    rows_of["all (after warm-up)"] = sum(s["stop"] - s["first"] for s in metadata["segments"])
     for name, dist in by_split.items():
-        total = sum(dist.values()) or 1
-        ranges = metadata["splits"].get(name)
-        n = sum(b - a for a, b in ranges) if ranges is not None else total
-        d.add_row(name, f"{n:,}", *(f"{dist[c]:,} ({100 * dist[c] / total:.1f}%)" for c in ("SELL", "HOLD", "BUY")))
+        labelled = sum(dist[c] for c in ("SELL", "HOLD", "BUY"))
+        shares = [f"{dist[c]:,} ({100 * dist[c] / labelled:.1f}%)" if labelled else f"{dist[c]:,}"
+                  for c in ("SELL", "HOLD", "BUY")]
+        d.add_row(name, f"{rows_of.get(name, labelled):,}", f"{labelled:,}", *shares)
     console.print(d)

@@ -56,6 +56,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 }
 _REQUIRED = ("timestamp", "open", "high", "low", "close", "volume")
 _TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+"""Names that are read as Parquet (a bars file himari writes is always named .parquet)."""
 _STRIP_SUFFIXES = (".gz", ".zip", ".csv", ".txt", ".tsv", ".json", ".feather", ".ftr", ".arrow", ".parquet", ".pq")
 
 
@@ -146,7 +148,7 @@ def detect_format(path: str | Path) -> str:
     p = Path(path)
     name = p.name.lower()
     base = name[:-3] if name.endswith(".gz") else name
-    if base.endswith((".parquet", ".pq")):
+    if base.endswith(PARQUET_SUFFIXES):
         return "parquet"
     if base.endswith((".feather", ".ftr", ".arrow", ".json")):
         return "freqtrade"
@@ -166,6 +168,41 @@ LATEST_TIME = pd.Timestamp("2200-01-01", tz="UTC")
 EARLIEST_UNIX_TIME = pd.Timestamp("1971-01-01", tz="UTC")
 """A unix *number* must be at least this: negative values, 0 and small counters (a row index
 read as seconds) are not bar times. Older dates can be given as ISO-8601."""
+
+
+SUPPORTED_RANGE_TEXT = f"{EARLIEST_TIME:%Y-%m-%d} .. {LATEST_TIME - pd.Timedelta(days=1):%Y-%m-%d}"
+"""The supported range of bar open times as messages print it."""
+
+
+def in_supported_range(ts: pd.Timestamp) -> bool:
+    """Whether a bar may open at ``ts`` (UTC): the one test behind import, report and synth."""
+    return bool(EARLIEST_TIME <= ts < LATEST_TIME)
+
+
+def option_hint(option: str, purpose: str, import_options: bool = True) -> str:
+    """How an error asks for one of import's options (``--interval``, ``--drop-invalid`` ...).
+
+    ``import_options`` says whether the running command has them (``import``, ``report``).
+    Commands that read other files with import's strict defaults (``prepare``, ``--data`` of
+    a run) do not, so their errors say to import the file with the option first.
+    """
+    if import_options:
+        return f"pass {option} {purpose}"
+    return f"run himari data import with {option} {purpose}, then use the bars file it writes"
+
+
+def is_blank(value: Any) -> bool:
+    """A missing (None, NaN, NA) or whitespace-only symbol value."""
+    if value is None or (pd.api.types.is_scalar(value) and not isinstance(value, str) and pd.isna(value)):
+        return True
+    return not str(value).strip()
+
+
+def check_symbol(symbol: str | None, option: str = "--symbol") -> None:
+    """A symbol given by the user must hold a visible character: a blank one would name no
+    series in the reports, the prepared segments or ``--symbol`` filters."""
+    if symbol is not None and not str(symbol).strip():
+        raise DataError(f"{option}: the symbol is empty; give a name such as BTCUSDT")
 
 
 def _iso(ts: pd.Timestamp | None) -> str:
@@ -192,7 +229,7 @@ def _check_time_range(ts: pd.Series, col: pd.Series, where: str, lines: np.ndarr
         i = int(np.argmax(bad))
         raise DataError(
             f"{where}: {unit} {int(lines[i])}, column 'timestamp': {_value(col, i)!r} is outside the supported "
-            f"range {EARLIEST_TIME:%Y-%m-%d} .. {LATEST_TIME - pd.Timedelta(days=1):%Y-%m-%d}"
+            f"range {SUPPORTED_RANGE_TEXT}"
         )
 
 
@@ -284,8 +321,23 @@ def _map_columns(columns: Sequence[Any], where: str) -> dict[str, str]:
     return mapping
 
 
+def _symbols(col: pd.Series, name: str, where: str, lines: np.ndarray, unit: str,
+             import_options: bool) -> np.ndarray:
+    """A symbol column as strings; a missing or blank value is an error naming file, line and column
+    (it would otherwise become a series of its own, named ``nan`` or nothing)."""
+    text = col.astype(str)
+    if any(is_blank(v) for v in pd.unique(col)):  # the per-row mask only on the error path
+        blank = col.isna().to_numpy() | (text.str.strip() == "").to_numpy()
+        i = int(np.argmax(blank))
+        more = int(blank.sum()) - 1
+        extra = f" ({more} more such rows)" if more else ""
+        raise DataError(f"{where}: {unit} {int(lines[i])}, column '{name}': the symbol is missing or blank{extra}; "
+                        f"fill it in, or {option_hint('--symbol', 'to give every row one symbol', import_options)}")
+    return text.to_numpy()
+
+
 def _finish(df: pd.DataFrame, mapping: dict[str, str], path: Path, symbol: str | None,
-            lines: np.ndarray, unit: str) -> pd.DataFrame:
+            lines: np.ndarray, unit: str, import_options: bool) -> pd.DataFrame:
     """Common tail of every reader: typed columns, symbol, provenance."""
     where = str(path)
     out = pd.DataFrame(index=df.index)
@@ -295,7 +347,7 @@ def _finish(df: pd.DataFrame, mapping: dict[str, str], path: Path, symbol: str |
     if symbol is not None:
         out["symbol"] = symbol
     elif "symbol" in mapping:
-        out["symbol"] = df[mapping["symbol"]].astype(str).to_numpy()
+        out["symbol"] = _symbols(df[mapping["symbol"]], mapping["symbol"], where, lines, unit, import_options)
     else:
         out["symbol"] = infer_symbol(path)
     out["_file"] = path.name
@@ -303,7 +355,7 @@ def _finish(df: pd.DataFrame, mapping: dict[str, str], path: Path, symbol: str |
     return out.reset_index(drop=True)
 
 
-def _read_csv(path: Path, fmt: str, symbol: str | None) -> pd.DataFrame:
+def _read_csv(path: Path, fmt: str, symbol: str | None, import_options: bool) -> pd.DataFrame:
     comp = _compression(path)
     line = _first_line(path, comp)
     sep = _delimiter(line)
@@ -350,10 +402,10 @@ def _read_csv(path: Path, fmt: str, symbol: str | None) -> pd.DataFrame:
         mapping["timestamp"] = "open_time"
     else:
         mapping = _map_columns(df.columns, str(path))
-    return _finish(df, mapping, path, symbol, lines, "line")
+    return _finish(df, mapping, path, symbol, lines, "line", import_options)
 
 
-def _read_freqtrade(path: Path, symbol: str | None) -> pd.DataFrame:
+def _read_freqtrade(path: Path, symbol: str | None, import_options: bool) -> pd.DataFrame:
     name = path.name.lower()
     base = name[:-3] if name.endswith(".gz") else name
     try:
@@ -385,10 +437,10 @@ def _read_freqtrade(path: Path, symbol: str | None) -> pd.DataFrame:
         raise DataError(f"{path}: no data rows")
     df = df.reset_index(drop=True)
     lines = np.arange(1, len(df) + 1, dtype=np.int64)
-    return _finish(df, _map_columns(df.columns, str(path)), path, symbol, lines, "row")
+    return _finish(df, _map_columns(df.columns, str(path)), path, symbol, lines, "row", import_options)
 
 
-def _read_parquet(path: Path, symbol: str | None) -> pd.DataFrame:
+def _read_parquet(path: Path, symbol: str | None, import_options: bool) -> pd.DataFrame:
     try:
         df = pd.read_parquet(path)
     except Exception as e:
@@ -399,14 +451,20 @@ def _read_parquet(path: Path, symbol: str | None) -> pd.DataFrame:
         raise DataError(f"{path}: no data rows")
     df = df.reset_index(drop=True)
     lines = np.arange(1, len(df) + 1, dtype=np.int64)
-    return _finish(df, _map_columns(df.columns, str(path)), path, symbol, lines, "row")
+    return _finish(df, _map_columns(df.columns, str(path)), path, symbol, lines, "row", import_options)
 
 
-def read_source(path: str | Path, format: str = "auto", symbol: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read one file into a raw frame; returns it with a source record (path, format, rows, sha256)."""
+def read_source(path: str | Path, format: str = "auto", symbol: str | None = None, *,
+                import_options: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read one file into a raw frame; returns it with a source record (path, format, rows, sha256).
+
+    ``import_options``: whether the running command has import's options, which decides how an
+    error phrases its hint (see ``option_hint``).
+    """
     p = Path(path)
     if format not in FORMATS:
         raise DataError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    check_symbol(symbol)
     if not p.exists():
         raise DataError(f"{p}: no such file")
     if p.is_dir():
@@ -415,11 +473,11 @@ def read_source(path: str | Path, format: str = "auto", symbol: str | None = Non
         raise DataError(f"{p}: file is empty")
     fmt = detect_format(p) if format == "auto" else format
     if fmt in ("csv", "binance"):
-        raw = _read_csv(p, fmt, symbol)
+        raw = _read_csv(p, fmt, symbol, import_options)
     elif fmt == "freqtrade":
-        raw = _read_freqtrade(p, symbol)
+        raw = _read_freqtrade(p, symbol, import_options)
     else:
-        raw = _read_parquet(p, symbol)
+        raw = _read_parquet(p, symbol, import_options)
     info = {"path": str(p.resolve()), "name": p.name, "format": fmt, "rows": len(raw), "sha256": file_sha256(p)}
     return raw, info
 

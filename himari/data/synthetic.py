@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 from himari.data.frame import CANONICAL_COLUMNS, write_bars
+from himari.data.intervals import format_interval
+from himari.data.readers import LATEST_TIME, SUPPORTED_RANGE_TEXT, check_symbol, in_supported_range
 from himari.errors import DataError
 
 if TYPE_CHECKING:
@@ -96,20 +98,51 @@ def _regimes(rng: np.random.Generator, n: int, cfg: SynthConfig) -> tuple[np.nda
     return regime, direction
 
 
+def _start_ns(cfg: SynthConfig, n: int) -> int:
+    """The first bar's open time in ns; the first and the last bar must open in the range that
+    ``import`` accepts (which also keeps the int64 nanosecond times from overflowing)."""
+    try:
+        start = pd.Timestamp(cfg.start)
+    except (ValueError, TypeError, OverflowError) as e:  # DateParseError, OutOfBoundsDatetime
+        raise DataError(f"start (--start): cannot read {cfg.start!r} as a UTC date or time "
+                        "(e.g. 2023-01-01 or 2023-01-01T09:30:00Z)") from e
+    if start is pd.NaT:
+        raise DataError(f"start (--start): cannot read {cfg.start!r} as a UTC date or time")
+    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+    if not in_supported_range(start):
+        raise DataError(f"start (--start): {start.isoformat()} is outside the supported range {SUPPORTED_RANGE_TEXT}")
+    start = start.as_unit("ns")
+    last = start.value + (n - 1) * cfg.interval_seconds * 1_000_000_000  # Python int: cannot overflow
+    if last >= LATEST_TIME.value:
+        room = (LATEST_TIME.value - start.value - 1) // (cfg.interval_seconds * 1_000_000_000) + 1
+        raise DataError(f"bars: {n:,} bars of {format_interval(cfg.interval_seconds)} from {start:%Y-%m-%d} would "
+                        f"run past the supported range {SUPPORTED_RANGE_TEXT} (at most {room:,} fit); use fewer "
+                        "bars, a shorter interval or an earlier start")
+    return int(start.value)
+
+
+def check_synth_config(cfg: SynthConfig) -> None:
+    """Refuse a configuration whose bars ``import`` would refuse, before any bar is generated."""
+    if int(cfg.bars) < 2:
+        raise DataError(f"bars: need at least 2, got {int(cfg.bars)}")
+    if cfg.interval_seconds <= 0:
+        raise DataError(f"interval_seconds: must be positive, got {cfg.interval_seconds}")
+    seed = cfg.seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"seed (--seed): must be an integer >= 0, got {seed!r}")
+    check_symbol(cfg.symbol)
+    _start_ns(cfg, int(cfg.bars))
+
+
 def synthesize(config: SynthConfig | None = None, *, return_regimes: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
     """Generate canonical bars (the same columns as an import) from a seeded generator."""
     cfg = config or SynthConfig()
+    check_synth_config(cfg)
     n = int(cfg.bars)
-    if n < 2:
-        raise DataError(f"bars: need at least 2, got {n}")
-    if cfg.interval_seconds <= 0:
-        raise DataError(f"interval_seconds: must be positive, got {cfg.interval_seconds}")
     rng = np.random.default_rng(cfg.seed)
     regime, direction = _regimes(rng, n, cfg)
 
-    start = pd.Timestamp(cfg.start)
-    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
-    ts = start.value + np.arange(n, dtype=np.int64) * cfg.interval_seconds * 1_000_000_000
+    ts = _start_ns(cfg, n) + np.arange(n, dtype=np.int64) * cfg.interval_seconds * 1_000_000_000
     sec_of_day = (ts // 1_000_000_000) % 86400
     tod = sec_of_day / 86400.0
     weekday = ((ts // 1_000_000_000) // 86400 + 3) % 7  # 1970-01-01 was a Thursday (3)
@@ -161,11 +194,10 @@ def synthesize(config: SynthConfig | None = None, *, return_regimes: bool = Fals
 
 def write_synthetic(out: str | Path, config: SynthConfig | None = None) -> pd.DataFrame:
     """``himari data synth``: generate and write a bars Parquet (atomically) plus its report."""
+    from himari.data.outputs import check_bars_output
     from himari.data.report import build_report, report_path_for
 
-    from himari.data.outputs import check_file_outputs
-
-    check_file_outputs([out, report_path_for(out)])
+    check_bars_output(out)
     cfg = config or SynthConfig()
     frame = synthesize(cfg)
     assert isinstance(frame, pd.DataFrame)

@@ -171,7 +171,7 @@ def test_prepare_into_an_empty_directory_and_under_a_file(tmp_path):
     before = snapshot(tmp_path)
     _refused(_run("data", "prepare", src, "--out", tmp_path / "bars.csv" / "x"), "bars.csv is a file, not a directory")
     _refused(_run("data", "prepare", "--synth-bars", "2000", "--out", tmp_path / "bars.csv" / "x"), "is a file")
-    _refused(_run("data", "prepare", src, "--out", tmp_path / "bars.csv"), "contains the input")
+    _refused(_run("data", "prepare", src, "--out", tmp_path / "bars.csv"), "is the input file", "new directory")
     assert snapshot(tmp_path) == before
 
 
