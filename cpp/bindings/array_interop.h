@@ -47,6 +47,22 @@ inline bool is_c_contiguous(const py::array& a) {
   return (a.flags() & py::array::c_style) != 0;
 }
 
+// `a` itself when C-contiguous, else a C-contiguous copy (a strided view is copied once). The
+// copy can fail for lack of memory (a broadcast view of 2**36 elements takes none until copied):
+// pybind11 then returns an empty handle and clears numpy's error, so the failure is raised here
+// as MemoryError instead of the core reading through an empty array.
+inline py::array c_contiguous(py::array a, const char* name) {
+  if (is_c_contiguous(a)) return a;
+  py::array copy = py::array::ensure(a, py::array::c_style);
+  if (!copy) {
+    const std::string what = std::string(name) + ": cannot make a C-contiguous copy of the strided " + describe(a) +
+                             " (not enough memory)";
+    PyErr_SetString(PyExc_MemoryError, what.c_str());
+    throw py::error_already_set();
+  }
+  return copy;
+}
+
 inline void require_c_contiguous(const py::array& a, const char* name) {
   if (!is_c_contiguous(a))
     throw ShapeError(std::string(name) + ": expected a C-contiguous array, got a strided " + describe(a) +

@@ -38,7 +38,7 @@ DeviceView input_on_device(const py::handle& obj, const char* name, int device, 
                            std::shared_ptr<void>& staging) {
   if (is_device_array(obj)) return device_view(obj, name, device, stream);
   py::array a = as_array(obj, name);
-  if (!is_c_contiguous(a)) a = py::array::ensure(a, py::array::c_style);
+  a = c_contiguous(a, name);
   DeviceView v;
   v.dtype = host_dtype(a);
   if (v.dtype == kOther) throw ShapeError(std::string(name) + ": unsupported dtype, got " + describe(a));

@@ -84,7 +84,7 @@ void env_step(TradingEnv& env, const py::handle& actions_obj) {
     throw ShapeError("actions: expected an integer array of shape (" + std::to_string(env.num_envs()) +
                      ",) (one action per env; " + bind::action_dtypes_text() + ", native byte order), got " +
                      describe(a));
-  if (!bind::is_c_contiguous(a)) a = py::array::ensure(a, py::array::c_style);  // documented: copies a strided view
+  a = bind::c_contiguous(a, "actions");  // documented: copies a strided view
   bind::with_action_type(
       kind, a.data(),
       [&](auto* p) {
@@ -140,7 +140,7 @@ BacktestArgs backtest_args(const py::handle& open, const py::handle& close, cons
     throw ShapeError(std::string(signals_name) + ": expected an integer array of shape [T, M] with T = " +
                      std::to_string(t_bars) + " (len(close)) and M >= 1 (" + bind::action_dtypes_text() +
                      ", native byte order), got " + describe(s));
-  if (!bind::is_c_contiguous(s)) s = py::array::ensure(s, py::array::c_style);  // documented: inputs may be copied
+  s = bind::c_contiguous(s, signals_name);  // documented: inputs may be copied
   bind::with_action_type(bind::action_dtype(s), s.data(), [&](auto* p) {
     // Row T-1 is never acted on, but a bad value there is still a bad input.
     const std::int64_t i = first_invalid_action(p, static_cast<std::int64_t>(s.size()));
@@ -234,7 +234,7 @@ py::tuple run_ekf(const py::handle& prices_obj, const EkfParams& params, bool re
   if (prices.ndim() != 2 || !bind::is_float(prices) || prices.shape(1) < 1)
     throw ShapeError("prices: expected a float32 or float64 array of shape [B, T] with T >= 1, got " +
                      describe(prices));
-  if (!bind::is_c_contiguous(prices)) prices = py::array::ensure(prices, py::array::c_style);
+  prices = bind::c_contiguous(prices, "prices");
   const py::ssize_t b = prices.shape(0), t = prices.shape(1);
   const bool f64 = bind::has_dtype<double>(prices.dtype());
   for (py::ssize_t i = 0; i < b * t; ++i) {
@@ -267,11 +267,11 @@ py::array_t<double> run_fan(const py::handle& x_obj, const py::handle& pieces_ob
   py::array x = as_array(x_obj, "x");
   if (x.ndim() != 2 || !bind::has_dtype<double>(x.dtype()))
     throw ShapeError("x: expected a float64 array of shape [T, F], got " + describe(x));
-  if (!bind::is_c_contiguous(x)) x = py::array::ensure(x, py::array::c_style);
+  x = bind::c_contiguous(x, "x");
   py::array pieces = as_array(pieces_obj, "pieces");
   if (pieces.ndim() != 2 || pieces.shape(1) != 2 || !bind::has_dtype<std::int64_t>(pieces.dtype()))
     throw ShapeError("pieces: expected an int64 array of shape [P, 2] (start, end), got " + describe(pieces));
-  if (!bind::is_c_contiguous(pieces)) pieces = py::array::ensure(pieces, py::array::c_style);
+  pieces = bind::c_contiguous(pieces, "pieces");
   const py::ssize_t t = x.shape(0), f = x.shape(1);
   const auto* xs = static_cast<const double*>(x.data());
   const auto* ps = static_cast<const std::int64_t*>(pieces.data());

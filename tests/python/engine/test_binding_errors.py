@@ -737,3 +737,49 @@ def test_a_bad_signal_is_found_in_any_block(dtype, value, flat):
         engine.backtest_signals(o, c, sig)
     sig.flat[flat] = 2  # and the same array with a valid value there runs: a BUY, one trade,
     assert engine.backtest_signals(o, c, sig).n_trades[col] == (0 if row == 3000 else 1)  # none on the last row
+
+
+COPY_TOO_LARGE = textwrap.dedent(
+    r"""
+    import numpy as np
+    import himari.engine as e
+
+    o = np.arange(1.0, 9.0)
+    # broadcast views cost no memory, but their C-contiguous copies (a petabyte, beyond any
+    # address space) can never be made, whatever the machine's overcommit policy
+    signals = np.broadcast_to(np.int8(1), (8, 2**47))
+    prices = np.broadcast_to(np.float64(5.0), (2**44, 8))
+    cases = {
+        "signals per_bar": lambda: e.backtest_signals(o, o, signals),
+        "signals held_runs": lambda: e.backtest_signals(o, o, signals, method="held_runs"),
+        "signals equity": lambda: e.backtest_signals(o, o, signals, return_equity=True),
+        "actions replay": lambda: e.replay_actions(o, o, signals),
+        "prices ekf": lambda: e.ekf(prices),
+    }
+    for name, fn in cases.items():
+        try:
+            fn()
+            print("NO ERROR", name)
+        except MemoryError as exc:
+            print("MEMORY", name, "|", exc)
+        except Exception as exc:
+            print("OTHER", name, type(exc).__name__, exc)
+    print("DONE")
+    """
+)
+
+
+def test_a_strided_input_too_large_to_copy_is_a_memory_error_not_a_crash(tmp_path):
+    """A strided input is copied once; when numpy cannot allocate that copy the call raises
+    MemoryError naming the argument (the binding read through the empty result and segfaulted)."""
+    proc = subprocess.run([sys.executable, "-c", COPY_TOO_LARGE], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"the process crashed (return code {proc.returncode}):\n{out}"
+    lines = [ln for ln in out.splitlines() if ln.startswith(("MEMORY", "NO ERROR", "OTHER"))]
+    assert len(lines) == 5 and "DONE" in out, out
+    for line in lines:
+        name = line.split()[1]
+        assert line.startswith("MEMORY"), out
+        assert f"{'prices' if name == 'prices' else 'signals' if name == 'signals' else 'actions'}: cannot make a " \
+               "C-contiguous copy" in line, out
