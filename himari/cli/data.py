@@ -137,7 +137,8 @@ def synth(
     bars: int = typer.Option(200_000, "--bars", min=2, help="Number of bars."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (same seed, same bars)."),
     symbol: str = typer.Option("SYNTH", "--symbol"),
-    interval: str = typer.Option("5m", "--interval"),
+    interval: str = typer.Option("5m", "--interval", help="Spacing of the timestamps (the bars' dynamics are "
+                                                          "5-minute bars' whatever it is)."),
     start: str = typer.Option("2023-01-01T00:00:00Z", "--start",
                               help="Open time of the first bar (UTC); every bar must open in 1900-01-01 .. 2199-12-31."),
 ) -> None:
