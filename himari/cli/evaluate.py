@@ -64,21 +64,18 @@ def evaluate(
 
     from rich.console import Console
 
-    from himari.cli.train import model_options
+    from himari.cli.train import model_options, refuse_with_resume
     from himari.errors import ConfigError
     from himari.evaluate.runner import EvaluationConfig
-    from himari.evaluate.session import run_evaluation
+    from himari.evaluate.session import EvaluationInterrupted, run_evaluation
     from himari.plugin.manager import get_plugins
+    from himari.training.interrupt import stop_signals_interrupt
 
     plugins = get_plugins()
     console = Console(stderr=json_out)
     if resume is not None:
-        given = [n for n, v in (("MODEL", model), ("--data", data), ("--out", out), ("--grid", grid), ("--gate", gate),
-                                ("--set", set_), ("--epochs", epochs), ("--cpcv", cpcv),
-                                ("--hold-out-last", hold_out_last or None), ("--prior-trials", prior_trials)) if v not in (None, [])]
-        if given:
-            raise ConfigError(f"--resume continues the evaluation with its saved settings; drop {', '.join(given)}")
-        result = run_evaluation(None, resume, plugins, console)
+        refuse_with_resume(ctx, {"resume", "json_out", "strict"}, "evaluation")
+        config, directory = None, resume
     else:
         if not model:
             raise ConfigError("give a MODEL (himari plugins list --kind model)")
@@ -86,14 +83,27 @@ def evaluate(
                                          ("env.fee", fee), ("env.slippage", slippage)) if v is not None]
         sets += [f"preprocess={json.dumps(preprocess.split(','))}"] if preprocess else []
         sets += [f"methods={json.dumps(method.split(','))}"] if method else []
-        sets += [*(set_ or []), *model_options(list(ctx.args), model, plugins)]
+        sets += [*model_options(list(ctx.args), model, plugins), *(set_ or [])]
         config = EvaluationConfig(
             model=model, data=data, seeds=tuple(range(seeds)), walk_forward=walk_forward, fold_mode=fold_mode,
             cpcv=_pair(cpcv), validation_fraction=validation_fraction, embargo=embargo,
             gates=tuple(gate) if gate else EvaluationConfig.gates, grid=_grid(grid or []), sets=tuple(sets),
             resamples=resamples, hold_out_last=hold_out_last,
             prior_trials=tuple(str(p.resolve()) for p in prior_trials or []))
-        result = run_evaluation(config, out, plugins, console)
+        directory = out
+    try:
+        with stop_signals_interrupt():  # SIGTERM and SIGHUP (a scheduler, timeout) stop it as Ctrl-C does
+            result = run_evaluation(config, directory, plugins, console)
+    except EvaluationInterrupted as e:
+        Console(stderr=True).print(str(e), soft_wrap=True, highlight=False, emoji=False)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt as e:  # while its plan was checked, before any file was written
+        from himari.training.interrupt import exit_code
+
+        kept = "nothing was kept" if resume is None else f"continue with: himari evaluate --resume {resume}"
+        Console(stderr=True).print(f"interrupted before the first run started; {kept}", soft_wrap=True,
+                                   highlight=False, emoji=False)
+        raise typer.Exit(exit_code(e)) from None
     if json_out:
         print(json.dumps(result, indent=2))
     if strict and not all(g["passed"] for g in result["gates"]):

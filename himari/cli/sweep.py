@@ -9,8 +9,6 @@ import typer
 
 from himari.cli.completion import complete_list, complete_model
 
-INTERRUPTED_EXIT = 130
-
 
 def sweep(
     ctx: typer.Context,
@@ -69,7 +67,7 @@ def sweep(
 
     from rich.console import Console
 
-    from himari.cli.train import model_options
+    from himari.cli.train import model_options, refuse_with_resume
     from himari.errors import ConfigError
     from himari.plugin.manager import get_plugins
     from himari.sweep.runner import SweepInterrupted, run_sweep
@@ -82,15 +80,7 @@ def sweep(
                "gpus_per_trial": gpus_per_trial, "max_concurrent": max_concurrent, "top": top}
     asha_options = {"grace_period": grace_period, "reduction_factor": reduction_factor}
     if resume is not None:
-        given = [name for name, v in (("MODEL", model), ("--data", data), ("--config", config), ("--grid", grid),
-                                      ("--random", random), ("--out", out), ("--asha", asha), ("--epochs", epochs),
-                                      ("--batch-size", batch_size), ("--lr", lr), ("--device", device),
-                                      ("--preprocess", preprocess), ("--method", method), ("--set", set_),
-                                      ("model settings", ctx.args),
-                                      *((f"--{k.replace('_', '-')}", v) for k, v in {**options, **asha_options}.items()))
-                 if v not in (None, [])]
-        if given:
-            raise ConfigError(f"--resume continues the sweep with its saved settings; drop {', '.join(given)}")
+        refuse_with_resume(ctx, {"resume", "retry_failed", "json_out", "address"}, "sweep")
         settings, directory = None, resume
     else:
         if retry_failed:
@@ -112,16 +102,25 @@ def sweep(
             from himari.sweep.config import load_sweep_file
 
             model_name = load_sweep_file(config).get("model")
-        sets += [*(set_ or []), *model_options(list(ctx.args), model_name, plugins)]
+        sets += [*model_options(list(ctx.args), model_name, plugins), *(set_ or [])]
         settings = build_sweep(plugins=plugins, model=model, data=data, config_file=config, grid=list(grid or []),
                                random=list(random or []), sets=sets, options=options)
         directory = out
+    from himari.training.interrupt import stop_signals_interrupt
+
     try:
-        result = run_sweep(settings, directory, plugins=plugins, console=console, address=address,
-                           retry_failed=retry_failed)
+        with stop_signals_interrupt():  # SIGTERM and SIGHUP (a scheduler, timeout) stop it as Ctrl-C does
+            result = run_sweep(settings, directory, plugins=plugins, console=console, address=address,
+                               retry_failed=retry_failed)
     except SweepInterrupted as e:
         Console(stderr=True).print(str(e), soft_wrap=True, highlight=False, emoji=False)
-        raise typer.Exit(INTERRUPTED_EXIT) from None
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt as e:  # before the trials started: the new sweep's directory is removed
+        from himari.training.interrupt import exit_code
+
+        Console(stderr=True).print("interrupted before the first trial started; nothing was kept", soft_wrap=True,
+                                   highlight=False, emoji=False)
+        raise typer.Exit(exit_code(e)) from None
     if json_out:
         print(json.dumps(result, indent=2))
     else:

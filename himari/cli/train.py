@@ -51,6 +51,40 @@ def config_options(args: list[str], owner: str, config: type) -> list[str]:
     return out
 
 
+def refuse_with_resume(ctx: typer.Context, keep: set[str], what: str) -> None:
+    """``--resume`` continues a run, evaluation or sweep with the settings it saved: every option
+    given on the command line other than those named in ``keep`` (parameter names) would change
+    them, so each is refused by name; defaults do not count, whatever their value. An option the
+    command does not define (model settings need a MODEL, which ``--resume`` takes from the saved
+    settings) is named as such, and checked first: the parser takes its value for MODEL."""
+    from himari.errors import ConfigError
+
+    # the parser takes an option it does not know (--bogus 3.5) for MODEL, and its value for an
+    # extra argument: name that option, not MODEL
+    arguments = [str(ctx.params.get(p.name or "")) for p in ctx.command.params
+                 if p.param_type_name == "argument" and ctx.params.get(p.name or "") is not None]
+    extra = [a for a in [*arguments, *ctx.args] if a.startswith("-")] or list(ctx.args)
+    if extra:
+        if not extra[0].startswith("-"):
+            raise ConfigError(f"{extra[0]}: unexpected argument")
+        raise ConfigError(f"{extra[0].partition('=')[0]}: no such option with --resume, which continues the {what} "
+                          f"with its saved settings (the model's settings included)")
+    given = []
+    for param in ctx.command.params:
+        if param.name is None or param.name in keep:
+            continue
+        source = ctx.get_parameter_source(param.name)  # an enum of the click Typer runs on (it may vendor one)
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        if param.param_type_name == "argument":
+            given.append(param.name.upper())
+        else:  # --no-asha as given, not --asha
+            off = getattr(param, "secondary_opts", None) and ctx.params.get(param.name) is False
+            given.append(param.secondary_opts[0] if off else param.opts[0])
+    if given:
+        raise ConfigError(f"--resume continues the {what} with its saved settings; drop {', '.join(given)}")
+
+
 def train(
     ctx: typer.Context,
     model: str = typer.Argument(None, help="Model plugin name (himari plugins list --kind model).",
@@ -121,22 +155,7 @@ def train(
 
     plugins = get_plugins()
     if resume is not None:
-        given = [name for name, v in (("MODEL", model), ("--data", data), ("--device", device), ("--epochs", epochs),
-                                      ("--batch-size", batch_size), ("--lr", lr), ("--seed", seed),
-                                      ("--preprocess", preprocess), ("--method", method), ("--augment", augment),
-                                      ("--tracker", tracker),
-                                      ("--config", config), ("--set", set_), ("--run-dir", run_dir),
-                                      ("--checkpoint-every", checkpoint_every), ("--env-episodes", env_episodes),
-                                      ("--n-envs", n_envs), ("--rollout-steps", rollout_steps),
-                                      ("--drawdown-penalty", drawdown_penalty),
-                                      ("--turnover-penalty", turnover_penalty), ("--dsr-weight", dsr_weight),
-                                      ("--fee", fee), ("--slippage", slippage),
-                                      ("--decision-interval", decision_interval), ("--min-hold", min_hold),
-                                      ("--confidence", confidence), ("--select-execution", select_execution or None),
-                                      ("model settings", ctx.args))
-                 if v is not None and v != []]
-        if given:
-            raise ConfigError(f"--resume continues the run with its saved config; drop {', '.join(given)}")
+        refuse_with_resume(ctx, {"resume", "devices"}, "run")
         if devices is not None and devices > 1:
             from himari.training.config import load_run_config
 
@@ -164,7 +183,7 @@ def train(
     shaping = {k: v for k, v in (("drawdown_penalty", drawdown_penalty), ("turnover_penalty", turnover_penalty),
                                  ("dsr_weight", dsr_weight)) if v is not None}
     overrides.update({f"plugins.reward-shaping.{k}": v for k, v in shaping.items()})
-    sets = [*(set_ or []), *model_options(list(ctx.args), model, plugins)]
+    sets = [*model_options(list(ctx.args), model, plugins), *(set_ or [])]
     run = merge_run_config(plugins=plugins, config_file=str(config) if config else None,
                            overrides=overrides, sets=sets, add_methods=["reward-shaping"] if shaping else None)
     if devices is not None and devices > 1:  # checked here, so a bad run is refused before torchrun starts
@@ -180,14 +199,17 @@ def train(
 
 
 def _fit(trainer: object) -> None:
-    """Train; on Ctrl-C, say how to continue (or that nothing was kept) and exit 130."""
+    """Train; on Ctrl-C, SIGTERM or SIGHUP (a scheduler's or ``timeout``'s stop), say how to
+    continue (or that nothing was kept) and exit 128 + the signal (130 for Ctrl-C)."""
     from rich.console import Console
 
     from himari.training import distributed, rundir
+    from himari.training.interrupt import exit_code, stop_signals_interrupt
 
     try:
-        trainer.fit()  # type: ignore[attr-defined]
-    except KeyboardInterrupt:
+        with stop_signals_interrupt():
+            trainer.fit()  # type: ignore[attr-defined]
+    except KeyboardInterrupt as e:
         run_dir = trainer.run_dir  # type: ignore[attr-defined]
         console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         if (run_dir / rundir.LAST).exists():
@@ -195,7 +217,7 @@ def _fit(trainer: object) -> None:
                           f"himari train --resume {run_dir}")
         else:
             console.print("interrupted before the first checkpoint; nothing was kept")
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_code(e)) from None
     trainer.release_data_parallel()  # type: ignore[attr-defined]  # before the group closes
     distributed.shutdown()  # after success only (see its docstring)
 

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from himari.errors import ConfigError
+from himari.errors import ConfigError, HimariError
 from himari.evaluate.runner import RESULT, SETTINGS, Evaluation, EvaluationConfig, elapsed
+
+
+class EvaluationInterrupted(HimariError):
+    """Ctrl-C (or a stop signal the command turns into one) ended the evaluation; the message says
+    whether its directory was kept and how to continue it. ``exit_code``: 128 + the signal."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _new_directory(config: EvaluationConfig, out: Path | None) -> Path:
@@ -41,7 +51,14 @@ def run_evaluation(config: EvaluationConfig | None, directory: Path | None, plug
             config = EvaluationConfig.from_dict(yaml.safe_load(settings.read_text(encoding="utf-8")))
         except (yaml.YAMLError, TypeError, KeyError, ValueError) as e:
             raise ConfigError(f"{settings}: damaged evaluation settings ({e})") from None
+        if config.data is not None and not Path(config.data).is_absolute() and not Path(config.data).exists():
+            # settings written before the data path was recorded absolutely name it from the
+            # directory the evaluation was started in
+            raise ConfigError(f"{settings}: data {config.data} is relative to the directory the evaluation was "
+                              f"started in, and not found from here; resume it from that directory")
     else:
+        if config.data is not None:  # absolute, so --resume works from any directory (as runs record it)
+            config = replace(config, data=str(Path(config.data).resolve()))
         directory = _new_directory(config, directory)
         check_run_dir_target(directory, resume=False)
     assert config is not None and directory is not None
@@ -71,6 +88,15 @@ def run_evaluation(config: EvaluationConfig | None, directory: Path | None, plug
 
         print_evaluation(console, result, directory)
         return result
+    except KeyboardInterrupt as e:
+        from himari.training.interrupt import exit_code
+
+        if not finished_any:
+            lock.remove_created()
+            raise EvaluationInterrupted("interrupted before the first run started; nothing was kept",
+                                        exit_code(e)) from None
+        raise EvaluationInterrupted(f"interrupted; continue the evaluation (its finished runs are kept) with: "
+                                    f"himari evaluate --resume {directory}", exit_code(e)) from None
     except BaseException:
         if not finished_any:
             lock.remove_created()
@@ -135,4 +161,4 @@ def _write_report(directory: Path, console: Any) -> None:
     write_report([load_evaluation(directory)], directory / "report.html")
 
 
-__all__ = ["RESULT", "run_evaluation"]
+__all__ = ["RESULT", "EvaluationInterrupted", "run_evaluation"]

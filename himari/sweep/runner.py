@@ -35,7 +35,12 @@ REPORT = "report.html"
 
 
 class SweepInterrupted(HimariError):
-    """The sweep stopped before every trial ended (Ctrl-C); ``--resume`` continues it."""
+    """The sweep stopped before every trial ended (Ctrl-C, or a stop signal the command turns into
+    one); ``--resume`` continues it. ``exit_code``: 128 + the signal."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def new_directory(model: str, out: Path | None) -> Path:
@@ -102,6 +107,9 @@ def run_sweep(sweep: SweepConfig | None, directory: Path | None, *, plugins: Any
         assert sweep is not None
         directory = new_directory(sweep.model, directory)
         check_new_directory(directory)
+    # absolute from here on: the trials and the scoring run as Ray tasks in worker processes
+    # whose working directory is not this one, so a relative path would name nothing there
+    directory = Path(directory).resolve()
     assert sweep is not None and directory is not None
     horizon = check(sweep, plugins)  # again on resume: the plugins installed now must take the settings
     check_address(address)
@@ -141,11 +149,14 @@ def run_sweep(sweep: SweepConfig | None, directory: Path | None, *, plugins: Any
             result["directory"] = str(directory)
         write_text_atomic(directory / RESULT, json.dumps(result, indent=2) + "\n")
         return result
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if not started:
             lock.remove_created()
             raise
-        raise SweepInterrupted(f"interrupted; continue the sweep with: himari sweep --resume {directory}") from None
+        from himari.training.interrupt import exit_code
+
+        raise SweepInterrupted(f"interrupted; continue the sweep with: himari sweep --resume {directory}",
+                               exit_code(e)) from None
     except BaseException:
         if not started:
             lock.remove_created()

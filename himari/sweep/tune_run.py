@@ -135,6 +135,7 @@ def ray_instance(address: str | None) -> Iterator[None]:
         yield
         return
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    handlers = _stop_handlers()
     try:
         with _cwd(_himari_home()):
             if address:
@@ -144,10 +145,33 @@ def ray_instance(address: str | None) -> Iterator[None]:
     except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
         where = f"--address {address}: cannot join the Ray cluster" if address else "cannot start a local Ray instance"
         raise ConfigError(f"{where} ({' '.join(str(e).split())[:300]})") from None
+    _restore_stop_handlers(handlers)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _stop_handlers() -> dict[int, Any]:
+    """The Python handlers of SIGTERM and SIGHUP (the command's, which stop the sweep as Ctrl-C
+    does); ``ray.init`` replaces them with its own, which ends the process with a native stack dump."""
+    import signal
+
+    out: dict[int, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        handler = signal.getsignal(sig) if sig is not None else None
+        if callable(handler):
+            out[sig] = handler
+    return out
+
+
+def _restore_stop_handlers(handlers: dict[int, Any]) -> None:
+    import signal
+
+    for sig, handler in handlers.items():
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, handler)
 
 
 def check_resources(sweep: SweepConfig) -> None:
@@ -298,6 +322,21 @@ def score(trials: list[TrialOutcome], sweep: SweepConfig, sweep_dir: Path) -> di
     return out
 
 
+def task_result(ref: Any) -> Any:
+    """``ray.get(ref)``, with an exception the task raised re-raised as itself: Ray wraps it in a
+    ``RayTaskError`` whose text is the worker's traceback (with terminal colour codes), where the
+    command should print the error's own one line (a himari error keeps its exit code)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError):
+            raise cause from None
+        raise
+
+
 def report_targets(runs: list[tuple[str, str]], sweep: SweepConfig) -> list[Any]:
-    """The report targets of ``(run_dir, label)`` pairs, scored in one Ray task."""
-    return ray.get(_task(trial.report_targets, sweep).remote(runs))
+    """The report targets of ``(run_dir, label)`` pairs (absolute paths: the task runs in a Ray
+    worker, elsewhere), scored in one Ray task."""
+    runs = [(str(Path(run_dir).resolve()), label) for run_dir, label in runs]
+    return task_result(_task(trial.report_targets, sweep).remote(runs))

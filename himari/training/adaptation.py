@@ -45,9 +45,9 @@ def check_adapt_bars(n: int, ranges: list[tuple[int, int]], lookahead: int) -> N
     if n < 1:
         raise ConfigError(f"--adapt-bars {n}: expected a number of bars >= 1")
     short = min(b - a for a, b in ranges)
-    if n >= short:
-        raise ConfigError(f"--adapt-bars {n}: a scored range has only {short} bars; adapt on fewer bars than the "
-                          "range so that some remain to score")
+    if n > short - 2:  # the backtest of what remains needs 2 bars: a decision, and the bar it trades at
+        raise ConfigError(f"--adapt-bars {n}: a scored range has only {short} bars; adapt on at most {short - 2} so "
+                          "that at least 2 remain to score")
     if n <= lookahead:
         raise ConfigError(f"--adapt-bars {n}: must exceed the labels' lookahead of {lookahead} bars (a label of "
                           f"the first bars must be known by the end of the adaptation bars)")

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from himari.errors import ConfigError, HimariError, TrainingError
+from himari.errors import ConfigError, DataError, TrainingError
 from himari.evaluation.execution import apply as apply_execution
 from himari.evaluation.execution import check_support, choose, grid, model_actions, rules_dict, score_grid
 from himari.evaluation.policy import baseline_actions, evaluate_actions, judged_on_decisions
@@ -222,8 +222,7 @@ class Trainer:
             self.train_ds = self._dataset("train")
             self.val_ds = self._dataset("validation")
             if len(self.train_ds) < (cfg.batch_size if cfg.drop_last else 1):
-                raise HimariError(f"the train split has {len(self.train_ds)} examples, fewer than one batch "
-                                  f"({cfg.batch_size}); lower --batch-size or use more data")
+                raise self._too_few_examples(len(self.train_ds), cfg.batch_size)
         self.amp_dtype = None
         self.scaler = None
         if self.device.startswith("cuda") and cfg.amp:
@@ -263,6 +262,23 @@ class Trainer:
                          if self.dist.is_main]
         if self.dist.enabled:  # identical set-up above; from here each rank draws its own random numbers
             seed_everything(distributed.rank_seed(cfg.seed, self.dist.rank), deterministic=cfg.deterministic)
+
+    def _too_few_examples(self, n: int, batch_size: int) -> DataError:
+        """Too little data for one batch is bad input (exit 2). The message says where the bars went:
+        the features' warm-up takes the first bars of each symbol before any split, and a bar is an
+        example only once its label is known, ``lookahead`` bars later, so a data set of a few
+        thousand bars can leave few examples or none."""
+        train_bars = sum(b - a for a, b in self.splits["train"])
+        segments = self.data.metadata.get("segments") or []
+        warmup = sum(int(sg["first"]) - int(sg["start"]) for sg in segments)
+        where = f"it holds {train_bars:,} of the data's {len(self.data.close):,} bars"
+        if warmup > 0:
+            where += f" (the features' warm-up takes the first {warmup:,})"
+        lookahead = int(getattr(self.data, "lookahead", 0) or 0)
+        if lookahead > 0 and n < train_bars:
+            where += f", and a bar is an example only once its label is known, {lookahead:,} bars after it"
+        return DataError(f"the train split has {n:,} examples, fewer than one batch ({batch_size:,}): {where}; lower "
+                         f"--batch-size or use more data")
 
     def _dataset(self, split: str, ctx: TrainContext | None = None) -> Any:
         ctx = self.ctx if ctx is None else ctx

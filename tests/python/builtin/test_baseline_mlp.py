@@ -47,3 +47,20 @@ def test_bad_config_values() -> None:
         SPEC.config(dropout=1.0)
     with pytest.raises(ValueError, match="hidden_sizes"):
         SPEC.config(hidden_sizes=())
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_eval_batch_size_below_one_is_refused(value: int) -> None:
+    with pytest.raises(ValueError, match=f"eval_batch_size must be >= 1, got {value}"):
+        SPEC.config(eval_batch_size=value)
+
+
+def test_eval_batch_size_below_one_is_refused_by_the_command(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from himari.cli import app
+
+    res = CliRunner().invoke(app, ["train", "baseline-mlp", "--run-dir", str(tmp_path / "run"),
+                                   "--set", "baseline-mlp.eval_batch_size=-1"])
+    assert res.exit_code == 2 and "eval_batch_size must be >= 1" in res.output, res.output
+    assert not (tmp_path / "run").exists()

@@ -31,10 +31,36 @@ ENV = {**os.environ, "COLUMNS": "120", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEV
 @pytest.fixture(scope="module")
 def evaluated(small_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ev") / "ev"
-    res = runner.invoke(app, ["evaluate", "baseline-mlp", "--data", str(small_prepared), "--out", str(out), *ARGS,
-                              "--cpcv", "3,1"], env={"COLUMNS": "120"})
+    with pytest.MonkeyPatch.context() as mp:  # --data relative to where the evaluation starts
+        mp.chdir(small_prepared.parent)
+        res = runner.invoke(app, ["evaluate", "baseline-mlp", "--data", small_prepared.name, "--out", str(out), *ARGS,
+                                  "--cpcv", "3,1"], env={"COLUMNS": "120"})
     assert res.exit_code == 0, res.output
     return out
+
+
+def test_the_data_path_is_recorded_absolutely(evaluated: Path, small_prepared: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    assert yaml.safe_load((evaluated / "evaluation.yaml").read_text())["data"] == str(small_prepared.resolve())
+    monkeypatch.chdir(tmp_path)  # so --resume works from anywhere
+    res = runner.invoke(app, ["evaluate", "--resume", str(evaluated), "--json"])
+    assert res.exit_code == 0, res.output
+
+
+def test_settings_with_a_relative_data_path_say_where_to_resume(tmp_path: Path) -> None:
+    import yaml
+
+    from himari.evaluate.runner import EvaluationConfig
+
+    (tmp_path / "ev").mkdir()  # an evaluation.yaml written before the path was recorded absolutely
+    settings = EvaluationConfig(model="baseline-mlp", data="p60").to_dict()
+    (tmp_path / "ev" / "evaluation.yaml").write_text(yaml.safe_dump(settings))
+    res = runner.invoke(app, ["evaluate", "--resume", str(tmp_path / "ev")])
+    assert res.exit_code == 2, res.output
+    assert "data p60 is relative to the directory the evaluation was started in" in res.output
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["evaluation.yaml"]
 
 
 def test_files_and_the_chained_result(evaluated: Path, small_prepared: Path) -> None:
@@ -137,6 +163,27 @@ def test_a_killed_evaluation_resumes_to_the_same_result(small_prepared: Path, tm
     a = json.loads((tmp_path / "whole" / "evaluation.json").read_text())
     b = json.loads((tmp_path / "cut" / "evaluation.json").read_text())
     assert _stable(a) == _stable(b)
+
+
+@pytest.mark.parametrize("sig, codes", [(signal.SIGINT, (130, -signal.SIGINT)), (signal.SIGTERM, (143,))])
+def test_an_interrupted_evaluation_says_how_to_continue(small_prepared: Path, tmp_path: Path, sig: int,
+                                                        codes: tuple[int, ...]) -> None:
+    """Ctrl-C, or SIGTERM (a scheduler, timeout): the directory is kept and the line to resume it
+    printed. (CPython may end an interrupted ``-m`` run by SIGINT itself, which a shell reports as
+    130 too.)"""
+    out = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "himari", "evaluate", "baseline-mlp", "--data",
+                             str(small_prepared), "--out", str(out), *ARGS, "--epochs", "500"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 120
+    while not (out / "runs" / "fold-0" / "seed-0" / "metrics.jsonl").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in codes, err
+    assert f"continue the evaluation (its finished runs are kept) with: himari evaluate --resume {out}" in err
+    assert (out / "evaluation.yaml").exists() and not (out / "evaluation.json").exists()
 
 
 @pytest.mark.parametrize("args, message", [

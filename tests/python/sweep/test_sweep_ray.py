@@ -100,9 +100,11 @@ def _sweep(data: Path, out: Path, **kw):
 
 @pytest.fixture(scope="module")
 def four_trials(ray_session: None, small_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("sweeps") / "four"
-    result = _sweep(small_prepared, out, grid=["lr=1e-3,3e-3"], options={"seeds": 2, "top": 2})
-    return {"result": result, "out": out}
+    base = tmp_path_factory.mktemp("sweeps")
+    with pytest.MonkeyPatch.context() as mp:  # a relative --out: the Ray tasks run elsewhere
+        mp.chdir(base)
+        result = _sweep(small_prepared, Path("four"), grid=["lr=1e-3,3e-3"], options={"seeds": 2, "top": 2})
+    return {"result": result, "out": base / "four"}
 
 
 def test_four_trials_write_four_runs_and_a_leaderboard_that_agrees_with_them(four_trials: dict,
@@ -111,6 +113,7 @@ def test_four_trials_write_four_runs_and_a_leaderboard_that_agrees_with_them(fou
 
     result, out = four_trials["result"], four_trials["out"]
     assert json.loads((out / "sweep.json").read_text()) == json.loads(json.dumps(result))
+    assert result["directory"] == str(out)  # --out four, recorded absolutely
     assert result["counts"] == {"finished": 4, "stopped": 0, "failed": 0}
     runs = sorted(p for p in (out / "runs").iterdir())
     assert [p.name for p in runs] == [f"trial-0000{i}" for i in range(4)]
@@ -165,12 +168,48 @@ def test_a_trial_that_raises_is_reported_and_the_others_finish(ray_session: None
     assert (tmp_path / "sw" / "sweep.json").exists()
 
 
+def test_an_error_in_a_ray_task_is_the_error_itself(ray_session: None, small_prepared: Path, tmp_path: Path) -> None:
+    from himari.errors import DataError
+
+    sweep = build_sweep(plugins=get_plugins(), model="baseline-mlp", data=str(small_prepared), sets=TINY)
+    with pytest.raises(DataError, match="not a himari run directory") as caught:
+        tune_run.report_targets([(str(tmp_path / "nothing"), "#1")], sweep)
+    assert type(caught.value) is DataError and "ray::" not in str(caught.value) and "\x1b" not in str(caught.value)
+    assert str(tmp_path / "nothing") in str(caught.value)
+
+
 def test_a_sweep_that_cannot_start_leaves_nothing_behind(ray_session: None, small_prepared: Path,
                                                          tmp_path: Path) -> None:
     out = tmp_path / "new" / "sw"
     with pytest.raises(ConfigError, match="--cpus-per-trial 3: the Ray cluster has 2 CPU"):
         _sweep(small_prepared, out, grid=["lr=1e-3,3e-3"], options={"cpus_per_trial": 3})
     assert not (tmp_path / "new").exists()
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(ray_session: None, small_prepared: Path, tmp_path: Path) -> None:
+    """SIGTERM (a scheduler, timeout) ends the sweep with the line to resume it and exit 143 (Ray's
+    own handler would dump a native stack and exit 1)."""
+    out = tmp_path / "sw"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120", HOLD: "1"}  # the one trial waits
+    cmd = [sys.executable, "-m", "himari", "sweep", "baseline-mlp", "--data", str(small_prepared), "--method",
+           "sweep-fail", "--set", "sweep-fail.hold=true", "--top", "0", "--out", str(out),
+           *(a for s in TINY for a in ("--set", s))]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "tune" / "trial-00000").exists():  # the trial has started
+            assert time.monotonic() < deadline and proc.poll() is None, "the sweep ended or never started a trial"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert f"continue the sweep with: himari sweep --resume {out}" in err and "SIGTERM received" not in err
+    assert (out / "sweep.yaml").exists() and not (out / "sweep.json").exists()
 
 
 def test_a_killed_sweep_resumes_without_training_its_finished_trials_again(ray_session: None, small_prepared: Path,

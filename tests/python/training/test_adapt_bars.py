@@ -147,6 +147,20 @@ def test_bad_adapt_bars_are_refused_in_one_line(n, text, runs, use, tmp_path) ->
     assert not (tmp_path / "bt.json").exists()
 
 
+@pytest.mark.parametrize("n, refused", [(533, True), (534, True), (532, False)])
+def test_adapt_bars_leave_at_least_two_bars_to_score(n: int, refused: bool) -> None:
+    """The backtest of the bars after the adaptation needs 2 of them: with 1 left the engine itself
+    refused the range, where the option should have been named."""
+    from himari.training.adaptation import check_adapt_bars
+
+    if refused:
+        with pytest.raises(ConfigError, match=f"--adapt-bars {n}: a scored range has only 534 bars; adapt on at "
+                                              "most 532"):
+            check_adapt_bars(n, [(0, 534), (1000, 2000)], lookahead=6)
+    else:
+        check_adapt_bars(n, [(0, 534), (1000, 2000)], lookahead=6)
+
+
 def test_a_run_without_an_adapting_method_is_refused(runs, use) -> None:
     from himari.training.leaderboard import backtest
 

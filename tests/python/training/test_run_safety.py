@@ -348,6 +348,17 @@ def test_bad_numbers_are_refused_naming_the_setting(small_prepared: Path, tmp_pa
     assert listing(tmp_path) == []
 
 
+def test_too_little_data_for_a_batch_is_bad_input_saying_where_the_bars_went(small_prepared: Path, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "baseline-mlp", "--data", str(small_prepared), "--batch-size", "100000",
+                              "--epochs", "1"])
+    assert res.exit_code == 2, res.output
+    assert "fewer than one batch (100,000)" in res.output and "of the data's 6,000 bars" in res.output
+    assert "the features' warm-up takes the first 1,440" in res.output and "--verbose" not in res.output
+    assert listing(tmp_path) == []
+
+
 def test_bad_paths_are_refused_naming_them(run: Path, small_prepared: Path, tmp_path: Path) -> None:
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
@@ -412,8 +423,9 @@ def test_devices_on_gpus_without_them_is_refused_before_torchrun(small_prepared:
 INTERRUPTED = (130, -signal.SIGINT)
 
 
-def _interrupt(small_prepared: Path, run_dir: Path, checkpoint_every: int, started: Path) -> tuple[int, str]:
-    """Start a long training, send SIGINT once ``started`` exists; its exit code and stderr."""
+def _interrupt(small_prepared: Path, run_dir: Path, checkpoint_every: int, started: Path,
+               sig: int = signal.SIGINT) -> tuple[int, str]:
+    """Start a long training, send ``sig`` once ``started`` exists; its exit code and stderr."""
     proc = subprocess.Popen(himari("train", "baseline-mlp", "--data", str(small_prepared), "--run-dir", str(run_dir),
                                    "--epochs", "500", "--batch-size", "32", "--checkpoint-every", str(checkpoint_every),
                                    "--set", "train.patience=0", "--set", "train.progress=false"),
@@ -422,7 +434,7 @@ def _interrupt(small_prepared: Path, run_dir: Path, checkpoint_every: int, start
     while not started.exists():
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     return proc.returncode, err
 
@@ -440,6 +452,23 @@ def test_ctrl_c_before_the_first_checkpoint_keeps_nothing(small_prepared: Path, 
     code, err = _interrupt(small_prepared, run_dir, 100_000, run_dir / "metrics.jsonl")  # training has started
     assert code in INTERRUPTED and "nothing was kept" in err
     assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_before_the_first_checkpoint_keeps_nothing(small_prepared: Path, tmp_path: Path,
+                                                                 sig: int) -> None:
+    """SIGTERM (a scheduler, timeout, docker stop) and SIGHUP are handled as Ctrl-C is."""
+    run_dir = tmp_path / "early"
+    code, err = _interrupt(small_prepared, run_dir, 100_000, run_dir / "metrics.jsonl", sig)
+    assert code == 128 + sig and "nothing was kept" in err, err
+    assert listing(tmp_path) == []
+
+
+def test_sigterm_says_how_to_resume(small_prepared: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "interrupted"
+    code, err = _interrupt(small_prepared, run_dir, 5, run_dir / "checkpoints" / "last.pt", signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM and f"himari train --resume {run_dir}" in err, err
+    assert (run_dir / "checkpoints" / "last.pt").exists() and not (run_dir / "summary.json").exists()
 
 
 def test_resuming_a_complete_run_reports_it_and_changes_nothing(run: Path) -> None:

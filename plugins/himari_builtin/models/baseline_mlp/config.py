@@ -30,6 +30,8 @@ class BaselineMLPConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.focal_gamma < 0 or not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError("focal_gamma must be >= 0 and label_smoothing in [0, 1)")
+        if self.eval_batch_size < 1:  # acting steps through the rows eval_batch_size at a time
+            raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
 
 
 def parameter_count(config: BaselineMLPConfig, n_features: int) -> ParamCount:

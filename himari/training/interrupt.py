@@ -1,0 +1,76 @@
+"""SIGTERM (and SIGHUP) handled as Ctrl-C while a long command runs.
+
+Job schedulers, ``timeout``, ``docker stop`` and a closed terminal stop a process with SIGTERM or
+SIGHUP, whose default action ends it on the spot: a run killed before its first checkpoint kept
+a half-made directory that later commands reject, where Ctrl-C (``KeyboardInterrupt``) lets the
+command clean up, or say how to continue. Inside ``stop_signals_interrupt`` those signals raise
+``Terminated``, a ``KeyboardInterrupt``, so one code path handles all three; the command then
+exits with ``128 + signal`` as a shell reports a process the signal ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+INTERRUPTED_EXIT = 130
+"""Exit code after Ctrl-C (128 + SIGINT)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_received: list[int] = []
+"""The stop signals that arrived inside ``stop_signals_interrupt``: a library that catches the
+``Terminated`` and raises a plain ``KeyboardInterrupt`` of its own (Ray Tune) loses the signal."""
+
+
+def exit_code(interrupt: KeyboardInterrupt) -> int:
+    """128 + the signal that stopped the command: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    if isinstance(interrupt, Terminated):
+        return 128 + interrupt.signum
+    return 128 + _received[-1] if _received else INTERRUPTED_EXIT
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    # a second signal while the cleanup runs must not cut it short
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signum, signal.SIG_IGN)
+    _received.append(signum)
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise ``Terminated`` instead of ending the
+    process. Only signals left at their default action are taken over (a handler the caller
+    installed stays), only in the main thread (Python delivers signals there alone), and the
+    previous handlers are restored afterwards."""
+    saved: dict[int, object] = {}
+    _received.clear()
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is None:
+                continue
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(sig) is signal.SIG_DFL:
+                    signal.signal(sig, _raise_terminated)
+                    saved[sig] = signal.SIG_DFL
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+__all__ = ["INTERRUPTED_EXIT", "Terminated", "exit_code", "stop_signals_interrupt"]

@@ -1,0 +1,39 @@
+"""Bad options of ``himari backtest`` and ``himari bench`` are refused at once, naming the option
+(exit 2): before NumPy reads a negative seed, and before a benchmark runs only to find that its
+``--json`` path cannot be written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from himari.cli import app
+
+runner = CliRunner()
+
+
+def test_backtest_refuses_a_negative_seed(small_prepared: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bt.json"
+    res = runner.invoke(app, ["backtest", "random", "--seed", "-1", "--data", str(small_prepared), "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "--seed" in res.output and "ValueError" not in res.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["a directory", "under a file"])
+def test_bench_refuses_an_unwritable_json_path_before_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              where: str) -> None:
+    import himari.evaluation.bench
+
+    def run_bench(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(himari.evaluation.bench, "run_bench", run_bench)
+    (tmp_path / "a-file").write_text("x")
+    path = tmp_path if where == "a directory" else tmp_path / "a-file" / "bench.json"
+    res = runner.invoke(app, ["bench", "ekf", "--quick", "--json", str(path)])
+    assert res.exit_code == 2, res.output
+    assert f"--json {path}: " in res.output and "the benchmark ran" not in res.output
+    assert (tmp_path / "a-file").read_text() == "x"
