@@ -77,6 +77,12 @@ def backtest_plan(n_bars: int, n_strategies: int, *, threads: int = 0,
                   return_equity: bool = False) -> tuple[str, int]:
     """How ``backtest_signals`` on the CPU would share this work between ``threads`` threads:
     ``("sequential" | "strategies" | "time_scan", threads used)`` (docs/engine-api.md)."""
+    # backtest_signals refuses these sizes; a plan for them would describe a call that cannot run
+    if int(n_bars) < 2 or int(n_strategies) < 1:
+        raise InvalidArgumentError(f"n_bars, n_strategies: expected at least 2 bars and 1 strategy, got {n_bars} and "
+                                   f"{n_strategies}")
+    if int(threads) < 0:
+        raise InvalidArgumentError(f"threads: expected 0 (every hardware thread) or a count >= 1, got {threads}")
     split, workers = _core.backtest_plan(int(n_bars), int(n_strategies), bool(return_equity), int(threads))
     return str(split), int(workers)
 

@@ -15,6 +15,7 @@ import pytest
 import engine_reference as ref  # (conftest.py puts this folder on sys.path)
 
 import himari.engine as engine
+from himari import errors
 
 COUNTS = ("n_trades", "turnover", "exposure", "win_rate")
 
@@ -88,3 +89,10 @@ def test_threads_must_be_a_count(bad):
     open_, close = ref.random_walk_prices(np.random.default_rng(7), 50, vol=0.003)
     with pytest.raises(ValueError, match="threads: expected 0"):
         engine.backtest_signals(open_, close, _signals(50, 2, 8), threads=bad)
+
+
+@pytest.mark.parametrize("n_bars, n_strategies, threads, name", [(1, 10, 2, "n_bars"), (-5, 10, 2, "n_bars"),
+                                                                (1000, 0, 2, "n_strategies"), (1000, 10, -1, "threads")])
+def test_a_plan_for_a_call_backtest_signals_refuses_is_refused(n_bars, n_strategies, threads, name):
+    with pytest.raises(errors.InvalidArgumentError, match=name):
+        engine.backtest_plan(n_bars, n_strategies, threads=threads)
