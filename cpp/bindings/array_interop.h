@@ -8,6 +8,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -103,11 +105,16 @@ inline DType action_dtype(const py::array& a) {
   return kOther;
 }
 
-// A price must be finite and > 0; `i` is its index, for the message.
+// A price must be finite and positive, and a normal double: the account divides by prices, and
+// 1 / p overflows to inf below about 5.6e-309, which then turned equity into NaN without an error.
+// `i` is its index, for the message.
 inline void check_price(double v, const char* name, std::size_t i) {
-  if (!(std::isfinite(v) && v > 0.0))
-    throw InvalidArgument(std::string(name) + ": expected finite prices > 0, got " + std::to_string(v) +
-                          " at index " + std::to_string(i));
+  if (!(std::isfinite(v) && v >= std::numeric_limits<double>::min())) {
+    std::ostringstream text;
+    text << name << ": expected finite prices > 0 (at least " << std::numeric_limits<double>::min() << "), got "
+         << v << " at index " << i;
+    throw InvalidArgument(text.str());
+  }
 }
 
 // Reads a 1-D float32/float64 array of prices into doubles, checking finiteness and sign.

@@ -783,3 +783,20 @@ def test_a_strided_input_too_large_to_copy_is_a_memory_error_not_a_crash(tmp_pat
         assert line.startswith("MEMORY"), out
         assert f"{'prices' if name == 'prices' else 'signals' if name == 'signals' else 'actions'}: cannot make a " \
                "C-contiguous copy" in line, out
+
+
+@pytest.mark.parametrize("call", ["market", "backtest", "replay"])
+def test_subnormal_prices_are_refused_where_the_account_divides_by_them(call):
+    """1 / p overflows to inf below about 5.6e-309: such prices turned equity into NaN with no
+    error. Prices must be normal doubles; the smallest normal one is still accepted."""
+    tiny, s = np.array([1e-310, 1e-310, 2e-310]), np.array([2, 1, 1], dtype=np.int8)
+    fn = {"market": lambda o: engine.Market(o, o), "backtest": lambda o: engine.backtest_signals(o, o, s),
+          "replay": lambda o: engine.replay_actions(o, o, s)}[call]
+    with pytest.raises(errors.InvalidArgumentError, match=r"open: expected finite prices > 0 \(at least 2.2"):
+        fn(tiny)
+    path = np.array([1.0, 2.0, 4.0])
+    smallest = np.finfo(np.float64).tiny * path
+    fn(smallest)  # accepted
+    if call == "backtest":  # and priced right: returns depend on price ratios only
+        small, unit = (engine.backtest_signals(p, p, s).total_return for p in (smallest, path))
+        assert np.isfinite(small) and small == pytest.approx(unit, rel=1e-12)
