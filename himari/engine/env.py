@@ -187,7 +187,9 @@ class VecTradingEnv(gym.vector.VectorEnv):
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Start a new episode in every env. ``seed`` reseeds and restarts the episode counters."""
+        """Start a new episode in every env. ``seed`` makes the env as new with that seed (the
+        episode counters restart, and every reset before the next step starts the same first
+        episode), so what follows depends on the seed alone, not on the env's past."""
         if isinstance(seed, (list, tuple)):
             raise InvalidArgumentError("seed: expected one integer for all envs (starts derive from it per env)")
         if seed is not None:

@@ -188,6 +188,36 @@ TEST(Env, SameSeedSameStartsDifferentSeedDifferentStarts) {
   EXPECT_EQ(b.bar.vec(), TradingEnv(market, [&] { auto k = cfg; k.seed = 7; return k; }(), RewardConfig{}).bar.vec());
 }
 
+TEST(Env, ASeededResetMakesTheEnvAsNewWhateverItDidBefore) {
+  // the episodes after reset(seed) are a function of the seed alone: an env stepped through
+  // several episodes and a fresh one, both reset with the same seed, start the same episodes on
+  // every later reset, before a step (the same first episode) and after one (the next)
+  auto market = make_market(2000, 1, 5);
+  EnvConfig cfg;
+  cfg.num_envs = 4;
+  cfg.episode_length = 5;
+  cfg.seed = 7;
+  TradingEnv used(market, cfg, RewardConfig{}), fresh(market, cfg, RewardConfig{});
+  const std::int32_t acts[4] = {kBuy, kHold, kSell, kHold};
+  for (int k = 0; k < 12; ++k) used.step(acts);
+  used.reset(true, 3);
+  fresh.reset(true, 3);
+  const auto first = fresh.bar.vec();
+  for (int k = 0; k < 2; ++k) {
+    used.reset(false, 0);
+    fresh.reset(false, 0);
+    EXPECT_EQ(used.bar.vec(), first);
+    EXPECT_EQ(fresh.bar.vec(), first);
+  }
+  used.step(acts);
+  fresh.step(acts);
+  used.reset(false, 0);
+  fresh.reset(false, 0);
+  EXPECT_EQ(used.bar.vec(), fresh.bar.vec());
+  EXPECT_NE(used.bar.vec(), first);
+  EXPECT_EQ(used.episode_index.vec(), fresh.episode_index.vec());
+}
+
 TEST(Env, RejectsBadConfiguration) {
   auto market = make_market(10, 1, 6);
   EnvConfig cfg;

@@ -126,8 +126,13 @@ AccountState TradingEnv::account(std::int64_t i) const {
 }
 
 void TradingEnv::reset(bool reseed, std::uint64_t seed) {
-  if (reseed) config_.seed = seed;
-  if (reseed || pristine_) std::fill(episode_index.data(), episode_index.data() + episode_index.size(), 0);
+  // A seeded reset makes the env as new with that seed: until its next step, every reset starts the
+  // same first episode, whatever the env did before (its episodes are a function of the seed alone).
+  if (reseed) {
+    config_.seed = seed;
+    pristine_ = true;
+  }
+  if (pristine_) std::fill(episode_index.data(), episode_index.data() + episode_index.size(), 0);
   std::fill(reward.begin(), reward.end(), 0.0f);
   std::fill(terminated.begin(), terminated.end(), 0);
   std::fill(truncated.begin(), truncated.end(), 0);

@@ -91,8 +91,11 @@ EnvBuffers CudaTradingEnv::buffers() const {
 void CudaTradingEnv::reset(bool reseed, std::uint64_t seed, cuda::Stream stream) {
   const int dev = market_->device;
   const auto n = static_cast<std::size_t>(config_.num_envs);
-  if (reseed) config_.seed = seed;
-  if (reseed || pristine_) cuda::fill_zero(episode_index(), n * sizeof(std::int64_t), dev, stream);
+  if (reseed) {  // as new with that seed (trading_env_cpu.cpp)
+    config_.seed = seed;
+    pristine_ = true;
+  }
+  if (pristine_) cuda::fill_zero(episode_index(), n * sizeof(std::int64_t), dev, stream);
   cuda::fill_zero(reward(), n * sizeof(float), dev, stream);
   cuda::fill_zero(flags_.get(), 3 * static_cast<std::size_t>(stride_), dev, stream);
   cuda::fill_zero(term_field(0), kTermFields * static_cast<std::size_t>(stride_) * sizeof(double), dev, stream);

@@ -800,3 +800,29 @@ def test_subnormal_prices_are_refused_where_the_account_divides_by_them(call):
     if call == "backtest":  # and priced right: returns depend on price ratios only
         small, unit = (engine.backtest_signals(p, p, s).total_return for p in (smallest, path))
         assert np.isfinite(small) and small == pytest.approx(unit, rel=1e-12)
+
+
+def test_a_seeded_reset_makes_a_used_env_start_the_episodes_a_fresh_one_starts():
+    """After reset(seed=s) the episodes depend on s alone: an env stepped through several
+    episodes and a fresh one start the same episodes on every later reset, before a step (the
+    same first episode again) and after one (the next)."""
+    c = np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 100)))
+    m = engine.Market(c, c)
+    fresh, used = (engine.VecTradingEnv(m, n_envs=2, episode_length=5, seed=3) for _ in range(2))
+
+    def start(env, **kw):  # info holds views of the env's buffers: copy before the next call
+        return np.array(env.reset(**kw)[1]["bar"])
+
+    used.reset()
+    for _ in range(7):
+        used.step(np.ones(2, dtype=np.int8))
+    first = start(fresh, seed=3)
+    np.testing.assert_array_equal(start(used, seed=3), first)
+    for _ in range(2):
+        np.testing.assert_array_equal(start(used), first)
+        np.testing.assert_array_equal(start(fresh), first)
+    for env in (fresh, used):
+        env.step(np.ones(2, dtype=np.int8))
+    after = [start(fresh), start(fresh)]
+    np.testing.assert_array_equal([start(used), start(used)], after)
+    assert not np.array_equal(after[0], first) and not np.array_equal(after[1], after[0])  # each advances

@@ -120,7 +120,7 @@ class TradingEnv {
   std::int64_t stride_ = 0;
   std::vector<double> real_;       // account fields, dsr a/b, reward terms, episode_return
   std::vector<std::int64_t> ints_; // bar, episode_step, episode_len, episode_index, episode_length
-  bool pristine_ = true;  // no step since construction
+  bool pristine_ = true;  // no step since construction or the last seeded reset
 };
 
 // Checks shared by the env constructors (CPU and CUDA) and the backtester.
