@@ -27,9 +27,10 @@ import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from himari.errors import DataError
 
@@ -119,9 +120,12 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def _termination_raises() -> Iterator[None]:
-    """While the block runs, SIGTERM/SIGHUP raise SystemExit (so ``except BaseException``
-    cleanups run) where they would otherwise kill the process; handlers are restored after."""
+def stop_signals_handled(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP (a scheduler's, ``timeout``'s or a closed
+    terminal's stop, whose default kills the process on the spot) call ``handler``, which raises
+    so that cleanups run. Only signals left at their default are taken over (a handler the caller
+    installed stays), only in the main thread (Python delivers signals there alone), and the
+    previous handlers are restored afterwards."""
     saved: dict[int, object] = {}
     if threading.current_thread() is threading.main_thread():
         for name in ("SIGTERM", "SIGHUP"):
@@ -130,14 +134,20 @@ def _termination_raises() -> Iterator[None]:
                 continue
             with contextlib.suppress(ValueError, OSError):
                 if signal.getsignal(sig) is signal.SIG_DFL:
-                    signal.signal(sig, _exit_on_signal)
+                    signal.signal(sig, handler)
                     saved[sig] = signal.SIG_DFL
     try:
         yield
     finally:
-        for sig, handler in saved.items():
+        for sig, previous in saved.items():
             with contextlib.suppress(ValueError, OSError):
-                signal.signal(sig, handler)  # type: ignore[arg-type]
+                signal.signal(sig, previous)  # type: ignore[arg-type]
+
+
+def _termination_raises() -> contextlib.AbstractContextManager[None]:
+    """While the block runs, SIGTERM/SIGHUP raise SystemExit (so ``except BaseException``
+    cleanups run) where they would otherwise kill the process."""
+    return stop_signals_handled(_exit_on_signal)
 
 
 def _fsync_file(path: Path) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
 from collections.abc import Iterator
 from types import FrameType
+
+from himari.data.atomic import stop_signals_handled
 
 INTERRUPTED_EXIT = 130
 """Exit code after Ctrl-C (128 + SIGINT)."""
@@ -51,26 +52,11 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 @contextlib.contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP raise ``Terminated`` instead of ending the
-    process. Only signals left at their default action are taken over (a handler the caller
-    installed stays), only in the main thread (Python delivers signals there alone), and the
-    previous handlers are restored afterwards."""
-    saved: dict[int, object] = {}
+    process (``himari.data.atomic.stop_signals_handled``: signals at their default only, in the
+    main thread, the previous handlers restored afterwards)."""
     _received.clear()
-    if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGHUP"):
-            sig = getattr(signal, name, None)
-            if sig is None:
-                continue
-            with contextlib.suppress(ValueError, OSError):
-                if signal.getsignal(sig) is signal.SIG_DFL:
-                    signal.signal(sig, _raise_terminated)
-                    saved[sig] = signal.SIG_DFL
-    try:
+    with stop_signals_handled(_raise_terminated):
         yield
-    finally:
-        for sig, handler in saved.items():
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 __all__ = ["INTERRUPTED_EXIT", "Terminated", "exit_code", "stop_signals_interrupt"]
