@@ -115,13 +115,16 @@ class Momentum:
         self.scale = None
 
     def _deviation(self, data):
-        """log close minus its EMA, restarted at every segment (a gap or another symbol), so
-        row t uses rows up to t of its own segment only."""
+        """log close minus its EMA, restarted where filter_ranges says (every segment: a gap
+        or another symbol; and the train split's first row), so row t uses rows up to t of its
+        own range only, and the train rows' values come from train rows alone, as in fit."""
         import numpy as np
         import pandas as pd
 
+        from himari.plugin.api import filter_ranges
+
         out = np.zeros(len(data.features))
-        for a, b in data.segments:
+        for a, b in filter_ranges(data):
             log_close = pd.Series(np.log(data.bars.close[a:b]))
             out[a:b] = log_close - log_close.ewm(span=self.config.span, adjust=False).mean()
         return out
@@ -325,3 +328,25 @@ def test_the_guide_shows_exactly_this_plugin() -> None:
     for line in textwrap.dedent(PYPROJECT).splitlines():
         if line.startswith('"himari_hello.'):
             assert line.split("=")[0].strip() in guide
+
+
+def test_its_preprocessor_passes_the_conformance_check_the_guide_names(site, small_prepared, tmp_path) -> None:
+    """The guide's preprocessor, as written, passes the check the guide tells authors to run
+    (tests/python/builtin/conformance.py): fitted on train rows only, the train rows' outputs from
+    train rows alone, causal, its state round trip. (Its trainings with the models are tested
+    above.) A filter restarted at segments alone fails it: the train split's first rows then
+    read the warm-up rows before it."""
+    conformance_dir = Path(__file__).resolve().parents[1] / "builtin"
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        sys.path.insert(0, {str(conformance_dir)!r})
+        from conformance import check_preprocessor
+        check_preprocessor("hello-momentum", Path({str(small_prepared)!r}), Path({str(tmp_path)!r}), models=[])
+        print("CONFORMS")
+    """)
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    env = {k: v for k, v in os.environ.items() if k != "HIMARI_DISABLE_PLUGINS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
+                         env={**env, "PYTHONPATH": path}, cwd=tmp_path)
+    assert out.returncode == 0 and "CONFORMS" in out.stdout, out.stdout + out.stderr
