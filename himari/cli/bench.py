@@ -24,8 +24,10 @@ def bench(
 
     if suite not in ("core", *SUITES):
         raise ConfigError(f"suite {suite!r}: choose core, {', '.join(SUITES)}")
-    if json_path is not None:
-        check_json_target(json_path)
+    if json_path is not None:  # before the benchmark's minutes of timing, not after them
+        from himari.data.outputs import check_file_outputs
+
+        check_file_outputs([json_path], option="--json", example="bench.json")
     suites = SUITES if suite == "core" else (suite,)
     result = run_bench(suites, device=device, quick=quick, repeats=repeats)
     m = result["machine"]
@@ -39,17 +41,3 @@ def bench(
         write_json(json_path, result)
         Console().print(f"written {json_path}")
 
-
-def check_json_target(path: Path) -> None:
-    """Refuse a ``--json`` path that cannot be written (a directory, or under a file) before the
-    benchmark runs, not after its minutes of timing. Nothing is created here."""
-    from himari.errors import ConfigError
-
-    target = Path(path).expanduser()
-    if target.is_dir():
-        raise ConfigError(f"--json {path}: is a directory; expected a file name")
-    for ancestor in target.parents:
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                raise ConfigError(f"--json {path}: {ancestor} is a file, not a directory")
-            break

@@ -42,15 +42,16 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_file_outputs(outputs: Sequence[PathLike], inputs: Iterable[PathLike] = (), *,
-                       option: str = "--out") -> list[Path]:
+                       option: str = "--out", example: str = "bars.parquet") -> list[Path]:
     """Check file outputs (e.g. a Parquet and its report) against each other's rules and the
-    inputs; returns the resolved output paths. Raises ``DataError`` naming the output."""
+    inputs; returns the resolved output paths. Raises ``DataError`` naming the output (and, for
+    a directory, ``example`` as the kind of file name to give). Nothing is created."""
     sources = [Path(p) for p in inputs]
     resolved = []
     for out in outputs:
         target = output_target(out)
         if target.is_dir():
-            raise DataError(f"{option} {out}: is a directory; give a file name such as bars.parquet")
+            raise DataError(f"{option} {out}: is a directory; give a file name such as {example}")
         _check_not_under_a_file(target, option)
         for src in sources:
             if output_target(src) == target or (target.exists() and _same_file(src, target)):
