@@ -64,7 +64,7 @@ def evaluate(
 
     from rich.console import Console
 
-    from himari.cli.train import model_options, refuse_with_resume
+    from himari.cli.train import exit_interrupted, model_options, refuse_with_resume
     from himari.errors import ConfigError
     from himari.evaluate.runner import EvaluationConfig
     from himari.evaluate.session import EvaluationInterrupted, run_evaluation
@@ -95,15 +95,12 @@ def evaluate(
         with stop_signals_interrupt():  # SIGTERM and SIGHUP (a scheduler, timeout) stop it as Ctrl-C does
             result = run_evaluation(config, directory, plugins, console)
     except EvaluationInterrupted as e:
-        Console(stderr=True).print(str(e), soft_wrap=True, highlight=False, emoji=False)
-        raise typer.Exit(e.exit_code) from None
+        exit_interrupted(str(e), e.exit_code)
     except KeyboardInterrupt as e:  # while its plan was checked, before any file was written
         from himari.training.interrupt import exit_code
 
         kept = "nothing was kept" if resume is None else f"continue with: himari evaluate --resume {resume}"
-        Console(stderr=True).print(f"interrupted before the first run started; {kept}", soft_wrap=True,
-                                   highlight=False, emoji=False)
-        raise typer.Exit(exit_code(e)) from None
+        exit_interrupted(f"interrupted before the first run started; {kept}", exit_code(e))
     if json_out:
         print(json.dumps(result, indent=2))
     if strict and not all(g["passed"] for g in result["gates"]):

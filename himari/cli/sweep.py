@@ -67,7 +67,7 @@ def sweep(
 
     from rich.console import Console
 
-    from himari.cli.train import model_options, refuse_with_resume
+    from himari.cli.train import exit_interrupted, model_options, refuse_with_resume
     from himari.errors import ConfigError
     from himari.plugin.manager import get_plugins
     from himari.sweep.runner import SweepInterrupted, run_sweep
@@ -113,14 +113,11 @@ def sweep(
             result = run_sweep(settings, directory, plugins=plugins, console=console, address=address,
                                retry_failed=retry_failed)
     except SweepInterrupted as e:
-        Console(stderr=True).print(str(e), soft_wrap=True, highlight=False, emoji=False)
-        raise typer.Exit(e.exit_code) from None
+        exit_interrupted(str(e), e.exit_code)
     except KeyboardInterrupt as e:  # before the trials started: the new sweep's directory is removed
         from himari.training.interrupt import exit_code
 
-        Console(stderr=True).print("interrupted before the first trial started; nothing was kept", soft_wrap=True,
-                                   highlight=False, emoji=False)
-        raise typer.Exit(exit_code(e)) from None
+        exit_interrupted("interrupted before the first trial started; nothing was kept", exit_code(e))
     if json_out:
         print(json.dumps(result, indent=2))
     else:

@@ -8,6 +8,7 @@ those processes then trains data-parallel (docs/distributed.md).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 import typer
 
 from himari.cli.completion import complete_list, complete_model
@@ -198,11 +199,18 @@ def train(
     _fit(Trainer(run, plugins=plugins, run_dir=run_dir))
 
 
+def exit_interrupted(message: str, code: int) -> NoReturn:
+    """End a command that Ctrl-C or a stop signal interrupted: ``message`` (what was kept, how to
+    continue) on stderr as written, then exit ``code`` (128 + the signal)."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(message)
+    raise typer.Exit(code)
+
+
 def _fit(trainer: object) -> None:
     """Train; on Ctrl-C, SIGTERM or SIGHUP (a scheduler's or ``timeout``'s stop), say how to
     continue (or that nothing was kept) and exit 128 + the signal (130 for Ctrl-C)."""
-    from rich.console import Console
-
     from himari.training import distributed, rundir
     from himari.training.interrupt import exit_code, stop_signals_interrupt
 
@@ -211,13 +219,10 @@ def _fit(trainer: object) -> None:
             trainer.fit()  # type: ignore[attr-defined]
     except KeyboardInterrupt as e:
         run_dir = trainer.run_dir  # type: ignore[attr-defined]
-        console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         if (run_dir / rundir.LAST).exists():
-            console.print(f"interrupted; the last checkpoint is kept. Continue with: "
-                          f"himari train --resume {run_dir}")
-        else:
-            console.print("interrupted before the first checkpoint; nothing was kept")
-        raise typer.Exit(exit_code(e)) from None
+            exit_interrupted(f"interrupted; the last checkpoint is kept. Continue with: himari train --resume {run_dir}",
+                             exit_code(e))
+        exit_interrupted("interrupted before the first checkpoint; nothing was kept", exit_code(e))
     trainer.release_data_parallel()  # type: ignore[attr-defined]  # before the group closes
     distributed.shutdown()  # after success only (see its docstring)
 
