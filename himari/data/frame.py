@@ -25,7 +25,14 @@ import pandas as pd
 
 from himari.data.atomic import atomic_path
 from himari.data.intervals import format_interval, parse_interval
-from himari.data.readers import EARLIEST_TIME, LATEST_TIME, SUPPORTED_RANGE_TEXT, is_blank, is_line_based, option_hint
+from himari.data.readers import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    SUPPORTED_RANGE_TEXT,
+    blank_symbol_rows,
+    is_line_based,
+    option_hint,
+)
 from himari.errors import DataError
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -373,8 +380,8 @@ def validate_canonical(df: pd.DataFrame, where: str = "bars") -> None:
         i, j = np.argwhere(bad)[0]
         raise DataError(f"{where}: row {i}, column '{VALUE_COLUMNS[j]}': invalid value {float(vals[i, j])!r}")
     sym = df["symbol"].to_numpy()
-    if any(is_blank(v) for v in pd.unique(sym)):
-        blank = pd.isna(sym) | (df["symbol"].astype(str).str.strip() == "").to_numpy()
+    blank = blank_symbol_rows(df["symbol"])
+    if blank is not None:
         raise DataError(f"{where}: row {int(np.argmax(blank))}, column 'symbol': the symbol is missing or blank")
     times = df["timestamp"].astype("datetime64[ns, UTC]")
     # the range import enforces: a file written by an older himari or edited since must not pass

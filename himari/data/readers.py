@@ -198,6 +198,15 @@ def is_blank(value: Any) -> bool:
     return not str(value).strip()
 
 
+def blank_symbol_rows(col: pd.Series) -> np.ndarray | None:
+    """The rows of a symbol column whose value is missing or blank, as a boolean mask, or None when
+    there is none. The readers and the check of a stored bars file share it; the per-row mask is
+    built only on that error path (the distinct values are checked first)."""
+    if not any(is_blank(v) for v in pd.unique(col)):
+        return None
+    return col.isna().to_numpy() | (col.astype(str).str.strip() == "").to_numpy()
+
+
 def check_symbol(symbol: str | None, option: str = "--symbol") -> None:
     """A symbol given by the user must hold a visible character: a blank one would name no
     series in the reports, the prepared segments or ``--symbol`` filters."""
@@ -325,15 +334,14 @@ def _symbols(col: pd.Series, name: str, where: str, lines: np.ndarray, unit: str
              import_options: bool) -> np.ndarray:
     """A symbol column as strings; a missing or blank value is an error naming file, line and column
     (it would otherwise become a series of its own, named ``nan`` or nothing)."""
-    text = col.astype(str)
-    if any(is_blank(v) for v in pd.unique(col)):  # the per-row mask only on the error path
-        blank = col.isna().to_numpy() | (text.str.strip() == "").to_numpy()
+    blank = blank_symbol_rows(col)
+    if blank is not None:
         i = int(np.argmax(blank))
         more = int(blank.sum()) - 1
         extra = f" ({more} more such rows)" if more else ""
         raise DataError(f"{where}: {unit} {int(lines[i])}, column '{name}': the symbol is missing or blank{extra}; "
                         f"fill it in, or {option_hint('--symbol', 'to give every row one symbol', import_options)}")
-    return text.to_numpy()
+    return col.astype(str).to_numpy()
 
 
 def _finish(df: pd.DataFrame, mapping: dict[str, str], path: Path, symbol: str | None,
