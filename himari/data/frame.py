@@ -26,12 +26,11 @@ import pandas as pd
 from himari.data.atomic import atomic_path
 from himari.data.intervals import format_interval, parse_interval
 from himari.data.readers import (
-    EARLIEST_TIME,
-    LATEST_TIME,
     SUPPORTED_RANGE_TEXT,
     blank_symbol_rows,
     is_line_based,
     option_hint,
+    outside_supported_range,
 )
 from himari.errors import DataError
 
@@ -385,7 +384,7 @@ def validate_canonical(df: pd.DataFrame, where: str = "bars") -> None:
         raise DataError(f"{where}: row {int(np.argmax(blank))}, column 'symbol': the symbol is missing or blank")
     times = df["timestamp"].astype("datetime64[ns, UTC]")
     # the range import enforces: a file written by an older himari or edited since must not pass
-    outside = ~(times.ge(EARLIEST_TIME) & times.lt(LATEST_TIME)).to_numpy()
+    outside = outside_supported_range(times)
     if outside.any():
         i = int(np.argmax(outside))
         raise DataError(f"{where}: row {i}, column 'timestamp': {times.iat[i].isoformat()} is outside the "

@@ -231,9 +231,15 @@ def _value(col: pd.Series, i: int) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+def outside_supported_range(ts: pd.Series) -> np.ndarray:
+    """The rows of UTC timestamps (any resolution) outside [EARLIEST_TIME, LATEST_TIME), as a
+    boolean mask: the test of a reader's times and of a stored bars file's alike."""
+    return ((ts < EARLIEST_TIME) | (ts >= LATEST_TIME)).to_numpy()
+
+
 def _check_time_range(ts: pd.Series, col: pd.Series, where: str, lines: np.ndarray, unit: str) -> None:
     """Parsed timestamps (UTC, any resolution) must lie in [EARLIEST_TIME, LATEST_TIME)."""
-    bad = ((ts < EARLIEST_TIME) | (ts >= LATEST_TIME)).to_numpy()
+    bad = outside_supported_range(ts)
     if bad.any():
         i = int(np.argmax(bad))
         raise DataError(
