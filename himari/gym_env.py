@@ -33,7 +33,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from himari.engine.env import VecTradingEnv, _check_seed
+from himari.engine.env import VecTradingEnv, checked_seed
 from himari.engine.market import Market
 from himari.engine.reward import RewardConfig
 from himari.errors import ConfigError, DataError, DeviceError, InvalidArgumentError
@@ -161,10 +161,10 @@ class TradingEnv(gym.Env[np.ndarray, int]):
         """Start an episode: ``seed`` reseeds and restarts the episode counter (``reset(seed=s)``
         always gives the same episodes); without it the next episode of the counter."""
         if seed is not None:
-            _check_seed(seed)
+            seed = checked_seed(seed)
         super().reset(seed=seed)
         if seed is not None:
-            self._vec.reset(seed=int(seed))
+            self._vec.reset(seed=seed)
         elif not self._restarted:
             self._vec.reset()
         self._restarted = False

@@ -36,7 +36,11 @@ ACTION_NAMES = ("SELL", "HOLD", "BUY")
 
 def counter_hash(seed: int, stream: int, counter: int) -> int:
     """The counter-based hash behind episode starts (cpp/include/himari/common/rng.h)."""
-    return int(_core.counter_hash(seed, stream, counter))
+    from himari.engine import args
+
+    return int(_core.counter_hash(args.integer("seed", seed, maximum=args.UINT64_MAX),
+                                  args.integer("stream", stream, maximum=args.UINT64_MAX),
+                                  args.integer("counter", counter, maximum=args.UINT64_MAX)))
 
 
 __all__ = [

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from himari.engine import args
 from himari.engine._native import _core
 from himari.engine.arrays import as_host_array, check_mode, is_device_array
 from himari.engine.reward import RewardConfig, native_reward
@@ -73,17 +74,24 @@ def hardware_threads() -> int:
     return int(_core.hardware_threads())
 
 
+def _checked_threads(threads: Any) -> int:
+    """0 (every hardware thread) or a count >= 1, within the native int."""
+    try:
+        return args.integer("threads", threads, maximum=args.INT32_MAX)
+    except InvalidArgumentError:
+        raise InvalidArgumentError(
+            f"threads: expected 0 (every hardware thread) or a count in [1, {args.INT32_MAX}], got {threads!r}") from None
+
+
 def backtest_plan(n_bars: int, n_strategies: int, *, threads: int = 0,
                   return_equity: bool = False) -> tuple[str, int]:
     """How ``backtest_signals`` on the CPU would share this work between ``threads`` threads:
     ``("sequential" | "strategies" | "time_scan", threads used)`` (docs/engine-api.md)."""
     # backtest_signals refuses these sizes; a plan for them would describe a call that cannot run
-    if int(n_bars) < 2 or int(n_strategies) < 1:
-        raise InvalidArgumentError(f"n_bars, n_strategies: expected at least 2 bars and 1 strategy, got {n_bars} and "
-                                   f"{n_strategies}")
-    if int(threads) < 0:
-        raise InvalidArgumentError(f"threads: expected 0 (every hardware thread) or a count >= 1, got {threads}")
-    split, workers = _core.backtest_plan(int(n_bars), int(n_strategies), bool(return_equity), int(threads))
+    n_bars = args.integer("n_bars", n_bars, minimum=2)
+    n_strategies = args.integer("n_strategies", n_strategies, minimum=1)
+    threads = _checked_threads(threads)
+    split, workers = _core.backtest_plan(n_bars, n_strategies, args.flag("return_equity", return_equity), threads)
     return str(split), int(workers)
 
 
@@ -163,15 +171,17 @@ def backtest_signals(
             f"return_equity={return_equity!r})")
     device = check_device(device)
     on_gpu = device != "cpu"
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
-        raise ValueError(f"threads: expected 0 (every hardware thread) or a count >= 1, got {threads!r}")
+    threads = _checked_threads(threads)
     if on_gpu and threads != 1:
-        raise ValueError(f"threads: applies to device='cpu' only (the GPU runs its own threads), got {threads!r} "
-                         f"with device={device!r}")
+        raise InvalidArgumentError(f"threads: applies to device='cpu' only (the GPU runs its own threads), got "
+                                   f"{threads!r} with device={device!r}")
+    fee, slippage = args.real("fee", fee), args.real("slippage", slippage)
+    bars_per_year = args.real("bars_per_year", bars_per_year)
+    return_equity = args.flag("return_equity", return_equity)
     if method == "held_runs":
         metrics = _core.backtest_signals_held_runs(
-            as_host_array(open), as_host_array(close), _as_columns(signals)[0], float(fee), float(slippage), mode,
-            float(bars_per_year), int(threads),
+            as_host_array(open), as_host_array(close), _as_columns(signals)[0], fee, slippage, mode, bars_per_year,
+            threads,
         )
         names = BacktestResult.metric_names()
         return BacktestResult(**{n: np.ascontiguousarray(metrics[:, i]) for i, n in enumerate(names)}, equity=None)
@@ -182,14 +192,14 @@ def backtest_signals(
     if on_gpu:
         index = device_index(device)
         metrics, equity = _core.backtest_signals_cuda(
-            _host_prices(open), _host_prices(close), sig, float(fee), float(slippage), mode,
-            float(bars_per_year), bool(return_equity), index, current_stream(index),
+            _host_prices(open), _host_prices(close), sig, fee, slippage, mode, bars_per_year, return_equity,
+            index, current_stream(index),
         )
         equity = None if equity is None else as_framework_array(equity)
     else:
         metrics, equity = _core.backtest_signals(
-            as_host_array(open), as_host_array(close), sig, float(fee), float(slippage), mode,
-            float(bars_per_year), bool(return_equity), device, int(threads),
+            as_host_array(open), as_host_array(close), sig, fee, slippage, mode, bars_per_year, return_equity,
+            device, threads,
         )
     names = BacktestResult.metric_names()
     return BacktestResult(**{n: np.ascontiguousarray(metrics[:, i]) for i, n in enumerate(names)}, equity=equity)
@@ -228,7 +238,8 @@ def replay_actions(
     acts, squeeze = _as_columns(actions)
     cfg = reward if reward is not None else RewardConfig()
     r, e, p, a = _core.replay_actions(
-        as_host_array(open), as_host_array(close), acts, float(fee), float(slippage), mode, native_reward(cfg)
+        as_host_array(open), as_host_array(close), acts, args.real("fee", fee), args.real("slippage", slippage), mode,
+        native_reward(cfg),
     )
     if squeeze:
         r, e, p, a = r[:, 0], e[:, 0], p[:, 0], a[:, 0, :]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from himari.engine import args
 from himari.engine._native import _core
 from himari.engine.arrays import as_host_array, is_device_array
 
@@ -46,7 +47,8 @@ class EKFParams:
         native = _core.EkfParams()
         for f in fields(self):
             value = getattr(self, f.name)
-            setattr(native, f.name, bool(value) if f.name == "use_volatility_obs" else float(value))
+            name = f"EKFParams.{f.name}"
+            setattr(native, f.name, args.flag(name, value) if f.name == "use_volatility_obs" else args.real(name, value))
         return native
 
 
@@ -78,11 +80,11 @@ def ekf(
     native = (params if params is not None else EKFParams()).to_native()
     if on_gpu:
         index = device_index(device)
-        states, innovations = _core.ekf_cuda(p, native, bool(return_innovations), index, current_stream(index))
+        states, innovations = _core.ekf_cuda(p, native, args.flag("return_innovations", return_innovations), index, current_stream(index))
         states = as_framework_array(states)
         innovations = None if innovations is None else as_framework_array(innovations)
     else:
-        states, innovations = _core.ekf(p, native, bool(return_innovations), device)
+        states, innovations = _core.ekf(p, native, args.flag("return_innovations", return_innovations), device)
     if squeeze:
         states = states[0]
         innovations = None if innovations is None else innovations[0]

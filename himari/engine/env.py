@@ -28,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from himari.engine import args
 from himari.engine._native import _core
 from himari.engine.arrays import as_host_array, check_mode
 from himari.engine.device import as_framework_array, current_stream
@@ -36,10 +37,9 @@ from himari.engine.reward import RewardConfig, native_reward
 from himari.errors import InvalidArgumentError
 
 
-def _check_seed(seed: Any) -> None:
-    """Seeds are non-negative integers (they feed a 64-bit counter hash)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
-        raise InvalidArgumentError(f"seed: expected an integer >= 0, got {seed!r}")
+def checked_seed(seed: Any) -> int:
+    """Seeds are integers in [0, 2**64 - 1]: they feed a 64-bit counter hash."""
+    return args.integer("seed", seed, maximum=args.UINT64_MAX)
 
 def observation_bounds(window: int, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     """The bounds ``[window, n_features + 4]`` of one observation: features are finite float32
@@ -102,27 +102,28 @@ class VecTradingEnv(gym.vector.VectorEnv):
         if not isinstance(market, Market):
             raise InvalidArgumentError(f"market: expected a himari.engine.Market, got {type(market).__name__}")
         check_mode(mode)
-        _check_seed(seed)
+        seed = checked_seed(seed)
+        n_envs = args.integer("n_envs", n_envs, minimum=args.INT64_MIN)
         self.market = market
         self.reward_config = reward if reward is not None else RewardConfig()
         self.mode = mode
-        self.fee = float(fee)
-        self.slippage = float(slippage)
-        self.episode_length = int(episode_length)
-        self.window = int(window)
-        self.random_start = bool(random_start)
-        self.warmup = market.warmup if warmup is None else int(warmup)
+        self.fee = args.real("fee", fee)
+        self.slippage = args.real("slippage", slippage)
+        self.episode_length = args.integer("episode_length", episode_length, minimum=args.INT64_MIN)
+        self.window = args.integer("window", window, minimum=args.INT64_MIN)
+        self.random_start = args.flag("random_start", random_start)
+        self.warmup = market.warmup if warmup is None else args.integer("warmup", warmup, minimum=args.INT64_MIN)
         self.device = market.device
         self._device_index = market.device_index
-        self.final_obs = bool(final_obs)
-        native_args = (int(n_envs), self.episode_length, self.window, self.warmup, int(seed), self.random_start,
+        self.final_obs = args.flag("final_obs", final_obs)
+        native_args = (n_envs, self.episode_length, self.window, self.warmup, seed, self.random_start,
                        self.fee, self.slippage, mode, native_reward(self.reward_config), self.final_obs)
         if self._device_index is None:
             self._native = _core.TradingEnv(market._native, *native_args)
         else:
             self._native = _core.CudaTradingEnv(market._device_native, *native_args,
                                                 stream=current_stream(self._device_index))
-        self.num_envs = int(n_envs)
+        self.num_envs = n_envs
         self.n_features = market.n_features
         self.obs_dim = self.n_features + int(_core.ACCOUNT_COLUMNS)
         low, high = observation_bounds(self.window, self.n_features)
@@ -192,14 +193,13 @@ class VecTradingEnv(gym.vector.VectorEnv):
         episode), so what follows depends on the seed alone, not on the env's past."""
         if isinstance(seed, (list, tuple)):
             raise InvalidArgumentError("seed: expected one integer for all envs (starts derive from it per env)")
-        if seed is not None:
-            _check_seed(seed)
+        value = 0 if seed is None else checked_seed(seed)
         if self._device_index is None:
-            self._native.reset(seed is not None, 0 if seed is None else int(seed))
+            self._native.reset(seed is not None, value)
         else:
             stream = current_stream(self._device_index)
             self._native.check(stream)
-            self._native.reset(seed is not None, 0 if seed is None else int(seed), stream)
+            self._native.reset(seed is not None, value, stream)
         return self._obs, dict(self._info)
 
     def step(

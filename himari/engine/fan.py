@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from himari.engine import args
 from himari.engine._native import _core
 
 
@@ -24,7 +25,8 @@ def fan_residuals(x: Any, pieces: Sequence[tuple[int, int]], window: int, top_k:
     """
     arr = np.ascontiguousarray(x, dtype=np.float64)
     spans = np.asarray(list(pieces), dtype=np.int64).reshape(-1, 2)
-    return _core.fan_residuals(arr, spans, int(window), int(top_k))
+    return _core.fan_residuals(arr, spans, args.integer("window", window, minimum=args.INT64_MIN),
+                               args.integer("top_k", top_k, minimum=args.INT64_MIN))
 
 
 __all__ = ["fan_residuals"]

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from himari.engine import args
 from himari.engine._native import _core
 from himari.engine.arrays import as_host_array
 from himari.engine.device import check_device, device_index
@@ -65,14 +66,11 @@ class Market:
         device: str = "cpu",
     ) -> None:
         self.device = check_device(device)
-        if int(warmup) < 0:
-            from himari.errors import InvalidArgumentError
-
-            raise InvalidArgumentError(f"warmup: expected >= 0, got {warmup}")
+        warmup = args.integer("warmup", warmup)
         host_features = None if features is None else as_host_array(features)
         _check_float32_range(host_features)
         self._native = _core.Market(as_host_array(open), as_host_array(close), host_features)
-        self.warmup = int(warmup)
+        self.warmup = warmup
         self._device_native = None
         if self.device != "cpu":
             self._device_native = _core.DeviceMarket(self._native, device_index(self.device))

@@ -3,6 +3,7 @@ run configs) mapped onto the native POD."""
 
 from __future__ import annotations
 
+from himari.engine import args
 from himari.engine._native import _core
 from himari.trading import RewardConfig
 
@@ -13,8 +14,8 @@ def native_reward(config: RewardConfig) -> _core.RewardConfig:
     """The shaping coefficients of ``config`` (a ``RewardConfig`` or an ``EnvConfig``) as the
     native struct the env and ``replay_actions`` read."""
     native = _core.RewardConfig()
-    native.drawdown_penalty = float(config.drawdown_penalty)
-    native.turnover_penalty = float(config.turnover_penalty)
-    native.dsr_weight = float(config.dsr_weight)
-    native.dsr_decay = float(config.dsr_decay)
+    native.drawdown_penalty = args.real("drawdown_penalty", config.drawdown_penalty)
+    native.turnover_penalty = args.real("turnover_penalty", config.turnover_penalty)
+    native.dsr_weight = args.real("dsr_weight", config.dsr_weight)
+    native.dsr_decay = args.real("dsr_decay", config.dsr_decay)
     return native

@@ -826,3 +826,89 @@ def test_a_seeded_reset_makes_a_used_env_start_the_episodes_a_fresh_one_starts()
     after = [start(fresh), start(fresh)]
     np.testing.assert_array_equal([start(used), start(used)], after)
     assert not np.array_equal(after[0], first) and not np.array_equal(after[1], after[0])  # each advances
+
+
+# ------------------------------------------------------------------------------------------
+# Scalar arguments: the kind of value asked for, or an InvalidArgumentError naming it
+# ------------------------------------------------------------------------------------------
+
+WRONG_SCALARS = [
+    # a float where a count is expected was truncated (2 envs), a string flag read by truthiness
+    ("env", dict(n_envs=2.5), "n_envs"),
+    ("env", dict(n_envs=2.0), "n_envs"),
+    ("env", dict(episode_length="8"), "episode_length"),
+    ("env", dict(window=True), "window"),
+    ("env", dict(warmup=1.5), "warmup"),
+    ("env", dict(random_start="False"), "random_start"),
+    ("env", dict(random_start=0), "random_start"),
+    ("env", dict(final_obs=None), "final_obs"),
+    ("env", dict(fee="0.001"), "fee"),
+    ("env", dict(slippage=True), "slippage"),
+    # integers too wide for the native type raised pybind11's TypeError
+    ("env", dict(seed=2**64), "seed"),
+    ("env", dict(seed=1.0), "seed"),
+    ("env", dict(n_envs=2**63), "n_envs"),
+    ("backtest", dict(threads=2**31), "threads"),
+    ("backtest", dict(threads=2.0), "threads"),
+    ("backtest", dict(return_equity="yes"), "return_equity"),
+    ("backtest", dict(fee=None), "fee"),
+    ("backtest", dict(bars_per_year="105120"), "bars_per_year"),
+    ("replay", dict(slippage="0"), "slippage"),
+    ("plan", dict(threads=2**31), "threads"),
+    ("plan", dict(n_bars=10.0), "n_bars"),
+    ("plan", dict(return_equity=1), "return_equity"),
+    ("market", dict(warmup=2.0), "warmup"),
+    ("ekf", dict(return_innovations="no"), "return_innovations"),
+    ("ekf-params", dict(use_volatility_obs="False"), "use_volatility_obs"),
+    ("ekf-params", dict(phi="0.9"), "phi"),
+    ("fan", dict(window=8.0), "window"),
+    ("fan", dict(top_k="2"), "top_k"),
+    ("reward", dict(dsr_weight="1"), "dsr_weight"),
+    ("hash", dict(seed=-1), "seed"),
+    ("hash", dict(counter=2**64), "counter"),
+]
+
+
+def _call_with(where, kwargs):
+    rng = np.random.default_rng(4)
+    o, c = prices(rng, 40)
+    sig = np.ones((40, 2), dtype=np.int8)
+    if where == "env":
+        return engine.VecTradingEnv(_market(), **kwargs)
+    if where == "backtest":
+        return engine.backtest_signals(o, c, sig, **kwargs)
+    if where == "replay":
+        return engine.replay_actions(o, c, sig, **kwargs)
+    if where == "plan":
+        return engine.backtest_plan(**{"n_bars": 100, "n_strategies": 4, **kwargs})
+    if where == "market":
+        return engine.Market(o, c, **kwargs)
+    if where == "ekf":
+        return engine.ekf(c, **kwargs)
+    if where == "ekf-params":
+        return engine.ekf(c, engine.EKFParams(**kwargs))
+    if where == "fan":
+        return engine.fan_residuals(rng.normal(size=(40, 2)), [(0, 40)], **{"window": 8, "top_k": 2, **kwargs})
+    if where == "reward":
+        rc = engine.RewardConfig()
+        object.__setattr__(rc, *next(iter(kwargs.items())))  # past RewardConfig's own check, if any
+        return engine.VecTradingEnv(_market(), reward=rc)
+    if where == "hash":
+        return engine.counter_hash(**{"seed": 1, "stream": 2, "counter": 3, **kwargs})
+    raise AssertionError(where)
+
+
+@pytest.mark.parametrize("where,kwargs,name", WRONG_SCALARS, ids=[f"{w}-{k}" for w, k, _ in WRONG_SCALARS])
+def test_a_scalar_of_the_wrong_kind_or_width_is_refused_by_name(where, kwargs, name):
+    expect_invalid(lambda: _call_with(where, kwargs), name)
+
+
+def test_scalars_of_the_right_kind_are_taken_at_their_value():
+    """numpy integers, floats and bools stand for their values; the widest valid seed is kept."""
+    m = _market()
+    env = engine.VecTradingEnv(m, n_envs=np.int32(3), window=np.int64(2), fee=np.float32(0.5),
+                               random_start=np.bool_(False), seed=2**64 - 1)
+    assert env.num_envs == 3 and env.window == 2 and env.random_start is False
+    assert env.fee == float(np.float32(0.5)) and env._native.seed == 2**64 - 1
+    assert engine.counter_hash(2**64 - 1, 0, 0) == engine.counter_hash(np.uint64(2**64 - 1), 0, 0)
+    assert engine.backtest_plan(np.int64(100), np.int16(4), threads=np.int8(1)) == engine.backtest_plan(100, 4, threads=1)
