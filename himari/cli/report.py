@@ -26,7 +26,7 @@ def report(
     from himari.evaluation.report import print_line
     from himari.plugin.extras import MissingExtraError, is_installed
     from himari.progress import ConsoleReporter, reporting
-    from himari.training.report_runs import load_targets
+    from himari.training.report_runs import data_read_by, load_targets
 
     if not is_installed("plotly"):
         raise MissingExtraError("himari report needs plotly, which is not installed: pip install 'himari[report]'")
@@ -34,7 +34,7 @@ def report(
         from himari.errors import ConfigError
 
         raise ConfigError(f"--window: a rolling Sharpe ratio needs at least 2 bars, got {window}")
-    check_output(out, [*(targets or []), *([data] if data else [])])  # before minutes of scoring
+    check_output(out, [*(targets or []), *data_read_by(targets or [], data)])  # before minutes of scoring
     console = Console()
     with reporting(ConsoleReporter(console)):
         loaded = load_targets(list(targets or []), data=data, split=split)

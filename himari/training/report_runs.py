@@ -85,6 +85,28 @@ def target_kind(target: str) -> str:
                       f"(no evaluation.json)")
 
 
+def data_read_by(targets: Sequence[str], data: str | None = None) -> list[str]:
+    """The data sets a report of ``targets`` reads: ``data`` when given, else each run
+    directory's own (from its ``config.yaml``), so that ``--out`` can be refused before scoring
+    when it would write over one of them. A target that cannot be read adds nothing here: loading
+    it fails with its own message."""
+    if data is not None:
+        return [data]
+    import yaml
+
+    from himari.training import rundir
+
+    found = []
+    for t in targets:
+        try:
+            cfg = yaml.safe_load((Path(t) / rundir.CONFIG).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(cfg, dict) and isinstance(cfg.get("data"), str) and cfg["data"].strip():
+            found.append(cfg["data"])
+    return found
+
+
 def load_targets(targets: Sequence[str], *, data: str | None = None, split: str | None = None) -> list[ReportTarget]:
     """Every target of a report, each checked before any is loaded (a typo fails at once, not
     after minutes of scoring). ``data`` and ``split`` choose what run directories are scored on;

@@ -430,28 +430,39 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, evaluat
     assert sorted(p.relative_to(work) for p in work.rglob("*")) == before  # no report, no temporary
 
 
-@pytest.mark.parametrize("where", ["run-config", "evaluation-json", "run-dir-new-file", "data-file"])
+@pytest.mark.parametrize("where", ["run-config", "evaluation-json", "run-dir-new-file", "data-file",
+                                   "run-own-data", "run-own-bars-file"])
 def test_a_report_never_writes_over_what_it_reads(tmp_path: Path, trained_run: Path, evaluation: Path,
                                                   small_prepared: Path, where: str) -> None:
     """--out naming an input, or any non-HTML file inside an input directory, is refused before
     scoring and leaves every input byte for byte as it was (a report written over a run's
-    config.yaml or an evaluation's evaluation.json would destroy them)."""
+    config.yaml or an evaluation's evaluation.json would destroy them). A run's own data set,
+    named in its config.yaml rather than on the command line, is an input too."""
+    import yaml
+
     run, ev = tmp_path / "run", tmp_path / "evaluation"
     shutil.copytree(trained_run, run)
     shutil.copytree(evaluation, ev)
     bars = tmp_path / "bars.parquet"
     bars.write_bytes(b"not read before the refusal")
+    own = tmp_path / "prepared"
+    shutil.copytree(small_prepared, own)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"] = str(bars if where == "run-own-bars-file" else own)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
     targets: list[Any] = [run, ev]
     extra: list[Any] = []
     out = {"run-config": run / "config.yaml", "evaluation-json": ev / "evaluation.json",
-           "run-dir-new-file": run / "report.txt", "data-file": bars}[where]
+           "run-dir-new-file": run / "report.txt", "data-file": bars, "run-own-data": own / "metadata.json",
+           "run-own-bars-file": bars}[where]
     if where == "data-file":
         targets, extra = [run], ["--data", bars]
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     result = invoke("report", *targets, "--out", out, *extra)
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
-    assert ("is the input" if where == "data-file" else "only an .html page may be written") in message, message
+    assert ("is the input" if where in ("data-file", "run-own-bars-file") else
+            "only an .html page may be written") in message, message
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
