@@ -270,7 +270,8 @@ def augment(
     plugins = get_plugins()
     spec = plugins.generators().get(method)
     settings: dict[str, Any] = {}
-    for item in [*(f"{method}.{s}" for s in (set_ or [])), *config_options(list(ctx.args), method, spec.config)]:
+    # options first, then --set, so that --set wins as it does for himari train
+    for item in [*config_options(list(ctx.args), method, spec.config), *(f"{method}.{s}" for s in (set_ or []))]:
         key, eq, value = item[len(method) + 1:].partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"--set {item[len(method) + 1:]!r}: expected KEY=VALUE")
@@ -279,9 +280,12 @@ def augment(
         except yaml.YAMLError:
             settings[key.strip().replace("-", "_")] = value
     console = _console()
+    from rich.console import Console
+
     from himari.progress import ConsoleReporter, reporting
 
-    with reporting(ConsoleReporter(console)):
+    # with --json, stdout holds the JSON alone: the fit's phases go to stderr
+    with reporting(ConsoleReporter(Console(stderr=True) if as_json else console)):
         meta = make_set(AugmentRequest(data=data, method=method, out=out, windows=windows, rows=rows,
                                        features=features, seed=seed, device=device, settings=settings,
                                        report=report, report_steps=report_steps, force=force), plugins=plugins)

@@ -199,3 +199,28 @@ def test_set_files_get_the_users_umask(small_prepared: Path, tmp_path: Path) -> 
         os.umask(old)
     assert oct(out.stat().st_mode & 0o777) == oct(0o755)
     assert oct((out / "metadata.json").stat().st_mode & 0o777) == oct(0o644)
+
+
+TAB_DDPM_TINY = {"timesteps": 10, "layers": [16], "dim_t": 8, "steps": 4, "batch_size": 64, "crash_bars": 24,
+                 "n_quantiles": 50}
+
+
+def test_json_output_is_the_json_alone_with_the_fit_phases_on_stderr(small_prepared: Path, tmp_path: Path) -> None:
+    """`--json` is for a pipe: the generator's phase lines ("Tab-DDPM training ...") go to
+    stderr, so stdout parses as the set's metadata."""
+    r = invoke("data", "augment", small_prepared, "--method", "tab-ddpm", "--rows", 24, "--out", tmp_path / "s",
+               "--json", *(f"--set={k}={json.dumps(v)}" for k, v in TAB_DDPM_TINY.items()))
+    assert r.exit_code == 0, r.output
+    meta = json.loads(r.stdout)
+    assert meta["generator"]["name"] == "tab-ddpm" and meta["path"] == str((tmp_path / "s").resolve())
+    assert "Tab-DDPM" in r.stderr
+
+
+def test_a_set_item_wins_over_the_same_setting_given_as_an_option(small_prepared: Path, tmp_path: Path) -> None:
+    """The precedence of himari train: --set KEY=VALUE over --KEY VALUE, whichever comes first."""
+    for order in (["--block", "3", "--set", "block=5"], ["--set", "block=5", "--block", "3"]):
+        out = tmp_path / f"s{len(list(tmp_path.iterdir()))}"
+        r = invoke("data", "augment", small_prepared, "--method", "block-bootstrap", "--windows", 4, "--out", out,
+                   "--set", "window=8", *order)
+        assert r.exit_code == 0, r.output
+        assert json.loads((out / "metadata.json").read_text())["generator"]["config"]["block"] == 5
