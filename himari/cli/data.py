@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from himari.cli.seeds import SEED_MAX
+
 if TYPE_CHECKING:
     from himari.data.frame import ImportOptions
 
@@ -135,7 +137,7 @@ def report(
 def synth(
     out: str = typer.Option(..., "--out", "-o", metavar="<path>", help=_BARS_OUT_HELP),
     bars: int = typer.Option(200_000, "--bars", min=2, help="Number of bars."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (same seed, same bars)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed (same seed, same bars)."),
     symbol: str = typer.Option("SYNTH", "--symbol"),
     interval: str = typer.Option("5m", "--interval", help="Spacing of the timestamps (the bars' dynamics are "
                                                           "5-minute bars' whatever it is)."),
@@ -175,7 +177,7 @@ def prepare_(
     fold_mode: FoldMode = typer.Option(FoldMode.expanding, "--fold-mode"),
     symbol: list[str] | None = typer.Option(None, "--symbol", help="Only this symbol (repeatable)."),
     synth_bars: int = typer.Option(200_000, "--synth-bars", help="Without BARS: size of the synthetic market."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Without BARS: seed of the synthetic market."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Without BARS: seed of the synthetic market."),
     force: bool = typer.Option(False, "--force", help="Replace OUT when it holds an earlier prepared data set (never any other directory)."),
 ) -> None:
     """Compute the 60 features, labels and splits into OUT (a new or empty directory).
@@ -247,7 +249,7 @@ def augment(
                                                                "or 'all' (needed to train a model on the set). "
                                                                "Default: the generator's (timegan: ret_1, hl_range, "
                                                                "vol_rel_1, rv_48; tab-ddpm: all)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the fit and of the sampling (same seed, same set on the CPU)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the fit and of the sampling (same seed, same set on the CPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     set_: list[str] = typer.Option(None, "--set", help="A generator setting KEY=VALUE (iterations=2000); "
                                                        "repeatable. Settings are options too: --condition tail."),

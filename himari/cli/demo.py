@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from himari.cli.seeds import SEED_MAX
+
 
 def demo(
     bars: int = typer.Option(20_000, help="Synthetic 5-minute bars to generate."),
-    seed: int = typer.Option(0, min=0, help="Seed of the synthetic market and the random policies."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the synthetic market and the random policies."),
     random_strategies: int = typer.Option(256, min=1, help="Random policies backtested next to the baselines."),
 ) -> None:
     """Backtest buy-and-hold, never-trade and random policies; step the env; run the EKF."""
