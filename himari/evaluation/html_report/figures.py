@@ -286,6 +286,10 @@ def build_figures(targets: Sequence[ReportTarget], window: int | None = None,
         raise ConfigError("nothing to report: give at least one target")
     if window is not None and window < 2:
         raise ConfigError(f"--window: a rolling Sharpe ratio needs at least 2 bars, got {window}")
+    shortest = min(len(t) for target in targets for t in target.models.values())
+    if window is not None and window > shortest:
+        raise ConfigError(f"--window {window}: longer than the shortest series ({shortest:,} bars), whose rolling "
+                          f"Sharpe ratio would be empty; give at most {shortest:,}")
     all_lines = lines(targets)
     w = window or default_window(targets)
     return [("equity", equity_figure(all_lines, max_points)),

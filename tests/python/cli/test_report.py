@@ -382,6 +382,7 @@ def _evaluation_with(tmp_path: Path, source: Path, edit: Any) -> Path:
     ("bad-split", "--split: expected one of train, validation, test"),
     ("data-without-run", "--data: only run directories are scored"),
     ("window", "--window: a rolling Sharpe ratio needs at least 2 bars"),
+    ("window-too-long", "--window 1000000000: longer than the shortest series"),
     ("twice", "given twice"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, evaluation: Path, case: str,
@@ -420,6 +421,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, evaluat
         extra = ["--data", str(evaluation)]
     elif case == "window":
         extra = ["--window", "1"]
+    elif case == "window-too-long":
+        extra = ["--window", str(10**9)]
     elif case == "twice":
         targets = [evaluation, evaluation]
     before = sorted(p.relative_to(work) for p in work.rglob("*"))

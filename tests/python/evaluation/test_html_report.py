@@ -93,6 +93,18 @@ def test_default_window_is_a_month_of_bars_at_most_a_fifth_of_the_series() -> No
     assert default_window([target("long", n=60_000)]) == 30 * 288
 
 
+def test_a_window_longer_than_the_shortest_series_is_refused_not_drawn_empty() -> None:
+    from himari.errors import ConfigError
+    from himari.evaluation.html_report.figures import build_figures
+
+    short, long = target("short", n=300, seed=3), target("long", n=500)
+    with pytest.raises(ConfigError, match=r"--window 301: longer than the shortest series \(300 bars\)"):
+        build_figures([long, short], window=301)
+    figures = dict(build_figures([long, short], window=300))
+    ys = [np.asarray(trace.y, dtype=float) for trace in figures["rolling-sharpe"].data]
+    assert ys and all(np.isfinite(y).any() for y in ys)  # every line has a point at the longest window
+
+
 def test_log_ticks_are_one_two_five_per_decade_or_every_digit_in_a_narrow_span() -> None:
     from himari.evaluation.html_report.figures import log_ticks
 
