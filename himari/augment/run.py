@@ -46,6 +46,31 @@ def _count(req: AugmentRequest, window: int) -> int:
     return int(n) if req.windows is not None else int(math.ceil(n / window))
 
 
+def available_memory() -> int | None:
+    """Bytes this machine can still give (``MemAvailable`` on Linux); None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_size(req: AugmentRequest, n: int, window: int, channels: int) -> None:
+    """Refuse, before the fit, a set that cannot be held: the sample (float32 windows, int8
+    labels) and the copy written to disk must fit in the memory available, else the system kills
+    the process without a word after the fit."""
+    need = 2 * n * window * (4 * channels + 1)
+    free = available_memory()
+    if free is not None and need > free:
+        asked = f"--windows {req.windows:,}" if req.windows is not None else f"--rows {req.rows:,}"
+        raise ConfigError(f"{asked}: {n:,} windows of {window} bars x {channels} channels need about "
+                          f"{need / 1e9:.1f} GB of memory to sample and write, more than the {free / 1e9:.1f} GB "
+                          f"available; ask for fewer")
+
+
 def _check_sample(name: str, sample: Any, n: int, window: int, k: int) -> None:
     w, lab = np.asarray(sample.windows), np.asarray(sample.labels)
     if w.shape != (n, window, k) or lab.shape != (n, window):
@@ -142,6 +167,7 @@ def make_set(req: AugmentRequest, *, plugins: Any = None) -> dict[str, Any]:
     gd = generator_data(data, channels, seed=req.seed, device=device)
     gen = spec.factory(config)
     n = _count(req, int(gen.window))
+    _check_size(req, n, int(gen.window), len(channels))
     t0 = time.perf_counter()
     gen.fit(gd)
     fit_seconds = time.perf_counter() - t0

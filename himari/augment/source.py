@@ -21,7 +21,7 @@ def resolve_channels(requested: str | list[str] | tuple[str, ...] | None, defaul
     """The channels a generator fits: ``--features a,b,c``, ``all`` (every prepared feature), or
     the generator's default (every feature when its default is empty). Unknown names are a
     ``DataError`` naming ``--features`` and the closest feature names."""
-    if requested is None or requested == "" or requested == ():
+    if requested is None or requested == ():
         names: list[str] = list(default) if default else list(available)
     elif isinstance(requested, str):
         names = list(available) if requested.strip() == "all" else [n.strip() for n in requested.split(",") if n.strip()]

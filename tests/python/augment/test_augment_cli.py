@@ -106,6 +106,12 @@ def _assert_refused(r: Any, *words: str) -> None:
     (["--method", "timegan", "--windows", "5", "--device", "cuda:x"], ["--device cuda:x", "cuda:N"]),
     (["--method", "block-bootstrap", "--windows", "5", "--device", "tpu"], ["--device tpu", "auto, cpu"]),
     (["--method", "timegan", "--windows", "5", "--set", "window=100000"], ["timegan", "consecutive bars"]),
+    (["--method", "tab-ddpm", "--rows", "5", "--set", "n_quantiles=1"], ["n_quantiles", ">= 2"]),
+    (["--method", "tab-ddpm", "--rows", "5", "--mix", "crash=1,normal=1,crash=0"], ["mix", "crash is given twice"]),
+    (["--method", "timegan", "--windows", "5", "--features", ""], ["--features", "at least one"]),
+    # a set no machine can hold: refused before the fit, not killed by the system after it
+    (["--method", "block-bootstrap", "--rows", str(10**15)], ["--rows 1,000,000,000,000,000", "GB of memory",
+                                                              "available"]),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_output(args: list[str], words: list[str], small_prepared: Path,
                                                   tmp_path: Path) -> None:

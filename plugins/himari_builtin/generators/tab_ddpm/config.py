@@ -22,12 +22,16 @@ def parse_mix(text: str, names: tuple[str, ...]) -> dict[str, float] | None:
     if text == "train":
         return None
     shares = {n: 0.0 for n in names}
+    given: set[str] = set()
     for part in text.split(","):
         name, eq, value = part.partition("=")
         name = name.strip()
         if not eq or name not in names:
             raise ValueError(f"mix {text!r}: expected balanced, train or NAME=SHARE,... with NAME one of "
                              f"{', '.join(names)}")
+        if name in given:  # the last share would win without a word
+            raise ValueError(f"mix {text!r}: {name} is given twice")
+        given.add(name)
         try:
             share = float(value)
         except ValueError:
@@ -92,6 +96,8 @@ class TabDDPMConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.timesteps < 2:
             raise ValueError(f"timesteps must be >= 2, got {self.timesteps}")
+        if self.n_quantiles < 2:  # a quantile transform maps between at least two quantiles
+            raise ValueError(f"n_quantiles must be >= 2, got {self.n_quantiles}")
         if not self.layers or any(w < 1 for w in self.layers):
             raise ValueError(f"layers must be positive widths, got {self.layers}")
         if self.dim_t % 2:
