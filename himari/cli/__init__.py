@@ -46,6 +46,8 @@ class _HimariGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors, exits: Typer's job
             raise
+        except BrokenPipeError:  # `himari ... | head` closed the pipe: Click ends quietly, no "error:" line
+            raise
         except Exception as e:  # noqa: BLE001 - this is the CLI's last line of defence
             e = _as_user_error(e)
             from rich.console import Console

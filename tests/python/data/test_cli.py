@@ -130,3 +130,21 @@ def test_main_runs_the_app(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         main()
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("args", [["backtest", "--help"], ["plugins", "list", "--json"]])
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(args):
+    """`himari plugins list --json | head -1`: the output's reader is gone before the command
+    writes, which is no error of the user's; an output longer than the stream's buffer (the JSON
+    list) printed "error: BrokenPipeError"."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "himari", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    proc.stdout.close()  # no reader left: the first write fails with EPIPE, whatever its size
+    _, err = proc.communicate(timeout=120)
+    assert b"error" not in err.lower() and b"Traceback" not in err, err.decode()
+    assert proc.returncode in (0, 1, 141, -13), proc.returncode
