@@ -57,8 +57,27 @@ def check_file_outputs(outputs: Sequence[PathLike], inputs: Iterable[PathLike] =
             if output_target(src) == target or (target.exists() and _same_file(src, target)):
                 raise DataError(f"{option} {out}: is the input file {src}; writing it would replace the data "
                                 "being read, so choose another output name")
+        owner = himari_directory_kind(target.parent) if target.exists() else None
+        if owner is not None:
+            raise DataError(f"{option} {out}: would replace a file of the {owner} {target.parent}; choose another "
+                            "output name")
         resolved.append(target)
     return resolved
+
+
+def himari_directory_kind(directory: Path) -> str | None:
+    """What himari wrote ``directory`` as (``prepared data set``, ``synthetic set``, ``evaluation``,
+    ``run directory``), or None: a file output must not replace one of such a directory's files,
+    which later commands read (a benchmark's JSON written over a data set's ``metadata.json``
+    left it unreadable)."""
+    fmt = prepared_format_of(directory)
+    if fmt is not None and fmt.startswith("himari-"):
+        return {"himari-prepared": "prepared data set", "himari-synthetic": "synthetic set"}.get(fmt, "himari output")
+    if (directory / "evaluation.json").is_file():
+        return "evaluation"
+    if (directory / "config.yaml").is_file() and (directory / "checkpoints").is_dir():
+        return "run directory"
+    return None
 
 
 def check_bars_output(out: PathLike, inputs: Iterable[PathLike] = (), *, option: str = "--out") -> list[Path]:

@@ -55,3 +55,28 @@ def test_bench_refuses_an_unwritable_json_path_before_it_runs(tmp_path: Path, mo
     assert res.exit_code == 2, res.output
     assert f"--json {path}: " in res.output and "the benchmark ran" not in res.output
     assert (tmp_path / "a-file").read_text() == "x"
+
+
+@pytest.mark.parametrize("victim", ["prepared/metadata.json", "run/config.yaml", "evaluation/evaluation.json"])
+def test_bench_never_writes_over_a_file_of_a_himari_directory(victim: str, small_prepared: Path, trained_run: Path,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A benchmark's JSON written over a data set's metadata.json left it unreadable; a new file
+    beside them is still fine."""
+    import shutil
+
+    import himari.evaluation.bench
+
+    def run_bench(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(himari.evaluation.bench, "run_bench", run_bench)
+    for name, source in (("prepared", small_prepared), ("run", trained_run)):
+        shutil.copytree(source, tmp_path / name)
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "evaluation.json").write_text('{"format": "himari-evaluation"}')
+    path = tmp_path / victim
+    before = path.read_bytes()
+    res = runner.invoke(app, ["bench", "ekf", "--quick", "--json", str(path)])
+    assert res.exit_code == 2, res.output
+    assert "would replace a file of the" in " ".join(res.output.split()) and "the benchmark ran" not in res.output
+    assert path.read_bytes() == before
