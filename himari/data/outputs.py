@@ -125,8 +125,9 @@ def check_directory_output(out: PathLike, inputs: Iterable[PathLike] = (), *, fo
     for src in inputs:
         s = output_target(src)
         if s == target:
-            raise DataError(f"{option} {out}: is the input file {src}; the output is a directory, which would "
-                            "replace the file, so choose a new directory name such as prepared/")
+            kind = "directory" if s.is_dir() else "file"
+            raise DataError(f"{option} {out}: is the input {kind} {src}; the output is a directory, which would "
+                            f"replace the {kind}, so choose a new directory name such as prepared/")
         if target in s.parents:
             raise DataError(f"{option} {out}: contains the input {src}; replacing the directory would delete it, "
                             "so choose a new directory")

@@ -134,7 +134,8 @@ class PreparedData:
         self.path = Path(path)
         meta_path = self.path / "metadata.json"
         if not self.path.is_dir():
-            raise DataError(f"{self.path}: not a prepared data directory (no such directory)")
+            what = "a file" if self.path.exists() else "no such directory"
+            raise DataError(f"{self.path}: not a prepared data directory ({what})")
         if not meta_path.exists():
             raise DataError(f"{self.path}: not a prepared data directory (no metadata.json)")
         try:

@@ -230,3 +230,14 @@ def test_a_set_item_wins_over_the_same_setting_given_as_an_option(small_prepared
                    "--set", "window=8", *order)
         assert r.exit_code == 0, r.output
         assert json.loads((out / "metadata.json").read_text())["generator"]["config"]["block"] == 5
+
+
+def test_messages_name_a_directory_and_a_file_for_what_they_are(small_prepared: Path, tmp_path: Path) -> None:
+    before = sorted(p.name for p in small_prepared.iterdir())
+    r = invoke("data", "augment", small_prepared, "--method", "block-bootstrap", "--windows", 2, "--out", small_prepared)
+    _assert_refused(r, "is the input directory", "would replace the directory")
+    assert sorted(p.name for p in small_prepared.iterdir()) == before
+    bars = tmp_path / "bars.parquet"
+    bars.write_bytes(b"PAR1")
+    r = invoke("data", "augment", bars, "--method", "block-bootstrap", "--windows", 2, "--out", tmp_path / "s")
+    _assert_refused(r, "not a prepared data directory (a file)")
