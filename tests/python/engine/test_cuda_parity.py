@@ -265,3 +265,62 @@ def test_cupy_arrays_are_accepted() -> None:
     env.reset()
     env.step(cupy.full(8, 2, dtype=cupy.int32))
     assert (env._info["position"] == 1).all()
+
+
+def test_a_seeded_reset_makes_a_used_cuda_env_start_the_episodes_a_fresh_cpu_env_starts():
+    """reset(seed=s) on the GPU, as on the CPU: a CUDA env stepped through several episodes
+    starts, after it, the episodes a fresh CPU env starts with that seed, before a step (the same
+    first episode again) and after one (the next)."""
+    c = np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 100)))
+    fresh = VecTradingEnv(Market(c, c), n_envs=2, episode_length=5, seed=3)
+    used = VecTradingEnv(Market(c, c, device="cuda"), n_envs=2, episode_length=5, seed=3)
+
+    def start(env, **kw):  # host copies: info holds views of buffers the next call rewrites
+        bar = env.reset(**kw)[1]["bar"]
+        return bar.cpu().numpy().copy() if hasattr(bar, "cpu") else np.array(bar)
+
+    used.reset()
+    for _ in range(7):
+        used.step(torch.ones(2, dtype=torch.int8, device="cuda"))
+    first = start(fresh, seed=3)
+    np.testing.assert_array_equal(start(used, seed=3), first)
+    for _ in range(2):
+        np.testing.assert_array_equal(start(used), first)
+        np.testing.assert_array_equal(start(fresh), first)
+    fresh.step(np.ones(2, dtype=np.int8))
+    used.step(torch.ones(2, dtype=torch.int8, device="cuda"))
+    after = [start(fresh), start(fresh)]
+    np.testing.assert_array_equal([start(used), start(used)], after)
+    assert not np.array_equal(after[0], first) and not np.array_equal(after[1], after[0])
+
+
+def test_a_strided_host_input_too_large_to_copy_is_a_memory_error_on_the_cuda_path_too(tmp_path):
+    """A host array bound for the GPU is first made C-contiguous; when that copy cannot be
+    allocated the CUDA binding raises MemoryError naming the argument, as the CPU one does."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(r"""
+        import numpy as np
+        import himari.engine as e
+
+        o = np.arange(1.0, 9.0)
+        signals = np.broadcast_to(np.int8(1), (8, 2**47))  # a petabyte once copied: never allocatable
+        prices = np.broadcast_to(np.float64(5.0), (2**44, 8))
+        for name, fn in {"signals": lambda: e.backtest_signals(o, o, signals, device="cuda"),
+                         "prices": lambda: e.ekf(prices, device="cuda")}.items():
+            try:
+                fn()
+                print("NO ERROR", name)
+            except MemoryError as exc:
+                print("MEMORY", name, "|", exc)
+            except Exception as exc:
+                print("OTHER", name, type(exc).__name__, exc)
+        print("DONE")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "DONE" in out, f"the process crashed (return code {proc.returncode}):\n{out}"
+    for name in ("signals", "prices"):
+        assert f"MEMORY {name} | {name}: cannot make a C-contiguous copy" in out, out
