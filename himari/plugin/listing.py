@@ -56,12 +56,17 @@ def show_plugin(plugins: Any, name: str, kind: str | None = None) -> list[dict[s
     if not entries:
         import difflib
 
-        from himari.plugin.registry import UnknownPluginError
+        from himari.plugin.registry import UnknownPluginError, blocked_modules_note
 
+        blocked_as = [k for k in KINDS if name in plugins.registry(k).blocked]
+        if blocked_as:
+            raise UnknownPluginError(f"{' and '.join(blocked_as)} {name!r} is blocked by HIMARI_DISABLE_PLUGINS")
         names = all_names(plugins)
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownPluginError(f"unknown plugin {name!r}{hint} (registered: {', '.join(names)})")
+        modules = plugins.registry(KINDS[0]).blocked_modules
+        raise UnknownPluginError(f"unknown plugin {name!r}{hint} (registered: {', '.join(names)})"
+                                 f"{blocked_modules_note(modules)}")
     out = []
     for e in entries:
         row = entry_row(e)

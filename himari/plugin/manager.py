@@ -92,7 +92,7 @@ class Plugins:
         reg = self._registries.get(kind)
         if reg is None:
             hook_name, spec_type = _KIND_TABLE[kind]
-            reg = Registry(kind, spec_type, self._blocked_names)
+            reg = Registry(kind, spec_type, self._blocked_names, tuple(b.plugin for b in self._blocked))
             caller = getattr(self.pm.hook, hook_name)
             # One implementation at a time, so the registry knows who registers what and a
             # conflict names both plugins. Oldest registration first (entry-point order).

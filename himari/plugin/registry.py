@@ -49,7 +49,8 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Specs of one kind by name. Hooks call ``add``; the rest of himari calls ``get``."""
 
-    def __init__(self, kind: str, spec_type: type, blocked: frozenset[str] = frozenset()) -> None:
+    def __init__(self, kind: str, spec_type: type, blocked: frozenset[str] = frozenset(),
+                 blocked_modules: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.spec_type = spec_type
         self._entries: dict[str, Entry[T]] = {}
@@ -57,6 +58,9 @@ class Registry(Generic[T]):
         self._blocked_names = blocked
         self.blocked: dict[str, Origin] = {}
         """Specs skipped because HIMARI_DISABLE_PLUGINS names them."""
+        self.blocked_modules = blocked_modules
+        """Entry points HIMARI_DISABLE_PLUGINS kept from loading: what they would register is
+        unknown, so a missing name is reported with them as a possible cause."""
 
     @contextmanager
     def origin(self, origin: Origin) -> Iterator[None]:
@@ -97,7 +101,8 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         known = ", ".join(sorted(self._entries)) or "none"
-        raise UnknownPluginError(f"unknown {self.kind} {name!r}{hint} (registered: {known})")
+        raise UnknownPluginError(f"unknown {self.kind} {name!r}{hint} (registered: {known})"
+                                 f"{blocked_modules_note(self.blocked_modules)}")
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -126,3 +131,11 @@ def describe_entry(entry: Entry[Any]) -> dict[str, Any]:
         "distribution": entry.origin.distribution,
         "version": entry.origin.version,
     }
+
+
+def blocked_modules_note(modules: tuple[str, ...] | list[str]) -> str:
+    """``; HIMARI_DISABLE_PLUGINS blocks ... (it may provide it)`` when entry points were kept from
+    loading, else nothing: a name they would have registered is otherwise just "unknown"."""
+    if not modules:
+        return ""
+    return f"; HIMARI_DISABLE_PLUGINS blocks {', '.join(modules)}, which may provide it"

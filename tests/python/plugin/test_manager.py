@@ -58,6 +58,29 @@ def test_disable_blocks_by_module_or_name(token) -> None:
     assert any("baseline" in b.plugin for b in plugins.blocked())
 
 
+def test_a_name_missing_because_its_module_is_blocked_says_so() -> None:
+    """Blocking the module keeps its names from ever registering, so the registry cannot know
+    them: the error names the blocked module instead of calling the name merely unknown."""
+    from himari.plugin.listing import show_plugin
+
+    plugins = build_plugins(disable="himari_builtin.preprocessing.zscore")
+    with pytest.raises(UnknownPluginError, match=r"unknown preprocessor 'zscore'.*HIMARI_DISABLE_PLUGINS blocks "
+                                                 r"himari_builtin\.preprocessing\.zscore, which may provide it"):
+        plugins.preprocessors().get("zscore")
+    with pytest.raises(UnknownPluginError, match=r"HIMARI_DISABLE_PLUGINS blocks himari_builtin\.preprocessing"):
+        show_plugin(plugins, "zscore")
+    with pytest.raises(UnknownPluginError) as plain:  # nothing blocked: no such note
+        build_plugins().preprocessors().get("zscor")
+    assert "HIMARI_DISABLE_PLUGINS" not in str(plain.value)
+
+
+def test_show_names_a_plugin_blocked_by_name_as_blocked() -> None:
+    from himari.plugin.listing import show_plugin
+
+    with pytest.raises(UnknownPluginError, match=r"^preprocessor 'zscore' is blocked by HIMARI_DISABLE_PLUGINS$"):
+        show_plugin(build_plugins(disable="zscore"), "zscore")
+
+
 def test_disable_by_distribution_blocks_all_its_plugins() -> None:
     plugins = build_plugins(disable="himari")
     assert len(plugins.entries()) == 0
