@@ -741,6 +741,7 @@ def test_a_bad_signal_is_found_in_any_block(dtype, value, flat):
 
 COPY_TOO_LARGE = textwrap.dedent(
     r"""
+    import sys
     import numpy as np
     import himari.engine as e
 
@@ -755,6 +756,9 @@ COPY_TOO_LARGE = textwrap.dedent(
         "signals equity": lambda: e.backtest_signals(o, o, signals, return_equity=True),
         "actions replay": lambda: e.replay_actions(o, o, signals),
         "prices ekf": lambda: e.ekf(prices),
+    } if sys.argv[1] == "cpu" else {  # a host array bound for the GPU is made C-contiguous first
+        "signals cuda": lambda: e.backtest_signals(o, o, signals, device="cuda"),
+        "prices cuda": lambda: e.ekf(prices, device="cuda"),
     }
     for name, fn in cases.items():
         try:
@@ -769,15 +773,18 @@ COPY_TOO_LARGE = textwrap.dedent(
 )
 
 
-def test_a_strided_input_too_large_to_copy_is_a_memory_error_not_a_crash(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.cuda, pytest.mark.skipif(not engine.cuda_available(), reason="needs a CUDA build and device")])])
+def test_a_strided_input_too_large_to_copy_is_a_memory_error_not_a_crash(tmp_path, device):
     """A strided input is copied once; when numpy cannot allocate that copy the call raises
-    MemoryError naming the argument (the binding read through the empty result and segfaulted)."""
-    proc = subprocess.run([sys.executable, "-c", COPY_TOO_LARGE], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+    MemoryError naming the argument (the binding read through the empty result and segfaulted),
+    on the CPU paths and on the CUDA bindings' way to the GPU alike."""
+    proc = subprocess.run([sys.executable, "-c", COPY_TOO_LARGE, device], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"the process crashed (return code {proc.returncode}):\n{out}"
     lines = [ln for ln in out.splitlines() if ln.startswith(("MEMORY", "NO ERROR", "OTHER"))]
-    assert len(lines) == 5 and "DONE" in out, out
+    assert len(lines) == (5 if device == "cpu" else 2) and "DONE" in out, out
     for line in lines:
         name = line.split()[1]
         assert line.startswith("MEMORY"), out
