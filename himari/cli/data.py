@@ -249,7 +249,8 @@ def augment(
                                                                "or 'all' (needed to train a model on the set). "
                                                                "Default: the generator's (timegan: ret_1, hl_range, "
                                                                "vol_rel_1, rv_48; tab-ddpm: all)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the fit and of the sampling (same seed, same set on the CPU)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX,
+                             help="Seed of the fit and of the sampling (same seed, same set on the CPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     set_: list[str] = typer.Option(None, "--set", help="A generator setting KEY=VALUE (iterations=2000); "
                                                        "repeatable. Settings are options too: --condition tail."),

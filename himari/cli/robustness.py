@@ -14,7 +14,8 @@ def robustness(
     eps: str = typer.Option("0.01,0.05,0.1", "--eps", help="Comma-separated L-infinity radii, in preprocessed "
                                                          "units (z-score standard deviations)."),
     pgd_steps: int = typer.Option(10, "--pgd-steps", help="PGD steps (step 2.5 * eps / steps, random start)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of PGD's random starts and of the random control."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX,
+                             help="Seed of PGD's random starts and of the random control."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Flip rate, Sharpe, return and trades under FGSM, PGD and random noise of the same norm.

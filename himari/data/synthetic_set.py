@@ -94,7 +94,8 @@ class SyntheticSet:
         self.path = Path(path)
         meta_path = self.path / "metadata.json"
         if not self.path.is_dir():
-            raise DataError(f"{self.path}: not a synthetic set ({'a file' if self.path.exists() else 'no such directory'})")
+            what = "a file" if self.path.exists() else "no such directory"
+            raise DataError(f"{self.path}: not a synthetic set ({what})")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -48,7 +48,8 @@ class EKFParams:
         for f in fields(self):
             value = getattr(self, f.name)
             name = f"EKFParams.{f.name}"
-            setattr(native, f.name, args.flag(name, value) if f.name == "use_volatility_obs" else args.real(name, value))
+            checked = args.flag(name, value) if f.name == "use_volatility_obs" else args.real(name, value)
+            setattr(native, f.name, checked)
         return native
 
 
