@@ -11,17 +11,14 @@ from typing import Any
 
 import yaml
 
-from himari.errors import ConfigError, HimariError
+from himari.errors import ConfigError
 from himari.evaluate.runner import RESULT, SETTINGS, Evaluation, EvaluationConfig, elapsed
+from himari.training.interrupt import Interrupted
 
 
-class EvaluationInterrupted(HimariError):
+class EvaluationInterrupted(Interrupted):
     """Ctrl-C (or a stop signal the command turns into one) ended the evaluation; the message says
-    whether its directory was kept and how to continue it. ``exit_code``: 128 + the signal."""
-
-    def __init__(self, message: str, exit_code: int = 130) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    whether its directory was kept and how to continue it."""
 
 
 def _new_directory(config: EvaluationConfig, out: Path | None) -> Path:

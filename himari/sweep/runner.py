@@ -26,21 +26,18 @@ from typing import Any
 
 import yaml
 
-from himari.errors import ConfigError, HimariError
+from himari.errors import ConfigError
 from himari.sweep.config import SweepConfig, check
 from himari.sweep.trial import RUNS, SETTINGS, load_settings
+from himari.training.interrupt import Interrupted
 
 RESULT = "sweep.json"
 REPORT = "report.html"
 
 
-class SweepInterrupted(HimariError):
+class SweepInterrupted(Interrupted):
     """The sweep stopped before every trial ended (Ctrl-C, or a stop signal the command turns into
-    one); ``--resume`` continues it. ``exit_code``: 128 + the signal."""
-
-    def __init__(self, message: str, exit_code: int = 130) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    one); ``--resume`` continues it."""
 
 
 def new_directory(model: str, out: Path | None) -> Path:

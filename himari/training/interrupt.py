@@ -16,9 +16,19 @@ from collections.abc import Iterator
 from types import FrameType
 
 from himari.data.atomic import stop_signals_handled
+from himari.errors import HimariError
 
 INTERRUPTED_EXIT = 130
 """Exit code after Ctrl-C (128 + SIGINT)."""
+
+
+class Interrupted(HimariError):
+    """A long command stopped by Ctrl-C or a stop signal before it finished: the message says what
+    was kept and how to continue; ``exit_code`` is 128 + the signal, the command's exit status."""
+
+    def __init__(self, message: str, exit_code: int = INTERRUPTED_EXIT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class Terminated(KeyboardInterrupt):
@@ -59,4 +69,4 @@ def stop_signals_interrupt() -> Iterator[None]:
         yield
 
 
-__all__ = ["INTERRUPTED_EXIT", "Terminated", "exit_code", "stop_signals_interrupt"]
+__all__ = ["INTERRUPTED_EXIT", "Interrupted", "Terminated", "exit_code", "stop_signals_interrupt"]
