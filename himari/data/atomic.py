@@ -119,6 +119,12 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def stop_signals() -> list[int]:
+    """SIGTERM and SIGHUP, those of the two this platform has: the stops of a scheduler,
+    ``timeout`` or a closed terminal."""
+    return [sig for sig in (getattr(signal, name, None) for name in ("SIGTERM", "SIGHUP")) if sig is not None]
+
+
 @contextlib.contextmanager
 def stop_signals_handled(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP (a scheduler's, ``timeout``'s or a closed
@@ -128,10 +134,7 @@ def stop_signals_handled(handler: Callable[[int, FrameType | None], Any]) -> Ite
     previous handlers are restored afterwards."""
     saved: dict[int, object] = {}
     if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGHUP"):
-            sig = getattr(signal, name, None)
-            if sig is None:
-                continue
+        for sig in stop_signals():
             with contextlib.suppress(ValueError, OSError):
                 if signal.getsignal(sig) is signal.SIG_DFL:
                     signal.signal(sig, handler)

@@ -157,13 +157,10 @@ def _stop_handlers() -> dict[int, Any]:
     does); ``ray.init`` replaces them with its own, which ends the process with a native stack dump."""
     import signal
 
-    out: dict[int, Any] = {}
-    for name in ("SIGTERM", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        handler = signal.getsignal(sig) if sig is not None else None
-        if callable(handler):
-            out[sig] = handler
-    return out
+    from himari.data.atomic import stop_signals
+
+    handlers = {sig: signal.getsignal(sig) for sig in stop_signals()}
+    return {sig: handler for sig, handler in handlers.items() if callable(handler)}
 
 
 def _restore_stop_handlers(handlers: dict[int, Any]) -> None:
