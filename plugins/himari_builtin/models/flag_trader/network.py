@@ -12,6 +12,7 @@ from torch import nn
 
 from himari.plugin.api import init_orthogonal
 from himari_builtin.models.flag_trader.config import FlagTraderConfig, backbone_shape
+from himari_builtin.models.flag_trader.merged_lora import use_merged_lora
 
 LORA_TARGETS = ("c_attn", "c_proj", "c_fc")
 """GPT-2's attention (qkv and output) and MLP (in and out) projections; ``c_proj`` names both the
@@ -104,6 +105,7 @@ class FlagTraderNetwork(nn.Module):
     def __init__(self, config: FlagTraderConfig, obs_dim: int, n_actions: int) -> None:
         super().__init__()
         self.backbone = _lora(_gpt2(config), config)
+        use_merged_lora(self.backbone, ("cuda",) if config.merged_lora else ())
         width = self.backbone.get_base_model().config.n_embd
         self.embed = nn.Linear(obs_dim, width)
         self.policy_head = head(width, config.head_hidden, n_actions, 0.01)
