@@ -258,6 +258,60 @@ def bench_updates(model: Any, cfg: Any, args: argparse.Namespace, device: str, c
     return row
 
 
+LORA_PATHS = ("peft", "merged")
+"""How a training forward pass computes the LoRA projections: peft's frozen product plus adapter
+branch, or one product with the merged weight (``merged_lora``, the default on CUDA)."""
+
+
+def set_lora_path(model: Any, path: str, device: str) -> None:
+    from himari_builtin.models.flag_trader.merged_lora import use_merged_lora
+
+    use_merged_lora(model.network.backbone, (torch_device_type(device),) if path == "merged" else ())
+
+
+def torch_device_type(device: str) -> str:
+    return device.split(":")[0]
+
+
+def lora_path_parity(model: Any, cfg: Any, device: str) -> dict[str, float]:
+    """One minibatch of 16 windows through both LoRA paths (bf16 autocast on CUDA, as in the
+    update): the largest difference of the loss and of any gradient, relative to its largest
+    magnitude. bf16 rounds differently on the two paths, so this is ~1e-2 on CUDA, ~1e-6 in
+    float32."""
+    import contextlib
+
+    import torch
+
+    batch = ppo_batch(model, cfg, 16, device)
+    params = dict(model.network.named_parameters())
+    model.network.train()
+    results = {}
+    saved = {k: p.detach().clone() for k, p in params.items() if "lora_B" in k}
+    g = torch.Generator(device=device).manual_seed(2)
+    with torch.no_grad():  # peft starts B at zero, where the adapter branch is exactly zero
+        for k in saved:
+            params[k].normal_(0.0, 0.02, generator=g)
+    for path in LORA_PATHS:
+        set_lora_path(model, path, device)
+        model.network.zero_grad(set_to_none=True)
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
+        with ctx:
+            loss, _ = model.loss(batch, None)
+        loss.backward()
+        results[path] = (loss.detach().float(), {k: p.grad.detach().float().clone() for k, p in params.items()
+                                                  if p.grad is not None})
+    model.network.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for k, value in saved.items():
+            params[k].copy_(value)
+    (loss_a, grads_a), (loss_b, grads_b) = results["peft"], results["merged"]
+    if set(grads_a) != set(grads_b):
+        raise RuntimeError("the two LoRA paths train different parameters")
+    worst = max(float((grads_a[k] - grads_b[k]).abs().max() / grads_a[k].abs().max().clamp(min=1e-30)) for k in grads_a)
+    return {"loss_relative": float((loss_a - loss_b).abs() / loss_a.abs().clamp(min=1e-30)),
+            "worst_gradient_relative": worst, "windows": 16}
+
+
 def profile_update(model: Any, cfg: Any, args: argparse.Namespace, device: str, top: int = 25) -> list[dict[str, Any]]:
     """The plain update's GPU kernels (CPU ops on the CPU) grouped by name: time per step, calls
     per step and share of the profiled time, largest first."""
@@ -394,6 +448,9 @@ def markdown(doc: dict[str, Any]) -> str:
              f"Training FLOPs per window: {doc['flops_per_window']['training'] / 1e9:,.1f} GFLOP "
              f"(forward {doc['flops_per_window']['forward'] / 1e9:,.1f}); measured matmul rate "
              f"{doc['measured_matmul_tflops']:,.1f} TFLOP/s.", "",
+             *([f"Merged against peft LoRA on one minibatch: loss {doc['lora_path_parity']['loss_relative']:.1e}, "
+                f"worst gradient {doc['lora_path_parity']['worst_gradient_relative']:.1e} relative.", ""]
+               if doc.get("lora_path_parity") else []),
              "| mode | windows/step | step ms | samples/s | tokens/s | TFLOP/s | MFU (989) | MFU (measured) | max mem GiB |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in doc["updates"]:
@@ -462,9 +519,17 @@ def main() -> int:
     peaks = {"measured_matmul": measured}
     if device.startswith("cuda"):
         peaks["h100_sxm_peak"] = H100_SXM_BF16_DENSE
-    updates = [] if args.only_end_to_end else [bench_updates(model, cfg, args, device, False, flops, peaks)]
+    updates, parity = [], {}
+    if not args.only_end_to_end:
+        parity = lora_path_parity(model, cfg, device)
+        for path in LORA_PATHS:
+            set_lora_path(model, path, device)
+            updates.append(bench_updates(model, cfg, args, device, False, flops, peaks))
+            updates[-1]["mode"] += f", {path} LoRA"
+        set_lora_path(model, "merged", device)
     if not args.no_checkpointing_run and not args.only_end_to_end:
         updates.append(bench_updates(model, cfg, args, device, True, flops, peaks))
+        updates[-1]["mode"] += ", merged LoRA"
     latency = [] if args.only_end_to_end else [
         bench_latency(model, cfg, b, args.latency_iters, device) for b in (1, 256 if not args.tiny else 64)]
     if device == "cuda" and not args.only_end_to_end:
@@ -476,13 +541,16 @@ def main() -> int:
         if device.startswith("cuda"):
             torch.cuda.empty_cache()  # the last env count's model, buffers and graph pool are gone
     if args.compile and not args.only_end_to_end:
-        t = time.perf_counter()
         model.network.backbone.get_base_model().compile()
         model.network.train()
-        row = bench_updates(model, cfg, args, device, False, flops, peaks)  # its warm-up steps compile
-        row["mode"] = "update, backbone compiled"
-        row["compile_and_measure_s"] = time.perf_counter() - t
-        updates.append(row)
+        for path in LORA_PATHS:
+            t = time.perf_counter()
+            set_lora_path(model, path, device)
+            row = bench_updates(model, cfg, args, device, False, flops, peaks)  # its warm-up steps compile
+            row["mode"] = f"update, backbone compiled, {path} LoRA"
+            row["compile_and_measure_s"] = time.perf_counter() - t
+            updates.append(row)
+        set_lora_path(model, "merged", device)
     doc = {"machine": machine_info(device), "config": {k: getattr(cfg, k) for k in (
                "context_length", "n_layer", "n_head", "n_embd", "lora_rank", "head_hidden")},
            "parameters": {"total": count.total, "trainable": count.trainable},
@@ -490,7 +558,7 @@ def main() -> int:
            "flops_formula": "training = 2 F_frozen + 3 F_lora + 3 F_attention + 2 F_embedding + 3 F_heads "
                             "(forward FLOPs per window; see the module docstring)",
            "peak_flops": peaks, "measured_matmul_tflops": measured / 1e12,
-           "updates": updates, "latency": latency, "profile": kernels, "end_to_end": end_to_end, "seconds": time.perf_counter() - t0}
+           "lora_path_parity": parity, "updates": updates, "latency": latency, "profile": kernels, "end_to_end": end_to_end, "seconds": time.perf_counter() - t0}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))

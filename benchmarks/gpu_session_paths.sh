@@ -17,7 +17,8 @@
 #  cgdt-acting: cgdt's sequential acting replayed as CUDA graphs against eager, and its GPU tests;
 #  cgdt-concurrent: CONC_N (4) runs of cgdt's recipe at once on the card, then one alone;
 #  scan: the scan backtester's table, or with SCAN_ARGS=--held-sweep where held runs pay;
-#  scan-ncu: Nsight Compute on the scan's kernels;
+#  scan-ncu: Nsight Compute on the scan's kernels; CUDA_TESTS: the files cuda-tests runs (tests/python);
+#  FLAG_ARGS: flag-bench's options besides --profile --compile (--end-to-end 8,64,256);
 #  cgdt-full-start, then cgdt-full-wait: cgdt's recipe at full size, walk-forward, in the background)
 # Needs in the checkout: .whl/ (offline wheels: gymnasium and farama-notifications; the GPU image
 # has hypothesis, scikit-learn and scipy) and .devdata/ (the shared BTC and ETH bars). Logs and
@@ -101,7 +102,7 @@ PY
 if has cuda-tests; then
   step "the tests marked cuda (parity of the native kernels, EKF preprocessing, VecNormalize, generators)"
   HIMARI_SHARED_DATA="$ROOT/.devdata" PYTHONSAFEPATH=1 timeout 300 python3 -m pytest -q -p no:cacheprovider \
-    -o addopts="" --import-mode=importlib -m cuda tests/python -rfEs 2>&1 | tail -15
+    -o addopts="" --import-mode=importlib -m cuda ${CUDA_TESTS:-tests/python} -rfEs 2>&1 | tail -15
 fi
 if has replay-tests; then
   step "the CUDA-graph replay tests only (GraphReplay, the Trainer's GraphedStep and compiled loss, the generators' replayed fits)"
@@ -197,7 +198,7 @@ fi
 if has flag-bench; then
   step "flag-trader: update MFU, where its GPU time goes, compiled; end to end at 8, 64, 256 envs, eager and graphed"
   timeout ${FLAG_TIMEOUT:-420} python3 benchmarks/bench_flag_trader.py --device cuda --profile --compile \
-    --end-to-end 8,64,256 --out "$OUT/flag-trader-$GPU.json" 2>&1 | tail -60
+    ${FLAG_ARGS:---end-to-end 8,64,256} --out "$OUT/flag-trader-$GPU.json" 2>&1 | tail -60
 fi
 if has peers; then
   step "CQL and CGDT training updates on the GPU against d3rlpy's DiscreteCQL and DiscreteDecisionTransformer"
