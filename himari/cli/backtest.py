@@ -47,14 +47,20 @@ def backtest(
 
     from rich.console import Console
 
+    from himari.data.outputs import check_file_outputs
     from himari.data.prepared import utc_text
     from himari.data.splits import parse_time
     from himari.evaluation.policy import static_position_text
     from himari.evaluation.report import metrics_table, print_line, print_table, volatility_drag_note
     from himari.progress import ConsoleReporter, reporting
     from himari.training.leaderboard import backtest as run_backtest
+    from himari.training.report_runs import data_read_by
     from himari.training.rundir import write_json
 
+    default_split = split or ("test" if start is None and end is None else "all")
+    path = out or Path(f"backtest-{default_split}.json")
+    # Before minutes of scoring: the JSON must not replace the bars, a run's files or a data set.
+    check_file_outputs([path], data_read_by([t for t in targets if Path(t).is_dir()], data), example="backtest.json")
     console = Console()
     with reporting(ConsoleReporter(Console(stderr=True) if json_out else console)):  # a model's long phases
         entries, context = run_backtest(list(targets), data=data, split=split, start=start, end=end, seed=seed,
@@ -63,7 +69,6 @@ def backtest(
     result = {**context, "results": [{"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, **e.metrics,
                                       "gross": e.gross} for e in entries]}
     chosen, split = split, context["split"]
-    path = out or Path(f"backtest-{split}.json")
     write_json(path, result)
     if json_out:
         print(json.dumps(result, indent=2))

@@ -57,10 +57,12 @@ def check_file_outputs(outputs: Sequence[PathLike], inputs: Iterable[PathLike] =
             if output_target(src) == target or (target.exists() and _same_file(src, target)):
                 raise DataError(f"{option} {out}: is the input file {src}; writing it would replace the data "
                                 "being read, so choose another output name")
-        owner = himari_directory_kind(target.parent) if target.exists() else None
-        if owner is not None:
-            raise DataError(f"{option} {out}: would replace a file of the {owner} {target.parent}; choose another "
-                            "output name")
+        if target.exists():  # in a himari directory or below it (a run's checkpoints/best.pt)
+            for directory in target.parents:
+                owner = himari_directory_kind(directory)
+                if owner is not None:
+                    raise DataError(f"{option} {out}: would replace a file of the {owner} {directory}; choose "
+                                    "another output name")
         resolved.append(target)
     return resolved
 

@@ -80,3 +80,34 @@ def test_bench_never_writes_over_a_file_of_a_himari_directory(victim: str, small
     assert res.exit_code == 2, res.output
     assert "would replace a file of the" in " ".join(res.output.split()) and "the benchmark ran" not in res.output
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("victim", ["run/config.yaml", "run/checkpoints/best.pt", "evaluation/evaluation.json",
+                                    "prepared/metadata.json", "bars.parquet"])
+def test_backtest_never_writes_its_json_over_what_it_reads_or_a_himari_file(
+        victim: str, small_prepared: Path, trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--out`` over a run's config or checkpoint, an evaluation's JSON, a data set's metadata or
+    the bars being scored replaced them with the backtest's JSON (exit 0), leaving each unreadable."""
+    import shutil
+
+    import himari.training.leaderboard
+    from himari.data.synthetic import SynthConfig, synthesize
+
+    def scored(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the backtest ran")
+
+    monkeypatch.setattr(himari.training.leaderboard, "backtest", scored)
+    for name, source in (("prepared", small_prepared), ("run", trained_run)):
+        shutil.copytree(source, tmp_path / name)
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "evaluation.json").write_text('{"format": "himari-evaluation"}')
+    synthesize(SynthConfig(bars=300, seed=1)).to_parquet(tmp_path / "bars.parquet")
+    path = tmp_path / victim
+    before = path.read_bytes()
+    target, data = ((["buy-and-hold", "--split", "all"], path) if victim == "bars.parquet" else
+                    ([str(tmp_path / "run")], small_prepared))
+    res = runner.invoke(app, ["backtest", *target, "--data", str(data), "--out", str(path)])
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())
+    assert ("would replace a file of the" in said or "is the input file" in said) and "the backtest ran" not in said
+    assert path.read_bytes() == before
