@@ -123,6 +123,7 @@ def _grid(items: list[str]) -> dict[str, list[Any]]:
     import yaml
 
     from himari.errors import ConfigError
+    from himari.sweep.space import check_distinct, number_from_text
 
     out: dict[str, list[Any]] = {}
     for item in items:
@@ -138,5 +139,5 @@ def _grid(items: list[str]) -> dict[str, list[Any]]:
             raise ConfigError(f"--grid {item!r}: give at least two values to compare")
         if key.strip() in out:
             raise ConfigError(f"--grid: {key.strip()} is given twice")
-        out[key.strip()] = parsed
+        out[key.strip()] = check_distinct([number_from_text(v) for v in parsed], f"--grid {key.strip()}")
     return out

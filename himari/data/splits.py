@@ -97,13 +97,15 @@ def check_fractions(train: float, validation: float) -> None:
                         f"got --train {train} + --validation {validation} = {float(train) + float(validation):g}")
 
 
-def check_fold_count(n_folds: int, usable_rows: int, *, embargo: int, train_blocks: int = 1) -> None:
+def check_fold_count(n_folds: int, usable_rows: int, *, embargo: int, train_blocks: int = 1,
+                     option: str = "--folds") -> None:
     """Refuse a fold count whose blocks could not hold more than the embargo.
 
     The usable rows are cut into ``n_folds + train_blocks`` blocks; a fold trains on whole
     blocks minus the ``embargo`` rows before its test block, so every block needs at least
     ``embargo + 1`` rows for every fold's training and test ranges to be non-empty. Only
-    arithmetic: this runs before anything is computed.
+    arithmetic: this runs before anything is computed. ``option`` names the fold count's option
+    in the message (``--folds`` of ``data prepare``, ``--walk-forward`` of ``evaluate``).
     """
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 1 or train_blocks < 1:
         raise DataError(f"folds: need n_folds >= 1 and train_blocks >= 1, got {n_folds!r}, {train_blocks!r}")
@@ -113,7 +115,7 @@ def check_fold_count(n_folds: int, usable_rows: int, *, embargo: int, train_bloc
         limit = f"at most {most} folds fit" if most >= 1 else "no walk-forward fold fits"
         raise DataError(f"folds: {n_folds} folds cut the {usable_rows:,} rows after the warm-up into blocks of "
                         f"about {per_block:,} rows, but each block needs at least the embargo + 1 = {embargo + 1} "
-                        f"rows; {limit} (--folds)")
+                        f"rows; {limit} ({option})")
 
 
 def check_split_dates(dates: Sequence[str]) -> list[int]:
@@ -148,7 +150,7 @@ def chronological_split(timestamps: np.ndarray, segments: Sequence[Segment], *, 
 
 def walk_forward_folds(timestamps: np.ndarray, segments: Sequence[Segment], *, n_folds: int = 5,
                        mode: Literal["expanding", "rolling"] = "expanding", train_blocks: int = 1,
-                       embargo: int = 0) -> list[dict[str, Ranges]]:
+                       embargo: int = 0, option: str = "--folds") -> list[dict[str, Ranges]]:
     """Walk-forward folds: the usable period in ``n_folds + train_blocks`` equal blocks.
 
     Fold i tests on block ``train_blocks + i``; it trains on every block before it
@@ -161,7 +163,7 @@ def walk_forward_folds(timestamps: np.ndarray, segments: Sequence[Segment], *, n
     if embargo < 0:
         raise DataError(f"embargo: must be >= 0, got {embargo}")
     times = _usable_times(timestamps, segments)
-    check_fold_count(n_folds, len(times), embargo=embargo, train_blocks=train_blocks)
+    check_fold_count(n_folds, len(times), embargo=embargo, train_blocks=train_blocks, option=option)
     k = n_folds + train_blocks
     cuts = _cut_by_fraction(times, [1.0 / k] * k)
     blocks = _periods(timestamps, segments, cuts, 0)

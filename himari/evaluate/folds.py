@@ -87,7 +87,8 @@ def walk_forward(data: Any, n_folds: int, *, mode: str = "expanding", embargo: i
         raise ConfigError(f"--walk-forward: expected at least 1 fold, got {n_folds}")
     ts = np.asarray(data.timestamps, dtype=np.int64)
     folds = []
-    for i, f in enumerate(walk_forward_folds(ts, data.segments, n_folds=n_folds, mode=mode, embargo=embargo)):
+    for i, f in enumerate(walk_forward_folds(ts, data.segments, n_folds=n_folds, mode=mode, embargo=embargo,
+                                             option="--walk-forward")):
         fit, val = carve_validation(f["train"], ts, validation_fraction, embargo)
         fold = Fold(f"fold-{i}", fit, val, list(f["test"]))
         _check(fold, min_rows)

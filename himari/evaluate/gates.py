@@ -58,9 +58,14 @@ def parse_gate(spec: str) -> Gate:
     if not m:
         raise ConfigError(f"--gate {spec!r}: expected NAME>=X, NAME<X ... or a flag; gates: {known}")
     name, op, value = m.groups()
+    if name in FLAGS:
+        raise ConfigError(f"--gate {spec!r}: {name} takes no threshold; give it alone (--gate {name})")
     if name not in GATES:
         raise ConfigError(f"--gate {spec!r}: unknown gate {name!r}; gates: {known}")
-    threshold = float(value)
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise ConfigError(f"--gate {spec!r}: {value!r} is not a number") from None
     if not math.isfinite(threshold):
         raise ConfigError(f"--gate {spec!r}: the threshold must be a finite number")
     return Gate(name, op, threshold)

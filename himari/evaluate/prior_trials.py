@@ -76,8 +76,13 @@ def read_prior_trials(paths: Sequence[str]) -> list[TrialGroup]:
     Sharpe ratios (annualised ones divided by the square root of their bars per year). A path
     that is neither fails with a ConfigError naming it, before anything trains."""
     out: list[TrialGroup] = []
+    seen: dict[Path, str] = {}  # resolved -> as given
     for p in paths:
         path = Path(p)
+        key = path.resolve()
+        if key in seen:  # the same trials counted twice would deflate the Sharpe ratio for trials never run
+            raise ConfigError(f"--prior-trials {p}: given twice; each set of trials counts once")
+        seen[key] = str(p)
         out += _from_directory(path) if path.is_dir() else _from_trials_file(path)
     return out
 

@@ -111,6 +111,11 @@ class _Run:
     directory: Path
 
 
+EVALUATION_SETS = {"model": "the evaluated MODEL", "data": "--data", "splits": "--walk-forward (and --cpcv)",
+                   "train.seed": "--seeds"}
+"""Run settings an evaluation gives every run itself, and the options that set them."""
+
+
 class Evaluation:
     """One evaluation: its plan (folds x configurations x seeds), the runs, the analysis."""
 
@@ -119,12 +124,15 @@ class Evaluation:
 
         from himari.data import PreparedData, resolve_prepared
         from himari.plugin.manager import get_plugins
+        from himari.training.config import refuse_fixed_sets
 
         self.config = config
         self.directory = Path(directory)
         self.plugins = plugins or get_plugins()
         self.console = console or Console()
         self.gates = [parse_gate(g) for g in config.gates]
+        refuse_fixed_sets(config.sets, EVALUATION_SETS, "an evaluation")
+        refuse_fixed_sets(list(config.grid), EVALUATION_SETS, "an evaluation", option="--grid")
         self.data_path = resolve_prepared(config.data).resolve()
         self.data = PreparedData(self.data_path)
         embargo = int(self.data.metadata["embargo"]) if config.embargo is None else int(config.embargo)
@@ -147,6 +155,12 @@ class Evaluation:
         self.bars_per_year = float(self.data.metadata.get("bars_per_year", 105_120))
         self.prior_trials = read_prior_trials(config.prior_trials)  # read now: a bad path fails before training
         self.configs = config.configurations()
+        names = {g.name for g in self.gates}
+        if "pbo" in names and len(self.configs) < 2:
+            raise ConfigError("--gate pbo: the probability of backtest overfitting compares configurations; give "
+                              "--grid with at least two")
+        if "cpcv_sharpe" in names and config.cpcv is None:
+            raise ConfigError("--gate cpcv_sharpe: the CPCV paths' Sharpe needs --cpcv N,K")
         for name, sets in self.configs:  # a misspelt setting fails now, not after hours of training
             self._run_config(name, sets, self.folds[0], config.seeds[0])
         runs = [_Run(name, fold, seed, self._run_dir(name, fold, seed))
@@ -191,11 +205,16 @@ class Evaluation:
                           run_dir=run.directory, console=quiet)
         return trainer.fit()
 
-    def train_all(self, progress: Callable[[str], None] | None = None) -> None:
+    def train_all(self, progress: Callable[[str], None] | None = None,
+                  finished: Callable[[], None] | None = None) -> None:
+        """Train (or, resuming, find) every run: ``progress`` before each with its label,
+        ``finished`` after each."""
         for run in self.runs:
             if progress:
                 progress(f"{run.config + ' ' if len(self.configs) > 1 else ''}{run.fold.name} seed {run.seed}")
             self._train(run)
+            if finished:
+                finished()
 
     # -------------------------------------------------------------------------- scoring
 

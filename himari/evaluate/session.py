@@ -62,7 +62,7 @@ def run_evaluation(config: EvaluationConfig | None, directory: Path | None, plug
     evaluation = Evaluation(config, directory, plugins=plugins, console=console)  # every check before any file
     lock = RunLock(directory)
     lock.acquire()
-    finished_any = resuming
+    started_any = finished_any = resuming
     try:
         if not resuming:
             from himari.data.atomic import write_text_atomic
@@ -71,12 +71,16 @@ def run_evaluation(config: EvaluationConfig | None, directory: Path | None, plug
         t0 = time.perf_counter()
         _print_plan(evaluation, console)
         with _progress(console, len(evaluation.runs)) as advance:
-            def step(label: str) -> None:
-                nonlocal finished_any
+            def started(label: str) -> None:  # an interrupt after this keeps a run to resume
+                nonlocal started_any
                 advance(label)
+                started_any = True
+
+            def finished() -> None:  # a failure before this leaves nothing behind
+                nonlocal finished_any
                 finished_any = True
 
-            evaluation.train_all(step)
+            evaluation.train_all(started, finished)
         console.print(f"trained {len(evaluation.runs)} runs in {elapsed(t0)}; scoring out of sample")
         result = evaluation.analyse()
         evaluation.write(result)
@@ -88,7 +92,7 @@ def run_evaluation(config: EvaluationConfig | None, directory: Path | None, plug
     except KeyboardInterrupt as e:
         from himari.training.interrupt import exit_code
 
-        if not finished_any:
+        if not started_any:
             lock.remove_created()
             raise EvaluationInterrupted("interrupted before the first run started; nothing was kept",
                                         exit_code(e)) from None

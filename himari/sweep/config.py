@@ -38,13 +38,18 @@ from himari.errors import ConfigError
 from himari.plugin.config import unknown_key_error
 from himari.sweep.space import (
     Dimension,
+    check_distinct,
     check_distribution,
+    number_from_text,
     parse_grid_option,
     parse_random_entry,
     parse_random_option,
     resolve_key,
 )
 
+SWEEP_SETS = {"model": "the sweep's MODEL", "data": "--data (or the sweep file's data:)", "splits": "--walk-forward",
+              "train.seed": "--seeds"}
+"""Run settings a sweep gives every trial itself, and the options that set them."""
 FILE_KEYS = ("model", "data", "run", "grid", "random", "samples", "seeds", "walk_forward", "fold_mode",
              "validation_fraction", "embargo", "asha", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "top",
              "resamples", "search_seed")
@@ -189,7 +194,8 @@ def _dimensions(raw: dict[str, Any], grid: list[str], random: list[str]) -> list
     for key, values in section.items():
         if not isinstance(values, list) or len(values) < 2:
             raise ConfigError(f"grid.{key}: expected a list of at least two values, got {values!r}")
-        dims[str(key)] = (str(key), "grid", values, f"grid.{key}")
+        dims[str(key)] = (str(key), "grid", check_distinct([number_from_text(v) for v in values], f"grid.{key}"),
+                          f"grid.{key}")
     section = raw.get("random") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"random: expected a mapping of setting to {{DIST: [A, B]}}, got {section!r}")
@@ -220,7 +226,7 @@ def build_sweep(*, plugins: Any, model: str | None, data: str | None, config_fil
     """The sweep the command line (``options``: sweep-file keys given as options, None skipped)
     and the sweep file describe, with every trial's settings checked (``check``). Loads nothing
     heavier than the data set; starts nothing."""
-    from himari.training.config import merge_run_config, require_run_extras
+    from himari.training.config import merge_run_config, refuse_fixed_sets, require_run_extras
 
     raw = load_sweep_file(config_file) if config_file is not None else {}
     for key, value in (options or {}).items():
@@ -233,6 +239,7 @@ def build_sweep(*, plugins: Any, model: str | None, data: str | None, config_fil
     if data is not None and not isinstance(data, str):
         raise ConfigError(f"data: expected a path, got {data!r}")
     base_sets = [*flatten_run(raw.get("run")), *(sets or [])]
+    refuse_fixed_sets(base_sets, SWEEP_SETS, "a sweep")
     base = merge_run_config(plugins=plugins, overrides={"model": model, "data": data},
                             sets=[*base_sets, "train.progress=false"])
     require_run_extras(base, plugins)

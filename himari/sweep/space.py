@@ -88,9 +88,7 @@ def _parse_value(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(value, str) and _NUMBER.match(value.strip()):
-        return float(value)
-    return value
+    return number_from_text(value)
 
 
 def _number(value: Any, option: str) -> float:
@@ -104,6 +102,28 @@ def _number(value: Any, option: str) -> float:
     return value
 
 
+def number_from_text(value: Any) -> Any:
+    """``value``, or the number it spells when YAML 1.1 left a number a string (``1e-4``)."""
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
+def check_distinct(values: list[Any], option: str) -> list[Any]:
+    """``values`` when no two are equal (``1e-3`` and ``0.001`` are); a repeat would run the same
+    configuration twice, counted as two trials by the deflated Sharpe and tying itself in PBO."""
+    seen: dict[str, Any] = {}
+    for value in values:
+        text = json.dumps(value, sort_keys=True, default=str)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            text = repr(float(value))
+        if text in seen:
+            raise ConfigError(f"{option}: {value!r} is given twice (the same configuration would run twice and "
+                              "count as two trials)")
+        seen[text] = value
+    return values
+
+
 def check_distribution(kind: str, values: list[Any], option: str) -> tuple[Any, ...]:
     """The checked values of a distribution ``kind`` (bounds in order, positive for log scales,
     integers for integer ones; at least two choices)."""
@@ -114,7 +134,7 @@ def check_distribution(kind: str, values: list[Any], option: str) -> tuple[Any, 
     if kind == "choice":
         if len(values) < 2:
             raise ConfigError(f"{option}: choice needs at least two values")
-        return tuple(values)
+        return tuple(check_distinct(values, option))
     if len(values) != 2:
         raise ConfigError(f"{option}: {kind} takes two bounds, LOW,HIGH; got {len(values)} value(s)")
     low, high = (_number(v, option) for v in values)
@@ -140,7 +160,7 @@ def parse_grid_option(item: str) -> tuple[str, list[Any]]:
     values = [_parse_value(v.strip()) for v in text.split(",")]
     if len(values) < 2:
         raise ConfigError(f"--grid {item!r}: give at least two values to compare")
-    return key, values
+    return key, check_distinct(values, f"--grid {key}")
 
 
 def parse_random_option(item: str) -> tuple[str, str, list[Any]]:

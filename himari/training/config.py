@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,22 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
     return raw
+
+
+def refuse_fixed_sets(sets: Sequence[str], fixed: dict[str, str], who: str, option: str = "--set") -> None:
+    """Refuse a ``--set`` of a setting that ``who`` (an evaluation, a sweep) sets for every run
+    itself: ``fixed`` maps each such key (``data``, ``train.seed``) to the option that sets it.
+    The run would otherwise train on what the assignment says while the results are scored and
+    labelled as the option says (``--set data=B`` trained every run on another data set)."""
+    train_keys = set(TrainConfig.__dataclass_fields__)
+    for assignment in sets:
+        key = assignment.partition("=")[0].strip()
+        parts = key.split(".")
+        if len(parts) == 1 and parts[0] not in TOP_LEVEL and parts[0].replace("-", "_") in train_keys:
+            parts = ["train", parts[0].replace("-", "_")]
+        for taken, how in fixed.items():
+            if ".".join(parts[:len(taken.split("."))]) == taken:
+                raise ConfigError(f"{option} {key}: {who} sets {taken} for every run; use {how}")
 
 
 def apply_set(raw: dict[str, Any], assignment: str, plugin_names: set[str]) -> None:

@@ -68,7 +68,7 @@ def read_evaluation_json(directory: str | Path) -> dict[str, Any]:
             _require(run, "metrics", dict, f"{where}runs.{seed}.", path)
         _require(fold, "baselines", dict, where, path)
     for i, gate in enumerate(doc["gates"]):
-        for key, kind in (("name", str), ("threshold", (int, float)), ("value", (int, float)),
+        for key, kind in (("name", str), ("threshold", (int, float)), ("value", (int, float, type(None))),
                           ("passed", bool), ("description", str)):
             _require(gate, key, kind, f"gates[{i}].", path)
     if doc.get("cpcv") is not None:

@@ -194,6 +194,17 @@ def test_an_interrupted_evaluation_says_how_to_continue(small_prepared: Path, tm
     (["--grid", "train.lr=0.001"], "at least two values"),
     (["--set", "baseline-mlp.dropout=7"], "dropout"),
     (["--embargo", "1"], "lookahead"),
+    (["--set", "data=/elsewhere"], "an evaluation sets data for every run; use --data"),
+    (["--set", "seed=3"], "an evaluation sets train.seed for every run; use --seeds"),
+    (["--grid", "train.seed=1,2"], "--grid train.seed: an evaluation sets train.seed"),
+    (["--set", "splits.train=[0,5]"], "an evaluation sets splits for every run"),
+    (["--set", "model=cql"], "an evaluation sets model for every run"),
+    (["--gate", "pbo<0.3"], "give --grid with at least two"),
+    (["--gate", "cpcv_sharpe>0"], "needs --cpcv"),
+    (["--grid", "train.lr=1e-3,0.001"], "0.001 is given twice"),
+    (["--gate", "oos_sharpe>=1e"], "'1e' is not a number"),
+    (["--gate", "no_collapse>1"], "no_collapse takes no threshold"),
+    (["--embargo", "100000"], "no walk-forward fold fits (--walk-forward)"),
 ])
 def test_bad_input_is_refused_and_writes_nothing(small_prepared: Path, tmp_path: Path, args: list[str],
                                                  message: str) -> None:
@@ -256,3 +267,40 @@ def test_drawdown_durations_of_the_chained_curve(evaluated: Path) -> None:
         peak = max(peak, e)
         longest = max(longest, run)
     assert ev["walk_forward"]["seeds"]["0"]["longest_underwater_bars"] == longest
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_first_run_that_fails_leaves_nothing_behind(small_prepared: Path, tmp_path: Path, existing: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure inside the first run (a device the build lacks, say) kept the directory, its
+    settings and the half-written run: the first run had started, which counted as finished."""
+    from himari.evaluate.runner import Evaluation
+
+    def failing(self: Evaluation, run) -> None:
+        run.directory.mkdir(parents=True)
+        (run.directory / "metrics.jsonl").write_text("{}\n")
+        raise RuntimeError("the first run failed")
+
+    monkeypatch.setattr(Evaluation, "_train", failing)
+    out = tmp_path / "ev"
+    if existing:
+        out.mkdir()
+    res = runner.invoke(app, ["evaluate", "baseline-mlp", "--data", str(small_prepared), "--out", str(out), *ARGS])
+    assert res.exit_code == 1 and "the first run failed" in res.output
+    assert (list(out.iterdir()) == []) if existing else not out.exists()
+
+
+def test_an_evaluation_with_a_gate_that_has_no_value_still_reads(evaluated: Path, tmp_path: Path) -> None:
+    """A gate the evaluation has no value for fails with value null (written by evaluations
+    before pbo without --grid was refused); the report's reader refused the whole directory."""
+    import shutil
+
+    from himari.evaluation.html_report.evaluation_dir import read_evaluation_json
+
+    copy = tmp_path / "ev"
+    shutil.copytree(evaluated, copy)
+    doc = json.loads((copy / "evaluation.json").read_text())
+    doc["gates"].append({"name": "pbo", "op": "<", "threshold": 0.3, "value": None, "passed": False,
+                         "description": "probability of backtest overfitting across the configurations"})
+    (copy / "evaluation.json").write_text(json.dumps(doc))
+    assert read_evaluation_json(copy)["gates"][-1]["value"] is None

@@ -105,3 +105,16 @@ def test_the_cgdt_search_summary_counts_every_trial_it_lists() -> None:
     assert every.count == doc["trials"] == sum(r["seeds"] for r in rows) == 24
     weighted = sum(r["seeds"] * r["sharpe_mean"] for r in rows) / 24 / np.sqrt(doc["bars_per_year"])
     assert every.mean == pytest.approx(weighted, rel=1e-12)
+
+
+def test_the_same_trials_given_twice_are_refused_not_counted_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    """A path repeated, however spelt, counted its trials again: the deflated Sharpe deflated
+    by trials that never ran."""
+    first = _trials_file(tmp_path / "trials.json", [{"label": "c", "trials": 3, "sharpe_mean": 1.0, "sharpe_sd": 0.5}])
+    second = _trials_file(tmp_path / "other.json", [{"label": "d", "trials": 2, "sharpe_mean": 0.0, "sharpe_sd": 0.5}])
+    assert pooled(read_prior_trials([first, second])).count == 5
+    monkeypatch.chdir(tmp_path)
+    for again in (first, "trials.json", "./trials.json", str(tmp_path / "x" / ".." / "trials.json")):
+        with pytest.raises(ConfigError, match="given twice"):
+            read_prior_trials([first, second, again])

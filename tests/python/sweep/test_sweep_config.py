@@ -202,3 +202,27 @@ def test_a_sweep_at_an_unreachable_address_leaves_nothing(small_prepared: Path, 
                               "--address", "127.0.0.1:1", "--out", str(out)])
     assert res.exit_code == 2 and "nothing answers" in res.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("item", ["lr=1e-3,0.001", "lr=0.01,0.02,1e-2", "loss=focal,focal"])
+def test_a_grid_value_given_twice_is_refused(item: str, small_prepared: Path, tmp_path: Path) -> None:
+    """A repeat ran the same configuration twice, counted as two trials by the deflated Sharpe."""
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_grid_option(item)
+    f = tmp_path / "s.yaml"
+    key, _, values = item.partition("=")
+    f.write_text(f"grid:\n  {key}: [{values}]\n")
+    with pytest.raises(ConfigError, match=f"grid.{key}: .* given twice"):
+        _sweep(small_prepared, config_file=f)
+    with pytest.raises(ConfigError, match="given twice"):
+        check_distribution(*parse_random_option(f"x=choice:{values}")[1:], "--random x")
+
+
+@pytest.mark.parametrize("assignment, fixed", [("data=/elsewhere", "data"), ("model=cql", "model"),
+                                                ("seed=3", "train.seed"), ("train.seed=3", "train.seed"),
+                                                ("splits.train=[0,5]", "splits")])
+def test_a_setting_the_sweep_gives_every_trial_is_refused_in_set(assignment: str, fixed: str,
+                                                                  small_prepared: Path) -> None:
+    """``--set data=B`` trained every trial on another data set than the sweep names and scores."""
+    with pytest.raises(ConfigError, match=f"a sweep sets {fixed} for every run"):
+        _sweep(small_prepared, grid=["lr=1e-3,1e-2"], sets=[assignment])
