@@ -378,6 +378,9 @@ def validate_canonical(df: pd.DataFrame, where: str = "bars") -> None:
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise DataError(f"{where}: row {i}, column '{VALUE_COLUMNS[j]}': invalid value {float(vals[i, j])!r}")
+    high_below_low = vals[:, VALUE_COLUMNS.index("high")] < vals[:, VALUE_COLUMNS.index("low")]
+    if high_below_low.any():  # import refuses it; the range features would go negative
+        raise DataError(f"{where}: row {int(np.argmax(high_below_low))}, column 'high': high is below low")
     sym = df["symbol"].to_numpy()
     blank = blank_symbol_rows(df["symbol"])
     if blank is not None:

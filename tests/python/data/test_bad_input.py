@@ -276,3 +276,18 @@ def test_cli_refuses_a_negative_unix_time_and_writes_nothing(tmp_path, write_csv
     res = CliRunner().invoke(app, ["data", "import", str(p), "--fill-gaps", "forward", "--out", str(tmp_path / "o.parquet")])
     assert res.exit_code == 2 and "neg.csv: line 2, column 'timestamp'" in res.output
     assert sorted(x.name for x in tmp_path.iterdir()) == ["neg.csv"]
+
+
+def test_a_himari_bars_file_edited_to_high_below_low_is_refused(tmp_path):
+    """Import refuses high < low, but a himari Parquet read back skipped the check: prepare then
+    wrote a negative high-low range feature."""
+    from himari.data.frame import write_bars
+    from himari.data.ingest import read_bars
+    from himari.data.synthetic import SynthConfig, synthesize
+
+    frame = synthesize(SynthConfig(bars=300, seed=1))
+    frame.loc[120, "high"] = frame.loc[120, "low"] / 2
+    path = tmp_path / "edited.parquet"
+    write_bars(frame, path, 300)
+    with pytest.raises(DataError, match="row 120, column 'high': high is below low"):
+        read_bars(path)
