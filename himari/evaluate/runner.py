@@ -224,8 +224,11 @@ class Evaluation:
     def _actions(self, run: _Run, ranges: list[tuple[int, int]], decision_counts: np.ndarray | None = None
                  ) -> np.ndarray:
         from himari.training.assemble import load_trained
+        from himari.training.data_identity import check_same_data
         from himari.training.device import scoring_device
 
+        check_same_data(run.directory, self.data, "an evaluation scores its runs on the data they trained on: "
+                                                  "restore that data set, or start a new evaluation")
         policy = load_trained(run.directory, plugins=self.plugins, device=scoring_device(run.directory))
         return policy.actions(self.data, ranges, decision_counts=decision_counts)
 

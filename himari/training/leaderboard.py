@@ -120,6 +120,11 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
         # scored where it trained, as an evaluation scores it; adapting (``adapt`` hooks) runs on the CPU
         policies.append(load_trained(t, device="cpu" if adapt_bars is not None else scoring_device(t)))
     prepared = PreparedData(resolve_prepared(data if data is not None else _run_data(policies)))
+    if data is None:  # "the runs' data": the very set they trained on, not whatever now has its path
+        from himari.training.data_identity import check_same_data
+
+        for p in policies:
+            check_same_data(p.run_dir, prepared, f"to score the run on it all the same, pass --data {prepared.path}")
     if export is not None:
         check_export_dir(export, [prepared.path, *(p.run_dir for p in policies)])
     ranges = _own_ranges(policies, prepared, split, start, end) or prepared.select(split, start, end)

@@ -40,6 +40,10 @@ def score_run(run_dir: str | Path, *, data: str | None = None, split: str = "tes
 
     policy = load_trained(run_dir, device=scoring_device(run_dir))  # where its evaluation scored it
     prepared = PreparedData(resolve_prepared(data if data is not None else policy.run.data))
+    if data is None:
+        from himari.training.data_identity import check_same_data
+
+        check_same_data(run_dir, prepared, f"to score the run on it all the same, pass --data {prepared.path}")
     ranges = [tuple(r) for r in policy.splits_of(prepared)[split]]
     if not ranges or sum(b - a for a, b in ranges) == 0:
         raise DataError(f"split {split!r} of {prepared.path} is empty")

@@ -53,6 +53,7 @@ from himari.training.assemble import (
 from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state, save_checkpoint
 from himari.training.compiled_loss import CompiledLoss
 from himari.training.config import ExecutionConfig, RunConfig, check_splits, require_run_extras
+from himari.training.data_identity import check_same_data, record_data
 from himari.training.device import resolve_device, to_device
 from himari.training.loop import step_label
 from himari.training.preprocess import load_states, run_preprocessors, save_states
@@ -121,6 +122,10 @@ class Trainer:
         self.device = self.dist.device or resolve_device(cfg.device)
         with distributed.local_main_first(self.dist):  # one process per machine fills the data cache
             self.data = PreparedData(resolve_prepared(run.data))
+        if self.resuming:
+            check_same_data(self.run_dir, self.data, "resume needs the data it started on: restore that data set "
+                                                     "there, or start a new run")
+        self.prepared = self.data
         if run.splits is not None:
             check_splits(run.splits, len(self.data.close), str(self.data.path))
             self.splits = {name: list(ranges) for name, ranges in run.splits.items()}
@@ -653,6 +658,7 @@ class Trainer:
             self._lock = None  # the directory is another run's: leave it alone
             raise
         rundir.write_yaml(self.run_dir / rundir.CONFIG, self.run.to_dict())
+        record_data(self.run_dir, self.prepared)
         save_states(self.run_dir, self.preprocessing_states)
         if self.augment_record is not None:
             from himari.training.augment import AUGMENT_JSON

@@ -590,3 +590,34 @@ def test_a_config_temporary_left_by_a_killed_run_does_not_block_a_new_run(tmp_pa
     (run_dir / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="exists and is not empty"):
         rundir.check_run_dir_target(run_dir, resume=False)
+
+
+# ------------------------------------------------------------------ the data a run trained on
+
+
+def test_a_data_set_replaced_under_a_run_is_refused_by_resume_and_backtest(tmp_path: Path) -> None:
+    """``data prepare --force`` over a run's data, then ``--resume``, finished one run on two
+    markets (with preprocessing fitted on the first), and ``backtest RUN`` scored the new bars as
+    the run's own. The same bars prepared again the same way are still the run's data."""
+    from himari.data.pipeline import PrepareConfig, prepare
+    from himari.data.synthetic import SynthConfig, load_synthetic
+
+    data = tmp_path / "data"
+    prepare(load_synthetic(SynthConfig(bars=4000, seed=5)), data, PrepareConfig())
+    run_dir = tmp_path / "run"
+    res = runner.invoke(app, ["train", "baseline-mlp", "--data", str(data), "--run-dir", str(run_dir), *TINY])
+    assert res.exit_code == 0, res.output
+    assert runner.invoke(app, ["backtest", str(run_dir), "--out", str(tmp_path / "a.json")]).exit_code == 0
+    (run_dir / "summary.json").unlink()  # as if stopped before its end: resume trains again
+    prepare(load_synthetic(SynthConfig(bars=4000, seed=5)), data, PrepareConfig(), force=True)
+    assert runner.invoke(app, ["backtest", str(run_dir), "--out", str(tmp_path / "a2.json")]).exit_code == 0
+    prepare(load_synthetic(SynthConfig(bars=4000, seed=6)), data, PrepareConfig(), force=True)
+    for args in (["train", "--resume", str(run_dir)], ["backtest", str(run_dir), "--out", str(tmp_path / "b.json")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, res.output
+        assert "not the data set the run" in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "b.json").exists()
+    explicit = runner.invoke(app, ["backtest", str(run_dir), "--data", str(data), "--out", str(tmp_path / "c.json")])
+    assert explicit.exit_code == 0, explicit.output  # named on purpose: scored on it
+    (run_dir / "data.json").unlink()  # a run saved before the record existed is not checked
+    assert runner.invoke(app, ["backtest", str(run_dir), "--out", str(tmp_path / "d.json")]).exit_code == 0
