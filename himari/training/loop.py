@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from himari.errors import TrainingError
+from himari.errors import ConfigError, TrainingError
 from himari.training import distributed, rundir
 from himari.training.device import to_device
 
@@ -26,6 +26,27 @@ READ_EVERY = 32
 """Replayed steps (``train.cuda_graph``) the loop launches before it reads their logs: one wait
 for the GPU per that many steps, and the host queues steps while the GPU runs earlier ones. It
 also reads before every checkpoint and at the end of an epoch."""
+
+
+def batch_norm_batch_problem(modules: Any, n: int, batch_size: int, drop_last: bool, accum_steps: int) -> str | None:
+    """Why an epoch of ``n`` examples cannot train ``modules`` (torch modules) when one of them
+    has batch normalisation, or None: batch norm needs two examples in every (micro-)batch while
+    training, and a last partial batch of one (``drop_last`` off) or micro-batches of one
+    (``grad_accum_steps`` near the batch size) fail mid-epoch, after checkpoints, so that even
+    ``--resume`` fails the same way."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if not any(isinstance(m, _BatchNorm) for module in modules for m in module.modules()):
+        return None
+    for size, what in ((batch_size, f"--batch-size {batch_size}"),
+                       (0 if drop_last else n % batch_size, f"the last batch of the epoch's {n:,} examples")):
+        if size and size // min(max(accum_steps, 1), size) < 2:
+            parts = "" if accum_steps <= 1 else f" split into {accum_steps} micro-batches (train.grad_accum_steps)"
+            fix = ("lower train.grad_accum_steps or raise --batch-size" if accum_steps > 1 and size == batch_size
+                   else "keep train.drop_last on, or change --batch-size")
+            return (f"the model has batch normalisation, which needs at least two examples in every batch it "
+                    f"trains on; {what}{parts} leaves a batch of one: {fix}")
+    return None
 
 
 def split_batch(batch: Any, parts: int, axis: int) -> list[tuple[Any, int]]:
@@ -205,6 +226,10 @@ def run_offline_epochs(trainer: Trainer) -> None:
             if len(data) < (cfg.batch_size if cfg.drop_last else 1):
                 raise TrainingError(f"epoch {epoch + 1} has {len(data)} training examples, fewer than one batch "
                                     f"({cfg.batch_size}); lower --batch-size")
+            problem = batch_norm_batch_problem([trainer.model.network, trainer.method_modules], len(data),
+                                               cfg.batch_size, cfg.drop_last, cfg.grad_accum_steps)
+            if problem:
+                raise ConfigError(f"epoch {epoch + 1}: {problem}")
             sampler = distributed.GlobalBatchSampler(len(data), cfg.batch_size, cfg.seed, trainer.dist)
             per_epoch = sampler.steps_per_epoch(cfg.drop_last)
             if cfg.max_steps_per_epoch:

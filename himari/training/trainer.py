@@ -55,7 +55,7 @@ from himari.training.compiled_loss import CompiledLoss
 from himari.training.config import ExecutionConfig, RunConfig, check_splits, require_run_extras
 from himari.training.data_identity import check_same_data, record_data
 from himari.training.device import resolve_device, to_device
-from himari.training.loop import step_label
+from himari.training.loop import batch_norm_batch_problem, step_label
 from himari.training.preprocess import load_states, run_preprocessors, save_states
 from himari.training.rl import observation_filter
 from himari.training.seeding import rng_state, seed_everything, set_rng_state, torch_process_settings_kept
@@ -228,6 +228,10 @@ class Trainer:
             self.val_ds = self._dataset("validation")
             if len(self.train_ds) < (cfg.batch_size if cfg.drop_last else 1):
                 raise self._too_few_examples(len(self.train_ds), cfg.batch_size)
+            problem = batch_norm_batch_problem([self.model.network, self.method_modules], len(self.train_ds),
+                                               cfg.batch_size, cfg.drop_last, cfg.grad_accum_steps)
+            if problem:  # before the run directory exists; each epoch checks its own data again
+                raise ConfigError(problem)
         self.amp_dtype = None
         self.scaler = None
         if self.device.startswith("cuda") and cfg.amp:

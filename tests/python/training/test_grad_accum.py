@@ -61,3 +61,32 @@ def test_grad_accum_steps_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="grad_accum_steps"):
         TrainConfig(grad_accum_steps=0)
+
+
+def test_batches_of_one_are_refused_for_a_model_with_batch_norm_only() -> None:
+    """Batch norm raises on one example while training: a last partial batch of one, or
+    micro-batches of one, crashed mid-epoch after checkpoints, and --resume crashed the same way."""
+    from himari.training.loop import batch_norm_batch_problem
+
+    norm, plain = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)), torch.nn.Linear(3, 4)
+    assert "the last batch of the epoch's 2,897 examples" in batch_norm_batch_problem([norm], 2897, 8, False, 1)
+    assert batch_norm_batch_problem([norm], 2896, 8, False, 1) is None
+    assert batch_norm_batch_problem([norm], 2897, 8, True, 1) is None  # the partial batch is dropped
+    assert "train.grad_accum_steps" in batch_norm_batch_problem([norm], 2896, 64, True, 1000)
+    assert batch_norm_batch_problem([norm], 2896, 64, True, 32) is None  # micro-batches of two
+    assert batch_norm_batch_problem([norm], 2896, 64, True, 33) is not None  # some of one (split_batch's cut)
+    assert min(size for _, size in split_batch(torch.zeros(64, 1), 33, axis=0)) == 1
+    assert batch_norm_batch_problem([norm], 2900, 8, False, 4) is not None  # a last batch of 4 in 4 parts
+    assert batch_norm_batch_problem([plain, torch.nn.ModuleDict()], 2897, 8, False, 1000) is None
+
+
+def test_baseline_mlp_with_micro_batches_of_one_is_refused_before_its_run_exists(small_prepared, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from himari.cli import app
+
+    res = CliRunner().invoke(app, ["train", "baseline-mlp", "--data", str(small_prepared), "--set", "recipe=none",
+                                   "--batch-size", "64", "--set", "train.grad_accum_steps=1000",
+                                   "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 2, res.output
+    assert "batch normalisation" in " ".join(res.output.split()) and not (tmp_path / "run").exists()
