@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from himari.data.ingest import LoadedBars
 
 REGIMES = ("range", "trend", "high_vol")
+BASE_INTERVAL_SECONDS = 300
+"""The bar length whose dynamics the generator models (volatility per bar, regimes, seasonality)."""
 
 
 @dataclass(frozen=True)
@@ -142,10 +144,14 @@ def synthesize(config: SynthConfig | None = None, *, return_regimes: bool = Fals
     rng = np.random.default_rng(cfg.seed)
     regime, direction = _regimes(rng, n, cfg)
 
-    ts = _start_ns(cfg, n) + np.arange(n, dtype=np.int64) * cfg.interval_seconds * 1_000_000_000
-    sec_of_day = (ts // 1_000_000_000) % 86400
+    start = _start_ns(cfg, n)
+    ts = start + np.arange(n, dtype=np.int64) * cfg.interval_seconds * 1_000_000_000
+    # The dynamics are those of 5-minute bars whatever the interval, seasonality included: it
+    # follows the bars' times as 5-minute bars, so only the timestamps depend on the interval.
+    clock = start + np.arange(n, dtype=np.int64) * BASE_INTERVAL_SECONDS * 1_000_000_000
+    sec_of_day = (clock // 1_000_000_000) % 86400
     tod = sec_of_day / 86400.0
-    weekday = ((ts // 1_000_000_000) // 86400 + 3) % 7  # 1970-01-01 was a Thursday (3)
+    weekday = ((clock // 1_000_000_000) // 86400 + 3) % 7  # 1970-01-01 was a Thursday (3)
     us_open = np.cos(2 * np.pi * (tod - 14.5 / 24))
     season_vol = 1.0 + 0.25 * us_open
     season_volume = (1.0 + 0.5 * us_open) * np.where(weekday >= 5, 0.6, 1.0)

@@ -63,3 +63,15 @@ def test_write_and_read_back(tmp_path):
     back = read_bars(out)
     assert back.frame.equals(frame) and back.interval_seconds == 300
     assert (tmp_path / "synth.report.json").exists()
+
+
+def test_the_interval_spaces_the_timestamps_only():
+    """The docs promise 5-minute dynamics on any interval; the seasonality followed the real
+    timestamps, so daily bars (all at one time of day) had other prices."""
+    five = synthesize(SynthConfig(bars=3000, seed=4))
+    for seconds in (60, 86400):
+        other = synthesize(SynthConfig(bars=3000, seed=4, interval_seconds=seconds))
+        for column in ("open", "high", "low", "close", "volume"):
+            np.testing.assert_array_equal(other[column].to_numpy(), five[column].to_numpy(), err_msg=column)
+        steps = other["timestamp"].diff().dt.total_seconds().iloc[1:]
+        assert set(steps.tolist()) == {seconds}
