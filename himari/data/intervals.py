@@ -20,6 +20,9 @@ def parse_interval(text: str | int) -> int:
         seconds = text
     else:
         m = _PATTERN.match(text)
+        if m is not None and m.group(2) == "M":  # Binance's (and pandas') month, not a minute
+            raise DataError(f"interval: {text!r} reads as months in Binance's names; bars of irregular length are "
+                            f"not supported (for minutes write {m.group(1)}m)")
         if m is None:
             if text.strip().isdigit():
                 seconds = int(text)

@@ -291,3 +291,13 @@ def test_a_himari_bars_file_edited_to_high_below_low_is_refused(tmp_path):
     write_bars(frame, path, 300)
     with pytest.raises(DataError, match="row 120, column 'high': high is below low"):
         read_bars(path)
+
+
+def test_interval_units_read_as_written_and_a_month_is_refused():
+    """Binance names a month 1M; it was read as one minute."""
+    from himari.data.intervals import parse_interval
+
+    assert [parse_interval(t) for t in ("5m", "5min", "1H", "300s", "1d", "1w", "300")] == [300, 300, 3600, 300,
+                                                                                           86400, 604800, 300]
+    with pytest.raises(DataError, match="months"):
+        parse_interval("1M")
