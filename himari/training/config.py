@@ -324,6 +324,11 @@ def apply_set(raw: dict[str, Any], assignment: str, plugin_names: set[str]) -> N
         if not isinstance(child, dict):
             raise ConfigError(f"{'.'.join(parts[: i + 1])}: is not a section, cannot set {key}")
         node = child
+    if value is None and isinstance(node.get(parts[-1]), dict) and node[parts[-1]]:
+        # a section of settings set to null would silently drop every one given before it
+        # (--epochs 1 --set train=null trained for the default epochs)
+        raise ConfigError(f"--set {assignment!r}: would drop the {key} settings given before it; set its keys "
+                          f"({key}.NAME=VALUE)")
     node[parts[-1]] = value
 
 

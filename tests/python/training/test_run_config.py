@@ -117,3 +117,14 @@ def test_explicit_splits_are_checked_and_used(small_prepared, tmp_path) -> None:
     policy = load_trained(tmp_path / "r", plugins=plugins)
     assert policy.splits_of(data)["test"] == [(a + 2010, a + 2600)]
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["test"]["model"]["decisions"] == 589
+
+
+def test_a_section_set_to_null_cannot_drop_the_settings_given_before_it() -> None:
+    """``--epochs 1 --set train=null`` trained for the default 10 epochs: the section was wiped."""
+    with pytest.raises(ConfigError, match="would drop the train settings"):
+        merge_run_config(plugins=P, overrides={"model": "baseline-mlp", "train.epochs": 1}, sets=["train=null"])
+    with pytest.raises(ConfigError, match="would drop the baseline-mlp settings"):
+        merge_run_config(plugins=P, overrides={"model": "baseline-mlp"}, sets=["baseline-mlp.dropout=0.3",
+                                                                               "baseline-mlp=null"])
+    run = merge_run_config(plugins=P, overrides={"model": "baseline-mlp"}, sets=["env=null", "labels=null"])
+    assert run.train.epochs == 10 and run.labels is None  # nothing given before: nothing dropped
