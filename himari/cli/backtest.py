@@ -104,6 +104,9 @@ def backtest(
     if note:
         print_line(console, note)
     for e in entries:
+        if e.kind == "run" and e.checkpoint == "last.pt":
+            print_line(console, f"[bold yellow]{e.name}: no best.pt (the run stopped before its first validation); "
+                                "scored its last checkpoint[/]")
         if e.kind == "run" and e.metrics["collapsed"]:
             print_line(console, f"[bold red]COLLAPSE:[/] {e.name}: {e.metrics['dominant_action']} takes "
                                 f"{100 * e.metrics['dominant_share']:.1f}% of decisions")

@@ -189,6 +189,21 @@ def test_backtest_of_a_damaged_checkpoint_exits_2_naming_it(run: Path, tmp_path:
     assert not (tmp_path / "bt.json").exists()
 
 
+def test_a_run_without_best_pt_is_scored_on_its_last_checkpoint_and_says_so(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    said = " ".join(runner.invoke(app, ["backtest", str(copy), "--out", str(tmp_path / "a.json")]).output.split())
+    assert "scored its last checkpoint" not in said
+    (copy / "checkpoints" / "best.pt").unlink()  # stopped before its first validation
+    res = runner.invoke(app, ["backtest", str(copy), "--out", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    assert "no best.pt (the run stopped before its first validation); scored its last checkpoint" in " ".join(
+        res.output.split())
+    assert json.loads((tmp_path / "b.json").read_text())["results"][0]["checkpoint"] == "last.pt"
+
+
 def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
     p = save_checkpoint(tmp_path / "last.pt", {"model": "m", "w": torch.ones(3)})
     original = ckpt._write_bytes
