@@ -174,10 +174,13 @@ def prepare_(
                                            help="VALIDATION_START,TEST_START (UTC dates) instead of --train/--validation."),
     embargo: int | None = typer.Option(None, "--embargo", help="Bars dropped before each split boundary (default and minimum: the label lookahead)."),
     folds: int = typer.Option(0, "--folds", min=0, help="Also compute N walk-forward folds."),
-    fold_mode: FoldMode = typer.Option(FoldMode.expanding, "--fold-mode"),
+    fold_mode: FoldMode = typer.Option(None, "--fold-mode", help="With --folds: expanding (default) or rolling.",
+                                       show_default=False),
     symbol: list[str] | None = typer.Option(None, "--symbol", help="Only this symbol (repeatable)."),
-    synth_bars: int = typer.Option(200_000, "--synth-bars", help="Without BARS: size of the synthetic market."),
-    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Without BARS: seed of the synthetic market."),
+    synth_bars: int = typer.Option(None, "--synth-bars", help="Without BARS: size of the synthetic market (default "
+                                                              "200,000).", show_default=False),
+    seed: int = typer.Option(None, "--seed", min=0, max=SEED_MAX, help="Without BARS: seed of the synthetic market "
+                                                                        "(default 0).", show_default=False),
     force: bool = typer.Option(False, "--force", help="Replace OUT when it holds an earlier prepared data set (never any other directory)."),
 ) -> None:
     """Compute the 60 features, labels and splits into OUT (a new or empty directory).
@@ -188,6 +191,12 @@ def prepare_(
     from himari.data.prepared import render_summary
     from himari.errors import DataError
 
+    # options that would do nothing are refused, not silently ignored
+    unused = [o for o, v in (("--synth-bars", synth_bars), ("--seed", seed)) if bars is not None and v is not None]
+    if unused:
+        raise DataError(f"{' and '.join(unused)}: only for the synthetic market (without BARS); {bars} is read as it is")
+    if fold_mode is not None and folds == 0:
+        raise DataError("--fold-mode: only with --folds N (walk-forward folds)")
     given = {"horizon": horizon, "threshold": threshold, "take_profit": take_profit,
              "stop_loss": stop_loss, "z": z, "vol_window": vol_window}
     params = {k: v for k, v in given.items() if v is not None}
@@ -204,7 +213,8 @@ def prepare_(
     config = PrepareConfig(labeler=labels.value, label_params=params,
                            train=fractions.train if train is None else train,
                            validation=fractions.validation if validation is None else validation,
-                           split_dates=dates, embargo=embargo, folds=folds, fold_mode=fold_mode.value,  # type: ignore[arg-type]
+                           split_dates=dates, embargo=embargo, folds=folds,
+                           fold_mode=(fold_mode or FoldMode.expanding).value,  # type: ignore[arg-type]
                            symbols=tuple(symbol) if symbol else None)
     source: Any = bars
     if bars is None:
@@ -213,7 +223,8 @@ def prepare_(
 
         check_prepare_config(config)  # before synthesising
         check_prepare_output(out, force=force)
-        source = load_synthetic(SynthConfig(bars=synth_bars, seed=seed))
+        source = load_synthetic(SynthConfig(bars=200_000 if synth_bars is None else synth_bars,
+                                            seed=0 if seed is None else seed))
     meta = prepare(source, out, config, force=force)
     console = _console()
     render_summary(meta, console, title=f"Prepared: {out}")

@@ -368,3 +368,15 @@ def test_extreme_prices_fail_cleanly_without_numpy_warnings(tmp_path):
     assert [str(w.message) for w in caught] == []
     assert sorted(os.listdir(tmp_path)) == ["ext.csv"]
     assert np.isfinite(df["high"]).all()  # the input itself is valid: the features overflow
+
+
+@pytest.mark.parametrize("args, message", [(["--synth-bars", "10"], "--synth-bars: only for the synthetic market"),
+                                           (["--seed", "3"], "--seed: only for the synthetic market"),
+                                           (["--fold-mode", "rolling"], "--fold-mode: only with --folds")])
+def test_prepare_refuses_options_that_would_do_nothing(tmp_path, args, message):
+    """A bars file ignored --synth-bars and --seed, and --fold-mode without --folds was ignored."""
+    bars = tmp_path / "bars.parquet"
+    write_synthetic(bars, SynthConfig(bars=3000, seed=1))
+    res = CliRunner().invoke(app, ["data", "prepare", str(bars), "--out", str(tmp_path / "p"), *args])
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split()) and not (tmp_path / "p").exists()
