@@ -284,6 +284,12 @@ class Trainer:
         if warmup > 0:
             where += f" (the features' warm-up takes the first {warmup:,})"
         lookahead = int(getattr(self.data, "lookahead", 0) or 0)
+        window = getattr(self.run.plugin_configs.get(self.run.model), "context_length", None)
+        longest = max((b - a for a, b in self.splits["train"]), default=0)
+        if isinstance(window, int) and window > 1 and longest < window + lookahead:
+            return DataError(f"the train split has {n:,} examples, fewer than one batch ({batch_size:,}): "
+                             f"{self.run.model}.context_length {window:,} asks for windows of {window:,} bars, and the "
+                             f"split's longest block holds {longest:,}; lower --context-length or use more data")
         if lookahead > 0 and n < train_bars:
             where += f", and a bar is an example only once its label is known, {lookahead:,} bars after it"
         return DataError(f"the train split has {n:,} examples, fewer than one batch ({batch_size:,}): {where}; lower "

@@ -636,3 +636,16 @@ def test_a_data_set_replaced_under_a_run_is_refused_by_resume_and_backtest(tmp_p
     assert explicit.exit_code == 0, explicit.output  # named on purpose: scored on it
     (run_dir / "data.json").unlink()  # a run saved before the record existed is not checked
     assert runner.invoke(app, ["backtest", str(run_dir), "--out", str(tmp_path / "d.json")]).exit_code == 0
+
+
+def test_a_window_longer_than_the_train_split_is_named_as_the_reason(small_prepared: Path, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """cgdt with a huge context said a bar is an example only once its label is known, 6 bars
+    after it: true, but not why there were no examples."""
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "cgdt", "--data", str(small_prepared), "--context-length", "100000",
+                              "--batch-size", "8", "--epochs", "1"])
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())
+    assert "cgdt.context_length 100,000 asks for windows of 100,000 bars" in said and "lower --context-length" in said
+    assert listing(tmp_path) == []
