@@ -260,7 +260,7 @@ def bench_updates(model: Any, cfg: Any, args: argparse.Namespace, device: str, c
 
 LORA_PATHS = ("peft", "merged")
 """How a training forward pass computes the LoRA projections: peft's frozen product plus adapter
-branch, or one product with the merged weight (``merged_lora``, the default on CUDA)."""
+branch, or one product with the merged weight (``merged_lora``, off by default)."""
 
 
 def set_lora_path(model: Any, path: str, device: str) -> None:
@@ -460,7 +460,7 @@ def markdown(doc: dict[str, Any]) -> str:
                      f"{r['tokens_per_s']:,.0f} | {r['achieved_tflops']:.1f} | {mfu_peak} | "
                      f"{100 * r['mfu_vs_measured_matmul']:.1f}% | {mem} |")
     if doc.get("profile"):
-        lines += ["", "Where a plain update's GPU time goes (top kernels, per step):", "",
+        lines += ["", "Where a plain update's GPU time goes on the merged LoRA path (top kernels, per step):", "",
                   "| kernel | ms / step | calls / step | share |", "| --- | ---: | ---: | ---: |"]
         lines += [f"| `{r['kernel'][:80]}` | {r['ms_per_step']:.2f} | {r['calls_per_step']:.0f} | {100 * r['share']:.1f}% |"
                   for r in doc["profile"]]

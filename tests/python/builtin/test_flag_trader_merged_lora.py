@@ -105,7 +105,7 @@ def test_peft_s_path_serves_inference_dropout_and_other_devices(calls: list[int]
     with torch.no_grad():  # inference: rollouts replay graphs captured on peft's path
         net(obs)
     assert calls == []
-    use_merged_lora(net, ("cuda",))  # the default: CPU numerics are peft's
+    use_merged_lora(net, ("cuda",))  # as merged_lora=true sets it: CPU numerics stay peft's
     _loss_and_grads(net, obs)
     assert calls == []
 
@@ -120,7 +120,7 @@ def test_peft_s_path_serves_inference_dropout_and_other_devices(calls: list[int]
 
 
 def test_the_setting_picks_the_devices_and_changes_nothing_a_checkpoint_sees() -> None:
-    on, off = _network(), _network(merged_lora=False)
+    on, off = _network(merged_lora=True), _network()
     assert {m.merged_device_types for m in _adapted_layers(on)} == {("cuda",)}
     assert {m.merged_device_types for m in _adapted_layers(off)} == {()}
     assert on.state_dict().keys() == off.state_dict().keys()

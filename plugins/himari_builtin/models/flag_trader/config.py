@@ -31,11 +31,12 @@ class FlagTraderConfig(PPOConfig):
     """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
     lora_dropout: float = 0.0
     """Dropout on the LoRA branch input."""
-    merged_lora: bool = True
+    merged_lora: bool = False
     """On CUDA, compute each adapted projection of a training forward pass as one product with the
     merged weight W + (lora_alpha/lora_rank) A^T B^T instead of peft's frozen product plus adapter
     branch: the same function and gradients, without the full-size adapter outputs that peft
-    scales and adds. Inference and the CPU keep peft's path."""
+    scales and adds. Off until its speed is measured on a GPU. Inference and the CPU keep peft's
+    path."""
     head_hidden: int = 192
     """Hidden width of the policy and value heads; 0: linear heads."""
     dropout: float = 0.0
