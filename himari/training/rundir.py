@@ -71,7 +71,13 @@ def check_run_dir_target(path: Path, *, resume: bool) -> None:
         # run again instead of refusing its directory). A live writer's temporary still counts.
         remove_stale_temporaries(path / CONFIG)
     if any(p.name != LOCK for p in path.iterdir()):
-        raise ConfigError(f"{path}: run directory exists and is not empty (use --resume {path} to continue it)")
+        if is_run_dir(path):
+            hint = f"use --resume {path} to continue its run"
+        elif (path / "evaluation.yaml").is_file():
+            hint = f"it holds an evaluation: himari evaluate --resume {path} continues it"
+        else:
+            hint = "it holds no run to resume; choose a new directory"
+        raise ConfigError(f"{path}: run directory exists and is not empty ({hint})")
 
 
 class RunLock:

@@ -221,8 +221,16 @@ def test_an_existing_directory_is_refused(small_prepared: Path, tmp_path: Path) 
     (tmp_path / "ev" / "x").write_text("")
     res = runner.invoke(app, ["evaluate", "baseline-mlp", "--data", str(small_prepared), "--out", str(tmp_path / "ev"),
                               *ARGS])
-    assert res.exit_code == 2 and "not empty" in res.output
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "not empty (it holds no run to resume; choose a new directory)" in said
     assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["x"]
+
+
+def test_an_existing_evaluation_is_refused_naming_how_to_resume_it(evaluated: Path, small_prepared: Path) -> None:
+    res = runner.invoke(app, ["evaluate", "baseline-mlp", "--data", str(small_prepared), "--out", str(evaluated),
+                              *ARGS])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"himari evaluate --resume {evaluated} continues it" in said, said
 
 
 def test_a_fold_run_is_backtested_on_its_own_test_block(evaluated: Path, tmp_path: Path) -> None:
