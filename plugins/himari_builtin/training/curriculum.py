@@ -182,10 +182,16 @@ class Curriculum:
         a, b = runs[int(rng.choice(len(runs), p=lengths / lengths.sum()))]
         data = ctx.data
         self._record(ctx.epoch, stage, b - a)
-        return EnvSource(open=np.ascontiguousarray(data.open[a:b], dtype=np.float64),
-                         close=np.ascontiguousarray(data.close[a:b], dtype=np.float64),
-                         features=np.ascontiguousarray(ctx.features[a:b], dtype=np.float32),
-                         config=source.config, rows=np.arange(a, b, dtype=np.int64), warmup=0)
+        open_ = np.array(data.open[a:b], dtype=np.float64)
+        close = np.array(data.close[a:b], dtype=np.float64)
+        features = np.array(ctx.features[a:b], dtype=np.float32)
+        if source.rows is not None:  # the market it was handed (a method before it may have changed bars)
+            rows = np.asarray(source.rows, dtype=np.int64)
+            inside = (rows >= a) & (rows < b)
+            at = rows[inside] - a
+            open_[at], close[at], features[at] = source.open[inside], source.close[inside], source.features[inside]
+        return EnvSource(open=open_, close=close, features=features, config=source.config,
+                         rows=np.arange(a, b, dtype=np.int64), warmup=0)
 
     def _record(self, epoch: int, stage: int, size: int) -> None:
         self.log = [r for r in self.log if r["epoch"] != epoch]  # a resumed epoch is recorded once

@@ -108,6 +108,23 @@ def test_online_stage_one_env_source_lies_in_easy_windows() -> None:
     assert method.env_source(default, ctx) is default  # stage 3: the whole train split
 
 
+def test_a_stage_keeps_the_bars_a_method_before_it_changed() -> None:
+    """curriculum after causal-augment or rare-events rebuilt its block from the real data, so
+    their counterfactual market never reached the envs."""
+    method, ctx = _method(easy_epochs=1, medium_epochs=3)
+    changed = EnvSource(open=ctx.data.open * 2, close=ctx.data.close * 3, features=ctx.features + 100,
+                        config=EnvConfig(), rows=np.arange(44))
+    src = method.env_source(changed, ctx)
+    assert src.rows.tolist() == list(range(0, 11))
+    np.testing.assert_array_equal(src.close, 3 * ctx.data.close[:11])
+    np.testing.assert_array_equal(src.open, 2 * ctx.data.open[:11])
+    np.testing.assert_array_equal(src.features[:, 0], np.arange(11) + 100)
+    part = EnvSource(open=ctx.data.open[5:8] * 2, close=ctx.data.close[5:8] * 3, features=ctx.features[5:8] + 100,
+                     config=EnvConfig(), rows=np.arange(5, 8))
+    src = method.env_source(part, ctx)  # rows it was not handed stay real
+    np.testing.assert_array_equal(src.close, np.r_[ctx.data.close[:5], 3 * ctx.data.close[5:8], ctx.data.close[8:11]])
+
+
 def test_online_episodes_start_inside_the_stage_windows() -> None:
     """Through the real env: every step of stage 1's rollouts decides at a bar of window A."""
     from himari.training.rl import OnlineRLConfig
