@@ -248,5 +248,26 @@ class CounterfactualMethod:
         self._cache = None
 
 
-__all__ = ["BAR_FIELDS", "CounterfactualMethod", "bar_offsets", "bars_from_offsets", "counterfactual_context",
+def check_counterfactual_order(methods: list[tuple[str, Any]]) -> None:
+    """Refuse ``--method`` lists whose counterfactual methods would silently do nothing: each
+    ``CounterfactualMethod`` trains on paths of its own over the train split, built from the real
+    data, so a second one replaces the first's market, and a method listed before one whose
+    ``epoch_dataset`` changes the epoch's data (a curriculum stage, online augmentation) has its
+    data replaced. Methods after it wrap its data and compose."""
+    from himari.errors import ConfigError
+
+    names = [n for n, m in methods if isinstance(m, CounterfactualMethod)]
+    if len(names) > 1:
+        raise ConfigError(f"--method: {' and '.join(names)} each train on counterfactual paths of their own, drawn "
+                          f"from the real market, so the later replaces the earlier's; use one of them")
+    if names:
+        first = next(i for i, (n, _) in enumerate(methods) if n == names[0])
+        before = [n for n, m in methods[:first] if callable(getattr(m, "epoch_dataset", None))]
+        if before:
+            raise ConfigError(f"--method: {names[0]} rebuilds each epoch's training data from its counterfactual "
+                              f"market, replacing what {', '.join(before)} listed before it made; list {names[0]} "
+                              f"first")
+
+
+__all__ = ["BAR_FIELDS", "CounterfactualMethod", "check_counterfactual_order", "bar_offsets", "bars_from_offsets", "counterfactual_context",
            "counterfactual_data", "counterfactual_env_source", "with_arrays"]

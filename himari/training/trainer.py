@@ -53,6 +53,7 @@ from himari.training.assemble import (
 from himari.training.checkpoint import CheckpointError, load_checkpoint, load_network_state, save_checkpoint
 from himari.training.compiled_loss import CompiledLoss
 from himari.training.config import ExecutionConfig, RunConfig, check_splits, require_run_extras
+from himari.training.counterfactual import check_counterfactual_order
 from himari.training.data_identity import check_same_data, record_data
 from himari.training.device import resolve_device, to_device
 from himari.training.loop import batch_norm_batch_problem, step_label
@@ -168,6 +169,7 @@ class Trainer:
                 check_resumed_set(self.run_dir, self.augment_record)
         self.methods = [(n, self.plugins.training_methods().get(n).factory(run.plugin_configs[n]))
                         for n in run.methods]
+        check_counterfactual_order(self.methods)
         self.ctx = TrainContext(data=self.data, features=self.features, labels=self.labels, splits=self.splits,
                                 env=run.env, device=self.device, seed=cfg.seed, run_dir=self.run_dir,
                                 rank=self.dist.rank, world_size=self.dist.world_size, synthetic=synthetic,

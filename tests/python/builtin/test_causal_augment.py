@@ -156,3 +156,35 @@ def test_bad_config_is_refused_naming_method_field_and_value(small_prepared, fie
     with pytest.raises(ConfigError, match=rf"causal-augment.*{field}.*{value}"):
         merge_run_config(plugins=P, overrides={"model": "baseline-mlp", "data": str(small_prepared),
                                                "methods": "causal-augment"}, sets=[f"causal-augment.{field}={value}"])
+
+
+def test_counterfactual_methods_that_would_do_nothing_are_refused_before_the_run(small_prepared, tmp_path) -> None:
+    """causal-augment,rare-events trained exactly as rare-events alone, and curriculum or
+    online-augment before causal-augment had their epoch data replaced; the run listed all."""
+    from typer.testing import CliRunner
+
+    from himari.cli import app
+
+    for methods, message in (("causal-augment,rare-events", "the later replaces the earlier's"),
+                             ("rare-events,causal-augment", "the later replaces the earlier's"),
+                             ("curriculum,causal-augment", "list causal-augment first"),
+                             ("online-augment,rare-events", "list rare-events first")):
+        res = CliRunner().invoke(app, ["train", "baseline-mlp", "--data", str(small_prepared), "--set", "recipe=none",
+                                       "--epochs", "1", "--method", methods, "--run-dir", str(tmp_path / "run")])
+        assert res.exit_code == 2, res.output
+        assert message in " ".join(res.output.split()) and not (tmp_path / "run").exists(), methods
+
+
+def test_methods_after_a_counterfactual_one_compose() -> None:
+    from himari.training.counterfactual import CounterfactualMethod, check_counterfactual_order
+
+    class Wraps:
+        def epoch_dataset(self, dataset, ctx):
+            return dataset
+
+    class Other:
+        def loss_terms(self, *args):
+            return {}
+
+    check_counterfactual_order([("other", Other()), ("cf", CounterfactualMethod()), ("wraps", Wraps())])
+    check_counterfactual_order([("wraps", Wraps()), ("other", Other())])
