@@ -183,9 +183,26 @@ def run_preprocessors(data: Any, features: np.ndarray, names: list[str], configs
             columns = tuple(f"{name}_{j}" for j in range(new.shape[1]))
         if len(columns) != new.shape[1]:
             raise ConfigError(f"preprocessor {name!r} names {len(columns)} columns but returned {new.shape[1]}")
+        _require_finite_output(name, new, columns, splits)
         out = np.ascontiguousarray(new)
         saved.append({"name": name, "columns": list(columns), "state": pre.state_dict()})
     return out, saved
+
+
+def _require_finite_output(name: str, values: np.ndarray, columns: tuple[str, ...],
+                           splits: dict[str, list[tuple[int, int]]]) -> None:
+    """Refuse a NaN or infinite output on a row of the run's splits (prepared features are
+    finite, so it is the preprocessor's): a model's logits went NaN there, and a NaN row acted
+    as SELL, silently, on validation and test."""
+    from himari.errors import DataError
+
+    for split in ("train", "validation", "test"):
+        for a, b in splits.get(split, ()):
+            bad = ~np.isfinite(values[a:b])
+            if bad.any():
+                i, j = (int(k) for k in np.argwhere(bad)[0])
+                raise DataError(f"preprocessor {name!r}: output {columns[j]!r} is {values[a + i, j]} at prepared row "
+                                f"{a + i} ({split} split; {int(bad.sum())} non-finite values there)")
 
 
 # ------------------------------------------------------------------------ state files

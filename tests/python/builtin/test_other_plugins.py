@@ -41,6 +41,50 @@ def test_zscore_fits_train_rows_only(small_prepared) -> None:
     np.testing.assert_array_equal(out[others, 0], np.float32(998.0))
 
 
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_a_preprocessor_writing_nan_on_a_split_row_is_refused_naming_it(split, small_prepared) -> None:
+    """A NaN at one validation row made that row's logits NaN and its action SELL, silently; on a
+    train row the loss went NaN with a hint to lower --lr."""
+    from types import SimpleNamespace
+
+    from himari.data import PreparedData
+    from himari.errors import DataError
+    from himari.training.preprocess import run_preprocessors
+
+    data = PreparedData(small_prepared)
+    splits = {k: data.split(k) for k in ("train", "validation", "test")}
+    row = splits[split][0][0] + 10
+
+    class Holes:
+        def fit(self, view) -> None:
+            pass
+
+        def transform(self, view):
+            out = np.array(view.features)
+            out[row, 3] = np.nan
+            return out
+
+        def state_dict(self) -> dict:
+            return {}
+
+    plugins = SimpleNamespace(preprocessors=lambda: SimpleNamespace(get=lambda name: SimpleNamespace(
+        factory=lambda config: Holes())))
+    with pytest.raises(DataError, match=rf"preprocessor 'holes': output '{data.feature_names[3]}' is nan at prepared "
+                                        rf"row {row} \({split} split"):
+        run_preprocessors(data, np.asarray(data.features), ["holes"], {"holes": None}, plugins, splits)
+    first = splits["train"][0][0]
+    if first > 0:  # the feature warm-up, outside every split, is the preprocessor's to leave undefined
+
+        class WarmUpHoles(Holes):
+            def transform(self, view):
+                out = np.array(view.features)
+                out[first - 1] = np.nan
+                return out
+
+        plugins.preprocessors = lambda: SimpleNamespace(get=lambda name: SimpleNamespace(factory=lambda c: WarmUpHoles()))
+        run_preprocessors(data, np.asarray(data.features), ["holes"], {"holes": None}, plugins, splits)
+
+
 COMPATIBLE = [(m, model) for m in P.training_methods().names() for model in P.models().names()
               if applies_to(P.training_methods().get(m), model, P.models().get(model).paradigm)
               and model in ("baseline-mlp", "cql", "ppo-lstm")]  # the cheap built-ins; cgdt and flag-trader
