@@ -11,8 +11,10 @@ from himari.cli.seeds import SEED_MAX
 def robustness(
     run: str = typer.Argument(..., help="Run directory of a trained baseline-mlp or ppo-lstm run."),
     split: str = typer.Option("validation", "--split", help="validation or test."),
-    eps: str = typer.Option("0.01,0.05,0.1", "--eps", help="Comma-separated L-infinity radii, in preprocessed "
-                                                         "units (z-score standard deviations)."),
+    eps: str = typer.Option("0.01,0.05,0.1", "--eps", help="Comma-separated L-infinity radii, in the units of "
+                                                         "the features the policy reads (after the run's "
+                                                         "preprocessing and, for ppo-lstm, its observation "
+                                                         "filter such as vec-normalize)."),
     pgd_steps: int = typer.Option(10, "--pgd-steps", help="PGD steps (step 2.5 * eps / steps, random start)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX,
                              help="Seed of PGD's random starts and of the random control."),
