@@ -332,8 +332,9 @@ def apply_set(raw: dict[str, Any], assignment: str, plugin_names: set[str]) -> N
     node[parts[-1]] = value
 
 
-def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
-    """Validate ``raw`` against the Trainer settings and the plugins' configs."""
+def resolve_run_config(raw: dict[str, Any], plugins: Any, add_methods: Sequence[str] = ()) -> RunConfig:
+    """Validate ``raw`` against the Trainer settings and the plugins' configs; ``add_methods``
+    are appended to its training methods (the recipe's included) where they are not listed."""
     for key in raw:
         if key not in TOP_LEVEL:
             raise unknown_key_error(str(key), list(TOP_LEVEL), "the run config")
@@ -350,6 +351,10 @@ def resolve_run_config(raw: dict[str, Any], plugins: Any) -> RunConfig:
             # a synthetic set carries the labels it was generated with: the recipe's step aside
             own = {k: v for k, v in own.items() if k != "labels"}
         raw = with_recipe(raw, own)
+    for name in add_methods:  # after the recipe: an option turning a method on keeps the recipe's methods
+        methods = _names(raw.get("methods"), "methods")
+        if name not in methods:
+            raw = {**raw, "methods": [*methods, name]}
     from himari.training.relabel import check_labels_section
 
     labels = check_labels_section(raw.get("labels"))
@@ -533,11 +538,7 @@ def merge_run_config(*, plugins: Any, config_file: str | None = None, overrides:
     names = {n for k in ("model", "preprocessor", "training-method", "tracker") for n in plugins.registry(k).names()}
     for s in sets or []:
         apply_set(raw, s, names)
-    for name in add_methods or []:
-        methods = _names(raw.get("methods"), "methods")
-        if name not in methods:
-            raw["methods"] = [*methods, name]
-    run = resolve_run_config(raw, plugins)
+    run = resolve_run_config(raw, plugins, add_methods or ())
     run.data = resolve_data_path(run.data)
     run.augment = resolve_data_path(run.augment)
     return run

@@ -244,12 +244,17 @@ def test_cli_online_rl_and_reward_shaping_options(small_prepared, tmp_path) -> N
             "--env-episodes", "2", "--n-envs", "4", "--rollout-steps", "16", "--turnover-penalty", "0.001",
             "--drawdown-penalty", "0.5", "--dsr-weight", "0.01", "--set", "ppo-lstm.episode_length=32",
             "--set", "ppo-lstm.n_minibatches=2", "--set", "train.progress=false"]
-    out = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    # the flags turn reward-shaping on beside the recipe's vec-normalize (they replaced its methods,
+    # silently dropping vec-normalize); its reward normalisation and the benchmark term clash
+    clash = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert clash.exit_code == 2 and "set vec-normalize.norm_reward=false" in clash.output, clash.output
+    assert not run_dir.exists()
+    out = CliRunner().invoke(app, [*args, "--set", "vec-normalize.norm_reward=false"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     assert "1 rollout of 4 envs x 16 steps (64 env steps)" in out.output  # 2 episodes x 32 steps
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     shaping = cfg["plugins"]["reward-shaping"]  # the flags set the reward-shaping method
-    assert cfg["methods"] == ["reward-shaping"]
+    assert cfg["methods"] == ["vec-normalize", "reward-shaping"]
     assert shaping["turnover_penalty"] == 0.001 and shaping["drawdown_penalty"] == 0.5
     assert shaping["dsr_weight"] == 0.01
     assert (cfg["plugins"]["ppo-lstm"]["env_episodes"], cfg["plugins"]["ppo-lstm"]["n_envs"],

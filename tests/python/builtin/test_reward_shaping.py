@@ -201,11 +201,12 @@ def test_cli_flags_set_the_method(small_prepared, tmp_path) -> None:
     run_dir = tmp_path / "cli"
     args = ["train", "ppo-lstm", "--data", str(small_prepared), "--run-dir", str(run_dir), "--epochs", "1",
             "--env-episodes", "2", "--n-envs", "4", "--rollout-steps", "16", "--turnover-penalty", "0.001",
-            "--set", "ppo-lstm.episode_length=32", "--set", "ppo-lstm.n_minibatches=2", "--set", "train.progress=false"]
+            "--set", "ppo-lstm.episode_length=32", "--set", "ppo-lstm.n_minibatches=2", "--set", "train.progress=false",
+            "--set", "reward-shaping.benchmark_weight=0"]
     out = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert cfg["methods"] == ["reward-shaping"]
+    assert cfg["methods"] == ["vec-normalize", "reward-shaping"]  # added to the recipe's, not replacing them
     assert cfg["plugins"]["reward-shaping"]["turnover_penalty"] == 0.001
     assert cfg["env"]["turnover_penalty"] == 0.0  # one place only
     bad_dir = tmp_path / "bad"
