@@ -58,7 +58,10 @@ class _HimariGroup(TyperGroup):
                 console.print_exception()
             message = str(e) or type(e).__name__
             if not isinstance(e, HimariError):
-                message = f"{type(e).__name__}: {message}"
+                from himari.plugin.blame import plugin_blame
+
+                where = plugin_blame(e.__traceback__)
+                message = f"{type(e).__name__}: {message}" + (f" (raised in {where})" if where else "")
             hint = "" if ctx.meta.get(_VERBOSE_KEY) else " (--verbose shows the traceback)"
             if isinstance(e, HimariError) and exit_code_for(e) == 2:
                 hint = ""
