@@ -171,6 +171,10 @@ class MonitorConfig:
     split: str = "test"
     """Split whose BUY share the final report gives."""
 
+    def __post_init__(self):             # a bad value fails before the run, naming the setting
+        if self.split not in ("train", "validation", "test"):
+            raise ValueError(f"split must be train, validation or test, got {self.split!r}")
+
 
 class Monitor:
     def __init__(self, config):
@@ -314,6 +318,10 @@ def test_its_preprocessor_and_training_method_are_listed_and_run(site, small_pre
     assert "train/hello-monitor/grad_norm_before_clip" in metrics
     bt = himari(site, "backtest", str(run), "--out", str(tmp_path / "bt.json"))
     assert bt.returncode == 0, bt.stderr
+    bad = himari(site, "train", "hello-linear", "--data", str(small_prepared), "--method", "hello-monitor",
+                 "--set", "hello-monitor.split=bogus", "--run-dir", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "split must be train, validation or test" in bad.stderr, bad.stderr
+    assert not (tmp_path / "bad").exists()
     scored = json.loads((tmp_path / "bt.json").read_text())["results"][0]
     assert scored["sharpe"] == pytest.approx(summary["test"]["model"]["sharpe"], abs=1e-12)
 
