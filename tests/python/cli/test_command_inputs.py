@@ -57,23 +57,28 @@ def test_bench_refuses_an_unwritable_json_path_before_it_runs(tmp_path: Path, mo
     assert (tmp_path / "a-file").read_text() == "x"
 
 
+def _himari_directories(root: Path, prepared: Path, run: Path) -> None:
+    """``root/prepared`` and ``root/run`` (copies) and ``root/evaluation`` (its JSON alone)."""
+    import shutil
+
+    for name, source in (("prepared", prepared), ("run", run)):
+        shutil.copytree(source, root / name)
+    (root / "evaluation").mkdir()
+    (root / "evaluation" / "evaluation.json").write_text('{"format": "himari-evaluation"}')
+
+
 @pytest.mark.parametrize("victim", ["prepared/metadata.json", "run/config.yaml", "evaluation/evaluation.json"])
 def test_bench_never_writes_over_a_file_of_a_himari_directory(victim: str, small_prepared: Path, trained_run: Path,
                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A benchmark's JSON written over a data set's metadata.json left it unreadable; a new file
     beside them is still fine."""
-    import shutil
-
     import himari.evaluation.bench
 
     def run_bench(*args: object, **kwargs: object) -> None:
         raise AssertionError("the benchmark ran")
 
     monkeypatch.setattr(himari.evaluation.bench, "run_bench", run_bench)
-    for name, source in (("prepared", small_prepared), ("run", trained_run)):
-        shutil.copytree(source, tmp_path / name)
-    (tmp_path / "evaluation").mkdir()
-    (tmp_path / "evaluation" / "evaluation.json").write_text('{"format": "himari-evaluation"}')
+    _himari_directories(tmp_path, small_prepared, trained_run)
     path = tmp_path / victim
     before = path.read_bytes()
     res = runner.invoke(app, ["bench", "ekf", "--quick", "--json", str(path)])
@@ -88,8 +93,6 @@ def test_backtest_never_writes_its_json_over_what_it_reads_or_a_himari_file(
         victim: str, small_prepared: Path, trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--out`` over a run's config or checkpoint, an evaluation's JSON, a data set's metadata or
     the bars being scored replaced them with the backtest's JSON (exit 0), leaving each unreadable."""
-    import shutil
-
     import himari.training.leaderboard
     from himari.data.synthetic import SynthConfig, synthesize
 
@@ -97,10 +100,7 @@ def test_backtest_never_writes_its_json_over_what_it_reads_or_a_himari_file(
         raise AssertionError("the backtest ran")
 
     monkeypatch.setattr(himari.training.leaderboard, "backtest", scored)
-    for name, source in (("prepared", small_prepared), ("run", trained_run)):
-        shutil.copytree(source, tmp_path / name)
-    (tmp_path / "evaluation").mkdir()
-    (tmp_path / "evaluation" / "evaluation.json").write_text('{"format": "himari-evaluation"}')
+    _himari_directories(tmp_path, small_prepared, trained_run)
     synthesize(SynthConfig(bars=300, seed=1)).to_parquet(tmp_path / "bars.parquet")
     path = tmp_path / victim
     before = path.read_bytes()

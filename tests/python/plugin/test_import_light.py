@@ -30,22 +30,28 @@ def test_listing_plugins_does_not_import_torch() -> None:
 MODELS = Path(__file__).resolve().parents[3] / "plugins" / "himari_builtin" / "models"
 
 
-def top_level_imports(source: str) -> set[str]:
-    """Top-level packages a module imports when it is imported: its own statements (inside
-    module-level ``if``/``try`` too), not those inside functions or classes, which run later."""
-    names: set[str] = set()
+def module_level_imports(source: str) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements a module runs when it is imported: its own (inside module-level
+    ``if``/``try`` too), not those inside functions or classes, which run later."""
+    found: list[ast.Import | ast.ImportFrom] = []
     stack: list[ast.AST] = list(ast.parse(source).body)
     while stack:
         node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def top_level_imports(source: str) -> set[str]:
+    """Top-level packages a module imports when it is imported."""
+    names: set[str] = set()
+    for node in module_level_imports(source):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.module and not node.level:
-                names.add(node.module.split(".")[0])
-        else:
-            stack.extend(ast.iter_child_nodes(node))
+        elif node.module and not node.level:
+            names.add(node.module.split(".")[0])
     return names
 
 
@@ -58,19 +64,13 @@ def test_top_level_imports_skip_function_bodies() -> None:
 def sibling_imports(source: str, package: str) -> set[str]:
     """File names of the modules of ``package`` that a module imports when it is imported."""
     names: set[str] = set()
-    stack: list[ast.AST] = list(ast.parse(source).body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
+    for node in module_level_imports(source):
         if isinstance(node, ast.ImportFrom) and node.module:
             parts = node.module.split(".")
             if node.level == 1:
                 names.add(parts[0] + ".py")
             elif len(parts) >= 4 and parts[:3] == ["himari_builtin", "models", package]:
                 names.add(parts[3] + ".py")
-        elif not isinstance(node, (ast.Import, ast.ImportFrom)):
-            stack.extend(ast.iter_child_nodes(node))
     return names
 
 
