@@ -76,8 +76,10 @@ def backtest(
     c = context["costs"]
     synthetic = _synthetic_market(context["data"]) if data is None else None
     if synthetic:
-        whose = "the runs' data, " if any(e.kind == "run" for e in entries) else ""
-        print_line(console, f"no --data: scoring on {whose}the built-in synthetic market ({synthetic})")
+        # the runs' own data may be any synthetic set; without runs it is the built-in market
+        what = ("the runs' data, a synthetic market" if any(e.kind == "run" for e in entries)
+                else "the built-in synthetic market")
+        print_line(console, f"no --data: scoring on {what} ({synthetic})")
     print_line(console, f"data: {context['data']}")
     if data is not None and not Path(data).is_dir() and chosen is None and start is None and end is None:
         print_line(console, f"{data} was prepared with the default split: scoring its test split (its last "

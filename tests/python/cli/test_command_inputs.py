@@ -111,3 +111,19 @@ def test_backtest_never_writes_its_json_over_what_it_reads_or_a_himari_file(
     said = " ".join(res.output.split())
     assert ("would replace a file of the" in said or "is the input file" in said) and "the backtest ran" not in said
     assert path.read_bytes() == before
+
+
+
+def test_a_run_on_its_own_synthetic_data_is_not_said_to_score_on_the_built_in_market(tmp_path: Path) -> None:
+    """A run trained on a synthetic bars file of the user's was scored "on the built-in market"."""
+    bars, prepared, run = tmp_path / "s.parquet", tmp_path / "p", tmp_path / "run"
+    for args in (["data", "synth", "--bars", "6000", "--seed", "7", "--out", str(bars)],
+                 ["data", "prepare", str(bars), "--out", str(prepared)],
+                 ["train", "baseline-mlp", "--data", str(prepared), "--epochs", "1", "--batch-size", "128",
+                  "--set", "train.max_steps_per_epoch=4", "--run-dir", str(run)]):
+        assert runner.invoke(app, args).exit_code == 0, args
+    res = runner.invoke(app, ["backtest", str(run), "--out", str(tmp_path / "bt.json")], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "no --data: scoring on the runs' data, a synthetic market (6,000 bars, seed 7)" in said, said
+    assert "built-in" not in said
