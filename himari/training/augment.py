@@ -11,7 +11,6 @@ model adds the result to its train split only (``TrainContext.synthetic``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +86,9 @@ def check_resumed_set(run_dir: Path, record: dict[str, Any]) -> None:
     path = run_dir / AUGMENT_JSON
     if not path.exists():
         return
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: unreadable ({e})") from None
-    if saved.get("set_id") != record["set_id"]:
+    from himari.training.rundir import read_json
+
+    saved = read_json(path, "record of the run's synthetic set")
+    if not isinstance(saved, dict) or saved.get("set_id") != record["set_id"]:
         raise ConfigError(f"{record['path']}: the synthetic set changed since this run started ({path} records "
                           f"another content); resume needs the same set")

@@ -45,13 +45,12 @@ def check_same_data(run_dir: str | Path, prepared: Any, remedy: str) -> None:
     set than the one recorded; ``remedy`` says what to do instead."""
     import json
 
+    from himari.training.rundir import read_json
+
     path = Path(run_dir) / DATA_JSON
     if not path.exists():
         return
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: unreadable ({e})") from None
+    saved = read_json(path, "record of the run's data")
     now = data_identity(prepared)
     saved = saved if isinstance(saved, dict) else {}
     differ = [k for k in COMPARED if json.loads(json.dumps(now[k])) != saved.get(k)]
