@@ -195,8 +195,9 @@ def _resolve_duplicates(df: pd.DataFrame, options: ImportOptions, log: ImportLog
 
 def _infer_interval(df: pd.DataFrame, options: ImportOptions, import_options: bool) -> int:
     """The bar interval: the most common spacing in every (file, symbol), which must agree."""
-    found: dict[str, int] = {}
-    for (fname, _sym), g in df.groupby(["_file", "symbol"], sort=False):
+    found: dict[str, int] = {}  # one entry per (file, symbol): a file of several symbols may mix intervals too
+    symbols_per_file = df.groupby("_file", sort=False)["symbol"].nunique()
+    for (fname, sym), g in df.groupby(["_file", "symbol"], sort=False):
         ts = np.unique(ts_ns(g["timestamp"]))
         if len(ts) < 2:
             continue
@@ -204,7 +205,7 @@ def _infer_interval(df: pd.DataFrame, options: ImportOptions, import_options: bo
         vals, counts = np.unique(d, return_counts=True)
         order = np.argsort(-counts, kind="stable")
         mode = int(vals[order[0]])
-        found.setdefault(str(fname), mode)
+        found[f"{fname} ({sym})" if symbols_per_file[fname] > 1 else str(fname)] = mode
         if options.interval is None and len(vals) > 1:
             second = int(vals[order[1]])
             if counts[order[1]] >= max(3, 0.2 * len(d)):
@@ -233,7 +234,7 @@ def _infer_interval(df: pd.DataFrame, options: ImportOptions, import_options: bo
                         f"{option_hint('--interval', 'to state it', import_options)}")
     if len(set(found.values())) > 1:
         listing = ", ".join(f"{f}: {format_interval(s)}" for f, s in found.items())
-        raise DataError(f"mixed intervals across files ({listing})")
+        raise DataError(f"mixed intervals across files or symbols ({listing})")
     return next(iter(found.values()))
 
 

@@ -71,8 +71,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def infer_symbol(path: str | Path) -> str:
-    """Symbol from a file name: ``BTC_USDT-5m.feather`` -> BTC/USDT, ``BTCUSDT-5m-2023-01.zip``
-    and ``btcusdt_5m.csv.gz`` -> BTCUSDT."""
+    """Symbol from a file name: ``BTC_USDT-5m.feather`` and ``BTC-USDT.csv`` -> BTC/USDT,
+    ``BTCUSDT-5m-2023-01.zip``, ``btcusdt_5m.csv.gz`` and ``btcusdt_2023.csv`` -> BTCUSDT."""
     name = Path(path).name
     changed = True
     while changed:
@@ -81,10 +81,12 @@ def infer_symbol(path: str | Path) -> str:
             if name.lower().endswith(suf):
                 name = name[: -len(suf)]
                 changed = True
-    name = re.sub(r"[-_.]\d+(s|m|min|h|d|w|M|mo)(?![A-Za-z]).*$", "", name)
-    name = name.split("-")[0] or name
-    parts = name.split("_")
-    if len(parts) == 2 and all(p.isalnum() for p in parts):
+    name = re.sub(r"[-_.]\d+(s|m|min|h|d|w|M|mo)(?![A-Za-z]).*$", "", name)  # an interval and what follows
+    name = re.sub(r"([-_.]\d{4}([-_.]\d{1,2}){0,2})+$", "", name)  # a trailing date: 2023, 2023-01, 2023_01_31
+    # Only the interval and date parts are dropped: cutting more would give BTC-USD.csv and
+    # BTC-EUR.csv one symbol, and their bars would be joined into one series.
+    parts = re.split(r"[-_]", name)
+    if len(parts) == 2 and all(p.isalnum() and not p.isdigit() for p in parts):
         return "/".join(p.upper() for p in parts)
     return name.upper() or "UNKNOWN"
 
@@ -460,6 +462,12 @@ def _read_parquet(path: Path, symbol: str | None, import_options: bool) -> pd.Da
     except Exception as e:
         raise DataError(f"{path}: cannot read Parquet ({_describe(e)})") from e
     if isinstance(df.index, pd.DatetimeIndex):
+        named = {str(c).strip().lower() for c in df.columns}
+        if df.index.name is None and not named & set(_ALIASES["timestamp"]):
+            df.index.name = "timestamp"  # pandas writes a resampled frame's index unnamed: it is the time
+        if df.index.name in df.columns:
+            raise DataError(f"{path}: both the index and a column are named {df.index.name!r}; "
+                            "rename one so the time is unambiguous")
         df = df.reset_index()
     if df.empty:
         raise DataError(f"{path}: no data rows")

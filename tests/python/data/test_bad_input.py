@@ -113,8 +113,18 @@ def test_mixed_intervals_within_and_across_files(write_csv):
     _expect_error(p, "mixed.csv", "column 'timestamp'", "not a multiple of the 5m interval", "mixed intervals")
     hourly = write_csv("h.csv", HEADER + "".join(_row(i, minutes=60) for i in range(5)))
     five = write_csv("f.csv", HEADER + "".join(_row(i, minutes=5) for i in range(5)).replace("2023-01-01", "2023-02-01"))
-    with pytest.raises(DataError, match=r"mixed intervals across files.*h\.csv: 1h.*f\.csv: 5m"):
+    with pytest.raises(DataError, match=r"mixed intervals across files or symbols.*h\.csv: 1h.*f\.csv: 5m"):
         load_bars([hourly, five], symbol="X")
+    # one file, two symbols at different intervals: refused whichever symbol comes first
+    for slow in ("AAA", "ZZZ"):
+        text = ("timestamp,open,high,low,close,volume,symbol\n"
+                + "".join(_row(i).rstrip("\n") + ",MMM\n" for i in range(12))
+                + "".join(_row(i, minutes=15).rstrip("\n") + f",{slow}\n" for i in range(4)))
+        p = write_csv(f"two-{slow}.csv", text)
+        with pytest.raises(DataError, match=rf"mixed intervals across files or symbols.*two-{slow}\.csv \(MMM\): 5m"):
+            load_bars([p])
+        with pytest.raises(DataError, match=rf"mixed intervals across files or symbols.*two-{slow}\.csv \({slow}\): 15m"):
+            load_bars([p], options=ImportOptions(fill_gaps="forward"))
     half = HEADER + "".join(_row(i, minutes=5) for i in range(6)) + "".join(_row(i, minutes=60) for i in range(1, 7))
     _expect_error(write_csv("half.csv", half), "half.csv", "mixed intervals")
     _expect_error(write_csv("int.csv", _good(6)), "--interval 1h", interval="1h")

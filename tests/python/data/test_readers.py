@@ -13,6 +13,7 @@ import pytest
 
 from himari.data.ingest import import_bars, load_bars, read_bars
 from himari.data.readers import detect_format, infer_symbol, read_source
+from himari.errors import DataError
 
 
 def _check_same(loaded, df: pd.DataFrame) -> None:
@@ -113,6 +114,18 @@ def test_parquet_generic_and_roundtrip(tmp_path, bars):
     _check_same(load_bars([out]), df)
 
 
+def test_parquet_with_an_unnamed_time_index(tmp_path, bars):
+    """``to_parquet`` after a resample writes the time as an unnamed index: it is still the time."""
+    df = bars(30)
+    p = tmp_path / "unnamed.parquet"
+    df.set_index("timestamp").rename_axis(None).to_parquet(p)
+    _check_same(load_bars([p]), df)
+    both = tmp_path / "both.parquet"  # the time twice, as the index and as a column: which one?
+    df.set_index(df["timestamp"]).to_parquet(both)
+    with pytest.raises(DataError, match="both the index and a column are named 'timestamp'"):
+        load_bars([both])
+
+
 def test_monthly_files_concatenate_and_symbols_stack(tmp_path, bars, to_csv, write_csv):
     df = bars(60)
     jan = write_csv("BTCUSDT-5m-2023-01.csv", to_csv(df.iloc[:30]))
@@ -135,6 +148,24 @@ def test_symbol_override_and_inference():
     assert infer_symbol("BTCUSDT-5m-2023-01.zip") == "BTCUSDT"
     assert infer_symbol("btcusdt_5m.csv.gz") == "BTCUSDT"
     assert infer_symbol("ethusdt.csv") == "ETHUSDT"
+    # a dash between base and quote is a pair too; the quote is never cut off
+    assert infer_symbol("BTC-USD.csv") == "BTC/USD"
+    assert infer_symbol("BTC-EUR.csv") == "BTC/EUR"
+    assert infer_symbol("ETH-USD_1h.csv") == "ETH/USD"
+    assert infer_symbol("btc-usdt.csv.gz") == "BTC/USDT"
+    assert infer_symbol("BTC-USD-SWAP.csv") == "BTC-USD-SWAP"
+    # a trailing date is dropped like an interval, so yearly or monthly files of one symbol join
+    assert infer_symbol("aapl_2023.csv") == "AAPL"
+    assert infer_symbol("BTCUSDT-2023-01.csv") == "BTCUSDT"
+
+
+def test_files_of_two_pairs_with_one_base_stay_apart(tmp_path, bars, to_csv, write_csv):
+    """BTC-USD.csv and BTC-EUR.csv are two instruments: joined, one series would jump between
+    two currencies at the seam."""
+    usd = write_csv("BTC-USD.csv", to_csv(bars(40)))
+    eur = write_csv("BTC-EUR.csv", to_csv(bars(40, start="2023-01-01 03:20", price=93.0)))
+    frame = load_bars([usd, eur]).frame
+    assert frame.groupby("symbol").size().to_dict() == {"BTC/EUR": 40, "BTC/USD": 40}
 
 
 def test_source_record_has_hash(bars, to_csv, write_csv):
