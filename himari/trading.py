@@ -17,6 +17,7 @@ is built; the native core checks them again.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -26,8 +27,21 @@ MODES = ("long_flat", "long_short")
 """``long_flat``: BUY targets +1, SELL targets 0. ``long_short``: BUY +1, SELL -1. HOLD keeps."""
 
 
-def _finite(value: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _is_number(value: Any) -> bool:
+    """A real number (Python or NumPy), not a bool and not a string that spells one."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+def _finite(value: Any) -> bool:
+    return _is_number(value) and math.isfinite(value)
+
+
+def _refuse(name: str, value: Any, rule: str) -> InvalidArgumentError:
+    """The error for a setting outside its rule; a value that is not a number is told so, since
+    ``got 1`` would hide that it was the string '1'."""
+    if not _is_number(value):
+        return InvalidArgumentError(f"{name}: expected a number, got {value!r}")
+    return InvalidArgumentError(f"{name} must be {rule}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -47,11 +61,11 @@ class RewardConfig:
         for name in ("drawdown_penalty", "turnover_penalty"):
             v = getattr(self, name)
             if not (_finite(v) and v >= 0):
-                raise InvalidArgumentError(f"{name} must be finite and >= 0, got {v}")
+                raise _refuse(name, v, "finite and >= 0")
         if not _finite(self.dsr_weight):
-            raise InvalidArgumentError(f"dsr_weight must be finite, got {self.dsr_weight}")
+            raise _refuse("dsr_weight", self.dsr_weight, "finite")
         if not (_finite(self.dsr_decay) and 0 < self.dsr_decay <= 1):
-            raise InvalidArgumentError(f"dsr_decay must be in (0, 1], got {self.dsr_decay}")
+            raise _refuse("dsr_decay", self.dsr_decay, "in (0, 1]")
 
     def reward(self) -> RewardConfig:
         """The shaping coefficients alone (an ``EnvConfig`` drops its costs and mode)."""
@@ -76,7 +90,7 @@ class EnvConfig(RewardConfig):
         for name in ("fee", "slippage"):
             v = getattr(self, name)
             if not (_finite(v) and 0 <= v < 1):
-                raise InvalidArgumentError(f"{name} must be a fraction in [0, 1), got {v}")
+                raise _refuse(name, v, "a fraction in [0, 1)")
         if self.mode not in MODES:
             raise InvalidArgumentError(f"mode must be long_flat or long_short, got {self.mode!r}")
 

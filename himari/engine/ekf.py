@@ -10,6 +10,7 @@ import numpy as np
 from himari.engine import args
 from himari.engine._native import _core
 from himari.engine.arrays import as_host_array, is_device_array
+from himari.errors import InvalidArgumentError
 
 STATE_NAMES = ("level", "velocity", "acceleration", "log_variance")
 
@@ -78,6 +79,9 @@ def ekf(
     squeeze = p.ndim == 1 if isinstance(p, np.ndarray) else on_gpu and len(getattr(p, "shape", ())) == 1
     if squeeze:
         p = p.reshape(1, -1)
+    if params is not None and not isinstance(params, EKFParams):
+        raise InvalidArgumentError(f"params: expected an EKFParams, got {type(params).__name__} {params!r}; "
+                                   "build one with EKFParams(q_level=...)")
     native = (params if params is not None else EKFParams()).to_native()
     if on_gpu:
         index = device_index(device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from himari.engine import args
 from himari.engine._native import _core
+from himari.errors import InvalidArgumentError
 from himari.trading import RewardConfig
 
 __all__ = ["RewardConfig", "native_reward"]
@@ -13,6 +14,9 @@ __all__ = ["RewardConfig", "native_reward"]
 def native_reward(config: RewardConfig) -> _core.RewardConfig:
     """The shaping coefficients of ``config`` (a ``RewardConfig`` or an ``EnvConfig``) as the
     native struct the env and ``replay_actions`` read."""
+    if not isinstance(config, RewardConfig):  # a dict would fail on its first attribute, unexplained
+        raise InvalidArgumentError(f"reward: expected a RewardConfig (or an EnvConfig), got {type(config).__name__} "
+                                   f"{config!r}; build one with RewardConfig(drawdown_penalty=...)")
     native = _core.RewardConfig()
     native.drawdown_penalty = args.real("drawdown_penalty", config.drawdown_penalty)
     native.turnover_penalty = args.real("turnover_penalty", config.turnover_penalty)

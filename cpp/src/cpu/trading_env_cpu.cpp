@@ -54,7 +54,8 @@ EpisodeBounds validate_env(const MarketData& market, const EnvConfig& config, co
   HIMARI_CHECK(config.window >= 1, "window: expected >= 1, got ", config.window);
   HIMARI_CHECK(config.warmup >= 0, "warmup: expected >= 0, got ", config.warmup);
   const EpisodeBounds bounds = episode_bounds(market.n_bars, config.window, config.warmup, config.episode_length);
-  HIMARI_CHECK(bounds.start_min <= market.n_bars - 2, "market: expected at least ", bounds.start_min + 2,
+  HIMARI_CHECK(bounds.start_min <= market.n_bars - 2, "market: expected at least ",
+               static_cast<std::uint64_t>(bounds.start_min) + 2,  // unsigned: window = 2^63 - 1 must not wrap
                " bars for window=", config.window, " and warmup=", config.warmup, ", got ", market.n_bars);
   const auto row = static_cast<std::size_t>(market.n_features + kAccountColumns);
   HIMARI_CHECK(row * static_cast<std::size_t>(config.window) * static_cast<std::size_t>(config.num_envs) <

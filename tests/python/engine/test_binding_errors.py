@@ -266,6 +266,30 @@ def test_env_bad_reward_config(field, value):
     expect_invalid(lambda: engine.replay_actions(o, c, np.ones(30, dtype=np.int64), reward=rc), field)
 
 
+def test_settings_objects_of_the_wrong_kind_are_refused_by_name():
+    """A dict where a RewardConfig or EKFParams belongs, or a string where a number belongs, is
+    told so, not met with an AttributeError or a message that prints the string as a number."""
+    market = _market()
+    rng = np.random.default_rng(0)
+    o, c = prices(rng, 30)
+    wants = "expected a RewardConfig"
+    for call in (lambda: engine.VecTradingEnv(market, reward={"drawdown_penalty": 1.0}),
+                 lambda: engine.replay_actions(o, c, np.ones(30, dtype=np.int64), reward={"drawdown_penalty": 1.0})):
+        with pytest.raises(errors.InvalidArgumentError, match=wants):
+            call()
+    with pytest.raises(errors.InvalidArgumentError, match="params: expected an EKFParams, got dict"):
+        engine.ekf(c, {"q_level": 1e-6})
+    with pytest.raises(errors.InvalidArgumentError, match="drawdown_penalty: expected a number, got '1'"):
+        engine.RewardConfig(drawdown_penalty="1")
+    assert engine.RewardConfig(drawdown_penalty=np.float32(0.5)).drawdown_penalty == 0.5
+
+
+def test_the_bars_a_huge_window_needs_are_stated_without_wrapping():
+    market = _market()
+    with pytest.raises(errors.InvalidArgumentError, match=f"expected at least {2**63} bars for window={2**63 - 1}"):
+        engine.VecTradingEnv(market, window=2**63 - 1)
+
+
 ACTION_DEFECTS = ["too_long", "too_short", "2d", "0d", "empty", "float64", "float32", "float16", "bool",
                   "complex", "object", "uint32", "uint64", "minus1", "three", "big", "int8_minus", "uint8_255"]
 
