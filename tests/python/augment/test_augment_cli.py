@@ -79,8 +79,12 @@ def test_tab_ddpm_report_shows_the_asked_and_generated_class_mix(small_prepared:
     third = pytest.approx(1 / 3)
     assert cls["asked"] == {"normal": third, "crash": third, "flash-crash": third}
     assert cls["generated_for"] == {"normal": third, "crash": third, "flash-crash": third}
-    # the train column is the share of rows the rules class as each, on the real windows compared
+    # the train column is the share of the whole train split the rules class as each: the rules set
+    # their thresholds at the train quantiles (flash crash 0.005, crash 0.02), so about 15 and 60 of
+    # the ~3,000 train rows, where the 30 windows compared would show 0 or 1/30
     assert sum(cls["train"].values()) == pytest.approx(1.0)
+    assert cls["train"]["flash-crash"] == pytest.approx(0.005, abs=0.002)
+    assert 0.018 <= cls["train"]["flash-crash"] + cls["train"]["crash"] <= 0.027
 
 
 def _assert_refused(r: Any, *words: str) -> None:
