@@ -44,22 +44,41 @@ def transform_rows(x: np.ndarray, window: int, states: list[dict[str, Any]], con
         name = entry["name"]
         pre = plugins.preprocessors().get(name).factory(configs[name])
         pre.load_state_dict(entry["state"])
-        view = PreprocessData(features=out, feature_names=columns, bars=bars, rows=np.full(n, -1, dtype=np.int64),
-                              segments=segments, splits={"train": segments}, interval_seconds=interval_seconds,
-                              seed=seed)
-        try:
-            new = np.asarray(pre.transform(view), dtype=np.float32)
-        except Exception as e:  # noqa: BLE001 - whatever the plugin raises on rows without bars
-            raise ConfigError(f"preprocessor {name!r} cannot transform the synthetic rows of {source} "
-                              f"({type(e).__name__}: {e}); --augment works with preprocessors that read the "
-                              f"features only") from None
+
+        def transform(runs: tuple[tuple[int, int], ...]) -> np.ndarray:
+            view = PreprocessData(features=out, feature_names=columns, bars=bars,
+                                  rows=np.full(n, -1, dtype=np.int64), segments=runs, splits={"train": runs},
+                                  interval_seconds=interval_seconds, seed=seed)
+            try:
+                return np.asarray(pre.transform(view), dtype=np.float32)
+            except Exception as e:  # noqa: BLE001 - whatever the plugin raises on rows without bars
+                raise ConfigError(f"preprocessor {name!r} cannot transform the synthetic rows of {source} "
+                                  f"({type(e).__name__}: {e}); --augment works with preprocessors that read "
+                                  f"the features only") from None
+
+        new = transform(segments)
         if new.shape[0] != n or not np.isfinite(new).all():
             raise ConfigError(f"preprocessor {name!r} gave non-finite values or a wrong shape {new.shape} for the "
                               f"synthetic rows of {source} (it reads bars, which synthetic rows do not have); "
                               f"--augment works with preprocessors that read the features only")
+        _require_row_by_row(name, new, transform(((0, n),)) if n > 1 else new, source)
         out = np.ascontiguousarray(new)
         columns = tuple(entry.get("columns") or columns)
     return out
+
+
+def _require_row_by_row(name: str, per_window: np.ndarray, joined: np.ndarray, source: Path) -> None:
+    """Refuse a preprocessor whose output at a row reads the rows before it (``fan``,
+    ``conversational-ae``): a synthetic window has no history, so its first rows (every row of a
+    one-row set) would come out unlike any real row, silently (a set of distinct rows became
+    one repeated input with varied labels). Found by transforming the windows apart and joined
+    into one run: a row-by-row transform gives the same rows both ways."""
+    if per_window.shape == joined.shape and np.allclose(per_window, joined, rtol=1e-5, atol=1e-6):
+        return
+    raise ConfigError(f"preprocessor {name!r} reads the rows before each row (its output on the synthetic rows "
+                      f"of {source} changed when their windows were joined into one run), and a synthetic "
+                      f"window has no history before it; --augment works with preprocessors that transform "
+                      f"each row on its own (such as zscore): train without {name!r} or without --augment")
 
 
 def synthetic_rows(path: str | Path, data: Any, splits: dict[str, list[tuple[int, int]]],

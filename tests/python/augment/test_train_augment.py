@@ -93,6 +93,25 @@ def test_a_model_without_synthetic_rows_refuses_augment(small_prepared: Path, ti
     assert not run.exists()
 
 
+@pytest.mark.parametrize("preprocess", ["fan,zscore", "zscore,conversational-ae"])
+def test_a_preprocessor_that_reads_earlier_rows_refuses_synthetic_windows(small_prepared: Path, timegan_set: Path,
+                                                                         tab_ddpm_set: Path, tmp_path: Path,
+                                                                         preprocess: str) -> None:
+    """fan and conversational-ae read the rows before each row; a synthetic window has none, so
+    a one-row Tab-DDPM set came out as one repeated input under fan. Refused for both kinds of set."""
+    extra = ["--set", "conversational-ae.window=4", "--set", "conversational-ae.epochs=1",
+             "--set", "conversational-ae.hidden=4", "--set", "conversational-ae.target=ret_1",  # features only:
+             "--set", "conversational-ae.contexts=[ret_3,ret_12]"] if "conversational" in preprocess else []  # no bars
+    for synthetic in (timegan_set, tab_ddpm_set):
+        run = tmp_path / f"run-{synthetic.name}"
+        r = invoke("train", "baseline-mlp", "--data", small_prepared, "--augment", synthetic, "--epochs", 1,
+                   "--preprocess", preprocess, *extra, "--run-dir", run)
+        assert r.exit_code == 2, r.output
+        name = preprocess.split(",")[0 if preprocess.startswith("fan") else 1]
+        assert f"preprocessor {name!r} reads the rows before each row" in " ".join(r.output.split()), r.output
+        assert not run.exists()
+
+
 def test_a_set_from_another_data_set_is_refused(tmp_path: Path, timegan_set: Path) -> None:
     from himari.data.pipeline import PrepareConfig, prepare
     from himari.data.synthetic import SynthConfig, load_synthetic
