@@ -45,26 +45,30 @@ def transform_rows(x: np.ndarray, window: int, states: list[dict[str, Any]], con
         pre = plugins.preprocessors().get(name).factory(configs[name])
         pre.load_state_dict(entry["state"])
 
-        def transform(runs: tuple[tuple[int, int], ...]) -> np.ndarray:
-            view = PreprocessData(features=out, feature_names=columns, bars=bars,
+        def view(runs: tuple[tuple[int, int], ...], features: np.ndarray = out,
+                 feature_names: tuple[str, ...] = columns) -> PreprocessData:
+            return PreprocessData(features=features, feature_names=feature_names, bars=bars,
                                   rows=np.full(n, -1, dtype=np.int64), segments=runs, splits={"train": runs},
                                   interval_seconds=interval_seconds, seed=seed)
-            try:
-                return np.asarray(pre.transform(view), dtype=np.float32)
-            except Exception as e:  # noqa: BLE001 - whatever the plugin raises on rows without bars
-                raise ConfigError(f"preprocessor {name!r} cannot transform the synthetic rows of {source} "
-                                  f"({type(e).__name__}: {e}); --augment works with preprocessors that read "
-                                  f"the features only") from None
 
-        new = transform(segments)
+        new = _transform(pre, name, view(segments), source)
         if new.shape[0] != n or not np.isfinite(new).all():
             raise ConfigError(f"preprocessor {name!r} gave non-finite values or a wrong shape {new.shape} for the "
                               f"synthetic rows of {source} (it reads bars, which synthetic rows do not have); "
                               f"--augment works with preprocessors that read the features only")
-        _require_row_by_row(name, new, transform(((0, n),)) if n > 1 else new, source)
+        _require_row_by_row(name, new, _transform(pre, name, view(((0, n),)), source) if n > 1 else new, source)
         out = np.ascontiguousarray(new)
         columns = tuple(entry.get("columns") or columns)
     return out
+
+
+def _transform(pre: Any, name: str, view: PreprocessData, source: Path) -> np.ndarray:
+    try:
+        return np.asarray(pre.transform(view), dtype=np.float32)
+    except Exception as e:  # noqa: BLE001 - whatever the plugin raises on rows without bars
+        raise ConfigError(f"preprocessor {name!r} cannot transform the synthetic rows of {source} "
+                          f"({type(e).__name__}: {e}); --augment works with preprocessors that read "
+                          f"the features only") from None
 
 
 def _require_row_by_row(name: str, per_window: np.ndarray, joined: np.ndarray, source: Path) -> None:
