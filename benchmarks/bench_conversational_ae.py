@@ -30,15 +30,15 @@ NAME = "conversational-ae"
 def split_scores(pre: Any, data: Any, features: np.ndarray, names: tuple[str, ...], splits: dict[str, Any],
                  out: np.ndarray) -> dict[str, Any]:
     """Scores of the fitted partners on each split's full windows, and the next-bar correlations."""
-    from himari.plugin.api import rows_of
-    from himari.training.preprocess import transform_view
     from himari_builtin.preprocessing.conversational_ae.network import scores
-    from himari_builtin.preprocessing.conversational_ae.series import (pieces, series_matrix, standardise,
-                                                                       windows)
+    from himari_builtin.preprocessing.conversational_ae.series import series_matrix, standardise, windows
+
+    from himari.plugin.api import filter_ranges, rows_of
+    from himari.training.preprocess import transform_view
 
     cfg, state = pre.config, pre.state_dict()
     view = transform_view(data, features, names, splits, 0)
-    parts = pieces(view.segments, view.splits)
+    parts = filter_ranges(view)  # the runs the transform reads: restarts at gaps, symbols and train starts
     z = standardise(series_matrix(cfg.series, view, parts, cfg.window, "rows"), state["mean"], state["std"], cfg.clip)
     x, full = windows(z, parts, cfg.window)
     close = np.asarray(data.close, dtype=np.float64)

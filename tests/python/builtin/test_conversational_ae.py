@@ -87,10 +87,11 @@ def test_agreement_regularises_autoencoders_with_too_wide_a_bottleneck() -> None
     assert spread3 < 0.5 * spread0 and dis3 < 0.5 * dis0, runs
 
 
-def test_row_t_reads_exactly_its_trailing_window_of_its_piece() -> None:
+def test_row_t_reads_exactly_its_trailing_window_of_its_run() -> None:
     """Rewriting every row after t, or every row up to t - window, leaves row t's output as it
-    was; rewriting row t - window + 1, the oldest row of its window, changes it. The window
-    also restarts at the split boundary: rewriting the train rows leaves every validation row."""
+    was; rewriting row t - window + 1, the oldest row of its window, changes it. Validation
+    continues from the train rows before it, as it would live; a train range's start is a restart;
+    and a shorter data set, whose split boundaries fall elsewhere, gives the same rows."""
     clean, x = synthetic(n=1200)
     splits = {"train": ((0, 900),), "validation": ((900, 1200),)}
     pre = ConversationalAE(ConversationalAEConfig(target="noisy", contexts=("ctx_a", "ctx_b"), window=16, epochs=2))
@@ -108,7 +109,23 @@ def test_row_t_reads_exactly_its_trailing_window_of_its_piece() -> None:
     np.testing.assert_array_equal(moved(np.arange(t + 1, 1200))[t], base[t])
     np.testing.assert_array_equal(moved(np.arange(0, t - w + 1))[t], base[t])
     assert not np.array_equal(moved(np.array([t - w + 1]))[t], base[t])
-    np.testing.assert_array_equal(moved(np.arange(0, 900))[900:], base[900:])
+    after = moved(np.arange(0, 900))  # reaches the first w - 1 validation rows, no later one
+    assert not np.array_equal(after[900], base[900])
+    np.testing.assert_array_equal(after[900 + w - 1:], base[900 + w - 1:])
+    late = {"train": ((100, 900),), "validation": ((900, 1200),)}
+    np.testing.assert_array_equal(pre.transform(view(x, rows, late))[100:, 3:],
+                                  moved_with(x, np.arange(0, 100), late, pre, rng)[100:, 3:])
+    full = pre.transform(view(x, rows, {"train": ((0, 840),), "validation": ((840, 1020),), "test": ((1020, 1200),)}))
+    short = pre.transform(view(x[:1100], rows[:1100],
+                               {"train": ((0, 770),), "validation": ((770, 935),), "test": ((935, 1100),)}))
+    np.testing.assert_array_equal(short, full[:1100])
+
+
+def moved_with(x: np.ndarray, which: np.ndarray, splits: dict, pre: ConversationalAE,
+               rng: np.random.Generator) -> np.ndarray:
+    y = x.copy()
+    y[which] = rng.normal(0, 3, size=(len(which), 3)).astype(np.float32)
+    return pre.transform(view(y, np.arange(len(y)), splits))
 
 
 def test_reported_endpoint_error_is_the_error_of_the_output_column_on_the_held_out_windows() -> None:
@@ -207,6 +224,16 @@ def test_too_few_train_rows_for_the_window_is_refused(n, segments) -> None:
     with pytest.raises(DataError, match=r"conversational-ae: the train split gives \d+ full window\(s\) of 32 .*"
                                         r"lower conversational-ae.window"):
         ConversationalAE(ConversationalAEConfig(target="noisy", contexts=("ctx_a", "ctx_b"))).fit(d)
+
+
+def test_too_few_windows_left_once_the_held_out_ones_are_purged_is_refused() -> None:
+    """63 rows give 32 windows of 32: 3 held out and the 31 overlapping them leave none to train
+    on. Training on the overlapping ones instead would score the fit on windows it learnt."""
+    _, x = synthetic(n=63)
+    d = view(x, np.arange(63), {"train": ((0, 63),)})
+    with pytest.raises(DataError, match=r"of the train split's 32 full windows, 3 are held out and 31 more overlap "
+                                        r"them, which leaves 0 to train on; at least 10"):
+        ConversationalAE(ConversationalAEConfig(target="noisy", contexts=("ctx_a", "ctx_b"), epochs=1)).fit(d)
 
 
 def test_an_unknown_series_is_refused_with_the_choices() -> None:

@@ -53,7 +53,12 @@ class ConversationalAE:
         n_hold = max(1, round(cfg.holdout * len(x)))
         n_train = len(x) - n_hold
         purged = n_train - (cfg.window - 1)  # windows overlapping the held-out ones are left out
-        train = x[:purged] if purged >= MIN_WINDOWS // 2 else x[:n_train]
+        if purged < MIN_WINDOWS // 2:  # training on windows that overlap the held-out ones would flatter its scores
+            raise DataError(f"{NAME}: of the train split's {len(x)} full windows, {n_hold} are held out and "
+                            f"{cfg.window - 1} more overlap them, which leaves {max(purged, 0)} to train on; at least "
+                            f"{MIN_WINDOWS // 2} are needed: lower {NAME}.window or {NAME}.holdout, or train on "
+                            f"more rows")
+        train = x[:purged]
         with phase(f"{NAME}: {len(cfg.contexts)} autoencoders on {len(train)} train windows",
                    total=cfg.epochs) as advance:
             model, info = converse(cfg, train, x[n_train:], cfg.seed, advance)
@@ -72,7 +77,8 @@ class ConversationalAE:
 
     def transform(self, data: Any) -> np.ndarray:
         """The input features with the agreed reconstruction of the target at each row (and the
-        partners' spread there), from the row's trailing window in its piece: causal."""
+        partners' spread there), from the row's trailing window in its run of bars: causal."""
+        from himari.plugin.api import filter_ranges
         from himari_builtin.preprocessing.conversational_ae.network import reconstruct
 
         if self.state is None or self.model is None:
@@ -85,7 +91,10 @@ class ConversationalAE:
                               f"({', '.join(fitted[:4])}{', ...' if len(fitted) > 4 else ''}), this data has "
                               f"{len(names)} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}): "
                               f"fit it again on this feature set")
-        parts = pieces(data.segments, data.splits)
+        # Cut where a filter restarts (gaps, symbols, each train start), not at every split boundary:
+        # validation and test rows continue from the rows before them, as they would live, so a
+        # bar's input does not depend on where a data set's later split boundaries fall.
+        parts = filter_ranges(data)
         raw = series_matrix(cfg.series, data, parts, cfg.window, "rows to transform")
         x, _ = windows(standardise(raw, state["mean"], state["std"], cfg.clip), parts, cfg.window)
         end = reconstruct(self.model, x)[:, :, -1]
