@@ -253,10 +253,17 @@ def check_counterfactual_order(methods: list[tuple[str, Any]]) -> None:
     ``CounterfactualMethod`` trains on paths of its own over the train split, built from the real
     data, so a second one replaces the first's market, and a method listed before one whose
     ``epoch_dataset`` changes the epoch's data (a curriculum stage, online augmentation) has its
-    data replaced. Methods after it wrap its data and compose."""
+    data replaced. Methods after it wrap its data and compose, except one that declares
+    ``real_market_only = True`` (it reads the real prices once at set-up, as multi-task's
+    targets do, so it cannot follow a counterfactual market)."""
     from himari.errors import ConfigError
 
     names = [n for n, m in methods if isinstance(m, CounterfactualMethod)]
+    fixed = [n for n, m in methods if getattr(m, "real_market_only", False)]
+    if names and fixed:
+        raise ConfigError(f"--method: {', '.join(fixed)} computes its targets from the real market's prices once, "
+                          f"at set-up, so next to {names[0]} it would train on the real market's future while the "
+                          f"model is shown a counterfactual one; use one of them")
     if len(names) > 1:
         raise ConfigError(f"--method: {' and '.join(names)} each train on counterfactual paths of their own, drawn "
                           f"from the real market, so the later replaces the earlier's; use one of them")

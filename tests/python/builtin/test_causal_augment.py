@@ -168,7 +168,11 @@ def test_counterfactual_methods_that_would_do_nothing_are_refused_before_the_run
     for methods, message in (("causal-augment,rare-events", "the later replaces the earlier's"),
                              ("rare-events,causal-augment", "the later replaces the earlier's"),
                              ("curriculum,causal-augment", "list causal-augment first"),
-                             ("online-augment,rare-events", "list rare-events first")):
+                             ("online-augment,rare-events", "list rare-events first"),
+                             # multi-task's targets come from the real closes: beside a counterfactual
+                             # market its heads learnt the real future from counterfactual inputs
+                             ("causal-augment,multi-task", "computes its targets from the real market's prices"),
+                             ("multi-task,rare-events", "computes its targets from the real market's prices")):
         res = CliRunner().invoke(app, ["train", "baseline-mlp", "--data", str(small_prepared), "--set", "recipe=none",
                                        "--epochs", "1", "--method", methods, "--run-dir", str(tmp_path / "run")])
         assert res.exit_code == 2, res.output

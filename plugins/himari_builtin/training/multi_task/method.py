@@ -29,6 +29,11 @@ def resolve_horizon(config: MultiTaskConfig, data: Any) -> int:
 
 
 class MultiTask:
+    real_market_only = True
+    """The targets come from the real closes once, in ``model_built``: next to a method that
+    trains on a counterfactual market (causal-augment, rare-events) the heads would learn the
+    real future from counterfactual inputs, so that combination is refused."""
+
     def __init__(self, config: MultiTaskConfig) -> None:
         self.config = config
         weights = {"return": config.return_weight, "volatility": config.volatility_weight}
