@@ -20,8 +20,9 @@ ones over all windows. Stage boundaries are by epoch: ``easy_epochs`` epochs of 
 Supervised models: the ``epoch_dataset`` hook keeps the examples whose row (the dataset's
 ``example_rows``) lies in the stage's windows, so the epoch's batches (the sampler's length)
 follow the stage. Online RL: the ``env_source`` hook gives the training envs one run of
-consecutive stage windows per epoch (drawn from ``(seed, epoch)``, weighted by length), and the
-envs draw their episode starts inside it; stage 3 keeps the default source. Preprocessing is fitted
+consecutive stage windows per epoch (drawn from ``(seed, epoch)``, weighted by length, among the
+runs long enough for the model's ``observation_window``), and the envs draw their episode starts
+inside it; stage 3 keeps the default source. Preprocessing is fitted
 once on the whole train split, so its statistics carry across stages. A stage that would be empty
 is refused before training.
 """
@@ -110,6 +111,9 @@ class Curriculum:
         self.stages: dict[int, list[tuple[int, int]]] = {1: [], 2: []}
         self.log: list[dict[str, int]] = []
         """One record per epoch started: epoch, stage, and the examples (or bars) it trained on."""
+        self.min_run = 3
+        """Bars an online model's training market needs: its observation window + 2 (a window
+        ending at the first decision, and a next bar to fill at)."""
 
     def stage(self, epoch: int) -> int:
         """1, 2 or 3: the stage of ``epoch`` (0-based)."""
@@ -132,6 +136,27 @@ class Curriculum:
                     + (f", medium_vol_quantile={c.medium_vol_quantile}" if s == 2 else "")
                     + "; lower window_bars or set that stage's epochs to 0")
         return env
+
+    def model_built(self, model: Any, ctx: Any) -> None:
+        """An online model reads windows of ``observation_window`` bars (flag-trader: its
+        ``context_length``): refuse up front a stage with no run of consecutive stage windows long
+        enough for them, rather than fail in the epoch that draws one, after checkpoints."""
+        from himari.plugin.api import ConfigError
+
+        if not callable(getattr(model, "rollout", None)) or not self.windows:
+            return
+        window = int(getattr(model, "observation_window", 1))
+        self.min_run = window + 2
+        c = self.config
+        for s, epochs in ((1, c.easy_epochs), (2, c.medium_epochs)):
+            runs = runs_of(self.stages[s])
+            if epochs and not any(b - a >= self.min_run for a, b in runs):
+                longest = max((b - a for a, b in runs), default=0)
+                raise ConfigError(
+                    f"curriculum: stage {s} ({STAGES[s - 1]}) has no run of consecutive stage windows of at least "
+                    f"{self.min_run} bars, which the model's observation window of {window} bars needs (its longest "
+                    f"run is {longest} bars, window_bars={c.window_bars}); raise curriculum.window_bars, shorten "
+                    f"the model's window, or set that stage's epochs to 0")
 
     def dataset(self, dataset: Any, ctx: Any, split: str) -> Any:
         """Refuse up front a train dataset whose stages would have no example."""
@@ -176,7 +201,7 @@ class Curriculum:
         if stage == 3:
             self._record(ctx.epoch, stage, len(source.close))
             return source
-        runs = runs_of(self.stages[stage])
+        runs = [(a, b) for a, b in runs_of(self.stages[stage]) if b - a >= self.min_run]  # model_built: not empty
         lengths = np.array([b - a for a, b in runs], dtype=np.float64)
         rng = np.random.default_rng([int(ctx.seed), int(ctx.epoch), 0x4B31])
         a, b = runs[int(rng.choice(len(runs), p=lengths / lengths.sum()))]

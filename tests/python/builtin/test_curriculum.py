@@ -108,6 +108,45 @@ def test_online_stage_one_env_source_lies_in_easy_windows() -> None:
     assert method.env_source(default, ctx) is default  # stage 3: the whole train split
 
 
+def test_online_stages_draw_only_runs_long_enough_for_the_models_window() -> None:
+    """A model whose observations span 10 bars needs a market of 12: of stage 2's runs, (0, 11)
+    is too short and (22, 44) is not, so every epoch draws the latter; a stage with no such run
+    is refused at set-up (it failed in the epoch that drew one, after checkpoints)."""
+    method, ctx = _method(easy_vol_quantile=1.0, medium_vol_quantile=0.0, easy_epochs=0, medium_epochs=6)
+    assert method.stages[2] == [(0, 11), (22, 33), (33, 44)]
+    model = SimpleNamespace(rollout=lambda ctx, reset: None, observation_window=10)
+    method.model_built(model, ctx)
+    default = EnvSource(open=ctx.data.open, close=ctx.data.close, features=ctx.features, config=EnvConfig(),
+                        rows=np.arange(44))
+    for epoch in range(6):
+        ctx.epoch = epoch
+        assert method.env_source(default, ctx).rows.tolist() == list(range(22, 44))
+    easy, ctx = _method(easy_vol_quantile=1.0, medium_vol_quantile=0.0, easy_epochs=1)
+    with pytest.raises(ConfigError, match=r"curriculum: stage 1 \(easy\) has no run of consecutive stage windows of "
+                                          r"at least 12 bars, which the model's observation window of 10 bars needs "
+                                          r"\(its longest run is 11 bars"):
+        easy.model_built(model, ctx)
+    easy.model_built(SimpleNamespace(rollout=lambda ctx, reset: None), ctx)  # a one-bar window: 11 bars suffice
+    easy.model_built(SimpleNamespace(observation_window=10), ctx)  # no rollout: examples, not markets
+
+
+def test_flag_trader_with_a_window_longer_than_every_stage_run_is_refused_before_the_run(small_prepared,
+                                                                                         tmp_path) -> None:
+    from rich.console import Console
+
+    from himari.training.config import merge_run_config
+    from himari.training.trainer import Trainer
+
+    sets = ["flag-trader.n_layer=1", "flag-trader.n_head=2", "flag-trader.n_embd=16", "flag-trader.context_length=64",
+            "flag-trader.lora_rank=2", "flag-trader.head_hidden=0", "curriculum.window_bars=3",
+            "train.progress=false", "recipe=none"]
+    run = merge_run_config(plugins=P, overrides={"model": "flag-trader", "data": str(small_prepared),
+                                                 "methods": "curriculum"}, sets=sets)
+    with pytest.raises(ConfigError, match=r"observation window of 64 bars needs"):
+        Trainer(run, plugins=P, run_dir=tmp_path / "run", console=Console(file=io.StringIO())).fit()
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_stage_keeps_the_bars_a_method_before_it_changed() -> None:
     """curriculum after causal-augment or rare-events rebuilt its block from the real data, so
     their counterfactual market never reached the envs."""

@@ -72,6 +72,12 @@ class FlagTrader:
 
         raise HimariError("flag-trader learns online from VecTradingEnv rollouts (rollout()); it has no dataset")
 
+    @property
+    def observation_window(self) -> int:
+        """Bars each observation spans: a training market must be longer than this (curriculum
+        keeps its stage markets long enough)."""
+        return int(self.config.context_length)
+
     def rollout(self, ctx: Any, reset: bool) -> Any:
         """``rollout_steps`` steps of each env with sampled actions over windows of
         ``context_length`` bars (``EnvRollout``; on the GPU end to end with ``--device cuda``),
