@@ -76,10 +76,13 @@ class RewardShaping:
                               f"env.{first}={given[first]}; give them as plugins.reward-shaping.{first} only")
         return replace(env, **{n: getattr(self.config, n) for n in _SHAPING})
 
-    def on_rollout(self, rollout: Any, ctx: Any) -> None:
-        """Subtract ``benchmark_weight`` x the asset's log return over each step from the rewards."""
-        from himari.plugin.api import HimariError
+    def outer_loop(self, fit: Any, ctx: Any) -> Any:
+        """Refuse the reward-normalising filter before the first rollout (the filter is known once
+        every method's ``model_built`` has run, which is after this method's own)."""
+        self._check_filter(ctx)
+        return fit()
 
+    def _check_filter(self, ctx: Any) -> None:
         w = self.config.benchmark_weight
         filter_ = getattr(ctx, "observation_filter", None)
         if w and getattr(filter_, "norm_reward", False):
@@ -90,6 +93,13 @@ class RewardShaping:
             raise ConfigError(f"reward-shaping: benchmark_weight={w} cannot be combined with an observation "
                               "filter that normalises rewards (vec-normalize with norm_reward=true); set "
                               "vec-normalize.norm_reward=false or reward-shaping.benchmark_weight=0")
+
+    def on_rollout(self, rollout: Any, ctx: Any) -> None:
+        """Subtract ``benchmark_weight`` x the asset's log return over each step from the rewards."""
+        from himari.plugin.api import HimariError
+
+        w = self.config.benchmark_weight
+        self._check_filter(ctx)
         bars = getattr(rollout, "bars", None)
         if bars is None or bool((bars < 0).any()):
             raise HimariError("reward-shaping: the rollout does not record the bar of each step (rollout.bars)")

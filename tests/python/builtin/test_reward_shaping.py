@@ -179,6 +179,21 @@ def test_run_logs_every_term_and_sets_the_env(small_prepared, tmp_path) -> None:
         - step["rollout/reward_benchmark"], abs=1e-6)
 
 
+def test_the_reward_normalising_filter_is_refused_before_the_first_rollout(small_prepared, tmp_path,
+                                                                          monkeypatch) -> None:
+    """The refusal came at the first rollout, after its cost (minutes for a large flag-trader)."""
+    from himari_builtin.models.ppo_lstm.model import PPOLSTM
+    from himari_tests_conformance import TINY_ONLINE, tiny_run  # type: ignore[import-not-found]
+
+    rollouts = []
+    monkeypatch.setattr(PPOLSTM, "rollout", lambda self, ctx, reset: rollouts.append(reset))
+    with pytest.raises(ConfigError, match="benchmark_weight.*vec-normalize.norm_reward=false"):
+        tiny_run("ppo-lstm", small_prepared, tmp_path / "run", methods="vec-normalize,reward-shaping",
+                 sets=[*TINY_ONLINE("ppo-lstm"), "reward-shaping.drawdown_penalty=0.1"])
+    assert rollouts == []
+    assert not (tmp_path / "run").exists()
+
+
 def test_refused_with_a_supervised_model_and_with_shaping_given_twice(small_prepared, tmp_path) -> None:
     from himari.training.config import merge_run_config
 
