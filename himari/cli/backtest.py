@@ -88,10 +88,13 @@ def backtest(
     print_line(console, f"bars scored: {context['bars']:,} of {', '.join(context['symbols'])}, "
                         f"{utc_text(parse_time(context['first']))} .. {utc_text(parse_time(context['last']))} UTC "
                         f"({n_ranges} block{'s' if n_ranges > 1 else ''}, each traded from flat)")
-    if adapt_bars is not None:
+    if adapt_bars is not None and "adapt_label_rows" in context:
         print_line(console, f"adapted on the first {adapt_bars} bars of each block (labels of their first "
                             f"{context['adapt_label_rows'][0][1] - context['adapt_label_rows'][0][0]} bars, known by "
                             f"the end of them); every row scores only the bars after them")
+    elif adapt_bars is not None:
+        print_line(console, f"adapted on the first {adapt_bars} bars of each block (rollouts of the policy over them; "
+                            f"no label is read); every row scores only the bars after them")
     where = "all bars" if split == "all" else f"{split} split"
     if context["from"] is not None or context["to"] is not None:
         where += f" from {context['from'] or 'the start'} to {context['to'] or 'the end'}"

@@ -132,7 +132,9 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
     if adapt_bars is not None:
         from himari.training.adaptation import adapting_methods, check_adapt_bars, scored_ranges
 
-        check_adapt_bars(adapt_bars, ranges, int(prepared.lookahead))
+        # an online-RL run adapts on rollouts over the bars and reads no label: no lookahead rule for it
+        reads_labels = any(not callable(getattr(p.model, "rollout", None)) for p in policies)
+        check_adapt_bars(adapt_bars, ranges, int(prepared.lookahead) if reads_labels else 0)
         for p in policies:
             adapting_methods(p)  # a run that cannot adapt is refused before anything is scored
         ranges = scored_ranges(adapt_bars, ranges)
@@ -173,7 +175,8 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
     if adapt_bars is not None:
         context["adapt_bars"] = int(adapt_bars)
         context["adapted_on"] = [[int(a), int(a + adapt_bars)] for a, _ in selected]
-        context["adapt_label_rows"] = [[int(a), int(a + adapt_bars - prepared.lookahead)] for a, _ in selected]
+        if reads_labels:
+            context["adapt_label_rows"] = [[int(a), int(a + adapt_bars - prepared.lookahead)] for a, _ in selected]
     if export is not None:
         from functools import partial
 

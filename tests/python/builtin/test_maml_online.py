@@ -357,6 +357,11 @@ def test_backtest_adapt_bars_scores_an_online_maml_run_adapted_and_not(small_pre
     assert not np.array_equal(adapted, unadapted)
     again, _ = backtest([str(run_dir)], split="test", adapt_bars=n)  # the same adaptation again: seeded
     np.testing.assert_array_equal(next(e for e in again if e.name.endswith(" adapted")).actions, adapted)
+    # it adapted on rollouts, reading no label: no label rows are claimed, and the labels' lookahead
+    # does not bound N (it was refused at N <= lookahead)
+    assert "adapt_label_rows" not in context
+    short, context = backtest([str(run_dir)], split="test", adapt_bars=int(data.lookahead))
+    assert context["adapted_on"] == [[a, a + int(data.lookahead)]]
 
 
 def test_a_task_loss_in_parts_is_the_mean_of_the_parts() -> None:
