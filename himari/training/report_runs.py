@@ -17,7 +17,7 @@ import numpy as np
 
 from himari.errors import ConfigError, DataError
 from himari.evaluation.html_report import FoldRow, ReportTarget, is_evaluation_dir, load_evaluation
-from himari.evaluation.policy import baseline_actions, evaluate_actions
+from himari.evaluation.policy import baseline_actions, evaluate_actions, judged_on_decisions
 from himari.evaluation.series import per_bar
 
 SPLITS = ("train", "validation", "test")
@@ -50,15 +50,20 @@ def score_run(run_dir: str | Path, *, data: str | None = None, split: str = "tes
     env = policy.run.env
     bpy = float(prepared.metadata.get("bars_per_year", 105_120))
     o, c, ts = prepared.open, prepared.close, prepared.timestamps
-    actions = np.asarray(policy.actions(prepared, ranges))
+    # Range by range (each is traded from flat either way), counting the model's own decisions:
+    # collapse is judged on them, as backtest and the run's summary judge it, not on the HOLDs a
+    # decision interval, holding period or confidence threshold imposed.
+    counts = [np.zeros(3, dtype=np.int64) for _ in ranges]
+    actions = np.concatenate([np.asarray(policy.actions(prepared, [r], decision_counts=k))
+                              for r, k in zip(ranges, counts)])
     hold = baseline_actions("buy-and-hold", ranges)
-    summary = evaluate_actions(o, c, ranges, actions, env, bpy)
+    summary = judged_on_decisions(evaluate_actions(o, c, ranges, actions, env, bpy), sum(counts))
     summary["buy_and_hold"] = evaluate_actions(o, c, ranges, hold, env, bpy)
     folds, mixes, offset = [], [], 0
     for k, (a, b) in enumerate(ranges):
         n = b - a
         fold = split if len(ranges) == 1 else f"{split} {k}"
-        m = evaluate_actions(o, c, [(a, b)], actions[offset:offset + n], env, bpy)
+        m = judged_on_decisions(evaluate_actions(o, c, [(a, b)], actions[offset:offset + n], env, bpy), counts[k])
         bh = evaluate_actions(o, c, [(a, b)], hold[offset:offset + n], env, bpy)
         offset += n
         folds.append(FoldRow(fold, _time(ts, a), _time(ts, b - 1), "model", m, bh))

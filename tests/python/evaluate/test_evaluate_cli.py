@@ -257,6 +257,13 @@ def test_a_fold_run_is_reported_on_its_own_test_block(evaluated: Path) -> None:
     run = ev["folds"][0]["runs"]["0"]
     target = score_run(run["run_dir"])
     assert target.summary["sharpe"] == pytest.approx(run["metrics"]["sharpe"], rel=1e-12)
+    # the recipe's rules impose HOLDs; collapse is judged on the model's own decisions, as the
+    # evaluation judged it (the report flagged runs whose executed mix was mostly HOLD)
+    decisions = run["metrics"]["model_decisions"]
+    assert decisions != pytest.approx(run["metrics"]["actions"])  # the rules are active here
+    assert target.summary["model_decisions"] == pytest.approx(decisions, abs=1e-12)
+    assert target.summary["collapsed"] == (max(decisions.values()) > 0.9)
+    assert target.folds[0].metrics["collapsed"] == target.summary["collapsed"]
     (a, b), = ev["folds"][0]["test"]
     assert target.scope == f"test split, {b - a:,} bars"
     assert PreparedData(ev["data"]).split("test") != [(a, b)]
