@@ -19,12 +19,14 @@ runs for them as it does for exceptions and Ctrl-C.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -112,7 +114,19 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+class _Deferral(threading.local):
+    depth = 0
+    pending: int | None = None
+
+
+_deferral = _Deferral()
+"""While ``depth`` > 0 a stop signal is recorded in ``pending`` and acted on when it drops to 0."""
+
+
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    if _deferral.depth:  # inside a commit: finish it first (_stop_signals_deferred)
+        _deferral.pending = signum
+        return
     # a second signal while the cleanup runs must not interrupt it
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signum, signal.SIG_IGN)
@@ -158,9 +172,32 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
+def is_stream(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names an existing device, pipe or socket (``/dev/null``, ``/dev/stdout``,
+    a FIFO): a stream to write into, not a file to replace."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _full_disk(e: OSError, target: Path) -> OSError | DataError:
+    """A full disk or quota names the output being written (the bare OSError named nothing)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DataError(f"{target}: {e.strerror or e} while writing it; nothing was written there")
+    return e
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path next to ``path``; move it onto ``path`` only if the block succeeds.
+
+    A ``path`` that is a stream (``/dev/null``, ``/dev/stdout``, a FIFO) is yielded as it is and
+    written into: replacing it would turn ``/dev/null`` into a regular file."""
+    if is_stream(path):
+        yield Path(path)
+        return
     target = output_target(path)
     if target.is_dir():
         raise DataError(f"{target}: is a directory; expected a file name")
@@ -171,13 +208,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            yield tmp
-            _fsync_file(tmp)  # make the bytes durable before the rename publishes them
+            try:
+                yield tmp
+                _fsync_file(tmp)  # make the bytes durable before the rename publishes them
+            except OSError as e:
+                raise _full_disk(e, target) from e
             os.chmod(tmp, _default_mode(False))
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]:
+    """Temporaries for several files that belong together (bars and their report): each is moved
+    onto its target only once the block has written them all, so a failure leaves none of them."""
+    with contextlib.ExitStack() as stack:
+        yield tuple(stack.enter_context(atomic_path(p)) for p in paths)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -186,22 +234,40 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+@contextlib.contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """A SIGTERM or SIGHUP that arrives while the block runs is acted on after it: the swap of a
+    directory and the removal of the one it replaced complete together (a stop between them
+    reported a failure with the new output in place and the old one half-deleted beside it).
+    The handler records the signal rather than the signal being masked, since any thread of the
+    process (torch's, say) may be the one that receives it."""
+    _deferral.depth += 1
+    try:
+        yield
+    finally:
+        _deferral.depth -= 1
+    if not _deferral.depth and _deferral.pending is not None:
+        pending, _deferral.pending = _deferral.pending, None
+        _exit_on_signal(pending, None)
+
+
 def _swap_in(tmp: Path, target: Path) -> None:
     """Rename ``tmp`` onto ``target``; a previous ``target`` is moved aside first and put back
-    if the rename fails, then deleted."""
-    old: Path | None = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".old", dir=target.parent))
-        os.rmdir(old)
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
+    if the rename fails, then deleted. Stop signals wait until all of it is done."""
+    with _stop_signals_deferred():
+        old: Path | None = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".old", dir=target.parent))
+            os.rmdir(old)
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if old is not None:
+                os.replace(old, target)
+            raise
         if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from himari.data.atomic import atomic_path
+from himari.data.atomic import atomic_path, atomic_paths
 from himari.data.intervals import format_interval, parse_interval
 from himari.data.readers import (
     SUPPORTED_RANGE_TEXT,
@@ -405,8 +405,11 @@ def symbols_of(df: pd.DataFrame) -> list[str]:
     return [str(s) for s in pd.unique(df["symbol"].to_numpy())]
 
 
-def write_bars(df: pd.DataFrame, path: str | Path, interval_seconds: int, extra: dict[str, Any] | None = None) -> None:
-    """Write the canonical frame as Parquet (atomically) with interval and symbols in its metadata."""
+def write_bars(df: pd.DataFrame, path: str | Path, interval_seconds: int, extra: dict[str, Any] | None = None,
+               *, report: Any = None) -> None:
+    """Write the canonical frame as Parquet (atomically) with interval and symbols in its metadata,
+    and ``report`` (a ``DataReport``) as ``<name>.report.json`` beside it: both are written before
+    either is moved into place, so a failure (a full disk) leaves neither."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -422,8 +425,15 @@ def write_bars(df: pd.DataFrame, path: str | Path, interval_seconds: int, extra:
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[METADATA_KEY] = json.dumps(meta, default=str).encode()
     table = table.replace_schema_metadata(schema_meta)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    if report is None:
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+        return
+    from himari.data.report import report_path_for
+
+    with atomic_paths(path, report_path_for(path)) as (bars_tmp, report_tmp):
+        pq.write_table(table, bars_tmp, compression="zstd")
+        report_tmp.write_text(report.json_text(), encoding="utf-8")
 
 
 def read_bars_metadata(path: str | Path) -> dict[str, Any] | None:

@@ -74,8 +74,7 @@ def import_bars(paths: Sequence[str | Path], out: str | Path, *, format: str = "
     out = Path(out)
     loaded = load_bars(paths, format=format, symbol=symbol, options=options)
     extra = {"sources": loaded.sources, "import_log": loaded.log.to_dict(), "report": loaded.report.to_dict()}
-    write_bars(loaded.frame, out, loaded.interval_seconds, extra)
-    loaded.report.write_json(report_path_for(out))
+    write_bars(loaded.frame, out, loaded.interval_seconds, extra, report=loaded.report)
     return loaded
 
 

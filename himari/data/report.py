@@ -61,10 +61,14 @@ class DataReport:
     def to_dict(self) -> dict[str, Any]:
         return {"interval": self.interval, "symbols": [asdict(s) for s in self.symbols], "sources": self.sources}
 
+    def json_text(self) -> str:
+        """The ``<name>.report.json`` file's text."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
     def write_json(self, path: str | Path) -> None:
         from himari.data.atomic import write_text_atomic
 
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        write_text_atomic(path, self.json_text())
 
     def render(self, console: Any = None, title: str = "Data report") -> None:
         """Print the report as a rich table (one column per symbol)."""

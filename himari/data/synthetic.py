@@ -201,15 +201,15 @@ def synthesize(config: SynthConfig | None = None, *, return_regimes: bool = Fals
 def write_synthetic(out: str | Path, config: SynthConfig | None = None) -> pd.DataFrame:
     """``himari data synth``: generate and write a bars Parquet (atomically) plus its report."""
     from himari.data.outputs import check_bars_output
-    from himari.data.report import build_report, report_path_for
+    from himari.data.report import build_report
 
     check_bars_output(out)
     cfg = config or SynthConfig()
     frame = synthesize(cfg)
     assert isinstance(frame, pd.DataFrame)
     report = build_report(frame, cfg.interval_seconds)
-    write_bars(frame, out, cfg.interval_seconds, {"synthetic": asdict(cfg), "sources": [], "report": report.to_dict()})
-    report.write_json(report_path_for(out))
+    write_bars(frame, out, cfg.interval_seconds, {"synthetic": asdict(cfg), "sources": [], "report": report.to_dict()},
+               report=report)
     return frame
 
 

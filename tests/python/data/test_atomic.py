@@ -169,3 +169,67 @@ def test_signal_handlers_are_restored_and_custom_ones_left_alone(tmp_path):
         assert signal.getsignal(signal.SIGTERM) is custom
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_stream_target_is_written_into_not_replaced(tmp_path):
+    """``--out /dev/null`` (or a FIFO) was replaced by a regular file: /dev/null itself, as root."""
+    import stat
+    import threading
+
+    from himari.data.atomic import write_text_atomic
+
+    fifo = tmp_path / "stream"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    write_text_atomic(fifo, "hello\n")
+    reader.join(timeout=30)
+    assert got == ["hello\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["stream"]  # no temporary beside it
+
+
+def test_a_stop_during_the_swap_lets_it_finish_first(tmp_path, monkeypatch):
+    """A SIGTERM while the replaced directory was being deleted reported a failure with the new
+    output in place and the old one half-deleted beside it; now it waits for the swap to end."""
+    import shutil
+
+    from himari.data import atomic
+
+    out = tmp_path / "prepared"
+    out.mkdir()
+    (out / "old").write_text("old")
+    real_rmtree = shutil.rmtree
+    calls = []
+
+    def stopped_rmtree(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:  # the first is the old output's removal, after the swap
+            signal.raise_signal(signal.SIGTERM)
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.shutil, "rmtree", stopped_rmtree)
+    with pytest.raises(SystemExit) as stopped, atomic_directory(out) as tmp:
+        (tmp / "new").write_text("new")
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]  # nothing half-deleted beside it
+    assert [p.name for p in out.iterdir()] == ["new"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_bars_and_their_report_are_published_together(tmp_path, monkeypatch):
+    """A full disk while writing the report left the Parquet published without it."""
+    import errno
+
+    from himari.data.report import DataReport
+    from himari.data.synthetic import SynthConfig, write_synthetic
+    from himari.errors import DataError
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(DataReport, "json_text", full)
+    with pytest.raises(DataError, match=r"b\.report\.json: No space left on device while writing it"):
+        write_synthetic(tmp_path / "b.parquet", SynthConfig(bars=500, seed=0))
+    assert list(tmp_path.iterdir()) == []
