@@ -201,7 +201,7 @@ def make_set(req: AugmentRequest, *, plugins: Any = None) -> dict[str, Any]:
         meta["classes"] = {"names": list(sample.class_names), "asked": dict(sample.requested or {}),
                            "counts": {name: int(np.sum(np.asarray(sample.classes) == i))
                                       for i, name in enumerate(sample.class_names)}}
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target, replace=req.force) as tmp:
         meta["files"] = write_arrays(tmp, sample.windows, sample.labels, sample.classes)
         meta["state"] = write_state(tmp, gen.state_dict())
         if report is not None:

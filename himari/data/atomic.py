@@ -251,10 +251,21 @@ def _stop_signals_deferred() -> Iterator[None]:
         _exit_on_signal(pending, None)
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
+def _swap_in(tmp: Path, target: Path, replace: bool = True) -> None:
     """Rename ``tmp`` onto ``target``; a previous ``target`` is moved aside first and put back
-    if the rename fails, then deleted. Stop signals wait until all of it is done."""
+    if the rename fails, then deleted. Stop signals wait until all of it is done. Without
+    ``replace`` the rename itself refuses a non-empty ``target`` (atomically: a directory renamed
+    onto a non-empty one fails), which another process may have written since the checks."""
     with _stop_signals_deferred():
+        if not replace:
+            try:
+                os.rename(tmp, target)
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                raise DataError(f"{target}: another process wrote an output there while this one ran; it was left "
+                                "as it is and this output was not written (pass --force to replace it)") from e
+            return
         old: Path | None = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".old", dir=target.parent))
@@ -271,14 +282,15 @@ def _swap_in(tmp: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike[str], *, replace: bool = True) -> Iterator[Path]:
     """Build a directory under a temporary name and swap it into place when the block succeeds.
 
     An existing directory at ``path`` is replaced only after the new one is complete: it is
     renamed aside, the new one renamed in, and the old one deleted. A failure inside the block
     (an exception, Ctrl-C, SIGTERM) removes the temporary directory and leaves ``path``
     untouched. Whether an existing directory *may* be replaced is the caller's decision
-    (``himari.data.outputs``).
+    (``himari.data.outputs``); with ``replace=False`` (no ``--force``) a directory that another
+    process filled while this block ran is refused at the rename rather than replaced.
     """
     target = output_target(path)
     if target.exists() and not target.is_dir():
@@ -293,7 +305,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
                 if f.is_file():
                     _fsync_file(f)
             os.chmod(tmp, _default_mode(True))
-            _swap_in(tmp, target)
+            _swap_in(tmp, target, replace)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

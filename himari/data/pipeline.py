@@ -262,7 +262,7 @@ def prepare(bars: str | os.PathLike[str] | LoadedBars, out: str | os.PathLike[st
         "files": dict(ARRAY_FILES),
         "data_report": loaded.report.to_dict(),
     }
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target, replace=force) as tmp:
         np.save(tmp / ARRAY_FILES["features"], features)
         np.save(tmp / ARRAY_FILES["labels"], labels.astype(np.int8))
         np.save(tmp / ARRAY_FILES["targets"], targets.astype(np.float32))

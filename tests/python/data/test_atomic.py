@@ -233,3 +233,35 @@ def test_bars_and_their_report_are_published_together(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"b\.report\.json: No space left on device while writing it"):
         write_synthetic(tmp_path / "b.parquet", SynthConfig(bars=500, seed=0))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_replace_a_directory_filled_meanwhile_is_left_alone(tmp_path, monkeypatch):
+    """Two `data prepare --out DIR` without --force both passed the check that DIR was free, and
+    the second silently replaced the first. The rename now refuses a directory filled meanwhile."""
+    import contextlib
+
+    from himari.data import pipeline
+    from himari.data.synthetic import SynthConfig, load_synthetic
+    from himari.errors import DataError
+
+    out = tmp_path / "prepared"
+    real = atomic_directory
+
+    @contextlib.contextmanager
+    def rival_first(path, **kwargs):
+        with real(path, **kwargs) as tmp:
+            out.mkdir()
+            (out / "metadata.json").write_text("the rival's")  # another process finished first
+            yield tmp
+
+    monkeypatch.setattr(pipeline, "atomic_directory", rival_first)
+    with pytest.raises(DataError, match="another process wrote an output there while this one ran"):
+        pipeline.prepare(load_synthetic(SynthConfig(bars=3000, seed=0)), out)
+    assert (out / "metadata.json").read_text() == "the rival's"
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]  # no temporary left
+    shutil_out = tmp_path / "forced"
+    with atomic_directory(shutil_out) as tmp:  # replace (--force): the later one wins, as documented
+        shutil_out.mkdir()
+        (shutil_out / "a").write_text("rival")
+        (tmp / "b").write_text("mine")
+    assert [p.name for p in shutil_out.iterdir()] == ["b"]
