@@ -54,7 +54,7 @@ from himari.training.checkpoint import CheckpointError, load_checkpoint, load_ne
 from himari.training.compiled_loss import CompiledLoss
 from himari.training.config import ExecutionConfig, RunConfig, check_splits, require_run_extras
 from himari.training.counterfactual import check_counterfactual_order
-from himari.training.data_identity import check_same_data, record_data
+from himari.training.data_identity import DATA_JSON, check_same_data, record_data
 from himari.training.device import resolve_device, to_device
 from himari.training.loop import batch_norm_batch_problem, step_label
 from himari.training.preprocess import load_states, run_preprocessors, save_states
@@ -156,6 +156,11 @@ class Trainer:
             # (train rows only, seeded) is the one the run would have saved, so save it now, or
             # the finished run could never be loaded again (backtest, evaluate).
             save_states(self.run_dir, self.preprocessing_states)
+        if self.resuming and self.dist.is_main and not (self.run_dir / DATA_JSON).exists() \
+                and not (self.run_dir / rundir.LAST).exists():
+            # Killed before its data record, so the run starts from the beginning on this data:
+            # record it now, or its data could be replaced under it unnoticed from here on.
+            record_data(self.run_dir, self.prepared)
         self.labels = np.asarray(self.data.labels)
         self.augment_record: dict[str, Any] | None = None
         synthetic = None

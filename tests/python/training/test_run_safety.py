@@ -575,6 +575,8 @@ def test_a_run_killed_before_its_preprocessing_state_resumes_and_loads(small_pre
     a = load_trained(whole, plugins=plugins).actions(data, ranges)
     b = load_trained(cut, plugins=plugins).actions(data, ranges)  # refused ("state is for []") before the fix
     assert (a == b).all()
+    # its data record too (the data-identity check skipped a run without one, for good)
+    assert json.loads((cut / "data.json").read_text()) == json.loads((whole / "data.json").read_text())
 
 
 def test_a_config_temporary_left_by_a_killed_run_does_not_block_a_new_run(tmp_path: Path) -> None:
