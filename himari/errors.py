@@ -33,6 +33,11 @@ class CudaUnavailableError(CudaError):
     """CUDA was requested but this build or machine cannot provide it."""
 
 
+class DiskFullError(HimariError, OSError):
+    """A write failed because the device (or the quota) is full; the message names the output,
+    and the previous file, if any, is left intact."""
+
+
 class DataError(HimariError, ValueError):
     """Input data is malformed; the message names the file, row and column where known."""
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from himari.errors import DataError
+from himari.errors import DataError, DiskFullError
 
 _HOST_TAG = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
@@ -182,10 +182,10 @@ def is_stream(path: str | os.PathLike[str]) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def _full_disk(e: OSError, target: Path) -> OSError | DataError:
+def _full_disk(e: OSError, target: Path) -> OSError:
     """A full disk or quota names the output being written (the bare OSError named nothing)."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DataError(f"{target}: {e.strerror or e} while writing it; nothing was written there")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(e, DiskFullError):
+        return DiskFullError(e.errno, f"no space left on device writing {target}; nothing was written there")
     return e
 
 

@@ -406,10 +406,10 @@ def symbols_of(df: pd.DataFrame) -> list[str]:
 
 
 def write_bars(df: pd.DataFrame, path: str | Path, interval_seconds: int, extra: dict[str, Any] | None = None,
-               *, report: Any = None) -> None:
+               *, report_file: tuple[str | Path, str] | None = None) -> None:
     """Write the canonical frame as Parquet (atomically) with interval and symbols in its metadata,
-    and ``report`` (a ``DataReport``) as ``<name>.report.json`` beside it: both are written before
-    either is moved into place, so a failure (a full disk) leaves neither."""
+    and ``report_file`` (its path and text: the data report beside it) with it: both are written
+    before either is moved into place, so a failure (a full disk) leaves neither."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -425,15 +425,14 @@ def write_bars(df: pd.DataFrame, path: str | Path, interval_seconds: int, extra:
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[METADATA_KEY] = json.dumps(meta, default=str).encode()
     table = table.replace_schema_metadata(schema_meta)
-    if report is None:
+    if report_file is None:
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp, compression="zstd")
         return
-    from himari.data.report import report_path_for
-
-    with atomic_paths(path, report_path_for(path)) as (bars_tmp, report_tmp):
+    report_path, report_text = report_file
+    with atomic_paths(path, report_path) as (bars_tmp, report_tmp):
         pq.write_table(table, bars_tmp, compression="zstd")
-        report_tmp.write_text(report.json_text(), encoding="utf-8")
+        report_tmp.write_text(report_text, encoding="utf-8")
 
 
 def read_bars_metadata(path: str | Path) -> dict[str, Any] | None:

@@ -74,7 +74,8 @@ def import_bars(paths: Sequence[str | Path], out: str | Path, *, format: str = "
     out = Path(out)
     loaded = load_bars(paths, format=format, symbol=symbol, options=options)
     extra = {"sources": loaded.sources, "import_log": loaded.log.to_dict(), "report": loaded.report.to_dict()}
-    write_bars(loaded.frame, out, loaded.interval_seconds, extra, report=loaded.report)
+    write_bars(loaded.frame, out, loaded.interval_seconds, extra,
+               report_file=(report_path_for(out), loaded.report.json_text()))
     return loaded
 
 

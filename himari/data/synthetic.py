@@ -201,7 +201,7 @@ def synthesize(config: SynthConfig | None = None, *, return_regimes: bool = Fals
 def write_synthetic(out: str | Path, config: SynthConfig | None = None) -> pd.DataFrame:
     """``himari data synth``: generate and write a bars Parquet (atomically) plus its report."""
     from himari.data.outputs import check_bars_output
-    from himari.data.report import build_report
+    from himari.data.report import build_report, report_path_for
 
     check_bars_output(out)
     cfg = config or SynthConfig()
@@ -209,7 +209,7 @@ def write_synthetic(out: str | Path, config: SynthConfig | None = None) -> pd.Da
     assert isinstance(frame, pd.DataFrame)
     report = build_report(frame, cfg.interval_seconds)
     write_bars(frame, out, cfg.interval_seconds, {"synthetic": asdict(cfg), "sources": [], "report": report.to_dict()},
-               report=report)
+               report_file=(report_path_for(out), report.json_text()))
     return frame
 
 
@@ -217,7 +217,7 @@ def load_synthetic(config: SynthConfig | None = None) -> LoadedBars:
     """Synthetic bars in memory, shaped like an import (``prepare`` takes it directly)."""
     from himari.data.frame import ImportLog
     from himari.data.ingest import LoadedBars
-    from himari.data.report import build_report
+    from himari.data.report import build_report, report_path_for
 
     cfg = config or SynthConfig()
     frame = synthesize(cfg)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from himari.data.atomic import atomic_path
-from himari.errors import HimariError
+from himari.errors import DiskFullError, HimariError
 
 FORMAT = "himari-checkpoint"
 VERSION = 2
@@ -34,10 +34,6 @@ VERSION = 2
 
 class CheckpointError(HimariError, ValueError):
     """A checkpoint is missing, corrupt, foreign, or from another model."""
-
-
-class DiskFullError(HimariError, OSError):
-    """A write failed because the device is full (the previous file is left intact)."""
 
 
 def content_hash(payload: Any) -> str:

@@ -222,15 +222,18 @@ def test_bars_and_their_report_are_published_together(tmp_path, monkeypatch):
     """A full disk while writing the report left the Parquet published without it."""
     import errno
 
-    from himari.data.report import DataReport
     from himari.data.synthetic import SynthConfig, write_synthetic
-    from himari.errors import DataError
+    from himari.errors import DiskFullError
 
-    def full(self):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    write_text = Path.write_text
 
-    monkeypatch.setattr(DataReport, "json_text", full)
-    with pytest.raises(DataError, match=r"b\.report\.json: No space left on device while writing it"):
+    def full(self, *args, **kwargs):  # the disk fills up on the report, after the Parquet was written
+        if "report.json" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(DiskFullError, match=r"no space left on device writing .*b\.report\.json"):
         write_synthetic(tmp_path / "b.parquet", SynthConfig(bars=500, seed=0))
     assert list(tmp_path.iterdir()) == []
 
