@@ -290,14 +290,15 @@ def model_actions(model: Any, features: Any, open_: Any, close: Any, ranges: Ran
         seen = np.zeros(3, dtype=np.int64)
         token = _DECISIONS.set(seen if on and decision_counts is not None else None)
         try:
-            out = np.asarray(model.act_sequence(features, open_, close, ranges, env, **extra))
+            out = checked_actions(model.act_sequence(features, open_, close, ranges, env, **extra),
+                                  sum(int(b) - int(a) for a, b in ranges), name, "act_sequence")
         finally:
             _DECISIONS.reset(token)
         if decision_counts is not None:
             decision_counts += seen if seen.any() else _counts(out, ranges)
         return out
     rows = rows_of(list(ranges))
-    raw = np.asarray(model.act(features, rows))
+    raw = checked_actions(model.act(features, rows), len(rows), name, "act")
     if decision_counts is not None:
         decision_counts += _counts(raw, ranges)
     if not on:
@@ -305,6 +306,24 @@ def model_actions(model: Any, features: Any, open_: Any, close: Any, ranges: Ran
     assert rules is not None
     probs = model.action_probabilities(features, rows) if rules.confidence > 0 else None
     return apply(raw, probs, ranges, env.mode, rules)
+
+
+def checked_actions(actions: Any, n: int, name: str, call: str) -> np.ndarray:
+    """A model's ``act``/``act_sequence`` output as the backtester takes it: one integer action
+    (0 SELL, 1 HOLD, 2 BUY) per row. Anything else is refused naming the model: a float or a
+    value out of range was cast to int8 and scored silently (256 read as SELL)."""
+    from himari.errors import TrainingError
+
+    a = np.asarray(actions)
+    if a.ndim != 1 or len(a) != n:
+        problem = f"an array of shape {a.shape}, expected ({n},): one action per row"
+    elif a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        problem = f"{a.dtype} values, expected integer actions"
+    elif n and (int(a.min()) < 0 or int(a.max()) > 2):
+        problem = f"values from {int(a.min())} to {int(a.max())}, expected 0 (SELL), 1 (HOLD) or 2 (BUY)"
+    else:
+        return a
+    raise TrainingError(f"model {name!r}: {call} returned {problem}")
 
 
 def _counts(actions: np.ndarray, ranges: Ranges) -> np.ndarray:

@@ -131,6 +131,10 @@ def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actio
     if actions.ndim != 1 or len(actions) != sum(lengths):
         raise ValueError(f"actions: expected one action per row of the split ({sum(lengths)}), "
                          f"got shape {actions.shape}")
+    if actions.dtype == np.bool_ or not np.issubdtype(actions.dtype, np.integer) or (
+            len(actions) and (int(actions.min()) < 0 or int(actions.max()) > 2)):
+        raise ValueError(f"actions: expected integers 0 (SELL), 1 (HOLD) or 2 (BUY), got {actions.dtype} values"
+                         + (f" from {actions.min()} to {actions.max()}" if len(actions) else ""))
     signals = actions.astype(np.int8, copy=False)
     results, equities, offset = [], [], 0
     for (a, b), n in zip(ranges, lengths):

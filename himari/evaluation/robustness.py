@@ -73,7 +73,9 @@ def clean_decisions(model: Any, name: str, features: np.ndarray, rows: np.ndarra
     the attack aims at the decision the model really takes."""
     import torch
 
-    actions = np.asarray(model.act(features, rows)).astype(np.int64)
+    from himari.evaluation.execution import checked_actions
+
+    actions = checked_actions(model.act(features, rows), len(rows), name, "act").astype(np.int64)
     device = next(model.network.parameters()).device
     for start in range(0, len(rows), CHUNK):
         x = torch.from_numpy(np.ascontiguousarray(features[rows[start:start + CHUNK]], dtype=np.float32)).to(device)
@@ -127,7 +129,7 @@ def measure(model: Any, name: str, features: np.ndarray, open_: np.ndarray, clos
     import torch
 
     from himari.data.splits import rows_of
-    from himari.evaluation.execution import model_actions
+    from himari.evaluation.execution import checked_actions, model_actions
     from himari.evaluation.policy import evaluate_actions
 
     check_attackable(model, name)
@@ -155,7 +157,7 @@ def measure(model: Any, name: str, features: np.ndarray, open_: np.ndarray, clos
             feats = np.array(features, dtype=np.float32, copy=True)
             feats[rows] = x_adv
             with torch.no_grad():
-                acts = np.asarray(model.act(feats, rows)).astype(np.int64)
+                acts = checked_actions(model.act(feats, rows), len(rows), name, "act").astype(np.int64)
             flips = float(np.mean(acts[decided] != clean[decided])) if decided.any() else 0.0
             results.append({"attack": attack, "epsilon": float(epsilon), "flip_rate": flips, **scored(feats)})
     return {"clean": scored(np.asarray(features)), "results": results}

@@ -38,7 +38,15 @@ import numpy as np
 
 from himari.errors import ConfigError, DataError, TrainingError
 from himari.evaluation.execution import apply as apply_execution
-from himari.evaluation.execution import check_support, choose, grid, model_actions, rules_dict, score_grid
+from himari.evaluation.execution import (
+    check_support,
+    checked_actions,
+    choose,
+    grid,
+    model_actions,
+    rules_dict,
+    score_grid,
+)
 from himari.evaluation.policy import baseline_actions, evaluate_actions, judged_on_decisions
 from himari.plugin.api import HOOK_POINTS, EnvConfig, ModelContext, TrainContext
 from himari.training import console as report
@@ -465,7 +473,7 @@ class Trainer:
             model: Any = self.model  # action_probabilities is optional (check_support made sure of it)
             model.network.eval()
             with torch.no_grad():  # float32, as _actions
-                raw = np.asarray(model.act(self.features, rows))
+                raw = checked_actions(model.act(self.features, rows), len(rows), self.run.model, "act")
                 probs = (np.asarray(model.action_probabilities(self.features, rows))
                          if any(x > 0 for x in cfg.grid_confidence) else None)
 
