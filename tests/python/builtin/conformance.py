@@ -1,12 +1,15 @@
-"""The conformance harness every plugin goes through (d3rlpy's ``algo_tester`` idea); a plugin
-registered by any installed package is checked the moment it registers
-(tests/python/builtin/test_models.py, test_other_plugins.py).
+"""The conformance harness every plugin goes through (d3rlpy's ``algo_tester`` idea); himari's
+test suite runs it on every plugin an installed package registers
+(tests/python/builtin/test_models.py, test_other_plugins.py), and a plugin's own tests import it
+(docs/writing-a-plugin.md, "Testing it").
 
 - ``check_model(name, data_dir, tmp_path)`` trains the model for a few steps with the real
   Trainer, then checks: the run directory and checkpoints exist; a model restored from best.pt
   acts exactly like the trained one; actions are one int in {0, 1, 2} per row; acting is causal
-  (changing rows after t never changes the action at t; for a stateful model, one with
-  ``act_sequence``, prices after t change too); and the parameter count that ``plugins list``
+  (changing rows after t never changes the action at t, with ``act`` called on the whole test
+  split at once, as the Trainer and ``himari backtest`` call it, so thresholds taken over the
+  rows of a call are caught; for a stateful model, one with ``act_sequence``, prices after t
+  change too); and the parameter count that ``plugins list``
   reports (arithmetic, or the meta device) equals the built network's.
 - ``check_preprocessor(name, data_dir, tmp_path)``: fitting sees the train rows only (rewriting
   every other row, features and bars, changes neither the fitted state nor the train rows'
@@ -86,6 +89,7 @@ def skip_without_extras(spec: Any) -> None:
 
 
 def check_model(name: str, data_dir: Path, tmp_path: Path, plugins: Any = None) -> dict[str, Any]:
+    Path(tmp_path).mkdir(parents=True, exist_ok=True)
     import torch
 
     from himari.data import PreparedData
@@ -127,7 +131,7 @@ def check_model(name: str, data_dir: Path, tmp_path: Path, plugins: Any = None) 
     t = int(rows[len(rows) // 2])
     changed = features.copy()
     changed[t + 1:] = np.random.default_rng(0).normal(size=changed[t + 1:].shape).astype(np.float32) * 5
-    probe = rows[rows <= t][-50:]
+    upto = rows <= t
     policy.model.network.eval()
     with torch.no_grad():
         if policy.stateful:  # sequential policy: also rewrite the prices after t
@@ -140,9 +144,9 @@ def check_model(name: str, data_dir: Path, tmp_path: Path, plugins: Any = None) 
             env = policy.context.env
             before = np.asarray(policy.model.act_sequence(features, open_, close, [(a, b)], env))[:t + 1 - a]
             after = np.asarray(policy.model.act_sequence(changed, moved_open, moved_close, [(a, b)], env))[:t + 1 - a]
-        else:
-            before = np.asarray(policy.model.act(features, probe))
-            after = np.asarray(policy.model.act(changed, probe))
+        else:  # act is called with a whole split's rows, so rows after t in the same call must not count
+            before = np.asarray(policy.model.act(features, rows))[upto]
+            after = np.asarray(policy.model.act(changed, rows))[upto]
     np.testing.assert_array_equal(before, after, err_msg=f"{name}: act at row t reads rows after t")
 
     # parameter count: what the listing says is what the network holds
@@ -193,6 +197,7 @@ def _same_state(a: Any, b: Any) -> bool:
 
 def check_preprocessor(name: str, data_dir: Path, tmp_path: Path, plugins: Any = None,
                        models: list[str] | None = None) -> None:
+    Path(tmp_path).mkdir(parents=True, exist_ok=True)
     from himari.data import PreparedData
     from himari.data.splits import rows_of
     from himari.plugin.api import applies_to
@@ -241,7 +246,8 @@ def check_preprocessor(name: str, data_dir: Path, tmp_path: Path, plugins: Any =
     np.testing.assert_array_equal(restored, out, err_msg=f"{name}: a restored state transforms differently")
 
     # one tiny epoch with every compatible built-in model, backtested with the restored state
-    for model in models if models is not None else plugins.models().names():
+    builtin = [m for m in plugins.models().names() if plugins.models().entry(m).origin.plugin.startswith("himari_builtin")]
+    for model in models if models is not None else builtin:
         mspec = plugins.models().get(model)
         if not applies_to(spec, model, mspec.paradigm) or missing_extras(mspec):
             continue
@@ -266,6 +272,7 @@ def missing_extras(spec: Any) -> list[str]:
 
 def check_training_method(name: str, model: str, data_dir: Path, tmp_path: Path, plugins: Any = None,
                           extra_sets: list[str] | None = None) -> None:
+    Path(tmp_path).mkdir(parents=True, exist_ok=True)
     import io
     import json
 
