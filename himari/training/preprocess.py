@@ -230,8 +230,12 @@ def _split_arrays(state: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
         key = f"a{len(arrays)}"
         arrays[key] = np.ascontiguousarray(arr)
         return {_REF: key, "kind": kind, "dtype": dtype}
-    if isinstance(state, np.generic):
-        return state.item()
+    if isinstance(state, np.generic):  # a 0-d array keeps its dtype: a float64 scalar read back as a
+        if state.dtype == object:      # Python float would let float32 maths win in the transform
+            raise ConfigError(f"preprocessing state {path}: object scalars cannot be saved")
+        key = f"a{len(arrays)}"
+        arrays[key] = np.asarray(state)
+        return {_REF: key, "kind": "numpy-scalar", "dtype": str(state.dtype)}
     if state is None or isinstance(state, (bool, int, float, str)):
         return state
     raise ConfigError(f"preprocessing state {path}: {type(state).__name__} is not JSON, a NumPy array or a tensor")
@@ -250,6 +254,8 @@ def _join_arrays(state: Any, arrays: Any, where: Any) -> Any:
                 if state.get("dtype") == "bfloat16":
                     return torch.from_numpy(np.array(arr)).view(torch.bfloat16)
                 return torch.from_numpy(np.array(arr))
+            if state.get("kind") == "numpy-scalar":
+                return np.array(arr)[()]
             return np.array(arr)
         return {k: _join_arrays(v, arrays, where) for k, v in state.items()}
     if isinstance(state, list):
