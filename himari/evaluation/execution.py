@@ -122,13 +122,27 @@ def _values(rules: ExecutionRules) -> tuple[int, int, float]:
     return int(k), int(m), float(c)
 
 
+def record_decisions(raw_actions: Any) -> None:
+    """Count ``raw_actions`` (the policy's own decisions, before the rules) toward the decision
+    mix that ``model_actions(decision_counts=)`` is collecting, if one is: what an
+    ``ExecutionFilter`` does at each step, for decisions that passed through one built with
+    ``count_decisions=False``."""
+    counts = _DECISIONS.get()
+    if counts is not None:
+        counts += np.bincount(np.asarray(raw_actions).reshape(-1).astype(np.int64), minlength=3)[:3]
+
+
 class ExecutionFilter:
     """The rules over ``n`` envs stepping together through one range from a flat account: call
     ``step`` once per bar, from the range's first row."""
 
-    def __init__(self, n: int, mode: str, rules: ExecutionRules) -> None:
+    def __init__(self, n: int, mode: str, rules: ExecutionRules, *, count_decisions: bool = True) -> None:
+        """``count_decisions=False``: the raw decisions of these envs are not counted toward the
+        policy's own decision mix (candidates rolled out to choose among, say); count the chosen
+        one's with ``record_decisions``."""
         _check_mode(mode)
         self.n, self.mode = int(n), mode
+        self.count_decisions = bool(count_decisions)
         self.k, self.m, self.c = _values(rules)
         self.bar = 0
         self.position = [0] * self.n
@@ -140,9 +154,8 @@ class ExecutionFilter:
         raw = np.asarray(raw_actions).reshape(-1)
         if len(raw) != self.n:
             raise ValueError(f"raw_actions: expected {self.n} actions, got {len(raw)}")
-        counts = _DECISIONS.get()
-        if counts is not None:
-            counts += np.bincount(raw.astype(np.int64), minlength=3)[:3]
+        if self.count_decisions:
+            record_decisions(raw)
         if self.c > 0 and probabilities is None:
             raise _no_probabilities()
         top = _top_probability(probabilities, self.n) if self.c > 0 else np.zeros(self.n)

@@ -737,6 +737,7 @@ _HELPERS = {
     "bars_from_offsets": "himari.training.counterfactual",
     # execution rules
     "ExecutionConfig": "himari.training.config", "ExecutionFilter": "himari.evaluation.execution",
+    "record_decisions": "himari.evaluation.execution",
     # progress of long phases, files
     "phase": "himari.progress", "write_text_atomic": "himari.data.atomic",
     # synthetic data (generators)

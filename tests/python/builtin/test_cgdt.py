@@ -536,3 +536,34 @@ def test_the_default_recipe_is_the_small_cgdt(small_prepared: Path, tmp_path: Pa
     assert plain.plugin_configs["cgdt"] == defaults and defaults.d_model != 64 and defaults.context_length == 64
     assert plain.train.epochs != 3 and defaults.critic_steps != 400
     assert (plain.execution.decision_interval, plain.execution.min_hold) == (1, 0)
+
+
+def test_choosing_the_target_counts_only_the_kept_targets_decisions(small_prepared: Path) -> None:
+    """Under execution rules the validation rollout of every candidate target passed through one
+    filter, which counted all of their decisions: the run's summary judged collapse on the blend
+    of five policies (HOLD 0.82, not collapsed) where its backtest, acting with the kept target,
+    found HOLD 0.98 (collapsed)."""
+    import torch
+
+    from himari.evaluation.execution import model_actions
+    from himari.plugin.api import ExecutionConfig
+
+    ctx = _context(small_prepared)
+    model = _tiny_model()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in model.network.parameters():
+            p.normal_(0, 0.5)  # random weights that trade, so the candidates decide differently
+    ranges = [(int(a), int(b)) for a, b in ctx.splits["validation"]]
+    rules = ExecutionConfig(decision_interval=2, min_hold=3, confidence=0.0)
+    env = EnvConfig()
+    data = ctx.data
+    model._tune_ranges = ranges
+    chosen = np.zeros(3, dtype=np.int64)
+    tuned = model_actions(model, ctx.features, data.open, data.close, ranges, env, rules, "cgdt", decision_counts=chosen)
+    model._tune_ranges = None  # now acting with the stored target, as a backtest does
+    again = np.zeros(3, dtype=np.int64)
+    acted = model_actions(model, ctx.features, data.open, data.close, ranges, env, rules, "cgdt", decision_counts=again)
+    np.testing.assert_array_equal(tuned, acted)
+    np.testing.assert_array_equal(chosen, again)
+    assert chosen.sum() == sum(b - a - 1 for a, b in ranges)  # one decision per bar but the last, one target

@@ -125,7 +125,7 @@ class Decoder:
 
 def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any, close: Any,
                     targets: Any, env: Any, on_step: Callable[[], None] | None = None,
-                    execution: Any = None) -> Any:
+                    execution: Any = None, decisions: Any = None) -> Any:
     """Greedy actions ``[G, n]`` along one range for each of G target returns-to-go, one env per
     target from a flat account; the last row takes no decision (HOLD). ``on_step`` is called
     after each of the ``n - 1`` decisions (progress).
@@ -133,7 +133,11 @@ def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any,
     With ``execution`` (the run's execution rules) each target's greedy action passes through
     its own row of an ``ExecutionFilter`` over the G envs (the confidence threshold reads the
     softmax of the policy's logits); the env, the realised rewards and the action tokens of the
-    history then follow the executed actions, and those are returned."""
+    history then follow the executed actions, and those are returned.
+
+    ``decisions`` (int8 ``[G, n - 1]``), when given, receives each target's own decisions before
+    the rules, and the filter then leaves them uncounted: the caller counts the one target it
+    keeps (``record_decisions``), not all G candidates."""
     import numpy as np
     import torch
 
@@ -161,7 +165,8 @@ def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any,
     held = holding_log_returns(close)  # step t's benchmark, known at bar t+1 like its reward
     graphs = config.acting_cuda_graph and network.rtg_scale.device.type == "cuda"
     decoder = Decoder(network, config.context_length, n, g, graphs=graphs)
-    rules = None if execution is None else ExecutionFilter(g, env.mode, execution)
+    rules = None if execution is None else ExecutionFilter(g, env.mode, execution,
+                                                             count_decisions=decisions is None)
     state = np.empty((g, feats.shape[1] + ACCOUNT_COLUMNS), dtype=np.float32)
     prev = None
     for t in range(n - 1):
@@ -169,6 +174,8 @@ def rollout_targets(network: Any, config: CGDTConfig, features: Any, open_: Any,
         state[:, feats.shape[1]:] = np.asarray(obs[:, -1, -ACCOUNT_COLUMNS:], dtype=np.float32) * account_scale
         logits = decoder.logits(torch.from_numpy((rtg / scale).astype(np.float32)), torch.from_numpy(state), prev)
         act = logits.argmax(-1)
+        if decisions is not None:
+            decisions[:, t] = act.numpy()
         if rules is None:
             out[:, t] = act.numpy()
         else:

@@ -268,19 +268,27 @@ class CGDT:
                           "act_sequence(features, open, close, ranges, env)")
 
     def _rollout(self, features: Any, open_: Any, close: Any, ranges: Any, env: Any, targets: Any,
-                 what: str, execution: Any = None) -> Any:
+                 what: str, execution: Any = None, decisions: list[Any] | None = None) -> Any:
         """Actions ``[G, rows]`` of each target along every range (concatenated), under the
         ``execution`` rules when given, reported as the phase ``what`` (one unit per decision
-        step)."""
+        step). ``decisions``, when given, collects each range's ``[G, steps]`` own decisions, which
+        then go uncounted (``rollout_targets``)."""
         import numpy as np
 
         from himari.plugin.api import phase
 
         steps = sum(max(b - a - 1, 0) for a, b in ranges)
+        parts = []
         with phase(f"cgdt: {what}, {steps:,} steps", total=steps) as advance:
-            parts = [rollout_targets(self.network, self.config, np.asarray(features[a:b]), np.asarray(open_[a:b]),
-                                     np.asarray(close[a:b]), targets, env, advance, execution)
-                     for a, b in ranges if b > a]
+            for a, b in ranges:
+                if b <= a:
+                    continue
+                raw = None if decisions is None else np.ones((len(targets), max(b - a - 1, 0)), dtype=np.int8)
+                parts.append(rollout_targets(self.network, self.config, np.asarray(features[a:b]),
+                                             np.asarray(open_[a:b]), np.asarray(close[a:b]), targets, env, advance,
+                                             execution, raw))
+                if decisions is not None:
+                    decisions.append(raw)
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(targets), 0), dtype=np.int8)
 
     def _tune(self, all_actions: Any, open_: Any, close: Any, ranges: Any, env: Any) -> int:
@@ -306,11 +314,17 @@ class CGDT:
         ranges = [(int(a), int(b)) for a, b in ranges]
         net = self.network
         if self._tune_ranges is not None and ranges == self._tune_ranges:
+            from himari.plugin.api import record_decisions
+
             grid = net.rtg_grid.detach().cpu().numpy()
+            decisions: list[Any] = []
             all_actions = self._rollout(features, open, close, ranges, env, grid,
                                         f"choosing the target return-to-go on validation ({len(grid)} targets)",
-                                        execution)
+                                        execution, decisions)
             best = self._tune(all_actions, open, close, ranges, env)
+            if execution is not None:  # the kept target's own decisions, not those of all the candidates
+                for raw in decisions:
+                    record_decisions(raw[best])
             with torch.no_grad():
                 net.target_rtg.fill_(float(grid[best]))
             return all_actions[best]
