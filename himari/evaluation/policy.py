@@ -71,12 +71,39 @@ def static_position(exposure: float, threshold: float = COLLAPSE_THRESHOLD) -> d
     return {"static_position": None, "static_share": float(max(exposure, 1.0 - exposure))}
 
 
+def position_shares(actions: np.ndarray, ranges: Ranges, mode: str) -> dict[str, float]:
+    """Shares of the decision steps (each bar of a range but its last) spent long, short and flat,
+    each range from flat: BUY targets +1, SELL 0 (long_flat) or -1 (long_short), HOLD keeps."""
+    counts = {"long": 0, "short": 0, "flat": 0}
+    offset = 0
+    for a, b in ranges:
+        acts = np.asarray(actions[offset:offset + b - a])[:-1]
+        offset += b - a
+        target = np.where(acts == 2, 1.0, np.where(acts == 0, -1.0 if mode == "long_short" else 0.0, np.nan))
+        last = np.maximum.accumulate(np.where(np.isnan(target), -1, np.arange(len(target))))  # forward fill
+        held = np.where(last >= 0, target[np.maximum(last, 0)], 0.0) if len(target) else target
+        counts["long"] += int((held > 0).sum())
+        counts["short"] += int((held < 0).sum())
+        counts["flat"] += int((held == 0).sum())
+    total = sum(counts.values())
+    return {k: v / total for k, v in counts.items()} if total else {k: 0.0 for k in counts}
+
+
+def static_side(shares: dict[str, float], threshold: float = COLLAPSE_THRESHOLD) -> dict[str, Any]:
+    """``static_position`` for ``long_short``: exposure counts a short as in the market, so a
+    policy flipping between long and short looked static; here the side held (long, short or
+    flat) on more than ``threshold`` of the bars is."""
+    side = max(shares, key=lambda k: shares[k])
+    return {"static_position": side if shares[side] > threshold else None, "static_share": float(shares[side])}
+
+
 def static_position_text(name: str, metrics: dict[str, Any]) -> str | None:
     """One console line for a static policy, or None."""
     where = metrics.get("static_position")
     if where is None:
         return None
-    twin = "buy-and-hold (long_flat) or a fixed position" if where == "in the market" else "never-trade"
+    twin = {"in the market": "buy-and-hold (long_flat) or a fixed position", "long": "buy-and-hold",
+            "short": "a fixed short position"}.get(where, "never-trade")
     return (f"STATIC: {name} is {where} {100 * metrics['static_share']:.1f}% of bars: in effect {twin}, "
             f"whatever its action distribution")
 
@@ -162,7 +189,10 @@ def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actio
     metrics["actions"] = dist
     metrics["decisions"] = int(decision_mask(ranges).sum())
     metrics.update(collapse(dist))
-    metrics.update(static_position(metrics["exposure"]))
+    if env.mode == "long_short":
+        metrics.update(static_side(position_shares(actions, ranges, env.mode)))
+    else:
+        metrics.update(static_position(metrics["exposure"]))
     return metrics
 
 

@@ -48,6 +48,7 @@ class RangeTrace:
 
     equity: list[float] = field(default_factory=lambda: [1.0])
     in_market: list[bool] = field(default_factory=list)  # position != 0 after each step
+    sides: list[int] = field(default_factory=list)  # the position the actions target after each step
     trades: int = 0
     turnover: int = 0
     closed: int = 0
@@ -57,9 +58,12 @@ class RangeTrace:
 def trade_range(open_, close, actions, fee: float, slip: float, mode: str) -> RangeTrace:
     """Bar-by-bar account of docs/semantics.md ("One account step"), no shortcuts."""
     cash, units, pos, entry, bankrupt = 1.0, 0.0, 0, 1.0, False
+    aimed = 0
     out = RangeTrace()
     for t in range(len(open_) - 1):
         a = int(actions[t])
+        aimed = 1 if a == BUY else (-1 if mode == "long_short" else 0) if a == SELL else aimed
+        out.sides.append(aimed)
         if bankrupt:
             target = 0
         elif a == BUY:
@@ -135,7 +139,12 @@ def reference(open_, close, ranges, actions, fee, slip, mode, bpy) -> tuple[dict
     top = max(dist, key=dist.get)
     out.update(actions=dist, decisions=len(decided), collapsed=dist[top] > 0.9, dominant_action=top,
                dominant_share=dist[top])
-    if exposure > 0.9:
+    if mode == "long_short":  # the side the actions hold, long, short or flat
+        sides = [x for tr in traces for x in tr.sides]
+        held = {"long": sides.count(1) / steps, "short": sides.count(-1) / steps, "flat": sides.count(0) / steps}
+        top_side = max(held, key=held.get)
+        out.update(static_position=top_side if held[top_side] > 0.9 else None, static_share=held[top_side])
+    elif exposure > 0.9:
         out.update(static_position="in the market", static_share=exposure)
     elif 1 - exposure > 0.9:
         out.update(static_position="flat", static_share=1 - exposure)
@@ -230,7 +239,8 @@ def test_hand_worked_one_range_long_short_flip() -> None:
     assert m["calmar"] == pytest.approx((eq[4] ** 2 - 1) / mdd, rel=1e-9)
     # one flip = one position change, two fills, turnover 2 (+1 for the opening BUY)
     assert (m["turnover"], m["n_trades"], m["win_rate"], m["exposure"]) == (3, 2, 1.0, 1.0)
-    assert (m["static_position"], m["static_share"]) == ("in the market", 1.0)
+    # in the market throughout, but long for steps 0-1 and short for 2-3: not one side held
+    assert (m["static_position"], m["static_share"]) == (None, 0.5)
 
 
 def test_hand_worked_two_chained_ranges() -> None:
@@ -431,3 +441,26 @@ def test_flags_are_strict_at_the_threshold() -> None:
     m = evaluate_actions(open_, close, [(0, 11)], np.array([BUY] + [HOLD] * 9 + [SELL], np.int8))
     assert (m["collapsed"], m["dominant_action"], m["dominant_share"]) == (False, "HOLD", 0.9)
     assert (m["static_position"], m["static_share"]) == ("in the market", 1.0)
+
+
+def test_long_short_static_is_judged_on_the_side_held_not_on_exposure() -> None:
+    """In long_short a short is "in the market" too: a policy flipping between long and short
+    every few bars had exposure 1.0 and was called static, "in effect buy-and-hold"."""
+    from himari.evaluation.policy import evaluate_actions, static_position_text
+    from himari.trading import EnvConfig
+
+    n = 400
+    o = c = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, n)))
+    ls = EnvConfig(mode="long_short", fee=0.0, slippage=0.0)
+    flipping = np.where((np.arange(n) // 10) % 2 == 0, 2, 0)  # ten bars long, ten bars short
+    m = evaluate_actions(o, c, [(0, n)], flipping, ls)
+    assert m["exposure"] == pytest.approx(1.0)
+    assert m["static_position"] is None and m["static_share"] == pytest.approx(200 / 399, abs=1e-12)
+    short = evaluate_actions(o, c, [(0, n)], np.zeros(n, np.int64), ls)
+    assert short["static_position"] == "short" and short["static_share"] == 1.0
+    assert "in effect a fixed short position" in static_position_text("run", short)
+    long = evaluate_actions(o, c, [(0, n)], np.full(n, 2), ls)
+    assert long["static_position"] == "long" and "in effect buy-and-hold" in static_position_text("run", long)
+    # long_flat keeps its rule: in the market (long) or flat
+    lf = evaluate_actions(o, c, [(0, n)], flipping, EnvConfig(fee=0.0, slippage=0.0))
+    assert lf["static_position"] is None and lf["exposure"] == pytest.approx(200 / 399, abs=1e-12)
