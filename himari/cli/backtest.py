@@ -20,7 +20,7 @@ def backtest(
     start: str = typer.Option(None, "--from", help="Score bars opening at or after this UTC date or time "
                                                    "(2025-01-01, 2025-01-01T12:00); within --split if given."),
     end: str = typer.Option(None, "--to", help="Score bars opening before this UTC date or time (exclusive)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the random baseline."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the random baseline (HOLD with probability 0.9, SELL or BUY with 0.05 each; block i uses seed + i)."),
     fee: float = typer.Option(None, "--fee", help="Fraction of traded notional paid per fill (default: the "
                                                   "runs' own fee, 0.001 for baselines alone)."),
     slippage: float = typer.Option(None, "--slippage", help="Fraction each fill moves against the trader "

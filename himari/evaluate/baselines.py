@@ -6,7 +6,8 @@ Besides buy-and-hold and never-trade (``himari.evaluation.baselines``):
   (its trade frequency), so a model that wins only by trading less or more than chance is seen;
 - ``ma_cross``: the classic moving-average cross (long, or short in ``long_short``, while the
   fast simple moving average of the close is above the slow one), its two windows chosen on each
-  fold's training rows by Sharpe after costs (``fit_ma_cross``), then traded on the test block.
+  fold's training and validation rows (both before its test block) by Sharpe after costs
+  (``fit_ma_cross``), then traded on the test block.
   The averages at bar t use closes up to t only.
 """
 

@@ -29,13 +29,18 @@ import numpy as np
 
 from himari.trading import EnvConfig
 
+HOLD = 1
+"""The action shown on the last bar of a range (``ACTION_NAMES`` order: SELL, HOLD, BUY)."""
+
 COLUMNS = ("timestamp", "row", "range", "close", "action", "position", "return", "gross_return", "equity")
 
 
 def per_bar(open_: np.ndarray, close: np.ndarray, timestamps: np.ndarray, ranges: Sequence[tuple[int, int]],
             actions: np.ndarray, env: EnvConfig = EnvConfig()) -> Any:
     """The per-bar table (pandas DataFrame, ``COLUMNS``) of ``actions`` (one per row of the
-    concatenated ``ranges``) traded with ``env``'s costs and mode."""
+    concatenated ``ranges``) traded with ``env``'s costs and mode. The last bar of each range
+    shows HOLD: no bar follows to fill a decision there, so a model's unexecuted choice is not
+    shown as if it were one (the account is the same either way)."""
     import pandas as pd
 
     from himari.engine import replay_actions
@@ -47,7 +52,9 @@ def per_bar(open_: np.ndarray, close: np.ndarray, timestamps: np.ndarray, ranges
     parts, offset = [], 0
     for k, (a, b) in enumerate(ranges):
         n = b - a
-        acts = actions[offset:offset + n].astype(np.int8)
+        acts = actions[offset:offset + n].astype(np.int8)  # a copy
+        if n:
+            acts[-1] = HOLD
         offset += n
         o, c = np.asarray(open_[a:b], dtype=np.float64), np.asarray(close[a:b], dtype=np.float64)
         net = replay_actions(o, c, acts, fee=env.fee, slippage=env.slippage, mode=env.mode)

@@ -188,20 +188,9 @@ def backtest(targets: list[str], *, data: str | None = None, split: str | None =
             strategies.append({"name": e.name, "kind": e.kind, "checkpoint": e.checkpoint, "costs": env.costs(),
                                "metrics": e.metrics, "gross": e.gross,
                                "table": partial(per_bar, prepared.open, prepared.close, prepared.timestamps, ranges,
-                                                _last_bars_hold(e.actions, ranges), env)})
+                                                e.actions, env)})
         write_export(export, strategies, context, export_format)
     return entries, context
-
-
-def _last_bars_hold(actions: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
-    """``actions`` with HOLD on the last bar of each range: no bar follows to fill a decision
-    there, so the export says so instead of showing a model's unexecuted choice."""
-    from himari.engine import ACTION_NAMES
-
-    out = np.array(actions, copy=True)
-    ends = np.cumsum([b - a for a, b in ranges]) - 1
-    out[ends] = ACTION_NAMES.index("HOLD")
-    return out
 
 
 def _text(value: Any) -> str | None:

@@ -46,3 +46,18 @@ def test_chained_equity_matches_the_metrics(mode: str) -> None:
     assert (held["position"] != 0).mean() == pytest.approx(m["exposure"], rel=1e-12)
     with pytest.raises(ValueError, match="one per row"):
         per_bar(open_, close, np.arange(n), ranges, acts[:-1], env)
+
+
+def test_the_last_bar_of_each_range_shows_hold_and_the_account_is_unchanged() -> None:
+    """An evaluation's series showed the model's unexecuted BUY on each block's last bar, where
+    no bar follows to fill it (backtest's export already showed HOLD)."""
+    rng = np.random.default_rng(2)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 60)))
+    ranges = [(0, 20), (30, 60)]
+    acts = np.full(50, 2)  # BUY on every bar, the last of each range too
+    t = per_bar(close, close, np.arange(60, dtype=np.int64), ranges, acts, EnvConfig())
+    last = t.groupby("range").tail(1)
+    assert last["action"].tolist() == [1, 1] and (t["action"].to_numpy() == 2).sum() == 48
+    assert acts.tolist() == [2] * 50  # the caller's actions are left as they were
+    m = evaluate_actions(close, close, ranges, acts, EnvConfig())
+    assert t["equity"].iloc[-1] - 1 == pytest.approx(m["total_return"], rel=1e-12)
