@@ -133,7 +133,37 @@ class Plugins:
         return out
 
     def register_commands(self, app: Any) -> None:
-        self.pm.hook.himari_register_commands(app=app)
+        """Each plugin's commands, one plugin at a time: a command named like one that exists (a
+        built-in's, say) is refused naming the plugin, since Typer would let the later one
+        silently take the name over; a hook that raises names the plugin and how to switch it off."""
+        for impl in self.pm.hook.himari_register_commands.get_hookimpls():
+            origin = self._origin(impl.plugin_name)
+            commands, groups = list(app.registered_commands), list(app.registered_groups)
+            try:
+                impl.function(app=app)
+                names = _command_names(app)
+                clash = next((n for n in names if names.count(n) > 1), None)
+                if clash is not None:
+                    raise PluginConflictError(f"plugin {origin.describe()} adds the command {clash!r}, which himari "
+                                              f"or another plugin already has; rename it, or set "
+                                              f"{ENV_DISABLE}={impl.plugin_name}")
+            except PluginConflictError:
+                app.registered_commands[:], app.registered_groups[:] = commands, groups
+                raise
+            except Exception as e:
+                app.registered_commands[:], app.registered_groups[:] = commands, groups
+                raise PluginLoadError(f"plugin {origin.describe()} failed to add its commands: "
+                                      f"{type(e).__name__}: {e}; uninstall it or set "
+                                      f"{ENV_DISABLE}={impl.plugin_name}") from e
+
+
+def _command_names(app: Any) -> list[str]:
+    """The names of a Typer app's commands and groups, as Typer derives them (repeats kept)."""
+    names = [c.name or c.callback.__name__.lower().replace("_", "-") for c in app.registered_commands
+             if c.callback is not None or c.name]
+    names += [g.name or (g.typer_instance.info.name if g.typer_instance is not None else "") or ""
+              for g in app.registered_groups]
+    return [n for n in names if n]
 
 
 def build_plugins(*, disable: str = "", autoload: bool = True) -> Plugins:
@@ -159,7 +189,7 @@ def build_plugins(*, disable: str = "", autoload: bool = True) -> Plugins:
                     f"and by {dist}; entry-point names must be the module path")
             try:
                 plugin = ep.load()
-            except Exception as e:  # noqa: BLE001 - any import failure of foreign code
+            except Exception as e:
                 raise PluginLoadError(f"plugin {ep.name} ({dist} {version}) failed to load: "
                                       f"{type(e).__name__}: {e}; uninstall it or set "
                                       f"{ENV_DISABLE}={ep.name}") from e

@@ -120,3 +120,39 @@ def test_register_commands_hook() -> None:
     plugins.register(Plugin(), name="cmd-plugin")
     plugins.register_commands(app)
     assert "hello from a plugin" in CliRunner().invoke(app, ["hello"]).output
+
+
+def test_a_plugin_command_cannot_take_over_a_name_and_a_failing_hook_is_named() -> None:
+    """Typer let a later command of the same name silently replace `train`; a hook that raised
+    stopped every command with "error: command hook failed", naming no plugin."""
+    import typer
+
+    from himari.plugin.manager import PluginLoadError
+    from himari.plugin.registry import PluginConflictError
+
+    class Hijack:
+        @hookimpl
+        def himari_register_commands(self, app):
+            @app.command("train")
+            def train() -> None:
+                """Hijacked train."""
+
+    class Broken:
+        @hookimpl
+        def himari_register_commands(self, app):
+            raise RuntimeError("command hook failed")
+
+    for plugin, error, words in ((Hijack(), PluginConflictError, "adds the command 'train', which himari"),
+                                 (Broken(), PluginLoadError, "failed to add its commands: RuntimeError: command hook "
+                                                             "failed; uninstall it or set HIMARI_DISABLE_PLUGINS=bad")):
+        app = typer.Typer()
+
+        @app.command("train")
+        def train() -> None:
+            """The real one."""
+
+        plugins = build_plugins(autoload=False)
+        plugins.register(plugin, name="bad")
+        with pytest.raises(error, match=words.replace("(", r"\(")):
+            plugins.register_commands(app)
+        assert [c.callback.__doc__ for c in app.registered_commands] == ["The real one."]  # left as it was
