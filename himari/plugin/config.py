@@ -107,6 +107,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     list -> tuple). Raises ConfigError naming ``key``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if tp in (tuple, list):  # a bare ``tuple`` or ``list``: any items (YAML gives a list for either)
+        origin, args = tp, ()
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
@@ -171,6 +173,26 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _check_defaults(cls: type, hints: dict[str, Any], given: dict[str, Any], where: str) -> None:
+    """A default that its own annotation refuses (``span: int = "48"``) is the plugin's mistake:
+    found here, when a config is built, rather than after a run trained with it, when its saved
+    config.yaml is read back by a backtest or a resume and refused."""
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name in given:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            continue
+        try:
+            coerce(default, hints[f.name], f"{where}.{f.name}")
+        except ConfigError as e:
+            raise ConfigError(f"{e} (the default of {cls.__name__}.{f.name}: the plugin's config does not "
+                              f"accept its own default; its author must fix the default or the annotation)") from None
+
+
 def build_config(cls: type, values: dict[str, Any] | None, where: str) -> Any:
     """An instance of the dataclass ``cls`` from ``values`` (missing keys keep their defaults).
 
@@ -189,6 +211,7 @@ def build_config(cls: type, values: dict[str, Any] | None, where: str) -> Any:
         if name not in known:
             raise unknown_key_error(f"{where}.{key}", known, where)
         kwargs[name] = coerce(value, hints[name], f"{where}.{key}")
+    _check_defaults(cls, hints, kwargs, where)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:  # a __post_init__ check of the plugin

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -50,3 +51,29 @@ def test_build_converts_losslessly() -> None:
 def test_bad_values_name_the_key(values, match) -> None:
     with pytest.raises(ConfigError, match=match):
         build_config(SampleConfig, values, "p")
+
+
+def test_a_default_its_annotation_refuses_is_found_when_the_config_is_built() -> None:
+    """``span: int = "48"`` trained, and then its run could never be resumed or backtested: the
+    saved config.yaml was refused when read back."""
+    @dataclass(frozen=True)
+    class Wrong:
+        span: int = "48"  # type: ignore[assignment]
+
+    with pytest.raises(ConfigError, match=r"plugins.p.span: expected an integer, got '48' \(the default of Wrong.span"):
+        build_config(Wrong, {}, "plugins.p")
+    assert build_config(Wrong, {"span": 3}, "plugins.p").span == 3  # a value given replaces it
+
+
+def test_a_bare_tuple_or_list_annotation_takes_a_list() -> None:
+    """YAML has lists only: ``spans: tuple = (1, 2)`` was saved as [1, 2] and then refused
+    ("expected tuple"), and ``--set spans=[3,4]`` could never work."""
+    @dataclass(frozen=True)
+    class Bare:
+        spans: tuple = (1, 2)
+        names: list = dataclasses.field(default_factory=list)
+
+    got = build_config(Bare, {"spans": [3, 4], "names": ["a"]}, "plugins.p")
+    assert got.spans == (3, 4) and got.names == ["a"]
+    with pytest.raises(ConfigError, match="plugins.p.spans: expected a list, got 3"):
+        build_config(Bare, {"spans": 3}, "plugins.p")
