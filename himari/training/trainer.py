@@ -72,6 +72,20 @@ from himari.training.seeding import rng_state, seed_everything, set_rng_state, t
 __all__ = ["Trainer", "TrainingError"]
 
 
+def check_model_protocol(model: Any, name: str) -> None:
+    """What every model must have (docs/plugins.md), checked once it is built: a missing ``act``
+    was found only after a whole epoch had trained, when validation first asked for actions."""
+    missing = [] if hasattr(model, "network") else ["network"]
+    missing += [m for m in ("loss",) if not callable(getattr(model, m, None))]
+    if not callable(getattr(model, "rollout", None)) and not callable(getattr(model, "dataset", None)):
+        missing.append("dataset (or rollout, for online RL)")
+    if not callable(getattr(model, "act", None)) and not callable(getattr(model, "act_sequence", None)):
+        missing.append("act (or act_sequence)")
+    if missing:
+        raise TrainingError(f"model {name!r}: its factory returned a {type(model).__name__} without "
+                            f"{', '.join(missing)}, which every model needs (docs/plugins.md)")
+
+
 class Trainer:
     """Train one model as described by a validated ``RunConfig``."""
 
@@ -201,6 +215,7 @@ class Trainer:
         self.model_context = self.ctx.model = mctx
         spec = self.plugins.models().get(run.model)
         self.model = spec.factory(distributed.rank_config(run.plugin_configs[run.model], self.dist), mctx)
+        check_model_protocol(self.model, run.model)
         self.model.network.to(self.device)
         self.method_modules = built_modules(self.with_hook("model_built"), self.model, self.ctx).to(self.device)
         self.model.network.to(self.device)  # a hook may have changed it in place

@@ -140,6 +140,28 @@ def test_collapse_guard_reports_loudly(small_prepared, tmp_path) -> None:
     assert "COLLAPSE:" in out and "COLLAPSE on test:" in out
 
 
+class NoActModel(ConstModel):
+    """A model its author forgot to give ``act``."""
+
+    act = None  # type: ignore[assignment]
+
+
+class NoActPlugin:
+    @hookimpl
+    def himari_register_models(self, registry):
+        registry.add(ModelSpec(name="no-act", summary="forgot act", config=ConstConfig, factory=NoActModel))
+
+
+def test_a_model_without_act_is_refused_before_training(small_prepared, tmp_path) -> None:
+    """It trained a whole epoch and then failed at validation with an AttributeError."""
+    plugins = build_plugins()
+    plugins.register(NoActPlugin(), name="no-act-plugin")
+    with pytest.raises(TrainingError, match=r"model 'no-act': its factory returned a NoActModel without act "
+                                            r"\(or act_sequence\), which every model needs"):
+        train(plugins, small_prepared, tmp_path / "run", quiet(tmp_path), model="no-act")
+    assert not (tmp_path / "run").exists()
+
+
 @dataclass(frozen=True)
 class ProbeConfig:
     fee: float = 0.0
