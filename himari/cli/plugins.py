@@ -186,5 +186,5 @@ def show_cmd(
         for col in ("setting", "type", "default", "doc"):
             table.add_column(col, overflow="fold")
         for f in row["config"]:
-            table.add_row(f["name"], f["type"], repr(f["default"]), f["doc"])
+            table.add_row(f["name"], f["type"], "(required)" if f.get("required") else repr(f["default"]), f["doc"])
         console.print(table)

@@ -8,6 +8,7 @@ then.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from himari.plugin.api import KINDS, ModelContext, ModelSpec, ParamCount
@@ -72,7 +73,8 @@ def show_plugin(plugins: Any, name: str, kind: str | None = None) -> list[dict[s
         row = entry_row(e)
         row["module"] = getattr(e.spec.factory, "__module__", None)
         row["config_class"] = e.spec.config.__name__
-        row["config"] = [{"name": f.name, "type": f.type, "default": _plain(f.default), "doc": f.doc}
+        row["config"] = [{"name": f.name, "type": f.type, "required": f.default is dataclasses.MISSING,
+                          "default": None if f.default is dataclasses.MISSING else _plain(f.default), "doc": f.doc}
                          for f in config_fields(e.spec.config)]
         if isinstance(e.spec, ModelSpec):
             row["default_preprocess"] = list(e.spec.default_preprocess)

@@ -32,7 +32,7 @@ def test_plugins_show_config_fields() -> None:
     assert out.exit_code == 0, out.output
     assert "hidden_sizes" in out.output and "class-weighted" in out.output and "Dropout probability" in out.output
     data = json.loads(invoke("plugins", "show", "zscore", "--json").output)
-    assert data[0]["config"][0] == {"name": "clip", "type": "float", "default": 10.0,
+    assert data[0]["config"][0] == {"name": "clip", "type": "float", "required": False, "default": 10.0,
                                     "doc": "Clip standardised values to [-clip, clip]; 0 disables."}
 
 

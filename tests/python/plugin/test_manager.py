@@ -156,3 +156,28 @@ def test_a_plugin_command_cannot_take_over_a_name_and_a_failing_hook_is_named() 
         with pytest.raises(error, match=words.replace("(", r"\(")):
             plugins.register_commands(app)
         assert [c.callback.__doc__ for c in app.registered_commands] == ["The real one."]  # left as it was
+
+
+def test_show_says_a_setting_without_a_default_is_required() -> None:
+    """It printed ``<dataclasses._MISSING_TYPE object at 0x...>`` as the default."""
+    from dataclasses import dataclass
+
+    from himari.plugin.api import PreprocessorSpec
+    from himari.plugin.listing import show_plugin
+
+    @dataclass(frozen=True)
+    class NeedsSpan:
+        span: int
+        """Bars per window."""
+
+    class Plugin:
+        @hookimpl
+        def himari_register_preprocessors(self, registry):
+            registry.add(PreprocessorSpec(name="needs-span", summary="s", config=NeedsSpan,
+                                          factory=lambda config: None))
+
+    plugins = build_plugins(autoload=False)
+    plugins.register(Plugin(), name="needs-span-plugin")
+    row, = show_plugin(plugins, "needs-span")
+    assert row["config"] == [{"name": "span", "type": "int", "required": True, "default": None,
+                              "doc": "Bars per window."}]
