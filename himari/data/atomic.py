@@ -182,10 +182,11 @@ def is_stream(path: str | os.PathLike[str]) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def _full_disk(e: OSError, target: Path) -> OSError:
-    """A full disk or quota names the output being written (the bare OSError named nothing)."""
+def _full_disk(e: OSError, targets: list[Path]) -> OSError:
+    """A full disk or quota names the outputs being written (the bare OSError named nothing)."""
     if e.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(e, DiskFullError):
-        return DiskFullError(e.errno, f"no space left on device writing {target}; nothing was written there")
+        names = " and ".join(str(t) for t in targets)
+        return DiskFullError(e.errno, f"no space left on device writing {names}; nothing was written there")
     return e
 
 
@@ -195,37 +196,53 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     A ``path`` that is a stream (``/dev/null``, ``/dev/stdout``, a FIFO) is yielded as it is and
     written into: replacing it would turn ``/dev/null`` into a regular file."""
-    if is_stream(path):
-        yield Path(path)
-        return
-    target = output_target(path)
-    if target.is_dir():
-        raise DataError(f"{target}: is a directory; expected a file name")
-    ensure_parent(target)
-    with _termination_raises():
-        remove_stale_temporaries(target)
-        fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            try:
-                yield tmp
-                _fsync_file(tmp)  # make the bytes durable before the rename publishes them
-            except OSError as e:
-                raise _full_disk(e, target) from e
-            os.chmod(tmp, _default_mode(False))
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with atomic_paths(path) as (tmp,):
+        yield tmp
 
 
 @contextlib.contextmanager
 def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]:
-    """Temporaries for several files that belong together (bars and their report): each is moved
-    onto its target only once the block has written them all, so a failure leaves none of them."""
-    with contextlib.ExitStack() as stack:
-        yield tuple(stack.enter_context(atomic_path(p)) for p in paths)
+    """Temporaries for files that belong together (bars and their report), in two phases: the
+    block writes them all and each is made durable (fsync), and only then are they renamed onto
+    their targets, so a failure up to that point (a full disk, reported by the write or the
+    fsync) leaves none of them. A stream among ``paths`` is yielded as it is (``atomic_path``)."""
+    streams = [is_stream(p) for p in paths]
+    targets = [Path(p) if stream else output_target(p) for p, stream in zip(paths, streams)]
+    for target, stream in zip(targets, streams):
+        if not stream and target.is_dir():
+            raise DataError(f"{target}: is a directory; expected a file name")
+        if not stream:
+            ensure_parent(target)
+    with _termination_raises():
+        tmps: list[Path] = []
+        try:
+            for target, stream in zip(targets, streams):
+                if stream:
+                    tmps.append(target)
+                    continue
+                remove_stale_temporaries(target)
+                fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
+                os.close(fd)
+                tmps.append(Path(tmp_name))
+            files = [(tmp, target) for tmp, target, stream in zip(tmps, targets, streams) if not stream]
+            try:
+                yield tuple(tmps)
+                for tmp, _ in files:
+                    _fsync_file(tmp)  # make the bytes durable before the renames publish them
+            except OSError as e:
+                full = _full_disk(e, [t for _, t in files])
+                if full is e:
+                    raise
+                raise full from e
+            with _stop_signals_deferred():  # the renames: all of them, then a stop takes effect
+                for tmp, target in files:
+                    os.chmod(tmp, _default_mode(False))
+                    os.replace(tmp, target)
+        except BaseException:
+            for tmp, stream in zip(tmps, streams):
+                if not stream:
+                    tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -239,16 +256,18 @@ def _stop_signals_deferred() -> Iterator[None]:
     """A SIGTERM or SIGHUP that arrives while the block runs is acted on after it: the swap of a
     directory and the removal of the one it replaced complete together (a stop between them
     reported a failure with the new output in place and the old one half-deleted beside it).
-    The handler records the signal rather than the signal being masked, since any thread of the
-    process (torch's, say) may be the one that receives it."""
+    The handler records the signal rather than the signal being masked: Python runs handlers in
+    the main thread whichever thread receives the signal, and masking would have to block it in
+    every thread (torch's too). A stop is acted on even when the block failed: it then replaces
+    the error (which stays attached as its context), as it would have without the deferral."""
     _deferral.depth += 1
     try:
         yield
     finally:
         _deferral.depth -= 1
-    if not _deferral.depth and _deferral.pending is not None:
-        pending, _deferral.pending = _deferral.pending, None
-        _exit_on_signal(pending, None)
+        if not _deferral.depth and _deferral.pending is not None:
+            pending, _deferral.pending = _deferral.pending, None
+            _exit_on_signal(pending, None)
 
 
 def _swap_in(tmp: Path, target: Path, replace: bool = True) -> None:

@@ -217,7 +217,7 @@ def load_synthetic(config: SynthConfig | None = None) -> LoadedBars:
     """Synthetic bars in memory, shaped like an import (``prepare`` takes it directly)."""
     from himari.data.frame import ImportLog
     from himari.data.ingest import LoadedBars
-    from himari.data.report import build_report, report_path_for
+    from himari.data.report import build_report
 
     cfg = config or SynthConfig()
     frame = synthesize(cfg)

@@ -268,3 +268,51 @@ def test_without_replace_a_directory_filled_meanwhile_is_left_alone(tmp_path, mo
         (shutil_out / "a").write_text("rival")
         (tmp / "b").write_text("mine")
     assert [p.name for p in shutil_out.iterdir()] == ["b"]
+
+
+def test_a_full_disk_reported_by_the_last_fsync_publishes_neither_file(tmp_path, monkeypatch):
+    """Some file systems (XFS, NFS) report a full disk at fsync: the report was already renamed
+    into place by then, beside the old bars or none."""
+    import errno
+
+    from himari.data import atomic
+    from himari.errors import DiskFullError
+
+    real = atomic._fsync_file
+
+    def full_on_bars(path):
+        if ".b.parquet." in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path)
+
+    monkeypatch.setattr(atomic, "_fsync_file", full_on_bars)
+    with pytest.raises(DiskFullError, match="no space left on device writing .*b.report.json and .*b.parquet"), \
+            atomic.atomic_paths(tmp_path / "b.report.json", tmp_path / "b.parquet") as (report, bars):
+        report.write_text("{}")
+        bars.write_bytes(b"PAR1")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_during_a_swap_that_fails_is_not_lost(tmp_path, monkeypatch):
+    """The deferred stop was acted on only after a successful swap: when the swap failed it was
+    kept, and ended the next, unrelated output's swap with exit 143."""
+    from himari.data import atomic
+
+    real_rename = os.rename
+
+    def stopped_rename(src, dst):
+        signal.raise_signal(signal.SIGTERM)
+        return real_rename(src, dst)
+
+    out = tmp_path / "taken"
+    monkeypatch.setattr(atomic.os, "rename", stopped_rename)
+    with pytest.raises(SystemExit) as stopped, atomic_directory(out, replace=False) as tmp:
+        (tmp / "mine").write_text("mine")
+        out.mkdir()
+        (out / "theirs").write_text("theirs")  # another process got there first: the rename fails
+    assert stopped.value.code == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    assert atomic._deferral.pending is None
+    with atomic_directory(tmp_path / "next") as tmp:  # nothing left over to stop this one
+        (tmp / "a").write_text("a")
+    assert [p.name for p in (tmp_path / "next").iterdir()] == ["a"]
