@@ -227,11 +227,17 @@ def test_too_few_train_rows_for_the_window_is_refused(n, segments) -> None:
 
 
 def test_too_few_windows_left_once_the_held_out_ones_are_purged_is_refused() -> None:
-    """63 rows give 32 windows of 32: 3 held out and the 31 overlapping them leave none to train
-    on. Training on the overlapping ones instead would score the fit on windows it learnt."""
+    """75 rows give 44 windows of 32: 4 held out and the 31 overlapping them leave 9 to train on,
+    fewer than 10; 63 rows give 32: 3 held out and the other 29 all overlap them. Training on
+    the overlapping ones instead would score the fit on windows it learnt."""
+    _, x = synthetic(n=75)
+    d = view(x, np.arange(75), {"train": ((0, 75),)})
+    with pytest.raises(DataError, match=r"of the train split's 44 full windows, 4 are held out and 31 more overlap "
+                                        r"them, which leaves 9 to train on; at least 10"):
+        ConversationalAE(ConversationalAEConfig(target="noisy", contexts=("ctx_a", "ctx_b"), epochs=1)).fit(d)
     _, x = synthetic(n=63)
     d = view(x, np.arange(63), {"train": ((0, 63),)})
-    with pytest.raises(DataError, match=r"of the train split's 32 full windows, 3 are held out and 31 more overlap "
+    with pytest.raises(DataError, match=r"of the train split's 32 full windows, 3 are held out and 29 more overlap "
                                         r"them, which leaves 0 to train on; at least 10"):
         ConversationalAE(ConversationalAEConfig(target="noisy", contexts=("ctx_a", "ctx_b"), epochs=1)).fit(d)
 

@@ -14,7 +14,8 @@ trailing window of ``window`` rows; each partner is an MLP
 autoencoder with a narrow bottleneck (``network.py`` has the conversation). Two columns are
 appended: the partners' mean reconstruction of the target at row t (``cae_<target>``, in
 standardised units) and their spread there (``cae_<target>_disagreement``), a confidence signal.
-Row t's output reads rows ``<= t`` of its piece only (a segment cut at split boundaries), and
+Row t's output reads rows ``<= t`` of its run only (a segment cut again at each train range's
+start, as ``filter_ranges`` cuts it: validation and test continue from the rows before them), and
 the fit sees train windows only; its held-out errors are kept in the state (``metrics``).
 """
 

@@ -55,7 +55,8 @@ class ConversationalAE:
         purged = n_train - (cfg.window - 1)  # windows overlapping the held-out ones are left out
         if purged < MIN_WINDOWS // 2:  # training on windows that overlap the held-out ones would flatter its scores
             raise DataError(f"{NAME}: of the train split's {len(x)} full windows, {n_hold} are held out and "
-                            f"{cfg.window - 1} more overlap them, which leaves {max(purged, 0)} to train on; at least "
+                            f"{min(cfg.window - 1, n_train)} more overlap them, which leaves {max(purged, 0)} to train "
+                            f"on; at least "
                             f"{MIN_WINDOWS // 2} are needed: lower {NAME}.window or {NAME}.holdout, or train on "
                             f"more rows")
         train = x[:purged]

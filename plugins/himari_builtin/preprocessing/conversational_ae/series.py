@@ -1,10 +1,12 @@
 """The series the autoencoders read and their causal windows (NumPy only).
 
-A window belongs to one *piece*: a contiguous segment cut again at every split boundary, so a
-row's window never reaches into a gap, another symbol or another split (the train rows see
-exactly the windows ``fit`` trained on, and no split's output reads another split's rows). Row t
-of a piece gets the rows ``max(start, t - window + 1) .. t``, zero-padded on the left (zero is
-the train mean of a standardised series) while the piece is younger than the window.
+A window belongs to one *piece*: a contiguous run of rows that never reaches into a gap or
+another symbol. ``fit`` cuts its train rows into pieces at every train range's boundaries
+(``pieces``); ``transform`` reads the runs ``filter_ranges`` gives (cut at each train range's
+start too, so the train rows see exactly the windows ``fit`` trained on, while validation and test
+continue from the rows before them, as they would live). Row t of a piece gets the rows
+``max(start, t - window + 1) .. t``, zero-padded on the left (zero is the train mean of a
+standardised series) while the piece is younger than the window.
 """
 
 from __future__ import annotations
