@@ -29,7 +29,16 @@ MODES = ("long_flat", "long_short")
 
 def _is_number(value: Any) -> bool:
     """A real number (Python or NumPy), not a bool and not a string that spells one."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _as_floats(config: Any, names: tuple[str, ...]) -> None:
+    """Store NumPy numbers as Python floats: a config is written to JSON and YAML, which take
+    neither an ``np.float32`` nor its inexact value (0.001 in float32 is 0.0010000000474...)."""
+    for name in names:
+        value = getattr(config, name)
+        if _is_number(value) and type(value) is not float:
+            object.__setattr__(config, name, float(str(value)) if hasattr(value, "dtype") else float(value))
 
 
 def _finite(value: Any) -> bool:
@@ -58,6 +67,7 @@ class RewardConfig:
     """Adaptation rate eta of the DSR's moving moments, in (0, 1]."""
 
     def __post_init__(self) -> None:
+        _as_floats(self, ("drawdown_penalty", "turnover_penalty", "dsr_weight", "dsr_decay"))
         for name in ("drawdown_penalty", "turnover_penalty"):
             v = getattr(self, name)
             if not (_finite(v) and v >= 0):
@@ -87,6 +97,7 @@ class EnvConfig(RewardConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _as_floats(self, ("fee", "slippage"))
         for name in ("fee", "slippage"):
             v = getattr(self, name)
             if not (_finite(v) and 0 <= v < 1):

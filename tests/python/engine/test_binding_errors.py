@@ -282,6 +282,12 @@ def test_settings_objects_of_the_wrong_kind_are_refused_by_name():
     with pytest.raises(errors.InvalidArgumentError, match="drawdown_penalty: expected a number, got '1'"):
         engine.RewardConfig(drawdown_penalty="1")
     assert engine.RewardConfig(drawdown_penalty=np.float32(0.5)).drawdown_penalty == 0.5
+    # a NumPy number is kept as the Python float it spells: configs are written to JSON and YAML
+    from himari.trading import EnvConfig
+
+    costs = EnvConfig(fee=np.float32(0.001), slippage=np.float64(0.0005)).costs()
+    assert costs == {"fee": 0.001, "slippage": 0.0005, "mode": "long_flat"}
+    assert all(type(costs[k]) is float for k in ("fee", "slippage"))
 
 
 def test_the_bars_a_huge_window_needs_are_stated_without_wrapping():
