@@ -62,14 +62,18 @@ def real_windows(gd: Any, window: int, n: int, seed: int) -> np.ndarray:
     return take_windows(gd.features, starts[pick], window)
 
 
-def _every_train_window_end(gd: Any, window: int) -> np.ndarray:
-    """The last row of every train window, as windows of one row: the train's class shares come
-    from the whole split, not from the sample drawn to match the set's size (a 200-row sample
-    put the flash-crash share at 0.010 where the split's is 0.005)."""
-    from himari.data.windows import window_starts
+def _classify_every_train_window(classify: Any, gd: Any, window: int, chunk: int = 4096) -> np.ndarray:
+    """The class of every train window, ``classify`` given whole windows ``[n, window, C]`` as
+    the generator protocol says, a chunk at a time (a year of 24-row windows is gigabytes at
+    once): the train's class shares come from the whole split, not from the sample drawn to
+    match the set's size (a 200-row sample put the flash-crash share at 0.010 where the split's
+    is 0.005)."""
+    from himari.data.windows import take_windows, window_starts
 
-    ends = window_starts(gd.segments, window) + window - 1
-    return np.asarray(gd.features)[ends][:, None, :]
+    starts = window_starts(gd.segments, window)
+    parts = [np.asarray(classify(take_windows(gd.features, starts[i:i + chunk], window)))
+             for i in range(0, len(starts), chunk)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
 
 
 def _set_metrics(name: str, windows: np.ndarray, labels: np.ndarray, real_scaled: np.ndarray, scaled: np.ndarray,
@@ -130,7 +134,7 @@ def build_report(method: str, sample: Any, gd: Any, *, output: str, generator: A
         classify = getattr(generator, "classify", None)
         if callable(classify):
             classes["measured"] = _shares(classify(windows), names)
-            classes["train"] = _shares(classify(_every_train_window_end(gd, L)), names)
+            classes["train"] = _shares(_classify_every_train_window(classify, gd, L), names)
         report["classes"] = classes
     return report
 

@@ -45,24 +45,33 @@ def transform_rows(x: np.ndarray, window: int, states: list[dict[str, Any]], con
         pre = plugins.preprocessors().get(name).factory(configs[name])
         pre.load_state_dict(entry["state"])
 
-        def view(runs: tuple[tuple[int, int], ...], features: np.ndarray = out,
-                 feature_names: tuple[str, ...] = columns) -> PreprocessData:
-            return PreprocessData(features=features, feature_names=feature_names, bars=bars,
-                                  rows=np.full(n, -1, dtype=np.int64), segments=runs, splits={"train": runs},
-                                  interval_seconds=interval_seconds, seed=seed)
-
-        new = _transform(pre, name, view(segments), source)
+        new = _transform(pre, name, _view(out, columns, bars, segments, interval_seconds, seed), source)
         if new.shape[0] != n or not np.isfinite(new).all():
             raise ConfigError(f"preprocessor {name!r} gave non-finite values or a wrong shape {new.shape} for the "
                               f"synthetic rows of {source} (it reads bars, which synthetic rows do not have); "
                               f"--augment works with preprocessors that read the features only")
-        _require_row_by_row(name, new, _transform(pre, name, view(((0, n),)), source) if n > 1 else new, source)
+        # the same rows cut otherwise: each row alone (windows of several rows), or all joined
+        # into one run (one-row windows); a transform of each row on its own gives them alike
+        other = tuple((i, i + 1) for i in range(n)) if window > 1 else ((0, n),)
+        if other != segments:
+            _require_row_by_row(name, new, _transform(pre, name, _view(out, columns, bars, other, interval_seconds,
+                                                                       seed), source), source)
         out = np.ascontiguousarray(new)
         columns = tuple(entry.get("columns") or columns)
     return out
 
 
+def _view(features: np.ndarray, names: tuple[str, ...], bars: Bars, runs: tuple[tuple[int, int], ...],
+          interval_seconds: int, seed: int) -> PreprocessData:
+    """Synthetic rows as a preprocessor sees them: every run a train range, no prepared row."""
+    return PreprocessData(features=features, feature_names=names, bars=bars,
+                          rows=np.full(len(features), -1, dtype=np.int64), segments=runs, splits={"train": runs},
+                          interval_seconds=interval_seconds, seed=seed)
+
+
 def _transform(pre: Any, name: str, view: PreprocessData, source: Path) -> np.ndarray:
+    """The preprocessor's output on ``view``; whatever it raises on rows without bars is refused
+    naming it."""
     try:
         return np.asarray(pre.transform(view), dtype=np.float32)
     except Exception as e:  # noqa: BLE001 - whatever the plugin raises on rows without bars
@@ -75,12 +84,12 @@ def _require_row_by_row(name: str, per_window: np.ndarray, joined: np.ndarray, s
     """Refuse a preprocessor whose output at a row reads the rows before it (``fan``,
     ``conversational-ae``): a synthetic window has no history, so its first rows (every row of a
     one-row set) would come out unlike any real row, silently (a set of distinct rows became
-    one repeated input with varied labels). Found by transforming the windows apart and joined
-    into one run: a row-by-row transform gives the same rows both ways."""
+    one repeated input with varied labels). Found by transforming the rows cut into runs two
+    ways: a row-by-row transform gives the same rows both ways."""
     if per_window.shape == joined.shape and np.allclose(per_window, joined, rtol=1e-5, atol=1e-6):
         return
     raise ConfigError(f"preprocessor {name!r} reads the rows before each row (its output on the synthetic rows "
-                      f"of {source} changed when their windows were joined into one run), and a synthetic "
+                      f"of {source} changed when they were cut into runs another way), and a synthetic "
                       f"window has no history before it; --augment works with preprocessors that transform "
                       f"each row on its own (such as zscore): train without {name!r} or without --augment")
 

@@ -112,6 +112,27 @@ def test_a_preprocessor_that_reads_earlier_rows_refuses_synthetic_windows(small_
         assert not run.exists()
 
 
+def test_a_set_of_one_window_is_checked_too(small_prepared: Path, timegan_set: Path, tmp_path: Path) -> None:
+    """One window is one run however it is joined: its rows are compared with each row alone."""
+    from himari.errors import ConfigError
+    from himari.plugin.manager import get_plugins
+    from himari.training.augment import transform_rows
+    from himari.training.config import load_run_config
+    from himari.training.preprocess import load_states
+
+    run = tmp_path / "run"
+    r = invoke("train", "baseline-mlp", "--data", small_prepared, "--epochs", 1, "--preprocess", "fan,zscore",
+               "--set", "train.max_steps_per_epoch=2", "--run-dir", run)
+    assert r.exit_code == 0, r.output
+    plugins = get_plugins()
+    cfg = load_run_config(run, plugins)
+    meta = json.loads((timegan_set / "metadata.json").read_text())
+    one = np.load(timegan_set / "windows.npy")[:1].reshape(-1, len(meta["channels"]))
+    with pytest.raises(ConfigError, match="preprocessor 'fan' reads the rows before each row"):
+        transform_rows(one, int(meta["window"]), load_states(run), cfg.plugin_configs, plugins,
+                       tuple(meta["channels"]), 0, 300, timegan_set)
+
+
 def test_a_set_from_another_data_set_is_refused(tmp_path: Path, timegan_set: Path) -> None:
     from himari.data.pipeline import PrepareConfig, prepare
     from himari.data.synthetic import SynthConfig, load_synthetic
