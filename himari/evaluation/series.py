@@ -29,9 +29,6 @@ import numpy as np
 
 from himari.trading import EnvConfig
 
-HOLD = 1
-"""The action shown on the last bar of a range (``ACTION_NAMES`` order: SELL, HOLD, BUY)."""
-
 COLUMNS = ("timestamp", "row", "range", "close", "action", "position", "return", "gross_return", "equity")
 
 
@@ -43,7 +40,7 @@ def per_bar(open_: np.ndarray, close: np.ndarray, timestamps: np.ndarray, ranges
     shown as if it were one (the account is the same either way)."""
     import pandas as pd
 
-    from himari.engine import replay_actions
+    from himari.engine import ACTION_NAMES, replay_actions
 
     actions = np.asarray(actions)
     if actions.ndim != 1 or len(actions) != sum(b - a for a, b in ranges):
@@ -54,7 +51,7 @@ def per_bar(open_: np.ndarray, close: np.ndarray, timestamps: np.ndarray, ranges
         n = b - a
         acts = actions[offset:offset + n].astype(np.int8)  # a copy
         if n:
-            acts[-1] = HOLD
+            acts[-1] = ACTION_NAMES.index("HOLD")
         offset += n
         o, c = np.asarray(open_[a:b], dtype=np.float64), np.asarray(close[a:b], dtype=np.float64)
         net = replay_actions(o, c, acts, fee=env.fee, slippage=env.slippage, mode=env.mode)

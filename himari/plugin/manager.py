@@ -150,7 +150,7 @@ class Plugins:
             except PluginConflictError:
                 app.registered_commands[:], app.registered_groups[:] = commands, groups
                 raise
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - foreign code: name it
                 app.registered_commands[:], app.registered_groups[:] = commands, groups
                 raise PluginLoadError(f"plugin {origin.describe()} failed to add its commands: "
                                       f"{type(e).__name__}: {e}; uninstall it or set "
@@ -189,7 +189,7 @@ def build_plugins(*, disable: str = "", autoload: bool = True) -> Plugins:
                     f"and by {dist}; entry-point names must be the module path")
             try:
                 plugin = ep.load()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any import failure of foreign code
                 raise PluginLoadError(f"plugin {ep.name} ({dist} {version}) failed to load: "
                                       f"{type(e).__name__}: {e}; uninstall it or set "
                                       f"{ENV_DISABLE}={ep.name}") from e

@@ -78,8 +78,9 @@ def adapted_actions(policy: Any, prepared: Any, ranges: list[tuple[int, int]], n
                 from himari.training.relabel import relabelled
 
                 data = relabelled(prepared, own_labels, {"adapt": [(a, a + n)]})
-            lookahead = int(data.lookahead)
-            check_adapt_bars(n, [(a, b)], 0 if callable(getattr(policy.model, "rollout", None)) else lookahead)
+            # an online-RL model adapts on rollouts over the bars and reads no label
+            lookahead = 0 if callable(getattr(policy.model, "rollout", None)) else int(data.lookahead)
+            check_adapt_bars(n, [(a, b)], lookahead)
             labels = np.asarray(data.labels)
             splits = {"adapt": [(a, a + n - lookahead)], "adapt_bars": [(a, a + n)]}
             ctx = TrainContext(data=data.with_splits(splits), features=features, labels=labels, splits=splits,
