@@ -72,6 +72,19 @@ from himari.training.seeding import rng_state, seed_everything, set_rng_state, t
 __all__ = ["Trainer", "TrainingError"]
 
 
+def json_state(name: str, method: Any) -> Any:
+    """A training method's ``state_dict()``, checked to be JSON as checkpoints store it: a NumPy
+    integer in it failed the first checkpoint with "Object of type int64 is not JSON
+    serializable", naming no method."""
+    state = method.state_dict()
+    try:
+        json.dumps(state)
+    except (TypeError, ValueError) as e:
+        raise TrainingError(f"training method {name!r}: state_dict() must return JSON data (dicts, lists, "
+                            f"str, int, float, bool, None) for the checkpoints; {e}") from None
+    return state
+
+
 def check_model_protocol(model: Any, name: str) -> None:
     """What every model must have (docs/plugins.md), checked once it is built: a missing ``act``
     was found only after a whole epoch had trained, when validation first asked for actions."""
@@ -378,7 +391,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "trainer": json.dumps(self.state),
             **distributed.rng_payload(self.dist, rng_state()),
-            "methods": json.dumps({n: m.state_dict() for n, m in self.methods if hasattr(m, "state_dict")}),
+            "methods": json.dumps({n: json_state(n, m) for n, m in self.methods if hasattr(m, "state_dict")}),
             "model_context": model_context_to_dict(self.model_context),
             "method_modules": self.method_modules.state_dict(),
         }

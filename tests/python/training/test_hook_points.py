@@ -437,3 +437,22 @@ def test_numpy_scalars_in_a_state_come_back_with_their_dtype(tmp_path) -> None:
     x = np.random.default_rng(0).normal(size=1000).astype(np.float32)
     np.testing.assert_array_equal(x / back["scale"], x / state["scale"])
     assert (x / back["scale"]).dtype == np.float64
+
+
+def test_a_method_state_that_is_not_json_is_refused_naming_the_method(small_prepared, tmp_path) -> None:
+    """A NumPy integer in a state failed the first checkpoint with "Object of type int64 is not
+    JSON serializable", naming no method."""
+    from himari.errors import TrainingError
+
+    class Counts:
+        def state_dict(self):
+            return {"seen": np.int64(3)}
+
+        def load_state_dict(self, state):
+            pass
+
+    plugins = with_method("np-state", Counts)
+    with pytest.raises(TrainingError, match=r"training method 'np-state': state_dict\(\) must return JSON data .*"
+                                            r"int64"):
+        fit(plugins, small_prepared, tmp_path / "run", methods="np-state")
+    assert not (tmp_path / "run").exists()
