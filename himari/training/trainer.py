@@ -72,6 +72,17 @@ from himari.training.seeding import rng_state, seed_everything, set_rng_state, t
 __all__ = ["Trainer", "TrainingError"]
 
 
+def _checked_dataset(ds: Any, what: str) -> Any:
+    """A split's training data must have a length and be indexable (by a LongTensor of positions,
+    as the sampler fetches batches): a hook returning None failed later with "object of type
+    'NoneType' has no len()", and a list was taken for a split of a few examples."""
+    if ds is None or isinstance(ds, (list, tuple)) or not callable(getattr(ds, "__len__", None)) \
+            or not callable(getattr(ds, "__getitem__", None)):
+        raise TrainingError(f"{what} returned {type(ds).__name__}, expected a dataset (a torch Dataset or any object "
+                            f"with __len__ and __getitem__ taking a LongTensor of positions)")
+    return ds
+
+
 def json_state(name: str, method: Any) -> Any:
     """A training method's ``state_dict()``, checked to be JSON as checkpoints store it: a NumPy
     integer in it failed the first checkpoint with "Object of type int64 is not JSON
@@ -340,9 +351,9 @@ class Trainer:
 
     def _dataset(self, split: str, ctx: TrainContext | None = None) -> Any:
         ctx = self.ctx if ctx is None else ctx
-        ds = self.model.dataset(ctx, split)
-        for _, m in self.with_hook("dataset"):
-            ds = m.dataset(ds, ctx, split)
+        ds = _checked_dataset(self.model.dataset(ctx, split), f"model {self.run.model!r}: dataset({split!r})")
+        for name, m in self.with_hook("dataset"):
+            ds = _checked_dataset(m.dataset(ds, ctx, split), f"training method {name!r}: its dataset hook ({split!r})")
         return ds
 
     def _build_dataset(self, ctx: TrainContext, split: str) -> Any:

@@ -456,3 +456,17 @@ def test_a_method_state_that_is_not_json_is_refused_naming_the_method(small_prep
                                             r"int64"):
         fit(plugins, small_prepared, tmp_path / "run", methods="np-state")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_dataset_hook_returning_none_is_refused_naming_the_method(small_prepared, tmp_path) -> None:
+    from himari.errors import TrainingError
+
+    class Forgets:
+        def dataset(self, dataset, ctx, split):
+            dataset = dataset  # builds something, forgets to return it
+
+    plugins = with_method("forgets", Forgets)
+    with pytest.raises(TrainingError, match=r"training method 'forgets': its dataset hook \('train'\) returned "
+                                            r"NoneType, expected a dataset"):
+        fit(plugins, small_prepared, tmp_path / "run", methods="forgets")
+    assert not (tmp_path / "run").exists()
