@@ -463,7 +463,7 @@ def test_a_dataset_hook_returning_none_is_refused_naming_the_method(small_prepar
 
     class Forgets:
         def dataset(self, dataset, ctx, split):
-            dataset = dataset  # builds something, forgets to return it
+            len(dataset)  # looks at it, forgets to return it
 
     plugins = with_method("forgets", Forgets)
     with pytest.raises(TrainingError, match=r"training method 'forgets': its dataset hook \('train'\) returned "
