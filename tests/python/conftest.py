@@ -9,6 +9,24 @@ from typing import Any
 import pytest
 
 
+def _load_module(name: str, path: Path) -> None:
+    """Make a helper file of the test tree importable by ``name`` (pytest runs with
+    --import-mode=importlib, which does not put test directories on sys.path)."""
+    import importlib.util
+    import sys
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+
+
+_HERE = Path(__file__).parent
+_load_module("himari_tests_tiny_models", _HERE / "tiny_models.py")  # a linear model for plugin tests
+_load_module("himari_tests_conformance", _HERE / "builtin" / "conformance.py")  # the conformance harness
+
+
 @pytest.fixture(autouse=True)
 def _cpu_unless_marked_cuda(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests not marked ``cuda`` pin CPU semantics (bit-equal actions after a reload, thread

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from himari_tests_tiny_models import LinearSupervised  # type: ignore[import-not-found]
 
 from himari.plugin.api import ModelSpec, hookimpl
 from himari.plugin.manager import build_plugins
@@ -21,25 +22,8 @@ class BatchConfig:
     pass
 
 
-class BatchQuantiles:
+class BatchQuantiles(LinearSupervised):
     """A linear score, and BUY/SELL at the 80%/20% quantiles of the scores of the rows given."""
-
-    paradigm = "supervised"
-
-    def __init__(self, config, ctx):
-        self.network = torch.nn.Linear(ctx.n_features, 3)
-
-    def dataset(self, ctx, split):
-        from torch.utils.data import TensorDataset
-
-        from himari.data.splits import rows_of
-
-        rows = rows_of(ctx.splits[split])
-        rows = rows[ctx.labels[rows] >= 0]
-        return TensorDataset(torch.from_numpy(ctx.features[rows]), torch.from_numpy(ctx.labels[rows].astype("int64")))
-
-    def loss(self, batch, ctx):
-        return torch.nn.functional.cross_entropy(self.network(batch[0]), batch[1]), {}
 
     def act(self, features, rows):
         with torch.no_grad():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from himari_tests_tiny_models import LinearSupervised  # type: ignore[import-not-found]
 from rich.console import Console
 
 from himari.errors import ConfigError
@@ -185,30 +186,8 @@ class PlainConfig:
     """Unused."""
 
 
-class Plain:
+class Plain(LinearSupervised):
     """A third-party stateless model without action_probabilities."""
-
-    paradigm = "supervised"
-
-    def __init__(self, config, ctx):
-        import torch
-
-        self.network = torch.nn.Linear(ctx.n_features, 3)
-
-    def dataset(self, ctx, split):
-        import torch
-        from torch.utils.data import TensorDataset
-
-        from himari.data.splits import rows_of
-
-        rows = rows_of(ctx.splits[split])
-        rows = rows[ctx.labels[rows] >= 0]
-        return TensorDataset(torch.from_numpy(ctx.features[rows]), torch.from_numpy(ctx.labels[rows].astype("int64")))
-
-    def loss(self, batch, ctx):
-        import torch.nn.functional as F
-
-        return F.cross_entropy(self.network(batch[0]), batch[1]), {}
 
     def act(self, features, rows):
         import torch

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from himari_tests_tiny_models import LinearSupervised  # type: ignore[import-not-found]
 from rich.console import Console
 
 from himari.plugin import EnvConfig, ModelSpec, TrainingMethodSpec, hookimpl
@@ -93,31 +94,8 @@ class ConstConfig:
     """The action always taken."""
 
 
-class ConstModel:
+class ConstModel(LinearSupervised):
     """A trainable model that ignores its input when acting: the collapse guard must fire."""
-
-    paradigm = "supervised"
-
-    def __init__(self, config, ctx):
-        import torch
-
-        self.config = config
-        self.network = torch.nn.Linear(ctx.n_features, 3)
-
-    def dataset(self, ctx, split):
-        import torch
-        from torch.utils.data import TensorDataset
-
-        from himari.data.splits import rows_of
-
-        rows = rows_of(ctx.splits[split])
-        rows = rows[ctx.labels[rows] >= 0]
-        return TensorDataset(torch.from_numpy(ctx.features[rows]), torch.from_numpy(ctx.labels[rows].astype("int64")))
-
-    def loss(self, batch, ctx):
-        import torch.nn.functional as F
-
-        return F.cross_entropy(self.network(batch[0]), batch[1]), {}
 
     def act(self, features, rows):
         return np.full(len(rows), self.config.action, dtype=np.int8)
