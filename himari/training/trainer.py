@@ -65,49 +65,12 @@ from himari.training.counterfactual import check_counterfactual_order
 from himari.training.data_identity import DATA_JSON, check_same_data, record_data
 from himari.training.device import resolve_device, to_device
 from himari.training.loop import batch_norm_batch_problem, step_label
+from himari.training.plugin_checks import check_model_protocol, checked_dataset, json_state
 from himari.training.preprocess import load_states, run_preprocessors, save_states
 from himari.training.rl import observation_filter
 from himari.training.seeding import rng_state, seed_everything, set_rng_state, torch_process_settings_kept
 
 __all__ = ["Trainer", "TrainingError"]
-
-
-def _checked_dataset(ds: Any, what: str) -> Any:
-    """A split's training data must have a length and be indexable (by a LongTensor of positions,
-    as the sampler fetches batches): a hook returning None failed later with "object of type
-    'NoneType' has no len()", and a list was taken for a split of a few examples."""
-    if ds is None or isinstance(ds, (list, tuple)) or not callable(getattr(ds, "__len__", None)) \
-            or not callable(getattr(ds, "__getitem__", None)):
-        raise TrainingError(f"{what} returned {type(ds).__name__}, expected a dataset (a torch Dataset or any object "
-                            f"with __len__ and __getitem__ taking a LongTensor of positions)")
-    return ds
-
-
-def json_state(name: str, method: Any) -> Any:
-    """A training method's ``state_dict()``, checked to be JSON as checkpoints store it: a NumPy
-    integer in it failed the first checkpoint with "Object of type int64 is not JSON
-    serializable", naming no method."""
-    state = method.state_dict()
-    try:
-        json.dumps(state)
-    except (TypeError, ValueError) as e:
-        raise TrainingError(f"training method {name!r}: state_dict() must return JSON data (dicts, lists, "
-                            f"str, int, float, bool, None) for the checkpoints; {e}") from None
-    return state
-
-
-def check_model_protocol(model: Any, name: str) -> None:
-    """What every model must have (docs/plugins.md), checked once it is built: a missing ``act``
-    was found only after a whole epoch had trained, when validation first asked for actions."""
-    missing = [] if hasattr(model, "network") else ["network"]
-    missing += [m for m in ("loss",) if not callable(getattr(model, m, None))]
-    if not callable(getattr(model, "rollout", None)) and not callable(getattr(model, "dataset", None)):
-        missing.append("dataset (or rollout, for online RL)")
-    if not callable(getattr(model, "act", None)) and not callable(getattr(model, "act_sequence", None)):
-        missing.append("act (or act_sequence)")
-    if missing:
-        raise TrainingError(f"model {name!r}: its factory returned a {type(model).__name__} without "
-                            f"{', '.join(missing)}, which every model needs (docs/plugins.md)")
 
 
 class Trainer:
@@ -351,9 +314,9 @@ class Trainer:
 
     def _dataset(self, split: str, ctx: TrainContext | None = None) -> Any:
         ctx = self.ctx if ctx is None else ctx
-        ds = _checked_dataset(self.model.dataset(ctx, split), f"model {self.run.model!r}: dataset({split!r})")
+        ds = checked_dataset(self.model.dataset(ctx, split), f"model {self.run.model!r}: dataset({split!r})")
         for name, m in self.with_hook("dataset"):
-            ds = _checked_dataset(m.dataset(ds, ctx, split), f"training method {name!r}: its dataset hook ({split!r})")
+            ds = checked_dataset(m.dataset(ds, ctx, split), f"training method {name!r}: its dataset hook ({split!r})")
         return ds
 
     def _build_dataset(self, ctx: TrainContext, split: str) -> Any:
