@@ -164,19 +164,27 @@ class SyntheticSet:
                             f"{self.fingerprint[:12]}); {data.path} has fingerprint {fp[:12]} (other bars, "
                             f"features or labels); make the set again from {data.path}")
 
-    def check_ranges(self, splits: dict[str, list[tuple[int, int]]], where: str = "the run") -> None:
+    def check_ranges(self, splits: dict[str, list[tuple[int, int]]], where: str = "the run",
+                     embargo: int = 0) -> None:
         """Refuse a set whose generator read a validation or test row of ``splits``: the rows it
         was fitted on, extended by the labels' look-ahead (a label at row t reads bars up to
-        t + look-ahead, so the rows ``[s, e)`` read up to row ``e - 1 + look-ahead``)."""
+        t + look-ahead, so the rows ``[s, e)`` read up to row ``e - 1 + look-ahead``), or by the
+        data's ``embargo`` where that is longer: the rows a run keeps out of training before its
+        validation and test rows are kept out of what its synthetic rows were made from too (a
+        set made before the data was prepared again with a longer embargo was accepted)."""
+        margin = max(self.lookahead, int(embargo), 0)
         for name in ("validation", "test"):
             for a, b in splits.get(name, []):
                 for s, e in self.train_ranges:
-                    read_to = e + max(self.lookahead, 0)
+                    read_to = e + margin
                     if s < b and a < read_to:
+                        reach = (f"labels read up to row {e - 1 + max(self.lookahead, 0)}"
+                                 + (f", and the data's embargo of {embargo} rows keeps rows up to {read_to - 1} out"
+                                    if embargo > self.lookahead else ""))
                         raise DataError(
-                            f"{self.path}: its generator was fitted on rows [{s}, {e}) (labels read up to row "
-                            f"{read_to - 1}), which overlap the {name} rows [{a}, {b}) of {where}; synthetic data "
-                            f"may come only from the train period: make the set from this run's train split")
+                            f"{self.path}: its generator was fitted on rows [{s}, {e}) ({reach}), which overlap the "
+                            f"{name} rows [{a}, {b}) of {where}; synthetic data may come only from the train "
+                            f"period: make the set from this run's train split")
 
     def rows(self, feature_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Every window step as a row of ``feature_names`` (the prepared features, in their order)

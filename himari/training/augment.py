@@ -100,7 +100,7 @@ def synthetic_rows(path: str | Path, data: Any, splits: dict[str, list[tuple[int
     """The checked, preprocessed rows of the set at ``path`` and the record the run keeps."""
     s = SyntheticSet(path)
     s.check_source(data)
-    s.check_ranges(splits, where=f"this run ({data.path})")
+    s.check_ranges(splits, where=f"this run ({data.path})", embargo=int(data.metadata.get("embargo") or 0))
     x, y = s.rows(list(data.feature_names))
     x = transform_rows(x, s.window, states, configs, plugins, tuple(data.feature_names), seed,
                        int(data.metadata.get("interval_seconds", 0)), s.path)

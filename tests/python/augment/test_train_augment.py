@@ -181,6 +181,11 @@ def test_overlap_with_validation_or_test_counts_the_labels_lookahead(timegan_set
     before = {**ok, "test": [(start - 10, start + 1)]}
     with pytest.raises(DataError, match=r"overlap the test rows"):
         s.check_ranges(before)
+    # the data's embargo, where longer than the look-ahead, keeps its rows out of the set's too
+    s.check_ranges({**ok, "validation": [(stop + 50, stop + 60)], "test": []}, embargo=50)
+    with pytest.raises(DataError, match=r"the data's embargo of 50 rows keeps rows up to \d+ out\), which overlap "
+                                        r"the validation rows"):
+        s.check_ranges(ok, embargo=50)
 
 
 def test_a_run_whose_validation_covers_the_sets_train_period_is_refused(small_prepared: Path, timegan_set: Path,
