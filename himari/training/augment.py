@@ -2,10 +2,12 @@
 
 The set is checked against the run before anything is trained (``SyntheticSet.check_source`` and
 ``check_ranges``): made from this prepared data, by a generator fitted on rows that the run's
-validation and test ranges (with the labels' look-ahead) do not touch. Its rows then go through
-the run's preprocessors with the states fitted on the real train rows (never refitted), each
-window a segment of its own: the synthetic rows have no bars (NaN prices, prepared row -1), so a
-preprocessor that reads bars fails here with its name. Rows without a label are dropped. The
+validation and test ranges (with the labels' look-ahead, or the data's embargo where longer) do
+not touch. Its rows then go through the run's preprocessors with the states fitted on the real
+train rows (never refitted), each window a segment of its own: the synthetic rows have no bars
+(NaN prices, prepared row -1), so a preprocessor that reads bars fails here with its name, and
+one that reads the rows before each row is refused (``_require_row_by_row``). Rows without a
+label are dropped. The
 model adds the result to its train split only (``TrainContext.synthetic``).
 """
 
