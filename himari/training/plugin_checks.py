@@ -5,6 +5,7 @@ deep inside himari, with a message that names nothing (or not at all)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from himari.errors import TrainingError
@@ -48,4 +49,34 @@ def check_model_protocol(model: Any, name: str) -> None:
                             f"{', '.join(missing)}, which every model needs (docs/plugins.md)")
 
 
-__all__ = ["check_model_protocol", "checked_dataset", "json_state"]
+
+def checked_loss(result: Any, model: str) -> tuple[Any, Any]:
+    """A model's ``loss`` return: ``(loss, logs)``, the loss a one-element tensor. A bare tensor
+    failed with "iteration over a 0-d tensor", naming nothing. Structure and shape only, so the
+    check traces into a compiled or recorded loss without a break."""
+    import torch
+
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Mapping)):
+        raise TrainingError(f"model {model!r}: loss must return (loss tensor, dict of values to log), got "
+                            f"{type(result).__name__}")
+    loss, logs = result
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise TrainingError(f"model {model!r}: loss must return a one-element tensor as its loss, got {shape}")
+    return loss, logs
+
+
+def checked_term(value: Any, method: str, term: str) -> Any:
+    """A training method's ``loss_terms`` value: a one-element tensor or a number. A vector
+    failed in backward with "grad can be implicitly created only for scalar outputs"."""
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value
+    if not isinstance(value, torch.Tensor) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+    raise TrainingError(f"training method {method!r}: loss_terms[{term!r}] must be a one-element tensor, got {shape}")
+
+
+__all__ = ["check_model_protocol", "checked_dataset", "checked_loss", "checked_term", "json_state"]

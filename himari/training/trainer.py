@@ -65,7 +65,7 @@ from himari.training.counterfactual import check_counterfactual_order
 from himari.training.data_identity import DATA_JSON, check_same_data, record_data
 from himari.training.device import resolve_device, to_device
 from himari.training.loop import batch_norm_batch_problem, step_label
-from himari.training.plugin_checks import check_model_protocol, checked_dataset, json_state
+from himari.training.plugin_checks import check_model_protocol, checked_dataset, checked_loss, checked_term, json_state
 from himari.training.preprocess import load_states, run_preprocessors, save_states
 from himari.training.rl import observation_filter
 from himari.training.seeding import rng_state, seed_everything, set_rng_state, torch_process_settings_kept
@@ -508,11 +508,11 @@ class Trainer:
         """The model's loss plus the training methods' terms: the forward of the module DDP wraps
         (``distributed.loss_module``). Logs may stay tensors: ``train_step`` brings them to the
         host together."""
-        loss, logs = self.model.loss(batch, self.ctx)
+        loss, logs = checked_loss(self.model.loss(batch, self.ctx), self.run.model)
         logs = dict(logs)
         for name, m in self.with_hook("loss_terms"):
             for term, value in m.loss_terms(self.model, batch, self.ctx).items():
-                loss = loss + value
+                loss = loss + checked_term(value, name, term)
                 logs[f"{name}/{term}"] = value.detach() if hasattr(value, "detach") else float(value)
         return loss, logs
 

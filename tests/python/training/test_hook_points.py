@@ -470,3 +470,33 @@ def test_a_dataset_hook_returning_none_is_refused_naming_the_method(small_prepar
                                             r"NoneType, expected a dataset"):
         fit(plugins, small_prepared, tmp_path / "run", methods="forgets")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_loss_or_loss_term_of_the_wrong_kind_is_refused_naming_its_plugin(small_prepared, tmp_path) -> None:
+    """A bare tensor from loss failed with "iteration over a 0-d tensor", and a vector term in
+    backward with "grad can be implicitly created only for scalar outputs", naming neither."""
+    import torch
+
+    from himari.errors import TrainingError
+    from himari.training.plugin_checks import checked_loss, checked_term
+
+    with pytest.raises(TrainingError, match=r"model 'm': loss must return \(loss tensor, dict of values to log\), got "
+                                            r"Tensor"):
+        checked_loss(torch.tensor(1.0), "m")
+    with pytest.raises(TrainingError, match=r"model 'm': loss must return a one-element tensor as its loss, got \(4,\)"):
+        checked_loss((torch.ones(4), {}), "m")
+    loss = torch.tensor(2.0)
+    assert checked_loss((loss, {"a": 1.0}), "m")[0] is loss
+    with pytest.raises(TrainingError, match=r"training method 'w': loss_terms\['t'\] must be a one-element tensor, got "
+                                            r"\(3,\)"):
+        checked_term(torch.ones(3), "w", "t")
+    assert checked_term(0.5, "w", "t") == 0.5 and checked_term(torch.ones(1), "w", "t").numel() == 1
+
+    class VectorTerm:
+        def loss_terms(self, model, batch, ctx):
+            return {"t": torch.ones(7, requires_grad=True)}
+
+    plugins = with_method("vector-term", VectorTerm)
+    with pytest.raises(TrainingError, match=r"training method 'vector-term': loss_terms\['t'\]"):
+        fit(plugins, small_prepared, tmp_path / "run", methods="vector-term")
+    assert not (tmp_path / "run").exists()
