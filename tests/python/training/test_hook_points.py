@@ -439,10 +439,19 @@ def test_numpy_scalars_in_a_state_come_back_with_their_dtype(tmp_path) -> None:
     assert (x / back["scale"]).dtype == np.float64
 
 
+def refused_before_a_run(name: str, factory, match: str, data, tmp_path) -> None:
+    """A run with the training method ``name`` stops with a ``TrainingError`` matching ``match``
+    and leaves no run directory."""
+    from himari.errors import TrainingError
+
+    with pytest.raises(TrainingError, match=match):
+        fit(with_method(name, factory), data, tmp_path / "run", methods=name)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_method_state_that_is_not_json_is_refused_naming_the_method(small_prepared, tmp_path) -> None:
     """A NumPy integer in a state failed the first checkpoint with "Object of type int64 is not
     JSON serializable", naming no method."""
-    from himari.errors import TrainingError
 
     class Counts:
         def state_dict(self):
@@ -451,25 +460,18 @@ def test_a_method_state_that_is_not_json_is_refused_naming_the_method(small_prep
         def load_state_dict(self, state):
             pass
 
-    plugins = with_method("np-state", Counts)
-    with pytest.raises(TrainingError, match=r"training method 'np-state': state_dict\(\) must return JSON data .*"
-                                            r"int64"):
-        fit(plugins, small_prepared, tmp_path / "run", methods="np-state")
-    assert not (tmp_path / "run").exists()
+    refused_before_a_run("np-state", Counts, r"training method 'np-state': state_dict\(\) must return JSON data .*int64",
+                         small_prepared, tmp_path)
 
 
 def test_a_dataset_hook_returning_none_is_refused_naming_the_method(small_prepared, tmp_path) -> None:
-    from himari.errors import TrainingError
 
     class Forgets:
         def dataset(self, dataset, ctx, split):
             len(dataset)  # looks at it, forgets to return it
 
-    plugins = with_method("forgets", Forgets)
-    with pytest.raises(TrainingError, match=r"training method 'forgets': its dataset hook \('train'\) returned "
-                                            r"NoneType, expected a dataset"):
-        fit(plugins, small_prepared, tmp_path / "run", methods="forgets")
-    assert not (tmp_path / "run").exists()
+    refused_before_a_run("forgets", Forgets, r"training method 'forgets': its dataset hook \('train'\) returned "
+                         r"NoneType, expected a dataset", small_prepared, tmp_path)
 
 
 def test_a_loss_or_loss_term_of_the_wrong_kind_is_refused_naming_its_plugin(small_prepared, tmp_path) -> None:
@@ -496,7 +498,5 @@ def test_a_loss_or_loss_term_of_the_wrong_kind_is_refused_naming_its_plugin(smal
         def loss_terms(self, model, batch, ctx):
             return {"t": torch.ones(7, requires_grad=True)}
 
-    plugins = with_method("vector-term", VectorTerm)
-    with pytest.raises(TrainingError, match=r"training method 'vector-term': loss_terms\['t'\]"):
-        fit(plugins, small_prepared, tmp_path / "run", methods="vector-term")
-    assert not (tmp_path / "run").exists()
+    refused_before_a_run("vector-term", VectorTerm, r"training method 'vector-term': loss_terms\['t'\]",
+                         small_prepared, tmp_path)
