@@ -39,7 +39,7 @@ import numpy as np
 
 from himari.engine import BUY, HOLD, SELL
 from himari.errors import ConfigError
-from himari.evaluation.policy import decision_mask
+from himari.evaluation.policy import action_problem, decision_mask
 
 Ranges = Sequence[tuple[int, int]]
 _DECISIONS: contextvars.ContextVar[np.ndarray | None] = contextvars.ContextVar("himari_decisions", default=None)
@@ -322,21 +322,15 @@ def model_actions(model: Any, features: Any, open_: Any, close: Any, ranges: Ran
 
 
 def checked_actions(actions: Any, n: int, name: str, call: str) -> np.ndarray:
-    """A model's ``act``/``act_sequence`` output as the backtester takes it: one integer action
-    (0 SELL, 1 HOLD, 2 BUY) per row. Anything else is refused naming the model: a float or a
-    value out of range was cast to int8 and scored silently (256 read as SELL)."""
+    """A model's ``act``/``act_sequence`` output as the backtester takes it (``action_problem``);
+    anything else is refused naming the model."""
     from himari.errors import TrainingError
 
     a = np.asarray(actions)
-    if a.ndim != 1 or len(a) != n:
-        problem = f"an array of shape {a.shape}, expected ({n},): one action per row"
-    elif a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
-        problem = f"{a.dtype} values, expected integer actions"
-    elif n and (int(a.min()) < 0 or int(a.max()) > 2):
-        problem = f"values from {int(a.min())} to {int(a.max())}, expected 0 (SELL), 1 (HOLD) or 2 (BUY)"
-    else:
-        return a
-    raise TrainingError(f"model {name!r}: {call} returned {problem}")
+    problem = action_problem(a, n)
+    if problem:
+        raise TrainingError(f"model {name!r}: {call} returned {problem}")
+    return a
 
 
 def _counts(actions: np.ndarray, ranges: Ranges) -> np.ndarray:

@@ -146,6 +146,19 @@ def _chained(equities: list[np.ndarray], bpy: float) -> dict[str, float]:
             "max_drawdown": mdd, "calmar": annual / mdd if mdd > 0 else 0.0}
 
 
+def action_problem(actions: np.ndarray, n: int) -> str | None:
+    """What is wrong with ``actions`` as the backtester takes them (one integer action, 0 SELL,
+    1 HOLD or 2 BUY, per row of ``n``), or None: a float or an out-of-range value would be cast
+    to int8 and scored silently (256 read as SELL)."""
+    if actions.ndim != 1 or len(actions) != n:
+        return f"an array of shape {actions.shape}, expected ({n},): one action per row"
+    if actions.dtype == np.bool_ or not np.issubdtype(actions.dtype, np.integer):
+        return f"{actions.dtype} values, expected integer actions"
+    if n and (int(actions.min()) < 0 or int(actions.max()) > 2):
+        return f"values from {int(actions.min())} to {int(actions.max())}, expected 0 (SELL), 1 (HOLD) or 2 (BUY)"
+    return None
+
+
 def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actions: np.ndarray,
                      env: EnvConfig = EnvConfig(), bars_per_year: float = BARS_PER_YEAR_5M) -> dict[str, Any]:
     """Metrics of ``actions`` (aligned with the concatenated rows of ``ranges``) after the costs
@@ -158,10 +171,9 @@ def evaluate_actions(open_: np.ndarray, close: np.ndarray, ranges: Ranges, actio
     if actions.ndim != 1 or len(actions) != sum(lengths):
         raise ValueError(f"actions: expected one action per row of the split ({sum(lengths)}), "
                          f"got shape {actions.shape}")
-    if actions.dtype == np.bool_ or not np.issubdtype(actions.dtype, np.integer) or (
-            len(actions) and (int(actions.min()) < 0 or int(actions.max()) > 2)):
-        raise ValueError(f"actions: expected integers 0 (SELL), 1 (HOLD) or 2 (BUY), got {actions.dtype} values"
-                         + (f" from {actions.min()} to {actions.max()}" if len(actions) else ""))
+    problem = action_problem(actions, len(actions))
+    if problem:
+        raise ValueError(f"actions: expected integers 0 (SELL), 1 (HOLD) or 2 (BUY), got {problem}")
     signals = actions.astype(np.int8, copy=False)
     results, equities, offset = [], [], 0
     for (a, b), n in zip(ranges, lengths):
