@@ -217,25 +217,22 @@ def _split_arrays(state: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
         return {k: _split_arrays(v, arrays, f"{path}/{k}") for k, v in state.items()}
     if isinstance(state, (list, tuple)):
         return [_split_arrays(v, arrays, f"{path}/{i}") for i, v in enumerate(state)]
-    if isinstance(state, np.ndarray) or type(state).__module__.startswith("torch"):
-        kind = "numpy" if isinstance(state, np.ndarray) else "torch"
+    if isinstance(state, (np.ndarray, np.generic)) or type(state).__module__.startswith("torch"):
+        # a NumPy scalar is saved as a 0-d array and comes back with its dtype: a float64 read back
+        # as a Python float would let float32 maths win in the transform
+        kind = ("numpy" if isinstance(state, np.ndarray) else "numpy-scalar" if isinstance(state, np.generic)
+                else "torch")
         if kind == "torch":
             t = state.detach().cpu()
             dtype = str(t.dtype).removeprefix("torch.")
             arr = t.view(__import__("torch").int16).numpy() if dtype == "bfloat16" else t.numpy()
         else:
-            dtype, arr = str(state.dtype), state
+            dtype, arr = str(state.dtype), np.asarray(state)
         if arr.dtype == object:
             raise ConfigError(f"preprocessing state {path}: object arrays cannot be saved")
         key = f"a{len(arrays)}"
-        arrays[key] = np.ascontiguousarray(arr)
+        arrays[key] = np.require(arr, requirements="C")  # not ascontiguousarray: it makes a 0-d array 1-d
         return {_REF: key, "kind": kind, "dtype": dtype}
-    if isinstance(state, np.generic):  # a 0-d array keeps its dtype: a float64 scalar read back as a
-        if state.dtype == object:      # Python float would let float32 maths win in the transform
-            raise ConfigError(f"preprocessing state {path}: object scalars cannot be saved")
-        key = f"a{len(arrays)}"
-        arrays[key] = np.asarray(state)
-        return {_REF: key, "kind": "numpy-scalar", "dtype": str(state.dtype)}
     if state is None or isinstance(state, (bool, int, float, str)):
         return state
     raise ConfigError(f"preprocessing state {path}: {type(state).__name__} is not JSON, a NumPy array or a tensor")
