@@ -317,14 +317,14 @@ class CGDT:
             from himari.plugin.api import record_decisions
 
             grid = net.rtg_grid.detach().cpu().numpy()
-            decisions: list[Any] = []
+            # under rules the filter counts decisions: keep the candidates' apart, count the kept one's
+            decisions: list[Any] | None = [] if execution is not None else None
             all_actions = self._rollout(features, open, close, ranges, env, grid,
                                         f"choosing the target return-to-go on validation ({len(grid)} targets)",
                                         execution, decisions)
             best = self._tune(all_actions, open, close, ranges, env)
-            if execution is not None:  # the kept target's own decisions, not those of all the candidates
-                for raw in decisions:
-                    record_decisions(raw[best])
+            for raw in decisions or []:
+                record_decisions(raw[best])
             with torch.no_grad():
                 net.target_rtg.fill_(float(grid[best]))
             return all_actions[best]
