@@ -7,8 +7,7 @@ not touch. Its rows then go through the run's preprocessors with the states fitt
 train rows (never refitted), each window a segment of its own: the synthetic rows have no bars
 (NaN prices, prepared row -1), so a preprocessor that reads bars fails here with its name, and
 one that reads the rows before each row is refused (``_require_row_by_row``). Rows without a
-label are dropped. The
-model adds the result to its train split only (``TrainContext.synthetic``).
+label are dropped. The model adds the result to its train split only (``TrainContext.synthetic``).
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ def transform_rows(x: np.ndarray, window: int, states: list[dict[str, Any]], con
         name = entry["name"]
         pre = plugins.preprocessors().get(name).factory(configs[name])
         pre.load_state_dict(entry["state"])
-
         new = _transform(pre, name, _view(out, columns, bars, segments, interval_seconds, seed), source)
         if new.shape[0] != n or not np.isfinite(new).all():
             raise ConfigError(f"preprocessor {name!r} gave non-finite values or a wrong shape {new.shape} for the "
@@ -82,13 +80,13 @@ def _transform(pre: Any, name: str, view: PreprocessData, source: Path) -> np.nd
                           f"the features only") from None
 
 
-def _require_row_by_row(name: str, per_window: np.ndarray, joined: np.ndarray, source: Path) -> None:
+def _require_row_by_row(name: str, as_given: np.ndarray, cut_otherwise: np.ndarray, source: Path) -> None:
     """Refuse a preprocessor whose output at a row reads the rows before it (``fan``,
     ``conversational-ae``): a synthetic window has no history, so its first rows (every row of a
     one-row set) would come out unlike any real row, silently (a set of distinct rows became
     one repeated input with varied labels). Found by transforming the rows cut into runs two
     ways: a row-by-row transform gives the same rows both ways."""
-    if per_window.shape == joined.shape and np.allclose(per_window, joined, rtol=1e-5, atol=1e-6):
+    if as_given.shape == cut_otherwise.shape and np.allclose(as_given, cut_otherwise, rtol=1e-5, atol=1e-6):
         return
     raise ConfigError(f"preprocessor {name!r} reads the rows before each row (its output on the synthetic rows "
                       f"of {source} changed when they were cut into runs another way), and a synthetic "

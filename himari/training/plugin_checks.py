@@ -49,7 +49,6 @@ def check_model_protocol(model: Any, name: str) -> None:
                             f"{', '.join(missing)}, which every model needs (docs/plugins.md)")
 
 
-
 def checked_loss(result: Any, model: str) -> tuple[Any, Any]:
     """A model's ``loss`` return: ``(loss, logs)``, the loss a one-element tensor. A bare tensor
     failed with "iteration over a 0-d tensor", naming nothing. Structure and shape only, so the
