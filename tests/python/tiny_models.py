@@ -32,3 +32,19 @@ class LinearSupervised:
         import torch.nn.functional as F
 
         return F.cross_entropy(self.network(batch[0]), batch[1]), {}
+
+
+def plugins_with_model(name: str, factory: Any, config: type, summary: str = "a test model") -> Any:
+    """The installed plugins plus a model ``name`` built by ``factory``, registered through the
+    plugin hook as a third-party package would register it."""
+    from himari.plugin import ModelSpec, hookimpl
+    from himari.plugin.manager import build_plugins
+
+    class Plugin:
+        @hookimpl
+        def himari_register_models(self, registry: Any) -> None:
+            registry.add(ModelSpec(name=name, summary=summary, config=config, factory=factory))
+
+    plugins = build_plugins()
+    plugins.register(Plugin(), name=f"{name}-plugin")
+    return plugins

@@ -9,10 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from himari_tests_tiny_models import LinearSupervised  # type: ignore[import-not-found]
-
-from himari.plugin.api import ModelSpec, hookimpl
-from himari.plugin.manager import build_plugins
+from himari_tests_tiny_models import LinearSupervised, plugins_with_model  # type: ignore[import-not-found]
 
 torch = pytest.importorskip("torch")
 
@@ -32,17 +29,9 @@ class BatchQuantiles(LinearSupervised):
         return np.where(score > hi, 2, np.where(score < lo, 0, 1)).astype(np.int64)
 
 
-class BatchPlugin:
-    @hookimpl
-    def himari_register_models(self, registry):
-        registry.add(ModelSpec(name="batch-quantiles", summary="thresholds from the whole batch",
-                               config=BatchConfig, factory=BatchQuantiles))
-
-
 def test_a_model_whose_act_reads_later_rows_of_its_call_fails_the_harness(small_prepared, tmp_path) -> None:
     from himari_tests_conformance import check_model  # type: ignore[import-not-found]
 
-    plugins = build_plugins()
-    plugins.register(BatchPlugin(), name="batch-plugin")
+    plugins = plugins_with_model("batch-quantiles", BatchQuantiles, BatchConfig, "thresholds from the whole batch")
     with pytest.raises(AssertionError, match="act at row t reads rows after t"):
         check_model("batch-quantiles", small_prepared, tmp_path, plugins)

@@ -9,10 +9,10 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from himari_tests_tiny_models import LinearSupervised  # type: ignore[import-not-found]
+from himari_tests_tiny_models import LinearSupervised, plugins_with_model  # type: ignore[import-not-found]
 from rich.console import Console
 
-from himari.plugin import EnvConfig, ModelSpec, TrainingMethodSpec, hookimpl
+from himari.plugin import EnvConfig, TrainingMethodSpec, hookimpl
 from himari.plugin.manager import build_plugins
 from himari.training.config import merge_run_config
 from himari.training.preprocess import load_states
@@ -101,15 +101,8 @@ class ConstModel(LinearSupervised):
         return np.full(len(rows), self.config.action, dtype=np.int8)
 
 
-class ConstPlugin:
-    @hookimpl
-    def himari_register_models(self, registry):
-        registry.add(ModelSpec(name="const", summary="always the same action", config=ConstConfig, factory=ConstModel))
-
-
 def test_collapse_guard_reports_loudly(small_prepared, tmp_path) -> None:
-    plugins = build_plugins()
-    plugins.register(ConstPlugin(), name="const-plugin")
+    plugins = plugins_with_model("const", ConstModel, ConstConfig, "always the same action")
     console = quiet(tmp_path)
     s = train(plugins, small_prepared, tmp_path / "run", console, model="const", preprocess="zscore")
     out = console.file.getvalue()
@@ -124,16 +117,9 @@ class NoActModel(ConstModel):
     act = None  # type: ignore[assignment]
 
 
-class NoActPlugin:
-    @hookimpl
-    def himari_register_models(self, registry):
-        registry.add(ModelSpec(name="no-act", summary="forgot act", config=ConstConfig, factory=NoActModel))
-
-
 def test_a_model_without_act_is_refused_before_training(small_prepared, tmp_path) -> None:
     """It trained a whole epoch and then failed at validation with an AttributeError."""
-    plugins = build_plugins()
-    plugins.register(NoActPlugin(), name="no-act-plugin")
+    plugins = plugins_with_model("no-act", NoActModel, ConstConfig, "forgot act")
     with pytest.raises(TrainingError, match=r"model 'no-act': its factory returned a NoActModel without act "
                                             r"\(or act_sequence\), which every model needs"):
         train(plugins, small_prepared, tmp_path / "run", quiet(tmp_path), model="no-act")
